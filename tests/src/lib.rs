@@ -1,1 +1,995 @@
-//! Helpers shared by the end-to-end tests.
+//! Harness shared by the end-to-end tests: builds and locates the `berth` binary, runs a real
+//! `berth daemon` on a private temp root and socket ([`Daemon`], killed and cleaned up on drop, its
+//! log printed when a test fails), and drives it with the clients users have: bollard
+//! ([`Daemon::bollard`]), the real `docker` CLI ([`Daemon::docker`]), the python `docker` SDK
+//! ([`Daemon::python`]) and a raw HTTP/1.1 client for the wire-level checks ([`Daemon::raw`]).
+//! It also owns the busybox rootfs fixture ([`busybox_rootfs_tar`]) used as a registry-free image.
+//!
+//! Everything here needs root (the daemon creates namespaces and mounts); the tests run as root in CI.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+/// How long a daemon gets to answer `GET /_ping` after it was spawned.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default bound for one client command (docker CLI, python) before it is killed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// The API version the engine advertises.
+pub const API_VERSION: &str = "1.50";
+
+// ---------------------------------------------------------------------------------------------
+// Binary
+// ---------------------------------------------------------------------------------------------
+
+/// Path of the `berth` binary, built once per test process.
+///
+/// `BERTH_BIN` overrides the lookup. Otherwise the binary sits next to the test executable's
+/// `deps/` directory (same target dir and profile); `cargo build -p berth-cli --bin berth` is run
+/// once first so the tests never drive a stale binary (set `BERTH_TESTS_NO_BUILD=1` to skip that).
+pub fn berth_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("BERTH_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(bin.exists(), "BERTH_BIN={} does not exist", bin.display());
+            return bin;
+        }
+        let exe = std::env::current_exe().expect("current_exe");
+        // target/<profile>/deps/<test-binary>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary is not inside target/<profile>/deps")
+            .to_path_buf();
+        let bin = profile_dir.join("berth");
+        if std::env::var_os("BERTH_TESTS_NO_BUILD").is_none() {
+            build_berth(&profile_dir);
+        }
+        assert!(
+            bin.exists(),
+            "berth binary not found at {} (build it with `cargo build -p berth-cli`)",
+            bin.display()
+        );
+        bin
+    })
+}
+
+fn build_berth(profile_dir: &Path) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf();
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args(["build", "-q", "-p", "berth-cli", "--bin", "berth"]);
+    if profile_dir.file_name() == Some(OsStr::new("release")) {
+        cmd.arg("--release");
+    }
+    if let Some(target) = profile_dir.parent() {
+        cmd.env("CARGO_TARGET_DIR", target);
+    }
+    let out = run_command(cmd, None, Duration::from_secs(1200));
+    assert!(
+        out.success(),
+        "`cargo build -p berth-cli` failed:\n{}",
+        out.describe()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child commands
+// ---------------------------------------------------------------------------------------------
+
+/// What a finished client command printed and how it exited.
+#[derive(Debug, Clone)]
+pub struct CmdOutput {
+    /// The command line, for messages.
+    pub cmdline: String,
+    /// Exit code; `None` when killed by a signal (or by the timeout).
+    pub code: Option<i32>,
+    /// Captured stdout, lossily decoded.
+    pub stdout: String,
+    /// Captured stderr, lossily decoded.
+    pub stderr: String,
+    /// True when the command was killed because it ran past its timeout.
+    pub timed_out: bool,
+}
+
+impl CmdOutput {
+    /// Exited with code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// A readable dump of the command and everything it printed.
+    pub fn describe(&self) -> String {
+        format!(
+            "$ {}\nexit: {:?}{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.cmdline,
+            self.code,
+            if self.timed_out { " (TIMED OUT)" } else { "" },
+            self.stdout,
+            self.stderr
+        )
+    }
+
+    /// Panics (with the full output) unless the command exited 0; returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert!(self.success(), "command failed:\n{}", self.describe());
+        &self.stdout
+    }
+
+    /// Panics (with the full output) unless the command exited with `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "unexpected exit code:\n{}",
+            self.describe()
+        );
+        self
+    }
+}
+
+/// Runs `cmd` to completion with piped output, optional stdin, and a hard timeout.
+pub fn run_command(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> CmdOutput {
+    let cmdline = format!("{cmd:?}");
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {cmdline}: {e}"));
+    let feeder = match (stdin, child.stdin.take()) {
+        (Some(data), Some(mut pipe)) => {
+            let data = data.to_vec();
+            Some(thread::spawn(move || {
+                let _ = pipe.write_all(&data);
+            }))
+        }
+        _ => None,
+    };
+    let mut out_pipe = child.stdout.take().expect("stdout piped");
+    let mut err_pipe = child.stderr.take().expect("stderr piped");
+    let out_reader = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out_pipe.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err_pipe.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait().expect("try_wait") {
+            Some(status) => break status,
+            None if Instant::now() >= deadline => {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().expect("wait after kill");
+            }
+            None => thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    let stdout = String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+    CmdOutput {
+        cmdline,
+        code: status.code(),
+        stdout,
+        stderr,
+        timed_out,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw HTTP over the UNIX socket
+// ---------------------------------------------------------------------------------------------
+
+/// A complete HTTP response read from the engine socket.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// First value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body parsed as JSON; panics with the body when it is not JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response body is not JSON ({e}): status {} body {:?}",
+                self.status,
+                self.text()
+            )
+        })
+    }
+
+    /// The `message` of a Docker-shaped error body (`{"message": "..."}`); panics otherwise.
+    #[track_caller]
+    pub fn message(&self) -> String {
+        let v = self.json();
+        v.get("message")
+            .and_then(|m| m.as_str())
+            .unwrap_or_else(|| panic!("error body has no string \"message\": {v}"))
+            .to_string()
+    }
+}
+
+/// Sends one request (`Connection: close`) on the UNIX socket at `sock` and reads the whole answer.
+pub fn raw_request(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<RawResponse> {
+    raw_request_timeout(sock, method, path, content_type, body, COMMAND_TIMEOUT)
+}
+
+/// [`raw_request`] with an explicit read/write timeout.
+pub fn raw_request_timeout(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<RawResponse> {
+    let mut stream = UnixStream::connect(sock)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: berth\r\nUser-Agent: berth-tests\r\nConnection: close\r\n"
+    );
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf)?;
+    parse_response(&buf, method == "HEAD")
+}
+
+fn invalid(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
+}
+
+fn parse_response(buf: &[u8], head_only: bool) -> std::io::Result<RawResponse> {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| {
+            invalid(format!(
+                "no header end in {:?}",
+                String::from_utf8_lossy(buf)
+            ))
+        })?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let rest = &buf[split + 4..];
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if head_only {
+        Vec::new()
+    } else if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Ok(RawResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| invalid("truncated chunk size".into()))?;
+        let size_text = String::from_utf8_lossy(&data[..eol]).into_owned();
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| invalid(format!("bad chunk size {size_text:?}")))?;
+        data = &data[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size {
+            return Err(invalid("truncated chunk".into()));
+        }
+        out.extend_from_slice(&data[..size]);
+        data = data.get(size + 2..).unwrap_or_default();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon under test
+// ---------------------------------------------------------------------------------------------
+
+/// A running `berth daemon` with its own temp root, socket and log file.
+///
+/// Dropping it stops the daemon (SIGTERM, then SIGKILL of its process group after a bounded
+/// wait), lazily unmounts anything left mounted under its directory, and prints the daemon log
+/// if the test is panicking.
+pub struct Daemon {
+    dir: Option<TempDir>,
+    child: Option<Child>,
+    /// Process groups of every daemon incarnation (each is its own group leader).
+    groups: Vec<Pid>,
+}
+
+impl Daemon {
+    /// Starts a daemon on a fresh temp root and waits until it answers `GET /_ping`.
+    pub fn start() -> Daemon {
+        let bin = berth_binary();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir()
+            .expect("create temp dir");
+        fs::create_dir_all(dir.path().join("root")).expect("create root dir");
+        let mut d = Daemon {
+            dir: Some(dir),
+            child: None,
+            groups: Vec::new(),
+        };
+        d.spawn(bin);
+        d
+    }
+
+    fn base(&self) -> &Path {
+        self.dir.as_ref().expect("daemon dir").path()
+    }
+
+    /// The temp directory that holds the root, the socket and the log; tests may put files here.
+    pub fn dir(&self) -> &Path {
+        self.base()
+    }
+
+    /// The daemon's `--root`.
+    pub fn root(&self) -> PathBuf {
+        self.base().join("root")
+    }
+
+    /// The UNIX socket path.
+    pub fn socket(&self) -> PathBuf {
+        self.base().join("berth.sock")
+    }
+
+    /// `unix://<socket>`, as `DOCKER_HOST` and `--host` take it.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// The daemon's log file (stdout and stderr of every incarnation).
+    pub fn log_path(&self) -> PathBuf {
+        self.base().join("daemon.log")
+    }
+
+    /// The daemon log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The current daemon process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn spawn(&mut self, bin: &Path) {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open daemon log");
+        let mut marker = log.try_clone().expect("clone log fd");
+        let _ = writeln!(marker, "==== berth-tests: starting daemon ====");
+        let mut cmd = Command::new(bin);
+        cmd.arg("daemon")
+            .arg("--root")
+            .arg(self.root())
+            .arg("--host")
+            .arg(self.host())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log fd"))
+            .stderr(log)
+            .process_group(0);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin.display()));
+        self.groups.push(Pid::from_raw(child.id() as i32));
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let sock = self.socket();
+        let mut last = String::from("socket not created yet");
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                panic!(
+                    "berth daemon exited with {status} before answering /_ping\n--- daemon log ({}) ---\n{}",
+                    self.log_path().display(),
+                    self.log()
+                );
+            }
+            if sock.exists() {
+                match raw_request(&sock, "GET", "/_ping", None, b"") {
+                    Ok(r) if r.status == 200 => return,
+                    Ok(r) => last = format!("/_ping answered {} {:?}", r.status, r.text()),
+                    Err(e) => last = format!("/_ping failed: {e}"),
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "berth daemon did not answer GET /_ping on {} within {:?} (last: {last})\n--- daemon log ---\n{}",
+                    sock.display(),
+                    READY_TIMEOUT,
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the daemon process (only it, not its containers) with SIGKILL and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same root and socket (after [`Daemon::kill9`] or [`Daemon::stop`]).
+    pub fn restart(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "restart() while the daemon still runs"
+        );
+        self.spawn(berth_binary());
+    }
+
+    /// Graceful stop: SIGTERM, then SIGKILL of the whole process group after `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        if let Some(mut child) = self.child.take() {
+            let pid = Pid::from_raw(child.id() as i32);
+            let _ = kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + grace;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        eprintln!("berth-tests: daemon ignored SIGTERM for {grace:?}, killing it");
+                        let _ = killpg(pid, Signal::SIGKILL);
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    }
+
+    /// A bollard client on the daemon's socket (API version 1.50, no negotiation).
+    pub fn bollard(&self) -> bollard::Docker {
+        bollard::Docker::connect_with_unix(
+            &self.host(),
+            120,
+            &bollard::ClientVersion {
+                major_version: 1,
+                minor_version: 50,
+            },
+        )
+        .expect("bollard connect_with_unix")
+    }
+
+    /// One raw HTTP request (`Connection: close`); panics on transport errors.
+    #[track_caller]
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> RawResponse {
+        raw_request(&self.socket(), method, path, content_type, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: transport error: {e}"))
+    }
+
+    /// `raw` with a JSON body.
+    #[track_caller]
+    pub fn raw_json(&self, method: &str, path: &str, body: &serde_json::Value) -> RawResponse {
+        self.raw(
+            method,
+            path,
+            Some("application/json"),
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// Runs the real `docker` CLI against this daemon (`DOCKER_HOST=unix://…`, private config dir).
+    pub fn docker(&self, args: &[&str]) -> CmdOutput {
+        self.docker_with(args, None, COMMAND_TIMEOUT)
+    }
+
+    /// [`Daemon::docker`] with stdin data and an explicit timeout.
+    pub fn docker_with(&self, args: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> CmdOutput {
+        let config = self.base().join("docker-config");
+        let _ = fs::create_dir_all(&config);
+        let mut cmd = Command::new("docker");
+        cmd.args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", &config)
+            .env("DOCKER_CLI_HINTS", "false")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION")
+            .env_remove("DOCKER_TLS_VERIFY");
+        run_command(cmd, stdin, timeout)
+    }
+
+    /// Runs a python script with `docker`, `json`, `sys` imported and `client` bound to
+    /// `docker.DockerClient(base_url="unix://…")`.
+    pub fn python(&self, script: &str) -> CmdOutput {
+        let full = format!(
+            "import docker, json, sys\nclient = docker.DockerClient(base_url={:?}, version=\"auto\", timeout=60)\n{script}",
+            self.host()
+        );
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c").arg(full);
+        run_command(cmd, None, COMMAND_TIMEOUT)
+    }
+
+    /// Imports the busybox rootfs as image `name` (`POST /images/create?fromSrc=-&repo=name`,
+    /// what `docker import` sends) and returns the last NDJSON `status` (the image id).
+    #[track_caller]
+    pub fn import_busybox(&self, name: &str) -> String {
+        let path = format!(
+            "/v1.50/images/create?fromSrc=-&repo={}",
+            name.replace(':', "%3A")
+        );
+        let r = self.raw(
+            "POST",
+            &path,
+            Some("application/x-tar"),
+            busybox_rootfs_tar(),
+        );
+        assert_eq!(
+            r.status,
+            200,
+            "import {name}: status {} body {}",
+            r.status,
+            r.text()
+        );
+        let text = r.text();
+        let mut status = None;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("import {name}: bad NDJSON line {line:?}: {e}"));
+            assert!(
+                v.get("error").is_none() && v.get("errorDetail").is_none(),
+                "import {name} failed: {line}"
+            );
+            if let Some(s) = v.get("status").and_then(|s| s.as_str()) {
+                status = Some(s.to_string());
+            }
+        }
+        status.unwrap_or_else(|| panic!("import {name}: no status line in {text:?}"))
+    }
+
+    /// Mount points (from `/proc/self/mountinfo`) that lie under this daemon's directory.
+    pub fn leftover_mounts(&self) -> Vec<PathBuf> {
+        mounts_under(self.base())
+    }
+}
+
+impl Daemon {
+    /// Best effort, for drop: force-remove every container (system ones too) so no container
+    /// process outlives the test. Short timeouts: a hung daemon must not hang the test run.
+    fn remove_all_containers(&self) {
+        if self.child.is_none() {
+            return;
+        }
+        let sock = self.socket();
+        let t = Duration::from_secs(5);
+        let Ok(list) = raw_request_timeout(&sock, "GET", "/containers/json?all=1", None, b"", t)
+        else {
+            return;
+        };
+        let Ok(serde_json::Value::Array(items)) = serde_json::from_slice(&list.body) else {
+            return;
+        };
+        for id in items.iter().filter_map(|c| c["Id"].as_str()) {
+            let path = format!("/containers/{id}?force=1&v=1");
+            let _ = raw_request_timeout(&sock, "DELETE", &path, None, b"", t);
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.remove_all_containers();
+        self.stop(Duration::from_secs(10));
+        for pgid in &self.groups {
+            let _ = killpg(*pgid, Signal::SIGKILL);
+        }
+        let Some(dir) = self.dir.take() else { return };
+        if thread::panicking() {
+            eprintln!(
+                "--- berth daemon log ({}) ---\n{}\n--- end of daemon log ---",
+                dir.path().join("daemon.log").display(),
+                fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default()
+            );
+        }
+        let mut mounts = mounts_under(dir.path());
+        mounts.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+        for m in &mounts {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let remaining = mounts_under(dir.path());
+        if !remaining.is_empty() {
+            // Never recurse into a mount (the `host` image overlays the host's `/`): leak instead.
+            let kept = dir.keep();
+            eprintln!(
+                "berth-tests: leaving {} behind, still mounted: {remaining:?}",
+                kept.display()
+            );
+        }
+    }
+}
+
+/// Mount points in this process's mount namespace at or below `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mount_path)
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+fn unescape_mount_path(s: &str) -> PathBuf {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures and small helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Where Debian's `busybox-static` installs the static busybox.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Applets linked in the fixture's `/bin`.
+pub const BUSYBOX_APPLETS: &[&str] = &[
+    "sh", "ash", "echo", "cat", "ls", "sleep", "true", "false", "env", "hostname", "id", "mkdir",
+    "rm", "touch", "pwd", "ps", "kill", "grep", "head", "tail", "wc", "test", "[", "printf",
+    "mount", "readlink", "stat", "uname", "date", "seq", "tr", "cut", "dd", "yes",
+];
+
+/// A tar of a minimal rootfs: `bin/busybox` plus applet symlinks, `usr/bin/env`, and the usual
+/// empty directories (`dev`, `proc`, `sys`, `tmp`, `etc`, `root`, `data`). Built once per process.
+///
+/// Panics when `/bin/busybox` is missing: install it with `apt-get install busybox-static`.
+pub fn busybox_rootfs_tar() -> &'static [u8] {
+    static TAR: OnceLock<Vec<u8>> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let busybox = fs::read(BUSYBOX).unwrap_or_else(|e| {
+            panic!("{BUSYBOX} is missing ({e}): apt-get install busybox-static")
+        });
+        let mut builder = tar::Builder::new(Vec::new());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        for dir in [
+            "bin", "dev", "etc", "proc", "sys", "tmp", "root", "usr", "usr/bin", "data",
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(if dir == "tmp" { 0o1777 } else { 0o755 });
+            h.set_size(0);
+            h.set_mtime(now);
+            builder
+                .append_data(&mut h, format!("{dir}/"), std::io::empty())
+                .expect("tar dir");
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o755);
+        h.set_size(busybox.len() as u64);
+        h.set_mtime(now);
+        builder
+            .append_data(&mut h, "bin/busybox", busybox.as_slice())
+            .expect("tar busybox");
+        let mut links: Vec<(String, &str)> = BUSYBOX_APPLETS
+            .iter()
+            .map(|a| (format!("bin/{a}"), "busybox"))
+            .collect();
+        links.push(("usr/bin/env".into(), "../../bin/busybox"));
+        for (path, target) in links {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_mode(0o777);
+            h.set_size(0);
+            h.set_mtime(now);
+            builder
+                .append_link(&mut h, path, target)
+                .expect("tar symlink");
+        }
+        let passwd = b"root:x:0:0:root:/root:/bin/sh\n";
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(passwd.len() as u64);
+        h.set_mtime(now);
+        builder
+            .append_data(&mut h, "etc/passwd", &passwd[..])
+            .expect("tar passwd");
+        builder.into_inner().expect("finish tar")
+    })
+}
+
+/// Writes [`busybox_rootfs_tar`] to `path` (for `docker import FILE`).
+pub fn write_busybox_rootfs_tar(path: &Path) {
+    let mut f = File::create(path).expect("create rootfs tar");
+    f.write_all(busybox_rootfs_tar()).expect("write rootfs tar");
+}
+
+/// A name unique within this machine's test run: `<prefix>-<pid>-<n>`.
+pub fn unique_name(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Unix time in seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics after `timeout` naming `what`.
+#[track_caller]
+pub fn poll_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Async [`poll_until`]: `f` is a closure returning a future.
+pub async fn poll_until_async<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Decodes a Docker multiplexed stream (8-byte headers) into `(stream, payload)` frames; panics
+/// on a malformed header (what the CLI reports as "Unrecognized input header").
+#[track_caller]
+pub fn demux(mut data: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while !data.is_empty() {
+        assert!(
+            data.len() >= 8,
+            "truncated multiplexed frame header: {data:?}"
+        );
+        let stream = data[0];
+        assert!(
+            stream <= 2 && data[1..4] == [0, 0, 0],
+            "bad multiplexed header {:?} (data {:?})",
+            &data[..8],
+            String::from_utf8_lossy(data)
+        );
+        let len = u32::from_be_bytes([data[4], data[5], data[6], data[7]]) as usize;
+        assert!(data.len() >= 8 + len, "truncated multiplexed payload");
+        frames.push((stream, data[8..8 + len].to_vec()));
+        data = &data[8 + len..];
+    }
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_chunked_response() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nApi-Version: 1.50\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
+        let r = parse_response(raw, false).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("API-VERSION"), Some("1.50"));
+        assert_eq!(r.body, b"abcde");
+    }
+
+    #[test]
+    fn parses_length_framed_and_head_responses() {
+        let raw = b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{\"message\":\"no\"}\n";
+        let r = parse_response(raw, false).unwrap();
+        assert_eq!(r.status, 404);
+        assert_eq!(r.message(), "no");
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", true).unwrap();
+        assert!(r.body.is_empty());
+        assert!(parse_response(b"garbage", false).is_err());
+    }
+
+    #[test]
+    fn demuxes_frames() {
+        let mut data = vec![1, 0, 0, 0, 0, 0, 0, 3];
+        data.extend_from_slice(b"hi\n");
+        data.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 1, b'!']);
+        assert_eq!(
+            demux(&data),
+            vec![(1, b"hi\n".to_vec()), (2, b"!".to_vec())]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "bad multiplexed header")]
+    fn demux_rejects_unframed_text() {
+        demux(b"hello world\n");
+    }
+
+    #[test]
+    fn unescapes_mountinfo_paths() {
+        assert_eq!(
+            unescape_mount_path(r"/tmp/a\040b\011c"),
+            PathBuf::from("/tmp/a b\tc")
+        );
+    }
+
+    /// Needs root (chroot). The fixture unpacks to a rootfs where busybox's applets run.
+    #[test]
+    fn busybox_fixture_is_a_working_rootfs() {
+        let dir = tempfile::tempdir().unwrap();
+        tar::Archive::new(busybox_rootfs_tar())
+            .unpack(dir.path())
+            .unwrap();
+        for p in [
+            "bin/busybox",
+            "bin/sh",
+            "bin/sleep",
+            "usr/bin/env",
+            "proc",
+            "dev",
+            "tmp",
+        ] {
+            assert!(
+                dir.path().join(p).symlink_metadata().is_ok(),
+                "{p} missing from the fixture"
+            );
+        }
+        let mut cmd = Command::new("chroot");
+        cmd.arg(dir.path())
+            .args(["/bin/sh", "-c", "echo hi; ls /bin | wc -l; env true"]);
+        let out = run_command(cmd, None, Duration::from_secs(10));
+        let lines: Vec<&str> = out.ok().lines().collect();
+        assert_eq!(lines[0], "hi");
+        assert!(lines[1].trim().parse::<usize>().unwrap() > BUSYBOX_APPLETS.len());
+    }
+
+    #[test]
+    fn run_command_times_out_and_captures() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "cat; echo err >&2; exit 4"]);
+        let out = run_command(cmd, Some(b"in\n"), Duration::from_secs(10));
+        assert_eq!(out.code, Some(4));
+        assert_eq!(out.stdout, "in\n");
+        assert_eq!(out.stderr, "err\n");
+        let mut cmd = Command::new("sleep");
+        cmd.arg("10");
+        let out = run_command(cmd, None, Duration::from_millis(200));
+        assert!(out.timed_out);
+    }
+}

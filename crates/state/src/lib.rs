@@ -9,6 +9,26 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// The class of a failure, shared by every layer's error type so the API maps each class to one
+/// HTTP status in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The named object does not exist (404).
+    NotFound,
+    /// The object exists or is in a state that forbids the operation (409).
+    Conflict,
+    /// The request is malformed or names an invalid value (400).
+    InvalidArgument,
+    /// Nothing to do: already in the requested state (304).
+    NotModified,
+    /// Not ready yet or a dependency is down (503).
+    Unavailable,
+    /// The caller may not do this (403).
+    Forbidden,
+    /// Anything else (500).
+    Internal,
+}
+
 /// Errors of the state layer. Each variant names the path it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -17,9 +37,22 @@ pub enum StateError {
     #[error("reading {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("decoding {path}: {source}")]
-    Decode { path: PathBuf, source: serde_json::Error },
+    Decode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("encoding state for {path}: {source}")]
-    Encode { path: PathBuf, source: serde_json::Error },
+    Encode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+impl StateError {
+    /// Every state failure is an internal error of the engine.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Internal
+    }
 }
 
 /// Longest name accepted for containers, volumes, networks, plugins and image tags.
@@ -43,16 +76,25 @@ pub enum NameError {
 /// as a single path component.
 pub fn validate_name(kind: &'static str, name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err(NameError::Empty { kind, name: name.to_owned() });
+        return Err(NameError::Empty {
+            kind,
+            name: name.to_owned(),
+        });
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(NameError::TooLong { kind, name: name.to_owned() });
+        return Err(NameError::TooLong {
+            kind,
+            name: name.to_owned(),
+        });
     }
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if !first_ok || !rest_ok || name.contains("..") {
-        return Err(NameError::BadChars { kind, name: name.to_owned() });
+        return Err(NameError::BadChars {
+            kind,
+            name: name.to_owned(),
+        });
     }
     Ok(())
 }
@@ -61,13 +103,23 @@ pub fn validate_name(kind: &'static str, name: &str) -> Result<(), NameError> {
 /// fsynced, renamed over `path`, and the directory is fsynced, so a crash leaves either the old
 /// or the new content, never a torn file. Creates the parent directory if needed.
 pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let err = |source| StateError::Write { path: path.to_owned(), source };
+    let err = |source| StateError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir).map_err(err)?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
@@ -82,25 +134,38 @@ pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
 
 /// Serializes `value` as pretty JSON and writes it with [`write_durable`].
 pub fn store_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), StateError> {
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|source| StateError::Encode { path: path.to_owned(), source })?;
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| StateError::Encode {
+        path: path.to_owned(),
+        source,
+    })?;
     write_durable(path, &bytes)
 }
 
 /// Reads and decodes a JSON file written by [`store_json`]. `Ok(None)` when it does not exist.
 pub fn load_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| StateError::Decode { path: path.to_owned(), source }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StateError::Decode {
+                    path: path.to_owned(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(StateError::Read { path: path.to_owned(), source }),
+        Err(source) => Err(StateError::Read {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
 /// Removes a directory tree and fsyncs its parent; a missing directory is not an error.
 pub fn remove_dir_durable(path: &Path) -> Result<(), StateError> {
-    let err = |source| StateError::Write { path: path.to_owned(), source };
+    let err = |source| StateError::Write {
+        path: path.to_owned(),
+        source,
+    };
     match fs::remove_dir_all(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -119,9 +184,8 @@ pub fn new_id() -> String {
     let mut filled = 0;
     while filled < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe {
-            libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0)
-        };
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
         if n > 0 {
             filled += n as usize;
         }
@@ -131,7 +195,9 @@ pub fn new_id() -> String {
 
 /// True when `s` is a 64-character lower-case hex id.
 pub fn is_full_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -141,12 +207,27 @@ mod tests {
     #[test]
     fn names_are_checked() {
         assert!(validate_name("volume", "nice-vol_1.x").is_ok());
-        assert!(matches!(validate_name("volume", ""), Err(NameError::Empty { .. })));
-        assert!(matches!(validate_name("volume", "a/b"), Err(NameError::BadChars { .. })));
-        assert!(matches!(validate_name("volume", "a..b"), Err(NameError::BadChars { .. })));
-        assert!(matches!(validate_name("volume", ".hidden"), Err(NameError::BadChars { .. })));
+        assert!(matches!(
+            validate_name("volume", ""),
+            Err(NameError::Empty { .. })
+        ));
+        assert!(matches!(
+            validate_name("volume", "a/b"),
+            Err(NameError::BadChars { .. })
+        ));
+        assert!(matches!(
+            validate_name("volume", "a..b"),
+            Err(NameError::BadChars { .. })
+        ));
+        assert!(matches!(
+            validate_name("volume", ".hidden"),
+            Err(NameError::BadChars { .. })
+        ));
         let long = "a".repeat(MAX_NAME_LEN + 1);
-        assert!(matches!(validate_name("volume", &long), Err(NameError::TooLong { .. })));
+        assert!(matches!(
+            validate_name("volume", &long),
+            Err(NameError::TooLong { .. })
+        ));
     }
 
     #[test]
@@ -163,7 +244,10 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "temp files left behind");
-        assert_eq!(load_json::<Vec<i32>>(&dir.join("missing.json")).unwrap(), None);
+        assert_eq!(
+            load_json::<Vec<i32>>(&dir.join("missing.json")).unwrap(),
+            None
+        );
         remove_dir_durable(&dir).unwrap();
         assert!(!dir.exists());
     }

@@ -1,1 +1,261 @@
-//! placeholder
+//! Named volumes: the volume store (records under `<root>/volumes/<name>/`), the built-in `local`
+//! driver (data in `<root>/volumes/<name>/_data`), and usage bookkeeping. Plugin drivers and
+//! bind-mount resolution through volume hooks plug in here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use berth_state::ErrorKind;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Errors of the volume layer.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("get {0}: no such volume")]
+    NotFound(String),
+    #[error("remove {name}: volume is in use - [{}]", users.join(", "))]
+    InUse { name: String, users: Vec<String> },
+    #[error(transparent)]
+    InvalidName(#[from] berth_state::NameError),
+    #[error(
+        "create {name}: error looking up volume plugin {driver}: plugin \"{driver}\" not found"
+    )]
+    UnknownDriver { name: String, driver: String },
+    #[error(transparent)]
+    State(#[from] berth_state::StateError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl VolumeError {
+    /// The class of this failure, for the API's status mapping.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            VolumeError::NotFound(_) | VolumeError::UnknownDriver { .. } => ErrorKind::NotFound,
+            VolumeError::InUse { .. } => ErrorKind::Conflict,
+            VolumeError::InvalidName(_) => ErrorKind::InvalidArgument,
+            VolumeError::State(_) | VolumeError::Io { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+/// The persisted record of one volume (`volume.json`), also its Engine API shape.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Volume {
+    pub name: String,
+    pub driver: String,
+    pub mountpoint: PathBuf,
+    pub created_at: DateTime<Utc>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub options: Option<BTreeMap<String, String>>,
+    pub scope: String,
+}
+
+/// What a caller asks for when creating a volume.
+#[derive(Debug, Clone, Default)]
+pub struct CreateVolume {
+    /// `None`: the engine picks a 64-hex name (as Docker does).
+    pub name: Option<String>,
+    /// `None` or `"local"`: the built-in local driver.
+    pub driver: Option<String>,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The volume store. Records are durable; the in-memory map is a cache of the directory.
+pub struct VolumeStore {
+    dir: PathBuf,
+    volumes: Mutex<BTreeMap<String, Volume>>,
+}
+
+/// The name of the built-in driver.
+pub const LOCAL_DRIVER: &str = "local";
+
+impl VolumeStore {
+    /// Opens (and loads) the store under `<root>/volumes`.
+    pub fn open(root: &Path) -> Result<Self, VolumeError> {
+        let dir = root.join("volumes");
+        std::fs::create_dir_all(&dir).map_err(|source| VolumeError::Io {
+            context: format!("creating {}", dir.display()),
+            source,
+        })?;
+        let mut volumes = BTreeMap::new();
+        let entries = std::fs::read_dir(&dir).map_err(|source| VolumeError::Io {
+            context: format!("reading {}", dir.display()),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let record = entry.path().join("volume.json");
+            match berth_state::load_json::<Volume>(&record) {
+                Ok(Some(v)) => {
+                    volumes.insert(v.name.clone(), v);
+                }
+                Ok(None) => {
+                    // A directory without a record is a create that never completed: drop it.
+                    let _ = berth_state::remove_dir_durable(&entry.path());
+                }
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable volume record"),
+            }
+        }
+        Ok(VolumeStore {
+            dir,
+            volumes: Mutex::new(volumes),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Volume>> {
+        self.volumes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates a volume, or returns the existing one of that name (Docker's create is idempotent).
+    pub fn create(&self, req: CreateVolume) -> Result<(Volume, bool), VolumeError> {
+        let name = req.name.unwrap_or_else(berth_state::new_id);
+        berth_state::validate_name("volume", &name)?;
+        let driver = req
+            .driver
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| LOCAL_DRIVER.to_owned());
+        if driver != LOCAL_DRIVER {
+            return Err(VolumeError::UnknownDriver { name, driver });
+        }
+        let mut volumes = self.lock();
+        if let Some(existing) = volumes.get(&name) {
+            return Ok((existing.clone(), false));
+        }
+        let vdir = self.dir.join(&name);
+        let data = vdir.join("_data");
+        std::fs::create_dir_all(&data).map_err(|source| VolumeError::Io {
+            context: format!("creating {}", data.display()),
+            source,
+        })?;
+        let volume = Volume {
+            name: name.clone(),
+            driver,
+            mountpoint: data,
+            created_at: Utc::now(),
+            labels: (!req.labels.is_empty()).then_some(req.labels),
+            options: (!req.options.is_empty()).then_some(req.options),
+            scope: "local".to_owned(),
+        };
+        if let Err(e) = berth_state::store_json(&vdir.join("volume.json"), &volume) {
+            let _ = berth_state::remove_dir_durable(&vdir);
+            return Err(e.into());
+        }
+        volumes.insert(name, volume.clone());
+        Ok((volume, true))
+    }
+
+    /// The volume called `name`.
+    pub fn get(&self, name: &str) -> Result<Volume, VolumeError> {
+        self.lock()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| VolumeError::NotFound(name.to_owned()))
+    }
+
+    /// All volumes, sorted by name.
+    pub fn list(&self) -> Vec<Volume> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Removes a volume and its data. `users` are the containers that reference it (from the
+    /// engine); a volume in use is refused whatever `force` says, as Docker does.
+    pub fn remove(&self, name: &str, users: &[String]) -> Result<(), VolumeError> {
+        let mut volumes = self.lock();
+        if !volumes.contains_key(name) {
+            return Err(VolumeError::NotFound(name.to_owned()));
+        }
+        if !users.is_empty() {
+            return Err(VolumeError::InUse {
+                name: name.to_owned(),
+                users: users.to_vec(),
+            });
+        }
+        berth_state::remove_dir_durable(&self.dir.join(name))?;
+        volumes.remove(name);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, VolumeStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = VolumeStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn create_is_idempotent_and_durable() {
+        let (dir, store) = store();
+        let req = CreateVolume {
+            name: Some("v1".into()),
+            ..Default::default()
+        };
+        let (a, created) = store.create(req.clone()).unwrap();
+        assert!(created);
+        assert!(a.mountpoint.is_dir());
+        let (b, created) = store.create(req).unwrap();
+        assert!(!created);
+        assert_eq!(a, b);
+        let reopened = VolumeStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.get("v1").unwrap(), a);
+    }
+
+    #[test]
+    fn bad_names_and_drivers_touch_nothing() {
+        let (dir, store) = store();
+        for bad in ["../x", "a/b", ""] {
+            let err = store
+                .create(CreateVolume {
+                    name: Some(bad.into()),
+                    ..Default::default()
+                })
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad}");
+        }
+        let err = store
+            .create(CreateVolume {
+                name: Some("v".into()),
+                driver: Some("nosuch".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert!(err.to_string().contains("nosuch"));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("volumes"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn remove_refuses_in_use_and_unknown() {
+        let (_dir, store) = store();
+        let (v, _) = store
+            .create(CreateVolume {
+                name: Some("v2".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let err = store.remove("v2", &["abc".into()]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert_eq!(err.to_string(), "remove v2: volume is in use - [abc]");
+        store.remove("v2", &[]).unwrap();
+        assert!(!v.mountpoint.exists());
+        assert_eq!(
+            store.remove("v2", &[]).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! `/images/...`: `docker import` (`POST /images/create?fromSrc=-`, a chunked tar body), list,
+//! inspect and remove. There is no registry: a pull (`fromImage`) answers 404 with the reason.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use berth_engine::images::Image;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use super::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/images/create", post(create))
+        .route("/images/json", get(list))
+        .route("/images/{*rest}", get(inspect).delete(remove))
+}
+
+fn summary(img: &Image) -> Value {
+    json!({
+        "Id": img.id, "ParentId": "", "RepoTags": img.repo_tags, "RepoDigests": [],
+        "Created": img.created.timestamp(), "Size": img.size, "SharedSize": -1, "VirtualSize": img.size,
+        "Labels": {}, "Containers": -1
+    })
+}
+
+fn detail(img: &Image) -> Value {
+    json!({
+        "Id": img.id, "RepoTags": img.repo_tags, "RepoDigests": [], "Parent": "", "Comment": if img.builtin { "built-in: the host's root filesystem" } else { "imported" },
+        "Created": img.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "Container": "", "DockerVersion": "", "Author": "", "Architecture": "amd64", "Os": "linux",
+        "Size": img.size, "VirtualSize": img.size,
+        "Config": {"Cmd": img.config.cmd, "Entrypoint": img.config.entrypoint, "Env": img.config.env,
+                   "WorkingDir": img.config.working_dir, "Labels": null},
+        "RootFS": {"Type": "layers", "Layers": []}, "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}
+    })
+}
+
+async fn create(State(s): State<AppState>, q: Query, body: Body) -> ApiResult<Response> {
+    if let Some(from) = q.get("fromImage") {
+        let tag = q
+            .get("tag")
+            .filter(|t| !t.is_empty())
+            .map(|t| format!(":{t}"))
+            .unwrap_or_default();
+        return Err(ApiError::not_found(format!(
+            "pull access denied for {from}{tag}, repository does not exist or may require docker login: Berth has no registry; import images with `docker import` or `berth image import`"
+        )));
+    }
+    if q.get("fromSrc") != Some("-") {
+        return Err(ApiError::bad_request(
+            "fromSrc=- (the image tar in the request body) or fromImage is required",
+        ));
+    }
+    let repo = q.get("repo").filter(|r| !r.is_empty()).map(|r| {
+        match q.get("tag").filter(|t| !t.is_empty()) {
+            Some(tag) => format!("{r}:{tag}"),
+            None => r.to_owned(),
+        }
+    });
+    let changes: Vec<String> =
+        q.0.iter()
+            .filter(|(k, _)| k.as_str() == "changes")
+            .map(|(_, v)| v.clone())
+            .collect();
+    let tmp_dir = s.engine.root().join("tmp");
+    tokio::fs::create_dir_all(&tmp_dir).await.map_err(|e| {
+        ApiError::new(
+            berth_state::ErrorKind::Internal,
+            format!("creating {}: {e}", tmp_dir.display()),
+        )
+    })?;
+    let tmp = tmp_dir.join(format!("import-{}.tar", berth_state::new_id()));
+    let written = async {
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            file.write_all(&chunk.map_err(std::io::Error::other)?)
+                .await?;
+        }
+        file.flush().await
+    }
+    .await;
+    let result = match written {
+        Ok(()) => s
+            .engine
+            .import_image(tmp.clone(), repo, changes)
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "reading the image tar from the request: {e}"
+        ))),
+    };
+    let _ = tokio::fs::remove_file(&tmp).await;
+    let image = result?;
+    let line = format!("{}\n", json!({"status": image.id}));
+    let body = Body::from_stream(futures::stream::once(
+        async move { Ok::<_, Infallible>(line) },
+    ));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn list(State(s): State<AppState>) -> Json<Vec<Value>> {
+    Json(s.engine.images.list().iter().map(summary).collect())
+}
+
+async fn inspect(State(s): State<AppState>, Path(rest): Path<String>) -> ApiResult<Json<Value>> {
+    let Some(name) = rest.strip_suffix("/json") else {
+        return Err(ApiError::not_found(format!(
+            "page not found: /images/{rest}"
+        )));
+    };
+    Ok(Json(detail(&s.engine.images.get(name)?)))
+}
+
+async fn remove(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let out = s.engine.remove_image(&name)?;
+    Ok(Json(
+        out.into_iter().map(|(k, v)| json!({ k: v })).collect(),
+    ))
+}

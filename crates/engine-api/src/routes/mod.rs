@@ -1,0 +1,42 @@
+//! The router: one sub-router per resource, merged, plus Docker's fallback error shape.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use berth_engine::Engine;
+
+use crate::error::ApiError;
+
+pub mod containers;
+pub mod events;
+pub mod images;
+pub mod networks;
+pub mod plugins;
+pub mod system;
+pub mod volumes;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+}
+
+/// The whole Engine API router (version prefixes are stripped before it, see `crate::version`).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(system::routes())
+        .merge(containers::routes())
+        .merge(images::routes())
+        .merge(volumes::routes())
+        .merge(networks::routes())
+        .merge(events::routes())
+        .merge(plugins::routes())
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: format!("page not found: {}", uri.path()),
+            }
+        })
+        .with_state(state)
+}

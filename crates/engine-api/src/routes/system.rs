@@ -1,0 +1,103 @@
+//! `/_ping`, `/version` and `/info`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::AppState;
+use crate::{API_VERSION, MIN_API_VERSION};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_ping", get(ping).head(ping))
+        .route("/version", get(version))
+        .route("/info", get(info))
+}
+
+async fn ping(method: Method) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert("Builder-Version", HeaderValue::from_static(""));
+    headers.insert("Swarm", HeaderValue::from_static("inactive"));
+    if method == Method::HEAD {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        (headers, "").into_response()
+    } else {
+        (headers, "OK").into_response()
+    }
+}
+
+fn kernel_version() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+async fn version() -> Json<serde_json::Value> {
+    let v = env!("CARGO_PKG_VERSION");
+    Json(json!({
+        "Platform": {"Name": "Berth"},
+        "Components": [{
+            "Name": "Engine", "Version": v,
+            "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
+                        "Arch": arch(), "KernelVersion": kernel_version(), "Experimental": "false",
+                        "GitCommit": "", "GoVersion": "rust"}
+        }],
+        "Version": v, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+        "Os": "linux", "Arch": arch(), "KernelVersion": kernel_version(),
+        "GitCommit": "", "GoVersion": "rust", "BuildTime": "", "Experimental": false
+    }))
+}
+
+async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let engine = &state.engine;
+    let (total, running, stopped) = engine.counts();
+    let hostname = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mem_total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024;
+    let volume_drivers: Vec<String> = vec![berth_volumes::LOCAL_DRIVER.to_owned()];
+    Json(json!({
+        "ID": "berth", "Name": hostname, "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "OperatingSystem": "Berth", "OSType": "linux", "Architecture": std::env::consts::ARCH,
+        "KernelVersion": kernel_version(), "NCPU": ncpu, "MemTotal": mem_total, "Driver": "overlay",
+        "DockerRootDir": engine.root().to_string_lossy(),
+        "Containers": total, "ContainersRunning": running, "ContainersPaused": 0, "ContainersStopped": stopped,
+        "Images": engine.images.list().len(),
+        "Plugins": {"Volume": volume_drivers, "Network": ["host", "null"], "Log": ["json-file"], "Authorization": null},
+        "LoggingDriver": "json-file", "CgroupDriver": "none",
+        "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": false},
+        "Warnings": null
+    }))
+}

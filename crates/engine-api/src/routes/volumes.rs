@@ -1,0 +1,120 @@
+//! `/volumes/...`: create (idempotent), list with filters, inspect, remove, prune.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use berth_volumes::{CreateVolume, Volume};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::error::ApiResult;
+use crate::extract::{self, Query};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/volumes", get(list))
+        .route("/volumes/create", post(create))
+        .route("/volumes/prune", post(prune))
+        .route("/volumes/{name}", get(inspect).delete(remove))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct CreateBody {
+    name: Option<String>,
+    driver: Option<String>,
+    driver_opts: Option<BTreeMap<String, String>>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+fn volume_json(v: &Volume) -> Value {
+    json!({
+        "Name": v.name, "Driver": v.driver, "Mountpoint": v.mountpoint,
+        "CreatedAt": v.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "Labels": v.labels, "Options": v.options, "Scope": v.scope
+    })
+}
+
+async fn create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult<Response> {
+    let body: CreateBody = extract::parse_json::<Option<CreateBody>>(&body)?.unwrap_or_default();
+    let v = s.engine.create_volume(CreateVolume {
+        name: body.name.filter(|n| !n.is_empty()),
+        driver: body.driver,
+        options: body.driver_opts.unwrap_or_default(),
+        labels: body.labels.unwrap_or_default(),
+    })?;
+    Ok((StatusCode::CREATED, Json(volume_json(&v))).into_response())
+}
+
+async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Value>> {
+    let filters = q.filters()?;
+    let vols: Vec<Value> = s
+        .engine
+        .volumes
+        .list()
+        .iter()
+        .filter(|v| {
+            filters.iter().all(|(k, vals)| {
+                vals.is_empty()
+                    || vals.iter().any(|val| match k.as_str() {
+                        "name" => v.name.contains(val.as_str()),
+                        "driver" => &v.driver == val,
+                        "dangling" => {
+                            (val == "true" || val == "1")
+                                == s.engine.volume_users(&v.name).is_empty()
+                        }
+                        "label" => {
+                            let (lk, lv) = val
+                                .split_once('=')
+                                .map(|(a, b)| (a, Some(b)))
+                                .unwrap_or((val.as_str(), None));
+                            v.labels
+                                .as_ref()
+                                .and_then(|l| l.get(lk))
+                                .is_some_and(|x| lv.is_none_or(|lv| x == lv))
+                        }
+                        _ => true,
+                    })
+            })
+        })
+        .map(volume_json)
+        .collect();
+    Ok(Json(json!({"Volumes": vols, "Warnings": null})))
+}
+
+async fn inspect(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(volume_json(&s.engine.volumes.get(&name)?)))
+}
+
+async fn remove(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Query,
+) -> ApiResult<StatusCode> {
+    match s.engine.remove_volume(&name) {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        // `volume rm -f` of a missing volume succeeds, as with dockerd.
+        Err(e) if q.bool("force")? && e.kind() == berth_state::ErrorKind::NotFound => {
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes unused volumes. Without the `all=true` filter only anonymous volumes (those the engine
+/// named with a 64-hex id) go, as with API ≥ 1.42.
+async fn prune(State(s): State<AppState>, q: Query) -> ApiResult<Json<Value>> {
+    let filters = q.filters()?;
+    let all = filters
+        .get("all")
+        .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
+    let removed = s.engine.prune_volumes(all);
+    Ok(Json(
+        json!({"VolumesDeleted": removed, "SpaceReclaimed": 0}),
+    ))
+}

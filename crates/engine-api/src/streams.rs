@@ -1,0 +1,90 @@
+//! Hijacked and framed streams: Docker's 8-byte multiplexed framing and the attach session that
+//! runs on an upgraded connection (output out, stdin in, closed once the process exited).
+
+use berth_engine::Attached;
+use berth_engine::logs::{OutputChunk, StreamKind};
+use bytes::{BufMut, Bytes, BytesMut};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast::error::RecvError;
+
+/// One multiplexed frame: stream byte, three zero bytes, big-endian length, payload.
+pub fn frame(stream: u8, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(8 + payload.len());
+    b.put_u8(stream);
+    b.put_bytes(0, 3);
+    b.put_u32(payload.len() as u32);
+    b.put_slice(payload);
+    b.freeze()
+}
+
+/// Serves one attach session on the upgraded connection until the container's process exits
+/// (then the connection is closed, which is what ends `docker run`).
+pub async fn serve_attach(
+    on_upgrade: OnUpgrade,
+    mut attached: Attached,
+    stdout: bool,
+    stderr: bool,
+) {
+    let upgraded = match on_upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(error = %e, "attach upgrade failed");
+            return;
+        }
+    };
+    let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+    let stdin_tx = attached.stdin.clone();
+    let mut stdin_task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if let Some(tx) = &stdin_tx {
+                        if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let mut stdin_open = attached.stdin.is_some();
+    loop {
+        tokio::select! {
+            chunk = attached.output.recv() => match chunk {
+                Ok(OutputChunk::Data(kind, data)) => {
+                    let wanted = match kind { StreamKind::Stdout => stdout, StreamKind::Stderr => stderr };
+                    if !wanted {
+                        continue;
+                    }
+                    let bytes = if attached.tty { data } else { frame(kind as u8, &data) };
+                    if writer.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(OutputChunk::Eof) | Err(RecvError::Closed) => break,
+                Err(RecvError::Lagged(n)) => tracing::warn!(skipped = n, "attach client too slow; output dropped"),
+            },
+            _ = &mut stdin_task, if stdin_open => {
+                stdin_open = false;
+                attached.stdin_closed();
+            }
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+    stdin_task.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn frames_have_docker_header() {
+        let f = super::frame(1, b"hello world\n");
+        assert_eq!(&f[..8], &[1, 0, 0, 0, 0, 0, 0, 12]);
+        assert_eq!(&f[8..], b"hello world\n");
+    }
+}

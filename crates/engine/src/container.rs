@@ -1,0 +1,373 @@
+//! Container records: the durable config (`config.json`) and state (`state.json`) of a container,
+//! the lifecycle status with its predicates, restart policies, and mount specifications.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+
+/// Lifecycle status, as the Engine API spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// A process exists (or is about to be restarted by policy).
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Running | Status::Restarting)
+    }
+}
+
+/// Docker's restart policies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    /// Restart on a non-zero exit, at most `max_retries` times (0 = no limit).
+    OnFailure {
+        max_retries: u32,
+    },
+}
+
+impl RestartPolicy {
+    /// Parses the API's `{Name, MaximumRetryCount}`.
+    pub fn parse(name: &str, max_retries: i64) -> Result<Self, EngineError> {
+        let max = u32::try_from(max_retries.max(0)).unwrap_or(u32::MAX);
+        match name {
+            "" | "no" => Ok(RestartPolicy::No),
+            "always" => Ok(RestartPolicy::Always),
+            "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
+            "on-failure" => Ok(RestartPolicy::OnFailure { max_retries: max }),
+            other => Err(EngineError::Invalid(format!(
+                "invalid restart policy {other:?}: use no, always, unless-stopped or on-failure[:N]"
+            ))),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::Always => "always",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+            RestartPolicy::OnFailure { .. } => "on-failure",
+        }
+    }
+
+    pub fn max_retries(&self) -> u32 {
+        match self {
+            RestartPolicy::OnFailure { max_retries } => *max_retries,
+            _ => 0,
+        }
+    }
+
+    /// Whether a container that just exited with `code` restarts, given how often it already did
+    /// and whether a user stopped it.
+    pub fn should_restart(&self, code: i32, restart_count: u32, manually_stopped: bool) -> bool {
+        if manually_stopped {
+            return false;
+        }
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+            RestartPolicy::OnFailure { max_retries } => {
+                code != 0 && (*max_retries == 0 || restart_count < *max_retries)
+            }
+        }
+    }
+}
+
+/// Bind mount or named volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    Bind,
+    Volume,
+}
+
+/// A mount as the user asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    pub kind: MountKind,
+    /// Host path (bind) or volume name (volume).
+    pub source: String,
+    pub destination: String,
+    pub read_only: bool,
+    /// The mode text of a `Binds` entry (`ro`, `rw,z`, …), for inspect.
+    pub mode: String,
+    /// Volume driver for a named volume created on demand.
+    pub driver: Option<String>,
+    /// Create a missing bind source (true for `Binds`, false for `Mounts`, as Docker does).
+    pub create_source: bool,
+}
+
+impl MountSpec {
+    /// Parses one `HostConfig.Binds` entry: `src:dst[:mode]`.
+    pub fn parse_bind(bind: &str, volume_driver: &str) -> Result<Self, EngineError> {
+        let parts: Vec<&str> = bind.split(':').collect();
+        let (source, destination, mode) = match parts.as_slice() {
+            [s, d] => (*s, *d, ""),
+            [s, d, m] => (*s, *d, *m),
+            _ => {
+                return Err(EngineError::Invalid(format!(
+                    "invalid HostConfig.Binds entry {bind:?}: expected SOURCE:DESTINATION[:MODE]"
+                )));
+            }
+        };
+        if source.is_empty() || !destination.starts_with('/') {
+            return Err(EngineError::Invalid(format!(
+                "invalid HostConfig.Binds entry {bind:?}: the destination must be an absolute path"
+            )));
+        }
+        let mut read_only = false;
+        for opt in mode.split(',').filter(|m| !m.is_empty()) {
+            match opt {
+                "ro" => read_only = true,
+                "rw" | "z" | "Z" | "rprivate" | "private" | "rslave" | "slave" | "nocopy" => {}
+                other => {
+                    return Err(EngineError::Invalid(format!(
+                        "invalid HostConfig.Binds entry {bind:?}: unknown mode {other:?}"
+                    )));
+                }
+            }
+        }
+        let kind = if source.starts_with('/') {
+            MountKind::Bind
+        } else {
+            MountKind::Volume
+        };
+        if kind == MountKind::Volume {
+            berth_state::validate_name("volume", source)?;
+        }
+        Ok(MountSpec {
+            kind,
+            source: source.to_owned(),
+            destination: destination.to_owned(),
+            read_only,
+            mode: mode.to_owned(),
+            driver: (kind == MountKind::Volume && !volume_driver.is_empty())
+                .then(|| volume_driver.to_owned()),
+            create_source: true,
+        })
+    }
+}
+
+/// A mount after resolution at the last start (or create): the host path actually mounted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedMount {
+    pub spec: MountSpec,
+    /// Host path that is (or will be) mounted.
+    pub host_path: String,
+    /// Volume driver, for named volumes.
+    pub driver: Option<String>,
+}
+
+/// The immutable part of a container (`config.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    pub id: String,
+    pub name: String,
+    pub created: DateTime<Utc>,
+    /// The image reference as typed.
+    pub image: String,
+    pub image_id: String,
+    /// argv\[0\] and the rest, after Entrypoint/Cmd resolution.
+    pub path: String,
+    pub args: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub hostname: String,
+    pub user: String,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub labels: BTreeMap<String, String>,
+    pub binds: Vec<String>,
+    pub mounts: Vec<MountSpec>,
+    pub restart_policy: RestartPolicy,
+    pub auto_remove: bool,
+    pub network_mode: String,
+    pub volume_driver: String,
+    /// Hidden system container (plugins and `--system` agents).
+    pub system: bool,
+}
+
+/// The mutable part of a container (`state.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub status: Status,
+    pub pid: i32,
+    pub exit_code: i32,
+    pub error: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub restart_count: u32,
+    /// Set by stop/kill; keeps `always`/`unless-stopped` from restarting until the next start.
+    pub manually_stopped: bool,
+    pub mounts: Vec<ResolvedMount>,
+}
+
+impl ContainerState {
+    pub fn new() -> Self {
+        ContainerState {
+            status: Status::Created,
+            pid: 0,
+            exit_code: 0,
+            error: String::new(),
+            started_at: None,
+            finished_at: None,
+            restart_count: 0,
+            manually_stopped: false,
+            mounts: Vec::new(),
+        }
+    }
+
+    /// Docker's human status string (`Up 2 minutes`, `Exited (0) 5 seconds ago`, `Created`).
+    pub fn human(&self, now: DateTime<Utc>) -> String {
+        match self.status {
+            Status::Created => "Created".to_owned(),
+            Status::Running => format!(
+                "Up {}",
+                human_duration(now - self.started_at.unwrap_or(now))
+            ),
+            Status::Restarting => format!(
+                "Restarting ({}) {} ago",
+                self.exit_code,
+                human_duration(now - self.finished_at.unwrap_or(now))
+            ),
+            Status::Removing => "Removal In Progress".to_owned(),
+            Status::Exited => format!(
+                "Exited ({}) {} ago",
+                self.exit_code,
+                human_duration(now - self.finished_at.unwrap_or(now))
+            ),
+            Status::Dead => "Dead".to_owned(),
+        }
+    }
+}
+
+impl Default for ContainerState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Docker's `units.HumanDuration`.
+pub fn human_duration(d: chrono::TimeDelta) -> String {
+    let secs = d.num_seconds().max(0);
+    match secs {
+        0 => "Less than a second".to_owned(),
+        1 => "1 second".to_owned(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".to_owned(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 2 * 3600 => "About an hour".to_owned(),
+        s if s < 48 * 3600 => format!("{} hours", s / 3600),
+        s if s < 14 * 86400 => format!("{} days", s / 86400),
+        s if s < 60 * 86400 => format!("{} weeks", s / (7 * 86400)),
+        s if s < 2 * 365 * 86400 => format!("{} months", s / (30 * 86400)),
+        s => format!("{} years", s / (365 * 86400)),
+    }
+}
+
+const ADJECTIVES: &[&str] = &[
+    "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+    "nifty", "proud", "quirky", "sharp", "tender", "vivid", "witty", "zealous", "bold", "clever",
+];
+const NOUNS: &[&str] = &[
+    "lovelace", "turing", "hopper", "noether", "curie", "darwin", "euler", "gauss", "hamilton",
+    "knuth", "lamport", "liskov", "meitner", "pascal", "ritchie", "shannon", "thompson", "wozniak",
+    "yalow", "babbage",
+];
+
+/// A docker-style random name (`brave_turing`), derived from an id.
+pub fn generated_name(id: &str, attempt: usize) -> String {
+    let b = |i: usize| usize::from_str_radix(id.get(i..i + 2).unwrap_or("00"), 16).unwrap_or(0);
+    let base = format!(
+        "{}_{}",
+        ADJECTIVES[b(0) % ADJECTIVES.len()],
+        NOUNS[b(2) % NOUNS.len()]
+    );
+    if attempt == 0 {
+        base
+    } else {
+        format!("{base}{attempt}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_parse() {
+        let m = MountSpec::parse_bind("/a:/data:ro", "").unwrap();
+        assert_eq!(
+            (m.kind, m.read_only, m.destination.as_str()),
+            (MountKind::Bind, true, "/data")
+        );
+        let v = MountSpec::parse_bind("nicevol:/d", "flocker").unwrap();
+        assert_eq!(
+            (v.kind, v.driver.as_deref()),
+            (MountKind::Volume, Some("flocker"))
+        );
+        assert!(MountSpec::parse_bind("/a", "").is_err());
+        assert!(MountSpec::parse_bind("/a:rel", "").is_err());
+        assert!(MountSpec::parse_bind("../x:/d", "").is_err());
+        assert!(MountSpec::parse_bind("/a:/d:bogus", "").is_err());
+    }
+
+    #[test]
+    fn restart_rules() {
+        let p = RestartPolicy::parse("on-failure", 2).unwrap();
+        assert!(p.should_restart(1, 0, false));
+        assert!(p.should_restart(1, 1, false));
+        assert!(!p.should_restart(1, 2, false));
+        assert!(!p.should_restart(0, 0, false));
+        assert!(RestartPolicy::Always.should_restart(0, 100, false));
+        assert!(!RestartPolicy::Always.should_restart(0, 0, true));
+        assert!(RestartPolicy::parse("sometimes", 0).is_err());
+    }
+
+    #[test]
+    fn human_strings() {
+        let now = Utc::now();
+        let mut s = ContainerState::new();
+        assert_eq!(s.human(now), "Created");
+        s.status = Status::Exited;
+        s.exit_code = 3;
+        s.finished_at = Some(now - chrono::TimeDelta::seconds(5));
+        assert_eq!(s.human(now), "Exited (3) 5 seconds ago");
+        assert_eq!(human_duration(chrono::TimeDelta::seconds(150)), "2 minutes");
+        assert_ne!(
+            generated_name(&"ab".repeat(32), 0),
+            generated_name(&"ab".repeat(32), 1)
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! The image store: images imported from tar streams (`docker import`, `berth image import`),
+//! unpacked under `<root>/images/<hex>/rootfs`, and the built-in `host` image whose root filesystem
+//! is the host's `/`. Resolves references (name, name:tag, docker.io/library/name, id, id prefix).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::EngineError;
+use crate::runtime::Rootfs;
+
+/// The reference of the built-in image.
+pub const HOST_IMAGE: &str = "host";
+
+/// The parts of an image's config that a container inherits.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageConfig {
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+}
+
+/// One image record (`image.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Image {
+    /// `sha256:<64 hex>`.
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    pub created: DateTime<Utc>,
+    pub size: u64,
+    pub config: ImageConfig,
+    /// True for the built-in `host` image.
+    #[serde(default)]
+    pub builtin: bool,
+}
+
+impl Image {
+    /// The hex part of the id (directory name).
+    pub fn hex(&self) -> &str {
+        self.id.strip_prefix("sha256:").unwrap_or(&self.id)
+    }
+}
+
+/// The store.
+pub struct ImageStore {
+    dir: PathBuf,
+    images: Mutex<BTreeMap<String, Image>>,
+}
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn host_image() -> Image {
+    let digest = Sha256::digest(b"berth built-in image: host root filesystem");
+    Image {
+        id: format!("sha256:{}", hex::encode(digest)),
+        repo_tags: vec!["host:latest".to_owned()],
+        created: DateTime::<Utc>::UNIX_EPOCH,
+        size: 0,
+        config: ImageConfig {
+            cmd: Some(vec!["sh".to_owned()]),
+            env: vec![DEFAULT_PATH.to_owned()],
+            ..Default::default()
+        },
+        builtin: true,
+    }
+}
+
+/// Normalises a reference the way the docker CLI spells it: `docker.io/library/x` → `x`,
+/// a missing tag → `:latest`.
+pub fn normalize_reference(reference: &str) -> String {
+    let r = reference.strip_prefix("docker.io/").unwrap_or(reference);
+    let r = r.strip_prefix("library/").unwrap_or(r);
+    let last = r.rsplit('/').next().unwrap_or(r);
+    if last.contains(':') || r.contains('@') {
+        r.to_owned()
+    } else {
+        format!("{r}:latest")
+    }
+}
+
+/// Checks a `name[:tag]` given to import.
+fn validate_tag(tag: &str) -> Result<(), EngineError> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 255
+        && !tag.contains("..")
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:".contains(&b))
+        && tag
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid(format!(
+            "invalid reference format: {tag:?} (lower-case letters, digits, '.', '_', '-', '/' and one ':' tag)"
+        )))
+    }
+}
+
+impl ImageStore {
+    /// Opens the store under `<root>/images`, with the built-in `host` image.
+    pub fn open(root: &Path) -> Result<Self, EngineError> {
+        let dir = root.join("images");
+        std::fs::create_dir_all(&dir)
+            .map_err(EngineError::io(format!("creating {}", dir.display())))?;
+        let mut images = BTreeMap::new();
+        let host = host_image();
+        images.insert(host.id.clone(), host);
+        for entry in std::fs::read_dir(&dir)
+            .map_err(EngineError::io("reading images"))?
+            .flatten()
+        {
+            match berth_state::load_json::<Image>(&entry.path().join("image.json")) {
+                Ok(Some(img)) => {
+                    images.insert(img.id.clone(), img);
+                }
+                Ok(None) => {
+                    let _ = berth_state::remove_dir_durable(&entry.path());
+                }
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable image record"),
+            }
+        }
+        Ok(ImageStore {
+            dir,
+            images: Mutex::new(images),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Image>> {
+        self.images.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// All images.
+    pub fn list(&self) -> Vec<Image> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Resolves a reference to an image.
+    pub fn get(&self, reference: &str) -> Result<Image, EngineError> {
+        let images = self.lock();
+        let wanted = normalize_reference(reference);
+        if let Some(img) = images
+            .values()
+            .find(|i| i.repo_tags.iter().any(|t| t == &wanted))
+        {
+            return Ok(img.clone());
+        }
+        let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+        if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut hits = images.values().filter(|i| i.hex().starts_with(hex));
+            if let (Some(img), None) = (hits.next(), hits.next()) {
+                return Ok(img.clone());
+            }
+        }
+        Err(EngineError::NoSuchImage(wanted))
+    }
+
+    /// The root filesystem a container of `image` runs on.
+    pub fn rootfs(&self, image: &Image) -> Rootfs {
+        if image.builtin {
+            Rootfs::Host
+        } else {
+            Rootfs::Dir(self.dir.join(image.hex()).join("rootfs"))
+        }
+    }
+
+    /// Imports the tar file at `tar_path` as an image tagged `repo` (if given), applying Dockerfile
+    /// `changes` (`CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`). Blocking: call from a blocking thread.
+    pub fn import(
+        &self,
+        tar_path: &Path,
+        repo: Option<&str>,
+        changes: &[String],
+    ) -> Result<Image, EngineError> {
+        let tag = repo.map(normalize_reference);
+        if let Some(t) = &tag {
+            validate_tag(t)?;
+        }
+        let mut config = ImageConfig {
+            env: vec![DEFAULT_PATH.to_owned()],
+            ..Default::default()
+        };
+        for change in changes {
+            apply_change(&mut config, change)?;
+        }
+        let mut hasher = Sha256::new();
+        let mut f =
+            std::fs::File::open(tar_path).map_err(EngineError::io("opening the uploaded tar"))?;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut size = 0u64;
+        loop {
+            let n = f
+                .read(&mut buf)
+                .map_err(EngineError::io("reading the uploaded tar"))?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            hasher.update(&buf[..n]);
+        }
+        let hex = hex::encode(hasher.finalize());
+        let id = format!("sha256:{hex}");
+        let idir = self.dir.join(&hex);
+        let exists = self.lock().contains_key(&id);
+        if !exists {
+            let rootfs = idir.join("rootfs");
+            let _ = std::fs::remove_dir_all(&idir);
+            std::fs::create_dir_all(&rootfs)
+                .map_err(EngineError::io("creating the image directory"))?;
+            let unpacked = std::fs::File::open(tar_path).and_then(|f| {
+                let mut archive = tar::Archive::new(f);
+                archive.set_preserve_permissions(true);
+                archive.set_preserve_ownerships(true);
+                archive.set_unpack_xattrs(false);
+                archive.unpack(&rootfs)
+            });
+            if let Err(e) = unpacked {
+                let _ = std::fs::remove_dir_all(&idir);
+                return Err(EngineError::Invalid(format!(
+                    "importing image: not a valid tar archive: {e}"
+                )));
+            }
+        }
+        let mut images = self.lock();
+        // Move the tag to the new image.
+        if let Some(t) = &tag {
+            for img in images.values_mut() {
+                if img.id != id && img.repo_tags.contains(t) {
+                    img.repo_tags.retain(|x| x != t);
+                    if !img.builtin {
+                        berth_state::store_json(&self.dir.join(img.hex()).join("image.json"), img)?;
+                    }
+                }
+            }
+        }
+        let image = match images.get(&id) {
+            Some(existing) => {
+                let mut img = existing.clone();
+                if let Some(t) = &tag {
+                    if !img.repo_tags.contains(t) {
+                        img.repo_tags.push(t.clone());
+                    }
+                }
+                img.config = config;
+                img
+            }
+            None => Image {
+                id: id.clone(),
+                repo_tags: tag.into_iter().collect(),
+                created: Utc::now(),
+                size,
+                config,
+                builtin: false,
+            },
+        };
+        berth_state::store_json(&idir.join("image.json"), &image)?;
+        images.insert(id, image.clone());
+        Ok(image)
+    }
+
+    /// Removes an image (or just one of its tags when it has several). `users` are containers
+    /// created from it.
+    pub fn remove(
+        &self,
+        reference: &str,
+        users: &[String],
+    ) -> Result<Vec<(String, String)>, EngineError> {
+        let image = self.get(reference)?;
+        if image.builtin {
+            return Err(EngineError::Forbidden(format!(
+                "{} is a built-in image and cannot be removed",
+                reference
+            )));
+        }
+        let wanted = normalize_reference(reference);
+        let mut images = self.lock();
+        let idir = self.dir.join(image.hex());
+        if image.repo_tags.len() > 1 && image.repo_tags.contains(&wanted) {
+            let mut img = image.clone();
+            img.repo_tags.retain(|t| t != &wanted);
+            berth_state::store_json(&idir.join("image.json"), &img)?;
+            images.insert(img.id.clone(), img);
+            return Ok(vec![("Untagged".to_owned(), wanted)]);
+        }
+        if let Some(user) = users.first() {
+            return Err(EngineError::Conflict(format!(
+                "conflict: unable to remove repository reference \"{reference}\" (must force) - container {} is using its referenced image {}",
+                &user[..user.len().min(12)],
+                &image.hex()[..12]
+            )));
+        }
+        berth_state::remove_dir_durable(&idir)?;
+        images.remove(&image.id);
+        let mut out: Vec<_> = image
+            .repo_tags
+            .iter()
+            .map(|t| ("Untagged".to_owned(), t.clone()))
+            .collect();
+        out.push(("Deleted".to_owned(), image.id.clone()));
+        Ok(out)
+    }
+}
+
+/// Applies one Dockerfile instruction of `docker import -c`.
+fn apply_change(config: &mut ImageConfig, change: &str) -> Result<(), EngineError> {
+    let (instr, rest) = change
+        .trim()
+        .split_once(char::is_whitespace)
+        .unwrap_or((change.trim(), ""));
+    let rest = rest.trim();
+    let words = |s: &str| -> Vec<String> {
+        serde_json::from_str::<Vec<String>>(s)
+            .unwrap_or_else(|_| vec!["/bin/sh".to_owned(), "-c".to_owned(), s.to_owned()])
+    };
+    match instr.to_ascii_uppercase().as_str() {
+        "CMD" => config.cmd = Some(words(rest)),
+        "ENTRYPOINT" => config.entrypoint = Some(words(rest)),
+        "WORKDIR" => config.working_dir = rest.to_owned(),
+        "ENV" => {
+            let kv = match rest.split_once('=') {
+                Some((k, v)) => format!("{}={}", k.trim(), v.trim()),
+                None => {
+                    let (k, v) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                    format!("{k}={}", v.trim())
+                }
+            };
+            let key = kv.split('=').next().unwrap_or_default().to_owned();
+            config
+                .env
+                .retain(|e| e.split('=').next() != Some(key.as_str()));
+            config.env.push(kv);
+        }
+        other => {
+            return Err(EngineError::Invalid(format!(
+                "import change {other:?} is not supported (CMD, ENTRYPOINT, ENV, WORKDIR are)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_normalise() {
+        assert_eq!(normalize_reference("busybox"), "busybox:latest");
+        assert_eq!(
+            normalize_reference("docker.io/library/busybox"),
+            "busybox:latest"
+        );
+        assert_eq!(normalize_reference("bb:1"), "bb:1");
+        assert_eq!(
+            normalize_reference("localhost:5000/x"),
+            "localhost:5000/x:latest"
+        );
+    }
+
+    #[test]
+    fn import_tag_resolve_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
+        assert!(store.get("host").unwrap().builtin);
+        let tar_path = dir.path().join("img.tar");
+        {
+            let mut b = tar::Builder::new(std::fs::File::create(&tar_path).unwrap());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(3);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, "etc/hello", &b"hi\n"[..]).unwrap();
+            b.finish().unwrap();
+        }
+        let img = store
+            .import(&tar_path, Some("bb"), &["CMD [\"sh\"]".to_owned()])
+            .unwrap();
+        assert_eq!(img.repo_tags, ["bb:latest"]);
+        assert_eq!(img.config.cmd, Some(vec!["sh".to_owned()]));
+        let Rootfs::Dir(root) = store.rootfs(&img) else {
+            panic!("expected a dir rootfs")
+        };
+        assert_eq!(std::fs::read(root.join("etc/hello")).unwrap(), b"hi\n");
+        assert_eq!(store.get(&img.hex()[..12]).unwrap().id, img.id);
+        assert!(
+            matches!(store.get("nope"), Err(EngineError::NoSuchImage(m)) if m == "nope:latest")
+        );
+        assert!(matches!(
+            store.remove("bb", &["c".repeat(64)]),
+            Err(EngineError::Conflict(_))
+        ));
+        store.remove("bb", &[]).unwrap();
+        assert!(!root.exists());
+        assert!(store.import(&tar_path, Some("../x"), &[]).is_err());
+    }
+}

@@ -1,0 +1,1038 @@
+//! The code that runs between `fork` and `exec`: the shim (the engine's direct child) and the
+//! container's pid 1 (the shim's child, first process of the new pid namespace).
+//!
+//! The engine is a multi-threaded tokio process, so after `fork` only async-signal-safe code may
+//! run: everything here is raw syscalls through `libc` on data prepared by `plan.rs` before the
+//! fork. No allocation, no locks, no panics, no `std` I/O. A failure is written to the error
+//! pipe as a fixed-size [`Record`] (step, index, errno) and the process `_exit`s.
+//!
+//! Process tree: engine → shim (new session; has unshared the mount, uts, ipc, pid [, net]
+//! namespaces) → pid 1 (sets up the root filesystem, then `execve`s the command).
+//! - The shim closes every fd ≥ 3 but its own pipes (otherwise std's `spawn` in the engine,
+//!   which waits for its CLOEXEC pipe to close, would block until the container exits, and
+//!   other containers' fds would leak into this one), reports pid 1's host pid on the report
+//!   pipe, then waits for pid 1 and exits with its code (128+N when killed by signal N).
+//! - Engine death: the shim polls a pipe whose only write end lives in the engine (see
+//!   `engine_alive` in mod.rs) and SIGKILLs pid 1 when it hangs up. (`PR_SET_PDEATHSIG` would
+//!   fire when the engine *thread* that forked exits, e.g. an idle tokio blocking thread.)
+//! - Shim death: pid 1 has `PR_SET_PDEATHSIG(SIGKILL)` (the shim is single-threaded), checked
+//!   against a pipe right after setting it, since `getppid()` is 0 across the pid namespace.
+//!   Killing pid 1 of a pid namespace kills every process in it.
+
+use std::ffi::CStr;
+use std::mem::size_of;
+use std::ptr::null;
+
+use libc::{c_char, c_int, c_long, c_ulong, c_void};
+
+use super::plan::{FIRST_BIND_TARGET, InRoot, Plan, TARGET_DEV, TARGET_PROC, TARGET_SYS};
+
+/// What failed, in a [`Record`]. The index in the record says which instance (bind mount,
+/// device node, ...).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Step {
+    Setsid = 1,
+    JoinNetns,
+    Unshare,
+    MakePrivate,
+    Hostname,
+    Loopback,
+    Pipe,
+    Fork,
+    ParentDeath,
+    Ctty,
+    MountOverlay,
+    OpenRootfs,
+    Target,
+    MountProc,
+    MountDev,
+    DevNode,
+    DevLink,
+    MountDevpts,
+    MountShm,
+    Console,
+    MountSys,
+    Bind,
+    BindReadonly,
+    PivotRoot,
+    DetachOldRoot,
+    Cwd,
+    Capabilities,
+    NoNewPrivs,
+    Exec,
+    ExecSearch,
+}
+
+impl Step {
+    const ALL: [Step; 30] = [
+        Step::Setsid,
+        Step::JoinNetns,
+        Step::Unshare,
+        Step::MakePrivate,
+        Step::Hostname,
+        Step::Loopback,
+        Step::Pipe,
+        Step::Fork,
+        Step::ParentDeath,
+        Step::Ctty,
+        Step::MountOverlay,
+        Step::OpenRootfs,
+        Step::Target,
+        Step::MountProc,
+        Step::MountDev,
+        Step::DevNode,
+        Step::DevLink,
+        Step::MountDevpts,
+        Step::MountShm,
+        Step::Console,
+        Step::MountSys,
+        Step::Bind,
+        Step::BindReadonly,
+        Step::PivotRoot,
+        Step::DetachOldRoot,
+        Step::Cwd,
+        Step::Capabilities,
+        Step::NoNewPrivs,
+        Step::Exec,
+        Step::ExecSearch,
+    ];
+
+    pub(super) fn from_u32(value: u32) -> Option<Step> {
+        Self::ALL.into_iter().find(|s| *s as u32 == value)
+    }
+}
+
+/// A failure report on the error pipe: written with one `write` (atomic, < `PIPE_BUF`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Record {
+    pub(super) step: u32,
+    pub(super) index: u32,
+    pub(super) errno: i32,
+}
+
+pub(super) const RECORD_LEN: usize = 12;
+
+impl Record {
+    fn to_bytes(self) -> [u8; RECORD_LEN] {
+        let mut out = [0u8; RECORD_LEN];
+        out[0..4].copy_from_slice(&self.step.to_ne_bytes());
+        out[4..8].copy_from_slice(&self.index.to_ne_bytes());
+        out[8..12].copy_from_slice(&self.errno.to_ne_bytes());
+        out
+    }
+
+    pub(super) fn from_bytes(b: &[u8; RECORD_LEN]) -> Record {
+        Record {
+            step: u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+            index: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+            errno: i32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
+        }
+    }
+}
+
+/// The fds the shim keeps (raw numbers, all ≥ 3 and CLOEXEC, owned by the engine).
+pub(super) struct Fds {
+    /// Write end of the report pipe: the shim writes pid 1's host pid (4 bytes, native endian).
+    pub(super) report_w: c_int,
+    /// Write end of the error pipe: a [`Record`] on failure; EOF when pid 1 has exec'd.
+    pub(super) err_w: c_int,
+    /// Read end of the engine's liveness pipe: hangs up when the engine dies.
+    pub(super) alive_r: c_int,
+    /// `/dev/null`, for the shim's own stdio once pid 1 has its copy.
+    pub(super) devnull: c_int,
+    /// A network namespace to join, or -1.
+    pub(super) netns: c_int,
+}
+
+/// Device nodes created in the container's `/dev`: name, major, minor (all mode 0666).
+pub(super) const DEVICES: [(&CStr, u32, u32); 6] = [
+    (c"null", 1, 3),
+    (c"zero", 1, 5),
+    (c"full", 1, 7),
+    (c"random", 1, 8),
+    (c"urandom", 1, 9),
+    (c"tty", 5, 0),
+];
+
+/// Symlinks created in the container's `/dev`: name, target.
+pub(super) const DEV_LINKS: [(&CStr, &CStr); 6] = [
+    (c"fd", c"/proc/self/fd"),
+    (c"stdin", c"/proc/self/fd/0"),
+    (c"stdout", c"/proc/self/fd/1"),
+    (c"stderr", c"/proc/self/fd/2"),
+    (c"ptmx", c"pts/ptmx"),
+    (c"core", c"/proc/kcore"),
+];
+
+/// Docker's default capability set: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
+/// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
+pub(super) const DEFAULT_CAPS: u64 = 0x0000_0000_a804_25fb;
+
+/// The inheritable set given to the container: empty, as Docker does since 20.10.14
+/// (CVE-2022-24769: a non-empty inheritable set lets non-root processes gain capabilities by
+/// executing files that carry inheritable file capabilities). Root's capabilities after
+/// `execve` come from the bounding set, so `CapEff` is still [`DEFAULT_CAPS`].
+const INHERITABLE_CAPS: u64 = 0;
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Reports failures: holds the error pipe.
+struct Ctx {
+    err_w: c_int,
+}
+
+impl Ctx {
+    /// Writes a failure record and exits with 127.
+    fn fail(&self, step: Step, index: u32, errno: i32) -> ! {
+        let bytes = Record {
+            step: step as u32,
+            index,
+            errno,
+        }
+        .to_bytes();
+        // SAFETY: write and _exit are async-signal-safe; `bytes` is a valid buffer.
+        unsafe {
+            write_all(self.err_w, &bytes);
+            libc::_exit(127)
+        }
+    }
+
+    /// Fails with the current errno when `ret` is negative; returns `ret` otherwise.
+    fn check<T: Into<c_long> + Copy>(&self, ret: T, step: Step, index: u32) -> T {
+        if ret.into() < 0 {
+            self.fail(step, index, errno());
+        }
+        ret
+    }
+}
+
+fn errno() -> i32 {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Writes the whole buffer, retrying on EINTR; gives up on any other error.
+///
+/// # Safety
+/// `fd` must be an open fd (or the write fails harmlessly with EBADF).
+unsafe fn write_all(fd: c_int, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a valid slice for its length.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast::<c_void>(), buf.len()) };
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        buf = &buf[n as usize..];
+    }
+}
+
+/// `/proc/self/fd/N` in a stack buffer: a path that designates exactly what fd N designates,
+/// so a mount lands on the directory that was resolved safely inside the root.
+struct FdPath {
+    buf: [u8; 32],
+}
+
+impl FdPath {
+    fn new(fd: c_int) -> FdPath {
+        const PREFIX: &[u8] = b"/proc/self/fd/";
+        let mut buf = [0u8; 32];
+        buf[..PREFIX.len()].copy_from_slice(PREFIX);
+        let mut digits = [0u8; 10];
+        let mut n = fd.max(0) as u32;
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for i in 0..len {
+            buf[PREFIX.len() + i] = digits[len - 1 - i];
+        }
+        FdPath { buf }
+    }
+
+    fn as_ptr(&self) -> *const c_char {
+        self.buf.as_ptr().cast()
+    }
+}
+
+/// `openat2(dirfd, path, how)`.
+///
+/// # Safety
+/// Plain syscall; `path` is a valid C string.
+unsafe fn openat2(dirfd: c_int, path: &CStr, flags: c_int, mode: u32, resolve: u64) -> c_int {
+    // SAFETY: open_how is plain data; all-zero is valid.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.mode = u64::from(mode);
+    how.resolve = resolve;
+    // SAFETY: `how` and `path` outlive the call; the size matches the struct passed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            size_of::<libc::open_how>(),
+        ) as c_int
+    }
+}
+
+/// Creates `target` (and its missing parents) inside the root `root`, never following a
+/// symlink out of it (`RESOLVE_IN_ROOT`), and returns an `O_PATH` fd on it. With `file`, the
+/// last component is created as an empty regular file instead of a directory.
+///
+/// # Safety
+/// Only async-signal-safe calls; `root` is an open directory fd.
+unsafe fn make_in_root(ctx: &Ctx, root: c_int, target: &InRoot, file: bool, index: u32) -> c_int {
+    let last = target.steps.len().saturating_sub(1);
+    // SAFETY: raw syscalls on valid C strings and fds.
+    unsafe {
+        for (i, (parent, name)) in target.steps.iter().enumerate() {
+            if file && i == last {
+                break;
+            }
+            let pfd = if parent.is_empty() {
+                root
+            } else {
+                ctx.check(
+                    openat2(
+                        root,
+                        parent,
+                        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                        0,
+                        libc::RESOLVE_IN_ROOT,
+                    ),
+                    Step::Target,
+                    index,
+                )
+            };
+            let ret = libc::mkdirat(pfd, name.as_ptr(), 0o755);
+            let err = errno();
+            if pfd != root {
+                libc::close(pfd);
+            }
+            if ret < 0 && err != libc::EEXIST {
+                ctx.fail(Step::Target, index, err);
+            }
+        }
+        if file {
+            let mut fd = openat2(
+                root,
+                &target.full,
+                libc::O_PATH | libc::O_CLOEXEC,
+                0,
+                libc::RESOLVE_IN_ROOT,
+            );
+            if fd < 0 && errno() == libc::ENOENT {
+                let created = ctx.check(
+                    openat2(
+                        root,
+                        &target.full,
+                        libc::O_CREAT
+                            | libc::O_EXCL
+                            | libc::O_WRONLY
+                            | libc::O_NOCTTY
+                            | libc::O_CLOEXEC,
+                        0o644,
+                        libc::RESOLVE_IN_ROOT,
+                    ),
+                    Step::Target,
+                    index,
+                );
+                libc::close(created);
+                fd = openat2(
+                    root,
+                    &target.full,
+                    libc::O_PATH | libc::O_CLOEXEC,
+                    0,
+                    libc::RESOLVE_IN_ROOT,
+                );
+            }
+            ctx.check(fd, Step::Target, index)
+        } else {
+            ctx.check(
+                openat2(
+                    root,
+                    &target.full,
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    0,
+                    libc::RESOLVE_IN_ROOT,
+                ),
+                Step::Target,
+                index,
+            )
+        }
+    }
+}
+
+/// `mount(source, /proc/self/fd/<fd>, fstype, flags, data)`.
+///
+/// # Safety
+/// Plain syscall; pointers are valid C strings or null.
+unsafe fn mount_on_fd(
+    source: *const c_char,
+    fd: c_int,
+    fstype: *const c_char,
+    flags: c_ulong,
+    data: *const c_char,
+) -> c_int {
+    let target = FdPath::new(fd);
+    // SAFETY: all pointers are valid for the call.
+    unsafe {
+        libc::mount(
+            source,
+            target.as_ptr(),
+            fstype,
+            flags,
+            data.cast::<c_void>(),
+        )
+    }
+}
+
+/// Closes every fd ≥ 3 except those in `keep` (sorted in place).
+///
+/// # Safety
+/// Async-signal-safe; the caller no longer uses the fds being closed.
+unsafe fn close_fds_except(keep: &mut [c_int]) {
+    // Insertion sort: no allocation.
+    for i in 1..keep.len() {
+        let mut j = i;
+        while j > 0 && keep[j - 1] > keep[j] {
+            keep.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    let mut next: c_int = 3;
+    for &fd in keep.iter() {
+        if fd < next {
+            continue;
+        }
+        if fd > next {
+            // SAFETY: closing fds this process no longer uses.
+            unsafe { close_range(next as u32, (fd - 1) as u32) };
+        }
+        next = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { close_range(next as u32, u32::MAX) };
+}
+
+/// # Safety
+/// Closes fds; falls back to a bounded loop when `close_range` is missing (Linux < 5.9).
+unsafe fn close_range(first: u32, last: u32) {
+    // SAFETY: plain syscalls.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first, last, 0) < 0 {
+            for fd in first..=last.min(65_535) {
+                libc::close(fd as c_int);
+            }
+        }
+    }
+}
+
+/// Resets every signal disposition to the default: the engine's handlers (tokio's SIGCHLD
+/// handler writes to a self-pipe whose fd number this process may have reused) must not run
+/// here, and the container must not inherit ignored signals.
+///
+/// # Safety
+/// Async-signal-safe.
+unsafe fn reset_signals() {
+    // SAFETY: a zeroed sigaction with SIG_DFL is valid; errors (SIGKILL, SIGSTOP, glibc's
+    // internal signals) are ignored on purpose.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..=64 {
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Sets the `IFF_UP` flag of `lo` in the current network namespace.
+///
+/// # Safety
+/// Async-signal-safe.
+unsafe fn loopback_up(ctx: &Ctx) {
+    // SAFETY: plain syscalls; `ifreq` is zero-initialised and named "lo".
+    unsafe {
+        let sock = ctx.check(
+            libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0),
+            Step::Loopback,
+            0,
+        );
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        ifr.ifr_name[0] = b'l' as c_char;
+        ifr.ifr_name[1] = b'o' as c_char;
+        ctx.check(
+            libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut ifr),
+            Step::Loopback,
+            1,
+        );
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        ctx.check(
+            libc::ioctl(sock, libc::SIOCSIFFLAGS, &ifr),
+            Step::Loopback,
+            2,
+        );
+        libc::close(sock);
+    }
+}
+
+/// The shim: runs in the engine's forked child (std's `pre_exec`), never returns.
+///
+/// # Safety
+/// Must only be called in a freshly forked child, with fds as described in [`Fds`].
+pub(super) unsafe fn shim_main(plan: &Plan, fds: &Fds) -> ! {
+    let ctx = Ctx { err_w: fds.err_w };
+    // SAFETY: this is the forked child; only async-signal-safe syscalls follow.
+    unsafe {
+        reset_signals();
+        // A session of its own: terminal signals aimed at the engine's group don't reach it.
+        ctx.check(libc::setsid(), Step::Setsid, 0);
+        if fds.netns >= 0 {
+            ctx.check(
+                libc::setns(fds.netns, libc::CLONE_NEWNET),
+                Step::JoinNetns,
+                0,
+            );
+        }
+        ctx.check(libc::unshare(plan.ns_flags), Step::Unshare, 0);
+        // Before anything is mounted: nothing mounted in here may propagate to the host.
+        ctx.check(
+            libc::mount(
+                null(),
+                c"/".as_ptr(),
+                null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                null(),
+            ),
+            Step::MakePrivate,
+            0,
+        );
+        ctx.check(
+            libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len()),
+            Step::Hostname,
+            0,
+        );
+        if plan.loopback_up {
+            loopback_up(&ctx);
+        }
+        let mut keep = [fds.report_w, fds.err_w, fds.alive_r, fds.devnull];
+        close_fds_except(&mut keep);
+
+        let mut alive = [-1 as c_int; 2];
+        ctx.check(
+            libc::pipe2(alive.as_mut_ptr(), libc::O_CLOEXEC),
+            Step::Pipe,
+            0,
+        );
+        let pid = ctx.check(libc::fork(), Step::Fork, 0);
+        if pid == 0 {
+            libc::close(fds.report_w);
+            libc::close(fds.alive_r);
+            libc::close(fds.devnull);
+            libc::close(alive[1]);
+            pid1_main(plan, &ctx, alive[0]);
+        }
+        libc::close(alive[0]);
+        write_all(fds.report_w, &pid.to_ne_bytes());
+        libc::close(fds.report_w);
+        libc::close(fds.err_w);
+        // The container's stdio belongs to the container: the engine sees EOF when it is done.
+        for fd in 0..3 {
+            libc::dup2(fds.devnull, fd);
+        }
+        libc::close(fds.devnull);
+        let code = supervise(pid, fds.alive_r);
+        libc::_exit(code)
+    }
+}
+
+/// Waits for pid 1 and returns its exit code (128+N if killed by signal N); kills it if the
+/// engine goes away first.
+///
+/// # Safety
+/// Async-signal-safe.
+unsafe fn supervise(pid: libc::pid_t, engine_alive: c_int) -> c_int {
+    // SAFETY: plain syscalls.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as c_int;
+        if pidfd < 0 {
+            // Linux < 5.3: no engine-death detection, just wait.
+            return wait_code(pid);
+        }
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: engine_alive,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: pidfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let n = libc::poll(fds.as_mut_ptr(), 2, -1);
+            if n < 0 {
+                if errno() == libc::EINTR {
+                    continue;
+                }
+                return wait_code(pid);
+            }
+            if fds[1].revents != 0 {
+                return wait_code(pid);
+            }
+            if fds[0].revents != 0 {
+                libc::kill(pid, libc::SIGKILL);
+                return wait_code(pid);
+            }
+        }
+    }
+}
+
+/// Reaps `pid` and returns its exit code (128+N if killed by signal N).
+///
+/// # Safety
+/// Async-signal-safe.
+unsafe fn wait_code(pid: libc::pid_t) -> c_int {
+    loop {
+        let mut status: c_int = 0;
+        // SAFETY: `status` is a valid out pointer.
+        let ret = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if ret == pid {
+            if libc::WIFEXITED(status) {
+                return libc::WEXITSTATUS(status);
+            }
+            if libc::WIFSIGNALED(status) {
+                return 128 + libc::WTERMSIG(status);
+            }
+        } else if ret < 0 && errno() != libc::EINTR {
+            return 255;
+        }
+    }
+}
+
+/// Pid 1: builds the root filesystem in the (shared with the shim) mount namespace, pivots
+/// into it, drops privileges and executes the command. Never returns.
+///
+/// # Safety
+/// Must only be called in the shim's freshly forked child.
+unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
+    // SAFETY: forked child; only async-signal-safe syscalls on prepared data follow.
+    unsafe {
+        ctx.check(
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0),
+            Step::ParentDeath,
+            0,
+        );
+        // The shim may have died before the prctl: then its end of the pipe is closed.
+        let mut pfd = libc::pollfd {
+            fd: shim_alive,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if libc::poll(&mut pfd, 1, 0) != 0 {
+            libc::_exit(137);
+        }
+        libc::close(shim_alive);
+
+        ctx.check(libc::setsid(), Step::Setsid, 1);
+        if plan.tty {
+            ctx.check(libc::ioctl(0, libc::TIOCSCTTY, 0), Step::Ctty, 0);
+        }
+        // Exact modes for what we create; the command gets Docker's 022 below.
+        libc::umask(0);
+
+        ctx.check(
+            libc::mount(
+                c"overlay".as_ptr(),
+                plan.rootfs.as_ptr(),
+                c"overlay".as_ptr(),
+                0,
+                plan.overlay_opts.as_ptr().cast(),
+            ),
+            Step::MountOverlay,
+            0,
+        );
+        let root = ctx.check(
+            libc::open(
+                plan.rootfs.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            ),
+            Step::OpenRootfs,
+            0,
+        );
+
+        // /proc, for the new pid namespace (must be mounted from inside it).
+        let fd = make_in_root(ctx, root, &plan.proc_dir, false, TARGET_PROC);
+        ctx.check(
+            mount_on_fd(
+                c"proc".as_ptr(),
+                fd,
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                null(),
+            ),
+            Step::MountProc,
+            0,
+        );
+        libc::close(fd);
+
+        // /dev: a tmpfs with the usual nodes, links, /dev/pts and /dev/shm.
+        let fd = make_in_root(ctx, root, &plan.dev_dir, false, TARGET_DEV);
+        ctx.check(
+            mount_on_fd(
+                c"tmpfs".as_ptr(),
+                fd,
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_STRICTATIME,
+                c"mode=755,size=65536k".as_ptr(),
+            ),
+            Step::MountDev,
+            0,
+        );
+        libc::close(fd);
+        // Re-resolved after the mount: now the tmpfs root.
+        let dev = make_in_root(ctx, root, &plan.dev_dir, false, TARGET_DEV);
+        setup_dev(ctx, dev, plan.console.as_deref());
+        libc::close(dev);
+
+        let fd = make_in_root(ctx, root, &plan.sys_dir, false, TARGET_SYS);
+        ctx.check(
+            mount_on_fd(
+                c"sysfs".as_ptr(),
+                fd,
+                c"sysfs".as_ptr(),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                null(),
+            ),
+            Step::MountSys,
+            0,
+        );
+        libc::close(fd);
+
+        for (i, bind) in plan.binds.iter().enumerate() {
+            let i = i as u32;
+            let fd = make_in_root(ctx, root, &bind.target, bind.file, FIRST_BIND_TARGET + i);
+            ctx.check(
+                mount_on_fd(
+                    bind.source.as_ptr(),
+                    fd,
+                    null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    null(),
+                ),
+                Step::Bind,
+                i,
+            );
+            libc::close(fd);
+            if bind.readonly {
+                // Re-resolved: the path now leads to the top of the new mount.
+                let fd = ctx.check(
+                    openat2(
+                        root,
+                        &bind.target.full,
+                        libc::O_PATH | libc::O_CLOEXEC,
+                        0,
+                        libc::RESOLVE_IN_ROOT,
+                    ),
+                    Step::BindReadonly,
+                    i,
+                );
+                let attr = MountAttr {
+                    attr_set: MOUNT_ATTR_RDONLY,
+                    attr_clr: 0,
+                    propagation: 0,
+                    userns_fd: 0,
+                };
+                ctx.check(
+                    libc::syscall(
+                        libc::SYS_mount_setattr,
+                        fd,
+                        c"".as_ptr(),
+                        libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+                        &attr as *const MountAttr,
+                        size_of::<MountAttr>(),
+                    ),
+                    Step::BindReadonly,
+                    i,
+                );
+                libc::close(fd);
+            }
+        }
+        libc::close(root);
+
+        // pivot_root(".", ".") stacks the old root under the new one; detach it.
+        ctx.check(libc::chdir(plan.rootfs.as_ptr()), Step::PivotRoot, 0);
+        ctx.check(
+            libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()),
+            Step::PivotRoot,
+            1,
+        );
+        ctx.check(
+            libc::umount2(c".".as_ptr(), libc::MNT_DETACH),
+            Step::DetachOldRoot,
+            0,
+        );
+        ctx.check(libc::chdir(c"/".as_ptr()), Step::PivotRoot, 2);
+
+        // The working directory, created if missing (as Docker does).
+        for dir in &plan.cwd_steps {
+            if libc::mkdir(dir.as_ptr(), 0o755) < 0 && errno() != libc::EEXIST {
+                ctx.fail(Step::Cwd, 0, errno());
+            }
+        }
+        ctx.check(libc::chdir(plan.cwd.as_ptr()), Step::Cwd, 1);
+
+        drop_privileges(ctx, plan.last_cap);
+
+        // Nothing but stdio and the (CLOEXEC) error pipe crosses exec.
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        libc::umask(0o022);
+        exec(plan, ctx)
+    }
+}
+
+/// Fills the fresh `/dev` tmpfs.
+///
+/// # Safety
+/// Async-signal-safe; `dev` is an fd on the tmpfs root.
+unsafe fn setup_dev(ctx: &Ctx, dev: c_int, console: Option<&CStr>) {
+    // SAFETY: raw syscalls on constant C strings and valid fds.
+    unsafe {
+        for (i, (name, major, minor)) in DEVICES.iter().enumerate() {
+            ctx.check(
+                libc::mknodat(
+                    dev,
+                    name.as_ptr(),
+                    libc::S_IFCHR | 0o666,
+                    libc::makedev(*major, *minor),
+                ),
+                Step::DevNode,
+                i as u32,
+            );
+        }
+        for (i, (name, target)) in DEV_LINKS.iter().enumerate() {
+            ctx.check(
+                libc::symlinkat(target.as_ptr(), dev, name.as_ptr()),
+                Step::DevLink,
+                i as u32,
+            );
+        }
+
+        ctx.check(
+            libc::mkdirat(dev, c"pts".as_ptr(), 0o755),
+            Step::MountDevpts,
+            0,
+        );
+        let fd = ctx.check(
+            libc::openat(
+                dev,
+                c"pts".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            ),
+            Step::MountDevpts,
+            1,
+        );
+        ctx.check(
+            mount_on_fd(
+                c"devpts".as_ptr(),
+                fd,
+                c"devpts".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                c"newinstance,ptmxmode=0666,mode=0620,gid=5".as_ptr(),
+            ),
+            Step::MountDevpts,
+            2,
+        );
+        libc::close(fd);
+
+        ctx.check(
+            libc::mkdirat(dev, c"shm".as_ptr(), 0o1777),
+            Step::MountShm,
+            0,
+        );
+        let fd = ctx.check(
+            libc::openat(
+                dev,
+                c"shm".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            ),
+            Step::MountShm,
+            1,
+        );
+        ctx.check(
+            mount_on_fd(
+                c"shm".as_ptr(),
+                fd,
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                c"mode=1777,size=65536k".as_ptr(),
+            ),
+            Step::MountShm,
+            2,
+        );
+        libc::close(fd);
+
+        if let Some(console) = console {
+            // As runc does: the container's /dev/console is its pty slave.
+            let fd = ctx.check(
+                libc::openat(
+                    dev,
+                    c"console".as_ptr(),
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_WRONLY
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
+                    0o620,
+                ),
+                Step::Console,
+                0,
+            );
+            libc::close(fd);
+            let fd = ctx.check(
+                libc::openat(
+                    dev,
+                    c"console".as_ptr(),
+                    libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                ),
+                Step::Console,
+                1,
+            );
+            ctx.check(
+                mount_on_fd(
+                    c"/proc/self/fd/0".as_ptr(),
+                    fd,
+                    null(),
+                    libc::MS_BIND,
+                    null(),
+                ),
+                Step::Console,
+                2,
+            );
+            libc::close(fd);
+        }
+    }
+}
+
+/// Bounding set, then effective/permitted/inheritable, ambient cleared, then no_new_privs.
+///
+/// # Safety
+/// Async-signal-safe.
+unsafe fn drop_privileges(ctx: &Ctx, last_cap: u32) {
+    // SAFETY: plain prctl/capset syscalls with valid arguments.
+    unsafe {
+        for cap in 0..=last_cap.min(63) {
+            if DEFAULT_CAPS & (1u64 << cap) == 0
+                && libc::prctl(libc::PR_CAPBSET_DROP, cap as c_ulong, 0, 0, 0) < 0
+                && errno() != libc::EINVAL
+            {
+                ctx.fail(Step::Capabilities, cap, errno());
+            }
+        }
+        // EINVAL on kernels without ambient capabilities: nothing to clear then.
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong,
+            0,
+            0,
+            0,
+        );
+        let header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let data = [
+            CapData {
+                effective: DEFAULT_CAPS as u32,
+                permitted: DEFAULT_CAPS as u32,
+                inheritable: INHERITABLE_CAPS as u32,
+            },
+            CapData {
+                effective: (DEFAULT_CAPS >> 32) as u32,
+                permitted: (DEFAULT_CAPS >> 32) as u32,
+                inheritable: (INHERITABLE_CAPS >> 32) as u32,
+            },
+        ];
+        ctx.check(
+            libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()),
+            Step::Capabilities,
+            64,
+        );
+        ctx.check(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as c_ulong, 0, 0, 0),
+            Step::NoNewPrivs,
+            0,
+        );
+    }
+}
+
+/// `execve` of the command: `argv[0]` as given when it has a `/`, else searched in `PATH`
+/// like `execvp` (ENOENT/ENOTDIR go on to the next entry, EACCES is remembered).
+///
+/// # Safety
+/// Async-signal-safe.
+unsafe fn exec(plan: &Plan, ctx: &Ctx) -> ! {
+    // SAFETY: argv/envp are NULL-terminated arrays of valid C strings.
+    unsafe {
+        if !plan.exec_search {
+            if let Some(path) = plan.exec_paths.first() {
+                libc::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+            }
+            ctx.fail(Step::Exec, 0, errno());
+        }
+        let mut denied = false;
+        for path in &plan.exec_paths {
+            libc::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+            match errno() {
+                libc::ENOENT | libc::ENOTDIR => {}
+                libc::EACCES => denied = true,
+                other => ctx.fail(Step::Exec, 0, other),
+            }
+        }
+        ctx.fail(
+            Step::ExecSearch,
+            0,
+            if denied { libc::EACCES } else { libc::ENOENT },
+        )
+    }
+}

@@ -1,0 +1,522 @@
+//! The typed HTTP-over-UDS client of one plugin: HTTP/1.1 keep-alive over the plugin's UNIX socket
+//! (one idle connection kept per plugin, a new one dialled when it dropped or when calls overlap),
+//! a deadline on every call, and Docker's lenient response rules: success is exactly 200, any
+//! Content-Type, an `Err`/`Error` in a 200 or non-200 body is an error with that text, plain-text
+//! error bodies are used verbatim, and 404 is reported as [`CallErrorKind::NotFound`] ("not
+//! implemented / not interested").
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use berth_plugin_protocol::{DOCKER_PLUGIN_MEDIA_TYPE, error_text};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixStream;
+
+/// How many idle connections a client keeps (sequential use needs one).
+const MAX_IDLE: usize = 4;
+
+/// A failed plugin call. Displays as `plugin "flocker": POST /v1/volume/volumes: deadline 5s exceeded`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("plugin \"{plugin}\": {call}: {kind}")]
+pub struct PluginError {
+    /// Plugin name (or socket path before the handshake named it).
+    pub plugin: String,
+    /// `METHOD /path`.
+    pub call: String,
+    /// What went wrong.
+    pub kind: CallErrorKind,
+}
+
+impl PluginError {
+    /// The plugin answered 404: the call is not implemented / the plugin is not interested.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.kind, CallErrorKind::NotFound)
+    }
+
+    /// The socket is missing or refuses connections: the plugin is not up (yet).
+    pub fn is_not_up(&self) -> bool {
+        matches!(self.kind, CallErrorKind::NotUp { .. })
+    }
+
+    /// The call's deadline fired.
+    pub fn is_deadline(&self) -> bool {
+        matches!(self.kind, CallErrorKind::Deadline(_))
+    }
+}
+
+/// The reason of a [`PluginError`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallErrorKind {
+    /// The deadline fired before a complete answer.
+    #[error("deadline {} exceeded", fmt_duration(*.0))]
+    Deadline(Duration),
+    /// Socket missing or connection refused.
+    #[error("plugin not up: connecting to {socket}: {reason}")]
+    NotUp {
+        /// Socket path.
+        socket: String,
+        /// OS error text.
+        reason: String,
+    },
+    /// Other transport failure (connection reset, protocol error).
+    #[error("transport: {0}")]
+    Transport(String),
+    /// 404: not implemented / not interested.
+    #[error("not implemented (404)")]
+    NotFound,
+    /// A non-200 status; `text` is the `Err` of a JSON body or the raw body.
+    #[error("{text} (HTTP {status})")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Error text.
+        text: String,
+    },
+    /// A 200 reply carrying a non-empty `Err`/`Error`.
+    #[error("{0}")]
+    Plugin(String),
+    /// The reply could not be decoded.
+    #[error("decoding reply: {error}; body starts {snippet:?}")]
+    Decode {
+        /// Decoder message.
+        error: String,
+        /// The first bytes of the body.
+        snippet: String,
+    },
+    /// The request could not be encoded.
+    #[error("encoding request: {0}")]
+    Encode(String),
+}
+
+/// `5s`, `1500ms`.
+pub fn fmt_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// The first bytes of a body, for error messages.
+pub fn snippet(body: &[u8]) -> String {
+    let end = body.len().min(80);
+    String::from_utf8_lossy(&body[..end]).into_owned()
+}
+
+/// A raw reply.
+#[derive(Debug, Clone)]
+pub struct RawReply {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// The client of one plugin socket.
+pub struct PluginClient {
+    name: Mutex<String>,
+    socket: PathBuf,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    dials: AtomicU64,
+}
+
+impl std::fmt::Debug for PluginClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginClient")
+            .field("name", &self.name())
+            .field("socket", &self.socket)
+            .finish()
+    }
+}
+
+enum SendError {
+    Connect(std::io::Error),
+    /// A reused connection was found closed before the request went out: safe to retry.
+    Stale(String),
+    Other(String),
+}
+
+impl PluginClient {
+    /// A client for the plugin `name` on `socket`. Nothing is dialled until the first call.
+    pub fn new(name: impl Into<String>, socket: impl Into<PathBuf>) -> Self {
+        Self {
+            name: Mutex::new(name.into()),
+            socket: socket.into(),
+            idle: Mutex::new(Vec::new()),
+            dials: AtomicU64::new(0),
+        }
+    }
+
+    /// The name used in error messages.
+    pub fn name(&self) -> String {
+        self.name.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    /// Renames (once the handshake told the plugin's name).
+    pub fn set_name(&self, name: &str) {
+        if let Ok(mut n) = self.name.lock() {
+            *n = name.to_owned();
+        }
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Connections dialled so far.
+    pub fn dials(&self) -> u64 {
+        self.dials.load(Ordering::Relaxed)
+    }
+
+    /// Drops the idle connections (the next call dials).
+    pub fn close_idle(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
+    fn error(&self, path: &str, kind: CallErrorKind) -> PluginError {
+        PluginError {
+            plugin: self.name(),
+            call: format!("POST {path}"),
+            kind,
+        }
+    }
+
+    /// `POST path` with `body` (empty = no body), bounded by `deadline`. Returns the raw reply,
+    /// whatever its status.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<RawReply, PluginError> {
+        match tokio::time::timeout(deadline, self.post_inner(path, body)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(SendError::Connect(e))) => {
+                let kind = match e.kind() {
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                        CallErrorKind::NotUp {
+                            socket: self.socket.display().to_string(),
+                            reason: e.to_string(),
+                        }
+                    }
+                    _ => CallErrorKind::Transport(format!(
+                        "connecting to {}: {e}",
+                        self.socket.display()
+                    )),
+                };
+                Err(self.error(path, kind))
+            }
+            Ok(Err(SendError::Stale(e) | SendError::Other(e))) => {
+                Err(self.error(path, CallErrorKind::Transport(e)))
+            }
+            Err(_) => Err(self.error(path, CallErrorKind::Deadline(deadline))),
+        }
+    }
+
+    async fn post_inner(&self, path: &str, body: Bytes) -> Result<RawReply, SendError> {
+        // A reused connection may have been closed by the plugin (restart, idle close) before our
+        // request went out; then retry once on a fresh one. Anything later is not retried.
+        match self.send_once(path, body.clone(), true).await {
+            Err(SendError::Stale(_)) => self.send_once(path, body, false).await,
+            other => other,
+        }
+    }
+
+    async fn send_once(
+        &self,
+        path: &str,
+        body: Bytes,
+        allow_reuse: bool,
+    ) -> Result<RawReply, SendError> {
+        let (mut sender, reused) = match allow_reuse.then(|| self.take_idle()).flatten() {
+            Some(s) => (s, true),
+            None => (self.dial().await?, false),
+        };
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(http::header::HOST, "plugin.berth.localhost")
+            .header(http::header::ACCEPT, DOCKER_PLUGIN_MEDIA_TYPE)
+            .header(
+                http::header::USER_AGENT,
+                concat!("berth/", env!("CARGO_PKG_VERSION")),
+            );
+        if !body.is_empty() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| SendError::Other(e.to_string()))?;
+        let resp = match sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) if reused && (e.is_canceled() || e.is_closed()) => {
+                return Err(SendError::Stale(e.to_string()));
+            }
+            Err(e) => return Err(SendError::Other(e.to_string())),
+        };
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| SendError::Other(format!("reading reply: {e}")))?
+            .to_bytes();
+        self.put_idle(sender);
+        Ok(RawReply { status, body })
+    }
+
+    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(s) = idle.pop() {
+            if !s.is_closed() && s.is_ready() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, sender: SendRequest<Full<Bytes>>) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(sender);
+        }
+    }
+
+    async fn dial(&self) -> Result<SendRequest<Full<Bytes>>, SendError> {
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(SendError::Connect)?;
+        self.dials.fetch_add(1, Ordering::Relaxed);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Other(format!("http handshake: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("plugin connection ended: {e}");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// `POST path` with `req` as JSON, Docker's response rules, decoding the reply into `Resp`
+    /// (an empty 200 body reads as `{}`).
+    pub async fn call<Req, Resp>(
+        &self,
+        path: &str,
+        req: &Req,
+        deadline: Duration,
+    ) -> Result<Resp, PluginError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let body = serde_json::to_vec(req)
+            .map_err(|e| self.error(path, CallErrorKind::Encode(e.to_string())))?;
+        let reply = self.post_raw(path, Bytes::from(body), deadline).await?;
+        self.interpret(path, reply)
+    }
+
+    /// Like [`Self::call`] with an empty request body (Activate, handshakes, GetCapabilities).
+    pub async fn call_empty<Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        deadline: Duration,
+    ) -> Result<Resp, PluginError> {
+        let reply = self.post_raw(path, Bytes::new(), deadline).await?;
+        self.interpret(path, reply)
+    }
+
+    /// Applies Docker's response rules to a raw reply.
+    pub fn interpret<Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        reply: RawReply,
+    ) -> Result<Resp, PluginError> {
+        let json: Option<serde_json::Value> = if reply.body.iter().all(|b| b.is_ascii_whitespace())
+        {
+            Some(serde_json::Value::Object(serde_json::Map::new()))
+        } else {
+            serde_json::from_slice(&reply.body).ok()
+        };
+        if reply.status == StatusCode::NOT_FOUND {
+            return Err(self.error(path, CallErrorKind::NotFound));
+        }
+        if reply.status != StatusCode::OK {
+            let text = json
+                .as_ref()
+                .and_then(error_text)
+                .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).trim().to_owned());
+            return Err(self.error(
+                path,
+                CallErrorKind::Status {
+                    status: reply.status.as_u16(),
+                    text,
+                },
+            ));
+        }
+        let Some(json) = json else {
+            let error = serde_json::from_slice::<serde_json::Value>(&reply.body)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            return Err(self.error(
+                path,
+                CallErrorKind::Decode {
+                    error,
+                    snippet: snippet(&reply.body),
+                },
+            ));
+        };
+        if let Some(text) = error_text(&json) {
+            return Err(self.error(path, CallErrorKind::Plugin(text)));
+        }
+        serde_json::from_value(json).map_err(|e| {
+            self.error(
+                path,
+                CallErrorKind::Decode {
+                    error: e.to_string(),
+                    snippet: snippet(&reply.body),
+                },
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UnixListener;
+
+    /// Serves canned raw HTTP responses, one per connection, in order.
+    fn canned(dir: &Path, responses: Vec<(&'static str, &'static str)>) -> PathBuf {
+        let sock = dir.join("canned.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        tokio::spawn(async move {
+            for r in responses {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let (status, body) = r;
+                let raw = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/weird\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                s.write_all(raw.as_bytes()).await.unwrap();
+                let _ = s.shutdown().await;
+            }
+        });
+        sock
+    }
+
+    #[tokio::test]
+    async fn docker_lenient_response_rules() {
+        let d = tempfile::tempdir().unwrap();
+        let sock = canned(
+            d.path(),
+            vec![
+                ("200 OK", "{\"Mountpoint\":\"/m\",\"Unknown\":[1,2]}\n"),
+                ("500 Internal Server Error", "{\"Err\":\"no device\"}"),
+                ("400 Bad Request", "plain trouble"),
+                ("404 Not Found", "not found"),
+                ("201 Created", "{}"),
+                ("200 OK", ""),
+                ("200 OK", "{\"Error\":\"ipam no\"}"),
+                ("200 OK", "<html>"),
+            ],
+        );
+        let c = PluginClient::new("drv", &sock);
+        let t = Duration::from_secs(2);
+        let v: serde_json::Value = c
+            .call("/VolumeDriver.Mount", &serde_json::json!({}), t)
+            .await
+            .unwrap();
+        assert_eq!(v["Mountpoint"], "/m");
+        let e = c
+            .call::<_, serde_json::Value>("/VolumeDriver.Mount", &(), t)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "plugin \"drv\": POST /VolumeDriver.Mount: no device (HTTP 500)"
+        );
+        let e = c
+            .call::<_, serde_json::Value>("/x", &(), t)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "plugin \"drv\": POST /x: plain trouble (HTTP 400)"
+        );
+        let e = c
+            .call::<_, serde_json::Value>("/x", &(), t)
+            .await
+            .unwrap_err();
+        assert!(e.is_not_found());
+        let e = c
+            .call::<_, serde_json::Value>("/x", &(), t)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e.kind, CallErrorKind::Status { status: 201, .. }),
+            "success is 200 only"
+        );
+        let v: serde_json::Value = c.call_empty("/Plugin.Activate", t).await.unwrap();
+        assert_eq!(v, serde_json::json!({}), "empty 200 body reads as {{}}");
+        let e = c
+            .call_empty::<serde_json::Value>("/IpamDriver.RequestPool", t)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "plugin \"drv\": POST /IpamDriver.RequestPool: ipam no"
+        );
+        let e = c
+            .call_empty::<serde_json::Value>("/x", t)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("decoding reply")
+                && e.to_string().contains("body starts \"<html>\""),
+            "{e}"
+        );
+        assert_eq!(c.dials(), 8, "Connection: close means a new dial each time");
+    }
+
+    #[tokio::test]
+    async fn deadline_names_plugin_call_and_duration() {
+        let d = tempfile::tempdir().unwrap();
+        let sock = d.path().join("mute.sock");
+        let _listener = UnixListener::bind(&sock).unwrap();
+        let c = PluginClient::new("flocker", &sock);
+        let e = c
+            .call::<_, serde_json::Value>("/v1/volume/volumes", &(), Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "plugin \"flocker\": POST /v1/volume/volumes: deadline 200ms exceeded"
+        );
+        let e = PluginClient::new("gone", d.path().join("none.sock"))
+            .call_empty::<()>("/x", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(e.is_not_up(), "{e}");
+        assert_eq!(fmt_duration(Duration::from_secs(5)), "5s");
+    }
+}

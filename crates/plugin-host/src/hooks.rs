@@ -1,0 +1,123 @@
+//! Typed calls of the MVP extension points for one plugin, choosing the path by its negotiated
+//! protocol: volume (`/v1/volume/volumes`, then the seed's alternative `/v1/volumes` on 404; v2
+//! `/v2/volume/<event>`), network (`/v1|v2/network/<event>`) and api pre/post hooks. A 404 or an
+//! event the plugin did not subscribe to yields `Ok(None)` ("not interested").
+
+use berth_plugin_protocol::Protocol;
+use berth_plugin_protocol::mvp::{self, NetworkEvent, NetworkMessage, VolumeEvent, VolumeMessage};
+use berth_plugin_protocol::powerstrip::{
+    ClientRequest, HookRequest, PostHookReply, PreHookReply, ServerResponse,
+};
+
+use crate::client::PluginError;
+use crate::registry::LoadedPlugin;
+
+fn not_found_is_none<T>(r: Result<T, PluginError>) -> Result<Option<T>, PluginError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Hook key used in counters: `volume.create`.
+pub fn volume_hook_name(event: VolumeEvent) -> String {
+    format!("volume.{}", event.as_str())
+}
+
+/// Sends a volume event; returns the new `HostPath` (or `None`: unchanged / not interested).
+pub async fn volume(
+    p: &LoadedPlugin,
+    event: VolumeEvent,
+    msg: &VolumeMessage,
+) -> Result<Option<String>, PluginError> {
+    if !p.subscriptions().wants_volume(event) {
+        return Ok(None);
+    }
+    let Some(path) = event.path(p.protocol()) else {
+        return Ok(None);
+    };
+    let hook = volume_hook_name(event);
+    let reply: Option<VolumeMessage> = match p.protocol() {
+        Protocol::V1 => {
+            let req = VolumeMessage::v1(msg.host_path.clone(), msg.container_id.clone());
+            match not_found_is_none(p.call(&hook, &path, &req).await)? {
+                Some(r) => Some(r),
+                None => not_found_is_none(p.call(&hook, mvp::V1_VOLUME_PATH_ALT, &req).await)?,
+            }
+        }
+        _ => {
+            let mut req = msg.clone();
+            req.event = Some(event);
+            not_found_is_none(p.call(&hook, &path, &req).await)?
+        }
+    };
+    Ok(reply.map(|r| r.host_path).filter(|h| !h.is_empty()))
+}
+
+/// Sends a network event; returns the reply to overlay with [`NetworkMessage::apply_reply`].
+pub async fn network(
+    p: &LoadedPlugin,
+    event: NetworkEvent,
+    msg: &NetworkMessage,
+) -> Result<Option<NetworkMessage>, PluginError> {
+    if !p.subscriptions().wants_network(event) {
+        return Ok(None);
+    }
+    let Some(path) = event.path(p.protocol()) else {
+        return Ok(None);
+    };
+    let mut req = msg.clone();
+    req.event = Some(event);
+    not_found_is_none(
+        p.call(&format!("network.{}", event.as_str()), &path, &req)
+            .await,
+    )
+}
+
+/// Sends an api pre-hook; returns the rewritten request.
+pub async fn api_pre(
+    p: &LoadedPlugin,
+    req: &ClientRequest,
+) -> Result<Option<ClientRequest>, PluginError> {
+    let path_only = req.request.split('?').next().unwrap_or_default();
+    if !p.subscriptions().wants_api_pre(&req.method, path_only) {
+        return Ok(None);
+    }
+    let path = match p.protocol() {
+        Protocol::V2 => mvp::V2_API_PRE_PATH,
+        Protocol::V1 => mvp::V1_API_PRE_PATH,
+        Protocol::Activate => return Ok(None),
+    };
+    let reply: Option<PreHookReply> = not_found_is_none(
+        p.call("api.pre", path, &HookRequest::pre(req.clone()))
+            .await,
+    )?;
+    Ok(reply.and_then(|r| r.modified_client_request))
+}
+
+/// Sends an api post-hook; returns the rewritten response.
+pub async fn api_post(
+    p: &LoadedPlugin,
+    req: &ClientRequest,
+    resp: &ServerResponse,
+) -> Result<Option<ServerResponse>, PluginError> {
+    let path_only = req.request.split('?').next().unwrap_or_default();
+    if !p.subscriptions().wants_api_post(&req.method, path_only) {
+        return Ok(None);
+    }
+    let path = match p.protocol() {
+        Protocol::V2 => mvp::V2_API_POST_PATH,
+        Protocol::V1 => mvp::V1_API_POST_PATH,
+        Protocol::Activate => return Ok(None),
+    };
+    let reply: Option<PostHookReply> = not_found_is_none(
+        p.call(
+            "api.post",
+            path,
+            &HookRequest::post(req.clone(), resp.clone()),
+        )
+        .await,
+    )?;
+    Ok(reply.and_then(|r| r.modified_server_response))
+}

@@ -1,0 +1,128 @@
+//! The plugin's HTTP server: hyper 1 HTTP/1.1 (keep-alive) over a tokio `UnixListener`, routing by
+//! path, with graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::{Plugin, Reply, SdkError};
+
+impl Plugin {
+    /// Binds `path` (removing a stale socket first) and serves until `shutdown` resolves; the
+    /// socket file is removed on the way out.
+    pub async fn serve(
+        self,
+        path: impl AsRef<Path>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), SdkError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path).map_err(|source| SdkError::Bind {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.serve_listener(listener, shutdown).await;
+        let _ = std::fs::remove_file(path);
+        Ok(())
+    }
+
+    /// Serves until SIGTERM or ctrl-c.
+    pub async fn serve_until_signal(self, path: impl AsRef<Path>) -> Result<(), SdkError> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(SdkError::Signal)?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        self.serve(path, shutdown).await
+    }
+
+    /// Serves connections from `listener` until `shutdown` resolves, then lets in-flight requests
+    /// finish (connections close after their current request).
+    pub async fn serve_listener(self, listener: UnixListener, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut conns = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    self.stats.connections.fetch_add(1, Ordering::Relaxed);
+                    let plugin = self.clone();
+                    let mut stop = stop_rx.clone();
+                    conns.spawn(async move {
+                        let svc = service_fn(move |req| {
+                            let plugin = plugin.clone();
+                            async move { Ok::<_, Infallible>(plugin.handle(req).await) }
+                        });
+                        let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
+                        tokio::pin!(conn);
+                        tokio::select! {
+                            _ = conn.as_mut() => return,
+                            _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+                        }
+                        let _ = conn.await;
+                    });
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        let drain = async { while conns.join_next().await.is_some() {} };
+        if tokio::time::timeout(std::time::Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
+            conns.abort_all();
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let method = req.method().to_string();
+        let path = req.uri().path().to_owned();
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return into_response(Reply::text(400, &format!("reading body: {e}"))),
+        };
+        if let Some(icpt) = &self.interceptor
+            && let Some(reply) = icpt(method.clone(), path.clone()).await
+        {
+            return into_response(reply);
+        }
+        let reply = match self.routes.get(&path) {
+            Some(h) if method == "POST" => h(body).await,
+            Some(_) => Reply::text(405, "method not allowed"),
+            None => Reply::not_found(),
+        };
+        into_response(reply)
+    }
+}
+
+fn into_response(reply: Reply) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(reply.body));
+    *resp.status_mut() = reply.status;
+    if let Ok(v) = http::HeaderValue::from_str(reply.content_type) {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    resp
+}

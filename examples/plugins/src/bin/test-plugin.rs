@@ -1,0 +1,180 @@
+//! `test-plugin`: a configurable plugin for tests. Flags (or `TEST_PLUGIN_*` env vars) choose the
+//! handshake versions it answers, a start delay, latency, hangs, failures and how it rewrites
+//! volume paths; it logs every extension call to `--log` and reports its connection and request
+//! counters on `POST /Test.Stats`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_plugin_sdk::protocol::mvp::NetworkMessage;
+use berth_plugin_sdk::protocol::{FailurePolicy, Protocol};
+use berth_plugin_sdk::{HandlerError, Plugin, Reply};
+use clap::Parser;
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// Socket path.
+    #[arg(long, env = "TEST_PLUGIN_SOCKET")]
+    socket: PathBuf,
+    /// Plugin name in the handshake.
+    #[arg(long, env = "TEST_PLUGIN_NAME", default_value = "test")]
+    name: String,
+    /// Handshakes answered: comma list of v2, v1, activate.
+    #[arg(long, env = "TEST_PLUGIN_ANSWER", default_value = "v2,v1,activate")]
+    answer: String,
+    /// Sleep this long before listening.
+    #[arg(long, env = "TEST_PLUGIN_START_DELAY_MS", default_value_t = 0)]
+    start_delay_ms: u64,
+    /// Accept connections but never answer anything.
+    #[arg(long, env = "TEST_PLUGIN_NEVER_ANSWER")]
+    never_answer: bool,
+    /// Answer the handshakes with malformed JSON.
+    #[arg(long)]
+    malformed: bool,
+    /// Fail every extension call with this message.
+    #[arg(long, env = "TEST_PLUGIN_FAIL")]
+    fail: Option<String>,
+    /// Send failures as 200 + Err instead of 500 + Err.
+    #[arg(long)]
+    fail_with_200: bool,
+    /// Latency added to every extension call.
+    #[arg(long, env = "TEST_PLUGIN_LATENCY_MS", default_value_t = 0)]
+    latency_ms: u64,
+    /// Volume: HostPath becomes HostPath + this suffix.
+    #[arg(long, default_value = "")]
+    suffix: String,
+    /// Append "<name> <path>" for every extension call to this file.
+    #[arg(long, env = "TEST_PLUGIN_LOG")]
+    log: Option<PathBuf>,
+    /// v2: requested deadline.
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// v2: requested failure policy.
+    #[arg(long)]
+    failure_policy: Option<FailurePolicy>,
+    /// Activate: Implements entries.
+    #[arg(long, value_delimiter = ',')]
+    implements: Vec<String>,
+    /// Version string (v2).
+    #[arg(long, default_value = "1.0")]
+    version: String,
+}
+
+fn log_call(args: &Args, path: &str) {
+    if let Some(log) = &args.log
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+    {
+        let _ = writeln!(f, "{} {}", args.name, path);
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.start_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(args.start_delay_ms)).await;
+    }
+    let protocols: Vec<Protocol> = args
+        .answer
+        .split(',')
+        .filter_map(|s| match s.trim() {
+            "v2" => Some(Protocol::V2),
+            "v1" => Some(Protocol::V1),
+            "activate" => Some(Protocol::Activate),
+            _ => None,
+        })
+        .collect();
+    let mut b = Plugin::builder(args.name.clone())
+        .author("Berth tests")
+        .version(args.version.clone())
+        .answer_only(&protocols);
+    if let Some(ms) = args.deadline_ms {
+        b = b.deadline_ms(ms);
+    }
+    if let Some(p) = args.failure_policy {
+        b = b.failure_policy(p);
+    }
+    for i in &args.implements {
+        b = b.implements(i.clone());
+    }
+    let stats = b.stats();
+    b = b.route_raw("/Test.Stats", move |_| {
+        let s = stats.clone();
+        async move {
+            Reply::json(
+                &serde_json::json!({"Connections": s.connections(), "Requests": s.requests()}),
+            )
+        }
+    });
+    let shared = Arc::new(args.clone());
+    let a = shared.clone();
+    b = b.interceptor(move |_method, path| {
+        let a = a.clone();
+        async move {
+            if a.never_answer {
+                std::future::pending::<()>().await;
+            }
+            let handshake = path.ends_with("handshake") || path == "/Plugin.Activate";
+            if handshake {
+                return a
+                    .malformed
+                    .then(|| Reply::text(200, "{\"Name\": oops not json"));
+            }
+            if path == "/Test.Stats" {
+                return None;
+            }
+            log_call(&a, &path);
+            if a.latency_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(a.latency_ms)).await;
+            }
+            match &a.fail {
+                Some(msg) if a.fail_with_200 => Some(Reply {
+                    status: http_ok(),
+                    content_type: "application/json",
+                    body: serde_json::json!({"Err": msg}).to_string().into(),
+                }),
+                Some(msg) => Some(Reply::error(500, msg)),
+                None => None,
+            }
+        }
+    });
+    let a = shared.clone();
+    b = b.volume(move |mut m| {
+        let suffix = a.suffix.clone();
+        async move {
+            m.host_path.push_str(&suffix);
+            Ok::<_, HandlerError>(m)
+        }
+    });
+    let a = shared.clone();
+    b = b.network(move |m: NetworkMessage| {
+        let name = a.name.clone();
+        async move {
+            let mut out = NetworkMessage::default();
+            if m.ip_address.is_none() {
+                out.ip_address = Some(format!("10.99.0.{}/24", name.len()));
+            }
+            Ok::<_, HandlerError>(out)
+        }
+    });
+    let a = shared.clone();
+    b = b.api_pre(&["* *"], move |mut r| {
+        let name = a.name.clone();
+        async move {
+            let sep = if r.request.contains('?') { '&' } else { '?' };
+            r.request = format!("{}{sep}seen={name}", r.request);
+            Ok::<_, HandlerError>(r)
+        }
+    });
+    b.build().serve_until_signal(&args.socket).await?;
+    Ok(())
+}
+
+fn http_ok() -> berth_plugin_sdk::StatusCode {
+    berth_plugin_sdk::StatusCode::OK
+}
