@@ -1,0 +1,224 @@
+//! `cargo xtask demo`: builds Berth, starts an engine on a temporary socket and walks through
+//! the seed's demo, printing each step as the command a user types and its output. Everything it
+//! started or wrote is cleaned up on success, failure and Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Everything to undo: daemons to stop and the scratch directory.
+#[derive(Default)]
+struct Cleanup {
+    daemons: Vec<Child>,
+    scratch: Option<PathBuf>,
+}
+
+impl Cleanup {
+    fn run(&mut self) {
+        for d in &mut self.daemons {
+            // SIGTERM lets the daemon stop its containers; then make sure it is gone.
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+        }
+        for d in &mut self.daemons {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(15) {
+                if matches!(d.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        self.daemons.clear();
+        if let Some(dir) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// One engine of the demo.
+struct Node {
+    name: &'static str,
+    socket: PathBuf,
+}
+
+struct Demo {
+    berth: PathBuf,
+    cleanup: Arc<Mutex<Cleanup>>,
+}
+
+impl Demo {
+    fn start_node(&self, name: &'static str, scratch: &Path) -> Result<Node> {
+        let root = scratch.join(name);
+        let socket = scratch.join(format!("{name}.sock"));
+        std::fs::create_dir_all(&root)?;
+        let log = std::fs::File::create(scratch.join(format!("{name}.log")))?;
+        let child = Command::new(&self.berth)
+            .arg("daemon")
+            .arg("--root")
+            .arg(&root)
+            .arg("--host")
+            .arg(format!("unix://{}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting berth daemon")?;
+        self.cleanup.lock().map_err(|_| anyhow::anyhow!("cleanup lock poisoned"))?.daemons.push(child);
+        let node = Node { name, socket };
+        let start = Instant::now();
+        loop {
+            let ok = Command::new(&self.berth)
+                .args(["-H", &node.host(), "version"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!("{name} did not answer within 20 s; see {}", scratch.join(format!("{name}.log")).display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!("# {name}: berth daemon --root {} --host {}", root.display(), node.host());
+        Ok(node)
+    }
+
+    /// Prints `node$ berth ARGS`, runs it, prints its output, and fails on a non-zero exit.
+    fn berth(&self, node: &Node, args: &[&str]) -> Result<String> {
+        println!("\n{}$ berth {}", node.name, shell_words(args));
+        let out = Command::new(&self.berth)
+            .arg("-H")
+            .arg(node.host())
+            .args(args)
+            .output()
+            .with_context(|| format!("running berth {}", args.join(" ")))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        print!("{stdout}");
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            bail!("`berth {}` failed with {}", args.join(" "), out.status);
+        }
+        Ok(stdout)
+    }
+
+    /// The same through the real docker CLI.
+    fn docker(&self, node: &Node, args: &[&str]) -> Result<String> {
+        println!("\n{}$ DOCKER_HOST={} docker {}", node.name, node.host(), shell_words(args));
+        let out = Command::new("docker")
+            .env("DOCKER_HOST", node.host())
+            .args(args)
+            .output()
+            .context("running the docker CLI (is it installed?)")?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        print!("{stdout}");
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            bail!("`docker {}` failed with {}", args.join(" "), out.status);
+        }
+        Ok(stdout)
+    }
+}
+
+impl Node {
+    fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+}
+
+fn shell_words(args: &[&str]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$;&|<>*".contains(c)) {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                (*a).to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn build() -> Result<PathBuf> {
+    println!("# building berth");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(workspace_root())
+        .args(["build", "--quiet", "-p", "berth-cli"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    Ok(target.join("debug").join("berth"))
+}
+
+pub fn run() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the demo runs real containers in new namespaces: run it as root (sudo -E cargo xtask demo)");
+    }
+    let berth = build()?;
+    let cleanup = Arc::new(Mutex::new(Cleanup::default()));
+    {
+        let cleanup = cleanup.clone();
+        ctrlc::set_handler(move || {
+            eprintln!("\n# interrupted: cleaning up");
+            if let Ok(mut c) = cleanup.lock() {
+                c.run();
+            }
+            std::process::exit(130);
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+    let scratch = std::env::temp_dir().join(format!("berth-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    cleanup.lock().map_err(|_| anyhow::anyhow!("cleanup lock poisoned"))?.scratch = Some(scratch.clone());
+    let demo = Demo { berth, cleanup: cleanup.clone() };
+    let result = steps(&demo, &scratch);
+    if let Ok(mut c) = cleanup.lock() {
+        c.run();
+    }
+    match &result {
+        Ok(()) => println!("\n# demo finished; engines stopped and {} removed", scratch.display()),
+        Err(e) => eprintln!("\n# demo failed: {e:#}"),
+    }
+    result
+}
+
+fn steps(demo: &Demo, scratch: &Path) -> Result<()> {
+    let node1 = demo.start_node("node1", scratch)?;
+    let data = scratch.join("shared").join("test");
+    let bind = format!("{}:/data", data.display());
+
+    println!("\n# 1. A container writes to a bind mount; another one reads it back.");
+    demo.berth(&node1, &["run", "--rm", "-v", &bind, "host", "sh", "-c", "echo fish > /data/file.txt"])?;
+    let out = demo.berth(&node1, &["run", "--rm", "-v", &bind, "host", "cat", "/data/file.txt"])?;
+    if out.trim() != "fish" {
+        bail!("expected the second container to print fish, got {out:?}");
+    }
+
+    println!("\n# 2. A named volume with the local driver.");
+    demo.berth(&node1, &["volume", "create", "demo-vol"])?;
+    demo.berth(&node1, &["run", "--rm", "-v", "demo-vol:/vol", "host", "sh", "-c", "echo kept > /vol/note; cat /vol/note"])?;
+    demo.berth(&node1, &["volume", "ls"])?;
+    demo.berth(&node1, &["volume", "rm", "demo-vol"])?;
+
+    println!("\n# 3. The real docker CLI drives the same engine.");
+    demo.docker(&node1, &["run", "-d", "--name", "demo-sleeper", "host", "sleep", "30"])?;
+    demo.docker(&node1, &["ps"])?;
+    demo.docker(&node1, &["rm", "-f", "demo-sleeper"])?;
+    demo.berth(&node1, &["ps", "-a"])?;
+    Ok(())
+}
