@@ -774,6 +774,8 @@ pub fn busybox_rootfs_tar() -> &'static [u8] {
             "bin", "dev", "etc", "proc", "sys", "tmp", "root", "usr", "usr/bin", "data",
         ] {
             let mut h = tar::Header::new_gnu();
+            h.set_uid(0);
+            h.set_gid(0);
             h.set_entry_type(tar::EntryType::Directory);
             h.set_mode(if dir == "tmp" { 0o1777 } else { 0o755 });
             h.set_size(0);
@@ -783,6 +785,8 @@ pub fn busybox_rootfs_tar() -> &'static [u8] {
                 .expect("tar dir");
         }
         let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_entry_type(tar::EntryType::Regular);
         h.set_mode(0o755);
         h.set_size(busybox.len() as u64);
@@ -797,6 +801,8 @@ pub fn busybox_rootfs_tar() -> &'static [u8] {
         links.push(("usr/bin/env".into(), "../../bin/busybox"));
         for (path, target) in links {
             let mut h = tar::Header::new_gnu();
+            h.set_uid(0);
+            h.set_gid(0);
             h.set_entry_type(tar::EntryType::Symlink);
             h.set_mode(0o777);
             h.set_size(0);
@@ -807,6 +813,8 @@ pub fn busybox_rootfs_tar() -> &'static [u8] {
         }
         let passwd = b"root:x:0:0:root:/root:/bin/sh\n";
         let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_entry_type(tar::EntryType::Regular);
         h.set_mode(0o644);
         h.set_size(passwd.len() as u64);
@@ -953,9 +961,11 @@ mod tests {
     #[test]
     fn busybox_fixture_is_a_working_rootfs() {
         let dir = tempfile::tempdir().unwrap();
-        tar::Archive::new(busybox_rootfs_tar())
-            .unpack(dir.path())
-            .unwrap();
+        // The options an engine unpacking an image uses: owners and modes kept.
+        let mut archive = tar::Archive::new(busybox_rootfs_tar());
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_ownerships(true);
+        archive.unpack(dir.path()).unwrap();
         for p in [
             "bin/busybox",
             "bin/sh",

@@ -111,6 +111,14 @@ fn import_run_bind_mount_and_host_image() {
     assert_eq!(out.ok(), "out\n", "{}", out.describe());
     assert!(out.stderr.contains("err"), "{}", out.describe());
 
+    // `-i`: stdin is streamed in and half-closed; output keeps flowing after the half-close.
+    let out = d.docker_with(
+        &["run", "--rm", "-i", "bb", "sh", "-c", "cat; echo done"],
+        Some(b"some input\n"),
+        berth_tests::COMMAND_TIMEOUT,
+    );
+    assert_eq!(out.ok(), "some input\ndone\n", "{}", out.describe());
+
     // The `host` image: the host's filesystem, read-only lower layer, own UTS namespace.
     let host_release = std::fs::read_to_string("/etc/os-release").unwrap();
     let out = d.docker(&["run", "--rm", "host", "cat", "/etc/os-release"]);
@@ -155,6 +163,14 @@ fn container_lifecycle() {
     assert_eq!(logs.ok(), "one\ntwo\n", "{}", logs.describe());
     let wait = d.docker(&["wait", "c1"]);
     assert_eq!(wait.ok().trim(), "3", "{}", wait.describe());
+    let tail = d.docker(&["logs", "--tail", "1", "c1"]);
+    assert_eq!(tail.ok(), "two\n", "{}", tail.describe());
+    let ts = d.docker(&["logs", "-t", "c1"]);
+    let first = ts.ok().lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.ends_with(" one") && first.starts_with("20"),
+        "timestamped log line: {first:?}"
+    );
 
     let ps = d.docker(&["ps", "-a", "--format", "{{.Names}}|{{.Status}}|{{.Image}}"]);
     let line = ps
@@ -190,8 +206,11 @@ fn container_lifecycle() {
         kill.describe()
     );
 
-    // Name conflict: 409, `docker create` exits 125.
+    // Name conflict: 409; `docker create` exits 1, `docker run` 125.
     let dup = d.docker(&["create", "--name", "c1", "bb", "true"]);
+    dup.expect_code(1);
+    assert!(dup.stderr.contains("already in use"), "{}", dup.describe());
+    let dup = d.docker(&["run", "-d", "--name", "c1", "bb", "true"]);
     dup.expect_code(125);
     assert!(
         dup.stderr.contains("Conflict") && dup.stderr.contains("already in use"),
@@ -395,4 +414,33 @@ fn volumes_and_events() {
             events.describe()
         );
     }
+}
+
+/// Needs root. Several `docker run`s at once (each holds three connections): all finish with
+/// their own output and exit code.
+#[test]
+fn parallel_runs() {
+    let d = daemon_with_bb();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let d = &d;
+                scope.spawn(move || {
+                    let script = format!("echo run{i}; exit {i}");
+                    let out = d.docker(&["run", "--rm", "bb", "sh", "-c", &script]);
+                    (i, out)
+                })
+            })
+            .collect();
+        for h in handles {
+            let (i, out) = h.join().unwrap();
+            out.expect_code(i);
+            assert_eq!(out.stdout, format!("run{i}\n"), "{}", out.describe());
+        }
+    });
+    poll_until(
+        "--rm containers to be removed",
+        Duration::from_secs(10),
+        || all_container_ids(&d).is_empty().then_some(()),
+    );
 }

@@ -73,6 +73,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Daemon(_)) {
+        default_sigpipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -87,6 +90,18 @@ fn main() -> ExitCode {
     // Don't wait for blocking readers (stdin) that may still be parked.
     runtime.shutdown_background();
     ExitCode::from(code)
+}
+
+/// Client commands die quietly on a closed stdout (`berth ps | head -1`) like other Unix tools,
+/// instead of failing on EPIPE. The daemon keeps Rust's default (SIGPIPE ignored): it writes to
+/// sockets whose peers may have gone.
+fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called once at start-up, before any other thread exists, installing the default
+    // disposition (no handler code runs in signal context).
+    if let Err(err) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        eprintln!("warning: cannot restore SIGPIPE: {err}");
+    }
 }
 
 async fn dispatch(cli: Cli) -> u8 {

@@ -71,9 +71,8 @@ pub async fn run(
     engine.shutdown().await;
     let _ = stop_tx.send(());
     // Long-lived streams (events, attach) must not hold the daemon: give them a moment, then go.
-    match tokio::time::timeout(Duration::from_secs(2), server).await {
-        Ok(Ok(Err(e))) => return Err(DaemonError::Serve(e)),
-        Ok(_) | Err(_) => {}
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), server).await {
+        return Err(DaemonError::Serve(e));
     }
     let _ = std::fs::remove_file(&config.socket);
     Ok(())

@@ -46,9 +46,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// The query string as a map, with typed getters.
+/// The query string as a map (last value wins), with typed getters; [`Query::all`] sees repeats.
 #[derive(Debug, Default, Clone)]
-pub struct Query(pub HashMap<String, String>);
+pub struct Query(pub HashMap<String, String>, Vec<(String, String)>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Query {
     type Rejection = ApiError;
@@ -57,11 +57,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
         let raw = parts.uri.query().unwrap_or_default();
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
             .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
-        Ok(Query(pairs.into_iter().collect()))
+        Ok(Query(pairs.iter().cloned().collect(), pairs))
     }
 }
 
 impl Query {
+    /// Every value of a repeated key, in order.
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.1.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }
@@ -169,12 +174,8 @@ mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> Query {
-        Query(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Query(pairs.iter().cloned().collect(), pairs)
     }
 
     #[test]

@@ -42,10 +42,10 @@ pub async fn serve_attach(
             match reader.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    if let Some(tx) = &stdin_tx {
-                        if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
-                            return;
-                        }
+                    if let Some(tx) = &stdin_tx
+                        && tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err()
+                    {
+                        return;
                     }
                 }
             }

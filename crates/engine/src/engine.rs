@@ -318,10 +318,8 @@ impl Engine {
         if let Some(c) = table.by_id.get(reference) {
             return Ok(c.clone());
         }
-        if let Some(id) = table.names.get(name) {
-            if let Some(c) = table.by_id.get(id) {
-                return Ok(c.clone());
-            }
+        if let Some(c) = table.names.get(name).and_then(|id| table.by_id.get(id)) {
+            return Ok(c.clone());
         }
         if !reference.is_empty() && reference.bytes().all(|b| b.is_ascii_hexdigit()) {
             let mut hits = table
@@ -368,7 +366,7 @@ impl Engine {
             .map(|c| self.view(c))
             .filter(|v| all || v.state.status.is_active())
             .collect();
-        views.sort_by(|a, b| b.config.created.cmp(&a.config.created));
+        views.sort_by_key(|v| std::cmp::Reverse(v.config.created));
         views
     }
 

@@ -246,10 +246,8 @@ impl ImageStore {
         let image = match images.get(&id) {
             Some(existing) => {
                 let mut img = existing.clone();
-                if let Some(t) = &tag {
-                    if !img.repo_tags.contains(t) {
-                        img.repo_tags.push(t.clone());
-                    }
+                if let Some(t) = tag.as_ref().filter(|t| !img.repo_tags.contains(t)) {
+                    img.repo_tags.push(t.clone());
                 }
                 img.config = config;
                 img
@@ -378,6 +376,9 @@ mod tests {
             let mut h = tar::Header::new_gnu();
             h.set_size(3);
             h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
             h.set_cksum();
             b.append_data(&mut h, "etc/hello", &b"hi\n"[..]).unwrap();
             b.finish().unwrap();

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use berth_state::ErrorKind;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 /// Errors of the network layer.
 #[derive(Debug, thiserror::Error)]
@@ -59,10 +60,7 @@ pub struct NetworkStore {
 
 fn builtin(name: &str, driver: &str, attachment: Attachment) -> Network {
     // Stable ids for the built-in networks, derived from their names.
-    let mut id = String::new();
-    for b in name.bytes().cycle().take(32) {
-        id.push_str(&format!("{b:02x}"));
-    }
+    let id = hex::encode(Sha256::digest(format!("berth built-in network {name}").as_bytes()));
     Network {
         id,
         name: name.to_owned(),

@@ -735,7 +735,7 @@ async fn load_container_launches_handshakes_registers_and_cleans_up_failures() {
     assert!(h.names().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn upgrade_under_a_steady_stream_of_calls_loses_none() {
     let d = tempfile::tempdir().unwrap();
     let launcher = Arc::new(ProcessLauncher::default());

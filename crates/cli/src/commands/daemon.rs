@@ -1,6 +1,7 @@
 //! `berth daemon`: installs the tracing subscriber, builds the engine's `DaemonConfig` from the
 //! flags and serves until SIGINT or SIGTERM.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -71,6 +72,7 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

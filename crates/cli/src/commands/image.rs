@@ -273,7 +273,11 @@ pub async fn ls(client: &Client, args: LsArgs) -> anyhow::Result<()> {
                 repo,
                 tag,
                 id_of(&image.id),
-                output::ago(image.created, now),
+                if image.created > 0 {
+                    output::ago(image.created, now)
+                } else {
+                    "N/A".to_string()
+                },
                 output::human_size(image.size),
             ]);
         }

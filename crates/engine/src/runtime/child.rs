@@ -939,13 +939,7 @@ unsafe fn setup_dev(ctx: &Ctx, dev: c_int, console: Option<&CStr>) {
                 1,
             );
             ctx.check(
-                mount_on_fd(
-                    c"/proc/self/fd/0".as_ptr(),
-                    fd,
-                    null(),
-                    libc::MS_BIND,
-                    null(),
-                ),
+                mount_on_fd(console.as_ptr(), fd, null(), libc::MS_BIND, null()),
                 Step::Console,
                 2,
             );

@@ -371,6 +371,9 @@ fn start(spec: RunSpec) -> Result<Started, RuntimeError> {
     } else {
         None
     };
+    if let Some(pty) = &pty {
+        plan.console = Some(plan::cstring(&pty.slave_path)?);
+    }
 
     let mut cmd = tokio::process::Command::new("berth-shim");
     cmd.env_clear().kill_on_drop(true);

@@ -57,7 +57,11 @@ pub(super) fn open() -> io::Result<Pty> {
     if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut number) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(Pty { master, slave, slave_path: format!("/dev/pts/{number}") })
+    Ok(Pty {
+        master,
+        slave,
+        slave_path: format!("/dev/pts/{number}"),
+    })
 }
 
 /// Puts the fd's open file description in non-blocking mode (shared by its dups).

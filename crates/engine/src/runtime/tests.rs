@@ -58,9 +58,13 @@ impl Drop for TempDir {
 }
 
 fn spec(bundle: &TempDir, argv: &[&str]) -> RunSpec {
+    spec_at(bundle.path(), argv)
+}
+
+fn spec_at(bundle: &Path, argv: &[&str]) -> RunSpec {
     RunSpec {
         id: "0".repeat(64),
-        bundle: bundle.path().to_path_buf(),
+        bundle: bundle.to_path_buf(),
         rootfs: Rootfs::Host,
         mounts: Vec::new(),
         hostname: "berth-test".into(),
@@ -117,6 +121,7 @@ async fn run(spec: RunSpec) -> Output {
         .expect("container timed out")
 }
 
+/// Needs root. Host rootfs: stdout, stderr and the exit code come back separately.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdout_stderr_and_exit_code() {
     if !needs_root() {
@@ -129,6 +134,7 @@ async fn stdout_stderr_and_exit_code() {
     assert_eq!(out.code, 3);
 }
 
+/// Needs root. Hostname, pid 1, a working /proc and /dev, env defaults and a created working dir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_hostname_pid_proc_env_and_cwd() {
     if !needs_root() {
@@ -153,6 +159,7 @@ async fn namespaces_hostname_pid_proc_env_and_cwd() {
     assert_eq!(out.code, 0);
 }
 
+/// Needs root. A writable bind writes a host file; a read-only one refuses writes; a file source binds onto a file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_mounts_rw_ro_and_file() {
     if !needs_root() {
@@ -203,6 +210,8 @@ async fn bind_mounts_rw_ro_and_file() {
     );
 }
 
+/// Needs root and /bin/busybox. A bind target under an image symlink that points to an absolute
+/// host path is created inside the container's root, never on the host (`RESOLVE_IN_ROOT`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_target_symlink_stays_inside_root() {
     if !needs_root() {
@@ -217,7 +226,9 @@ async fn bind_target_symlink_stays_inside_root() {
     }
     std::os::unix::fs::symlink(outside.path(), image.path().join("escape")).expect("symlink");
     // The link's target also exists inside the image: that is where the mount point belongs.
-    let inside = image.path().join(outside.path().strip_prefix("/").expect("absolute"));
+    let inside = image
+        .path()
+        .join(outside.path().strip_prefix("/").expect("absolute"));
     std::fs::create_dir_all(&inside).expect("mkdir inside");
     let bundle = TempDir::new("symlink");
     let data = TempDir::new("symlink-data");
@@ -236,11 +247,15 @@ async fn bind_target_symlink_stays_inside_root() {
     );
     let upper = bundle.path().join("rootfs-upper");
     assert!(
-        upper.join(outside.path().strip_prefix("/").expect("absolute")).join("sub").is_dir(),
+        upper
+            .join(outside.path().strip_prefix("/").expect("absolute"))
+            .join("sub")
+            .is_dir(),
         "the mount target was not created inside the root"
     );
 }
 
+/// Needs root. A command that is not in PATH, or a path that does not exist, fails `spawn` with its name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_command_names_it() {
     if !needs_root() {
@@ -263,6 +278,7 @@ async fn missing_command_names_it() {
     );
 }
 
+/// Needs root. A failing setup step reports the step and the paths.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_failure_names_step_and_path() {
     if !needs_root() {
@@ -303,6 +319,7 @@ fn spec_missing_source(bundle: &TempDir) -> RunSpec {
     spec
 }
 
+/// Needs root. SIGKILL gives 137; afterwards `signal` says NotRunning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_gives_137_and_then_not_running() {
     if !needs_root() {
@@ -327,6 +344,7 @@ async fn sigkill_gives_137_and_then_not_running() {
     ));
 }
 
+/// Needs root. With a tty, stdout and stderr come merged through the pty (with CRLF).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tty_output_goes_through_the_pty() {
     if !needs_root() {
@@ -343,6 +361,7 @@ async fn tty_output_goes_through_the_pty() {
     assert_eq!(out.code, 0);
 }
 
+/// Needs root. With a tty and open stdin: input is echoed and read, and `resize` reaches `stty`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tty_stdin_and_resize() {
     if !needs_root() {
@@ -370,6 +389,7 @@ async fn tty_stdin_and_resize() {
     assert_eq!(tokio::time::timeout(TIMEOUT, exit).await.expect("exit"), 0);
 }
 
+/// Needs root. Open stdin without a tty: write, close, and `cat` echoes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_stdin_reaches_cat() {
     if !needs_root() {
@@ -393,6 +413,7 @@ async fn open_stdin_reaches_cat() {
     assert_eq!(tokio::time::timeout(TIMEOUT, exit).await.expect("exit"), 0);
 }
 
+/// Needs root. NetMode::Isolated: only `lo`, and it is up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_network_has_only_lo_up() {
     if !needs_root() {
@@ -413,6 +434,7 @@ async fn isolated_network_has_only_lo_up() {
     assert_eq!(flags & 1, 1, "lo is not up");
 }
 
+/// Needs root. NetMode::Join enters the given network namespace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_network_namespace_of_another_process() {
     if !needs_root() {
@@ -440,6 +462,7 @@ async fn join_network_namespace_of_another_process() {
     );
 }
 
+/// Needs root. Docker's default capability set, nothing inheritable or ambient, no_new_privs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capabilities_and_no_new_privs() {
     if !needs_root() {
@@ -483,6 +506,7 @@ fn busybox_rootfs(dir: &Path) -> bool {
     true
 }
 
+/// Needs root and /bin/busybox (busybox-static). Rootfs::Dir: an image dir as the lower layer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dir_rootfs_with_busybox() {
     if !needs_root() {
@@ -550,6 +574,7 @@ fn zombie_children() -> Vec<String> {
     zombies
 }
 
+/// Needs root. After exit and cleanup: no mount anywhere mentions the bundle, no dirs, pid 1 reaped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_leak_after_exit_and_cleanup() {
     if !needs_root() {
@@ -586,6 +611,7 @@ async fn no_leak_after_exit_and_cleanup() {
     assert_eq!(mounted_anywhere(&needle), Vec::<String>::new());
 }
 
+/// Needs root. Dropping `Spawned::exit` kills the container.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_exit_kills_the_container() {
     if !needs_root() {
@@ -615,7 +641,7 @@ async fn dropping_exit_kills_the_container() {
         .expect("pid 1 still exists");
 }
 
-/// 200 containers, 4 at a time, while other threads are constantly created and destroyed (the
+/// Needs root. 200 containers, 4 at a time, while other threads are constantly created and destroyed (the
 /// situation in which a forked child that takes a lock inherited from another thread hangs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stress_200_spawns_under_thread_churn() {
@@ -754,4 +780,74 @@ fn record_roundtrip_and_messages() {
         assert!(child::Step::from_u32(value).is_some(), "step {value}");
     }
     assert!(child::Step::from_u32(31).is_none());
+}
+
+/// Not a test on its own: the "engine" process of [`engine_kill_9_kills_its_containers`], run as
+/// a subprocess of the test binary. Does nothing unless `BERTH_RT_HELPER_BUNDLE` is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helper_engine_process() {
+    let Some(bundle) = std::env::var_os("BERTH_RT_HELPER_BUNDLE") else {
+        return;
+    };
+    let spec = spec_at(Path::new(&bundle), &["sleep", "1000"]);
+    let spawned = spawn(spec).await.expect("spawn");
+    println!("PID1={}", spawned.pid1);
+    use std::io::Write;
+    std::io::stdout().flush().expect("flush");
+    // Bounded, in case the parent test dies before killing this process.
+    tokio::time::sleep(TIMEOUT).await;
+    drop(spawned);
+}
+
+/// Needs root. When the engine dies by SIGKILL, its containers die too (shim liveness pipe,
+/// then pid 1's parent-death signal).
+#[test]
+fn engine_kill_9_kills_its_containers() {
+    use std::io::BufRead;
+    if !needs_root() {
+        return;
+    }
+    let bundle = TempDir::new("kill9");
+    let mut engine = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "runtime::tests::helper_engine_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("BERTH_RT_HELPER_BUNDLE", bundle.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start helper engine");
+    let stdout = engine.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // libtest prints "test NAME ... " before the test's own output, on the same line.
+            if let Some((_, pid)) = line.split_once("PID1=") {
+                let _ = tx.send(pid.trim().parse::<i32>().ok());
+                return;
+            }
+        }
+        let _ = tx.send(None);
+    });
+    let pid1 = rx.recv_timeout(TIMEOUT).ok().flatten();
+    if pid1.is_none() {
+        let _ = engine.kill();
+        let _ = engine.wait();
+    }
+    let pid1 = pid1.expect("helper did not start a container");
+    assert!(Path::new(&format!("/proc/{pid1}")).exists());
+    engine.kill().expect("SIGKILL the engine");
+    engine.wait().expect("reap the engine");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while Path::new(&format!("/proc/{pid1}")).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "container outlived its engine"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

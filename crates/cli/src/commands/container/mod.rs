@@ -80,7 +80,7 @@ pub struct PsArgs {
     /// Show all containers (default shows just running).
     #[arg(short = 'a', long)]
     pub all: bool,
-    /// Include hidden system containers (plugins, agents).
+    /// List the hidden system containers (plugins, `--system` agents) instead of user ones.
     #[arg(long)]
     pub system: bool,
     /// Only print container ids.
