@@ -237,6 +237,8 @@ pub struct Engine {
     pub events: EventBus,
     /// Containers that were running when the engine last stopped, for boot-time restarts.
     interrupted: Mutex<Vec<String>>,
+    /// The plugin host, set once by the daemon at start-up (absent in engine-only tests).
+    plugins: std::sync::OnceLock<Arc<berth_plugin_host::PluginHost>>,
 }
 
 /// Parses a signal as Docker accepts it: `KILL`, `SIGKILL`, `9`.
@@ -273,6 +275,7 @@ impl Engine {
             networks: NetworkStore::new(),
             events: EventBus::new(),
             interrupted: Mutex::new(Vec::new()),
+            plugins: std::sync::OnceLock::new(),
         };
         let entries =
             std::fs::read_dir(&containers_dir).map_err(EngineError::io("reading containers"))?;
@@ -304,6 +307,16 @@ impl Engine {
                 .insert(config.id.clone(), Container::new(config, state, dir));
         }
         Ok(Arc::new(engine))
+    }
+
+    /// Hands the engine its plugin host (once, at daemon start-up).
+    pub fn set_plugins(&self, host: Arc<berth_plugin_host::PluginHost>) {
+        let _ = self.plugins.set(host);
+    }
+
+    /// The plugin host, when the daemon runs one.
+    pub fn plugins(&self) -> Option<&Arc<berth_plugin_host::PluginHost>> {
+        self.plugins.get()
     }
 
     /// The state root.
