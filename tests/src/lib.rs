@@ -762,9 +762,12 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
 pub fn busybox_rootfs_tar() -> &'static [u8] {
     static TAR: OnceLock<Vec<u8>> = OnceLock::new();
     TAR.get_or_init(|| {
-        let busybox = fs::read(BUSYBOX).unwrap_or_else(|e| {
-            panic!("{BUSYBOX} is missing ({e}): apt-get install busybox-static")
-        });
+        let busybox = match fs::read(BUSYBOX) {
+            Ok(b) => b,
+            // No busybox-static (a fresh machine before `.ci/run`): build the image from the
+            // host's own dynamically linked tools and their libraries instead.
+            Err(_) => return host_tools_rootfs_tar(),
+        };
         let mut builder = tar::Builder::new(Vec::new());
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -824,6 +827,75 @@ pub fn busybox_rootfs_tar() -> &'static [u8] {
             .expect("tar passwd");
         builder.into_inner().expect("finish tar")
     })
+}
+
+/// The fallback fixture: the host's binaries for [`BUSYBOX_APPLETS`] (those that exist) with
+/// every shared library `ldd` lists, at their host paths, so the applets run in the image.
+fn host_tools_rootfs_tar() -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(true);
+    let mut files: std::collections::BTreeSet<PathBuf> = std::collections::BTreeSet::new();
+    let mut links = Vec::new();
+    for applet in BUSYBOX_APPLETS {
+        let found = ["/bin", "/usr/bin", "/sbin", "/usr/sbin"]
+            .iter()
+            .map(|d| Path::new(d).join(applet))
+            .find(|p| p.is_file());
+        let Some(path) = found else { continue };
+        let real = fs::canonicalize(&path).expect("canonicalize tool");
+        links.push((format!("bin/{applet}"), real.clone()));
+        files.insert(real.clone());
+        let ldd = Command::new("ldd").arg(&real).output().expect("run ldd");
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            let lib = line
+                .split_whitespace()
+                .find(|w| w.starts_with('/'))
+                .map(PathBuf::from);
+            if let Some(lib) = lib.filter(|l| l.exists()) {
+                files.insert(lib);
+            }
+        }
+    }
+    for dir in ["dev", "etc", "proc", "sys", "tmp", "root", "data", "bin"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(if dir == "tmp" { 0o1777 } else { 0o755 });
+        h.set_size(0);
+        builder
+            .append_data(&mut h, format!("{dir}/"), std::io::empty())
+            .expect("tar dir");
+    }
+    for f in &files {
+        let rel = f.strip_prefix("/").expect("absolute path");
+        builder
+            .append_path_with_name(f, rel)
+            .expect("tar host file");
+    }
+    // The dynamic loader is looked up by its canonical ABI path.
+    for ld in ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"] {
+        if Path::new(ld).exists() {
+            builder
+                .append_path_with_name(ld, &ld[1..])
+                .expect("tar loader");
+        }
+    }
+    for (path, target) in links {
+        if Path::new(&format!("/{path}")) == target.as_path() {
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        builder
+            .append_link(&mut h, path, &target)
+            .expect("tar symlink");
+    }
+    builder.into_inner().expect("finish tar")
 }
 
 /// Writes [`busybox_rootfs_tar`] to `path` (for `docker import FILE`).
@@ -987,6 +1059,27 @@ mod tests {
         let lines: Vec<&str> = out.ok().lines().collect();
         assert_eq!(lines[0], "hi");
         assert!(lines[1].trim().parse::<usize>().unwrap() > BUSYBOX_APPLETS.len());
+    }
+
+    /// Needs root (chroot). The fallback fixture (no busybox-static) runs the host's own tools.
+    #[test]
+    fn host_tools_fixture_is_a_working_rootfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = host_tools_rootfs_tar();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_ownerships(true);
+        archive.unpack(dir.path()).unwrap();
+        let mut cmd = Command::new("chroot");
+        cmd.arg(dir.path()).args([
+            "/bin/sh",
+            "-c",
+            "echo hi; cat /etc/missing 2>/dev/null || echo no; sleep 0; ls / | wc -l",
+        ]);
+        let out = run_command(cmd, None, Duration::from_secs(10));
+        let lines: Vec<&str> = out.ok().lines().collect();
+        assert_eq!(lines[..2], ["hi", "no"]);
+        assert!(lines[2].trim().parse::<usize>().unwrap() >= 8);
     }
 
     #[test]

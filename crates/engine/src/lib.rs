@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod images;
 pub mod logs;
+pub mod plugins;
 pub mod runtime;
 
 pub use engine::{Attached, ContainerView, CreateContainer, Engine, WaitCondition, parse_signal};

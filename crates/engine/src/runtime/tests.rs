@@ -851,3 +851,25 @@ fn engine_kill_9_kills_its_containers() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zz_latency() {
+    for (label, net, dir) in [("host", NetMode::Host, false), ("host+netns", NetMode::Isolated, false), ("busybox", NetMode::Host, true)] {
+        let image = TempDir::new("lat-image");
+        if dir { busybox_rootfs(image.path()); }
+        let mut times = Vec::new();
+        for _ in 0..40 {
+            let bundle = TempDir::new("lat");
+            let mut s = spec(&bundle, &["true"]);
+            s.net = net.clone();
+            if dir { s.rootfs = Rootfs::Dir(image.path().into()); }
+            let t = std::time::Instant::now();
+            let out = run(s).await;
+            assert_eq!(out.code, 0);
+            cleanup(bundle.path()).unwrap();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        eprintln!("{label}: median {:?} p90 {:?}", times[20], times[36]);
+    }
+}

@@ -1,0 +1,282 @@
+//! Plugins as system containers: the engine's implementation of plugin-host's
+//! [`PluginLauncher`]. A plugin container is a hidden (`system`) container with restart policy
+//! `always`, the plugin's host socket directory bind-mounted at `/var/run/docker` (it serves
+//! `/var/run/docker/plugin.sock` there) and host networking. A privileged plugin also gets a
+//! per-plugin engine API socket bind-mounted at `/var/run/docker.sock`; the engine has no HTTP
+//! server, so the API layer provides it through [`EngineSocketServer`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use berth_plugin_host::{LaunchError, LaunchSpec, Launched, PluginLauncher};
+use futures::future::BoxFuture;
+
+use crate::container::RestartPolicy;
+use crate::engine::{CreateContainer, Engine};
+use crate::error::EngineError;
+
+/// Where a plugin's socket dir is mounted inside its container.
+pub const PLUGIN_SOCKET_DIR_TARGET: &str = "/var/run/docker";
+/// Where a privileged plugin's engine socket is mounted inside its container.
+pub const ENGINE_SOCKET_TARGET: &str = "/var/run/docker.sock";
+/// Label carrying the plugin's name (or image when the name is not known yet).
+pub const LABEL_PLUGIN: &str = "berth.plugin";
+/// Label carrying the plugin's host socket dir.
+pub const LABEL_SOCKET_DIR: &str = "berth.plugin.socket-dir";
+/// Label carrying a privileged plugin's engine socket on the host.
+pub const LABEL_ENGINE_SOCKET: &str = "berth.plugin.engine-socket";
+
+/// Serves the engine API on an extra UNIX socket for one privileged plugin (implemented by the
+/// API layer). Requests on it are attributed to the plugin whose container uses `socket_dir`.
+pub trait EngineSocketServer: Send + Sync {
+    /// Binds `socket` (replacing a stale file) and serves the API on it, attributed to the
+    /// plugin launched with `socket_dir` (`fallback` names it until it is registered).
+    fn serve(&self, socket: &Path, socket_dir: &Path, fallback: &str) -> Result<(), String>;
+    /// Stops serving on `socket` and removes the file.
+    fn stop(&self, socket: &Path);
+}
+
+/// The engine's [`PluginLauncher`]: plugin containers are system containers.
+pub struct ContainerLauncher {
+    engine: Arc<Engine>,
+    server: OnceLock<Arc<dyn EngineSocketServer>>,
+    stop_timeout: i64,
+}
+
+impl std::fmt::Debug for ContainerLauncher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerLauncher")
+            .field("root", &self.engine.root())
+            .finish()
+    }
+}
+
+/// The host path of the engine socket of the plugin whose socket dir is `socket_dir`: a sibling
+/// file `<socket_dir>.engine.sock` (outside the dir the plugin can write to).
+pub fn engine_socket_path(socket_dir: &Path) -> PathBuf {
+    let mut s = socket_dir.as_os_str().to_owned();
+    s.push(".engine.sock");
+    PathBuf::from(s)
+}
+
+fn launch_err(context: &str, e: impl std::fmt::Display) -> LaunchError {
+    LaunchError(format!("{context}: {e}"))
+}
+
+impl ContainerLauncher {
+    /// A launcher creating plugin containers in `engine`.
+    pub fn new(engine: Arc<Engine>) -> Arc<Self> {
+        Arc::new(Self {
+            engine,
+            server: OnceLock::new(),
+            stop_timeout: 10,
+        })
+    }
+
+    /// Installs the server of privileged plugins' engine sockets (once; later calls are ignored).
+    pub fn set_engine_socket_server(&self, server: Arc<dyn EngineSocketServer>) {
+        let _ = self.server.set(server);
+    }
+
+    fn serve_engine_socket(
+        &self,
+        socket: &Path,
+        socket_dir: &Path,
+        fallback: &str,
+    ) -> Result<(), LaunchError> {
+        let server = self.server.get().ok_or_else(|| {
+            LaunchError("privileged plugin: no engine socket server configured".into())
+        })?;
+        server
+            .serve(socket, socket_dir, fallback)
+            .map_err(|e| launch_err(&format!("serving the engine API on {}", socket.display()), e))
+    }
+
+    fn stop_engine_socket(&self, socket: &Path) {
+        if let Some(server) = self.server.get() {
+            server.stop(socket);
+        } else {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+
+    /// The create request for a plugin container.
+    pub fn create_request(spec: &LaunchSpec) -> CreateContainer {
+        let dir_id = spec
+            .socket_dir
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let short: String = dir_id.chars().take(12).collect();
+        let label = spec.name.clone().unwrap_or_else(|| spec.image.clone());
+        let name = match &spec.name {
+            Some(n) => format!("berth-plugin-{n}-{short}"),
+            None => format!("berth-plugin-{short}"),
+        };
+        let mut binds = vec![format!(
+            "{}:{PLUGIN_SOCKET_DIR_TARGET}",
+            spec.socket_dir.display()
+        )];
+        let mut labels = BTreeMap::from([
+            (LABEL_PLUGIN.to_owned(), label),
+            (
+                LABEL_SOCKET_DIR.to_owned(),
+                spec.socket_dir.display().to_string(),
+            ),
+        ]);
+        if spec.privileged {
+            let sock = engine_socket_path(&spec.socket_dir);
+            binds.push(format!("{}:{ENGINE_SOCKET_TARGET}", sock.display()));
+            labels.insert(LABEL_ENGINE_SOCKET.to_owned(), sock.display().to_string());
+        }
+        CreateContainer {
+            name: Some(name),
+            image: spec.image.clone(),
+            cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
+            env: spec.env.clone(),
+            labels,
+            binds,
+            restart_policy: RestartPolicy::Always,
+            network_mode: "host".into(),
+            system: true,
+            ..Default::default()
+        }
+    }
+
+    async fn launch_inner(&self, spec: LaunchSpec) -> Result<Launched, LaunchError> {
+        let fallback = spec.name.clone().unwrap_or_else(|| spec.image.clone());
+        let engine_sock = spec
+            .privileged
+            .then(|| engine_socket_path(&spec.socket_dir));
+        if let Some(sock) = &engine_sock {
+            // The socket must exist before the container starts: it is bind-mounted as a file.
+            self.serve_engine_socket(sock, &spec.socket_dir, &fallback)?;
+        }
+        let req = Self::create_request(&spec);
+        let id = match self.engine.create(req).await {
+            Ok((id, _warnings)) => id,
+            Err(e) => {
+                if let Some(sock) = &engine_sock {
+                    self.stop_engine_socket(sock);
+                }
+                return Err(launch_err("creating the plugin container", e));
+            }
+        };
+        if let Err(e) = self.engine.start(&id).await {
+            let _ = self.engine.remove(&id, true).await;
+            if let Some(sock) = &engine_sock {
+                self.stop_engine_socket(sock);
+            }
+            return Err(launch_err("starting the plugin container", e));
+        }
+        tracing::info!(container = %id, image = %spec.image, privileged = spec.privileged, "plugin container started");
+        Ok(Launched { container_id: id })
+    }
+
+    async fn stop_inner(&self, id: &str) -> Result<(), LaunchError> {
+        let c = match self.engine.container(id) {
+            Ok(c) => c,
+            Err(EngineError::NoSuchContainer(_)) => return Ok(()),
+            Err(e) => return Err(launch_err("finding the plugin container", e)),
+        };
+        let engine_sock = c.config.labels.get(LABEL_ENGINE_SOCKET).map(PathBuf::from);
+        match self.engine.stop(id, Some(self.stop_timeout), None).await {
+            Ok(()) | Err(EngineError::NotModified(_)) => {}
+            Err(e) => tracing::warn!(container = id, error = %e, "stopping plugin container"),
+        }
+        let removed = self.engine.remove(id, true).await;
+        if let Some(sock) = &engine_sock {
+            self.stop_engine_socket(sock);
+        }
+        match removed {
+            Ok(()) | Err(EngineError::NoSuchContainer(_)) => Ok(()),
+            Err(e) => Err(launch_err("removing the plugin container", e)),
+        }
+    }
+
+    async fn restart_inner(&self, id: &str) -> Result<(), LaunchError> {
+        let c = self
+            .engine
+            .container(id)
+            .map_err(|e| launch_err("finding the plugin container", e))?;
+        if let Some(sock) = c.config.labels.get(LABEL_ENGINE_SOCKET) {
+            let dir = c
+                .config
+                .labels
+                .get(LABEL_SOCKET_DIR)
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            let fallback = c
+                .config
+                .labels
+                .get(LABEL_PLUGIN)
+                .cloned()
+                .unwrap_or_default();
+            self.serve_engine_socket(Path::new(sock), &dir, &fallback)?;
+        }
+        if c.state().status.is_active() {
+            return Ok(());
+        }
+        match self.engine.start(id).await {
+            Ok(()) | Err(EngineError::NotModified(_)) => Ok(()),
+            Err(e) => Err(launch_err("starting the plugin container", e)),
+        }
+    }
+}
+
+impl PluginLauncher for ContainerLauncher {
+    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Launched, LaunchError>> {
+        Box::pin(self.launch_inner(spec))
+    }
+
+    fn stop(&self, container_id: &str) -> BoxFuture<'_, Result<(), LaunchError>> {
+        let id = container_id.to_owned();
+        Box::pin(async move { self.stop_inner(&id).await })
+    }
+
+    fn restart(&self, container_id: &str) -> BoxFuture<'_, Result<(), LaunchError>> {
+        let id = container_id.to_owned();
+        Box::pin(async move { self.restart_inner(&id).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_request_shapes_a_hidden_always_restarting_container() {
+        let spec = LaunchSpec {
+            name: Some("flocker".into()),
+            image: "host".into(),
+            args: vec!["/bin/plugin".into(), "--x".into()],
+            env: vec!["A=1".into()],
+            privileged: false,
+            socket_dir: PathBuf::from("/var/lib/berth/plugins/0123456789abcdef"),
+        };
+        let req = ContainerLauncher::create_request(&spec);
+        assert!(req.system);
+        assert_eq!(req.restart_policy, RestartPolicy::Always);
+        assert_eq!(req.cmd.as_deref(), Some(&spec.args[..]));
+        assert_eq!(
+            req.binds,
+            vec!["/var/lib/berth/plugins/0123456789abcdef:/var/run/docker".to_owned()]
+        );
+        assert_eq!(req.name.as_deref(), Some("berth-plugin-flocker-0123456789ab"));
+        assert!(!req.labels.contains_key(LABEL_ENGINE_SOCKET));
+
+        let privileged = LaunchSpec {
+            privileged: true,
+            name: None,
+            ..spec
+        };
+        let req = ContainerLauncher::create_request(&privileged);
+        assert_eq!(
+            req.binds[1],
+            "/var/lib/berth/plugins/0123456789abcdef.engine.sock:/var/run/docker.sock"
+        );
+        assert_eq!(req.labels[LABEL_PLUGIN], "host");
+        assert_eq!(req.name.as_deref(), Some("berth-plugin-0123456789ab"));
+    }
+}
