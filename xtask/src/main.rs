@@ -1,5 +1,7 @@
-//! Project tasks: `cargo xtask demo` (the seed's demo, end to end, on real engines).
+//! Project tasks: `cargo xtask demo` (the seed's demo, end to end, on real engines) and
+//! `cargo xtask bench` (criterion benches, table of medians and the fan-out plot).
 
+mod bench;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -15,10 +17,13 @@ struct Cli {
 enum Task {
     /// Build Berth, start engines on temporary sockets and walk through the proposal's demo.
     Demo,
+    /// Run the criterion benches, print the medians with their ratios, draw the fan-out plot.
+    Bench(bench::Opts),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Demo => demo::run(),
+        Task::Bench(opts) => bench::run(opts),
     }
 }

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::client::{Client, describe_error};
-use crate::commands::{Exit, container, daemon, image, network, system, volume};
+use crate::commands::{Exit, container, daemon, image, network, plugin, system, volume};
 
 /// Berth: a small container engine speaking the Docker Engine API, with the plugins MVP.
 #[derive(Debug, Parser)]
@@ -58,6 +58,9 @@ enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Manage plugins (hidden system containers the engine calls in load order).
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
     /// Manage images.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -141,6 +144,7 @@ async fn run_client(client: &Client, command: Command) -> anyhow::Result<()> {
         Command::Inspect(args) => system::inspect(client, args).await,
         Command::Volume(cmd) => volume::run(client, cmd).await,
         Command::Network(cmd) => network::run(client, cmd).await,
+        Command::Plugin(cmd) => plugin::run(client, cmd).await,
         Command::Image(cmd) => image::run(client, cmd).await,
         Command::Images(args) => image::ls(client, args).await,
         Command::Events(args) => system::events(client, args).await,

@@ -1,10 +1,19 @@
-//! Daemon start-up and shutdown: open the engine state, bind the UNIX socket, serve, start
-//! containers per restart policy, and on shutdown stop containers (user ones first).
+//! Daemon start-up and shutdown, in the order DESIGN's boot flow fixes: open the engine state and
+//! the plugin host → bind the UNIX socket and serve at once, behind the closed readiness gate →
+//! start plugins (system containers) in load order and hand-shake them → open the gate → start
+//! user containers per restart policy. Shutdown stops user containers first and plugins last.
+//! Privileged plugins' per-plugin engine sockets ([`PluginSockets`]) are served from here too.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use berth_engine::plugins::{ContainerLauncher, EngineSocketServer};
 use berth_engine::{Engine, EngineError};
+use berth_plugin_host::{HostConfig, HostError, PluginHost, PluginSource};
+
+use crate::gate::{Caller, Gate};
 
 /// Everything `berth daemon` is configured with.
 #[derive(Debug, Clone)]
@@ -13,7 +22,8 @@ pub struct DaemonConfig {
     pub root: PathBuf,
     /// Path of the UNIX socket to serve on (from `--host unix:///PATH`, default `/run/berth/berth.sock`).
     pub socket: PathBuf,
-    /// How long user requests wait at the readiness gate for plugins (`--plugin-timeout`, default 60 s).
+    /// How long user requests wait at the readiness gate for plugins (`--plugin-timeout`, default
+    /// 60 s); also the default handshake deadline of a plugin load.
     pub plugin_timeout: Duration,
     /// Directory scanned for Docker-style plugin sockets and spec files (`--plugin-dir`, default `/run/docker/plugins`).
     pub plugin_dir: PathBuf,
@@ -26,6 +36,8 @@ pub struct DaemonConfig {
 pub enum DaemonError {
     #[error("opening the engine state in {root}: {source}")]
     Open { root: PathBuf, source: EngineError },
+    #[error("opening the plugin registry in {root}: {source}")]
+    Plugins { root: PathBuf, source: HostError },
     #[error("binding {path}: {source}")]
     Bind {
         path: PathBuf,
@@ -33,6 +45,107 @@ pub enum DaemonError {
     },
     #[error("serving the API: {0}")]
     Serve(std::io::Error),
+}
+
+/// Binds a UNIX listener at `path`, replacing a stale socket file and creating the parent.
+fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    tokio::net::UnixListener::bind(path)
+}
+
+/// The per-plugin engine sockets of privileged plugins: the same API, attributed to the plugin
+/// ([`Caller::Plugin`]), passing the readiness gate.
+pub struct PluginSockets {
+    engine: Arc<Engine>,
+    gate: Gate,
+    host: Mutex<Weak<PluginHost>>,
+    serving: Mutex<HashMap<PathBuf, tokio::task::JoinHandle<()>>>,
+}
+
+impl PluginSockets {
+    /// Sockets serving `engine` behind `gate`.
+    pub fn new(engine: Arc<Engine>, gate: Gate) -> Arc<Self> {
+        Arc::new(Self {
+            engine,
+            gate,
+            host: Mutex::new(Weak::new()),
+            serving: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The host used to name callers (the plugin whose socket dir matches).
+    pub fn set_host(&self, host: &Arc<PluginHost>) {
+        if let Ok(mut h) = self.host.lock() {
+            *h = Arc::downgrade(host);
+        }
+    }
+
+    /// Stops every socket (daemon shutdown).
+    pub fn stop_all(&self) {
+        let all: Vec<_> = match self.serving.lock() {
+            Ok(mut m) => m.drain().collect(),
+            Err(_) => Vec::new(),
+        };
+        for (path, task) in all {
+            task.abort();
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The name of the plugin whose container was launched with `socket_dir`, else `fallback`.
+fn plugin_name(host: &Weak<PluginHost>, socket_dir: &Path, fallback: &str) -> String {
+    host.upgrade()
+        .and_then(|h| {
+            h.list().into_iter().find_map(|p| match &p.record.source {
+                PluginSource::Container { socket_dir: d, .. } if d == socket_dir => {
+                    Some(p.record.name)
+                }
+                _ => None,
+            })
+        })
+        .unwrap_or_else(|| fallback.to_owned())
+}
+
+impl EngineSocketServer for PluginSockets {
+    fn serve(&self, socket: &Path, socket_dir: &Path, fallback: &str) -> Result<(), String> {
+        self.stop(socket);
+        let listener = bind_unix(socket).map_err(|e| e.to_string())?;
+        let host = self.host.lock().map(|h| h.clone()).unwrap_or_default();
+        let dir = socket_dir.to_owned();
+        let fallback = fallback.to_owned();
+        let caller: crate::CallerFn =
+            Arc::new(move || Caller::Plugin(plugin_name(&host, &dir, &fallback)));
+        let engine = self.engine.clone();
+        let gate = self.gate.clone();
+        let path = socket.to_owned();
+        let task = tokio::spawn(async move {
+            let never = std::future::pending::<()>();
+            if let Err(e) = crate::serve_with(listener, engine, gate, Some(caller), never).await {
+                tracing::warn!(socket = %path.display(), error = %e, "plugin engine socket failed");
+            }
+        });
+        tracing::info!(socket = %socket.display(), "serving a privileged plugin's engine socket");
+        if let Ok(mut m) = self.serving.lock() {
+            m.insert(socket.to_owned(), task);
+        }
+        Ok(())
+    }
+
+    fn stop(&self, socket: &Path) {
+        let task = self.serving.lock().ok().and_then(|mut m| m.remove(socket));
+        if let Some(t) = task {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(socket);
+    }
 }
 
 /// Runs the daemon until `shutdown` resolves.
@@ -44,31 +157,62 @@ pub async fn run(
         root: config.root.clone(),
         source,
     })?;
-    let bind_err = |source| DaemonError::Bind {
+    let launcher = ContainerLauncher::new(engine.clone());
+    let mut host_config = HostConfig::new(&config.root);
+    host_config.discovery_dirs = vec![config.plugin_dir.clone()];
+    host_config.load_deadline = config.plugin_timeout;
+    let host = Arc::new(
+        PluginHost::open(host_config, Some(launcher.clone())).map_err(|source| {
+            DaemonError::Plugins {
+                root: config.root.clone(),
+                source,
+            }
+        })?,
+    );
+    engine.set_plugins(host.clone());
+    let gate = Gate::closed(config.plugin_timeout, Some(host.readiness()));
+    let sockets = PluginSockets::new(engine.clone(), gate.clone());
+    sockets.set_host(&host);
+    launcher.set_engine_socket_server(sockets.clone());
+
+    let listener = bind_unix(&config.socket).map_err(|source| DaemonError::Bind {
         path: config.socket.clone(),
         source,
-    };
-    if let Some(dir) = config.socket.parent() {
-        std::fs::create_dir_all(dir).map_err(bind_err)?;
-    }
-    match std::fs::remove_file(&config.socket) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(bind_err(e)),
-    }
-    let listener = tokio::net::UnixListener::bind(&config.socket).map_err(bind_err)?;
+    })?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "berth daemon listening");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::serve(listener, engine.clone(), async move {
-        let _ = stop_rx.await;
-    }));
-    // No plugins yet: the gate is open as soon as the socket is; start containers per policy.
+    let server = tokio::spawn(crate::serve_with(
+        listener,
+        engine.clone(),
+        gate.clone(),
+        None,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+
+    // Plugins first, hand-shaken before user requests pass the gate.
+    let names = host.names();
+    if !names.is_empty() {
+        tracing::info!(plugins = ?names, "starting plugins in load order");
+    }
+    for (name, reason) in host.start_all().await {
+        tracing::warn!(plugin = %name, %reason, "plugin failed to come up");
+    }
+    gate.open();
+    tracing::info!("readiness gate open");
     engine.start_restart_policy_containers().await;
 
     shutdown.await;
-    tracing::info!("shutting down: stopping containers");
+    tracing::info!("shutting down: stopping containers (user ones first, plugins last)");
+    // The engine stops user containers first, then system containers (plugins). Plugin
+    // containers are kept (not removed): the next boot starts them again in load order.
     engine.shutdown().await;
+    for p in host.snapshot().iter() {
+        p.client().close_idle();
+    }
+    sockets.stop_all();
     let _ = stop_tx.send(());
     // Long-lived streams (events, attach) must not hold the daemon: give them a moment, then go.
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), server).await {

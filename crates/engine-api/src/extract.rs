@@ -64,7 +64,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
 impl Query {
     /// Every value of a repeated key, in order.
     pub fn all(&self, key: &str) -> Vec<&str> {
-        self.1.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+        self.1
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -174,7 +178,10 @@ mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> Query {
-        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Query(pairs.iter().cloned().collect(), pairs)
     }
 

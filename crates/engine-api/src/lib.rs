@@ -2,9 +2,12 @@
 //! error→HTTP mapping, the version-prefix layer, streaming endpoints (attach, wait, logs, events),
 //! and [`daemon::run`], which wires the engine to a UNIX socket.
 
+pub mod authz;
 pub mod daemon;
 pub mod error;
 pub mod extract;
+pub mod gate;
+pub mod hooks;
 pub mod routes;
 pub mod streams;
 pub mod version;
@@ -21,7 +24,11 @@ pub const API_VERSION: &str = "1.50";
 /// The oldest API version Berth accepts.
 pub const MIN_API_VERSION: &str = "1.24";
 
-/// The complete HTTP service: version-prefix stripping around the router and its layers.
+/// Resolves who the requests of one listener come from (see [`gate::Caller`]).
+pub type CallerFn = Arc<dyn Fn() -> gate::Caller + Send + Sync>;
+
+/// The complete HTTP service: version-prefix stripping around the router and its layers. The
+/// readiness gate is open (engine-only servers and tests); the daemon uses [`app_with`].
 pub fn app(
     engine: Arc<Engine>,
 ) -> impl tower::Service<
@@ -32,10 +39,36 @@ pub fn app(
 > + Clone
 + Send
 + 'static {
+    app_with(engine, gate::Gate::open_now(), None)
+}
+
+/// The complete HTTP service behind the readiness `gate`; with `caller`, every request carries
+/// the [`gate::Caller`] it returns (a privileged plugin's own engine socket).
+pub fn app_with(
+    engine: Arc<Engine>,
+    gate: gate::Gate,
+    caller: Option<CallerFn>,
+) -> impl tower::Service<
+    Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
     let router = routes::router(routes::AppState { engine })
+        .layer(axum::middleware::from_fn_with_state(gate, gate::middleware))
         .layer(axum::middleware::from_fn(version::identify));
-    tower::util::MapRequestLayer::new(version::strip_version_prefix::<axum::body::Body>)
-        .layer(router)
+    let strip =
+        tower::util::MapRequestLayer::new(version::strip_version_prefix::<axum::body::Body>)
+            .layer(router);
+    tower::util::MapRequestLayer::new(move |mut req: Request| {
+        if let Some(f) = &caller {
+            req.extensions_mut().insert(f());
+        }
+        req
+    })
+    .layer(strip)
 }
 
 /// Serves `app` on a UNIX listener until `shutdown` resolves.
@@ -44,7 +77,18 @@ pub async fn serve(
     engine: Arc<Engine>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let svc = app(engine);
+    serve_with(listener, engine, gate::Gate::open_now(), None, shutdown).await
+}
+
+/// Serves [`app_with`] on a UNIX listener until `shutdown` resolves.
+pub async fn serve_with(
+    listener: tokio::net::UnixListener,
+    engine: Arc<Engine>,
+    gate: gate::Gate,
+    caller: Option<CallerFn>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let svc = app_with(engine, gate, caller);
     axum::serve(listener, ServiceExt::<Request>::into_make_service(svc))
         .with_graceful_shutdown(shutdown)
         .await

@@ -9,8 +9,18 @@ use axum::response::Response;
 
 use crate::API_VERSION;
 
-/// Strips a leading `/v<digits>[.<digits>]` segment from the request path.
+/// The URI as the client sent it (with its `/vX.Y` prefix), kept as a request extension for the
+/// layers that must show it to plugins (api hooks, authorization).
+#[derive(Debug, Clone)]
+pub struct RequestedUri(pub String);
+
+/// Strips a leading `/v<digits>[.<digits>]` segment from the request path (and remembers the
+/// original as [`RequestedUri`] the first time).
 pub fn strip_version_prefix<B>(mut req: Request<B>) -> Request<B> {
+    if req.extensions().get::<RequestedUri>().is_none() {
+        let original = req.uri().to_string();
+        req.extensions_mut().insert(RequestedUri(original));
+    }
     let path = req.uri().path();
     if let Some(rest) = path.strip_prefix("/v") {
         let end = rest.find('/').unwrap_or(rest.len());

@@ -52,6 +52,8 @@ pub struct CreateContainer {
     pub restart_policy: RestartPolicy,
     pub auto_remove: bool,
     pub network_mode: String,
+    /// `NetworkingConfig.EndpointsConfig.<net>.IPAMConfig.IPv4Address` (`--ip`); empty = none.
+    pub ipv4_address: String,
     pub volume_driver: String,
     pub system: bool,
 }
@@ -272,7 +274,7 @@ impl Engine {
             table: Mutex::new(Table::default()),
             images: ImageStore::open(root)?,
             volumes: VolumeStore::open(root)?,
-            networks: NetworkStore::new(),
+            networks: NetworkStore::open(root)?,
             events: EventBus::new(),
             interrupted: Mutex::new(Vec::new()),
             plugins: std::sync::OnceLock::new(),
@@ -494,7 +496,8 @@ impl Engine {
                 "conflicting options: cannot combine AutoRemove with a restart policy".into(),
             ));
         }
-        self.networks.for_mode(&req.network_mode)?;
+        self.networks
+            .check_attach(&req.network_mode, &req.ipv4_address)?;
 
         let id = berth_state::new_id();
         // Reserve the name (or generate one) atomically.
@@ -521,13 +524,18 @@ impl Engine {
             .create_record(
                 &id, &name, &req, &image, path, args, cmd, entrypoint, env, mounts,
             )
-            .await;
+            .await
+            .and_then(|created| {
+                self.networks
+                    .register(&id, &name, &req.network_mode, &req.ipv4_address)?;
+                Ok(created)
+            });
         match result {
-            Ok(c) => {
+            Ok((c, warnings)) => {
                 lock(&self.table).by_id.insert(id.clone(), c.clone());
                 self.events
                     .publish("container", "create", &id, c.attributes());
-                Ok((id, Vec::new()))
+                Ok((id, warnings))
             }
             Err(e) => {
                 lock(&self.table).names.remove(&name);
@@ -550,7 +558,7 @@ impl Engine {
         entrypoint: Option<Vec<String>>,
         env: Vec<String>,
         mounts: Vec<MountSpec>,
-    ) -> Result<Arc<Container>, EngineError> {
+    ) -> Result<(Arc<Container>, Vec<String>), EngineError> {
         let dir = self.containers_dir.join(id);
         let config = ContainerConfig {
             id: id.to_owned(),
@@ -596,60 +604,158 @@ impl Engine {
         std::fs::create_dir_all(&dir)
             .map_err(EngineError::io(format!("creating {}", dir.display())))?;
         let mut state = ContainerState::new();
-        state.mounts = self.resolve_mounts(&config, false)?;
-        berth_state::store_json(&dir.join("state.json"), &state)?;
-        // config.json last: its presence marks a complete record.
-        berth_state::store_json(&dir.join("config.json"), &config)?;
-        Ok(Container::new(config, state, dir))
+        let mut warnings = Vec::new();
+        state.mounts = self.resolve_mounts(&config, false, &mut warnings).await?;
+        let stored = berth_state::store_json(&dir.join("state.json"), &state)
+            // config.json last: its presence marks a complete record.
+            .and_then(|()| berth_state::store_json(&dir.join("config.json"), &config));
+        if let Err(e) = stored {
+            self.release_mounts(id, &state.mounts).await;
+            return Err(e.into());
+        }
+        Ok((Container::new(config, state, dir), warnings))
     }
 
-    /// Resolves every mount to the host path that gets mounted: named volumes are created on
-    /// demand; missing bind sources are created at start when `Binds` asked for them (Docker's `-v`).
-    fn resolve_mounts(
+    /// Resolves every mount to the host path that gets mounted (DESIGN.md data flows 1–2): bind
+    /// sources go through the volume plugins' `create`/`start` hooks (chained, in load order);
+    /// named volumes are created on demand through their driver, and at start mounted through it
+    /// (plugin drivers: `VolumeDriver.Mount`, counted per volume). Missing bind sources are
+    /// created at start when `Binds` asked for them (Docker's `-v`). On failure everything done
+    /// so far is given back (compensating `stop` hooks, `Unmount`s) before the error returns.
+    async fn resolve_mounts(
         &self,
         config: &ContainerConfig,
         starting: bool,
+        warnings: &mut Vec<String>,
     ) -> Result<Vec<ResolvedMount>, EngineError> {
-        let mut out = Vec::new();
+        use berth_volumes::hooks;
+        let host = self.plugins().map(|h| h.as_ref());
+        let binds: Vec<hooks::BindMount> = config
+            .mounts
+            .iter()
+            .filter(|m| m.kind == MountKind::Bind)
+            .map(|m| hooks::BindMount {
+                source: m.source.clone(),
+                host_path: m.source.clone(),
+                destination: m.destination.clone(),
+                read_only: m.read_only,
+            })
+            .collect();
+        let event = if starting {
+            berth_plugin_host::protocol::mvp::VolumeEvent::Start
+        } else {
+            berth_plugin_host::protocol::mvp::VolumeEvent::Create
+        };
+        let resolution = hooks::resolve_binds(host, &config.id, event, &binds).await?;
+        warnings.extend(resolution.warnings);
+        let mut resolved_binds = resolution.host_paths.into_iter();
+        let mut out: Vec<ResolvedMount> = Vec::new();
         for m in &config.mounts {
-            match m.kind {
+            let step = match m.kind {
                 MountKind::Bind => {
-                    let p = Path::new(&m.source);
-                    if starting && !p.exists() && m.create_source {
-                        std::fs::create_dir_all(p).map_err(EngineError::io(format!(
-                            "creating bind source {}",
-                            m.source
-                        )))?;
+                    let host_path = resolved_binds.next().unwrap_or_else(|| m.source.clone());
+                    let p = Path::new(&host_path);
+                    if starting && !p.exists() && m.create_source && host_path == m.source {
+                        std::fs::create_dir_all(p)
+                            .map_err(EngineError::io(format!("creating bind source {host_path}")))
+                            .map(|()| (host_path, None))
+                    } else {
+                        Ok((host_path, None))
                     }
-                    out.push(ResolvedMount {
-                        spec: m.clone(),
-                        host_path: m.source.clone(),
-                        driver: None,
-                    });
                 }
-                MountKind::Volume => {
-                    let (v, created) = self.volumes.create(CreateVolume {
-                        name: Some(m.source.clone()),
-                        driver: m.driver.clone(),
-                        ..Default::default()
-                    })?;
-                    if created {
-                        self.events.publish(
-                            "volume",
-                            "create",
-                            &v.name,
-                            BTreeMap::from([("driver".into(), v.driver.clone())]),
-                        );
-                    }
-                    out.push(ResolvedMount {
-                        spec: m.clone(),
-                        host_path: v.mountpoint.to_string_lossy().into_owned(),
-                        driver: Some(v.driver),
-                    });
+                MountKind::Volume => self.resolve_volume(config, m, starting).await,
+            };
+            match step {
+                Ok((host_path, driver)) => out.push(ResolvedMount {
+                    spec: m.clone(),
+                    host_path,
+                    driver,
+                }),
+                Err(e) => {
+                    // Binds not reached yet were resolved by the hooks too: release them all.
+                    let mut done = out.clone();
+                    done.extend(
+                        config.mounts[out.len()..]
+                            .iter()
+                            .filter(|x| x.kind == MountKind::Bind)
+                            .map(|x| ResolvedMount {
+                                spec: x.clone(),
+                                host_path: x.source.clone(),
+                                driver: None,
+                            }),
+                    );
+                    self.release_mounts(&config.id, &done).await;
+                    return Err(e);
                 }
             }
         }
         Ok(out)
+    }
+
+    /// A named volume: created on demand through its driver; mounted through it at start.
+    async fn resolve_volume(
+        &self,
+        config: &ContainerConfig,
+        m: &MountSpec,
+        starting: bool,
+    ) -> Result<(String, Option<String>), EngineError> {
+        let host = self.plugins().map(|h| h.as_ref());
+        let (v, created) = self
+            .volumes
+            .create_with(
+                host,
+                CreateVolume {
+                    name: Some(m.source.clone()),
+                    driver: m.driver.clone(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if created {
+            self.events.publish(
+                "volume",
+                "create",
+                &v.name,
+                BTreeMap::from([("driver".into(), v.driver.clone())]),
+            );
+        }
+        let host_path = if starting {
+            self.volumes.mount(host, &v.name, &config.id).await?
+        } else {
+            v.mountpoint.to_string_lossy().into_owned()
+        };
+        Ok((host_path, Some(v.driver)))
+    }
+
+    /// Gives back what [`Self::resolve_mounts`] took for `container_id`: plugin-driver volumes are
+    /// unmounted (the last user sends `Unmount`) and bind plugins get the `stop` notification,
+    /// all in reverse order. Failures are warnings (returned, and logged).
+    async fn release_mounts(&self, container_id: &str, mounts: &[ResolvedMount]) -> Vec<String> {
+        let host = self.plugins().map(|h| h.as_ref());
+        let mut warnings = Vec::new();
+        for m in mounts.iter().rev() {
+            if m.spec.kind == MountKind::Volume
+                && let Err(e) = self
+                    .volumes
+                    .unmount(host, &m.spec.source, container_id)
+                    .await
+            {
+                warnings.push(e.to_string());
+            }
+        }
+        warnings.extend(
+            berth_volumes::hooks::notify_binds(
+                host,
+                container_id,
+                berth_plugin_host::protocol::mvp::VolumeEvent::Stop,
+                &bind_hook_mounts(mounts),
+            )
+            .await,
+        );
+        for w in &warnings {
+            tracing::warn!(id = container_id, warning = %w, "releasing mounts");
+        }
+        warnings
     }
 
     /// Starts a container (`304`-class error when it already runs).
@@ -693,7 +799,7 @@ impl Engine {
             }
             _ => {}
         }
-        let prepared = self.prepare_run(c);
+        let prepared = self.prepare_run(c).await;
         let spec = match prepared {
             Ok(s) => s,
             Err(e) => {
@@ -706,10 +812,22 @@ impl Engine {
             }
         };
         let resolved = spec.1;
+        if let Err(e) = self.networks.attach(c.id(), &c.config.network_mode).await {
+            self.release_mounts(c.id(), &resolved).await;
+            let msg = format!("network setup: {e}");
+            c.update(|st| {
+                st.error = msg;
+                st.exit_code = 127;
+            })?;
+            return Err(e.into());
+        }
         let spawned = runtime::spawn(spec.0).await;
         let Spawned { pid1, io, exit } = match spawned {
             Ok(s) => s,
             Err(e) => {
+                self.networks.detach(c.id()).await;
+                // Not half-started: give the mounts back.
+                self.release_mounts(c.id(), &resolved).await;
                 let msg = e.to_string();
                 c.update(|st| {
                     st.error = msg;
@@ -785,12 +903,25 @@ impl Engine {
         Ok(())
     }
 
-    fn prepare_run(&self, c: &Container) -> Result<(RunSpec, Vec<ResolvedMount>), EngineError> {
+    async fn prepare_run(
+        &self,
+        c: &Container,
+    ) -> Result<(RunSpec, Vec<ResolvedMount>), EngineError> {
         let image = self.images.get(&c.config.image_id)?;
-        let resolved = self.resolve_mounts(&c.config, true)?;
-        let net = match self.networks.for_mode(&c.config.network_mode)?.attachment {
+        let resolved = self
+            .resolve_mounts(&c.config, true, &mut Vec::new())
+            .await?;
+        let mode = match self.networks.for_mode(&c.config.network_mode) {
+            Ok(m) => m,
+            Err(e) => {
+                self.release_mounts(c.id(), &resolved).await;
+                return Err(e.into());
+            }
+        };
+        let net = match mode.attachment {
             Attachment::Host => NetMode::Host,
             Attachment::Isolated => NetMode::Isolated,
+            Attachment::Driver => NetMode::Join(self.networks.netns_path(c.id())),
         };
         let spec = RunSpec {
             id: c.id().to_owned(),
@@ -818,6 +949,7 @@ impl Engine {
     }
 
     async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, code: i32) {
+        self.networks.detach(c.id()).await;
         *lock(&c.pty) = None;
         *c.stdin() = StdinSlot::fresh(c.config.open_stdin);
         let mut restart = false;
@@ -837,6 +969,8 @@ impl Engine {
         if let Err(e) = updated {
             tracing::error!(id = c.id(), error = %e, "recording container exit");
         }
+        // After the process is gone: unmount driver volumes, `stop` to bind plugins.
+        self.release_mounts(c.id(), &c.state().mounts).await;
         c.observed.send_modify(|o| o.exits += 1);
         let mut attrs = c.attributes();
         attrs.insert("exitCode".into(), code.to_string());
@@ -1030,6 +1164,8 @@ impl Engine {
             }
         }
         let _ = c.update(|st| st.status = Status::Removing);
+        self.networks.detach(c.id()).await;
+        self.networks.unregister(c.id());
         {
             let mut table = lock(&self.table);
             table.by_id.remove(c.id());
@@ -1042,7 +1178,65 @@ impl Engine {
         c.observed.send_modify(|o| o.removed = true);
         self.events
             .publish("container", "destroy", c.id(), c.attributes());
+        // After the fact: the `remove` volume notification (v2 subscribers, reverse order).
+        let warnings = berth_volumes::hooks::notify_binds(
+            self.plugins().map(|h| h.as_ref()),
+            c.id(),
+            berth_plugin_host::protocol::mvp::VolumeEvent::Remove,
+            &bind_hook_mounts(&st.mounts),
+        )
+        .await;
+        for w in warnings {
+            tracing::warn!(id = c.id(), warning = %w, "volume remove notification");
+        }
         Ok(())
+    }
+
+    /// `network connect`: connects a container (running or not) to a network, with `--ip`
+    /// (`ip`, empty = none); a running container gets its interface at once.
+    pub async fn connect(
+        &self,
+        network: &str,
+        reference: &str,
+        ip: &str,
+    ) -> Result<(), EngineError> {
+        let c = self.container(reference)?;
+        let _op = c.op.lock().await;
+        let running = c.state().status == Status::Running;
+        self.networks
+            .connect(
+                network,
+                c.id(),
+                &c.config.name,
+                &c.config.network_mode,
+                ip,
+                running,
+            )
+            .await?;
+        self.publish_network_event("connect", network, c.id());
+        Ok(())
+    }
+
+    /// `network disconnect`: removes a container's interface (if running) and membership.
+    pub async fn disconnect(&self, network: &str, reference: &str) -> Result<(), EngineError> {
+        let c = self.container(reference)?;
+        let _op = c.op.lock().await;
+        self.networks
+            .disconnect(network, c.id(), &c.config.name)
+            .await?;
+        self.publish_network_event("disconnect", network, c.id());
+        Ok(())
+    }
+
+    fn publish_network_event(&self, action: &str, network: &str, container_id: &str) {
+        if let Ok(n) = self.networks.get(network) {
+            let attrs = BTreeMap::from([
+                ("container".to_owned(), container_id.to_owned()),
+                ("name".to_owned(), n.name),
+                ("type".to_owned(), n.driver),
+            ]);
+            self.events.publish("network", action, &n.id, attrs);
+        }
     }
 
     /// Resolves a wait: the future completes with the exit code once `condition` holds.
@@ -1211,9 +1405,14 @@ impl Engine {
         Ok(out)
     }
 
-    /// Creates a volume (idempotent) and publishes the event when it is new.
-    pub fn create_volume(&self, req: CreateVolume) -> Result<berth_volumes::Volume, EngineError> {
-        let (v, created) = self.volumes.create(req)?;
+    /// Creates a volume (idempotent) through its driver (`local` or a plugin, looked up by name
+    /// then by Docker-style discovery) and publishes the event when it is new.
+    pub async fn create_volume(
+        &self,
+        req: CreateVolume,
+    ) -> Result<berth_volumes::Volume, EngineError> {
+        let host = self.plugins().map(|h| h.as_ref());
+        let (v, created) = self.volumes.create_with(host, req).await?;
         if created {
             self.events.publish(
                 "volume",
@@ -1225,11 +1424,12 @@ impl Engine {
         Ok(v)
     }
 
-    /// Removes a volume unless a container uses it.
-    pub fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+    /// Removes a volume unless a container uses it (a plugin driver gets `Remove`).
+    pub async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
         let users = self.volume_users(name);
         let v = self.volumes.get(name)?;
-        self.volumes.remove(name, &users)?;
+        let host = self.plugins().map(|h| h.as_ref());
+        self.volumes.remove_with(host, name, &users).await?;
         self.events.publish(
             "volume",
             "destroy",
@@ -1241,13 +1441,13 @@ impl Engine {
 
     /// Removes unused volumes (only anonymous ones, named by a 64-hex id, unless `all`); returns
     /// their names.
-    pub fn prune_volumes(&self, all: bool) -> Vec<String> {
+    pub async fn prune_volumes(&self, all: bool) -> Vec<String> {
         let mut removed = Vec::new();
         for v in self.volumes.list() {
             let eligible = all || berth_state::is_full_id(&v.name);
             if eligible
                 && self.volume_users(&v.name).is_empty()
-                && self.remove_volume(&v.name).is_ok()
+                && self.remove_volume(&v.name).await.is_ok()
             {
                 removed.push(v.name);
             }
@@ -1269,4 +1469,18 @@ impl Engine {
             }
         }
     }
+}
+
+/// The bind mounts of `mounts` as the volume hooks see them (resolved host paths).
+fn bind_hook_mounts(mounts: &[ResolvedMount]) -> Vec<berth_volumes::hooks::BindMount> {
+    mounts
+        .iter()
+        .filter(|m| m.spec.kind == MountKind::Bind)
+        .map(|m| berth_volumes::hooks::BindMount {
+            source: m.spec.source.clone(),
+            host_path: m.host_path.clone(),
+            destination: m.spec.destination.clone(),
+            read_only: m.spec.read_only,
+        })
+        .collect()
 }

@@ -20,6 +20,8 @@ use crate::error::EngineError;
 pub const PLUGIN_SOCKET_DIR_TARGET: &str = "/var/run/docker";
 /// Where a privileged plugin's engine socket is mounted inside its container.
 pub const ENGINE_SOCKET_TARGET: &str = "/var/run/docker.sock";
+/// Environment entry of a plugin container listing extra bind mounts (`SRC:DST[:ro],…`).
+pub const PLUGIN_MOUNTS_ENV: &str = "BERTH_PLUGIN_MOUNTS";
 /// Label carrying the plugin's name (or image when the name is not known yet).
 pub const LABEL_PLUGIN: &str = "berth.plugin";
 /// Label carrying the plugin's host socket dir.
@@ -88,9 +90,12 @@ impl ContainerLauncher {
         let server = self.server.get().ok_or_else(|| {
             LaunchError("privileged plugin: no engine socket server configured".into())
         })?;
-        server
-            .serve(socket, socket_dir, fallback)
-            .map_err(|e| launch_err(&format!("serving the engine API on {}", socket.display()), e))
+        server.serve(socket, socket_dir, fallback).map_err(|e| {
+            launch_err(
+                &format!("serving the engine API on {}", socket.display()),
+                e,
+            )
+        })
     }
 
     fn stop_engine_socket(&self, socket: &Path) {
@@ -125,6 +130,16 @@ impl ContainerLauncher {
                 spec.socket_dir.display().to_string(),
             ),
         ]);
+        // `-e BERTH_PLUGIN_MOUNTS=SRC:DST[:ro],…` gives the plugin host directories (like the
+        // `Settings.Mounts` of Docker's managed plugins), e.g. a volume plugin's storage.
+        for kv in &spec.env {
+            if let Some(list) = kv
+                .strip_prefix(PLUGIN_MOUNTS_ENV)
+                .and_then(|r| r.strip_prefix('='))
+            {
+                binds.extend(list.split(',').filter(|b| !b.is_empty()).map(str::to_owned));
+            }
+        }
         if spec.privileged {
             let sock = engine_socket_path(&spec.socket_dir);
             binds.push(format!("{}:{ENGINE_SOCKET_TARGET}", sock.display()));
@@ -263,7 +278,10 @@ mod tests {
             req.binds,
             vec!["/var/lib/berth/plugins/0123456789abcdef:/var/run/docker".to_owned()]
         );
-        assert_eq!(req.name.as_deref(), Some("berth-plugin-flocker-0123456789ab"));
+        assert_eq!(
+            req.name.as_deref(),
+            Some("berth-plugin-flocker-0123456789ab")
+        );
         assert!(!req.labels.contains_key(LABEL_ENGINE_SOCKET));
 
         let privileged = LaunchSpec {

@@ -1,13 +1,31 @@
-//! Networks: the network store and the built-in networks. Today Berth has the two networks that
-//! need no wiring — `host` (the container shares the host's network namespace) and `none` (a new
-//! network namespace with only loopback). Bridge networks, IPAM and plugin drivers build on this.
+//! Networks: the network store (records under `<root>/networks/<id>/network.json`), the built-in
+//! networks (`host`, `none` and the default `bridge`), the IPAM ([`ipam`]), the driver interface
+//! ([`driver`]) with the built-in bridge driver ([`bridge`]), and the netns wiring ([`netns`]):
+//! each container on a driver network gets its own network namespace, bound at
+//! `<root>/netns/<container-id>` before the container starts, with one interface per network it
+//! is connected to (`eth0` for the network of its `NetworkMode`, `eth1`… for `network connect`).
+//!
+//! Lifecycle: a container is a *member* of a network from create (or connect) until remove (or
+//! disconnect); it has an *endpoint* (address lease, interface) only while it runs:
+//! [`NetworkStore::attach`] before the process starts, [`NetworkStore::detach`] after it exits.
 
-use std::collections::BTreeMap;
+pub mod bridge;
+pub mod driver;
+pub mod ipam;
+pub mod netns;
 
-use berth_state::ErrorKind;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use berth_state::{ErrorKind, NameError, StateError};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::driver::{EndpointInfo, NetworkDriver};
+use crate::ipam::{IpamError, Pool, Subnet};
 
 /// Errors of the network layer.
 #[derive(Debug, thiserror::Error)]
@@ -15,11 +33,59 @@ pub enum NetworkError {
     #[error("network {0} not found")]
     NotFound(String),
     #[error(
-        "network driver \"{0}\" is not available: Berth has the built-in \"host\" and \"null\" networks"
+        "plugin \"{0}\" not found: Berth's network drivers are \"bridge\" (built in), \"host\" and \"null\""
     )]
     UnknownDriver(String),
     #[error("{0} is a pre-defined network and cannot be removed")]
     Predefined(String),
+    #[error("only one instance of \"{0}\" network is allowed")]
+    SingleInstance(String),
+    #[error("network with name {0} already exists")]
+    NameInUse(String),
+    #[error(
+        "invalid pool request: Pool overlaps with other one on this address space: {subnet} overlaps network {other} ({other_subnet})"
+    )]
+    Overlap {
+        subnet: Subnet,
+        other: String,
+        other_subnet: Subnet,
+    },
+    #[error("{0}")]
+    Ipam(#[from] IpamError),
+    #[error("network {name}: {source}")]
+    OnNetwork { name: String, source: IpamError },
+    #[error(
+        "error while removing network: network {name} id {id} has active endpoints ({containers})"
+    )]
+    ActiveEndpoints {
+        name: String,
+        id: String,
+        containers: String,
+    },
+    #[error(
+        "user specified IP address is supported only when connecting to networks with user configured subnets; {0} has none"
+    )]
+    NoStaticIp(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("endpoint with name {container} already exists in network {network}")]
+    AlreadyConnected { container: String, network: String },
+    #[error("container {container} is not connected to network {network}")]
+    NotConnected { container: String, network: String },
+    #[error("network {network} (driver {driver}): {reason}")]
+    Driver {
+        network: String,
+        driver: String,
+        reason: String,
+    },
+    #[error("{context}: {reason}")]
+    Netlink { context: String, reason: String },
+    #[error("{context}: {reason}")]
+    System { context: String, reason: String },
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 impl NetworkError {
@@ -28,39 +94,149 @@ impl NetworkError {
         match self {
             NetworkError::NotFound(_) | NetworkError::UnknownDriver(_) => ErrorKind::NotFound,
             NetworkError::Predefined(_) => ErrorKind::Forbidden,
+            NetworkError::SingleInstance(_)
+            | NetworkError::NameInUse(_)
+            | NetworkError::Overlap { .. }
+            | NetworkError::ActiveEndpoints { .. }
+            | NetworkError::AlreadyConnected { .. }
+            | NetworkError::NotConnected { .. } => ErrorKind::Conflict,
+            NetworkError::Ipam(e) | NetworkError::OnNetwork { source: e, .. } => ipam_kind(e),
+            NetworkError::NoStaticIp(_) | NetworkError::Invalid(_) | NetworkError::Name(_) => {
+                ErrorKind::InvalidArgument
+            }
+            NetworkError::Driver { .. }
+            | NetworkError::Netlink { .. }
+            | NetworkError::System { .. } => ErrorKind::Internal,
+            NetworkError::State(e) => e.kind(),
         }
     }
 }
 
+fn ipam_kind(e: &IpamError) -> ErrorKind {
+    match e {
+        IpamError::InUse(_) | IpamError::Exhausted(_) | IpamError::NoPool => ErrorKind::Conflict,
+        _ => ErrorKind::InvalidArgument,
+    }
+}
+
 /// How a container attached to a network gets its network namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Attachment {
     /// Share the host's network namespace.
     Host,
     /// A fresh network namespace with only loopback.
     Isolated,
+    /// Its own namespace at [`NetworkStore::netns_path`], wired by the network's driver.
+    Driver,
 }
 
-/// One network as the engine knows it.
-#[derive(Debug, Clone, Serialize)]
+/// A running container's endpoint on a network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Endpoint {
+    pub id: String,
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    /// Interface name inside the container.
+    pub ifname: String,
+}
+
+/// A container connected to a network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Member {
+    pub container_name: String,
+    /// The network of the container's `NetworkMode` (gets `eth0` and the default route).
+    pub primary: bool,
+    /// `--ip`: the address the container asked for.
+    #[serde(default)]
+    pub requested_ip: Option<Ipv4Addr>,
+    /// Present while the container runs.
+    #[serde(default)]
+    pub endpoint: Option<Endpoint>,
+    /// Order of connection (interfaces are numbered in this order at start).
+    #[serde(default)]
+    pub seq: u64,
+}
+
+/// One network as the engine knows it (persisted for the non-host, non-none networks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct Network {
     pub id: String,
     pub name: String,
     pub driver: String,
     pub created: DateTime<Utc>,
     pub attachment: Attachment,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The IPAM driver's name (`default` = the built-in IPAM).
+    #[serde(default = "default_ipam")]
+    pub ipam_driver: String,
+    #[serde(default)]
+    pub pool: Option<Pool>,
+    /// Containers connected, by container id.
+    #[serde(default)]
+    pub members: BTreeMap<String, Member>,
+}
+
+fn default_ipam() -> String {
+    "default".into()
+}
+
+impl Network {
+    /// Addresses leased or reserved by static requests, except those of `except` (a container id).
+    fn used(&self, except: &str) -> BTreeSet<Ipv4Addr> {
+        self.members
+            .iter()
+            .filter(|(id, _)| id.as_str() != except)
+            .flat_map(|(_, m)| {
+                m.endpoint
+                    .as_ref()
+                    .map(|e| e.address)
+                    .into_iter()
+                    .chain(m.requested_ip)
+            })
+            .collect()
+    }
+}
+
+/// A network create request, parsed from the wire.
+#[derive(Debug, Clone, Default)]
+pub struct CreateNetwork {
+    pub name: String,
+    /// Empty = `bridge`.
+    pub driver: String,
+    pub ipam_driver: String,
+    /// `IPAM.Config[]` entries: (Subnet, Gateway, IPRange); only the first IPv4 one is used.
+    pub ipam_config: Vec<(String, Option<String>, Option<String>)>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
 }
 
 /// The network store.
 pub struct NetworkStore {
-    networks: Vec<Network>,
+    dir: PathBuf,
+    netns_dir: PathBuf,
+    networks: Mutex<Vec<Network>>,
+    /// Serialises every operation that changes kernel state or leases.
+    ops: tokio::sync::Mutex<()>,
+    drivers: Mutex<BTreeMap<String, Arc<dyn NetworkDriver>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn builtin(name: &str, driver: &str, attachment: Attachment) -> Network {
     // Stable ids for the built-in networks, derived from their names.
-    let id = hex::encode(Sha256::digest(format!("berth built-in network {name}").as_bytes()));
+    let id = hex::encode(Sha256::digest(
+        format!("berth built-in network {name}").as_bytes(),
+    ));
     Network {
         id,
         name: name.to_owned(),
@@ -69,44 +245,129 @@ fn builtin(name: &str, driver: &str, attachment: Attachment) -> Network {
         attachment,
         options: BTreeMap::new(),
         labels: BTreeMap::new(),
+        ipam_driver: default_ipam(),
+        pool: None,
+        members: BTreeMap::new(),
     }
 }
 
-impl Default for NetworkStore {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
 
 impl NetworkStore {
-    /// The store with the built-in networks.
-    pub fn new() -> Self {
-        NetworkStore {
-            networks: vec![
-                builtin("host", "host", Attachment::Host),
-                builtin("none", "null", Attachment::Isolated),
-            ],
+    /// Opens the store under `root`: loads `<root>/networks/*/network.json`, creates the default
+    /// `bridge` network on first use, and drops endpoints a previous engine left behind (their
+    /// containers are not running any more; starting them wires new endpoints).
+    pub fn open(root: &Path) -> Result<Self, NetworkError> {
+        let dir = root.join("networks");
+        let netns_dir = root.join("netns");
+        std::fs::create_dir_all(&dir).map_err(|e| NetworkError::System {
+            context: format!("creating {}", dir.display()),
+            reason: e.to_string(),
+        })?;
+        let mut networks = vec![
+            builtin("host", "host", Attachment::Host),
+            builtin("none", "null", Attachment::Isolated),
+        ];
+        let entries = std::fs::read_dir(&dir).map_err(|e| NetworkError::System {
+            context: format!("reading {}", dir.display()),
+            reason: e.to_string(),
+        })?;
+        for entry in entries.flatten() {
+            let file = entry.path().join("network.json");
+            let Some(mut n) = berth_state::load_json::<Network>(&file)? else {
+                continue;
+            };
+            let mut stale = false;
+            for m in n.members.values_mut() {
+                stale |= m.endpoint.take().is_some();
+            }
+            if stale {
+                berth_state::store_json(&file, &n)?;
+            }
+            networks.push(n);
         }
+        if let Ok(entries) = std::fs::read_dir(&netns_dir) {
+            for e in entries.flatten() {
+                netns::remove(&e.path());
+            }
+        }
+        let store = NetworkStore {
+            dir,
+            netns_dir,
+            networks: Mutex::new(networks),
+            ops: tokio::sync::Mutex::new(()),
+            drivers: Mutex::new(BTreeMap::new()),
+        };
+        store.register_driver(Arc::new(bridge::BridgeDriver));
+        if store.get("bridge").is_err() {
+            let mut n = builtin("bridge", "bridge", Attachment::Driver);
+            n.id = berth_state::new_id();
+            n.created = Utc::now();
+            n.options.insert(
+                "com.docker.network.bridge.default_bridge".into(),
+                "true".into(),
+            );
+            n.pool = Some(Pool::default_for(ipam::DEFAULT_BRIDGE_SUBNET));
+            store.persist(&n)?;
+            lock(&store.networks).push(n);
+        }
+        Ok(store)
+    }
+
+    /// Makes a driver available under its name (the built-in bridge is registered at open;
+    /// plugin drivers register here).
+    pub fn register_driver(&self, driver: Arc<dyn NetworkDriver>) {
+        lock(&self.drivers).insert(driver.name().to_owned(), driver);
+    }
+
+    fn driver(&self, name: &str) -> Result<Arc<dyn NetworkDriver>, NetworkError> {
+        lock(&self.drivers)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| NetworkError::UnknownDriver(name.to_owned()))
+    }
+
+    fn persist(&self, n: &Network) -> Result<(), NetworkError> {
+        berth_state::store_json(&self.dir.join(&n.id).join("network.json"), n)?;
+        Ok(())
+    }
+
+    /// Applies `f` to the network `id` and persists it.
+    fn update(&self, id: &str, f: impl FnOnce(&mut Network)) -> Result<Network, NetworkError> {
+        let mut all = lock(&self.networks);
+        let n = all
+            .iter_mut()
+            .find(|n| n.id == id)
+            .ok_or_else(|| NetworkError::NotFound(id.to_owned()))?;
+        f(n);
+        let snapshot = n.clone();
+        drop(all);
+        self.persist(&snapshot)?;
+        Ok(snapshot)
+    }
+
+    /// Where a container's network namespace is bound.
+    pub fn netns_path(&self, container_id: &str) -> PathBuf {
+        self.netns_dir.join(container_id)
     }
 
     /// All networks, sorted by name.
     pub fn list(&self) -> Vec<Network> {
-        let mut all = self.networks.clone();
+        let mut all = lock(&self.networks).clone();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
     /// Finds a network by name, full id or unique id prefix.
     pub fn get(&self, reference: &str) -> Result<Network, NetworkError> {
-        if let Some(n) = self
-            .networks
+        let all = lock(&self.networks);
+        if let Some(n) = all
             .iter()
             .find(|n| n.name == reference || n.id == reference)
         {
             return Ok(n.clone());
         }
-        let mut matches = self
-            .networks
+        let mut matches = all
             .iter()
             .filter(|n| !reference.is_empty() && n.id.starts_with(reference));
         match (matches.next(), matches.next()) {
@@ -115,28 +376,451 @@ impl NetworkStore {
         }
     }
 
-    /// The network a container's `NetworkMode` names. Docker's `default` (and an empty mode) is the
-    /// bridge network there; Berth has no bridge yet, so `default` means the host network.
+    /// The network a container's `NetworkMode` names; Docker's `default` (and an empty mode) is
+    /// the `bridge` network.
     pub fn for_mode(&self, mode: &str) -> Result<Network, NetworkError> {
         match mode {
-            "" | "default" | "bridge" => self.get("host"),
+            "" | "default" => self.get("bridge"),
             other => self.get(other),
         }
     }
 
-    /// Creating networks needs a driver; none but the built-ins exist yet.
-    pub fn create(&self, _name: &str, driver: &str) -> Result<Network, NetworkError> {
-        Err(NetworkError::UnknownDriver(if driver.is_empty() {
-            "bridge".to_owned()
-        } else {
-            driver.to_owned()
-        }))
+    /// The networks a container is a member of, with its membership (primary first, then in
+    /// connection order).
+    pub fn container_networks(&self, container_id: &str) -> Vec<(Network, Member)> {
+        let mut out: Vec<_> = lock(&self.networks)
+            .iter()
+            .filter_map(|n| n.members.get(container_id).map(|m| (n.clone(), m.clone())))
+            .collect();
+        out.sort_by_key(|(_, m)| (!m.primary, m.seq));
+        out
     }
 
-    /// Removing a network: the built-ins cannot be removed.
-    pub fn remove(&self, reference: &str) -> Result<(), NetworkError> {
+    /// Creates a network: validates the name, driver and IPAM request (overlaps with the other
+    /// networks are refused; without a subnet a default pool not used by another network or a
+    /// host interface is picked), tells the driver, persists.
+    pub async fn create(&self, req: CreateNetwork) -> Result<Network, NetworkError> {
+        berth_state::validate_name("network", &req.name)?;
+        let _ops = self.ops.lock().await;
+        if self.get(&req.name).is_ok() {
+            return Err(NetworkError::NameInUse(req.name));
+        }
+        let driver_name = if req.driver.is_empty() {
+            "bridge".to_owned()
+        } else {
+            req.driver.clone()
+        };
+        if driver_name == "host" || driver_name == "null" {
+            return Err(NetworkError::SingleInstance(driver_name));
+        }
+        let driver = self.driver(&driver_name)?;
+        if !(req.ipam_driver.is_empty() || req.ipam_driver == "default") {
+            return Err(NetworkError::UnknownDriver(req.ipam_driver));
+        }
+        let others: Vec<(String, Subnet)> = lock(&self.networks)
+            .iter()
+            .filter_map(|n| n.pool.map(|p| (n.name.clone(), p.subnet)))
+            .collect();
+        let pool = match req.ipam_config.first() {
+            Some((subnet, gateway, range)) => {
+                let pool = Pool::from_config(subnet, gateway.as_deref(), range.as_deref())?;
+                if let Some((other, other_subnet)) =
+                    others.iter().find(|(_, s)| s.overlaps(&pool.subnet))
+                {
+                    return Err(NetworkError::Overlap {
+                        subnet: pool.subnet,
+                        other: other.clone(),
+                        other_subnet: *other_subnet,
+                    });
+                }
+                pool
+            }
+            None => {
+                let mut in_use: Vec<Subnet> = others.iter().map(|(_, s)| *s).collect();
+                match netns::host_subnets().await {
+                    Ok(host) => in_use.extend(host),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listing host subnets for the default pool")
+                    }
+                }
+                Pool::default_for(ipam::pick_default(&in_use)?)
+            }
+        };
+        let n = Network {
+            id: berth_state::new_id(),
+            name: req.name.clone(),
+            driver: driver_name.clone(),
+            created: Utc::now(),
+            attachment: Attachment::Driver,
+            options: req.options,
+            labels: req.labels,
+            ipam_driver: default_ipam(),
+            pool: Some(pool),
+            members: BTreeMap::new(),
+        };
+        driver
+            .create_network(&n)
+            .await
+            .map_err(|e| driver_error(&n, e))?;
+        if let Err(e) = self.persist(&n) {
+            let _ = driver.delete_network(&n).await;
+            let _ = berth_state::remove_dir_durable(&self.dir.join(&n.id));
+            return Err(e);
+        }
+        lock(&self.networks).push(n.clone());
+        Ok(n)
+    }
+
+    /// Removes a network: refused for the pre-defined ones and while containers are connected.
+    pub async fn remove(&self, reference: &str) -> Result<Network, NetworkError> {
+        let _ops = self.ops.lock().await;
         let n = self.get(reference)?;
-        Err(NetworkError::Predefined(n.name))
+        if PREDEFINED.contains(&n.name.as_str()) {
+            return Err(NetworkError::Predefined(n.name));
+        }
+        if !n.members.is_empty() {
+            return Err(NetworkError::ActiveEndpoints {
+                name: n.name.clone(),
+                id: n.id.clone(),
+                containers: n
+                    .members
+                    .values()
+                    .map(|m| m.container_name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        if let Ok(d) = self.driver(&n.driver) {
+            d.delete_network(&n)
+                .await
+                .map_err(|e| driver_error(&n, e))?;
+        }
+        berth_state::remove_dir_durable(&self.dir.join(&n.id))?;
+        lock(&self.networks).retain(|x| x.id != n.id);
+        Ok(n)
+    }
+
+    /// Validates a container's network request at create: the network exists, and a static
+    /// address (`--ip`, empty = none) fits its subnet and is free.
+    pub fn check_attach(&self, mode: &str, ip: &str) -> Result<Network, NetworkError> {
+        let n = self.for_mode(mode)?;
+        self.check_ip(&n, "", ip)?;
+        Ok(n)
+    }
+
+    fn check_ip(
+        &self,
+        n: &Network,
+        container_id: &str,
+        ip: &str,
+    ) -> Result<Option<Ipv4Addr>, NetworkError> {
+        if ip.is_empty() {
+            return Ok(None);
+        }
+        let addr = ipam::parse_addr(ip)?;
+        let pool = n
+            .pool
+            .ok_or_else(|| NetworkError::NoStaticIp(n.name.clone()))?;
+        pool.check_static(addr, &n.used(container_id))
+            .map_err(|source| NetworkError::OnNetwork {
+                name: n.name.clone(),
+                source,
+            })?;
+        Ok(Some(addr))
+    }
+
+    /// Records a new container as a member of the network of its `NetworkMode` (nothing for
+    /// `host`/`none`).
+    pub fn register(
+        &self,
+        container_id: &str,
+        container_name: &str,
+        mode: &str,
+        ip: &str,
+    ) -> Result<(), NetworkError> {
+        let n = self.for_mode(mode)?;
+        if n.attachment != Attachment::Driver {
+            return Ok(());
+        }
+        let requested_ip = self.check_ip(&n, container_id, ip)?;
+        self.update(&n.id, |n| {
+            n.members.insert(
+                container_id.to_owned(),
+                Member {
+                    container_name: container_name.to_owned(),
+                    primary: true,
+                    requested_ip,
+                    endpoint: None,
+                    seq: 0,
+                },
+            );
+        })?;
+        Ok(())
+    }
+
+    /// Forgets a removed container everywhere (call [`NetworkStore::detach`] first).
+    pub fn unregister(&self, container_id: &str) {
+        for (n, _) in self.container_networks(container_id) {
+            if let Err(e) = self.update(&n.id, |n| {
+                n.members.remove(container_id);
+            }) {
+                tracing::warn!(network = n.name, error = %e, "forgetting a removed container");
+            }
+        }
+    }
+
+    /// Before a container starts: creates its namespace at [`NetworkStore::netns_path`] and
+    /// wires one interface per network it is a member of. Returns the namespace to join, or
+    /// `None` when the container's mode is `host` or `none`. On failure everything made so far
+    /// is torn down (no interface, namespace or lease is left).
+    pub async fn attach(
+        &self,
+        container_id: &str,
+        mode: &str,
+    ) -> Result<Option<PathBuf>, NetworkError> {
+        if self.for_mode(mode)?.attachment != Attachment::Driver {
+            return Ok(None);
+        }
+        let _ops = self.ops.lock().await;
+        let path = self.netns_path(container_id);
+        self.detach_locked(container_id).await;
+        netns::create(&path).await?;
+        for (i, (n, _)) in self
+            .container_networks(container_id)
+            .into_iter()
+            .enumerate()
+        {
+            if let Err(e) = self
+                .join_one(&n.id, container_id, &format!("eth{i}"), &path)
+                .await
+            {
+                self.detach_locked(container_id).await;
+                return Err(e);
+            }
+        }
+        Ok(Some(path))
+    }
+
+    async fn join_one(
+        &self,
+        network_id: &str,
+        container_id: &str,
+        ifname: &str,
+        netns_path: &Path,
+    ) -> Result<(), NetworkError> {
+        let n = self.get(network_id)?;
+        let member =
+            n.members
+                .get(container_id)
+                .cloned()
+                .ok_or_else(|| NetworkError::NotConnected {
+                    container: container_id.to_owned(),
+                    network: n.name.clone(),
+                })?;
+        let pool = n
+            .pool
+            .ok_or_else(|| NetworkError::NoStaticIp(n.name.clone()))?;
+        let address = pool
+            .allocate(&n.used(container_id), member.requested_ip)
+            .map_err(|source| NetworkError::OnNetwork {
+                name: n.name.clone(),
+                source,
+            })?;
+        let driver = self.driver(&n.driver)?;
+        let info = EndpointInfo {
+            id: berth_state::new_id(),
+            container_id: container_id.to_owned(),
+            netns: netns_path.to_owned(),
+            address,
+            prefix: pool.subnet.prefix,
+            pool,
+        };
+        let joined = match driver.join(&n, &info).await {
+            Ok(j) => j,
+            Err(e) => {
+                let _ = driver.leave(&n, &info).await;
+                return Err(driver_error(&n, e));
+            }
+        };
+        let gateway = joined.gateway.unwrap_or(pool.gateway);
+        let plumbed = netns::plumb(
+            netns_path,
+            netns::Plumbing {
+                src_name: joined.src_name.clone(),
+                dst_name: ifname.to_owned(),
+                address,
+                prefix: pool.subnet.prefix,
+                gateway: Some(gateway),
+                default_route: joined.default_route && member.primary,
+                routes: joined.static_routes.clone(),
+            },
+        )
+        .await;
+        let mac = match plumbed {
+            Ok(mac) => mac,
+            Err(e) => {
+                let _ = driver.leave(&n, &info).await;
+                return Err(e);
+            }
+        };
+        let endpoint = Endpoint {
+            id: info.id.clone(),
+            address,
+            prefix: pool.subnet.prefix,
+            gateway,
+            mac,
+            ifname: ifname.to_owned(),
+        };
+        let recorded = self.update(&n.id, |n| {
+            if let Some(m) = n.members.get_mut(container_id) {
+                m.endpoint = Some(endpoint);
+            }
+        });
+        if let Err(e) = recorded {
+            let _ = driver.leave(&n, &info).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// After a container stopped (or when its start failed): leaves every network (reverse
+    /// order), releases the leases and deletes the namespace. Idempotent; failures are logged.
+    pub async fn detach(&self, container_id: &str) {
+        let _ops = self.ops.lock().await;
+        self.detach_locked(container_id).await;
+    }
+
+    async fn detach_locked(&self, container_id: &str) {
+        let path = self.netns_path(container_id);
+        for (n, m) in self.container_networks(container_id).into_iter().rev() {
+            if let Some(ep) = m.endpoint {
+                self.leave_one(&n, container_id, &ep, &path).await;
+            }
+        }
+        netns::remove(&path);
+    }
+
+    async fn leave_one(&self, n: &Network, container_id: &str, ep: &Endpoint, path: &Path) {
+        if let (Ok(driver), Some(pool)) = (self.driver(&n.driver), n.pool) {
+            let info = EndpointInfo {
+                id: ep.id.clone(),
+                container_id: container_id.to_owned(),
+                netns: path.to_owned(),
+                address: ep.address,
+                prefix: ep.prefix,
+                pool,
+            };
+            if let Err(e) = driver.leave(n, &info).await {
+                tracing::warn!(network = n.name, error = %e, "leaving network");
+            }
+        }
+        if let Err(e) = self.update(&n.id, |n| {
+            if let Some(m) = n.members.get_mut(container_id) {
+                m.endpoint = None;
+            }
+        }) {
+            tracing::warn!(network = n.name, error = %e, "releasing endpoint");
+        }
+    }
+
+    /// `network connect`: makes the container a member of `network` (with `--ip`, empty = none);
+    /// when `running`, wires the interface at once (`eth<N>`, next free number).
+    pub async fn connect(
+        &self,
+        network: &str,
+        container_id: &str,
+        container_name: &str,
+        mode: &str,
+        ip: &str,
+        running: bool,
+    ) -> Result<(), NetworkError> {
+        let _ops = self.ops.lock().await;
+        let n = self.get(network)?;
+        let primary = self.for_mode(mode)?;
+        if n.attachment != Attachment::Driver || primary.attachment != Attachment::Driver {
+            return Err(NetworkError::Invalid(format!(
+                "container {container_name} cannot be connected to network {}: containers on the host or none network, and the host and none networks, take no further connections",
+                n.name
+            )));
+        }
+        if n.members.contains_key(container_id) {
+            return Err(NetworkError::AlreadyConnected {
+                container: container_name.to_owned(),
+                network: n.name,
+            });
+        }
+        let requested_ip = self.check_ip(&n, container_id, ip)?;
+        let current = self.container_networks(container_id);
+        let seq = current.iter().map(|(_, m)| m.seq + 1).max().unwrap_or(1);
+        self.update(&n.id, |n| {
+            n.members.insert(
+                container_id.to_owned(),
+                Member {
+                    container_name: container_name.to_owned(),
+                    primary: false,
+                    requested_ip,
+                    endpoint: None,
+                    seq,
+                },
+            );
+        })?;
+        if running {
+            let used: BTreeSet<String> = current
+                .iter()
+                .filter_map(|(_, m)| m.endpoint.as_ref().map(|e| e.ifname.clone()))
+                .collect();
+            let ifname = (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|name| !used.contains(name))
+                .unwrap_or_else(|| "eth9".into());
+            let path = self.netns_path(container_id);
+            if let Err(e) = self.join_one(&n.id, container_id, &ifname, &path).await {
+                let _ = self.update(&n.id, |n| {
+                    n.members.remove(container_id);
+                });
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// `network disconnect`: leaves (if wired) and forgets the membership.
+    pub async fn disconnect(
+        &self,
+        network: &str,
+        container_id: &str,
+        container_name: &str,
+    ) -> Result<(), NetworkError> {
+        let _ops = self.ops.lock().await;
+        let n = self.get(network)?;
+        let Some(m) = n.members.get(container_id).cloned() else {
+            return Err(NetworkError::NotConnected {
+                container: container_name.to_owned(),
+                network: n.name,
+            });
+        };
+        if let Some(ep) = &m.endpoint {
+            let path = self.netns_path(container_id);
+            if let Err(e) = netns::delete_in(&path, &ep.ifname).await {
+                tracing::warn!(error = %e, "deleting the container's interface");
+            }
+            self.leave_one(&n, container_id, ep, &path).await;
+        }
+        self.update(&n.id, |n| {
+            n.members.remove(container_id);
+        })?;
+        Ok(())
+    }
+}
+
+fn driver_error(n: &Network, e: NetworkError) -> NetworkError {
+    match e {
+        NetworkError::Driver { .. } => e,
+        other => NetworkError::Driver {
+            network: n.name.clone(),
+            driver: n.driver.clone(),
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -146,28 +830,98 @@ mod tests {
 
     #[test]
     fn builtins_resolve_by_name_id_and_prefix() {
-        let store = NetworkStore::new();
+        let root = tempfile::tempdir().unwrap();
+        let store = NetworkStore::open(root.path()).unwrap();
         let names: Vec<_> = store.list().into_iter().map(|n| n.name).collect();
-        assert_eq!(names, ["host", "none"]);
+        assert_eq!(names, ["bridge", "host", "none"]);
         let host = store.get("host").unwrap();
         assert_eq!(host.id.len(), 64);
         assert_eq!(store.get(&host.id[..12]).unwrap().name, "host");
-        assert_eq!(
-            store.for_mode("default").unwrap().attachment,
-            Attachment::Host
-        );
+        assert_eq!(store.for_mode("default").unwrap().name, "bridge");
         assert_eq!(
             store.for_mode("none").unwrap().attachment,
             Attachment::Isolated
         );
         assert_eq!(store.get("nosuch").unwrap_err().kind(), ErrorKind::NotFound);
+        // The default bridge keeps its id across reopen.
+        let id = store.get("bridge").unwrap().id;
+        drop(store);
+        let again = NetworkStore::open(root.path()).unwrap();
+        assert_eq!(again.get("bridge").unwrap().id, id);
+    }
+
+    #[tokio::test]
+    async fn create_validates_and_persists() {
+        let root = tempfile::tempdir().unwrap();
+        let store = NetworkStore::open(root.path()).unwrap();
+        let req = |name: &str, subnet: &str| CreateNetwork {
+            name: name.into(),
+            ipam_config: vec![(subnet.into(), None, None)],
+            ..Default::default()
+        };
+        let n = store.create(req("greatnet", "10.77.0.0/16")).await.unwrap();
+        assert_eq!(n.driver, "bridge");
+        assert_eq!(n.pool.unwrap().gateway.to_string(), "10.77.0.1");
+        let dup = store
+            .create(req("greatnet", "10.78.0.0/16"))
+            .await
+            .unwrap_err();
+        assert_eq!(dup.kind(), ErrorKind::Conflict);
+        let overlap = store
+            .create(req("other", "10.77.3.0/24"))
+            .await
+            .unwrap_err();
+        assert_eq!(overlap.kind(), ErrorKind::Conflict);
+        assert!(overlap.to_string().contains("greatnet"), "{overlap}");
+        let bad = store.create(req("bad", "10.77.0.0/40")).await.unwrap_err();
+        assert_eq!(bad.kind(), ErrorKind::InvalidArgument);
+        let drv = store
+            .create(CreateNetwork {
+                name: "w".into(),
+                driver: "weave".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(drv.kind(), ErrorKind::NotFound);
+        // Static address checks.
         assert_eq!(
-            store.remove("host").unwrap_err().kind(),
+            store
+                .check_attach("greatnet", "10.78.0.5")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidArgument
+        );
+        store
+            .register(&"a".repeat(64), "c1", "greatnet", "10.77.0.5")
+            .unwrap();
+        assert_eq!(
+            store
+                .check_attach("greatnet", "10.77.0.5")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            store.check_attach("host", "10.77.0.5").unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        // Members block removal; the built-ins cannot be removed.
+        assert_eq!(
+            store.remove("greatnet").await.unwrap_err().kind(),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            store.remove("bridge").await.unwrap_err().kind(),
             ErrorKind::Forbidden
         );
-        assert_eq!(
-            store.create("x", "").unwrap_err().kind(),
-            ErrorKind::NotFound
-        );
+        drop(store);
+        let again = NetworkStore::open(root.path()).unwrap();
+        let n2 = again.get("greatnet").unwrap();
+        assert_eq!(n2.id, n.id);
+        assert_eq!(n2.members.len(), 1);
+        again.unregister(&"a".repeat(64));
+        again.remove("greatnet").await.unwrap();
+        assert!(again.get("greatnet").is_err());
     }
 }

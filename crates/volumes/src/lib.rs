@@ -1,6 +1,13 @@
 //! Named volumes: the volume store (records under `<root>/volumes/<name>/`), the built-in `local`
-//! driver (data in `<root>/volumes/<name>/_data`), and usage bookkeeping. Plugin drivers and
-//! bind-mount resolution through volume hooks plug in here.
+//! driver (data in `<root>/volumes/<name>/_data`), and usage bookkeeping. Plugin drivers
+//! ([`driver`]: Docker's `VolumeDriver.*` calls, mount counts) and bind-mount resolution through
+//! the volume hooks ([`hooks`]) live in the submodules.
+
+pub mod driver;
+pub mod hooks;
+
+pub use driver::{DRIVER_METHODS, SnapshotRequest};
+pub use hooks::{BindMount, BindResolution};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +32,40 @@ pub enum VolumeError {
     UnknownDriver { name: String, driver: String },
     #[error(transparent)]
     State(#[from] berth_state::StateError),
+    /// A volume driver plugin failed a call (its name and `Err` text are in the source).
+    #[error("{op} {name}: {source}")]
+    Driver {
+        op: String,
+        name: String,
+        source: berth_plugin_host::PluginError,
+    },
+    /// A loaded plugin that does not act as a volume driver.
+    #[error("{name}: plugin \"{driver}\" is not a volume driver: {reason}")]
+    NotADriver {
+        name: String,
+        driver: String,
+        reason: String,
+    },
+    /// A volume hook aborted the operation (names the plugin, the hook and the reason).
+    #[error(transparent)]
+    Hook(#[from] berth_plugin_host::ChainError),
+    /// A plugin-supplied path that cannot be mounted.
+    #[error("{what} {path:?} {reason}")]
+    BadPath {
+        what: String,
+        path: String,
+        reason: String,
+    },
+    /// The driver does not support the operation (e.g. snapshots).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A volume of that name exists with another driver.
+    #[error("create {name}: volume already exists with driver {existing}, not {requested}")]
+    DriverConflict {
+        name: String,
+        existing: String,
+        requested: String,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -36,10 +77,18 @@ impl VolumeError {
     /// The class of this failure, for the API's status mapping.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            VolumeError::NotFound(_) | VolumeError::UnknownDriver { .. } => ErrorKind::NotFound,
-            VolumeError::InUse { .. } => ErrorKind::Conflict,
-            VolumeError::InvalidName(_) => ErrorKind::InvalidArgument,
-            VolumeError::State(_) | VolumeError::Io { .. } => ErrorKind::Internal,
+            VolumeError::NotFound(_)
+            | VolumeError::UnknownDriver { .. }
+            | VolumeError::NotADriver { .. } => ErrorKind::NotFound,
+            VolumeError::InUse { .. } | VolumeError::DriverConflict { .. } => ErrorKind::Conflict,
+            VolumeError::InvalidName(_) | VolumeError::Unsupported(_) => {
+                ErrorKind::InvalidArgument
+            }
+            VolumeError::State(_)
+            | VolumeError::Io { .. }
+            | VolumeError::Driver { .. }
+            | VolumeError::Hook(_)
+            | VolumeError::BadPath { .. } => ErrorKind::Internal,
         }
     }
 }
@@ -55,6 +104,9 @@ pub struct Volume {
     pub labels: Option<BTreeMap<String, String>>,
     pub options: Option<BTreeMap<String, String>>,
     pub scope: String,
+    /// Driver-specific status (`VolumeDriver.Get`), refreshed by inspect; never persisted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 /// What a caller asks for when creating a volume.
@@ -72,6 +124,10 @@ pub struct CreateVolume {
 pub struct VolumeStore {
     dir: PathBuf,
     volumes: Mutex<BTreeMap<String, Volume>>,
+    /// Plugin-driver volumes currently mounted: mount id and users (see [`driver`]).
+    active: Mutex<BTreeMap<String, driver::Active>>,
+    /// Serialises plugin-driver operations (create/mount/unmount/remove) so counts stay exact.
+    driver_ops: tokio::sync::Mutex<()>,
 }
 
 /// The name of the built-in driver.
@@ -106,6 +162,8 @@ impl VolumeStore {
         Ok(VolumeStore {
             dir,
             volumes: Mutex::new(volumes),
+            active: Mutex::new(BTreeMap::new()),
+            driver_ops: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -142,6 +200,7 @@ impl VolumeStore {
             labels: (!req.labels.is_empty()).then_some(req.labels),
             options: (!req.options.is_empty()).then_some(req.options),
             scope: "local".to_owned(),
+            status: None,
         };
         if let Err(e) = berth_state::store_json(&vdir.join("volume.json"), &volume) {
             let _ = berth_state::remove_dir_durable(&vdir);

@@ -5,6 +5,7 @@ pub mod container;
 pub mod daemon;
 pub mod image;
 pub mod network;
+pub mod plugin;
 pub mod system;
 pub mod volume;
 

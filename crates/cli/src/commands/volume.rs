@@ -1,4 +1,6 @@
-//! `berth volume create|ls|inspect|rm|prune`.
+//! `berth volume create|ls|inspect|rm|prune|snapshot`. `create --metadata k=v,…` (the seed's
+//! flag) sets the volume's labels and passes the same pairs to the driver as options (`-o` wins
+//! on a clash), because Docker's `VolumeDriver.Create` only carries `Opts`.
 
 use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{ListVolumesOptions, PruneVolumesOptions, RemoveVolumeOptions};
@@ -24,6 +26,17 @@ pub enum VolumeCommand {
     Rm(RmArgs),
     /// Remove unused volumes.
     Prune(PruneArgs),
+    /// Snapshot a volume (drivers that support `VolumeDriver.Snapshot`).
+    Snapshot(SnapshotArgs),
+}
+
+/// Arguments of `volume snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Volume.
+    pub name: String,
+    /// Snapshot name.
+    pub snapshot: String,
 }
 
 /// Flags of `volume create`.
@@ -38,6 +51,9 @@ pub struct CreateArgs {
     /// Label (`k=v`, repeatable).
     #[arg(long = "label", value_name = "K=V")]
     pub labels: Vec<String>,
+    /// Metadata (`k=v,k=v`, repeatable): labels, also sent to the driver as options.
+    #[arg(long = "metadata", value_name = "K=V,...", value_delimiter = ',')]
+    pub metadata: Vec<String>,
     /// Volume name (the engine picks one when omitted).
     #[arg(long = "name", hide = true)]
     pub name_flag: Option<String>,
@@ -94,11 +110,21 @@ pub struct PruneArgs {
 
 /// The create request for these flags (`Driver` always sent, default `local`, like docker).
 pub fn create_request(args: &CreateArgs) -> VolumeCreateRequest {
+    let metadata: Vec<String> = args
+        .metadata
+        .iter()
+        .filter(|m| !m.is_empty())
+        .cloned()
+        .collect();
+    let mut opts = parse::key_values(&metadata);
+    opts.extend(parse::key_values(&args.opts));
+    let mut labels = parse::key_values(&metadata);
+    labels.extend(parse::key_values(&args.labels));
     VolumeCreateRequest {
         name: args.name.clone().or_else(|| args.name_flag.clone()),
         driver: Some(args.driver.clone()),
-        driver_opts: (!args.opts.is_empty()).then(|| parse::key_values(&args.opts)),
-        labels: (!args.labels.is_empty()).then(|| parse::key_values(&args.labels)),
+        driver_opts: (!opts.is_empty()).then_some(opts),
+        labels: (!labels.is_empty()).then_some(labels),
         ..Default::default()
     }
 }
@@ -112,6 +138,18 @@ pub async fn run(client: &Client, command: VolumeCommand) -> anyhow::Result<()> 
             Ok(())
         }
         VolumeCommand::Ls(args) => ls(client, args).await,
+        VolumeCommand::Snapshot(args) => {
+            let path = crate::client::raw::with_query(
+                &format!("/volumes/{}/snapshot", args.name),
+                &[("snapshot", args.snapshot.as_str())],
+            )?;
+            client
+                .raw
+                .call::<()>(hyper::Method::POST, &path, None)
+                .await?;
+            println!("{}", args.snapshot);
+            Ok(())
+        }
         VolumeCommand::Inspect(args) => {
             let mut found = Vec::new();
             let mut failed = false;
@@ -219,6 +257,27 @@ mod tests {
             body,
             serde_json::json!({"Name":"nicevol","Driver":"flocker",
                 "DriverOpts":{"size":"50G"},"Labels":{"a":"b"}})
+        );
+        let w = Wrap::try_parse_from([
+            "volume",
+            "create",
+            "-d",
+            "flocker",
+            "--metadata",
+            "size=50G,tier=ssd",
+            "-o",
+            "tier=hdd",
+            "nicevol",
+        ])
+        .unwrap();
+        let VolumeCommand::Create(args) = w.cmd else {
+            panic!("not create")
+        };
+        assert_eq!(
+            serde_json::to_value(create_request(&args)).unwrap(),
+            serde_json::json!({"Name":"nicevol","Driver":"flocker",
+                "DriverOpts":{"size":"50G","tier":"hdd"},
+                "Labels":{"size":"50G","tier":"ssd"}})
         );
         let w = Wrap::try_parse_from(["volume", "create"]).unwrap();
         let VolumeCommand::Create(args) = w.cmd else {

@@ -76,6 +76,25 @@ struct CreateBody {
     working_dir: Option<String>,
     labels: Option<BTreeMap<String, String>>,
     host_config: Option<HostConfigBody>,
+    networking_config: Option<Value>,
+}
+
+/// `NetworkingConfig.EndpointsConfig.<net>.IPAMConfig.IPv4Address` for the container's network
+/// (`--ip`); the entry named like `NetworkMode`, else the only one.
+fn requested_ip(networking: Option<&Value>, mode: &str) -> String {
+    let Some(eps) = networking
+        .and_then(|n| n.get("EndpointsConfig"))
+        .and_then(Value::as_object)
+    else {
+        return String::new();
+    };
+    let ep = eps
+        .get(mode)
+        .or_else(|| (eps.len() == 1).then(|| eps.values().next()).flatten());
+    ep.and_then(|e| e.pointer("/IPAMConfig/IPv4Address"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -181,6 +200,10 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         mounts,
         restart_policy,
         auto_remove: hc.auto_remove.unwrap_or(false),
+        ipv4_address: requested_ip(
+            body.networking_config.as_ref(),
+            hc.network_mode.as_deref().unwrap_or_default(),
+        ),
         network_mode: hc.network_mode.unwrap_or_default(),
         volume_driver: hc.volume_driver.unwrap_or_default(),
         system,
@@ -227,17 +250,39 @@ fn mounts_json(v: &ContainerView) -> Vec<Value> {
 }
 
 fn networks_json(s: &AppState, v: &ContainerView) -> Value {
-    let id = s
-        .engine
-        .networks
-        .get(&v.network)
-        .map(|n| n.id)
-        .unwrap_or_default();
-    json!({ v.network.clone(): {
-        "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": id, "EndpointID": "",
-        "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": null
-    }})
+    let members = s.engine.networks.container_networks(&v.config.id);
+    if members.is_empty() {
+        // host / none: no membership record, the mode's network with empty addresses.
+        let id = s
+            .engine
+            .networks
+            .get(&v.network)
+            .map(|n| n.id)
+            .unwrap_or_default();
+        return json!({ v.network.clone(): {
+            "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": id, "EndpointID": "",
+            "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": null
+        }});
+    }
+    let mut out = serde_json::Map::new();
+    for (n, m) in members {
+        let ep = m.endpoint.as_ref();
+        out.insert(
+            n.name.clone(),
+            json!({
+                "IPAMConfig": m.requested_ip.map(|ip| json!({"IPv4Address": ip.to_string()})),
+                "Links": null, "Aliases": null, "NetworkID": n.id,
+                "EndpointID": ep.map(|e| e.id.clone()).unwrap_or_default(),
+                "Gateway": ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
+                "IPAddress": ep.map(|e| e.address.to_string()).unwrap_or_default(),
+                "IPPrefixLen": ep.map(|e| e.prefix).unwrap_or(0),
+                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "MacAddress": ep.map(|e| e.mac.clone()).unwrap_or_default(), "DriverOpts": null
+            }),
+        );
+    }
+    Value::Object(out)
 }
 
 fn command_line(v: &ContainerView) -> String {

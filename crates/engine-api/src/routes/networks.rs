@@ -1,15 +1,21 @@
-//! `/networks/...`: list and inspect; create, remove, connect and disconnect answer with the
-//! network layer's reasons (only the built-in networks exist today).
+//! `/networks/...`: create (driver, IPAM config — the SDK's null-filled entries too — options,
+//! labels), list (filters `name`, `id`, `driver`, `label`, `type`), inspect (with the connected
+//! containers and their addresses), remove, connect (`EndpointConfig.IPAMConfig.IPv4Address`)
+//! and disconnect. The network layer (`berth_networks`) does the work and gives the reasons.
+
+use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use berth_networks::Network;
+use berth_networks::{CreateNetwork, Network};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{self, Query};
 
 pub fn routes() -> Router<AppState> {
@@ -18,31 +24,59 @@ pub fn routes() -> Router<AppState> {
         .route("/networks/create", post(create))
         .route("/networks/{id}", get(inspect).delete(remove))
         .route("/networks/{id}/connect", post(connect))
-        .route("/networks/{id}/disconnect", post(connect))
+        .route("/networks/{id}/disconnect", post(disconnect))
 }
 
-fn network_json(s: &AppState, n: &Network, verbose: bool) -> Value {
+fn network_json(s: &AppState, n: &Network) -> Value {
     let mut containers = serde_json::Map::new();
-    if verbose {
-        for v in s
+    for (cid, m) in &n.members {
+        let Some(ep) = &m.endpoint else { continue };
+        let name = s
             .engine
-            .list(true, false)
-            .iter()
-            .filter(|v| v.network == n.name && v.state.status.is_active())
-        {
-            containers.insert(
-                v.config.id.clone(),
-                json!({"Name": v.config.name, "EndpointID": "", "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}),
-            );
-        }
+            .container(cid)
+            .map(|c| c.config.name.clone())
+            .unwrap_or_else(|_| m.container_name.clone());
+        containers.insert(
+            cid.clone(),
+            json!({"Name": name, "EndpointID": ep.id, "MacAddress": ep.mac,
+                   "IPv4Address": format!("{}/{}", ep.address, ep.prefix), "IPv6Address": ""}),
+        );
     }
+    let config: Vec<Value> = n
+        .pool
+        .iter()
+        .map(|p| {
+            let mut c = json!({"Subnet": p.subnet.to_string(), "Gateway": p.gateway.to_string()});
+            if let Some(r) = p.ip_range {
+                c["IPRange"] = json!(r.to_string());
+            }
+            c
+        })
+        .collect();
     json!({
         "Name": n.name, "Id": n.id, "Created": n.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         "Scope": "local", "Driver": n.driver, "EnableIPv4": true, "EnableIPv6": false,
-        "IPAM": {"Driver": "default", "Options": null, "Config": []},
+        "IPAM": {"Driver": n.ipam_driver, "Options": {}, "Config": config},
         "Internal": false, "Attachable": false, "Ingress": false, "ConfigFrom": {"Network": ""}, "ConfigOnly": false,
         "Containers": containers, "Options": n.options, "Labels": n.labels
     })
+}
+
+fn matches(n: &Network, key: &str, val: &str) -> bool {
+    match key {
+        "name" => n.name.contains(val),
+        "id" => n.id.starts_with(val),
+        "driver" => n.driver == val,
+        "label" => match val.split_once('=') {
+            Some((k, v)) => n.labels.get(k).map(String::as_str) == Some(v),
+            None => n.labels.contains_key(val),
+        },
+        "type" => {
+            let builtin = matches!(n.name.as_str(), "bridge" | "host" | "none");
+            (val == "builtin") == builtin
+        }
+        _ => true,
+    }
 }
 
 async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<Value>>> {
@@ -52,22 +86,32 @@ async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<Value>>
         nets.iter()
             .filter(|n| {
                 filters.iter().all(|(k, vals)| {
-                    vals.is_empty()
-                        || vals.iter().any(|v| match k.as_str() {
-                            "name" => n.name.contains(v.as_str()),
-                            "id" => n.id.starts_with(v.as_str()),
-                            "driver" => &n.driver == v,
-                            _ => true,
-                        })
+                    vals.is_empty() || vals.iter().any(|v| matches(n, k.as_str(), v.as_str()))
                 })
             })
-            .map(|n| network_json(&s, n, false))
+            .map(|n| network_json(&s, n))
             .collect(),
     ))
 }
 
 async fn inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(network_json(&s, &s.engine.networks.get(&id)?, true)))
+    Ok(Json(network_json(&s, &s.engine.networks.get(&id)?)))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct IpamConfigBody {
+    subnet: Option<String>,
+    gateway: Option<String>,
+    #[serde(rename = "IPRange")]
+    ip_range: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct IpamBody {
+    driver: Option<String>,
+    config: Option<Vec<Option<IpamConfigBody>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -75,50 +119,110 @@ async fn inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult
 struct CreateBody {
     name: Option<String>,
     driver: Option<String>,
+    #[serde(rename = "IPAM")]
+    ipam: Option<IpamBody>,
+    options: Option<BTreeMap<String, String>>,
+    labels: Option<BTreeMap<String, String>>,
 }
 
-async fn create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult<Json<Value>> {
+async fn create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult<Response> {
     let body: CreateBody = extract::parse_json::<Option<CreateBody>>(&body)?.unwrap_or_default();
-    let name = body.name.unwrap_or_default();
-    berth_state::validate_name("network", &name)?;
-    if s.engine.networks.get(&name).is_ok() {
-        return Err(ApiError::new(
-            berth_state::ErrorKind::Conflict,
-            format!("network with name {name} already exists"),
-        ));
-    }
-    let n = s
-        .engine
-        .networks
-        .create(&name, body.driver.as_deref().unwrap_or(""))?;
-    Ok(Json(json!({"Id": n.id, "Warning": ""})))
+    let ipam = body.ipam.unwrap_or_default();
+    let req = CreateNetwork {
+        name: body.name.unwrap_or_default(),
+        driver: body.driver.unwrap_or_default(),
+        ipam_driver: ipam.driver.unwrap_or_default(),
+        ipam_config: ipam
+            .config
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                // Only IPv4 subnets are supported; IPv6 entries are ignored.
+                let subnet = c.subnet.filter(|s| !s.is_empty() && !s.contains(':'))?;
+                Some((subnet, c.gateway, c.ip_range))
+            })
+            .collect(),
+        options: body.options.unwrap_or_default(),
+        labels: body.labels.unwrap_or_default(),
+    };
+    let n = s.engine.networks.create(req).await?;
+    s.engine.events.publish(
+        "network",
+        "create",
+        &n.id,
+        BTreeMap::from([
+            ("name".to_owned(), n.name.clone()),
+            ("type".to_owned(), n.driver.clone()),
+        ]),
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"Id": n.id, "Warning": ""})),
+    )
+        .into_response())
 }
 
-async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    s.engine.networks.remove(&id)?;
-    Ok(Json(json!({})))
+async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let n = s.engine.networks.remove(&id).await?;
+    s.engine.events.publish(
+        "network",
+        "destroy",
+        &n.id,
+        BTreeMap::from([("name".to_owned(), n.name), ("type".to_owned(), n.driver)]),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct EndpointIpam {
+    #[serde(rename = "IPv4Address")]
+    ipv4_address: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct EndpointBody {
+    #[serde(rename = "IPAMConfig")]
+    ipam_config: Option<EndpointIpam>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ConnectBody {
+    container: Option<String>,
+    endpoint_config: Option<EndpointBody>,
 }
 
 async fn connect(
     State(s): State<AppState>,
     Path(id): Path<String>,
     body: bytes::Bytes,
-) -> ApiResult<Json<Value>> {
-    #[derive(Deserialize, Default)]
-    #[serde(rename_all = "PascalCase")]
-    struct Body {
-        container: Option<String>,
-    }
-    let n = s.engine.networks.get(&id)?;
-    let body: Body = extract::parse_json::<Option<Body>>(&body)?.unwrap_or_default();
-    let c = s
-        .engine
-        .container(body.container.as_deref().unwrap_or(""))?;
-    Err(ApiError::new(
-        berth_state::ErrorKind::Forbidden,
-        format!(
-            "container {} cannot be connected to or disconnected from network {}: the built-in networks are chosen at create time (--net)",
-            c.config.name, n.name
-        ),
-    ))
+) -> ApiResult<StatusCode> {
+    let body: ConnectBody = extract::parse_json::<Option<ConnectBody>>(&body)?.unwrap_or_default();
+    // Docker answers 404 for an unknown network before looking at the container.
+    s.engine.networks.get(&id)?;
+    let ip = body
+        .endpoint_config
+        .and_then(|e| e.ipam_config)
+        .and_then(|i| i.ipv4_address)
+        .unwrap_or_default();
+    s.engine
+        .connect(&id, body.container.as_deref().unwrap_or(""), &ip)
+        .await?;
+    Ok(StatusCode::OK)
+}
+
+async fn disconnect(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> ApiResult<StatusCode> {
+    let body: ConnectBody = extract::parse_json::<Option<ConnectBody>>(&body)?.unwrap_or_default();
+    s.engine.networks.get(&id)?;
+    s.engine
+        .disconnect(&id, body.container.as_deref().unwrap_or(""))
+        .await?;
+    Ok(StatusCode::OK)
 }

@@ -1,30 +1,588 @@
-//! `/plugins/...` in Docker's shape, so `docker plugin ls` works against Berth.
+//! Plugin management. Berth's own endpoints (`/berth/plugins…`: load, list, status, upgrade,
+//! unload; load and upgrade stream newline-delimited JSON progress, then the result) and Docker's
+//! `/plugins…` (list, inspect, enable, disable) so `docker plugin ls` shows Berth's plugins.
+//!
+//! Streamed lines: `{"Status": "..."}` once, `{"Progress": "..."}` every second while the engine
+//! waits for the handshake, then `{"Plugin": {...}}` or `{"Error": "...", "Code": 409}`.
 
-use axum::extract::Path;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::Value;
+use berth_plugin_host::protocol::{FailurePolicy, Protocol};
+use berth_plugin_host::{
+    HostError, LoadOptions, PluginHost, PluginSource, PluginState, PluginStatus, UpgradeTo,
+};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Digest;
 
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::{Query, parse_json};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/plugins", get(list))
-        .route("/plugins/{name}/json", get(inspect))
-        .route("/plugins/{name}/enable", post(inspect_post))
-        .route("/plugins/{name}/disable", post(inspect_post))
+        .route("/berth/plugins", get(berth_list))
+        .route("/berth/plugins/load", post(berth_load))
+        .route(
+            "/berth/plugins/{name}",
+            get(berth_status).delete(berth_unload),
+        )
+        .route("/berth/plugins/{name}/upgrade", post(berth_upgrade))
+        .route("/plugins", get(docker_list))
+        .route("/plugins/{name}/json", get(docker_inspect))
+        .route("/plugins/{name}/enable", post(docker_enable))
+        .route("/plugins/{name}/disable", post(docker_disable))
 }
 
-async fn list() -> Json<Vec<Value>> {
-    // The plugin host fills this in; no plugins are loaded by the engine alone.
-    Json(Vec::new())
+impl From<HostError> for ApiError {
+    fn from(e: HostError) -> Self {
+        ApiError::new(e.kind(), e.to_string())
+    }
 }
 
-async fn inspect(Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    Err(ApiError::not_found(format!("plugin \"{name}\" not found")))
+fn host(s: &AppState) -> ApiResult<Arc<PluginHost>> {
+    s.engine.plugins().cloned().ok_or_else(|| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: "this engine runs no plugin host".into(),
+    })
 }
 
-async fn inspect_post(Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    Err(ApiError::not_found(format!("plugin \"{name}\" not found")))
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::V2 => "v2",
+        Protocol::V1 => "v1",
+        Protocol::Activate => "activate",
+    }
+}
+
+fn state_name(s: PluginState) -> &'static str {
+    match s {
+        PluginState::Pending => "pending",
+        PluginState::Active => "active",
+        PluginState::Failed => "failed",
+    }
+}
+
+/// Berth's status view of one plugin (`plugin ls`, `plugin status`).
+pub fn status_json(st: &PluginStatus) -> Value {
+    let r = &st.record;
+    let (kind, image, args, env) = match &r.source {
+        PluginSource::Container {
+            image, args, env, ..
+        } => ("container", image.clone(), args.clone(), env.clone()),
+        PluginSource::Socket => ("socket", String::new(), Vec::new(), Vec::new()),
+        PluginSource::Discovered { .. } => ("discovered", String::new(), Vec::new(), Vec::new()),
+    };
+    let hooks: serde_json::Map<String, Value> = st
+        .hooks
+        .iter()
+        .map(|(k, h)| {
+            let avg = h.total_latency_us.checked_div(h.calls).unwrap_or(0);
+            (
+                k.clone(),
+                json!({"Calls": h.calls, "Failures": h.failures,
+                       "AvgLatencyUs": avg, "MaxLatencyUs": h.max_latency_us}),
+            )
+        })
+        .collect();
+    json!({
+        "Position": st.position,
+        "Name": r.name,
+        "Source": kind,
+        "Image": image,
+        "Args": args,
+        "Env": env,
+        "Protocol": protocol_name(r.protocol),
+        "Interests": r.interests,
+        "Implements": r.implements,
+        "State": state_name(st.state),
+        "ContainerID": r.container_id,
+        "Socket": r.socket,
+        "Privileged": r.privileged,
+        "DeadlineMs": r.deadline_ms,
+        "FailurePolicy": r.failure_policy.to_string(),
+        "Author": r.info.author,
+        "Org": r.info.org,
+        "Website": r.info.website,
+        "Version": r.info.version,
+        "LastError": r.last_error,
+        "Hooks": hooks,
+    })
+}
+
+fn find_status(host: &PluginHost, name: &str) -> ApiResult<PluginStatus> {
+    host.list()
+        .into_iter()
+        .find(|p| p.record.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("plugin \"{name}\" is not loaded")))
+}
+
+async fn berth_list(State(s): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
+    Ok(Json(host(&s)?.list().iter().map(status_json).collect()))
+}
+
+async fn berth_status(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let h = host(&s)?;
+    Ok(Json(status_json(&find_status(&h, &name)?)))
+}
+
+/// Parses a duration: a number of milliseconds, or a string like `500ms`, `5s`, `2m`, `1h`.
+pub fn parse_duration(v: &Value) -> Result<Duration, ApiError> {
+    let bad = || ApiError::bad_request(format!("invalid duration: {v}"));
+    match v {
+        Value::Number(n) => n.as_u64().map(Duration::from_millis).ok_or_else(bad),
+        Value::String(s) => {
+            let s = s.trim();
+            let split = s
+                .find(|c: char| !c.is_ascii_digit() && c != '.')
+                .unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let n: f64 = num.parse().map_err(|_| bad())?;
+            let ms = match unit {
+                "ms" => n,
+                "" | "s" => n * 1000.0,
+                "m" => n * 60_000.0,
+                "h" => n * 3_600_000.0,
+                _ => return Err(bad()),
+            };
+            if !ms.is_finite() || ms < 0.0 {
+                return Err(bad());
+            }
+            Ok(Duration::from_millis(ms as u64))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// `POST /berth/plugins/load` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LoadBody {
+    pub name: Option<String>,
+    pub image: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub env: Option<Vec<String>>,
+    pub privileged: bool,
+    /// Load (handshake) deadline.
+    pub timeout: Option<Value>,
+    /// Per-call deadline.
+    pub deadline: Option<Value>,
+    pub on_failure: Option<String>,
+    pub socket: Option<String>,
+    pub discover: Option<String>,
+}
+
+fn parse_policy(s: &str) -> ApiResult<FailurePolicy> {
+    match s {
+        "abort" => Ok(FailurePolicy::Abort),
+        "ignore" => Ok(FailurePolicy::Ignore),
+        other => Err(ApiError::bad_request(format!(
+            "invalid failure policy {other:?}: use abort or ignore"
+        ))),
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn line(v: Value) -> Result<Bytes, Infallible> {
+    let mut b = serde_json::to_vec(&v).unwrap_or_default();
+    b.push(b'\n');
+    Ok(Bytes::from(b))
+}
+
+/// Streams `{"Status"}`, then `{"Progress"}` every second while `op` runs, then its outcome.
+fn stream_op(
+    status: String,
+    waiting: String,
+    op: impl Future<Output = Result<Value, ApiError>> + Send + 'static,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
+    tokio::spawn(async move {
+        let _ = tx.send(line(json!({ "Status": status }))).await;
+        let started = tokio::time::Instant::now();
+        let mut tick =
+            tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
+        tokio::pin!(op);
+        let outcome = loop {
+            tokio::select! {
+                res = &mut op => break res,
+                _ = tick.tick() => {
+                    let secs = started.elapsed().as_secs();
+                    // A client that went away does not cancel the operation.
+                    let _ = tx.send(line(json!({ "Progress": format!("{waiting} ({secs}s)") }))).await;
+                }
+            }
+        };
+        let last = match outcome {
+            Ok(v) => json!({ "Plugin": v }),
+            Err(e) => json!({ "Error": e.message, "Code": e.status.as_u16() }),
+        };
+        let _ = tx.send(line(last)).await;
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )
+        .into_response()
+}
+
+async fn berth_load(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
+    let req: LoadBody = parse_json(&body)?;
+    let host = host(&s)?;
+    let sources = [
+        req.image.is_some(),
+        req.socket.is_some(),
+        req.discover.is_some(),
+    ];
+    if sources.iter().filter(|b| **b).count() != 1 {
+        return Err(ApiError::bad_request(
+            "give exactly one of Image, Socket or Discover",
+        ));
+    }
+    if let Some(n) = &req.name {
+        berth_state::validate_name("plugin", n)?;
+        if host.get(n).is_some() {
+            return Err(HostError::Conflict(n.clone()).into());
+        }
+    }
+    if let Some(image) = &req.image {
+        s.engine.images.get(image).map_err(ApiError::from)?;
+    }
+    let opts = LoadOptions {
+        name: req.name.clone(),
+        deadline_ms: req
+            .deadline
+            .as_ref()
+            .map(parse_duration)
+            .transpose()?
+            .map(ms),
+        failure_policy: req.on_failure.as_deref().map(parse_policy).transpose()?,
+        privileged: req.privileged,
+        load_deadline_ms: req
+            .timeout
+            .as_ref()
+            .map(parse_duration)
+            .transpose()?
+            .map(ms),
+    };
+    let what = req
+        .image
+        .clone()
+        .or(req.socket.clone())
+        .or(req.discover.clone())
+        .unwrap_or_default();
+    let status = match (&req.image, &req.socket) {
+        (Some(i), _) => format!("Loading plugin from image {i}"),
+        (_, Some(p)) => format!("Loading plugin on socket {p}"),
+        _ => format!("Looking for plugin {what}"),
+    };
+    let deadline = opts
+        .load_deadline_ms
+        .map(Duration::from_millis)
+        .unwrap_or(host.config().load_deadline);
+    let waiting = format!(
+        "Waiting for {what} to shake hands (deadline {}s)",
+        deadline.as_secs_f64()
+    );
+    let op = async move {
+        let loaded = match (req.image, req.socket, req.discover) {
+            (Some(image), _, _) => {
+                host.load_container(
+                    &image,
+                    req.args.unwrap_or_default(),
+                    req.env.unwrap_or_default(),
+                    opts,
+                )
+                .await
+            }
+            (_, Some(socket), _) => host.load_socket(socket, opts).await,
+            (_, _, Some(name)) => host.load_discovered(&name, opts).await,
+            _ => return Err(ApiError::bad_request("nothing to load")),
+        }?;
+        Ok(status_json(&find_status(&host, loaded.name())?))
+    };
+    Ok(stream_op(status, waiting, op))
+}
+
+/// `POST /berth/plugins/{name}/upgrade` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UpgradeBody {
+    pub image: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub env: Option<Vec<String>>,
+    pub socket: Option<String>,
+}
+
+async fn berth_upgrade(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: UpgradeBody = parse_json(&body)?;
+    let host = host(&s)?;
+    let old = find_status(&host, &name)?;
+    let to = match (req.image, req.socket) {
+        (Some(image), None) => {
+            s.engine.images.get(&image).map_err(ApiError::from)?;
+            // Without new Args/Env, the old ones are kept.
+            let (old_args, old_env) = match &old.record.source {
+                PluginSource::Container { args, env, .. } => (args.clone(), env.clone()),
+                _ => (Vec::new(), Vec::new()),
+            };
+            UpgradeTo::Container {
+                image,
+                args: req.args.unwrap_or(old_args),
+                env: req.env.unwrap_or(old_env),
+            }
+        }
+        (None, Some(socket)) => UpgradeTo::Socket(socket.into()),
+        _ => return Err(ApiError::bad_request("give exactly one of Image or Socket")),
+    };
+    let status = format!("Upgrading plugin {name}");
+    let waiting = format!("Waiting for the new {name} to shake hands");
+    let op = async move {
+        let p = host.upgrade(&name, to).await?;
+        Ok(status_json(&find_status(&host, p.name())?))
+    };
+    Ok(stream_op(status, waiting, op))
+}
+
+/// Volumes whose driver is the plugin `name` (what an unload would break).
+fn dependents(s: &AppState, name: &str) -> Vec<String> {
+    s.engine
+        .volumes
+        .list()
+        .into_iter()
+        .filter(|v| v.driver == name)
+        .map(|v| format!("volume {}", v.name))
+        .collect()
+}
+
+async fn berth_unload(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Query,
+) -> ApiResult<Json<Value>> {
+    let host = host(&s)?;
+    let force = q.bool_or("force", false)?;
+    find_status(&host, &name)?;
+    let deps = dependents(&s, &name);
+    if !deps.is_empty() && !force {
+        return Err(ApiError::new(
+            berth_state::ErrorKind::Conflict,
+            format!(
+                "plugin \"{name}\" is in use by {}: remove them first or unload with --force",
+                deps.join(", ")
+            ),
+        ));
+    }
+    let record = host.unload(&name).await?;
+    Ok(Json(
+        json!({ "Name": record.name, "ContainerID": record.container_id }),
+    ))
+}
+
+/// The Docker `Id` of a plugin: its container id, else a digest of its name.
+fn docker_id(st: &PluginStatus) -> String {
+    match &st.record.container_id {
+        Some(id) if berth_state::is_full_id(id) => id.clone(),
+        _ => hex::encode(sha2::Sha256::digest(st.record.name.as_bytes())),
+    }
+}
+
+fn docker_types(st: &PluginStatus) -> Vec<String> {
+    let r = &st.record;
+    if r.protocol == Protocol::Activate {
+        return r
+            .implements
+            .iter()
+            .map(|i| match i.as_str() {
+                "VolumeDriver" => "docker.volumedriver/1.0".to_owned(),
+                "NetworkDriver" => "docker.networkdriver/1.0".to_owned(),
+                "IpamDriver" => "docker.ipamdriver/1.0".to_owned(),
+                "authz" | "AuthZPlugin" => "docker.authz/1.0".to_owned(),
+                other => other.to_owned(),
+            })
+            .collect();
+    }
+    r.interests
+        .iter()
+        .map(|i| format!("berth.{i}/{}", protocol_name(r.protocol)))
+        .collect()
+}
+
+/// Docker's plugin object (engine-api.md §4.24).
+pub fn docker_json(st: &PluginStatus) -> Value {
+    let r = &st.record;
+    let (image, args, env) = match &r.source {
+        PluginSource::Container {
+            image, args, env, ..
+        } => (image.clone(), args.clone(), env.clone()),
+        _ => (String::new(), Vec::new(), Vec::new()),
+    };
+    let mut description = format!(
+        "Berth {} plugin ({}): {}",
+        protocol_name(r.protocol),
+        state_name(st.state),
+        if r.interests.is_empty() {
+            r.implements.join(", ")
+        } else {
+            r.interests.join(", ")
+        }
+    );
+    if !r.info.author.is_empty() {
+        description.push_str(&format!(" by {}", r.info.author));
+    }
+    json!({
+        "Id": docker_id(st),
+        "Name": format!("{}:latest", r.name),
+        "Enabled": st.state == PluginState::Active,
+        "PluginReference": image,
+        "Settings": {"Mounts": [], "Env": env, "Args": args, "Devices": []},
+        "Config": {
+            "Description": description,
+            "Documentation": r.info.website,
+            "DockerVersion": "",
+            "Interface": {"Types": docker_types(st), "Socket": "plugin.sock"},
+            "Entrypoint": [],
+            "WorkDir": "",
+            "User": {},
+            "Network": {"Type": "host"},
+            "Linux": {"Capabilities": null, "AllowAllDevices": false, "Devices": null},
+            "PropagatedMount": "",
+            "IpcHost": false,
+            "PidHost": false,
+            "Mounts": null,
+            "Env": [],
+            "Args": {"Name": "", "Description": "", "Settable": null, "Value": null},
+            "rootfs": {"type": "layers", "diff_ids": []}
+        }
+    })
+}
+
+/// Finds a plugin as Docker resolves it: `name`, `name:latest`, or its (prefix of) Id.
+fn docker_find(host: &PluginHost, reference: &str) -> ApiResult<PluginStatus> {
+    let name = reference.strip_suffix(":latest").unwrap_or(reference);
+    let all = host.list();
+    if let Some(p) = all.iter().find(|p| p.record.name == name) {
+        return Ok(p.clone());
+    }
+    if reference.len() >= 3 && reference.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let hits: Vec<_> = all
+            .iter()
+            .filter(|p| docker_id(p).starts_with(reference))
+            .collect();
+        if let [one] = hits[..] {
+            return Ok(one.clone());
+        }
+    }
+    Err(ApiError::not_found(format!(
+        "plugin \"{reference}\" not found"
+    )))
+}
+
+async fn docker_list(State(s): State<AppState>) -> Json<Vec<Value>> {
+    match s.engine.plugins() {
+        Some(h) => Json(h.list().iter().map(docker_json).collect()),
+        None => Json(Vec::new()),
+    }
+}
+
+async fn docker_inspect(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let h = s
+        .engine
+        .plugins()
+        .ok_or_else(|| ApiError::not_found(format!("plugin \"{name}\" not found")))?;
+    Ok(Json(docker_json(&docker_find(h, &name)?)))
+}
+
+async fn docker_enable(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let h = s
+        .engine
+        .plugins()
+        .ok_or_else(|| ApiError::not_found(format!("plugin \"{name}\" not found")))?;
+    let p = docker_find(h, &name)?;
+    if p.state == PluginState::Active {
+        return Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("plugin {}:latest is already enabled", p.record.name),
+        });
+    }
+    Err(ApiError::new(
+        berth_state::ErrorKind::Conflict,
+        format!(
+            "plugin {} is {}: {}; reload it with berth plugin upgrade",
+            p.record.name,
+            state_name(p.state),
+            p.record.last_error.unwrap_or_default()
+        ),
+    ))
+}
+
+async fn docker_disable(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let h = s
+        .engine
+        .plugins()
+        .ok_or_else(|| ApiError::not_found(format!("plugin \"{name}\" not found")))?;
+    let p = docker_find(h, &name)?;
+    Err(ApiError {
+        status: StatusCode::NOT_IMPLEMENTED,
+        message: format!(
+            "Berth plugins are not disabled but unloaded: berth plugin unload {}",
+            p.record.name
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration(&json!("500ms")).unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse_duration(&json!("5s")).unwrap(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            parse_duration(&json!("2m")).unwrap(),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            parse_duration(&json!(250)).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert!(parse_duration(&json!("5 parsecs")).is_err());
+        assert!(parse_duration(&json!(true)).is_err());
+    }
 }

@@ -1,4 +1,6 @@
-//! `/volumes/...`: create (idempotent), list with filters, inspect, remove, prune.
+//! `/volumes/...`: create (idempotent, any driver), list with filters, inspect, remove, prune,
+//! and Berth's `POST /volumes/{name}/snapshot?snapshot=SNAP` (`berth volume snapshot`), which
+//! calls the plugin driver's `VolumeDriver.Snapshot`.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +23,7 @@ pub fn routes() -> Router<AppState> {
         .route("/volumes/create", post(create))
         .route("/volumes/prune", post(prune))
         .route("/volumes/{name}", get(inspect).delete(remove))
+        .route("/volumes/{name}/snapshot", post(snapshot))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -36,27 +39,32 @@ fn volume_json(v: &Volume) -> Value {
     json!({
         "Name": v.name, "Driver": v.driver, "Mountpoint": v.mountpoint,
         "CreatedAt": v.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "Labels": v.labels, "Options": v.options, "Scope": v.scope
+        "Labels": v.labels, "Options": v.options, "Scope": v.scope, "Status": v.status
     })
 }
 
 async fn create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult<Response> {
     let body: CreateBody = extract::parse_json::<Option<CreateBody>>(&body)?.unwrap_or_default();
-    let v = s.engine.create_volume(CreateVolume {
-        name: body.name.filter(|n| !n.is_empty()),
-        driver: body.driver,
-        options: body.driver_opts.unwrap_or_default(),
-        labels: body.labels.unwrap_or_default(),
-    })?;
+    let v = s
+        .engine
+        .create_volume(CreateVolume {
+            name: body.name.filter(|n| !n.is_empty()),
+            driver: body.driver,
+            options: body.driver_opts.unwrap_or_default(),
+            labels: body.labels.unwrap_or_default(),
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(volume_json(&v))).into_response())
 }
 
 async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Value>> {
     let filters = q.filters()?;
+    let host = s.engine.plugins().cloned();
     let vols: Vec<Value> = s
         .engine
         .volumes
-        .list()
+        .list_with(host.as_deref())
+        .await
         .iter()
         .filter(|v| {
             filters.iter().all(|(k, vals)| {
@@ -88,7 +96,13 @@ async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Value>> {
 }
 
 async fn inspect(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(volume_json(&s.engine.volumes.get(&name)?)))
+    let host = s.engine.plugins().cloned();
+    Ok(Json(volume_json(
+        &s.engine
+            .volumes
+            .inspect_with(host.as_deref(), &name)
+            .await?,
+    )))
 }
 
 async fn remove(
@@ -96,7 +110,7 @@ async fn remove(
     Path(name): Path<String>,
     q: Query,
 ) -> ApiResult<StatusCode> {
-    match s.engine.remove_volume(&name) {
+    match s.engine.remove_volume(&name).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         // `volume rm -f` of a missing volume succeeds, as with dockerd.
         Err(e) if q.bool("force")? && e.kind() == berth_state::ErrorKind::NotFound => {
@@ -113,8 +127,24 @@ async fn prune(State(s): State<AppState>, q: Query) -> ApiResult<Json<Value>> {
     let all = filters
         .get("all")
         .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
-    let removed = s.engine.prune_volumes(all);
+    let removed = s.engine.prune_volumes(all).await;
     Ok(Json(
         json!({"VolumesDeleted": removed, "SpaceReclaimed": 0}),
     ))
+}
+
+/// `POST /volumes/{name}/snapshot?snapshot=SNAP` (Berth): 204, or 400 when the driver does not
+/// support snapshots, 404 for an unknown volume, 500 with the plugin's error.
+async fn snapshot(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Query,
+) -> ApiResult<StatusCode> {
+    let snap = q.get("snapshot").unwrap_or_default().to_owned();
+    let host = s.engine.plugins().cloned();
+    s.engine
+        .volumes
+        .snapshot(host.as_deref(), &name, &snap)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

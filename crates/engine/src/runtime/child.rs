@@ -518,6 +518,14 @@ pub(super) unsafe fn shim_main(plan: &Plan, fds: &Fds) -> ! {
     // SAFETY: this is the forked child; only async-signal-safe syscalls follow.
     unsafe {
         reset_signals();
+        // Shows as "berth-shim" in ps/top instead of the forking engine thread's name.
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"berth-shim".as_ptr() as c_ulong,
+            0,
+            0,
+            0,
+        );
         // A session of its own: terminal signals aimed at the engine's group don't reach it.
         ctx.check(libc::setsid(), Step::Setsid, 0);
         if fds.netns >= 0 {

@@ -282,7 +282,8 @@ pub async fn spawn(spec: RunSpec) -> Result<Spawned, RuntimeError> {
 }
 
 /// Sends `sig` to the container's pid 1 (host pid). Note that pid 1 of a pid namespace only
-/// receives the signals it handles, plus SIGKILL and SIGSTOP.
+/// receives the signals it handles, plus SIGKILL and SIGSTOP. Call it only while the container
+/// runs (before `Spawned::exit` resolves): once pid 1 is reaped its pid may be reused.
 pub fn signal(pid1: i32, sig: Signal) -> Result<(), RuntimeError> {
     if pid1 <= 0 {
         // kill(0 or negative) would signal process groups.

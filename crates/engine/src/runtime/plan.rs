@@ -244,6 +244,20 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
     let upper = bundle.join(UPPER_DIR);
     let work = bundle.join(WORK_DIR);
     let merged = bundle.join(MERGED_DIR);
+    // The work dir is scratch space between mounts. Emptying it also drops the
+    // `work/incompat/volatile` marker of the previous (volatile) mount, which would make this
+    // mount fail; the previous container has exited, so nothing uses it any more.
+    match std::fs::remove_dir_all(&work) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(RuntimeError::Prepare {
+                step: "empty overlay work dir",
+                path: work,
+                source,
+            });
+        }
+    }
     for (step, dir) in [
         ("create overlay upper dir", &upper),
         ("create overlay work dir", &work),
@@ -272,8 +286,14 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
             lower
         }
     };
+    // `volatile` (Linux 5.10+): no sync of the upper filesystem. Without it, the unmount at the
+    // end of the container's mount namespace syncs the whole filesystem holding the bundle (the
+    // host's root, usually): measured 20 ms to 0.7 s per container exit on a busy machine, against
+    // ~1 ms with it. The price: an fsync inside the container's root filesystem is a no-op, so
+    // its writable layer may lose recent writes if the host crashes (data in bind mounts and
+    // volumes is not affected). Docker pays the sync in its unmount after exit instead.
     let overlay_opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={},volatile",
         overlay_path(&lower)?,
         overlay_path(&upper)?,
         overlay_path(&work)?

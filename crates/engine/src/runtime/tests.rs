@@ -537,6 +537,25 @@ async fn dir_rootfs_with_busybox() {
     assert!(bundle.path().join("rootfs-upper/bin/new-file").exists());
 }
 
+/// Needs root. A second run on the same bundle (a restart) sees the first run's writes: the
+/// upper layer is kept, the work dir (with its volatile marker) is reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_the_writable_layer() {
+    if !needs_root() {
+        return;
+    }
+    let bundle = TempDir::new("restart");
+    let first = run(sh(&bundle, "echo kept > /root/berth-restart-test")).await;
+    assert_eq!((first.stderr.as_str(), first.code), ("", 0));
+    let second = run(sh(&bundle, "cat /root/berth-restart-test")).await;
+    assert_eq!(second.stderr, "");
+    assert_eq!(second.stdout, "kept\n");
+    assert!(
+        !Path::new("/root/berth-restart-test").exists(),
+        "wrote through to the host"
+    );
+}
+
 /// Whether any process's mount table mentions `needle`.
 fn mounted_anywhere(needle: &str) -> Vec<String> {
     let mut hits = Vec::new();
@@ -849,27 +868,5 @@ fn engine_kill_9_kills_its_containers() {
             "container outlived its engine"
         );
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zz_latency() {
-    for (label, net, dir) in [("host", NetMode::Host, false), ("host+netns", NetMode::Isolated, false), ("busybox", NetMode::Host, true)] {
-        let image = TempDir::new("lat-image");
-        if dir { busybox_rootfs(image.path()); }
-        let mut times = Vec::new();
-        for _ in 0..40 {
-            let bundle = TempDir::new("lat");
-            let mut s = spec(&bundle, &["true"]);
-            s.net = net.clone();
-            if dir { s.rootfs = Rootfs::Dir(image.path().into()); }
-            let t = std::time::Instant::now();
-            let out = run(s).await;
-            assert_eq!(out.code, 0);
-            cleanup(bundle.path()).unwrap();
-            times.push(t.elapsed());
-        }
-        times.sort();
-        eprintln!("{label}: median {:?} p90 {:?}", times[20], times[36]);
     }
 }

@@ -1,0 +1,337 @@
+//! The `api` extension point inside the engine: pre-hooks (load order, each seeing the previous
+//! rewrite, able to reject) and post-hooks (reverse load order, each seeing the previous rewrite)
+//! around every Engine API request a plugin subscribed to, in Powerstrip's message shape.
+//!
+//! Rules (docs/semantics.md, docs/protocol.md):
+//! - no subscriber for `METHOD path` → the request goes straight through (no buffering);
+//! - only JSON (or empty) request bodies are shown to hooks and may be rewritten; other bodies
+//!   (e.g. an image tar) stream through unchanged with `Body: null`;
+//! - streaming and hijacked endpoints (attach, wait, logs, events) get pre-hooks only;
+//! - a pre-hook answering 4xx rejects the request: its status and `Err` text go to the client;
+//! - any other hook failure aborts with 502 naming the plugin (policy `abort`) or is skipped
+//!   (policy `ignore`); a post-hook failure never loses the operation's result: the client gets
+//!   the real response with a `Berth-Warning` header;
+//! - requests a privileged plugin makes on its own engine socket skip that plugin's hooks.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use berth_engine::Engine;
+use berth_plugin_host::protocol::FailurePolicy;
+use berth_plugin_host::protocol::powerstrip::{ClientRequest, ServerResponse};
+use berth_plugin_host::{CallErrorKind, LoadedPlugin, PluginError, hooks};
+
+use crate::error::ApiError;
+use crate::gate::Caller;
+use crate::version::{RequestedUri, strip_version_prefix};
+
+/// Largest request or response body shown to hooks.
+pub const MAX_HOOK_BODY: usize = 16 << 20;
+
+/// The header carrying warnings of failed post-hooks.
+pub const WARNING_HEADER: &str = "Berth-Warning";
+
+/// Whether `path` streams or hijacks: such requests get pre-hooks only.
+pub fn is_streaming(path: &str) -> bool {
+    path == "/events"
+        || path.ends_with("/attach")
+        || path.ends_with("/wait")
+        || (path.starts_with("/containers/") && path.ends_with("/logs"))
+        || path == "/images/create"
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        })
+}
+
+fn body_is_empty(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0")
+        || (headers.get(header::CONTENT_LENGTH).is_none()
+            && headers.get(header::TRANSFER_ENCODING).is_none())
+}
+
+fn failure(p: &LoadedPlugin, phase: &str, e: &PluginError) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_GATEWAY,
+        message: format!("api {phase} of plugin \"{}\" failed: {}", p.name(), e.kind),
+    }
+}
+
+/// The middleware (installed between the readiness gate and the router).
+pub async fn middleware(State(engine): State<Arc<Engine>>, req: Request, next: Next) -> Response {
+    let Some(host) = engine.plugins().cloned() else {
+        return next.run(req).await;
+    };
+    let caller = Caller::of(&req);
+    let own = |p: &LoadedPlugin| matches!(&caller, Caller::Plugin(n) if n == p.name());
+    let method = req.method().as_str().to_owned();
+    let requested = req
+        .extensions()
+        .get::<RequestedUri>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| req.uri().to_string());
+    let path = req.uri().path().to_owned();
+    let pre = host.subscribers(|p| !own(p) && p.subscriptions().wants_api_pre(&method, &requested));
+    let streaming = is_streaming(&path);
+    let post = if streaming {
+        Vec::new()
+    } else {
+        host.subscribers(|p| !own(p) && p.subscriptions().wants_api_post(&method, &requested))
+    };
+    if pre.is_empty() && post.is_empty() {
+        return next.run(req).await;
+    }
+
+    let (mut parts, body) = req.into_parts();
+    let shows_body = is_json(&parts.headers) || body_is_empty(&parts.headers);
+    let (mut body_text, mut passthrough) = if shows_body {
+        match axum::body::to_bytes(body, MAX_HOOK_BODY).await {
+            Ok(b) if b.is_empty() => (None, None),
+            Ok(b) => (Some(String::from_utf8_lossy(&b).into_owned()), None),
+            Err(e) => {
+                return ApiError::bad_request(format!(
+                    "reading the request body for api hooks: {e}"
+                ))
+                .into_response();
+            }
+        }
+    } else {
+        (None, Some(body))
+    };
+
+    // Pre-hooks, in load order, each seeing the previous rewrite.
+    let mut current = ClientRequest {
+        method: method.clone(),
+        request: requested.clone(),
+        body: body_text.clone(),
+    };
+    let mut warnings: Vec<String> = Vec::new();
+    for p in &pre {
+        match hooks::api_pre(p, &current).await {
+            Ok(Some(rewritten)) => {
+                if shows_body {
+                    if let Some(b) = rewritten.body.as_deref().filter(|b| !b.trim().is_empty())
+                        && let Err(e) = serde_json::from_str::<serde_json::Value>(b)
+                    {
+                        return ApiError::bad_request(format!(
+                            "api pre-hook of plugin \"{}\" returned a request body that is not valid JSON: {e}",
+                            p.name()
+                        ))
+                        .into_response();
+                    }
+                } else if rewritten.body.is_some() {
+                    tracing::debug!(
+                        plugin = p.name(),
+                        "pre-hook body ignored for a non-JSON request"
+                    );
+                }
+                if rewritten.method.is_empty() || rewritten.request.is_empty() {
+                    let e = ApiError {
+                        status: StatusCode::BAD_GATEWAY,
+                        message: format!(
+                            "api pre-hook of plugin \"{}\" returned a request without Method or Request",
+                            p.name()
+                        ),
+                    };
+                    match p.failure_policy() {
+                        FailurePolicy::Ignore => warnings.push(e.message),
+                        FailurePolicy::Abort => return e.into_response(),
+                    }
+                    continue;
+                }
+                current = ClientRequest {
+                    body: if shows_body { rewritten.body } else { None },
+                    ..rewritten
+                };
+            }
+            Ok(None) => {}
+            Err(PluginError {
+                kind: CallErrorKind::Status { status, text },
+                ..
+            }) if (400..500).contains(&status) => {
+                // A deliberate rejection: the plugin's status and message go to the client.
+                return ApiError {
+                    status: StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
+                    message: text,
+                }
+                .into_response();
+            }
+            Err(e) => match p.failure_policy() {
+                FailurePolicy::Ignore => warnings.push(format!("{e} (ignored)")),
+                FailurePolicy::Abort => return failure(p, "pre-hook", &e).into_response(),
+            },
+        }
+    }
+
+    // Rebuild the request the handler sees.
+    match current.method.parse() {
+        Ok(m) => parts.method = m,
+        Err(_) => {
+            return ApiError::bad_request(format!(
+                "api pre-hook set an invalid method {:?}",
+                current.method
+            ))
+            .into_response();
+        }
+    }
+    match current.request.parse() {
+        Ok(uri) => parts.uri = uri,
+        Err(_) => {
+            return ApiError::bad_request(format!(
+                "api pre-hook set an invalid request URI {:?}",
+                current.request
+            ))
+            .into_response();
+        }
+    }
+    let new_body = match passthrough.take() {
+        Some(b) => b,
+        None => {
+            body_text = current.body.clone();
+            let bytes = body_text.clone().unwrap_or_default().into_bytes();
+            parts.headers.remove(header::TRANSFER_ENCODING);
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            Body::from(bytes)
+        }
+    };
+    let req = strip_version_prefix(Request::from_parts(parts, new_body));
+    let resp = next.run(req).await;
+    let mut resp = if post.is_empty() || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        resp
+    } else {
+        run_post_hooks(&post, &current, resp, &mut warnings).await
+    };
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_str(&w.replace(['\r', '\n'], " ")) {
+            resp.headers_mut().append(WARNING_HEADER, v);
+        }
+    }
+    resp
+}
+
+async fn run_post_hooks(
+    post: &[Arc<LoadedPlugin>],
+    request: &ClientRequest,
+    resp: Response,
+    warnings: &mut Vec<String>,
+) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let json = is_json(&parts.headers);
+    let bytes = match axum::body::to_bytes(body, MAX_HOOK_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: format!("buffering the response for post-hooks: {e}"),
+            }
+            .into_response();
+        }
+    };
+    let original_text = json.then(|| String::from_utf8_lossy(&bytes).into_owned());
+    let mut current = ServerResponse {
+        content_type: content_type.clone(),
+        body: original_text.clone(),
+        code: parts.status.as_u16(),
+    };
+    // Post-hooks run in reverse load order.
+    for p in post.iter().rev() {
+        match hooks::api_post(p, request, &current).await {
+            Ok(Some(rewritten)) => {
+                let code_ok = StatusCode::from_u16(rewritten.code).is_ok() && rewritten.code >= 100;
+                let body_ok = !rewritten.content_type.contains("json")
+                    || rewritten.body.as_deref().is_none_or(|b| {
+                        b.trim().is_empty() || serde_json::from_str::<serde_json::Value>(b).is_ok()
+                    });
+                if code_ok && body_ok {
+                    current = rewritten;
+                } else {
+                    warnings.push(format!(
+                        "api post-hook of plugin \"{}\" returned an invalid response (code {}); it was not applied",
+                        p.name(),
+                        rewritten.code
+                    ));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warnings.push(format!(
+                "api post-hook of plugin \"{}\" failed: {}",
+                p.name(),
+                e.kind
+            )),
+        }
+    }
+    let unchanged = current.code == parts.status.as_u16()
+        && current.body == original_text
+        && current.content_type == content_type;
+    if unchanged {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    parts.status = StatusCode::from_u16(current.code).unwrap_or(parts.status);
+    let new_bytes = match current.body {
+        Some(b) => b.into_bytes(),
+        None if json => Vec::new(),
+        None => bytes.to_vec(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&current.content_type) {
+        parts.headers.insert(header::CONTENT_TYPE, v);
+    }
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(new_bytes.len()));
+    Response::from_parts(parts, Body::from(new_bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streaming_paths() {
+        assert!(is_streaming("/containers/abc/attach"));
+        assert!(is_streaming("/containers/abc/logs"));
+        assert!(is_streaming("/events"));
+        assert!(is_streaming("/containers/abc/wait"));
+        assert!(!is_streaming("/containers/create"));
+        assert!(!is_streaming("/containers/json"));
+    }
+
+    #[test]
+    fn json_detection() {
+        let mut h = axum::http::HeaderMap::new();
+        assert!(body_is_empty(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        assert!(is_json(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-tar"),
+        );
+        assert!(!is_json(&h));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
+        assert!(!body_is_empty(&h));
+    }
+}

@@ -1,0 +1,534 @@
+//! Criterion benches of the plugin host's hot path: one plugin call through [`PluginClient`] next to
+//! the two floors measured in the same run (a raw UNIX-socket round trip and a bare hyper
+//! keep-alive POST), and hook fan-out per event to N = 0, 1, 4, 16, 64 plugins, sequential
+//! ([`chain`]) against concurrent ([`notify_all`]), with 200 B and 64 KiB events, one slow plugin
+//! (5 ms) among N, and one failing plugin (fast error against a missed deadline).
+//!
+//! Every server is a separate process: this bench binary re-executes itself with
+//! `--berth-bench-role ROLE SOCKET` as an echo server, a bare hyper server or a no-op plugin built
+//! with the plugin SDK (the same server code real plugins use). Connections are opened before the
+//! timed region and kept alive, as the engine keeps them. The bench pins itself (and so every
+//! child) to CPU 0 because cross-vCPU wake-ups cost ~25 µs each way on the 2-vCPU VMs we measure
+//! on (see `docs/bench` and the README); `BERTH_BENCH_CPU=none` disables that, `BERTH_BENCH_CPU=N`
+//! picks another CPU. `BERTH_BENCH_QUICK=1` shortens every measurement for CI smoke runs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_plugin_host::protocol::FailurePolicy;
+use berth_plugin_host::{
+    HostConfig, LoadOptions, LoadedPlugin, PluginClient, PluginHost, chain, notify_all,
+};
+use berth_plugin_sdk::{Plugin, Reply, StatusCode};
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde::de::IgnoredAny;
+
+/// The extension call every bench plugin answers.
+const PATH: &str = "/Bench.Event";
+/// The reply of every server (also the raw echo's reply size is the request size).
+const REPLY: &[u8] = br#"{"Err":"","Action":"continue"}"#;
+/// Fan-out sizes.
+const NS: [usize; 5] = [0, 1, 4, 16, 64];
+/// The deadline of the plugin that never answers in the failing-plugin benches.
+const HANG_DEADLINE_MS: u64 = 20;
+
+// ---------------------------------------------------------------------------------------------
+// Server roles (child processes)
+// ---------------------------------------------------------------------------------------------
+
+/// What a child process of this bench serves.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    /// Blocking std echo, one thread per connection.
+    Echo,
+    /// Bare hyper HTTP/1.1 keep-alive server answering [`REPLY`].
+    Hyper,
+    /// No-op SDK plugin answering [`REPLY`] on [`PATH`].
+    Plugin,
+    /// SDK plugin that sleeps 5 ms before answering.
+    Slow,
+    /// SDK plugin that fails every call at once (500 + `Err`).
+    Fail,
+    /// SDK plugin that never answers calls (handshakes work).
+    Hang,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Echo => "echo",
+            Role::Hyper => "hyper",
+            Role::Plugin => "plugin",
+            Role::Slow => "slow",
+            Role::Fail => "fail",
+            Role::Hang => "hang",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Role> {
+        [
+            Role::Echo,
+            Role::Hyper,
+            Role::Plugin,
+            Role::Slow,
+            Role::Fail,
+            Role::Hang,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+fn serve(role: Role, socket: &Path) {
+    let _ = std::fs::remove_file(socket);
+    match role {
+        Role::Echo => serve_echo(socket),
+        Role::Hyper => current_thread().block_on(serve_hyper(socket)),
+        _ => current_thread().block_on(serve_plugin(role, socket)),
+    }
+}
+
+fn serve_echo(socket: &Path) {
+    let listener = StdUnixListener::bind(socket).expect("bind echo socket");
+    for stream in listener.incoming() {
+        let Ok(mut s) = stream else { continue };
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 128 * 1024];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if s.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_hyper(socket: &Path) {
+    let listener = tokio::net::UnixListener::bind(socket).expect("bind hyper socket");
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                let _body = req.into_body().collect().await?.to_bytes();
+                let mut resp = http::Response::new(Full::new(Bytes::from_static(REPLY)));
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                Ok::<_, hyper::Error>(resp)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+async fn serve_plugin(role: Role, socket: &Path) {
+    let plugin = Plugin::builder(format!("bench-{}", role.as_str()))
+        .author("Berth benches")
+        .version("1.0")
+        .route_raw(PATH, move |_body| async move {
+            match role {
+                Role::Slow => tokio::time::sleep(Duration::from_millis(5)).await,
+                Role::Hang => tokio::time::sleep(Duration::from_secs(3600)).await,
+                _ => {}
+            }
+            if role == Role::Fail {
+                return Reply::error(500, "bench: refused");
+            }
+            Reply {
+                status: StatusCode::OK,
+                content_type: "application/json",
+                body: Bytes::from_static(REPLY),
+            }
+        })
+        .build();
+    plugin
+        .serve_until_signal(socket)
+        .await
+        .expect("serve plugin");
+}
+
+/// Child processes, killed by PID on drop.
+struct Servers(Vec<Child>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+        }
+        for c in &mut self.0 {
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Servers {
+    fn spawn(&mut self, role: Role, socket: &Path) {
+        let child = Command::new(std::env::current_exe().expect("current_exe"))
+            .arg("--berth-bench-role")
+            .arg(role.as_str())
+            .arg(socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn bench server");
+        self.0.push(child);
+    }
+}
+
+fn wait_for_socket(socket: &Path) {
+    let start = Instant::now();
+    while StdUnixStream::connect(socket).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "server on {} did not come up",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payloads
+// ---------------------------------------------------------------------------------------------
+
+/// A `container.pre_start`-like JSON event of exactly `size` bytes.
+fn event(size: usize) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "Event": "container.pre_start",
+        "ContainerID": "5f0c1e2d3b4a59687766554433221100ffeeddccbbaa99887766554433221100",
+        "Image": "busybox",
+        "Pad": "",
+    });
+    let base = serde_json::to_vec(&v).expect("encode").len();
+    assert!(size >= base, "event size {size} below the {base}-byte skeleton");
+    v["Pad"] = serde_json::Value::String("x".repeat(size - base));
+    assert_eq!(serde_json::to_vec(&v).expect("encode").len(), size);
+    v
+}
+
+fn event_bytes(size: usize) -> Bytes {
+    Bytes::from(serde_json::to_vec(&event(size)).expect("encode"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benches
+// ---------------------------------------------------------------------------------------------
+
+fn quick() -> bool {
+    std::env::var_os("BERTH_BENCH_QUICK").is_some_and(|v| v != "0")
+}
+
+fn configure(c: Criterion) -> Criterion {
+    if quick() {
+        c.warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(600))
+            .sample_size(10)
+    } else {
+        c.warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(4))
+            .sample_size(60)
+            .noise_threshold(0.05)
+    }
+}
+
+/// `plugin_call/*`: the floors and one plugin call, each server its own process.
+fn bench_plugin_call(c: &mut Criterion, dir: &Path) {
+    let mut servers = Servers(Vec::new());
+    let echo = dir.join("echo.sock");
+    let bare = dir.join("hyper.sock");
+    let noop = dir.join("noop.sock");
+    servers.spawn(Role::Echo, &echo);
+    servers.spawn(Role::Hyper, &bare);
+    servers.spawn(Role::Plugin, &noop);
+    for s in [&echo, &bare, &noop] {
+        wait_for_socket(s);
+    }
+    let payload = event_bytes(200);
+    let rt = current_thread();
+    let mut g = c.benchmark_group("plugin_call");
+
+    // Floor 1: raw UNIX-socket round trip of the same 200 bytes (blocking std at both ends).
+    let mut raw = StdUnixStream::connect(&echo).expect("connect echo");
+    let mut back = vec![0u8; payload.len()];
+    g.bench_function("floor_raw_unix_200B", |b| {
+        b.iter(|| {
+            raw.write_all(&payload).expect("write");
+            raw.read_exact(&mut back).expect("read");
+            black_box(&back);
+        })
+    });
+
+    // Floor 2: a bare hyper keep-alive POST (one held `SendRequest`, no pool, no deadline).
+    let mut sender = rt.block_on(async {
+        let stream = tokio::net::UnixStream::connect(&bare).await.expect("connect");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        sender
+    });
+    g.bench_function("floor_hyper_keepalive_200B", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    sender.ready().await.expect("ready");
+                    let req = Request::post(PATH)
+                        .header(http::header::HOST, "plugin.berth.localhost")
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .header(http::header::ACCEPT, "application/json")
+                        .body(Full::new(payload.clone()))
+                        .expect("request");
+                    let resp = sender.send_request(req).await.expect("send");
+                    black_box(resp.into_body().collect().await.expect("body").to_bytes());
+                }
+                start.elapsed()
+            })
+        })
+    });
+
+    // The client against the same bare server: the client's own overhead.
+    let to_bare = PluginClient::new("bare", &bare);
+    let deadline = Duration::from_secs(5);
+    g.bench_function("client_post_raw_bare_server_200B", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                to_bare
+                    .post_raw(PATH, payload.clone(), deadline)
+                    .await
+                    .expect("call"),
+            )
+        })
+    });
+
+    // One plugin call: the client (JSON encode, deadline, keep-alive, Docker's reply rules) to a
+    // no-op SDK plugin.
+    let to_plugin = PluginClient::new("noop", &noop);
+    let ev = event(200);
+    g.bench_function("client_call_sdk_plugin_200B", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                to_plugin
+                    .call::<_, IgnoredAny>(PATH, &ev, deadline)
+                    .await
+                    .expect("call"),
+            )
+        })
+    });
+    g.finish();
+    drop(servers);
+}
+
+/// The plugins of the fan-out benches, loaded into a real [`PluginHost`].
+struct Fleet {
+    _servers: Servers,
+    noop: Vec<Arc<LoadedPlugin>>,
+    slow: Arc<LoadedPlugin>,
+    fail: Arc<LoadedPlugin>,
+    hang: Arc<LoadedPlugin>,
+    _host: PluginHost,
+}
+
+fn fleet(rt: &tokio::runtime::Runtime, dir: &Path, n: usize) -> Fleet {
+    let mut servers = Servers(Vec::new());
+    let sock = |name: &str| dir.join(format!("{name}.sock"));
+    for i in 0..n {
+        servers.spawn(Role::Plugin, &sock(&format!("p{i:02}")));
+    }
+    servers.spawn(Role::Slow, &sock("slow"));
+    servers.spawn(Role::Fail, &sock("fail"));
+    servers.spawn(Role::Hang, &sock("hang"));
+    let mut config = HostConfig::new(dir.join("host"));
+    config.discovery_dirs = Vec::new();
+    config.load_deadline = Duration::from_secs(30);
+    config.default_call_deadline = Duration::from_secs(5);
+    let host = PluginHost::open(config, None).expect("open host");
+    let named = |name: &str| LoadOptions {
+        name: Some(name.to_owned()),
+        ..LoadOptions::default()
+    };
+    let ignore = |name: &str, deadline_ms: Option<u64>| LoadOptions {
+        failure_policy: Some(FailurePolicy::Ignore),
+        deadline_ms,
+        ..named(name)
+    };
+    rt.block_on(async {
+        let mut noop = Vec::new();
+        for i in 0..n {
+            let name = format!("p{i:02}");
+            let p = host
+                .load_socket(sock(&name), named(&name))
+                .await
+                .expect("load plugin");
+            noop.push(p);
+        }
+        let slow = host
+            .load_socket(sock("slow"), named("slow"))
+            .await
+            .expect("load slow");
+        let fail = host
+            .load_socket(sock("fail"), ignore("fail", None))
+            .await
+            .expect("load fail");
+        let hang = host
+            .load_socket(sock("hang"), ignore("hang", Some(HANG_DEADLINE_MS)))
+            .await
+            .expect("load hang");
+        Fleet {
+            _servers: servers,
+            noop,
+            slow,
+            fail,
+            hang,
+            _host: host,
+        }
+    })
+}
+
+/// Sequential: the ordered chain every set-up event and pre-hook uses.
+async fn fire_seq(plugins: &[Arc<LoadedPlugin>], ev: &Arc<serde_json::Value>) -> usize {
+    let out = chain(plugins, "bench.event", ev.clone(), |p, ev| async move {
+        p.call::<_, IgnoredAny>("bench.event", PATH, &*ev)
+            .await
+            .map(|_| None)
+    })
+    .await
+    .expect("chain");
+    out.succeeded.len() + out.warnings.len()
+}
+
+/// Concurrent: the same call to every plugin at once.
+async fn fire_conc(plugins: &[Arc<LoadedPlugin>], ev: &Arc<serde_json::Value>) -> usize {
+    notify_all(plugins, |p| {
+        let ev = ev.clone();
+        async move { p.call::<_, IgnoredAny>("bench.event", PATH, &*ev).await }
+    })
+    .await
+    .len()
+}
+
+/// `N - 1` no-op plugins with `special` in the middle.
+fn with_one(noop: &[Arc<LoadedPlugin>], n: usize, special: &Arc<LoadedPlugin>) -> Vec<Arc<LoadedPlugin>> {
+    let mut v: Vec<_> = noop[..n - 1].to_vec();
+    v.insert((n - 1) / 2, special.clone());
+    v
+}
+
+fn bench_fanout(c: &mut Criterion, dir: &Path) {
+    let rt = current_thread();
+    let max = *NS.iter().max().unwrap_or(&0);
+    let f = fleet(&rt, dir, max);
+    for (label, size) in [("200B", 200usize), ("64KiB", 64 * 1024)] {
+        let ev = Arc::new(event(size));
+        let mut g = c.benchmark_group(format!("fanout_{label}"));
+        for n in NS {
+            let plugins = &f.noop[..n];
+            if n > 0 {
+                g.throughput(Throughput::Elements(n as u64));
+            }
+            if n >= 16 && !quick() {
+                g.sample_size(30);
+            }
+            g.bench_with_input(BenchmarkId::new("seq", n), &n, |b, _| {
+                b.to_async(&rt).iter(|| fire_seq(plugins, &ev))
+            });
+            g.bench_with_input(BenchmarkId::new("conc", n), &n, |b, _| {
+                b.to_async(&rt).iter(|| fire_conc(plugins, &ev))
+            });
+        }
+        g.finish();
+    }
+
+    let ev = Arc::new(event(200));
+    let mut g = c.benchmark_group("fanout_slow5ms_200B");
+    g.sample_size(10);
+    for n in [1usize, 4, 16] {
+        let plugins = with_one(&f.noop, n, &f.slow);
+        g.bench_with_input(BenchmarkId::new("seq", n), &n, |b, _| {
+            b.to_async(&rt).iter(|| fire_seq(&plugins, &ev))
+        });
+        g.bench_with_input(BenchmarkId::new("conc", n), &n, |b, _| {
+            b.to_async(&rt).iter(|| fire_conc(&plugins, &ev))
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("fanout_failing_200B");
+    g.sample_size(10);
+    let n = 16;
+    for (label, special) in [("fast_error", &f.fail), ("deadline_20ms", &f.hang)] {
+        let plugins = with_one(&f.noop, n, special);
+        g.bench_with_input(BenchmarkId::new(format!("{label}_seq"), n), &n, |b, _| {
+            b.to_async(&rt).iter(|| fire_seq(&plugins, &ev))
+        });
+        g.bench_with_input(BenchmarkId::new(format!("{label}_conc"), n), &n, |b, _| {
+            b.to_async(&rt).iter(|| fire_conc(&plugins, &ev))
+        });
+    }
+    g.finish();
+    drop(f);
+}
+
+fn pin() {
+    let cpu = std::env::var("BERTH_BENCH_CPU").unwrap_or_else(|_| "0".into());
+    if cpu == "none" {
+        return;
+    }
+    let Ok(cpu) = cpu.parse::<usize>() else {
+        eprintln!("BERTH_BENCH_CPU={cpu}: not a CPU number; not pinning");
+        return;
+    };
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok()
+        && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_err()
+    {
+        eprintln!("could not pin to CPU {cpu}; running unpinned");
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--berth-bench-role") {
+        let role = args
+            .get(2)
+            .and_then(|r| Role::parse(r))
+            .expect("--berth-bench-role ROLE SOCKET");
+        let socket = PathBuf::from(args.get(3).expect("--berth-bench-role ROLE SOCKET"));
+        serve(role, &socket);
+        return;
+    }
+    pin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = configure(Criterion::default()).configure_from_args();
+    bench_plugin_call(&mut c, dir.path());
+    bench_fanout(&mut c, dir.path());
+    c.final_summary();
+}

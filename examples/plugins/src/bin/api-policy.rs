@@ -1,0 +1,113 @@
+//! `api-policy`: an example `api` plugin (Berth v2 handshake, with subscriptions). Its pre-hook on
+//! `POST /containers/create` rejects privileged containers with a policy message and adds a label
+//! to every other container; its post-hook on `GET /version` adds a field naming the policy, to
+//! show a response rewrite. Run two instances with different `--label`s to watch chaining.
+
+use std::path::PathBuf;
+
+use berth_plugin_sdk::protocol::Protocol;
+use berth_plugin_sdk::protocol::powerstrip::{ClientRequest, ServerResponse};
+use berth_plugin_sdk::{HandlerError, Plugin};
+use clap::Parser;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+struct Args {
+    /// Socket to serve on (the engine bind-mounts its plugin dir at /var/run/docker/).
+    #[arg(long, env = "PLUGIN_SOCKET", default_value = "/var/run/docker/plugin.sock")]
+    socket: PathBuf,
+    /// Name announced in the handshake.
+    #[arg(long, default_value = "api-policy")]
+    name: String,
+    /// Label added to every container create, as KEY=VALUE.
+    #[arg(long, default_value = "berth.policy=checked")]
+    label: String,
+    /// Also answer the MVP v1 handshake only (every request, no subscriptions).
+    #[arg(long)]
+    v1: bool,
+}
+
+/// The policy: refuse `HostConfig.Privileged`, label everything else.
+fn apply_policy(body: Option<&str>, key: &str, value: &str) -> Result<String, HandlerError> {
+    let mut v: Value = match body {
+        Some(b) if !b.trim().is_empty() => {
+            serde_json::from_str(b).map_err(|e| HandlerError::new(format!("create body is not JSON: {e}")))?
+        }
+        _ => json!({}),
+    };
+    if v.pointer("/HostConfig/Privileged").and_then(Value::as_bool) == Some(true) {
+        return Err(HandlerError {
+            status: 403,
+            message: "policy: privileged containers are not allowed on this engine".into(),
+        });
+    }
+    let labels = v.as_object_mut().map(|o| o.entry("Labels").or_insert_with(|| json!({})));
+    match labels {
+        Some(Value::Object(l)) => {
+            l.insert(key.to_owned(), Value::String(value.to_owned()));
+        }
+        Some(other) => *other = json!({ key: value }),
+        None => return Err(HandlerError::new("create body is not a JSON object")),
+    }
+    Ok(v.to_string())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (key, value) = args
+        .label
+        .split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| anyhow::anyhow!("--label must be KEY=VALUE"))?;
+    let name = args.name.clone();
+    let protocols: &[Protocol] = if args.v1 { &[Protocol::V1] } else { &[Protocol::V2, Protocol::V1] };
+    Plugin::builder(&args.name)
+        .author("Berth examples")
+        .org("Berth")
+        .website("https://example.invalid/berth")
+        .version("0.1")
+        .answer_only(protocols)
+        .api_pre(&["POST /containers/create"], move |mut req: ClientRequest| {
+            let (key, value) = (key.clone(), value.clone());
+            async move {
+                // v1 plugins get every request: only creates are ours.
+                if req.method == "POST" && req.request.split('?').next().is_some_and(|p| p.ends_with("/containers/create")) {
+                    req.body = Some(apply_policy(req.body.as_deref(), &key, &value)?);
+                }
+                Ok::<_, HandlerError>(req)
+            }
+        })
+        .api_post(&["GET /version"], move |req: ClientRequest, mut resp: ServerResponse| {
+            let name = name.clone();
+            async move {
+                if req.method == "GET" && req.request.split('?').next().is_some_and(|p| p.ends_with("/version")) {
+                    if let Some(Ok(Value::Object(mut o))) = resp.body.as_deref().map(serde_json::from_str::<Value>) {
+                        o.insert("BerthPolicy".into(), Value::String(name));
+                        resp.body = Some(Value::Object(o).to_string());
+                    }
+                }
+                Ok::<_, HandlerError>(resp)
+            }
+        })
+        .build()
+        .serve_until_signal(&args.socket)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_labels_and_refuses() {
+        let out = apply_policy(Some(r#"{"Image":"bb","Labels":{"a":"b"}}"#), "k", "v").unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Labels"], json!({"a": "b", "k": "v"}));
+        let out = apply_policy(Some(r#"{"Image":"bb","Labels":null}"#), "k", "v").unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["Labels"], json!({"k": "v"}));
+        let err = apply_policy(Some(r#"{"HostConfig":{"Privileged":true}}"#), "k", "v").unwrap_err();
+        assert_eq!(err.status, 403);
+    }
+}

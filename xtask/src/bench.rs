@@ -1,0 +1,400 @@
+//! `cargo xtask bench [--quick]`: runs the criterion benches (plugin call and hook fan-out in
+//! `crates/plugin-host/benches/fanout.rs`, engine operations on a real daemon in
+//! `tests/benches/engine.rs`), reads the medians from `target/criterion/**/new/estimates.json`,
+//! prints a table with the ratios to the floors measured in the same run and to Docker 20.10's
+//! reference figures, and draws the fan-out plot (latency per event against N, sequential and
+//! concurrent, with the floors) with `plotters`.
+//!
+//! A full run writes `docs/bench/fanout.svg` and `docs/bench/results.md`; `--quick` (short
+//! measurements, for CI) writes them under `target/bench/` so the tree stays clean.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use plotters::prelude::*;
+
+/// Docker 20.10 on these machines, through the docker CLI (interleaved medians, ms), from
+/// `reference/performance.md` §5.
+const DOCKER_MS: [(&str, f64); 3] = [
+    ("volume_create_rm", 66.0),
+    ("container_create_rm", 109.0),
+    ("run_rm_true", 554.0),
+];
+/// The same with a plugin volume driver (64 ms), kept for the README's comparison.
+const DOCKER_VOLUME_PLUGIN_MS: f64 = 64.0;
+
+/// Options of `cargo xtask bench`.
+#[derive(clap::Args, Debug)]
+pub struct Opts {
+    /// Short measurements (CI smoke run, well under two minutes once built).
+    #[arg(long)]
+    quick: bool,
+    /// Skip the engine benches (they need root and start a real daemon).
+    #[arg(long)]
+    no_engine: bool,
+    /// Do not run anything: tabulate and plot the results already in target/criterion.
+    #[arg(long)]
+    report_only: bool,
+    /// Where the plot and the table go (default: docs/bench, or target/bench with --quick).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// One criterion result.
+#[derive(Debug, Clone, Copy)]
+struct Est {
+    /// Median time per iteration, ns.
+    median: f64,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Runs `cargo xtask bench`.
+pub fn run(opts: Opts) -> Result<()> {
+    let root = workspace_root();
+    let target = target_dir(&root);
+    let started = SystemTime::now();
+    if !opts.report_only {
+        cargo_bench(&root, "berth-plugin-host", "fanout", opts.quick, &[])?;
+        // SAFETY: geteuid(2) has no preconditions.
+        let is_root = unsafe { libc::geteuid() } == 0;
+        if opts.no_engine {
+            println!("engine benches skipped (--no-engine)");
+        } else if !is_root {
+            println!("engine benches skipped: they need root (namespaces, mounts)");
+        } else {
+            cargo_bench(
+                &root,
+                "berth-tests",
+                "engine",
+                opts.quick,
+                &[("RUST_LOG", "warn")],
+            )?;
+        }
+    }
+    let since = (!opts.report_only).then_some(started);
+    let results = collect(&target.join("criterion"), since)?;
+    if results.is_empty() {
+        bail!(
+            "no criterion results under {}",
+            target.join("criterion").display()
+        );
+    }
+    let table = table(&results);
+    println!("\n{table}");
+    let out = opts.out.unwrap_or_else(|| {
+        if opts.quick {
+            target.join("bench")
+        } else {
+            root.join("docs/bench")
+        }
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let md = out.join("results.md");
+    std::fs::write(&md, format!("{table}\n")).with_context(|| format!("writing {}", md.display()))?;
+    let svg = out.join("fanout.svg");
+    plot(&results, &svg)?;
+    println!("wrote {} and {}", md.display(), svg.display());
+    Ok(())
+}
+
+fn cargo_bench(root: &Path, package: &str, bench: &str, quick: bool, env: &[(&str, &str)]) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["bench", "-p", package, "--bench", bench]);
+    if quick {
+        cmd.env("BERTH_BENCH_QUICK", "1");
+    }
+    for (k, v) in env {
+        if std::env::var_os(k).is_none() {
+            cmd.env(k, v);
+        }
+    }
+    println!("==== cargo bench -p {package} --bench {bench}{} ====", if quick { " (quick)" } else { "" });
+    let status = cmd.status().context("running cargo bench")?;
+    if !status.success() {
+        bail!("cargo bench -p {package} --bench {bench} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Reads every `new/estimates.json` (written after `since`, if given), keyed by the benchmark's
+/// full id (`group/function[/value]`, from `new/benchmark.json`).
+fn collect(dir: &Path, since: Option<SystemTime>) -> Result<BTreeMap<String, Est>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if p.file_name().is_none_or(|n| n != "estimates.json")
+                || p.parent().and_then(Path::file_name).is_none_or(|n| n != "new")
+            {
+                continue;
+            }
+            if let Some(since) = since {
+                let fresh = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t >= since);
+                if !fresh {
+                    continue;
+                }
+            }
+            let est: serde_json::Value = serde_json::from_slice(&std::fs::read(&p)?)
+                .with_context(|| format!("parsing {}", p.display()))?;
+            let meta_path = p.with_file_name("benchmark.json");
+            let meta: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(&meta_path)
+                    .with_context(|| format!("reading {}", meta_path.display()))?,
+            )
+            .with_context(|| format!("parsing {}", meta_path.display()))?;
+            let Some(id) = meta["full_id"].as_str() else {
+                continue;
+            };
+            let Some(median) = est["median"]["point_estimate"].as_f64() else {
+                continue;
+            };
+            out.insert(id.to_owned(), Est { median });
+        }
+    }
+    Ok(out)
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.1} µs", ns / 1e3)
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "–".into(),
+    }
+}
+
+fn table(r: &BTreeMap<String, Est>) -> String {
+    let get = |k: &str| r.get(k).map(|e| e.median);
+    let raw = get("plugin_call/floor_raw_unix_200B");
+    let hyper = get("plugin_call/floor_hyper_keepalive_200B");
+    let mut s = String::new();
+    s.push_str("### Plugin call (200 B event, medians; all processes pinned to one CPU)\n\n");
+    s.push_str("| bench | median | × raw floor | × bare hyper |\n|---|---:|---:|---:|\n");
+    for (k, label) in [
+        ("floor_raw_unix_200B", "floor: raw UNIX-socket round trip"),
+        ("floor_hyper_keepalive_200B", "floor: bare hyper keep-alive POST"),
+        ("client_post_raw_bare_server_200B", "`PluginClient::post_raw` → bare hyper server"),
+        ("client_call_sdk_plugin_200B", "`PluginClient::call` → no-op SDK plugin"),
+    ] {
+        let v = get(&format!("plugin_call/{k}"));
+        if let Some(v) = v {
+            s.push_str(&format!(
+                "| {label} | {} | {} | {} |\n",
+                fmt_ns(v),
+                ratio(Some(v), raw),
+                ratio(Some(v), hyper)
+            ));
+        }
+    }
+    for (group, title) in [
+        ("fanout_200B", "Fan-out per event, 200 B event"),
+        ("fanout_64KiB", "Fan-out per event, 64 KiB event"),
+    ] {
+        s.push_str(&format!(
+            "\n### {title} (N plugin processes, keep-alive)\n\n\
+             | N | sequential | concurrent | conc ÷ seq | seq per call | seq per call × bare hyper |\n\
+             |---:|---:|---:|---:|---:|---:|\n"
+        ));
+        for n in [0u32, 1, 4, 16, 64] {
+            let seq = get(&format!("{group}/seq/{n}"));
+            let conc = get(&format!("{group}/conc/{n}"));
+            if seq.is_none() && conc.is_none() {
+                continue;
+            }
+            let per_call = seq.filter(|_| n > 0).map(|v| v / f64::from(n));
+            s.push_str(&format!(
+                "| {n} | {} | {} | {} | {} | {} |\n",
+                seq.map(fmt_ns).unwrap_or_else(|| "–".into()),
+                conc.map(fmt_ns).unwrap_or_else(|| "–".into()),
+                ratio(conc, seq),
+                per_call.map(fmt_ns).unwrap_or_else(|| "–".into()),
+                ratio(per_call, hyper),
+            ));
+        }
+    }
+    s.push_str(
+        "\n### One slow (5 ms) or failing plugin among N (200 B event)\n\n\
+         | case | N | sequential | concurrent | conc ÷ seq |\n|---|---:|---:|---:|---:|\n",
+    );
+    for (group, prefix, label) in [
+        ("fanout_slow5ms_200B", "", "one plugin sleeps 5 ms"),
+        ("fanout_failing_200B", "fast_error_", "one plugin fails at once (500, policy ignore)"),
+        ("fanout_failing_200B", "deadline_20ms_", "one plugin never answers (deadline 20 ms, ignore)"),
+    ] {
+        for n in [1u32, 4, 16] {
+            let seq = get(&format!("{group}/{prefix}seq/{n}"));
+            let conc = get(&format!("{group}/{prefix}conc/{n}"));
+            if seq.is_none() && conc.is_none() {
+                continue;
+            }
+            s.push_str(&format!(
+                "| {label} | {n} | {} | {} | {} |\n",
+                seq.map(fmt_ns).unwrap_or_else(|| "–".into()),
+                conc.map(fmt_ns).unwrap_or_else(|| "–".into()),
+                ratio(conc, seq),
+            ));
+        }
+    }
+    if r.keys().any(|k| k.starts_with("engine_")) {
+        s.push_str(
+            "\n### Engine operations on a real daemon (medians; unpinned)\n\n\
+             | operation | Berth, raw API | Berth, docker CLI | Docker 20.10, docker CLI | CLI ÷ Docker |\n\
+             |---|---:|---:|---:|---:|\n",
+        );
+        for (k, label) in [
+            ("ping", "`GET /_ping`"),
+            ("containers_json", "`GET /containers/json`"),
+            ("volume_create_rm", "volume create + rm (local driver)"),
+            ("container_create_rm", "container create + rm"),
+            ("run_rm_true", "`run --rm --network none host true`"),
+        ] {
+            let api = get(&format!("engine_api/{k}"));
+            let cli = get(&format!("engine_cli/{k}"));
+            let docker = DOCKER_MS
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, ms)| ms * 1e6);
+            s.push_str(&format!(
+                "| {label} | {} | {} | {} | {} |\n",
+                api.map(fmt_ns).unwrap_or_else(|| "–".into()),
+                cli.map(fmt_ns).unwrap_or_else(|| "–".into()),
+                docker.map(fmt_ns).unwrap_or_else(|| "–".into()),
+                ratio(cli, docker),
+            ));
+        }
+        s.push_str(&format!(
+            "| volume create + rm, plugin driver | not yet measurable | – | {} | – |\n",
+            fmt_ns(DOCKER_VOLUME_PLUGIN_MS * 1e6)
+        ));
+    }
+    s
+}
+
+/// Registers a system TrueType font for the SVG's text (plotters lays text out itself).
+fn register_font() -> Result<()> {
+    const CANDIDATES: [&str; 3] = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    ];
+    let Some(bytes) = CANDIDATES.iter().find_map(|p| std::fs::read(p).ok()) else {
+        bail!("no TrueType font found for the plot (tried {CANDIDATES:?}; install fonts-dejavu-core)");
+    };
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| anyhow::anyhow!("the font could not be parsed"))?;
+    Ok(())
+}
+
+/// Fan-out latency per event against N (log–log), sequential and concurrent for both payloads,
+/// with the floors drawn as N × (one bare hyper call) and N × (one raw round trip).
+fn plot(r: &BTreeMap<String, Est>, path: &Path) -> Result<()> {
+    register_font()?;
+    let ns = [1u32, 4, 16, 64];
+    let us = |k: String| r.get(&k).map(|e| e.median / 1e3);
+    let series = |group: &str, mode: &str| -> Vec<(f64, f64)> {
+        ns.iter()
+            .filter_map(|n| us(format!("{group}/{mode}/{n}")).map(|v| (f64::from(*n), v)))
+            .collect()
+    };
+    let floor = |k: &str| -> Vec<(f64, f64)> {
+        us(format!("plugin_call/{k}"))
+            .map(|v| ns.iter().map(|n| (f64::from(*n), v * f64::from(*n))).collect())
+            .unwrap_or_default()
+    };
+    let lines: Vec<(String, Vec<(f64, f64)>, RGBColor, bool)> = vec![
+        ("sequential, 200 B".into(), series("fanout_200B", "seq"), RGBColor(200, 40, 40), false),
+        ("concurrent, 200 B".into(), series("fanout_200B", "conc"), RGBColor(30, 90, 200), false),
+        ("sequential, 64 KiB".into(), series("fanout_64KiB", "seq"), RGBColor(230, 140, 30), false),
+        ("concurrent, 64 KiB".into(), series("fanout_64KiB", "conc"), RGBColor(40, 160, 90), false),
+        ("floor: N × bare hyper call".into(), floor("floor_hyper_keepalive_200B"), RGBColor(90, 90, 90), true),
+        ("floor: N × raw socket round trip".into(), floor("floor_raw_unix_200B"), RGBColor(160, 160, 160), true),
+    ];
+    let all: Vec<f64> = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)).collect();
+    if all.is_empty() {
+        bail!("no fan-out results to plot");
+    }
+    let lo = all.iter().cloned().fold(f64::INFINITY, f64::min) * 0.7;
+    let hi = all.iter().cloned().fold(0.0, f64::max) * 1.4;
+
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Hook fan-out: latency per event vs plugins (medians, pinned to one CPU)", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d((0.8f64..80f64).log_scale(), (lo..hi).log_scale())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("plugins subscribed (N, separate processes)")
+        .y_desc("µs per event")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (label, points, color, dashed) in lines {
+        if points.is_empty() {
+            continue;
+        }
+        let style = color.stroke_width(if dashed { 1 } else { 2 });
+        let drawn = if dashed {
+            chart.draw_series(DashedLineSeries::new(points.clone(), 6, 4, style))
+        } else {
+            chart.draw_series(LineSeries::new(points.clone(), style))
+        };
+        drawn
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        if !dashed {
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
