@@ -382,21 +382,31 @@ pub struct Daemon {
     child: Option<Child>,
     /// Process groups of every daemon incarnation (each is its own group leader).
     groups: Vec<Pid>,
+    /// Extra `berth daemon` arguments, kept for restarts.
+    extra: Vec<String>,
 }
 
 impl Daemon {
     /// Starts a daemon on a fresh temp root and waits until it answers `GET /_ping`.
     pub fn start() -> Daemon {
+        Daemon::start_with(|_| Vec::new())
+    }
+
+    /// Like [`Daemon::start`], with extra `berth daemon` arguments computed from the temp dir
+    /// (e.g. `--plugin-dir <dir>/plugins --authorization-plugin NAME`); restarts keep them.
+    pub fn start_with(extra: impl FnOnce(&Path) -> Vec<String>) -> Daemon {
         let bin = berth_binary();
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
             .expect("create temp dir");
         fs::create_dir_all(dir.path().join("root")).expect("create root dir");
+        let extra = extra(dir.path());
         let mut d = Daemon {
             dir: Some(dir),
             child: None,
             groups: Vec::new(),
+            extra,
         };
         d.spawn(bin);
         d
@@ -455,6 +465,7 @@ impl Daemon {
             .arg(self.root())
             .arg("--host")
             .arg(self.host())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log fd"))
             .stderr(log)
@@ -902,6 +913,25 @@ fn host_tools_rootfs_tar() -> Vec<u8> {
 pub fn write_busybox_rootfs_tar(path: &Path) {
     let mut f = File::create(path).expect("create rootfs tar");
     f.write_all(busybox_rootfs_tar()).expect("write rootfs tar");
+}
+
+/// The path of an example plugin binary (`examples/plugins/src/bin/NAME.rs`), built once per
+/// test process.
+pub fn example_plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace dir").to_path_buf();
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "berth-example-plugins", "--bins"])
+            .current_dir(&workspace)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the example plugins failed");
+    });
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
+    let bin = target.join("debug").join(name);
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
 }
 
 /// A name unique within this machine's test run: `<prefix>-<pid>-<n>`.

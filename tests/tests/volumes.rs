@@ -98,7 +98,11 @@ fn load(d: &Daemon, name: &str, sock: &Path, deadline: Option<&str>) {
     let r = d.raw_json("POST", "/berth/plugins/load", &body);
     assert_eq!(r.status, 200, "load {name}: {}", r.text());
     let list = d.raw("GET", "/berth/plugins", None, b"").text();
-    assert!(list.contains(name), "{name} not listed after load: {list}; load said: {}", r.text());
+    assert!(
+        list.contains(name),
+        "{name} not listed after load: {list}; load said: {}",
+        r.text()
+    );
 }
 
 fn log_lines(log: &Path) -> Vec<String> {
@@ -155,10 +159,10 @@ fn three_plugins_chain_and_a_404_is_ignored() {
     let last = d.dir().join("src-a-b-c");
     std::fs::create_dir_all(&last).unwrap();
     std::fs::write(last.join("marker"), "chained\n").unwrap();
-    let (_a, sa) = test_plugin(&d, "a", &log, &["--suffix", "-a", "--answer", "v2"]);
-    let (_b, sb) = test_plugin(&d, "b", &log, &["--suffix", "-b", "--answer", "v1"]);
+    let (_a, sa) = test_plugin(&d, "a", &log, &["--suffix=-a", "--answer", "v2"]);
+    let (_b, sb) = test_plugin(&d, "b", &log, &["--suffix=-b", "--answer", "v1"]);
     let (_n, sn) = flocker(&d, "nf", &d.dir().join("st"), &log, &["--answer", "v1"]);
-    let (_c, sc) = test_plugin(&d, "c", &log, &["--suffix", "-c", "--answer", "v2"]);
+    let (_c, sc) = test_plugin(&d, "c", &log, &["--suffix=-c", "--answer", "v2"]);
     load(&d, "a", &sa, None);
     load(&d, "b", &sb, None);
     load(&d, "nf", &sn, None);
@@ -228,7 +232,7 @@ fn start_time_resolution_differs_from_create_time() {
     std::fs::create_dir_all(d.dir().join("data-a-b")).unwrap();
     std::fs::create_dir_all(d.dir().join("data-a")).unwrap();
     std::fs::write(d.dir().join("data-a-b/where"), "moved\n").unwrap();
-    let (_a, sa) = test_plugin(&d, "a", &log, &["--suffix", "-a"]);
+    let (_a, sa) = test_plugin(&d, "a", &log, &["--suffix=-a"]);
     load(&d, "a", &sa, None);
     let r = create(
         &d,
@@ -242,7 +246,7 @@ fn start_time_resolution_differs_from_create_time() {
         bind_mount(&d, &id)["Source"],
         json!(d.dir().join("data-a").display().to_string())
     );
-    let (_b, sb) = test_plugin(&d, "b", &log, &["--suffix", "-b"]);
+    let (_b, sb) = test_plugin(&d, "b", &log, &["--suffix=-b"]);
     load(&d, "b", &sb, None);
     let r = d.raw("POST", &format!("/containers/{id}/start"), None, b"");
     assert_eq!(r.status, 204, "{}", r.text());
@@ -262,7 +266,7 @@ fn failing_plugin_aborts_create_and_compensates() {
     let log = d.dir().join("calls.log");
     let src = d.dir().join("s");
     std::fs::create_dir_all(d.dir().join("s-a")).unwrap();
-    let (_a, sa) = test_plugin(&d, "a", &log, &["--suffix", "-a"]);
+    let (_a, sa) = test_plugin(&d, "a", &log, &["--suffix=-a"]);
     let (_b, sb) = test_plugin(&d, "b", &log, &["--fail", "no quota left"]);
     load(&d, "a", &sa, None);
     load(&d, "b", &sb, None);
@@ -291,7 +295,7 @@ fn failing_plugin_aborts_create_and_compensates() {
 fn missing_resolved_path_fails_create() {
     let d = Daemon::start();
     let log = d.dir().join("calls.log");
-    let (_a, sa) = test_plugin(&d, "a", &log, &["--suffix", "-nowhere"]);
+    let (_a, sa) = test_plugin(&d, "a", &log, &["--suffix=-nowhere"]);
     load(&d, "a", &sa, None);
     let src = d.dir().join("x");
     let r = create(&d, &[format!("{}:/d", src.display())], &["true"], None);
@@ -495,7 +499,7 @@ fn shared_volume_unmounts_after_last_container() {
         b"",
     );
     assert_eq!(r.status, 204, "{}", r.text());
-    assert_eq!(count("Unmount"), 1);
+    assert_eq!(count("Unmount"), 1, "{:?}", log_lines(&log));
     for id in &ids {
         d.raw("DELETE", &format!("/containers/{id}"), None, b"");
     }

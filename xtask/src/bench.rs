@@ -77,12 +77,29 @@ pub fn run(opts: Opts) -> Result<()> {
         } else if !is_root {
             println!("engine benches skipped: they need root (namespaces, mounts)");
         } else {
+            // The daemon under test: the same optimised profile as the benches (its artifacts
+            // land in target/release), so the e2e harness need not build a second release tree.
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(&root)
+                .args(["build", "--profile", "bench", "-p", "berth-cli", "--bin", "berth"])
+                .status()
+                .context("building berth")?;
+            if !status.success() {
+                bail!("cargo build --profile bench -p berth-cli failed: {status}");
+            }
+            let berth = target.join("release/berth");
+            let berth = berth.to_string_lossy();
             cargo_bench(
                 &root,
                 "berth-tests",
                 "engine",
                 opts.quick,
-                &[("RUST_LOG", "warn")],
+                &[
+                    ("RUST_LOG", "warn"),
+                    ("BERTH_BIN", &berth),
+                    ("BERTH_TESTS_NO_BUILD", "1"),
+                ],
             )?;
         }
     }

@@ -42,7 +42,10 @@ impl Cleanup {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// One engine of the demo.
@@ -73,7 +76,11 @@ impl Demo {
             .stderr(log)
             .spawn()
             .context("starting berth daemon")?;
-        self.cleanup.lock().map_err(|_| anyhow::anyhow!("cleanup lock poisoned"))?.daemons.push(child);
+        self.cleanup
+            .lock()
+            .map_err(|_| anyhow::anyhow!("cleanup lock poisoned"))?
+            .daemons
+            .push(child);
         let node = Node { name, socket };
         let start = Instant::now();
         loop {
@@ -87,11 +94,18 @@ impl Demo {
                 break;
             }
             if start.elapsed() > Duration::from_secs(20) {
-                bail!("{name} did not answer within 20 s; see {}", scratch.join(format!("{name}.log")).display());
+                bail!(
+                    "{name} did not answer within 20 s; see {}",
+                    scratch.join(format!("{name}.log")).display()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        println!("# {name}: berth daemon --root {} --host {}", root.display(), node.host());
+        println!(
+            "# {name}: berth daemon --root {} --host {}",
+            root.display(),
+            node.host()
+        );
         Ok(node)
     }
 
@@ -115,7 +129,12 @@ impl Demo {
 
     /// The same through the real docker CLI.
     fn docker(&self, node: &Node, args: &[&str]) -> Result<String> {
-        println!("\n{}$ DOCKER_HOST={} docker {}", node.name, node.host(), shell_words(args));
+        println!(
+            "\n{}$ DOCKER_HOST={} docker {}",
+            node.name,
+            node.host(),
+            shell_words(args)
+        );
         let out = Command::new("docker")
             .env("DOCKER_HOST", node.host())
             .args(args)
@@ -160,14 +179,147 @@ fn build() -> Result<PathBuf> {
     if !status.success() {
         bail!("cargo build failed");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
     Ok(target.join("debug").join("berth"))
+}
+
+/// Builds the flocker example plugin; returns its path.
+fn build_flocker(berth: &Path) -> Result<PathBuf> {
+    let status = Command::new(env!("CARGO"))
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "berth-example-plugins",
+            "--bin",
+            "flocker",
+        ])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build of the flocker plugin failed");
+    }
+    Ok(berth.with_file_name("flocker"))
+}
+
+/// The seed's demo on two engines sharing a storage dir (issue 4): the flocker plugin resolves
+/// `/flocker/test` on each node; then a named volume with `--driver` and `--metadata`.
+fn flocker_steps(demo: &Demo, scratch: &Path, node1: &Node) -> Result<()> {
+    let node2 = demo.start_node("node2", scratch)?;
+    let flocker = build_flocker(&demo.berth)?;
+    let storage = scratch.join("flocker-storage");
+    std::fs::create_dir_all(&storage)?;
+    let storage_s = storage.display().to_string();
+    let mounts = format!("BERTH_PLUGIN_MOUNTS={storage_s}:{storage_s}");
+    let flocker_s = flocker.display().to_string();
+
+    println!("\n# 0a. Load the flocker plugin on both engines; they share {storage_s}.");
+    for node in [node1, &node2] {
+        demo.berth(
+            node,
+            &[
+                "plugin",
+                "load",
+                "--name",
+                "flocker",
+                "-e",
+                &mounts,
+                "host",
+                &flocker_s,
+                "--storage",
+                &storage_s,
+            ],
+        )?;
+    }
+    demo.berth(node1, &["plugin", "ls"])?;
+
+    println!("\n# 0b. The seed's demo: node1 writes fish, node2 reads it.");
+    demo.berth(
+        node1,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "/flocker/test:/data",
+            "host",
+            "sh",
+            "-c",
+            "echo fish > /data/file.txt",
+        ],
+    )?;
+    let out = demo.berth(
+        &node2,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "/flocker/test:/data",
+            "host",
+            "cat",
+            "/data/file.txt",
+        ],
+    )?;
+    if out.trim() != "fish" {
+        bail!("expected node2 to print fish, got {out:?}");
+    }
+
+    println!("\n# 0c. A named volume with a plugin driver and metadata.");
+    demo.berth(
+        node1,
+        &[
+            "volume",
+            "create",
+            "--driver",
+            "flocker",
+            "--metadata",
+            "size=50G,tier=ssd",
+            "nicevol",
+        ],
+    )?;
+    demo.berth(
+        node1,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "nicevol:/data",
+            "host",
+            "sh",
+            "-c",
+            "echo hello > /data/greeting",
+        ],
+    )?;
+    let out = demo.berth(
+        &node2,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "/flocker/nicevol:/data",
+            "host",
+            "cat",
+            "/data/greeting",
+        ],
+    )?;
+    if out.trim() != "hello" {
+        bail!("expected node2 to read the named volume's data, got {out:?}");
+    }
+    demo.berth(node1, &["volume", "inspect", "nicevol"])?;
+    demo.berth(node1, &["volume", "snapshot", "nicevol", "first"])?;
+    demo.berth(node1, &["volume", "rm", "nicevol"])?;
+    demo.berth(node1, &["volume", "ls"])?;
+    Ok(())
 }
 
 pub fn run() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("the demo runs real containers in new namespaces: run it as root (sudo -E cargo xtask demo)");
+        bail!(
+            "the demo runs real containers in new namespaces: run it as root (sudo -E cargo xtask demo)"
+        );
     }
     let berth = build()?;
     let cleanup = Arc::new(Mutex::new(Cleanup::default()));
@@ -184,14 +336,23 @@ pub fn run() -> Result<()> {
     }
     let scratch = std::env::temp_dir().join(format!("berth-demo-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    cleanup.lock().map_err(|_| anyhow::anyhow!("cleanup lock poisoned"))?.scratch = Some(scratch.clone());
-    let demo = Demo { berth, cleanup: cleanup.clone() };
+    cleanup
+        .lock()
+        .map_err(|_| anyhow::anyhow!("cleanup lock poisoned"))?
+        .scratch = Some(scratch.clone());
+    let demo = Demo {
+        berth,
+        cleanup: cleanup.clone(),
+    };
     let result = steps(&demo, &scratch);
     if let Ok(mut c) = cleanup.lock() {
         c.run();
     }
     match &result {
-        Ok(()) => println!("\n# demo finished; engines stopped and {} removed", scratch.display()),
+        Ok(()) => println!(
+            "\n# demo finished; engines stopped and {} removed",
+            scratch.display()
+        ),
         Err(e) => eprintln!("\n# demo failed: {e:#}"),
     }
     result
@@ -199,24 +360,55 @@ pub fn run() -> Result<()> {
 
 fn steps(demo: &Demo, scratch: &Path) -> Result<()> {
     let node1 = demo.start_node("node1", scratch)?;
+    flocker_steps(demo, scratch, &node1)?;
     let data = scratch.join("shared").join("test");
     let bind = format!("{}:/data", data.display());
 
     println!("\n# 1. A container writes to a bind mount; another one reads it back.");
-    demo.berth(&node1, &["run", "--rm", "-v", &bind, "host", "sh", "-c", "echo fish > /data/file.txt"])?;
-    let out = demo.berth(&node1, &["run", "--rm", "-v", &bind, "host", "cat", "/data/file.txt"])?;
+    demo.berth(
+        &node1,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            &bind,
+            "host",
+            "sh",
+            "-c",
+            "echo fish > /data/file.txt",
+        ],
+    )?;
+    let out = demo.berth(
+        &node1,
+        &["run", "--rm", "-v", &bind, "host", "cat", "/data/file.txt"],
+    )?;
     if out.trim() != "fish" {
         bail!("expected the second container to print fish, got {out:?}");
     }
 
     println!("\n# 2. A named volume with the local driver.");
     demo.berth(&node1, &["volume", "create", "demo-vol"])?;
-    demo.berth(&node1, &["run", "--rm", "-v", "demo-vol:/vol", "host", "sh", "-c", "echo kept > /vol/note; cat /vol/note"])?;
+    demo.berth(
+        &node1,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "demo-vol:/vol",
+            "host",
+            "sh",
+            "-c",
+            "echo kept > /vol/note; cat /vol/note",
+        ],
+    )?;
     demo.berth(&node1, &["volume", "ls"])?;
     demo.berth(&node1, &["volume", "rm", "demo-vol"])?;
 
     println!("\n# 3. The real docker CLI drives the same engine.");
-    demo.docker(&node1, &["run", "-d", "--name", "demo-sleeper", "host", "sleep", "30"])?;
+    demo.docker(
+        &node1,
+        &["run", "-d", "--name", "demo-sleeper", "host", "sleep", "30"],
+    )?;
     demo.docker(&node1, &["ps"])?;
     demo.docker(&node1, &["rm", "-f", "demo-sleeper"])?;
     demo.berth(&node1, &["ps", "-a"])?;

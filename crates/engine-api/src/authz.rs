@@ -72,6 +72,28 @@ fn is_json(h: &HeaderMap) -> bool {
         })
 }
 
+/// Reads a body of at most `limit` bytes. A longer one is drained (up to 16× the limit, so the
+/// client can read the refusal instead of a broken pipe) and refused.
+async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ()> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return Err(()) };
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > limit.saturating_mul(16) {
+                return Err(());
+            }
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    if seen > limit { Err(()) } else { Ok(buf.freeze()) }
+}
+
 /// Asks every plugin in order; the first denial or failure is the answer.
 async fn ask(state: &AuthzState, path: &str, msg: &authz::Request) -> Result<(), ApiError> {
     let phase = if path == authz::REQ_PATH {
@@ -113,9 +135,9 @@ pub async fn middleware(State(state): State<AuthzState>, req: Request, next: Nex
         .unwrap_or_else(|| req.uri().to_string());
     let streaming = is_streaming(req.uri().path());
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_AUTHZ_BODY).await {
+    let bytes = match read_limited(body, MAX_AUTHZ_BODY).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(()) => {
             return ApiError {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 message: format!(

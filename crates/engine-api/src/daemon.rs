@@ -45,6 +45,41 @@ pub enum DaemonError {
     },
     #[error("serving the API: {0}")]
     Serve(std::io::Error),
+    #[error("failed to validate authorization plugin {name}: {reason}")]
+    Authz { name: String, reason: String },
+}
+
+/// Names in order, duplicates dropped (as dockerd does).
+fn dedup(names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    out
+}
+
+/// Makes sure every `--authorization-plugin` is loaded (already registered, or found the Docker
+/// way in the plugin dir) and implements `authz`.
+async fn activate_authz(host: &PluginHost, names: &[String]) -> Result<(), DaemonError> {
+    for name in names {
+        let plugin = match host.get(name) {
+            Some(p) => p,
+            None => host
+                .load_discovered(name, berth_plugin_host::LoadOptions::default())
+                .await
+                .map_err(|e| DaemonError::Authz { name: name.clone(), reason: e.to_string() })?,
+        };
+        if !plugin.implements(berth_plugin_host::protocol::legacy::AUTHZ) {
+            return Err(DaemonError::Authz {
+                name: name.clone(),
+                reason: "the plugin does not implement authz (its /Plugin.Activate lists no \"authz\")".into(),
+            });
+        }
+        tracing::info!(plugin = %name, "authorization plugin active");
+    }
+    Ok(())
 }
 
 /// Binds a UNIX listener at `path`, replacing a stale socket file and creating the parent.
@@ -65,16 +100,18 @@ fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
 pub struct PluginSockets {
     engine: Arc<Engine>,
     gate: Gate,
+    authz: Arc<Vec<String>>,
     host: Mutex<Weak<PluginHost>>,
     serving: Mutex<HashMap<PathBuf, tokio::task::JoinHandle<()>>>,
 }
 
 impl PluginSockets {
     /// Sockets serving `engine` behind `gate`.
-    pub fn new(engine: Arc<Engine>, gate: Gate) -> Arc<Self> {
+    pub fn new(engine: Arc<Engine>, gate: Gate, authz: Arc<Vec<String>>) -> Arc<Self> {
         Arc::new(Self {
             engine,
             gate,
+            authz,
             host: Mutex::new(Weak::new()),
             serving: Mutex::new(HashMap::new()),
         })
@@ -125,10 +162,11 @@ impl EngineSocketServer for PluginSockets {
             Arc::new(move || Caller::Plugin(plugin_name(&host, &dir, &fallback)));
         let engine = self.engine.clone();
         let gate = self.gate.clone();
+        let authz = self.authz.clone();
         let path = socket.to_owned();
         let task = tokio::spawn(async move {
             let never = std::future::pending::<()>();
-            if let Err(e) = crate::serve_with(listener, engine, gate, Some(caller), never).await {
+            if let Err(e) = crate::serve_with(listener, engine, gate, Some(caller), authz, never).await {
                 tracing::warn!(socket = %path.display(), error = %e, "plugin engine socket failed");
             }
         });
@@ -171,7 +209,8 @@ pub async fn run(
     );
     engine.set_plugins(host.clone());
     let gate = Gate::closed(config.plugin_timeout, Some(host.readiness()));
-    let sockets = PluginSockets::new(engine.clone(), gate.clone());
+    let authz = Arc::new(dedup(&config.authorization_plugins));
+    let sockets = PluginSockets::new(engine.clone(), gate.clone(), authz.clone());
     sockets.set_host(&host);
     launcher.set_engine_socket_server(sockets.clone());
 
@@ -187,6 +226,7 @@ pub async fn run(
         engine.clone(),
         gate.clone(),
         None,
+        authz.clone(),
         async move {
             let _ = stop_rx.await;
         },
@@ -199,6 +239,12 @@ pub async fn run(
     }
     for (name, reason) in host.start_all().await {
         tracing::warn!(plugin = %name, %reason, "plugin failed to come up");
+    }
+    // Authorization plugins must be reachable before anything passes the gate (fail-closed).
+    if let Err(e) = activate_authz(&host, &authz).await {
+        sockets.stop_all();
+        engine.shutdown().await;
+        return Err(e);
     }
     gate.open();
     tracing::info!("readiness gate open");

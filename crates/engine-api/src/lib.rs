@@ -39,15 +39,20 @@ pub fn app(
 > + Clone
 + Send
 + 'static {
-    app_with(engine, gate::Gate::open_now(), None)
+    app_with(engine, gate::Gate::open_now(), None, Arc::new(Vec::new()))
 }
 
 /// The complete HTTP service behind the readiness `gate`; with `caller`, every request carries
-/// the [`gate::Caller`] it returns (a privileged plugin's own engine socket).
+/// the [`gate::Caller`] it returns (a privileged plugin's own engine socket); `authz` names the
+/// Docker authorization plugins, in order.
+///
+/// Layers, outermost first: caller attribution → version prefix → identification headers →
+/// readiness gate → authorization → api hooks → router.
 pub fn app_with(
     engine: Arc<Engine>,
     gate: gate::Gate,
     caller: Option<CallerFn>,
+    authz: Arc<Vec<String>>,
 ) -> impl tower::Service<
     Request,
     Response = axum::response::Response,
@@ -56,12 +61,15 @@ pub fn app_with(
 > + Clone
 + Send
 + 'static {
-    let router = routes::router(routes::AppState { engine })
-        .layer(axum::middleware::from_fn_with_state(gate, gate::middleware))
-        .layer(axum::middleware::from_fn(version::identify));
+    use axum::middleware::{from_fn, from_fn_with_state};
+    let router = routes::router(routes::AppState { engine: engine.clone() });
+    let hooked = from_fn_with_state(engine.clone(), hooks::middleware).layer(router);
+    let authorized = from_fn_with_state(authz::AuthzState { engine, plugins: authz }, authz::middleware).layer(hooked);
+    let gated = from_fn_with_state(gate, gate::middleware).layer(authorized);
+    let identified = from_fn(version::identify).layer(gated);
     let strip =
         tower::util::MapRequestLayer::new(version::strip_version_prefix::<axum::body::Body>)
-            .layer(router);
+            .layer(identified);
     tower::util::MapRequestLayer::new(move |mut req: Request| {
         if let Some(f) = &caller {
             req.extensions_mut().insert(f());
@@ -77,7 +85,7 @@ pub async fn serve(
     engine: Arc<Engine>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, engine, gate::Gate::open_now(), None, shutdown).await
+    serve_with(listener, engine, gate::Gate::open_now(), None, Arc::new(Vec::new()), shutdown).await
 }
 
 /// Serves [`app_with`] on a UNIX listener until `shutdown` resolves.
@@ -86,9 +94,10 @@ pub async fn serve_with(
     engine: Arc<Engine>,
     gate: gate::Gate,
     caller: Option<CallerFn>,
+    authz: Arc<Vec<String>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let svc = app_with(engine, gate, caller);
+    let svc = app_with(engine, gate, caller, authz);
     axum::serve(listener, ServiceExt::<Request>::into_make_service(svc))
         .with_graceful_shutdown(shutdown)
         .await

@@ -949,6 +949,9 @@ impl Engine {
     }
 
     async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, code: i32) {
+        // The process is gone: unmount driver volumes and send `stop` to bind plugins before
+        // the state says Exited, so a returning `stop` or `wait` sees them released.
+        self.release_mounts(c.id(), &c.state().mounts).await;
         self.networks.detach(c.id()).await;
         *lock(&c.pty) = None;
         *c.stdin() = StdinSlot::fresh(c.config.open_stdin);
@@ -969,8 +972,6 @@ impl Engine {
         if let Err(e) = updated {
             tracing::error!(id = c.id(), error = %e, "recording container exit");
         }
-        // After the process is gone: unmount driver volumes, `stop` to bind plugins.
-        self.release_mounts(c.id(), &c.state().mounts).await;
         c.observed.send_modify(|o| o.exits += 1);
         let mut attrs = c.attributes();
         attrs.insert("exitCode".into(), code.to_string());
@@ -1173,8 +1174,14 @@ impl Engine {
                 table.names.remove(&c.config.name);
             }
         }
-        runtime::cleanup(&c.dir)?;
-        berth_state::remove_dir_durable(&c.dir)?;
+        let dir = c.dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
+            runtime::cleanup(&dir)?;
+            berth_state::remove_dir_durable(&dir)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| EngineError::Io { context: "removing the container's files".into(), source: std::io::Error::other(e) })??;
         c.observed.send_modify(|o| o.removed = true);
         self.events
             .publish("container", "destroy", c.id(), c.attributes());

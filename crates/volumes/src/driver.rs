@@ -12,12 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use berth_plugin_host::protocol::Protocol;
 use berth_plugin_host::protocol::legacy::volume::{
     CapabilitiesResponse, CreateRequest, GetResponse, ListResponse, MountRequest, MountResponse,
     NameRequest,
 };
 use berth_plugin_host::protocol::legacy::{ErrResponse, VOLUME_DRIVER};
-use berth_plugin_host::protocol::Protocol;
 use berth_plugin_host::{LoadOptions, LoadedPlugin, PluginError, PluginHost, discovery};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -65,11 +65,7 @@ fn hook(method: &str) -> String {
     format!("volumedriver.{}", method.to_lowercase())
 }
 
-async fn call<Req, Resp>(
-    p: &LoadedPlugin,
-    method: &str,
-    req: &Req,
-) -> Result<Resp, PluginError>
+async fn call<Req, Resp>(p: &LoadedPlugin, method: &str, req: &Req) -> Result<Resp, PluginError>
 where
     Req: Serialize + ?Sized,
     Resp: serde::de::DeserializeOwned,
@@ -105,7 +101,11 @@ fn parse_created(
 impl VolumeStore {
     fn driver_err(op: &str, name: &str) -> impl FnOnce(PluginError) -> VolumeError {
         let (op, name) = (op.to_owned(), name.to_owned());
-        move |source| VolumeError::Driver { op, name, source }
+        move |source| VolumeError::Driver {
+            op,
+            name,
+            source: Box::new(source),
+        }
     }
 
     /// The plugin acting as driver `driver`: a loaded plugin of that name, else one found by
@@ -171,7 +171,11 @@ impl VolumeStore {
         if let Some(name) = &req.name
             && let Ok(existing) = self.get(name)
         {
-            let requested = if is_local(&driver) { LOCAL_DRIVER } else { &driver };
+            let requested = if is_local(&driver) {
+                LOCAL_DRIVER
+            } else {
+                &driver
+            };
             if req.driver.is_some() && existing.driver != requested {
                 return Err(VolumeError::DriverConflict {
                     name: name.clone(),
@@ -204,8 +208,9 @@ impl VolumeStore {
             ),
             // Like Docker's probe: any non-transport Get failure means "does not exist".
             Ok(_) => (false, String::new(), None),
-            Err(e) if matches!(e.kind, berth_plugin_host::CallErrorKind::Deadline(_))
-                || e.is_not_up() =>
+            Err(e)
+                if matches!(e.kind, berth_plugin_host::CallErrorKind::Deadline(_))
+                    || e.is_not_up() =>
             {
                 return Err(err(e));
             }
@@ -472,7 +477,13 @@ impl VolumeStore {
         let v = self.get(name)?;
         let mut users = users.to_vec();
         if let Some(a) = self.active_lock().get(name) {
-            users.extend(a.users.iter().filter(|u| !users.contains(u)).cloned().collect::<Vec<_>>());
+            users.extend(
+                a.users
+                    .iter()
+                    .filter(|u| !users.contains(u))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
         }
         if is_local(&v.driver) || !users.is_empty() {
             return self.remove(name, &users);
@@ -495,8 +506,12 @@ impl VolumeStore {
     ) -> Result<(), VolumeError> {
         let v = self.get(name)?;
         berth_state::validate_name("snapshot", snapshot)?;
-        let unsupported =
-            || VolumeError::Unsupported(format!("snapshot {name}: volume driver {} does not support snapshots", v.driver));
+        let unsupported = || {
+            VolumeError::Unsupported(format!(
+                "snapshot {name}: volume driver {} does not support snapshots",
+                v.driver
+            ))
+        };
         if is_local(&v.driver) {
             return Err(unsupported());
         }

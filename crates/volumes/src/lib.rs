@@ -37,7 +37,7 @@ pub enum VolumeError {
     Driver {
         op: String,
         name: String,
-        source: berth_plugin_host::PluginError,
+        source: Box<berth_plugin_host::PluginError>,
     },
     /// A loaded plugin that does not act as a volume driver.
     #[error("{name}: plugin \"{driver}\" is not a volume driver: {reason}")]
@@ -48,7 +48,7 @@ pub enum VolumeError {
     },
     /// A volume hook aborted the operation (names the plugin, the hook and the reason).
     #[error(transparent)]
-    Hook(#[from] berth_plugin_host::ChainError),
+    Hook(Box<berth_plugin_host::ChainError>),
     /// A plugin-supplied path that cannot be mounted.
     #[error("{what} {path:?} {reason}")]
     BadPath {
@@ -73,6 +73,12 @@ pub enum VolumeError {
     },
 }
 
+impl From<berth_plugin_host::ChainError> for VolumeError {
+    fn from(e: berth_plugin_host::ChainError) -> Self {
+        VolumeError::Hook(Box::new(e))
+    }
+}
+
 impl VolumeError {
     /// The class of this failure, for the API's status mapping.
     pub fn kind(&self) -> ErrorKind {
@@ -81,9 +87,7 @@ impl VolumeError {
             | VolumeError::UnknownDriver { .. }
             | VolumeError::NotADriver { .. } => ErrorKind::NotFound,
             VolumeError::InUse { .. } | VolumeError::DriverConflict { .. } => ErrorKind::Conflict,
-            VolumeError::InvalidName(_) | VolumeError::Unsupported(_) => {
-                ErrorKind::InvalidArgument
-            }
+            VolumeError::InvalidName(_) | VolumeError::Unsupported(_) => ErrorKind::InvalidArgument,
             VolumeError::State(_)
             | VolumeError::Io { .. }
             | VolumeError::Driver { .. }

@@ -19,16 +19,16 @@ struct Args {
     /// Name announced in the handshake.
     #[arg(long, default_value = "api-policy")]
     name: String,
-    /// Label added to every container create, as KEY=VALUE.
+    /// Label added to every container create, as KEY=VALUE (repeatable).
     #[arg(long, default_value = "berth.policy=checked")]
-    label: String,
+    label: Vec<String>,
     /// Also answer the MVP v1 handshake only (every request, no subscriptions).
     #[arg(long)]
     v1: bool,
 }
 
 /// The policy: refuse `HostConfig.Privileged`, label everything else.
-fn apply_policy(body: Option<&str>, key: &str, value: &str) -> Result<String, HandlerError> {
+fn apply_policy(body: Option<&str>, labels: &[(String, String)]) -> Result<String, HandlerError> {
     let mut v: Value = match body {
         Some(b) if !b.trim().is_empty() => {
             serde_json::from_str(b).map_err(|e| HandlerError::new(format!("create body is not JSON: {e}")))?
@@ -41,13 +41,17 @@ fn apply_policy(body: Option<&str>, key: &str, value: &str) -> Result<String, Ha
             message: "policy: privileged containers are not allowed on this engine".into(),
         });
     }
-    let labels = v.as_object_mut().map(|o| o.entry("Labels").or_insert_with(|| json!({})));
-    match labels {
-        Some(Value::Object(l)) => {
-            l.insert(key.to_owned(), Value::String(value.to_owned()));
+    let Some(obj) = v.as_object_mut() else {
+        return Err(HandlerError::new("create body is not a JSON object"));
+    };
+    let entry = obj.entry("Labels").or_insert_with(|| json!({}));
+    if !entry.is_object() {
+        *entry = json!({});
+    }
+    if let Value::Object(l) = entry {
+        for (key, value) in labels {
+            l.insert(key.clone(), Value::String(value.clone()));
         }
-        Some(other) => *other = json!({ key: value }),
-        None => return Err(HandlerError::new("create body is not a JSON object")),
     }
     Ok(v.to_string())
 }
@@ -55,11 +59,13 @@ fn apply_policy(body: Option<&str>, key: &str, value: &str) -> Result<String, Ha
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (key, value) = args
+    let labels: Vec<(String, String)> = args
         .label
-        .split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .iter()
+        .map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect::<Option<_>>()
         .ok_or_else(|| anyhow::anyhow!("--label must be KEY=VALUE"))?;
+    let labels = std::sync::Arc::new(labels);
     let name = args.name.clone();
     let protocols: &[Protocol] = if args.v1 { &[Protocol::V1] } else { &[Protocol::V2, Protocol::V1] };
     Plugin::builder(&args.name)
@@ -69,11 +75,11 @@ async fn main() -> anyhow::Result<()> {
         .version("0.1")
         .answer_only(protocols)
         .api_pre(&["POST /containers/create"], move |mut req: ClientRequest| {
-            let (key, value) = (key.clone(), value.clone());
+            let labels = labels.clone();
             async move {
                 // v1 plugins get every request: only creates are ours.
                 if req.method == "POST" && req.request.split('?').next().is_some_and(|p| p.ends_with("/containers/create")) {
-                    req.body = Some(apply_policy(req.body.as_deref(), &key, &value)?);
+                    req.body = Some(apply_policy(req.body.as_deref(), &labels)?);
                 }
                 Ok::<_, HandlerError>(req)
             }
@@ -102,12 +108,13 @@ mod tests {
 
     #[test]
     fn policy_labels_and_refuses() {
-        let out = apply_policy(Some(r#"{"Image":"bb","Labels":{"a":"b"}}"#), "k", "v").unwrap();
+        let kv = [("k".to_owned(), "v".to_owned())];
+        let out = apply_policy(Some(r#"{"Image":"bb","Labels":{"a":"b"}}"#), &kv).unwrap();
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["Labels"], json!({"a": "b", "k": "v"}));
-        let out = apply_policy(Some(r#"{"Image":"bb","Labels":null}"#), "k", "v").unwrap();
+        let out = apply_policy(Some(r#"{"Image":"bb","Labels":null}"#), &kv).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["Labels"], json!({"k": "v"}));
-        let err = apply_policy(Some(r#"{"HostConfig":{"Privileged":true}}"#), "k", "v").unwrap_err();
+        let err = apply_policy(Some(r#"{"HostConfig":{"Privileged":true}}"#), &kv).unwrap_err();
         assert_eq!(err.status, 403);
     }
 }

@@ -29,7 +29,11 @@ use serde_json::{Value, json};
 #[derive(Parser, Clone)]
 struct Args {
     /// Socket to serve on (the engine bind-mounts its plugin dir at /var/run/docker/).
-    #[arg(long, env = "PLUGIN_SOCKET", default_value = "/var/run/docker/plugin.sock")]
+    #[arg(
+        long,
+        env = "PLUGIN_SOCKET",
+        default_value = "/var/run/docker/plugin.sock"
+    )]
     socket: PathBuf,
     /// Storage directory shared by the engines (datasets live here).
     #[arg(long, env = "FLOCKER_STORAGE")]
@@ -270,7 +274,12 @@ impl Flocker {
     }
 
     fn remove(&self, r: NameRequest) -> Res<Value> {
-        if self.state().mounts.get(&r.name).is_some_and(|m| !m.is_empty()) {
+        if self
+            .state()
+            .mounts
+            .get(&r.name)
+            .is_some_and(|m| !m.is_empty())
+        {
             return Err(HandlerError::new(format!("volume {} is mounted", r.name)));
         }
         let dir = self.dataset_dir(&r.name)?;
@@ -289,7 +298,9 @@ impl Flocker {
         }
         let dst = self.args.storage.join(".snapshots").join(&name).join(&snap);
         if dst.exists() {
-            return Err(HandlerError::new(format!("snapshot {snap} of {name} exists")));
+            return Err(HandlerError::new(format!(
+                "snapshot {snap} of {name} exists"
+            )));
         }
         copy_dir(&src, &dst).map_err(|e| HandlerError::new(format!("snapshot: {e}")))?;
         Ok(json!({"Err": ""}))

@@ -60,6 +60,10 @@ struct Args {
     /// Version string (v2).
     #[arg(long, default_value = "1.0")]
     version: String,
+    /// Also take part in the `api` extension point (a pre-hook on every request that appends
+    /// `seen=<name>` to the query). Off by default: an api plugin sees every engine request.
+    #[arg(long, env = "TEST_PLUGIN_API")]
+    api: bool,
 }
 
 fn log_call(args: &Args, path: &str) {
@@ -162,15 +166,17 @@ async fn main() -> anyhow::Result<()> {
             Ok::<_, HandlerError>(out)
         }
     });
-    let a = shared.clone();
-    b = b.api_pre(&["* *"], move |mut r| {
-        let name = a.name.clone();
-        async move {
-            let sep = if r.request.contains('?') { '&' } else { '?' };
-            r.request = format!("{}{sep}seen={name}", r.request);
-            Ok::<_, HandlerError>(r)
-        }
-    });
+    if shared.api {
+        let a = shared.clone();
+        b = b.api_pre(&["* *"], move |mut r| {
+            let name = a.name.clone();
+            async move {
+                let sep = if r.request.contains('?') { '&' } else { '?' };
+                r.request = format!("{}{sep}seen={name}", r.request);
+                Ok::<_, HandlerError>(r)
+            }
+        });
+    }
     b.build().serve_until_signal(&args.socket).await?;
     Ok(())
 }

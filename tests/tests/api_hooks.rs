@@ -1,0 +1,236 @@
+//! The `api` extension point and Docker authorization plugins in a real daemon: chained pre-hook
+//! rewrites in load order, post-hooks in reverse order, a rejection shown verbatim by the docker
+//! CLI, subscriptions honoured, failure policies, a privileged plugin's own calls not hooked, and
+//! `AuthZPlugin` allow/deny/fail-closed/oversized bodies.
+//!
+//! Every test here needs root (namespaces, mounts): we run as root in CI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use berth_tests::{CmdOutput, Daemon, berth_binary, example_plugin, poll_until, raw_request, run_command};
+use serde_json::{Value, json};
+
+fn berth(d: &Daemon, args: &[&str]) -> CmdOutput {
+    let mut cmd = Command::new(berth_binary());
+    cmd.arg("-H").arg(d.host()).args(args);
+    run_command(cmd, None, Duration::from_secs(90))
+}
+
+/// Loads an `api-policy` instance as a system container.
+fn load_policy(d: &Daemon, name: &str, flags: &[&str], labels: &[&str]) {
+    let bin = example_plugin("api-policy").display().to_string();
+    let mut args = vec!["plugin", "load", "--name", name];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["host", &bin, "--name", name]);
+    for l in labels {
+        args.extend_from_slice(&["--label", l]);
+    }
+    berth(d, &args).expect_code(0);
+}
+
+fn hook_calls(d: &Daemon, plugin: &str, hook: &str) -> u64 {
+    let r = d.raw("GET", &format!("/berth/plugins/{plugin}"), None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["Hooks"][hook]["Calls"].as_u64().unwrap_or(0)
+}
+
+fn labels(d: &Daemon, container: &str) -> Value {
+    let r = d.raw("GET", &format!("/containers/{container}/json"), None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["Config"]["Labels"].clone()
+}
+
+/// Needs root. Two api plugins: pre-hooks chain in load order (the second sees and overrides the
+/// first's label), a rejection stops the chain and reaches the docker CLI verbatim, post-hooks run
+/// in reverse order, and requests nobody subscribed to make no call.
+#[test]
+fn chained_rewrites_rejection_post_hooks_and_subscriptions() {
+    let d = Daemon::start();
+    load_policy(&d, "p1", &[], &["team=one", "seen.p1=yes"]);
+    load_policy(&d, "p2", &[], &["team=two", "seen.p2=yes"]);
+
+    d.docker(&["create", "--name", "c1", "host", "true"]).expect_code(0);
+    let l = labels(&d, "c1");
+    assert_eq!(l["seen.p1"], "yes", "{l}");
+    assert_eq!(l["seen.p2"], "yes", "{l}");
+    assert_eq!(l["team"], "two", "p2 runs after p1 and sees its rewrite: {l}");
+
+    let out = d.docker(&["run", "--rm", "--privileged", "host", "true"]);
+    out.expect_code(125);
+    assert!(
+        out.stderr.contains(
+            "docker: Error response from daemon: policy: privileged containers are not allowed on this engine"
+        ),
+        "{}",
+        out.describe()
+    );
+
+    // Post-hooks in reverse load order: p2 first, then p1, whose rewrite is the last word.
+    let v = d.raw("GET", "/v1.50/version", None, b"");
+    assert_eq!(v.status, 200);
+    assert_eq!(v.json()["BerthPolicy"], "p1", "{}", v.text());
+    assert!(v.json()["ApiVersion"].is_string(), "the rest of the response is kept");
+
+    // Subscriptions: other requests make no call at all.
+    for _ in 0..3 {
+        assert_eq!(d.raw("GET", "/containers/json?all=1", None, b"").status, 200);
+    }
+    assert_eq!(hook_calls(&d, "p1", "api.pre"), 2, "c1's create and the rejected one");
+    assert_eq!(hook_calls(&d, "p2", "api.pre"), 1, "the rejection stopped the chain at p1");
+    assert_eq!(hook_calls(&d, "p1", "api.post"), 1, "only GET /version");
+}
+
+/// Needs root. A privileged plugin's requests on its own engine socket skip its own hooks, while
+/// other plugins' hooks still see them.
+#[test]
+fn privileged_plugin_calls_skip_its_own_hooks() {
+    let d = Daemon::start();
+    load_policy(&d, "self", &["--privileged"], &["seen.self=yes"]);
+    load_policy(&d, "other", &[], &["seen.other=yes"]);
+    let st = d.raw("GET", "/berth/plugins/self", None, b"").json();
+    let plugin_sock = PathBuf::from(st["Socket"].as_str().expect("Socket"));
+    let mut engine_sock = plugin_sock.parent().expect("socket dir").as_os_str().to_owned();
+    engine_sock.push(".engine.sock");
+    let engine_sock = PathBuf::from(engine_sock);
+    assert!(engine_sock.exists(), "{} missing", engine_sock.display());
+
+    let body = json!({"Image": "host", "Cmd": ["true"]}).to_string();
+    let r = raw_request(
+        &engine_sock,
+        "POST",
+        "/v1.50/containers/create?name=fromplugin",
+        Some("application/json"),
+        body.as_bytes(),
+    )
+    .expect("request on the plugin's engine socket");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let l = labels(&d, "fromplugin");
+    assert_eq!(l["seen.other"], "yes", "{l}");
+    assert!(l.get("seen.self").is_none(), "its own hook must not run: {l}");
+
+    d.docker(&["create", "--name", "fromuser", "host", "true"]).expect_code(0);
+    let l = labels(&d, "fromuser");
+    assert_eq!((l["seen.self"].as_str(), l["seen.other"].as_str()), (Some("yes"), Some("yes")), "{l}");
+}
+
+/// Needs root. A failing api plugin: with `--on-failure ignore` the request goes through with a
+/// `Berth-Warning`; with the default `abort` it fails with 502 naming the plugin. Unloading it
+/// still works (plugin management never goes through hooks).
+#[test]
+fn failing_hooks_follow_the_failure_policy() {
+    let d = Daemon::start();
+    let bin = example_plugin("test-plugin").display().to_string();
+    let load = |name: &str, policy: &str| {
+        berth(
+            &d,
+            &["plugin", "load", "--name", name, "--on-failure", policy, "host", &bin, "--socket",
+              "/var/run/docker/plugin.sock", "--name", name, "--api", "--fail", "hook exploded"],
+        )
+        .expect_code(0);
+    };
+    load("lenient", "ignore");
+    let r = d.raw("GET", "/containers/json", None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let warning = r.header("Berth-Warning").unwrap_or_default().to_owned();
+    assert!(warning.contains("lenient") && warning.contains("hook exploded"), "{warning:?}");
+
+    load("strict", "abort");
+    let r = d.raw("GET", "/containers/json", None, b"");
+    assert_eq!(r.status, 502, "{}", r.text());
+    let msg = r.message();
+    assert!(msg.contains("\"strict\"") && msg.contains("hook exploded"), "{msg}");
+    berth(&d, &["plugin", "unload", "strict"]).expect_code(0);
+    assert_eq!(d.raw("GET", "/containers/json", None, b"").status, 200);
+}
+
+/// The authorization plugin as a plain process on a Docker-style discovery socket.
+struct AuthzPlugin {
+    child: Child,
+    log: PathBuf,
+}
+
+impl AuthzPlugin {
+    fn start(plugin_dir: &Path, deny: &[&str]) -> AuthzPlugin {
+        std::fs::create_dir_all(plugin_dir).expect("plugin dir");
+        let log = plugin_dir.join("authz.log");
+        let mut cmd = Command::new(example_plugin("authz-policy"));
+        cmd.arg("--socket").arg(plugin_dir.join("authz.sock")).arg("--log").arg(&log);
+        for d in deny {
+            cmd.args(["--deny", d]);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start authz-policy");
+        poll_until("the authz plugin socket", Duration::from_secs(10), || {
+            plugin_dir.join("authz.sock").exists().then_some(())
+        });
+        AuthzPlugin { child, log }
+    }
+
+    fn seen(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for AuthzPlugin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Needs root. Docker's authorization protocol: allowed requests pass and the plugin sees the
+/// exact body that is executed, a deny reaches the docker CLI with the plugin's message, an
+/// oversized body is refused rather than executed unseen, and a dead plugin fails closed.
+#[test]
+fn authorization_plugin_allows_denies_and_fails_closed() {
+    let mut plugin: Option<AuthzPlugin> = None;
+    let d = Daemon::start_with(|dir| {
+        let plugins = dir.join("plugins");
+        plugin = Some(AuthzPlugin::start(&plugins, &["/volumes"]));
+        vec![
+            "--plugin-dir".into(),
+            plugins.display().to_string(),
+            "--authorization-plugin".into(),
+            "authz".into(),
+        ]
+    });
+    let mut plugin = plugin.expect("authz plugin");
+
+    d.docker(&["create", "--name", "seen", "host", "true"]).expect_code(0);
+    let creates: Vec<Value> = plugin
+        .seen()
+        .into_iter()
+        .filter(|e| e["Phase"] == "req" && e["Uri"].as_str().is_some_and(|u| u.contains("/containers/create")))
+        .collect();
+    assert_eq!(creates.len(), 1, "{creates:?}");
+    assert!(creates[0]["Uri"].as_str().unwrap_or_default().starts_with("/v1."), "RequestUri keeps the version prefix");
+    assert!(creates[0]["Body"].as_str().unwrap_or_default().contains("\"Image\":\"host\""), "{creates:?}");
+    assert!(plugin.seen().iter().any(|e| e["Phase"] == "res" && e["Status"] == 201));
+
+    let out = d.docker(&["volume", "ls"]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("authorization denied by plugin authz:"), "{}", out.describe());
+
+    let out = d.docker(&["run", "--rm", "--privileged", "host", "true"]);
+    out.expect_code(125);
+    assert!(out.stderr.contains("privileged containers are not allowed"), "{}", out.describe());
+
+    // A body bigger than what the plugin may inspect is refused, never executed unseen.
+    let mut big = json!({"Image": "host", "Cmd": ["true"]});
+    big["Labels"] = json!({"pad": "x".repeat(5 << 20)});
+    let r = d.raw("POST", "/containers/create?name=big", Some("application/json"), big.to_string().as_bytes());
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(d.raw("GET", "/containers/big/json", None, b"").status, 404);
+
+    // Fail-closed: the plugin is gone, so nothing is allowed.
+    let _ = plugin.child.kill();
+    let _ = plugin.child.wait();
+    let r = d.raw("GET", "/containers/json", None, b"");
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.message().contains("plugin authz failed with error"), "{}", r.message());
+}
