@@ -205,7 +205,12 @@ async fn run_rm_true(api: &mut Api, waiter: &mut Api, socket: &Path) {
         StatusCode::NO_CONTENT,
     )
     .await;
-    let status = wait.into_body().collect().await.expect("wait body").to_bytes();
+    let status = wait
+        .into_body()
+        .collect()
+        .await
+        .expect("wait body")
+        .to_bytes();
     let v: serde_json::Value = serde_json::from_slice(&status).expect("wait json");
     assert_eq!(v["StatusCode"], 0, "true exits 0: {v}");
     black_box(drain.await.expect("attach drain"));
@@ -228,9 +233,8 @@ fn configure(c: Criterion) -> Criterion {
 
 fn bench_api(c: &mut Criterion, d: &Daemon, rt: &tokio::runtime::Runtime) {
     let socket: PathBuf = d.socket();
-    let (mut api, mut waiter) = rt.block_on(async {
-        (Api::connect(&socket).await, Api::connect(&socket).await)
-    });
+    let (mut api, mut waiter) =
+        rt.block_on(async { (Api::connect(&socket).await, Api::connect(&socket).await) });
     let mut g = c.benchmark_group("engine_api");
     g.sampling_mode(SamplingMode::Flat);
     if !quick() {
@@ -241,10 +245,7 @@ fn bench_api(c: &mut Criterion, d: &Daemon, rt: &tokio::runtime::Runtime) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    black_box(
-                        api.call(Method::GET, "/_ping", None, StatusCode::OK)
-                            .await,
-                    );
+                    black_box(api.call(Method::GET, "/_ping", None, StatusCode::OK).await);
                 }
                 start.elapsed()
             })
@@ -335,7 +336,12 @@ fn main() {
     let d = Daemon::start();
     bench_api(&mut c, &d, &rt);
     let cli = std::env::var_os("BERTH_BENCH_NO_CLI").is_none_or(|v| v == "0");
-    if cli && std::process::Command::new("docker").arg("--version").output().is_ok() {
+    if cli
+        && std::process::Command::new("docker")
+            .arg("--version")
+            .output()
+            .is_ok()
+    {
         bench_cli(&mut c, &d);
     }
     drop(d);

@@ -919,7 +919,10 @@ pub fn write_busybox_rootfs_tar(path: &Path) {
 /// test process.
 pub fn example_plugin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace dir").to_path_buf();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace dir")
+        .to_path_buf();
     BUILT.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", "berth-example-plugins", "--bins"])
@@ -928,7 +931,9 @@ pub fn example_plugin(name: &str) -> PathBuf {
             .expect("run cargo build");
         assert!(status.success(), "building the example plugins failed");
     });
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
     let bin = target.join("debug").join(name);
     assert!(bin.exists(), "{} missing", bin.display());
     bin

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use berth_tests::{CmdOutput, Daemon, berth_binary, example_plugin, poll_until, raw_request, run_command};
+use berth_tests::{
+    CmdOutput, Daemon, berth_binary, example_plugin, poll_until, raw_request, run_command,
+};
 use serde_json::{Value, json};
 
 fn berth(d: &Daemon, args: &[&str]) -> CmdOutput {
@@ -51,11 +53,15 @@ fn chained_rewrites_rejection_post_hooks_and_subscriptions() {
     load_policy(&d, "p1", &[], &["team=one", "seen.p1=yes"]);
     load_policy(&d, "p2", &[], &["team=two", "seen.p2=yes"]);
 
-    d.docker(&["create", "--name", "c1", "host", "true"]).expect_code(0);
+    d.docker(&["create", "--name", "c1", "host", "true"])
+        .expect_code(0);
     let l = labels(&d, "c1");
     assert_eq!(l["seen.p1"], "yes", "{l}");
     assert_eq!(l["seen.p2"], "yes", "{l}");
-    assert_eq!(l["team"], "two", "p2 runs after p1 and sees its rewrite: {l}");
+    assert_eq!(
+        l["team"], "two",
+        "p2 runs after p1 and sees its rewrite: {l}"
+    );
 
     let out = d.docker(&["run", "--rm", "--privileged", "host", "true"]);
     out.expect_code(125);
@@ -71,14 +77,28 @@ fn chained_rewrites_rejection_post_hooks_and_subscriptions() {
     let v = d.raw("GET", "/v1.50/version", None, b"");
     assert_eq!(v.status, 200);
     assert_eq!(v.json()["BerthPolicy"], "p1", "{}", v.text());
-    assert!(v.json()["ApiVersion"].is_string(), "the rest of the response is kept");
+    assert!(
+        v.json()["ApiVersion"].is_string(),
+        "the rest of the response is kept"
+    );
 
     // Subscriptions: other requests make no call at all.
     for _ in 0..3 {
-        assert_eq!(d.raw("GET", "/containers/json?all=1", None, b"").status, 200);
+        assert_eq!(
+            d.raw("GET", "/containers/json?all=1", None, b"").status,
+            200
+        );
     }
-    assert_eq!(hook_calls(&d, "p1", "api.pre"), 2, "c1's create and the rejected one");
-    assert_eq!(hook_calls(&d, "p2", "api.pre"), 1, "the rejection stopped the chain at p1");
+    assert_eq!(
+        hook_calls(&d, "p1", "api.pre"),
+        2,
+        "c1's create and the rejected one"
+    );
+    assert_eq!(
+        hook_calls(&d, "p2", "api.pre"),
+        1,
+        "the rejection stopped the chain at p1"
+    );
     assert_eq!(hook_calls(&d, "p1", "api.post"), 1, "only GET /version");
 }
 
@@ -91,7 +111,11 @@ fn privileged_plugin_calls_skip_its_own_hooks() {
     load_policy(&d, "other", &[], &["seen.other=yes"]);
     let st = d.raw("GET", "/berth/plugins/self", None, b"").json();
     let plugin_sock = PathBuf::from(st["Socket"].as_str().expect("Socket"));
-    let mut engine_sock = plugin_sock.parent().expect("socket dir").as_os_str().to_owned();
+    let mut engine_sock = plugin_sock
+        .parent()
+        .expect("socket dir")
+        .as_os_str()
+        .to_owned();
     engine_sock.push(".engine.sock");
     let engine_sock = PathBuf::from(engine_sock);
     assert!(engine_sock.exists(), "{} missing", engine_sock.display());
@@ -108,11 +132,19 @@ fn privileged_plugin_calls_skip_its_own_hooks() {
     assert_eq!(r.status, 201, "{}", r.text());
     let l = labels(&d, "fromplugin");
     assert_eq!(l["seen.other"], "yes", "{l}");
-    assert!(l.get("seen.self").is_none(), "its own hook must not run: {l}");
+    assert!(
+        l.get("seen.self").is_none(),
+        "its own hook must not run: {l}"
+    );
 
-    d.docker(&["create", "--name", "fromuser", "host", "true"]).expect_code(0);
+    d.docker(&["create", "--name", "fromuser", "host", "true"])
+        .expect_code(0);
     let l = labels(&d, "fromuser");
-    assert_eq!((l["seen.self"].as_str(), l["seen.other"].as_str()), (Some("yes"), Some("yes")), "{l}");
+    assert_eq!(
+        (l["seen.self"].as_str(), l["seen.other"].as_str()),
+        (Some("yes"), Some("yes")),
+        "{l}"
+    );
 }
 
 /// Needs root. A failing api plugin: with `--on-failure ignore` the request goes through with a
@@ -125,8 +157,23 @@ fn failing_hooks_follow_the_failure_policy() {
     let load = |name: &str, policy: &str| {
         berth(
             &d,
-            &["plugin", "load", "--name", name, "--on-failure", policy, "host", &bin, "--socket",
-              "/var/run/docker/plugin.sock", "--name", name, "--api", "--fail", "hook exploded"],
+            &[
+                "plugin",
+                "load",
+                "--name",
+                name,
+                "--on-failure",
+                policy,
+                "host",
+                &bin,
+                "--socket",
+                "/var/run/docker/plugin.sock",
+                "--name",
+                name,
+                "--api",
+                "--fail",
+                "hook exploded",
+            ],
         )
         .expect_code(0);
     };
@@ -134,13 +181,19 @@ fn failing_hooks_follow_the_failure_policy() {
     let r = d.raw("GET", "/containers/json", None, b"");
     assert_eq!(r.status, 200, "{}", r.text());
     let warning = r.header("Berth-Warning").unwrap_or_default().to_owned();
-    assert!(warning.contains("lenient") && warning.contains("hook exploded"), "{warning:?}");
+    assert!(
+        warning.contains("lenient") && warning.contains("hook exploded"),
+        "{warning:?}"
+    );
 
     load("strict", "abort");
     let r = d.raw("GET", "/containers/json", None, b"");
     assert_eq!(r.status, 502, "{}", r.text());
     let msg = r.message();
-    assert!(msg.contains("\"strict\"") && msg.contains("hook exploded"), "{msg}");
+    assert!(
+        msg.contains("\"strict\"") && msg.contains("hook exploded"),
+        "{msg}"
+    );
     berth(&d, &["plugin", "unload", "strict"]).expect_code(0);
     assert_eq!(d.raw("GET", "/containers/json", None, b"").status, 200);
 }
@@ -156,11 +209,18 @@ impl AuthzPlugin {
         std::fs::create_dir_all(plugin_dir).expect("plugin dir");
         let log = plugin_dir.join("authz.log");
         let mut cmd = Command::new(example_plugin("authz-policy"));
-        cmd.arg("--socket").arg(plugin_dir.join("authz.sock")).arg("--log").arg(&log);
+        cmd.arg("--socket")
+            .arg(plugin_dir.join("authz.sock"))
+            .arg("--log")
+            .arg(&log);
         for d in deny {
             cmd.args(["--deny", d]);
         }
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start authz-policy");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start authz-policy");
         poll_until("the authz plugin socket", Duration::from_secs(10), || {
             plugin_dir.join("authz.sock").exists().then_some(())
         });
@@ -201,29 +261,65 @@ fn authorization_plugin_allows_denies_and_fails_closed() {
     });
     let mut plugin = plugin.expect("authz plugin");
 
-    d.docker(&["create", "--name", "seen", "host", "true"]).expect_code(0);
+    d.docker(&["create", "--name", "seen", "host", "true"])
+        .expect_code(0);
     let creates: Vec<Value> = plugin
         .seen()
         .into_iter()
-        .filter(|e| e["Phase"] == "req" && e["Uri"].as_str().is_some_and(|u| u.contains("/containers/create")))
+        .filter(|e| {
+            e["Phase"] == "req"
+                && e["Uri"]
+                    .as_str()
+                    .is_some_and(|u| u.contains("/containers/create"))
+        })
         .collect();
     assert_eq!(creates.len(), 1, "{creates:?}");
-    assert!(creates[0]["Uri"].as_str().unwrap_or_default().starts_with("/v1."), "RequestUri keeps the version prefix");
-    assert!(creates[0]["Body"].as_str().unwrap_or_default().contains("\"Image\":\"host\""), "{creates:?}");
-    assert!(plugin.seen().iter().any(|e| e["Phase"] == "res" && e["Status"] == 201));
+    assert!(
+        creates[0]["Uri"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("/v1."),
+        "RequestUri keeps the version prefix"
+    );
+    assert!(
+        creates[0]["Body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"Image\":\"host\""),
+        "{creates:?}"
+    );
+    assert!(
+        plugin
+            .seen()
+            .iter()
+            .any(|e| e["Phase"] == "res" && e["Status"] == 201)
+    );
 
     let out = d.docker(&["volume", "ls"]);
     out.expect_code(1);
-    assert!(out.stderr.contains("authorization denied by plugin authz:"), "{}", out.describe());
+    assert!(
+        out.stderr.contains("authorization denied by plugin authz:"),
+        "{}",
+        out.describe()
+    );
 
     let out = d.docker(&["run", "--rm", "--privileged", "host", "true"]);
     out.expect_code(125);
-    assert!(out.stderr.contains("privileged containers are not allowed"), "{}", out.describe());
+    assert!(
+        out.stderr.contains("privileged containers are not allowed"),
+        "{}",
+        out.describe()
+    );
 
     // A body bigger than what the plugin may inspect is refused, never executed unseen.
     let mut big = json!({"Image": "host", "Cmd": ["true"]});
     big["Labels"] = json!({"pad": "x".repeat(5 << 20)});
-    let r = d.raw("POST", "/containers/create?name=big", Some("application/json"), big.to_string().as_bytes());
+    let r = d.raw(
+        "POST",
+        "/containers/create?name=big",
+        Some("application/json"),
+        big.to_string().as_bytes(),
+    );
     assert_eq!(r.status, 413, "{}", r.text());
     assert_eq!(d.raw("GET", "/containers/big/json", None, b"").status, 404);
 
@@ -232,5 +328,9 @@ fn authorization_plugin_allows_denies_and_fails_closed() {
     let _ = plugin.child.wait();
     let r = d.raw("GET", "/containers/json", None, b"");
     assert_eq!(r.status, 500, "{}", r.text());
-    assert!(r.message().contains("plugin authz failed with error"), "{}", r.message());
+    assert!(
+        r.message().contains("plugin authz failed with error"),
+        "{}",
+        r.message()
+    );
 }

@@ -82,7 +82,15 @@ pub fn run(opts: Opts) -> Result<()> {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let status = Command::new(cargo)
                 .current_dir(&root)
-                .args(["build", "--profile", "bench", "-p", "berth-cli", "--bin", "berth"])
+                .args([
+                    "build",
+                    "--profile",
+                    "bench",
+                    "-p",
+                    "berth-cli",
+                    "--bin",
+                    "berth",
+                ])
                 .status()
                 .context("building berth")?;
             if !status.success() {
@@ -122,14 +130,21 @@ pub fn run(opts: Opts) -> Result<()> {
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let md = out.join("results.md");
-    std::fs::write(&md, format!("{table}\n")).with_context(|| format!("writing {}", md.display()))?;
+    std::fs::write(&md, format!("{table}\n"))
+        .with_context(|| format!("writing {}", md.display()))?;
     let svg = out.join("fanout.svg");
     plot(&results, &svg)?;
     println!("wrote {} and {}", md.display(), svg.display());
     Ok(())
 }
 
-fn cargo_bench(root: &Path, package: &str, bench: &str, quick: bool, env: &[(&str, &str)]) -> Result<()> {
+fn cargo_bench(
+    root: &Path,
+    package: &str,
+    bench: &str,
+    quick: bool,
+    env: &[(&str, &str)],
+) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
@@ -142,7 +157,10 @@ fn cargo_bench(root: &Path, package: &str, bench: &str, quick: bool, env: &[(&st
             cmd.env(k, v);
         }
     }
-    println!("==== cargo bench -p {package} --bench {bench}{} ====", if quick { " (quick)" } else { "" });
+    println!(
+        "==== cargo bench -p {package} --bench {bench}{} ====",
+        if quick { " (quick)" } else { "" }
+    );
     let status = cmd.status().context("running cargo bench")?;
     if !status.success() {
         bail!("cargo bench -p {package} --bench {bench} failed: {status}");
@@ -166,7 +184,9 @@ fn collect(dir: &Path, since: Option<SystemTime>) -> Result<BTreeMap<String, Est
                 continue;
             }
             if p.file_name().is_none_or(|n| n != "estimates.json")
-                || p.parent().and_then(Path::file_name).is_none_or(|n| n != "new")
+                || p.parent()
+                    .and_then(Path::file_name)
+                    .is_none_or(|n| n != "new")
             {
                 continue;
             }
@@ -223,9 +243,18 @@ fn table(r: &BTreeMap<String, Est>) -> String {
     s.push_str("| bench | median | × raw floor | × bare hyper |\n|---|---:|---:|---:|\n");
     for (k, label) in [
         ("floor_raw_unix_200B", "floor: raw UNIX-socket round trip"),
-        ("floor_hyper_keepalive_200B", "floor: bare hyper keep-alive POST"),
-        ("client_post_raw_bare_server_200B", "`PluginClient::post_raw` → bare hyper server"),
-        ("client_call_sdk_plugin_200B", "`PluginClient::call` → no-op SDK plugin"),
+        (
+            "floor_hyper_keepalive_200B",
+            "floor: bare hyper keep-alive POST",
+        ),
+        (
+            "client_post_raw_bare_server_200B",
+            "`PluginClient::post_raw` → bare hyper server",
+        ),
+        (
+            "client_call_sdk_plugin_200B",
+            "`PluginClient::call` → no-op SDK plugin",
+        ),
     ] {
         let v = get(&format!("plugin_call/{k}"));
         if let Some(v) = v {
@@ -269,8 +298,16 @@ fn table(r: &BTreeMap<String, Est>) -> String {
     );
     for (group, prefix, label) in [
         ("fanout_slow5ms_200B", "", "one plugin sleeps 5 ms"),
-        ("fanout_failing_200B", "fast_error_", "one plugin fails at once (500, policy ignore)"),
-        ("fanout_failing_200B", "deadline_20ms_", "one plugin never answers (deadline 20 ms, ignore)"),
+        (
+            "fanout_failing_200B",
+            "fast_error_",
+            "one plugin fails at once (500, policy ignore)",
+        ),
+        (
+            "fanout_failing_200B",
+            "deadline_20ms_",
+            "one plugin never answers (deadline 20 ms, ignore)",
+        ),
     ] {
         for n in [1u32, 4, 16] {
             let seq = get(&format!("{group}/{prefix}seq/{n}"));
@@ -329,7 +366,9 @@ fn register_font() -> Result<()> {
         "/usr/share/fonts/TTF/DejaVuSans.ttf",
     ];
     let Some(bytes) = CANDIDATES.iter().find_map(|p| std::fs::read(p).ok()) else {
-        bail!("no TrueType font found for the plot (tried {CANDIDATES:?}; install fonts-dejavu-core)");
+        bail!(
+            "no TrueType font found for the plot (tried {CANDIDATES:?}; install fonts-dejavu-core)"
+        );
     };
     let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
     plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
@@ -350,16 +389,50 @@ fn plot(r: &BTreeMap<String, Est>, path: &Path) -> Result<()> {
     };
     let floor = |k: &str| -> Vec<(f64, f64)> {
         us(format!("plugin_call/{k}"))
-            .map(|v| ns.iter().map(|n| (f64::from(*n), v * f64::from(*n))).collect())
+            .map(|v| {
+                ns.iter()
+                    .map(|n| (f64::from(*n), v * f64::from(*n)))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let lines: Vec<(String, Vec<(f64, f64)>, RGBColor, bool)> = vec![
-        ("sequential, 200 B".into(), series("fanout_200B", "seq"), RGBColor(200, 40, 40), false),
-        ("concurrent, 200 B".into(), series("fanout_200B", "conc"), RGBColor(30, 90, 200), false),
-        ("sequential, 64 KiB".into(), series("fanout_64KiB", "seq"), RGBColor(230, 140, 30), false),
-        ("concurrent, 64 KiB".into(), series("fanout_64KiB", "conc"), RGBColor(40, 160, 90), false),
-        ("floor: N × bare hyper call".into(), floor("floor_hyper_keepalive_200B"), RGBColor(90, 90, 90), true),
-        ("floor: N × raw socket round trip".into(), floor("floor_raw_unix_200B"), RGBColor(160, 160, 160), true),
+        (
+            "sequential, 200 B".into(),
+            series("fanout_200B", "seq"),
+            RGBColor(200, 40, 40),
+            false,
+        ),
+        (
+            "concurrent, 200 B".into(),
+            series("fanout_200B", "conc"),
+            RGBColor(30, 90, 200),
+            false,
+        ),
+        (
+            "sequential, 64 KiB".into(),
+            series("fanout_64KiB", "seq"),
+            RGBColor(230, 140, 30),
+            false,
+        ),
+        (
+            "concurrent, 64 KiB".into(),
+            series("fanout_64KiB", "conc"),
+            RGBColor(40, 160, 90),
+            false,
+        ),
+        (
+            "floor: N × bare hyper call".into(),
+            floor("floor_hyper_keepalive_200B"),
+            RGBColor(90, 90, 90),
+            true,
+        ),
+        (
+            "floor: N × raw socket round trip".into(),
+            floor("floor_raw_unix_200B"),
+            RGBColor(160, 160, 160),
+            true,
+        ),
     ];
     let all: Vec<f64> = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)).collect();
     if all.is_empty() {
@@ -371,7 +444,10 @@ fn plot(r: &BTreeMap<String, Est>, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Hook fan-out: latency per event vs plugins (medians, pinned to one CPU)", ("sans-serif", 20))
+        .caption(
+            "Hook fan-out: latency per event vs plugins (medians, pinned to one CPU)",
+            ("sans-serif", 20),
+        )
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
@@ -398,7 +474,9 @@ fn plot(r: &BTreeMap<String, Est>, path: &Path) -> Result<()> {
         drawn
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         if !dashed {
             chart
                 .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))

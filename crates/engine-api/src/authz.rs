@@ -91,7 +91,11 @@ async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ()> {
             }
         }
     }
-    if seen > limit { Err(()) } else { Ok(buf.freeze()) }
+    if seen > limit {
+        Err(())
+    } else {
+        Ok(buf.freeze())
+    }
 }
 
 /// Asks every plugin in order; the first denial or failure is the answer.

@@ -69,12 +69,17 @@ async fn activate_authz(host: &PluginHost, names: &[String]) -> Result<(), Daemo
             None => host
                 .load_discovered(name, berth_plugin_host::LoadOptions::default())
                 .await
-                .map_err(|e| DaemonError::Authz { name: name.clone(), reason: e.to_string() })?,
+                .map_err(|e| DaemonError::Authz {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?,
         };
         if !plugin.implements(berth_plugin_host::protocol::legacy::AUTHZ) {
             return Err(DaemonError::Authz {
                 name: name.clone(),
-                reason: "the plugin does not implement authz (its /Plugin.Activate lists no \"authz\")".into(),
+                reason:
+                    "the plugin does not implement authz (its /Plugin.Activate lists no \"authz\")"
+                        .into(),
             });
         }
         tracing::info!(plugin = %name, "authorization plugin active");
@@ -166,7 +171,9 @@ impl EngineSocketServer for PluginSockets {
         let path = socket.to_owned();
         let task = tokio::spawn(async move {
             let never = std::future::pending::<()>();
-            if let Err(e) = crate::serve_with(listener, engine, gate, Some(caller), authz, never).await {
+            if let Err(e) =
+                crate::serve_with(listener, engine, gate, Some(caller), authz, never).await
+            {
                 tracing::warn!(socket = %path.display(), error = %e, "plugin engine socket failed");
             }
         });

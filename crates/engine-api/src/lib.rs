@@ -62,9 +62,18 @@ pub fn app_with(
 + Send
 + 'static {
     use axum::middleware::{from_fn, from_fn_with_state};
-    let router = routes::router(routes::AppState { engine: engine.clone() });
+    let router = routes::router(routes::AppState {
+        engine: engine.clone(),
+    });
     let hooked = from_fn_with_state(engine.clone(), hooks::middleware).layer(router);
-    let authorized = from_fn_with_state(authz::AuthzState { engine, plugins: authz }, authz::middleware).layer(hooked);
+    let authorized = from_fn_with_state(
+        authz::AuthzState {
+            engine,
+            plugins: authz,
+        },
+        authz::middleware,
+    )
+    .layer(hooked);
     let gated = from_fn_with_state(gate, gate::middleware).layer(authorized);
     let identified = from_fn(version::identify).layer(gated);
     let strip =
@@ -85,7 +94,15 @@ pub async fn serve(
     engine: Arc<Engine>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, engine, gate::Gate::open_now(), None, Arc::new(Vec::new()), shutdown).await
+    serve_with(
+        listener,
+        engine,
+        gate::Gate::open_now(),
+        None,
+        Arc::new(Vec::new()),
+        shutdown,
+    )
+    .await
 }
 
 /// Serves [`app_with`] on a UNIX listener until `shutdown` resolves.

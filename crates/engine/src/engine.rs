@@ -1181,7 +1181,10 @@ impl Engine {
             Ok(())
         })
         .await
-        .map_err(|e| EngineError::Io { context: "removing the container's files".into(), source: std::io::Error::other(e) })??;
+        .map_err(|e| EngineError::Io {
+            context: "removing the container's files".into(),
+            source: std::io::Error::other(e),
+        })??;
         c.observed.send_modify(|o| o.removed = true);
         self.events
             .publish("container", "destroy", c.id(), c.attributes());

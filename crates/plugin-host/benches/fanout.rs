@@ -126,15 +126,16 @@ async fn serve_hyper(socket: &Path) {
             continue;
         };
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                let _body = req.into_body().collect().await?.to_bytes();
-                let mut resp = http::Response::new(Full::new(Bytes::from_static(REPLY)));
-                resp.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/json"),
-                );
-                Ok::<_, hyper::Error>(resp)
-            });
+            let svc =
+                hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let _body = req.into_body().collect().await?.to_bytes();
+                    let mut resp = http::Response::new(Full::new(Bytes::from_static(REPLY)));
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    Ok::<_, hyper::Error>(resp)
+                });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
@@ -228,7 +229,10 @@ fn event(size: usize) -> serde_json::Value {
         "Pad": "",
     });
     let base = serde_json::to_vec(&v).expect("encode").len();
-    assert!(size >= base, "event size {size} below the {base}-byte skeleton");
+    assert!(
+        size >= base,
+        "event size {size} below the {base}-byte skeleton"
+    );
     v["Pad"] = serde_json::Value::String("x".repeat(size - base));
     assert_eq!(serde_json::to_vec(&v).expect("encode").len(), size);
     v
@@ -247,6 +251,8 @@ fn quick() -> bool {
 }
 
 fn configure(c: Criterion) -> Criterion {
+    // `cargo xtask bench` draws the plot that matters; criterion's HTML reports cost seconds each.
+    let c = c.without_plots();
     if quick() {
         c.warm_up_time(Duration::from_millis(200))
             .measurement_time(Duration::from_millis(600))
@@ -288,7 +294,9 @@ fn bench_plugin_call(c: &mut Criterion, dir: &Path) {
 
     // Floor 2: a bare hyper keep-alive POST (one held `SendRequest`, no pool, no deadline).
     let mut sender = rt.block_on(async {
-        let stream = tokio::net::UnixStream::connect(&bare).await.expect("connect");
+        let stream = tokio::net::UnixStream::connect(&bare)
+            .await
+            .expect("connect");
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .expect("handshake");
@@ -436,7 +444,11 @@ async fn fire_conc(plugins: &[Arc<LoadedPlugin>], ev: &Arc<serde_json::Value>) -
 }
 
 /// `N - 1` no-op plugins with `special` in the middle.
-fn with_one(noop: &[Arc<LoadedPlugin>], n: usize, special: &Arc<LoadedPlugin>) -> Vec<Arc<LoadedPlugin>> {
+fn with_one(
+    noop: &[Arc<LoadedPlugin>],
+    n: usize,
+    special: &Arc<LoadedPlugin>,
+) -> Vec<Arc<LoadedPlugin>> {
     let mut v: Vec<_> = noop[..n - 1].to_vec();
     v.insert((n - 1) / 2, special.clone());
     v

@@ -364,7 +364,8 @@ async fn berth_upgrade(
     Ok(stream_op(status, waiting, op))
 }
 
-/// Volumes whose driver is the plugin `name` (what an unload would break).
+/// Volumes and networks whose driver (or IPAM driver) is the plugin `name` (what an unload would
+/// break).
 fn dependents(s: &AppState, name: &str) -> Vec<String> {
     s.engine
         .volumes
@@ -372,6 +373,14 @@ fn dependents(s: &AppState, name: &str) -> Vec<String> {
         .into_iter()
         .filter(|v| v.driver == name)
         .map(|v| format!("volume {}", v.name))
+        .chain(
+            s.engine
+                .networks
+                .list()
+                .into_iter()
+                .filter(|n| n.driver == name || n.ipam_driver == name)
+                .map(|n| format!("network {}", n.name)),
+        )
         .collect()
 }
 

@@ -14,7 +14,11 @@ use serde_json::{Value, json};
 #[derive(Parser)]
 struct Args {
     /// Socket to serve on (the engine bind-mounts its plugin dir at /var/run/docker/).
-    #[arg(long, env = "PLUGIN_SOCKET", default_value = "/var/run/docker/plugin.sock")]
+    #[arg(
+        long,
+        env = "PLUGIN_SOCKET",
+        default_value = "/var/run/docker/plugin.sock"
+    )]
     socket: PathBuf,
     /// Name announced in the handshake.
     #[arg(long, default_value = "api-policy")]
@@ -30,9 +34,8 @@ struct Args {
 /// The policy: refuse `HostConfig.Privileged`, label everything else.
 fn apply_policy(body: Option<&str>, labels: &[(String, String)]) -> Result<String, HandlerError> {
     let mut v: Value = match body {
-        Some(b) if !b.trim().is_empty() => {
-            serde_json::from_str(b).map_err(|e| HandlerError::new(format!("create body is not JSON: {e}")))?
-        }
+        Some(b) if !b.trim().is_empty() => serde_json::from_str(b)
+            .map_err(|e| HandlerError::new(format!("create body is not JSON: {e}")))?,
         _ => json!({}),
     };
     if v.pointer("/HostConfig/Privileged").and_then(Value::as_bool) == Some(true) {
@@ -67,35 +70,58 @@ async fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("--label must be KEY=VALUE"))?;
     let labels = std::sync::Arc::new(labels);
     let name = args.name.clone();
-    let protocols: &[Protocol] = if args.v1 { &[Protocol::V1] } else { &[Protocol::V2, Protocol::V1] };
+    let protocols: &[Protocol] = if args.v1 {
+        &[Protocol::V1]
+    } else {
+        &[Protocol::V2, Protocol::V1]
+    };
     Plugin::builder(&args.name)
         .author("Berth examples")
         .org("Berth")
         .website("https://example.invalid/berth")
         .version("0.1")
         .answer_only(protocols)
-        .api_pre(&["POST /containers/create"], move |mut req: ClientRequest| {
-            let labels = labels.clone();
-            async move {
-                // v1 plugins get every request: only creates are ours.
-                if req.method == "POST" && req.request.split('?').next().is_some_and(|p| p.ends_with("/containers/create")) {
-                    req.body = Some(apply_policy(req.body.as_deref(), &labels)?);
+        .api_pre(
+            &["POST /containers/create"],
+            move |mut req: ClientRequest| {
+                let labels = labels.clone();
+                async move {
+                    // v1 plugins get every request: only creates are ours.
+                    if req.method == "POST"
+                        && req
+                            .request
+                            .split('?')
+                            .next()
+                            .is_some_and(|p| p.ends_with("/containers/create"))
+                    {
+                        req.body = Some(apply_policy(req.body.as_deref(), &labels)?);
+                    }
+                    Ok::<_, HandlerError>(req)
                 }
-                Ok::<_, HandlerError>(req)
-            }
-        })
-        .api_post(&["GET /version"], move |req: ClientRequest, mut resp: ServerResponse| {
-            let name = name.clone();
-            async move {
-                if req.method == "GET" && req.request.split('?').next().is_some_and(|p| p.ends_with("/version")) {
-                    if let Some(Ok(Value::Object(mut o))) = resp.body.as_deref().map(serde_json::from_str::<Value>) {
+            },
+        )
+        .api_post(
+            &["GET /version"],
+            move |req: ClientRequest, mut resp: ServerResponse| {
+                let name = name.clone();
+                async move {
+                    let is_version = req.method == "GET"
+                        && req
+                            .request
+                            .split('?')
+                            .next()
+                            .is_some_and(|p| p.ends_with("/version"));
+                    if is_version
+                        && let Some(Ok(Value::Object(mut o))) =
+                            resp.body.as_deref().map(serde_json::from_str::<Value>)
+                    {
                         o.insert("BerthPolicy".into(), Value::String(name));
                         resp.body = Some(Value::Object(o).to_string());
                     }
+                    Ok::<_, HandlerError>(resp)
                 }
-                Ok::<_, HandlerError>(resp)
-            }
-        })
+            },
+        )
         .build()
         .serve_until_signal(&args.socket)
         .await?;
@@ -113,7 +139,10 @@ mod tests {
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["Labels"], json!({"a": "b", "k": "v"}));
         let out = apply_policy(Some(r#"{"Image":"bb","Labels":null}"#), &kv).unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["Labels"], json!({"k": "v"}));
+        assert_eq!(
+            serde_json::from_str::<Value>(&out).unwrap()["Labels"],
+            json!({"k": "v"})
+        );
         let err = apply_policy(Some(r#"{"HostConfig":{"Privileged":true}}"#), &kv).unwrap_err();
         assert_eq!(err.status, 403);
     }

@@ -17,7 +17,11 @@ use serde_json::json;
 #[derive(Parser)]
 struct Args {
     /// Socket to serve on (Docker-style discovery: `<plugin-dir>/<name>.sock`).
-    #[arg(long, env = "PLUGIN_SOCKET", default_value = "/run/docker/plugins/authz-policy.sock")]
+    #[arg(
+        long,
+        env = "PLUGIN_SOCKET",
+        default_value = "/run/docker/plugins/authz-policy.sock"
+    )]
     socket: PathBuf,
     /// Deny requests whose URI contains this text (repeatable).
     #[arg(long)]
@@ -44,23 +48,43 @@ fn record(log: &Log, phase: &str, req: &authz::Request) {
 /// The policy decision for one request.
 fn decide(deny: &[String], req: &authz::Request) -> authz::Response {
     if let Some(d) = deny.iter().find(|d| req.request_uri.contains(d.as_str())) {
-        return authz::Response { allow: false, msg: format!("{} is not allowed here (matches {d:?})", req.request_uri), err: String::new() };
+        return authz::Response {
+            allow: false,
+            msg: format!("{} is not allowed here (matches {d:?})", req.request_uri),
+            err: String::new(),
+        };
     }
     let privileged = serde_json::from_slice::<serde_json::Value>(&req.request_body)
         .ok()
-        .and_then(|v| v.pointer("/HostConfig/Privileged").and_then(serde_json::Value::as_bool))
+        .and_then(|v| {
+            v.pointer("/HostConfig/Privileged")
+                .and_then(serde_json::Value::as_bool)
+        })
         .unwrap_or(false);
     if privileged {
-        return authz::Response { allow: false, msg: "privileged containers are not allowed".into(), err: String::new() };
+        return authz::Response {
+            allow: false,
+            msg: "privileged containers are not allowed".into(),
+            err: String::new(),
+        };
     }
-    authz::Response { allow: true, msg: String::new(), err: String::new() }
+    authz::Response {
+        allow: true,
+        msg: String::new(),
+        err: String::new(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let log: Log = Arc::new(Mutex::new(match &args.log {
-        Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?,
+        ),
         None => None,
     }));
     let deny = Arc::new(args.deny.clone());
@@ -75,7 +99,12 @@ async fn main() -> anyhow::Result<()> {
         })
         .route_json(authz::RES_PATH, move |req: authz::Request| {
             record(&log_res, "res", &req);
-            async move { Ok::<_, HandlerError>(authz::Response { allow: true, ..Default::default() }) }
+            async move {
+                Ok::<_, HandlerError>(authz::Response {
+                    allow: true,
+                    ..Default::default()
+                })
+            }
         })
         .build()
         .serve_until_signal(&args.socket)
@@ -89,7 +118,10 @@ mod tests {
 
     #[test]
     fn decisions() {
-        let mut r = authz::Request { request_uri: "/v1.50/volumes".into(), ..Default::default() };
+        let mut r = authz::Request {
+            request_uri: "/v1.50/volumes".into(),
+            ..Default::default()
+        };
         assert!(!decide(&["/volumes".into()], &r).allow);
         r.request_uri = "/v1.50/containers/create".into();
         r.request_body = br#"{"HostConfig":{"Privileged":true}}"#.to_vec();
