@@ -52,6 +52,8 @@ fn workspace_root() -> PathBuf {
 struct Node {
     name: &'static str,
     socket: PathBuf,
+    /// The daemon's pid.
+    pid: u32,
 }
 
 struct Demo {
@@ -64,7 +66,10 @@ impl Demo {
         let root = scratch.join(name);
         let socket = scratch.join(format!("{name}.sock"));
         std::fs::create_dir_all(&root)?;
-        let log = std::fs::File::create(scratch.join(format!("{name}.log")))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(scratch.join(format!("{name}.log")))?;
         let child = Command::new(&self.berth)
             .arg("daemon")
             .arg("--root")
@@ -76,12 +81,13 @@ impl Demo {
             .stderr(log)
             .spawn()
             .context("starting berth daemon")?;
+        let pid = child.id();
         self.cleanup
             .lock()
             .map_err(|_| anyhow::anyhow!("cleanup lock poisoned"))?
             .daemons
             .push(child);
-        let node = Node { name, socket };
+        let node = Node { name, socket, pid };
         let start = Instant::now();
         loop {
             let ok = Command::new(&self.berth)
@@ -107,6 +113,61 @@ impl Demo {
             node.host()
         );
         Ok(node)
+    }
+
+    /// Stops `node`'s daemon (SIGTERM: containers stopped, plugins kept) and starts it again on
+    /// the same root; returns as soon as the new daemon answers `version` (the gate may be closed).
+    fn restart_node(&self, node: Node, scratch: &Path) -> Result<Node> {
+        println!(
+            "\n# restarting {} (SIGTERM, then berth daemon on the same root)",
+            node.name
+        );
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(node.pid as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            let mut cleanup = self
+                .cleanup
+                .lock()
+                .map_err(|_| anyhow::anyhow!("cleanup lock poisoned"))?;
+            let exited = cleanup
+                .daemons
+                .iter_mut()
+                .position(|c| c.id() == node.pid && matches!(c.try_wait(), Ok(Some(_))));
+            if let Some(i) = exited {
+                cleanup.daemons.remove(i);
+                break;
+            }
+            drop(cleanup);
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!("{} did not stop within 30 s", node.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.start_node(node.name, scratch)
+    }
+
+    /// Like [`Demo::docker`] for a command that is meant to fail: prints its error, checks that
+    /// it failed, and returns its stderr.
+    fn docker_refused(&self, node: &Node, args: &[&str]) -> Result<String> {
+        println!(
+            "\n{}$ DOCKER_HOST={} docker {}",
+            node.name,
+            node.host(),
+            shell_words(args)
+        );
+        let out = Command::new("docker")
+            .env("DOCKER_HOST", node.host())
+            .args(args)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        print!("{stderr}");
+        if out.status.success() {
+            bail!("`docker {}` was expected to be refused", args.join(" "));
+        }
+        println!("(exit status {})", out.status.code().unwrap_or(-1));
+        Ok(stderr)
     }
 
     /// Prints `node$ berth ARGS`, runs it, prints its output, and fails on a non-zero exit.
@@ -358,9 +419,105 @@ pub fn run() -> Result<()> {
     result
 }
 
+/// Builds the example plugins; returns the path of `name`.
+fn example_plugin(berth: &Path, name: &str) -> Result<String> {
+    let status = Command::new(env!("CARGO"))
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "berth-example-plugins",
+            "--bin",
+            name,
+        ])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build of the {name} plugin failed");
+    }
+    Ok(berth.with_file_name(name).display().to_string())
+}
+
+/// Hidden system containers, an api plugin rewriting and rejecting requests inside the engine,
+/// and the readiness gate while the engine restarts with a slow plugin.
+fn engine_plugin_steps(demo: &Demo, scratch: &Path, node1: Node) -> Result<Node> {
+    println!("\n# 0d. Plugins are hidden system containers: docker ps -a does not list them.");
+    demo.docker(&node1, &["ps", "-a"])?;
+    demo.berth(&node1, &["ps", "--system"])?;
+
+    println!("\n# 0e. An api plugin: its pre-hook labels every create and rejects --privileged.");
+    let policy = example_plugin(&demo.berth, "api-policy")?;
+    demo.berth(
+        &node1,
+        &[
+            "plugin",
+            "load",
+            "--name",
+            "policy",
+            "host",
+            &policy,
+            "--name",
+            "policy",
+            "--label",
+            "demo.policy=checked",
+        ],
+    )?;
+    demo.docker_refused(&node1, &["run", "--rm", "--privileged", "host", "true"])?;
+    demo.docker(&node1, &["create", "--name", "labelled", "host", "true"])?;
+    let labels = demo.docker(
+        &node1,
+        &["inspect", "--format", "{{json .Config.Labels}}", "labelled"],
+    )?;
+    if !labels.contains("demo.policy") {
+        bail!("expected the api plugin's label on the container, got {labels}");
+    }
+    demo.docker(&node1, &["rm", "labelled"])?;
+    demo.berth(&node1, &["plugin", "unload", "policy"])?;
+
+    println!(
+        "\n# 0f. The readiness gate: after a restart, requests wait until every plugin shook hands."
+    );
+    let slow = example_plugin(&demo.berth, "test-plugin")?;
+    demo.berth(
+        &node1,
+        &[
+            "plugin",
+            "load",
+            "--name",
+            "slowpoke",
+            "host",
+            &slow,
+            "--socket",
+            "/var/run/docker/plugin.sock",
+            "--name",
+            "slowpoke",
+            "--start-delay-ms",
+            "2000",
+        ],
+    )?;
+    let node1 = demo.restart_node(node1, scratch)?;
+    let t = Instant::now();
+    demo.docker(&node1, &["version", "--format", "{{.Server.Version}}"])?;
+    println!(
+        "(version answered after {} ms: it passes the gate)",
+        t.elapsed().as_millis()
+    );
+    let t = Instant::now();
+    demo.docker(&node1, &["ps"])?;
+    println!(
+        "(ps answered after {} ms: it waited for slowpoke's handshake)",
+        t.elapsed().as_millis()
+    );
+    demo.berth(&node1, &["plugin", "ls"])?;
+    demo.berth(&node1, &["plugin", "unload", "slowpoke"])?;
+    Ok(node1)
+}
+
 fn steps(demo: &Demo, scratch: &Path) -> Result<()> {
     let node1 = demo.start_node("node1", scratch)?;
     flocker_steps(demo, scratch, &node1)?;
+    let node1 = engine_plugin_steps(demo, scratch, node1)?;
     let data = scratch.join("shared").join("test");
     let bind = format!("{}:/data", data.display());
 
