@@ -1,0 +1,171 @@
+//! Plugin lifecycle in a real daemon beyond loading: `plugin upgrade` under a steady stream of
+//! calls loses none, `plugin status` reports calls per hook, and the readiness gate answers 503
+//! naming the plugin still pending when `--plugin-timeout` runs out.
+//!
+//! Every test here needs root (namespaces, mounts): we run as root in CI.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use berth_tests::{CmdOutput, Daemon, berth_binary, example_plugin, raw_request, run_command};
+use serde_json::json;
+
+fn berth(d: &Daemon, args: &[&str]) -> CmdOutput {
+    let mut cmd = Command::new(berth_binary());
+    cmd.arg("-H").arg(d.host()).args(args);
+    run_command(cmd, None, Duration::from_secs(90))
+}
+
+fn test_plugin_args(name: &str, extra: &[&str]) -> Vec<String> {
+    let bin = example_plugin("test-plugin").display().to_string();
+    let mut v: Vec<String> = vec![
+        bin,
+        "--socket".into(),
+        "/var/run/docker/plugin.sock".into(),
+        "--name".into(),
+        name.into(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// Needs root. A volume plugin is upgraded while another thread keeps creating containers with a
+/// bind mount (each create calls the plugin): every create succeeds, the plugin keeps its place in
+/// the load order, and `plugin status` counts the calls.
+#[test]
+fn upgrade_under_load_loses_no_call() {
+    let d = Daemon::start();
+    let first = test_plugin_args("vol", &["--version", "1.0"]);
+    let mut args = vec!["plugin", "load", "--name", "vol", "host"];
+    args.extend(first.iter().map(String::as_str));
+    berth(&d, &args).expect_code(0);
+    let other = test_plugin_args("after", &[]);
+    let mut args = vec!["plugin", "load", "--name", "after", "host"];
+    args.extend(other.iter().map(String::as_str));
+    berth(&d, &args).expect_code(0);
+
+    let src = d.dir().join("bind-src");
+    std::fs::create_dir_all(&src).unwrap();
+    let body = json!({"Image": "host", "Cmd": ["true"], "HostConfig": {"Binds": [format!("{}:/data", src.display())]}})
+        .to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let sock = d.socket();
+    let worker = {
+        let (stop, ok, failed, body) = (stop.clone(), ok.clone(), failed.clone(), body.clone());
+        std::thread::spawn(move || {
+            let mut errors = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                match raw_request(
+                    &sock,
+                    "POST",
+                    "/containers/create",
+                    Some("application/json"),
+                    body.as_bytes(),
+                ) {
+                    Ok(r) if r.status == 201 => {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                        let id = r.json()["Id"].as_str().unwrap_or_default().to_owned();
+                        let _ =
+                            raw_request(&sock, "DELETE", &format!("/containers/{id}"), None, b"");
+                    }
+                    Ok(r) => {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        errors.push(format!("{} {}", r.status, r.text()));
+                    }
+                    Err(e) => {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        errors.push(e.to_string());
+                    }
+                }
+            }
+            errors
+        })
+    };
+    // Let the stream run, upgrade in the middle of it, let it run on.
+    let until = Instant::now() + Duration::from_secs(20);
+    while ok.load(Ordering::SeqCst) < 5 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = test_plugin_args("vol", &["--version", "2.0"]);
+    let mut args = vec!["plugin", "upgrade", "vol", "host"];
+    args.extend(second.iter().map(String::as_str));
+    berth(&d, &args).expect_code(0);
+    let after_upgrade = ok.load(Ordering::SeqCst);
+    while ok.load(Ordering::SeqCst) < after_upgrade + 5 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let errors = worker.join().unwrap();
+    assert!(
+        errors.is_empty(),
+        "calls failed during the upgrade: {errors:?}"
+    );
+    assert!(
+        ok.load(Ordering::SeqCst) >= after_upgrade + 5,
+        "the stream did not go on after the upgrade"
+    );
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+
+    let list = d.raw("GET", "/berth/plugins", None, b"").json();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["Name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["vol", "after"],
+        "the upgraded plugin keeps its place"
+    );
+    let status = berth(&d, &["plugin", "status", "vol"]);
+    status.expect_code(0);
+    assert!(
+        status.stdout.contains("2.0"),
+        "status shows the new version: {}",
+        status.stdout
+    );
+    let st = d.raw("GET", "/berth/plugins/vol", None, b"").json();
+    assert!(
+        st["Hooks"]["volume.create"]["Calls"].as_u64().unwrap_or(0) >= 1,
+        "{st}"
+    );
+}
+
+/// Needs root. With a plugin that takes longer to come up than `--plugin-timeout`, a user request
+/// made during boot gets 503 naming it, while `_ping` answers at once.
+#[test]
+fn gate_times_out_with_503_naming_the_pending_plugin() {
+    let mut d = Daemon::start_with(|_| vec!["--plugin-timeout".into(), "1s".into()]);
+    let slow = test_plugin_args("sluggish", &["--start-delay-ms", "4000"]);
+    let mut args = vec![
+        "plugin",
+        "load",
+        "--name",
+        "sluggish",
+        "--timeout",
+        "20s",
+        "host",
+    ];
+    args.extend(slow.iter().map(String::as_str));
+    berth(&d, &args).expect_code(0);
+
+    d.stop(Duration::from_secs(20));
+    d.restart();
+    let t = Instant::now();
+    assert_eq!(d.raw("GET", "/_ping", None, b"").status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "_ping waited at the gate"
+    );
+    let r = d.raw("GET", "/containers/json", None, b"");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.message().contains("sluggish"), "{}", r.message());
+    // Once the plugin is up the gate opens.
+    berth_tests::poll_until("the gate to open", Duration::from_secs(30), || {
+        (d.raw("GET", "/containers/json", None, b"").status == 200).then_some(())
+    });
+}
