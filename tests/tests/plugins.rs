@@ -7,39 +7,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use berth_tests::{CmdOutput, Daemon, berth_binary, raw_request, run_command};
 use serde_json::Value;
 
 /// The `test-plugin` binary, built once.
-fn test_plugin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace dir")
-            .to_path_buf();
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "berth-example-plugins",
-                "--bin",
-                "test-plugin",
-            ])
-            .current_dir(&workspace)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building test-plugin failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace.join("target"));
-        let bin = target.join("debug").join("test-plugin");
-        assert!(bin.exists(), "{} missing", bin.display());
-        bin
-    })
+fn test_plugin() -> PathBuf {
+    berth_tests::example_plugin("test-plugin")
 }
 
 fn berth(d: &Daemon, args: &[&str]) -> CmdOutput {

@@ -14,25 +14,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use berth_tests::{Daemon, berth_binary, poll_until};
 use serde_json::{Value, json};
 
-/// Builds the example plugins once and returns the path of binary `name`.
+/// The path of example plugin binary `name` (built once by the harness).
 fn plugin_bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        if std::env::var_os("BERTH_TESTS_NO_BUILD").is_none() {
-            let st = Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", "berth-example-plugins"])
-                .status()
-                .unwrap();
-            assert!(st.success(), "building the example plugins failed");
-        }
-    });
-    berth_binary().parent().unwrap().join(name)
+    berth_tests::example_plugin(name)
 }
 
 /// A plugin process; killed on drop.
@@ -586,5 +575,91 @@ fn flocker_two_engines_share_a_dataset() {
         !out.success() && out.stderr.contains("does not support snapshots"),
         "{}",
         out.describe()
+    );
+}
+
+/// A `--restart=always` container on a plugin-resolved bind mount comes back after the daemon is
+/// killed and restarted, once the plugin (a system container, started first) shook hands: its
+/// second start resolves `/flocker/<dataset>` again and appends to the same data. Needs root.
+#[test]
+fn restart_always_container_on_a_plugin_volume_survives_a_daemon_restart() {
+    let mut d = Daemon::start();
+    let storage = d.dir().join("storage");
+    std::fs::create_dir_all(&storage).unwrap();
+    let storage_s = storage.to_str().unwrap().to_owned();
+    let bin = plugin_bin("flocker");
+    let mounts = format!("BERTH_PLUGIN_MOUNTS={storage_s}:{storage_s}");
+    d.docker(&["version"]).expect_code(0);
+    let out = Command::new(berth_binary())
+        .args([
+            "-H",
+            &d.host(),
+            "plugin",
+            "load",
+            "--name",
+            "flocker",
+            "-e",
+            &mounts,
+            "host",
+        ])
+        .arg(&bin)
+        .args(["--storage", &storage_s])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let r = create(
+        &d,
+        &["/flocker/ds:/data".to_owned()],
+        &["sh", "-c", "echo up >> /data/log; sleep 1000"],
+        Some("always"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["Id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        d.raw("POST", &format!("/containers/{id}/start"), None, b"")
+            .status,
+        204
+    );
+    let log = storage.join("ds").join("log");
+    poll_until("the first start to write", Duration::from_secs(20), || {
+        (std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 1)
+            .then_some(())
+    });
+
+    d.kill9();
+    d.restart();
+    poll_until(
+        "the container to run again",
+        Duration::from_secs(60),
+        || {
+            let st = inspect(&d, &id);
+            (st["State"]["Status"] == "running"
+                && std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+                    == 2)
+                .then_some(())
+        },
+    );
+    let plugins = d.raw("GET", "/berth/plugins", None, b"").json();
+    assert_eq!(plugins[0]["State"], "active", "{plugins}");
+    assert_eq!(
+        bind_mount(&d, &id)["Source"],
+        json!(format!("{storage_s}/ds"))
+    );
+    assert_eq!(
+        d.raw("DELETE", &format!("/containers/{id}?force=1"), None, b"")
+            .status,
+        204
     );
 }
