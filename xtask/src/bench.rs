@@ -222,6 +222,8 @@ fn collect(dir: &Path, since: Option<SystemTime>) -> Result<BTreeMap<String, Est
 fn fmt_ns(ns: f64) -> String {
     if ns >= 1e6 {
         format!("{:.2} ms", ns / 1e6)
+    } else if ns < 1e3 {
+        format!("{ns:.0} ns")
     } else {
         format!("{:.1} µs", ns / 1e3)
     }
@@ -376,6 +378,9 @@ fn register_font() -> Result<()> {
     Ok(())
 }
 
+/// One plotted series: label, (N, µs) points, colour, dashed.
+type Line = (String, Vec<(f64, f64)>, RGBColor, bool);
+
 /// Fan-out latency per event against N (log–log), sequential and concurrent for both payloads,
 /// with the floors drawn as N × (one bare hyper call) and N × (one raw round trip).
 fn plot(r: &BTreeMap<String, Est>, path: &Path) -> Result<()> {
@@ -396,7 +401,7 @@ fn plot(r: &BTreeMap<String, Est>, path: &Path) -> Result<()> {
             })
             .unwrap_or_default()
     };
-    let lines: Vec<(String, Vec<(f64, f64)>, RGBColor, bool)> = vec![
+    let lines: Vec<Line> = vec![
         (
             "sequential, 200 B".into(),
             series("fanout_200B", "seq"),

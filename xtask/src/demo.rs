@@ -135,7 +135,9 @@ impl Demo {
                 .iter_mut()
                 .position(|c| c.id() == node.pid && matches!(c.try_wait(), Ok(Some(_))));
             if let Some(i) = exited {
-                cleanup.daemons.remove(i);
+                // Already reaped by try_wait above.
+                let mut stopped = cleanup.daemons.remove(i);
+                let _ = stopped.wait();
                 break;
             }
             drop(cleanup);

@@ -313,6 +313,7 @@ impl Engine {
 
     /// Hands the engine its plugin host (once, at daemon start-up).
     pub fn set_plugins(&self, host: Arc<berth_plugin_host::PluginHost>) {
+        self.networks.set_plugins(host.clone());
         let _ = self.plugins.set(host);
     }
 

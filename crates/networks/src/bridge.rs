@@ -154,6 +154,7 @@ impl NetworkDriver for BridgeDriver {
             }
             Ok(JoinInfo {
                 src_name: peer,
+                dst_prefix: None,
                 gateway: None,
                 static_routes: Vec::new(),
                 default_route: true,

@@ -32,6 +32,8 @@ pub struct EndpointInfo {
 pub struct JoinInfo {
     /// The interface, in the daemon's namespace, to move into the container.
     pub src_name: String,
+    /// Docker's `DstPrefix`: the interface inside is named prefix + index (`None` = `eth`).
+    pub dst_prefix: Option<String>,
     /// The gateway to route through; `None` = the pool's gateway.
     pub gateway: Option<Ipv4Addr>,
     /// Extra routes `(destination, via)`.

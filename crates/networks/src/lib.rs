@@ -12,20 +12,27 @@
 pub mod bridge;
 pub mod driver;
 pub mod ipam;
+pub mod mvp;
 pub mod netns;
+pub mod remote;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use berth_state::{ErrorKind, NameError, StateError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use berth_plugin_host::PluginHost;
+use berth_plugin_host::protocol::legacy::{IPAM_DRIVER, NETWORK_DRIVER};
+use berth_plugin_host::protocol::mvp::{NetworkEvent, NetworkMessage};
+
 use crate::driver::{EndpointInfo, NetworkDriver};
 use crate::ipam::{IpamError, Pool, Subnet};
+use crate::remote::{RemoteDriver, RemoteIpam, RemotePool};
 
 /// Errors of the network layer.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +85,22 @@ pub enum NetworkError {
         driver: String,
         reason: String,
     },
+    /// A driver plugin failed a call (its name and `Err` text are in the source).
+    #[error("network driver \"{driver}\": {source}")]
+    Plugin {
+        driver: String,
+        source: Box<berth_plugin_host::PluginError>,
+    },
+    /// A plugin that cannot play the role asked of it.
+    #[error("plugin \"{driver}\" is not a usable {role}: {reason}")]
+    NotADriver {
+        driver: String,
+        role: String,
+        reason: String,
+    },
+    /// An MVP network hook aborted the operation (names the plugin, the hook and the reason).
+    #[error("{0}")]
+    Hook(Box<berth_plugin_host::ChainError>),
     #[error("{context}: {reason}")]
     Netlink { context: String, reason: String },
     #[error("{context}: {reason}")]
@@ -104,7 +127,10 @@ impl NetworkError {
             NetworkError::NoStaticIp(_) | NetworkError::Invalid(_) | NetworkError::Name(_) => {
                 ErrorKind::InvalidArgument
             }
+            NetworkError::NotADriver { .. } => ErrorKind::InvalidArgument,
             NetworkError::Driver { .. }
+            | NetworkError::Plugin { .. }
+            | NetworkError::Hook(_)
             | NetworkError::Netlink { .. }
             | NetworkError::System { .. } => ErrorKind::Internal,
             NetworkError::State(e) => e.kind(),
@@ -179,6 +205,9 @@ pub struct Network {
     pub ipam_driver: String,
     #[serde(default)]
     pub pool: Option<Pool>,
+    /// The pool id an IPAM plugin granted (`None` with the built-in IPAM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam_pool_id: Option<String>,
     /// Containers connected, by container id.
     #[serde(default)]
     pub members: BTreeMap<String, Member>,
@@ -226,6 +255,8 @@ pub struct NetworkStore {
     /// Serialises every operation that changes kernel state or leases.
     ops: tokio::sync::Mutex<()>,
     drivers: Mutex<BTreeMap<String, Arc<dyn NetworkDriver>>>,
+    /// The plugin host: driver plugins and MVP network hooks (absent in store-only tests).
+    plugins: OnceLock<Arc<PluginHost>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -247,6 +278,7 @@ fn builtin(name: &str, driver: &str, attachment: Attachment) -> Network {
         labels: BTreeMap::new(),
         ipam_driver: default_ipam(),
         pool: None,
+        ipam_pool_id: None,
         members: BTreeMap::new(),
     }
 }
@@ -297,6 +329,7 @@ impl NetworkStore {
             networks: Mutex::new(networks),
             ops: tokio::sync::Mutex::new(()),
             drivers: Mutex::new(BTreeMap::new()),
+            plugins: OnceLock::new(),
         };
         store.register_driver(Arc::new(bridge::BridgeDriver));
         if store.get("bridge").is_err() {
@@ -320,11 +353,41 @@ impl NetworkStore {
         lock(&self.drivers).insert(driver.name().to_owned(), driver);
     }
 
-    fn driver(&self, name: &str) -> Result<Arc<dyn NetworkDriver>, NetworkError> {
-        lock(&self.drivers)
-            .get(name)
-            .cloned()
-            .ok_or_else(|| NetworkError::UnknownDriver(name.to_owned()))
+    /// Hands the store the plugin host (once, at daemon start-up): drivers not built in are
+    /// then looked up as plugins, and MVP network hooks are sent.
+    pub fn set_plugins(&self, host: Arc<PluginHost>) {
+        let _ = self.plugins.set(host);
+    }
+
+    fn host(&self) -> Option<&PluginHost> {
+        self.plugins.get().map(|h| h.as_ref())
+    }
+
+    /// The driver called `name`: a registered one (the built-in bridge), else a plugin acting as
+    /// Docker's remote `NetworkDriver` (loaded, or found by Docker-style discovery).
+    async fn driver(&self, name: &str) -> Result<Arc<dyn NetworkDriver>, NetworkError> {
+        if let Some(d) = lock(&self.drivers).get(name).cloned() {
+            return Ok(d);
+        }
+        let unknown = || NetworkError::UnknownDriver(name.to_owned());
+        let host = self.host().ok_or_else(unknown)?;
+        let plugin = remote::find_plugin(host, name, NETWORK_DRIVER)
+            .await?
+            .ok_or_else(unknown)?;
+        Ok(Arc::new(RemoteDriver::connect(plugin).await?))
+    }
+
+    /// The IPAM plugin of a network (`None` for the built-in IPAM, `default`).
+    async fn remote_ipam(&self, name: &str) -> Result<Option<RemoteIpam>, NetworkError> {
+        if name.is_empty() || name == "default" {
+            return Ok(None);
+        }
+        let unknown = || NetworkError::UnknownDriver(name.to_owned());
+        let host = self.host().ok_or_else(unknown)?;
+        let plugin = remote::find_plugin(host, name, IPAM_DRIVER)
+            .await?
+            .ok_or_else(unknown)?;
+        Ok(Some(RemoteIpam::connect(plugin).await))
     }
 
     fn persist(&self, n: &Network) -> Result<(), NetworkError> {
@@ -413,62 +476,134 @@ impl NetworkStore {
         if driver_name == "host" || driver_name == "null" {
             return Err(NetworkError::SingleInstance(driver_name));
         }
-        let driver = self.driver(&driver_name)?;
-        if !(req.ipam_driver.is_empty() || req.ipam_driver == "default") {
-            return Err(NetworkError::UnknownDriver(req.ipam_driver));
+        let driver = self.driver(&driver_name).await?;
+        let ipam_name = if req.ipam_driver.is_empty() {
+            default_ipam()
+        } else {
+            req.ipam_driver.clone()
+        };
+        let ipam = self.remote_ipam(&ipam_name).await?;
+        let id = berth_state::new_id();
+        // The MVP `create` hook runs first: plugins may fill or change Subnet, Gateway, Options.
+        let (subnet0, gateway0, range) = req.ipam_config.first().cloned().unwrap_or_default();
+        let msg = NetworkMessage {
+            network_id: Some(id.clone()),
+            network_name: Some(req.name.clone()),
+            driver: Some(driver_name.clone()),
+            subnet: (!subnet0.is_empty()).then_some(subnet0),
+            gateway: gateway0.filter(|g| !g.is_empty()),
+            options: Some(req.options.clone()),
+            ..Default::default()
+        };
+        let setup = mvp::setup(self.host(), NetworkEvent::Create, msg).await?;
+        for w in &setup.warnings {
+            tracing::warn!(network = req.name, warning = %w, "network create hook");
         }
-        let others: Vec<(String, Subnet)> = lock(&self.networks)
-            .iter()
-            .filter_map(|n| n.pool.map(|p| (n.name.clone(), p.subnet)))
-            .collect();
-        let pool = match req.ipam_config.first() {
-            Some((subnet, gateway, range)) => {
-                let pool = Pool::from_config(subnet, gateway.as_deref(), range.as_deref())?;
-                if let Some((other, other_subnet)) =
-                    others.iter().find(|(_, s)| s.overlaps(&pool.subnet))
-                {
-                    return Err(NetworkError::Overlap {
-                        subnet: pool.subnet,
-                        other: other.clone(),
-                        other_subnet: *other_subnet,
-                    });
-                }
-                pool
+        let undo_hooks = |m: NetworkMessage, called: Vec<String>| async move {
+            for w in mvp::undo(self.host(), NetworkEvent::Create, &m, &called).await {
+                tracing::warn!(warning = %w, "network create hook compensation");
             }
-            None => {
-                let mut in_use: Vec<Subnet> = others.iter().map(|(_, s)| *s).collect();
-                match netns::host_subnets().await {
-                    Ok(host) => in_use.extend(host),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "listing host subnets for the default pool")
-                    }
-                }
-                Pool::default_for(ipam::pick_default(&in_use)?)
+        };
+        let merged = setup.message.clone();
+        let subnet = merged.subnet.clone().unwrap_or_default();
+        let gateway = merged.gateway.clone().unwrap_or_default();
+        let range = range.unwrap_or_default();
+        let options = merged.options.clone().unwrap_or(req.options);
+        let pooled = match &ipam {
+            Some(ipam) => ipam
+                .request_pool(&subnet, &range, &gateway, &options)
+                .await
+                .map(|p| (p.pool, Some(p.pool_id))),
+            None => self
+                .builtin_pool(&subnet, &gateway, &range)
+                .await
+                .map(|p| (p, None)),
+        };
+        let (pool, pool_id) = match pooled {
+            Ok(p) => p,
+            Err(e) => {
+                undo_hooks(merged, setup.called).await;
+                return Err(e);
             }
         };
         let n = Network {
-            id: berth_state::new_id(),
+            id,
             name: req.name.clone(),
             driver: driver_name.clone(),
             created: Utc::now(),
             attachment: Attachment::Driver,
-            options: req.options,
+            options,
             labels: req.labels,
-            ipam_driver: default_ipam(),
+            ipam_driver: ipam_name,
             pool: Some(pool),
+            ipam_pool_id: pool_id.clone(),
             members: BTreeMap::new(),
         };
-        driver
-            .create_network(&n)
-            .await
-            .map_err(|e| driver_error(&n, e))?;
+        let release_pool = || async {
+            if let (Some(ipam), Some(pool_id)) = (&ipam, &pool_id)
+                && let Err(e) = ipam
+                    .release_pool(&RemotePool {
+                        pool_id: pool_id.clone(),
+                        pool,
+                    })
+                    .await
+            {
+                tracing::warn!(error = %e, "releasing the IPAM pool of a failed network create");
+            }
+        };
+        if let Err(e) = driver.create_network(&n).await {
+            release_pool().await;
+            undo_hooks(merged, setup.called).await;
+            return Err(driver_error(&n, e));
+        }
         if let Err(e) = self.persist(&n) {
             let _ = driver.delete_network(&n).await;
+            release_pool().await;
+            undo_hooks(merged, setup.called).await;
             let _ = berth_state::remove_dir_durable(&self.dir.join(&n.id));
             return Err(e);
         }
         lock(&self.networks).push(n.clone());
         Ok(n)
+    }
+
+    /// The built-in IPAM's pool for a new network: the user's subnet (refused when it overlaps
+    /// another network), else a default pool not used by another network or a host interface.
+    async fn builtin_pool(
+        &self,
+        subnet: &str,
+        gateway: &str,
+        range: &str,
+    ) -> Result<Pool, NetworkError> {
+        let others: Vec<(String, Subnet)> = lock(&self.networks)
+            .iter()
+            .filter_map(|n| n.pool.map(|p| (n.name.clone(), p.subnet)))
+            .collect();
+        if !subnet.is_empty() {
+            let pool = Pool::from_config(
+                subnet,
+                (!gateway.is_empty()).then_some(gateway),
+                (!range.is_empty()).then_some(range),
+            )?;
+            if let Some((other, other_subnet)) =
+                others.iter().find(|(_, s)| s.overlaps(&pool.subnet))
+            {
+                return Err(NetworkError::Overlap {
+                    subnet: pool.subnet,
+                    other: other.clone(),
+                    other_subnet: *other_subnet,
+                });
+            }
+            return Ok(pool);
+        }
+        let mut in_use: Vec<Subnet> = others.iter().map(|(_, s)| *s).collect();
+        match netns::host_subnets().await {
+            Ok(host) => in_use.extend(host),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing host subnets for the default pool")
+            }
+        }
+        Ok(Pool::default_for(ipam::pick_default(&in_use)?))
     }
 
     /// Removes a network: refused for the pre-defined ones and while containers are connected.
@@ -490,13 +625,36 @@ impl NetworkStore {
                     .join(", "),
             });
         }
-        if let Ok(d) = self.driver(&n.driver) {
-            d.delete_network(&n)
-                .await
-                .map_err(|e| driver_error(&n, e))?;
+        // After the fact: IPAM, driver and hook failures are warnings (DESIGN.md: "after").
+        // Docker's order: ReleaseAddress (gateway) → ReleasePool → DeleteNetwork.
+        if let (Some(pool_id), Some(pool)) = (&n.ipam_pool_id, n.pool) {
+            match self.remote_ipam(&n.ipam_driver).await {
+                Ok(Some(ipam)) => {
+                    let held = RemotePool {
+                        pool_id: pool_id.clone(),
+                        pool,
+                    };
+                    if let Err(e) = ipam.release_pool(&held).await {
+                        tracing::warn!(network = n.name, error = %e, "IPAM ReleasePool");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(network = n.name, error = %e, "IPAM driver gone"),
+            }
+        }
+        match self.driver(&n.driver).await {
+            Ok(d) => {
+                if let Err(e) = d.delete_network(&n).await {
+                    tracing::warn!(network = n.name, error = %e, "driver DeleteNetwork");
+                }
+            }
+            Err(e) => tracing::warn!(network = n.name, error = %e, "network driver gone"),
         }
         berth_state::remove_dir_durable(&self.dir.join(&n.id))?;
         lock(&self.networks).retain(|x| x.id != n.id);
+        for w in mvp::notify(self.host(), NetworkEvent::Delete, &mvp::network_message(&n)).await {
+            tracing::warn!(network = n.name, warning = %w, "network delete hook");
+        }
         Ok(n)
     }
 
@@ -601,6 +759,17 @@ impl NetworkStore {
         Ok(Some(path))
     }
 
+    fn connect_message(n: &Network, container_id: &str, netns_path: &Path) -> NetworkMessage {
+        NetworkMessage {
+            container_id: Some(container_id.to_owned()),
+            sandbox_key: Some(netns_path.display().to_string()),
+            ..mvp::network_message(n)
+        }
+    }
+
+    /// Wires one interface: address (IPAM) → MVP `connect` hook → driver join → plumbing into
+    /// the namespace. A failing step undoes the earlier ones (driver leave, hook `disconnect`,
+    /// address release) so nothing is left behind.
     async fn join_one(
         &self,
         network_id: &str,
@@ -620,13 +789,82 @@ impl NetworkStore {
         let pool = n
             .pool
             .ok_or_else(|| NetworkError::NoStaticIp(n.name.clone()))?;
-        let address = pool
-            .allocate(&n.used(container_id), member.requested_ip)
-            .map_err(|source| NetworkError::OnNetwork {
-                name: n.name.clone(),
-                source,
-            })?;
-        let driver = self.driver(&n.driver)?;
+        let driver = self.driver(&n.driver).await?;
+        let ipam = match &n.ipam_pool_id {
+            Some(_) => self.remote_ipam(&n.ipam_driver).await?,
+            None => None,
+        };
+        let pool_id = n.ipam_pool_id.clone().unwrap_or_default();
+        let on_net = |source| NetworkError::OnNetwork {
+            name: n.name.clone(),
+            source,
+        };
+        let mut address = match &ipam {
+            Some(ipam) => ipam.request_address(&pool_id, member.requested_ip).await?,
+            None => pool
+                .allocate(&n.used(container_id), member.requested_ip)
+                .map_err(on_net)?,
+        };
+        let release = |addr: Ipv4Addr| {
+            let (ipam, pool_id) = (&ipam, &pool_id);
+            async move {
+                if let Some(ipam) = ipam
+                    && let Err(e) = ipam.release_address(pool_id, addr).await
+                {
+                    tracing::warn!(error = %e, "IPAM ReleaseAddress");
+                }
+            }
+        };
+        // The MVP `connect` hook (before, chained): plugins may change IPAddress and Gateway.
+        let mut msg = Self::connect_message(&n, container_id, netns_path);
+        msg.ip_address = Some(format!("{address}/{}", pool.subnet.prefix));
+        let setup = match mvp::setup(self.host(), NetworkEvent::Connect, msg).await {
+            Ok(s) => s,
+            Err(e) => {
+                release(address).await;
+                return Err(e);
+            }
+        };
+        for w in &setup.warnings {
+            tracing::warn!(network = n.name, warning = %w, "network connect hook");
+        }
+        let undo_hooks = |called: Vec<String>, m: NetworkMessage| async move {
+            for w in mvp::undo(self.host(), NetworkEvent::Connect, &m, &called).await {
+                tracing::warn!(warning = %w, "network connect hook compensation");
+            }
+        };
+        let hooked = async {
+            let mut gateway = None;
+            if let Some(ip) = &setup.message.ip_address {
+                let wanted = ipam::parse_addr(ip.split('/').next().unwrap_or_default())?;
+                if wanted != address {
+                    match &ipam {
+                        Some(ipam) => {
+                            let got = ipam.request_address(&pool_id, Some(wanted)).await?;
+                            release(address).await;
+                            address = got;
+                        }
+                        None => {
+                            pool.check_static(wanted, &n.used(container_id))
+                                .map_err(on_net)?;
+                            address = wanted;
+                        }
+                    }
+                }
+            }
+            if let Some(g) = setup.message.gateway.as_deref().filter(|g| !g.is_empty()) {
+                gateway = Some(ipam::parse_addr(g)?);
+            }
+            Ok::<_, NetworkError>(gateway)
+        };
+        let hook_gateway = match hooked.await {
+            Ok(g) => g,
+            Err(e) => {
+                release(address).await;
+                undo_hooks(setup.called, setup.message).await;
+                return Err(e);
+            }
+        };
         let info = EndpointInfo {
             id: berth_state::new_id(),
             container_id: container_id.to_owned(),
@@ -635,32 +873,55 @@ impl NetworkStore {
             prefix: pool.subnet.prefix,
             pool,
         };
-        let joined = match driver.join(&n, &info).await {
-            Ok(j) => j,
-            Err(e) => {
-                let _ = driver.leave(&n, &info).await;
-                return Err(driver_error(&n, e));
+        let fail = |e: NetworkError, left: bool| {
+            let (driver, n, info, called, m) = (
+                &driver,
+                &n,
+                &info,
+                setup.called.clone(),
+                setup.message.clone(),
+            );
+            async move {
+                if left {
+                    let _ = driver.leave(n, info).await;
+                }
+                undo_hooks(called, m).await;
+                release(info.address).await;
+                e
             }
         };
-        let gateway = joined.gateway.unwrap_or(pool.gateway);
-        let plumbed = netns::plumb(
-            netns_path,
-            netns::Plumbing {
-                src_name: joined.src_name.clone(),
-                dst_name: ifname.to_owned(),
-                address,
-                prefix: pool.subnet.prefix,
-                gateway: Some(gateway),
-                default_route: joined.default_route && member.primary,
-                routes: joined.static_routes.clone(),
-            },
-        )
-        .await;
-        let mac = match plumbed {
-            Ok(mac) => mac,
-            Err(e) => {
-                let _ = driver.leave(&n, &info).await;
-                return Err(e);
+        let joined = match driver.join(&n, &info).await {
+            Ok(j) => j,
+            Err(e) => return Err(fail(driver_error(&n, e), true).await),
+        };
+        let gateway = joined.gateway.or(hook_gateway).unwrap_or(pool.gateway);
+        let ifname = match &joined.dst_prefix {
+            Some(prefix) => format!(
+                "{prefix}{}",
+                ifname.trim_start_matches(|c: char| !c.is_ascii_digit())
+            ),
+            None => ifname.to_owned(),
+        };
+        let mac = if joined.src_name.is_empty() {
+            // Docker: an empty SrcName moves nothing into the sandbox.
+            String::new()
+        } else {
+            let plumbed = netns::plumb(
+                netns_path,
+                netns::Plumbing {
+                    src_name: joined.src_name.clone(),
+                    dst_name: ifname.clone(),
+                    address,
+                    prefix: pool.subnet.prefix,
+                    gateway: Some(gateway),
+                    default_route: joined.default_route && member.primary,
+                    routes: joined.static_routes.clone(),
+                },
+            )
+            .await;
+            match plumbed {
+                Ok(mac) => mac,
+                Err(e) => return Err(fail(e, true).await),
             }
         };
         let endpoint = Endpoint {
@@ -669,7 +930,7 @@ impl NetworkStore {
             prefix: pool.subnet.prefix,
             gateway,
             mac,
-            ifname: ifname.to_owned(),
+            ifname,
         };
         let recorded = self.update(&n.id, |n| {
             if let Some(m) = n.members.get_mut(container_id) {
@@ -677,8 +938,7 @@ impl NetworkStore {
             }
         });
         if let Err(e) = recorded {
-            let _ = driver.leave(&n, &info).await;
-            return Err(e);
+            return Err(fail(e, true).await);
         }
         Ok(())
     }
@@ -700,8 +960,10 @@ impl NetworkStore {
         netns::remove(&path);
     }
 
+    /// Driver leave, address release, then the MVP `disconnect` notification; all "after":
+    /// failures are logged warnings.
     async fn leave_one(&self, n: &Network, container_id: &str, ep: &Endpoint, path: &Path) {
-        if let (Ok(driver), Some(pool)) = (self.driver(&n.driver), n.pool) {
+        if let (Ok(driver), Some(pool)) = (self.driver(&n.driver).await, n.pool) {
             let info = EndpointInfo {
                 id: ep.id.clone(),
                 container_id: container_id.to_owned(),
@@ -713,6 +975,23 @@ impl NetworkStore {
             if let Err(e) = driver.leave(n, &info).await {
                 tracing::warn!(network = n.name, error = %e, "leaving network");
             }
+        }
+        if let Some(pool_id) = &n.ipam_pool_id {
+            match self.remote_ipam(&n.ipam_driver).await {
+                Ok(Some(ipam)) => {
+                    if let Err(e) = ipam.release_address(pool_id, ep.address).await {
+                        tracing::warn!(network = n.name, error = %e, "IPAM ReleaseAddress");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(network = n.name, error = %e, "IPAM driver gone"),
+            }
+        }
+        let mut msg = Self::connect_message(n, container_id, path);
+        msg.ip_address = Some(format!("{}/{}", ep.address, ep.prefix));
+        msg.mac_address = Some(ep.mac.clone());
+        for w in mvp::notify(self.host(), NetworkEvent::Disconnect, &msg).await {
+            tracing::warn!(network = n.name, warning = %w, "network disconnect hook");
         }
         if let Err(e) = self.update(&n.id, |n| {
             if let Some(m) = n.members.get_mut(container_id) {
