@@ -182,8 +182,9 @@ impl Demo {
             .output()
             .with_context(|| format!("running berth {}", args.join(" ")))?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        print!("{stdout}");
+        // Progress lines (stderr) come first, as they did on a terminal.
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        print!("{stdout}");
         if !out.status.success() {
             bail!("`berth {}` failed with {}", args.join(" "), out.status);
         }
@@ -204,8 +205,9 @@ impl Demo {
             .output()
             .context("running the docker CLI (is it installed?)")?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        print!("{stdout}");
+        // Progress lines (stderr) come first, as they did on a terminal.
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        print!("{stdout}");
         if !out.status.success() {
             bail!("`docker {}` failed with {}", args.join(" "), out.status);
         }
@@ -516,10 +518,117 @@ fn engine_plugin_steps(demo: &Demo, scratch: &Path, node1: Node) -> Result<Node>
     Ok(node1)
 }
 
+/// Serves /data/file.txt once on 1.2.3.4:8080 (run inside the `web` container).
+const SERVE_FILE: &str = "import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('1.2.3.4', 8080))
+s.listen()
+c, _ = s.accept()
+c.sendall(open('/data/file.txt', 'rb').read())
+c.close()";
+
+/// Fetches what 1.2.3.4:8080 serves, retrying while the server starts.
+const FETCH: &str = "import socket, time
+for _ in range(100):
+    try:
+        print(socket.create_connection(('1.2.3.4', 8080), 1).recv(100).decode(), end='')
+        break
+    except OSError:
+        time.sleep(0.1)";
+
+/// The seed's network example: a network plugin speaking Docker's NetworkDriver and IpamDriver
+/// (run on the host: it needs CAP_NET_ADMIN there, so it is loaded by socket), `greatnet`, a
+/// container with `--ip 1.2.3.4` serving the flocker dataset, another one reaching it.
+fn network_plugin_steps(demo: &Demo, scratch: &Path, node1: &Node) -> Result<()> {
+    println!("\n# 0g. A network plugin: greatnet, --ip 1.2.3.4, together with the flocker volume.");
+    let netplug = example_plugin(&demo.berth, "netplug")?;
+    let sock = scratch.join("netplug.sock");
+    let child = Command::new(&netplug)
+        .arg("--socket")
+        .arg(&sock)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting netplug")?;
+    demo.cleanup
+        .lock()
+        .map_err(|_| anyhow::anyhow!("cleanup lock poisoned"))?
+        .daemons
+        .push(child);
+    let start = Instant::now();
+    while !sock.exists() {
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("netplug did not create {}", sock.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("# netplug --socket {} &", sock.display());
+    let sock_s = sock.display().to_string();
+    demo.berth(
+        node1,
+        &["plugin", "load", "--name", "netplug", "--socket", &sock_s],
+    )?;
+    demo.berth(
+        node1,
+        &[
+            "network",
+            "create",
+            "-d",
+            "netplug",
+            "--ipam-driver",
+            "netplug",
+            "--subnet",
+            "1.2.3.0/24",
+            "greatnet",
+        ],
+    )?;
+    demo.berth(
+        node1,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--net",
+            "greatnet",
+            "--ip",
+            "1.2.3.4",
+            "-v",
+            "/flocker/test:/data",
+            "host",
+            "sh",
+            "-c",
+            "ip -4 -o addr show eth0; exec python3 -c \"$0\"",
+            SERVE_FILE,
+        ],
+    )?;
+    let out = demo.berth(
+        node1,
+        &[
+            "run", "--rm", "--net", "greatnet", "host", "python3", "-c", FETCH,
+        ],
+    )?;
+    if out.trim() != "fish" {
+        bail!("expected the second container to fetch fish from 1.2.3.4, got {out:?}");
+    }
+    let logs = demo.berth(node1, &["logs", "web"])?;
+    if !logs.contains("1.2.3.4/24") {
+        bail!("expected web to show 1.2.3.4 on eth0, got {logs:?}");
+    }
+    demo.berth(node1, &["network", "inspect", "greatnet"])?;
+    demo.berth(node1, &["rm", "-f", "web"])?;
+    demo.berth(node1, &["network", "rm", "greatnet"])?;
+    demo.berth(node1, &["plugin", "unload", "netplug"])?;
+    Ok(())
+}
+
 fn steps(demo: &Demo, scratch: &Path) -> Result<()> {
     let node1 = demo.start_node("node1", scratch)?;
     flocker_steps(demo, scratch, &node1)?;
     let node1 = engine_plugin_steps(demo, scratch, node1)?;
+    network_plugin_steps(demo, scratch, &node1)?;
     let data = scratch.join("shared").join("test");
     let bind = format!("{}:/data", data.display());
 
