@@ -149,69 +149,63 @@ impl Demo {
         self.start_node(node.name, scratch)
     }
 
-    /// Like [`Demo::docker`] for a command that is meant to fail: prints its error, checks that
-    /// it failed, and returns its stderr.
-    fn docker_refused(&self, node: &Node, args: &[&str]) -> Result<String> {
-        println!(
-            "\n{}$ DOCKER_HOST={} docker {}",
+    /// Prints `prompt`, runs `cmd`, prints what it wrote (progress on stderr first, as on a
+    /// terminal) and checks its outcome: success, or failure when `refused`. Returns (stdout,
+    /// stderr).
+    fn show(&self, prompt: String, mut cmd: Command, refused: bool) -> Result<(String, String)> {
+        println!("\n{prompt}");
+        let out = cmd.output().with_context(|| format!("running {prompt}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if refused {
+            print!("{stdout}{stderr}");
+            println!("(exit status {})", out.status.code().unwrap_or(-1));
+        } else {
+            eprint!("{stderr}");
+            print!("{stdout}");
+        }
+        match (out.status.success(), refused) {
+            (true, true) => bail!("`{prompt}` was expected to be refused"),
+            (false, false) => bail!("`{prompt}` failed with {}", out.status),
+            _ => Ok((stdout, stderr)),
+        }
+    }
+
+    fn docker_command(node: &Node, args: &[&str]) -> (String, Command) {
+        let prompt = format!(
+            "{}$ DOCKER_HOST={} docker {}",
             node.name,
             node.host(),
             shell_words(args)
         );
-        let out = Command::new("docker")
-            .env("DOCKER_HOST", node.host())
-            .args(args)
-            .output()?;
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        print!("{stderr}");
-        if out.status.success() {
-            bail!("`docker {}` was expected to be refused", args.join(" "));
-        }
-        println!("(exit status {})", out.status.code().unwrap_or(-1));
-        Ok(stderr)
+        let mut cmd = Command::new("docker");
+        cmd.env("DOCKER_HOST", node.host()).args(args);
+        (prompt, cmd)
     }
 
     /// Prints `node$ berth ARGS`, runs it, prints its output, and fails on a non-zero exit.
     fn berth(&self, node: &Node, args: &[&str]) -> Result<String> {
-        println!("\n{}$ berth {}", node.name, shell_words(args));
-        let out = Command::new(&self.berth)
-            .arg("-H")
-            .arg(node.host())
-            .args(args)
-            .output()
-            .with_context(|| format!("running berth {}", args.join(" ")))?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        // Progress lines (stderr) come first, as they did on a terminal.
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        print!("{stdout}");
-        if !out.status.success() {
-            bail!("`berth {}` failed with {}", args.join(" "), out.status);
-        }
-        Ok(stdout)
+        let mut cmd = Command::new(&self.berth);
+        cmd.arg("-H").arg(node.host()).args(args);
+        Ok(self
+            .show(
+                format!("{}$ berth {}", node.name, shell_words(args)),
+                cmd,
+                false,
+            )?
+            .0)
     }
 
     /// The same through the real docker CLI.
     fn docker(&self, node: &Node, args: &[&str]) -> Result<String> {
-        println!(
-            "\n{}$ DOCKER_HOST={} docker {}",
-            node.name,
-            node.host(),
-            shell_words(args)
-        );
-        let out = Command::new("docker")
-            .env("DOCKER_HOST", node.host())
-            .args(args)
-            .output()
-            .context("running the docker CLI (is it installed?)")?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        // Progress lines (stderr) come first, as they did on a terminal.
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        print!("{stdout}");
-        if !out.status.success() {
-            bail!("`docker {}` failed with {}", args.join(" "), out.status);
-        }
-        Ok(stdout)
+        let (prompt, cmd) = Self::docker_command(node, args);
+        Ok(self.show(prompt, cmd, false)?.0)
+    }
+
+    /// A docker command that is meant to be refused; returns its stderr.
+    fn docker_refused(&self, node: &Node, args: &[&str]) -> Result<String> {
+        let (prompt, cmd) = Self::docker_command(node, args);
+        Ok(self.show(prompt, cmd, true)?.1)
     }
 }
 
