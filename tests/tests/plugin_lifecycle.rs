@@ -169,3 +169,89 @@ fn gate_times_out_with_503_naming_the_pending_plugin() {
         (d.raw("GET", "/containers/json", None, b"").status == 200).then_some(())
     });
 }
+
+/// Needs root. A plugin whose container dies after load: calls fail fast naming the plugin (no
+/// hang), `plugin status` shows the failure as its last error, the container's `always` policy
+/// restarts it, and calls work again without reloading.
+#[test]
+fn crashed_plugin_fails_fast_and_is_restarted_by_policy() {
+    let d = Daemon::start();
+    let args_v = test_plugin_args("crashy", &[]);
+    let mut args = vec![
+        "plugin",
+        "load",
+        "--name",
+        "crashy",
+        "--timeout",
+        "20s",
+        "host",
+    ];
+    args.extend(args_v.iter().map(String::as_str));
+    berth(&d, &args).expect_code(0);
+    let st = d.raw("GET", "/berth/plugins/crashy", None, b"").json();
+    let cid = st["ContainerID"].as_str().expect("ContainerID").to_owned();
+
+    let src = d.dir().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let body = json!({"Image": "host", "Cmd": ["true"], "HostConfig": {"Binds": [format!("{}:/data", src.display())]}})
+        .to_string();
+    let create = || {
+        d.raw(
+            "POST",
+            "/containers/create",
+            Some("application/json"),
+            body.as_bytes(),
+        )
+    };
+    assert_eq!(create().status, 201);
+
+    // Stop the plugin's container (a manual stop: no restart), then call it.
+    let r = d.raw("POST", &format!("/containers/{cid}/stop?t=1"), None, b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    let t = Instant::now();
+    let r = create();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "the call hung for {:?}",
+        t.elapsed()
+    );
+    assert!(r.status >= 400, "{}", r.text());
+    assert!(r.message().contains("crashy"), "{}", r.message());
+    let status = berth(&d, &["plugin", "status", "crashy"]);
+    assert!(status.stdout.contains("crashy"), "{}", status.stdout);
+    let st = d.raw("GET", "/berth/plugins/crashy", None, b"").json();
+    assert!(
+        !st["LastError"].as_str().unwrap_or_default().is_empty(),
+        "{st}"
+    );
+
+    // Start it again, then crash it: the `always` policy brings it back and calls work again.
+    let r = d.raw("POST", &format!("/containers/{cid}/start"), None, b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    let pid = berth_tests::poll_until(
+        "the plugin container to run",
+        Duration::from_secs(10),
+        || {
+            let c = d
+                .raw("GET", &format!("/containers/{cid}/json"), None, b"")
+                .json();
+            c["State"]["Pid"].as_i64().filter(|p| *p > 0)
+        },
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    berth_tests::poll_until(
+        "the plugin to be restarted and answer",
+        Duration::from_secs(30),
+        || {
+            let c = d
+                .raw("GET", &format!("/containers/{cid}/json"), None, b"")
+                .json();
+            let restarted =
+                c["RestartCount"].as_u64().unwrap_or(0) >= 1 && c["State"]["Status"] == "running";
+            (restarted && create().status == 201).then_some(())
+        },
+    );
+}

@@ -611,10 +611,22 @@ impl Engine {
             // config.json last: its presence marks a complete record.
             .and_then(|()| berth_state::store_json(&dir.join("config.json"), &config));
         if let Err(e) = stored {
-            self.release_mounts(id, &state.mounts).await;
+            self.release_mounts(&config, &state.mounts).await;
             return Err(e.into());
         }
         Ok((Container::new(config, state, dir), warnings))
+    }
+
+    /// The plugin host whose volume hooks see `config`'s bind mounts. System containers (the
+    /// plugins themselves, `--system` agents) are not resolved through plugins: their binds are
+    /// the engine's own (socket directories), and a plugin must be able to start while the
+    /// others, or itself, are down.
+    fn bind_hook_host(&self, config: &ContainerConfig) -> Option<&berth_plugin_host::PluginHost> {
+        if config.system {
+            None
+        } else {
+            self.plugins().map(|h| h.as_ref())
+        }
     }
 
     /// Resolves every mount to the host path that gets mounted (DESIGN.md data flows 1–2): bind
@@ -630,7 +642,7 @@ impl Engine {
         warnings: &mut Vec<String>,
     ) -> Result<Vec<ResolvedMount>, EngineError> {
         use berth_volumes::hooks;
-        let host = self.plugins().map(|h| h.as_ref());
+        let host = self.bind_hook_host(config);
         let binds: Vec<hooks::BindMount> = config
             .mounts
             .iter()
@@ -685,7 +697,7 @@ impl Engine {
                                 driver: None,
                             }),
                     );
-                    self.release_mounts(&config.id, &done).await;
+                    self.release_mounts(config, &done).await;
                     return Err(e);
                 }
             }
@@ -731,7 +743,12 @@ impl Engine {
     /// Gives back what [`Self::resolve_mounts`] took for `container_id`: plugin-driver volumes are
     /// unmounted (the last user sends `Unmount`) and bind plugins get the `stop` notification,
     /// all in reverse order. Failures are warnings (returned, and logged).
-    async fn release_mounts(&self, container_id: &str, mounts: &[ResolvedMount]) -> Vec<String> {
+    async fn release_mounts(
+        &self,
+        config: &ContainerConfig,
+        mounts: &[ResolvedMount],
+    ) -> Vec<String> {
+        let container_id = config.id.as_str();
         let host = self.plugins().map(|h| h.as_ref());
         let mut warnings = Vec::new();
         for m in mounts.iter().rev() {
@@ -746,7 +763,7 @@ impl Engine {
         }
         warnings.extend(
             berth_volumes::hooks::notify_binds(
-                host,
+                self.bind_hook_host(config),
                 container_id,
                 berth_plugin_host::protocol::mvp::VolumeEvent::Stop,
                 &bind_hook_mounts(mounts),
@@ -814,7 +831,7 @@ impl Engine {
         };
         let resolved = spec.1;
         if let Err(e) = self.networks.attach(c.id(), &c.config.network_mode).await {
-            self.release_mounts(c.id(), &resolved).await;
+            self.release_mounts(&c.config, &resolved).await;
             let msg = format!("network setup: {e}");
             c.update(|st| {
                 st.error = msg;
@@ -828,7 +845,7 @@ impl Engine {
             Err(e) => {
                 self.networks.detach(c.id()).await;
                 // Not half-started: give the mounts back.
-                self.release_mounts(c.id(), &resolved).await;
+                self.release_mounts(&c.config, &resolved).await;
                 let msg = e.to_string();
                 c.update(|st| {
                     st.error = msg;
@@ -915,7 +932,7 @@ impl Engine {
         let mode = match self.networks.for_mode(&c.config.network_mode) {
             Ok(m) => m,
             Err(e) => {
-                self.release_mounts(c.id(), &resolved).await;
+                self.release_mounts(&c.config, &resolved).await;
                 return Err(e.into());
             }
         };
@@ -952,7 +969,7 @@ impl Engine {
     async fn on_exit(self: &Arc<Self>, c: &Arc<Container>, code: i32) {
         // The process is gone: unmount driver volumes and send `stop` to bind plugins before
         // the state says Exited, so a returning `stop` or `wait` sees them released.
-        self.release_mounts(c.id(), &c.state().mounts).await;
+        self.release_mounts(&c.config, &c.state().mounts).await;
         self.networks.detach(c.id()).await;
         *lock(&c.pty) = None;
         *c.stdin() = StdinSlot::fresh(c.config.open_stdin);
@@ -1191,7 +1208,7 @@ impl Engine {
             .publish("container", "destroy", c.id(), c.attributes());
         // After the fact: the `remove` volume notification (v2 subscribers, reverse order).
         let warnings = berth_volumes::hooks::notify_binds(
-            self.plugins().map(|h| h.as_ref()),
+            self.bind_hook_host(&c.config),
             c.id(),
             berth_plugin_host::protocol::mvp::VolumeEvent::Remove,
             &bind_hook_mounts(&st.mounts),
