@@ -334,3 +334,71 @@ fn authorization_plugin_allows_denies_and_fails_closed() {
         r.message()
     );
 }
+
+/// Needs root. Replies a pre-hook must not accept: malformed JSON and a reply of the wrong
+/// `Type` fail the request with a 502 naming the plugin and the reason (policy `abort`), and
+/// pass through unchanged with a warning under policy `ignore`.
+#[test]
+fn malformed_and_wrong_type_hook_replies_are_refused() {
+    let d = Daemon::start();
+    let bin = example_plugin("test-plugin").display().to_string();
+    let load = |name: &str, policy: &str, reply: &str| {
+        berth(
+            &d,
+            &[
+                "plugin",
+                "load",
+                "--name",
+                name,
+                "--on-failure",
+                policy,
+                "host",
+                &bin,
+                "--socket",
+                "/var/run/docker/plugin.sock",
+                "--name",
+                name,
+                "--api",
+                "--api-reply",
+                reply,
+            ],
+        )
+        .expect_code(0);
+    };
+    load("garbled", "abort", "{\"ModifiedClientRequest\": not json");
+    let r = d.raw("GET", "/containers/json", None, b"");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.message().contains("\"garbled\"") && r.message().contains("decoding reply"),
+        "{}",
+        r.message()
+    );
+    berth(&d, &["plugin", "unload", "garbled"]).expect_code(0);
+
+    load(
+        "confused",
+        "abort",
+        r#"{"PowerstripProtocolVersion": 1, "Type": "post-hook"}"#,
+    );
+    let r = d.raw("GET", "/containers/json", None, b"");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.message().contains("\"confused\"") && r.message().contains("expected \"pre-hook\""),
+        "{}",
+        r.message()
+    );
+    berth(&d, &["plugin", "unload", "confused"]).expect_code(0);
+
+    load(
+        "easygoing",
+        "ignore",
+        "{\"ModifiedClientRequest\": not json",
+    );
+    let r = d.raw("GET", "/containers/json", None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.header("Berth-Warning")
+            .unwrap_or_default()
+            .contains("easygoing")
+    );
+}

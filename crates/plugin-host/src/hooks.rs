@@ -12,6 +12,26 @@ use berth_plugin_protocol::powerstrip::{
 use crate::client::PluginError;
 use crate::registry::LoadedPlugin;
 
+/// A reply that names the other hook type is refused (the plugin answered the wrong question).
+fn check_type(
+    p: &LoadedPlugin,
+    path: &str,
+    got: Option<&str>,
+    want: &str,
+) -> Result<(), PluginError> {
+    match got {
+        Some(t) if !t.eq_ignore_ascii_case(want) => Err(PluginError {
+            plugin: p.name().to_owned(),
+            call: format!("POST {path}"),
+            kind: crate::client::CallErrorKind::Decode {
+                error: format!("reply has Type {t:?}, expected {want:?}"),
+                snippet: String::new(),
+            },
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn not_found_is_none<T>(r: Result<T, PluginError>) -> Result<Option<T>, PluginError> {
     match r {
         Ok(v) => Ok(Some(v)),
@@ -93,6 +113,9 @@ pub async fn api_pre(
         p.call("api.pre", path, &HookRequest::pre(req.clone()))
             .await,
     )?;
+    if let Some(r) = &reply {
+        check_type(p, path, r.hook_type.as_deref(), "pre-hook")?;
+    }
     Ok(reply.and_then(|r| r.modified_client_request))
 }
 
@@ -119,5 +142,8 @@ pub async fn api_post(
         )
         .await,
     )?;
+    if let Some(r) = &reply {
+        check_type(p, path, r.hook_type.as_deref(), "post-hook")?;
+    }
     Ok(reply.and_then(|r| r.modified_server_response))
 }

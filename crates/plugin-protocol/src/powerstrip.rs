@@ -102,6 +102,9 @@ pub struct PreHookReply {
     /// Always 1.
     #[serde(rename = "PowerstripProtocolVersion")]
     pub protocol_version: u32,
+    /// Optional echo of the hook type; when present it must be `pre-hook`.
+    #[serde(rename = "Type", skip_serializing_if = "Option::is_none")]
+    pub hook_type: Option<String>,
     /// The request to pass on.
     #[serde(rename = "ModifiedClientRequest")]
     pub modified_client_request: Option<ClientRequest>,
@@ -114,6 +117,9 @@ pub struct PostHookReply {
     /// Always 1.
     #[serde(rename = "PowerstripProtocolVersion")]
     pub protocol_version: u32,
+    /// Optional echo of the hook type; when present it must be `post-hook`.
+    #[serde(rename = "Type", skip_serializing_if = "Option::is_none")]
+    pub hook_type: Option<String>,
     /// The response to pass on.
     #[serde(rename = "ModifiedServerResponse")]
     pub modified_server_response: Option<ServerResponse>,

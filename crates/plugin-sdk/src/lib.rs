@@ -489,6 +489,7 @@ impl PluginBuilder {
                     let out = f(req.client_request).await.map_err(Into::into)?;
                     Ok::<_, HandlerError>(PreHookReply {
                         protocol_version: POWERSTRIP_PROTOCOL_VERSION,
+                        hook_type: None,
                         modified_client_request: Some(out),
                     })
                 }
@@ -521,6 +522,7 @@ impl PluginBuilder {
                     let out = f(req.client_request, resp).await.map_err(Into::into)?;
                     Ok::<_, HandlerError>(PostHookReply {
                         protocol_version: POWERSTRIP_PROTOCOL_VERSION,
+                        hook_type: None,
                         modified_server_response: Some(out),
                     })
                 }

@@ -64,6 +64,10 @@ struct Args {
     /// `seen=<name>` to the query). Off by default: an api plugin sees every engine request.
     #[arg(long, env = "TEST_PLUGIN_API")]
     api: bool,
+    /// With `--api`: answer every api hook with this raw body (status 200), e.g. malformed JSON
+    /// or a reply of the wrong `Type`.
+    #[arg(long)]
+    api_reply: Option<String>,
 }
 
 fn log_call(args: &Args, path: &str) {
@@ -131,6 +135,13 @@ async fn main() -> anyhow::Result<()> {
             }
             if path == "/Test.Stats" {
                 return None;
+            }
+            if let Some(body) = a.api_reply.as_ref().filter(|_| path.contains("/api/")) {
+                return Some(Reply {
+                    status: http_ok(),
+                    content_type: "application/json",
+                    body: body.clone().into(),
+                });
             }
             log_call(&a, &path);
             if a.latency_ms > 0 {
