@@ -255,3 +255,54 @@ fn crashed_plugin_fails_fast_and_is_restarted_by_policy() {
         },
     );
 }
+
+/// Needs root. Docker's `plugin disable|enable` through the docker CLI: a disabled plugin keeps
+/// its place but receives no calls (the bind source is no longer rewritten), `plugin ls` shows it
+/// disabled, and enabling it restores the calls.
+#[test]
+fn docker_plugin_disable_and_enable() {
+    let d = Daemon::start();
+    let args_v = test_plugin_args("sfx", &["--suffix", "/inner"]);
+    let mut args = vec!["plugin", "load", "--name", "sfx", "host"];
+    args.extend(args_v.iter().map(String::as_str));
+    berth(&d, &args).expect_code(0);
+    let src = d.dir().join("src");
+    std::fs::create_dir_all(src.join("inner")).unwrap();
+    let body = json!({"Image": "host", "Cmd": ["true"], "HostConfig": {"Binds": [format!("{}:/data", src.display())]}})
+        .to_string();
+    let source_of_new = || {
+        let r = d.raw(
+            "POST",
+            "/containers/create",
+            Some("application/json"),
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["Id"].as_str().unwrap().to_owned();
+        let c = d
+            .raw("GET", &format!("/containers/{id}/json"), None, b"")
+            .json();
+        c["Mounts"][0]["Source"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(source_of_new().ends_with("/inner"));
+
+    d.docker(&["plugin", "disable", "sfx"]).expect_code(0);
+    let ls = d.docker(&["plugin", "ls", "--format", "{{.Name}} {{.Enabled}}"]);
+    assert!(ls.stdout.contains("false"), "{}", ls.describe());
+    assert!(
+        !source_of_new().ends_with("/inner"),
+        "a disabled plugin must get no calls"
+    );
+
+    d.docker(&["plugin", "enable", "sfx"]).expect_code(0);
+    assert!(source_of_new().ends_with("/inner"));
+    let again = d.docker(&["plugin", "enable", "sfx"]);
+    assert!(
+        again.stderr.contains("already enabled"),
+        "{}",
+        again.describe()
+    );
+}

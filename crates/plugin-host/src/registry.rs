@@ -152,6 +152,8 @@ pub enum PluginState {
     Active,
     /// Handshake (or launch) failed; see `last_error`.
     Failed,
+    /// Disabled by the operator (`docker plugin disable`): receives no calls until enabled.
+    Disabled,
 }
 
 /// The persisted record of one plugin.
@@ -369,9 +371,12 @@ impl LoadedPlugin {
     ) -> Result<Resp, PluginError> {
         let state = self.state();
         if state != PluginState::Active {
-            let why = self
-                .last_error()
-                .unwrap_or_else(|| format!("{state:?}").to_lowercase());
+            let why = match state {
+                PluginState::Disabled => "disabled by the operator".to_owned(),
+                _ => self
+                    .last_error()
+                    .unwrap_or_else(|| format!("{state:?}").to_lowercase()),
+            };
             return Err(PluginError {
                 plugin: self.record.name.clone(),
                 call: format!("POST {path}"),
@@ -541,6 +546,23 @@ impl PluginHost {
             .iter()
             .map(|p| p.name().to_owned())
             .collect()
+    }
+
+    /// Enables or disables a plugin (Docker's `plugin enable|disable`): a disabled plugin keeps
+    /// its place in the load order and its container but receives no calls. Not persisted: a
+    /// daemon restart enables every plugin again. Returns false when nothing changed.
+    pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<bool, HostError> {
+        let p = self
+            .get(name)
+            .ok_or_else(|| HostError::NotFound(name.to_owned()))?;
+        let now = p.state();
+        let next = match (enabled, now) {
+            (true, PluginState::Disabled) => PluginState::Active,
+            (false, PluginState::Disabled) | (true, _) => return Ok(false),
+            (false, _) => PluginState::Disabled,
+        };
+        p.set_state(next);
+        Ok(true)
     }
 
     /// A plugin by name.

@@ -69,6 +69,7 @@ fn state_name(s: PluginState) -> &'static str {
         PluginState::Pending => "pending",
         PluginState::Active => "active",
         PluginState::Failed => "failed",
+        PluginState::Disabled => "disabled",
     }
 }
 
@@ -529,44 +530,62 @@ async fn docker_enable(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let h = s
-        .engine
-        .plugins()
-        .ok_or_else(|| ApiError::not_found(format!("plugin \"{name}\" not found")))?;
-    let p = docker_find(h, &name)?;
-    if p.state == PluginState::Active {
-        return Err(ApiError {
+    let h = host(&s)?;
+    let p = docker_find(&h, &name)?;
+    match p.state {
+        PluginState::Disabled => {
+            h.set_enabled(&p.record.name, true)?;
+            s.engine
+                .events
+                .publish("plugin", "enable", &p.record.name, Default::default());
+            Ok(StatusCode::OK)
+        }
+        PluginState::Active => Err(ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: format!("plugin {}:latest is already enabled", p.record.name),
-        });
+        }),
+        other => Err(ApiError::new(
+            berth_state::ErrorKind::Conflict,
+            format!(
+                "plugin {} is {}: {}; reload it with berth plugin upgrade",
+                p.record.name,
+                state_name(other),
+                p.record.last_error.unwrap_or_default()
+            ),
+        )),
     }
-    Err(ApiError::new(
-        berth_state::ErrorKind::Conflict,
-        format!(
-            "plugin {} is {}: {}; reload it with berth plugin upgrade",
-            p.record.name,
-            state_name(p.state),
-            p.record.last_error.unwrap_or_default()
-        ),
-    ))
 }
 
+/// Disables a plugin: it keeps its place and its container but gets no calls. Refused while
+/// volumes or networks depend on it, unless `force`.
 async fn docker_disable(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    q: Query,
 ) -> ApiResult<StatusCode> {
-    let h = s
-        .engine
-        .plugins()
-        .ok_or_else(|| ApiError::not_found(format!("plugin \"{name}\" not found")))?;
-    let p = docker_find(h, &name)?;
-    Err(ApiError {
-        status: StatusCode::NOT_IMPLEMENTED,
-        message: format!(
-            "Berth plugins are not disabled but unloaded: berth plugin unload {}",
-            p.record.name
-        ),
-    })
+    let h = host(&s)?;
+    let p = docker_find(&h, &name)?;
+    let deps = dependents(&s, &p.record.name);
+    if !deps.is_empty() && !q.bool_or("force", false)? {
+        return Err(ApiError::new(
+            berth_state::ErrorKind::Conflict,
+            format!(
+                "plugin {} is in use by {}: use --force to disable it anyway",
+                p.record.name,
+                deps.join(", ")
+            ),
+        ));
+    }
+    if !h.set_enabled(&p.record.name, false)? {
+        return Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("plugin {}:latest is already disabled", p.record.name),
+        });
+    }
+    s.engine
+        .events
+        .publish("plugin", "disable", &p.record.name, Default::default());
+    Ok(StatusCode::OK)
 }
 
 #[cfg(test)]
