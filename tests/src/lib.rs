@@ -7,7 +7,6 @@
 //!
 //! Everything here needs root (the daemon creates namespaces and mounts); the tests run as root in CI.
 
-
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
