@@ -1,18 +1,33 @@
 //! Criterion benches of engine operations through the Engine API on a real `berth daemon` (release
 //! build, private temp root and socket, started by the e2e harness): API request latency
-//! (`GET /_ping` against `GET /containers/json`), volume create+rm with the local driver,
+//! (`GET /_ping` against `GET /containers/json`), volume create+rm with the local driver and with
+//! a plugin volume driver (the `flocker` example plugin as a separate process on a socket),
 //! container create+rm, and `run --rm host true` the way the docker CLI does it (create, attach,
-//! wait for `removed`, start). The same three operations also run through the real `docker` CLI,
+//! wait for `removed`, start). The same operations also run through the real `docker` CLI,
 //! which is how Docker 20.10's reference figures were taken (CLI start and `/_ping` included).
+//!
+//! Two measurements are plain timing loops rather than criterion (they are written to
+//! `target/bench/manual/engine.json`, which `cargo xtask bench` tabulates with the rest):
+//! - `engine_hooks/*`: API request latency on a daemon without plugins against a second daemon
+//!   with 4 idle `api-policy` plugins (subscribed only to `POST /containers/create` and
+//!   `GET /version`), interleaved round by round so drift hits both alike; `GET /version` (which
+//!   the plugins do subscribe to) is measured the same way for scale;
+//! - `engine_restart/*`: daemon restart to ready (spawn of `berth daemon` to the first
+//!   `GET /containers/json` answering 200, i.e. the readiness gate open) with 0 and 16 plugins
+//!   loaded (`test-plugin` processes on sockets, hand-shaken again at boot).
 //!
 //! Needs root (the daemon creates namespaces and mounts). The client is a hyper keep-alive
 //! connection over the UNIX socket, opened outside the timed region. `BERTH_BENCH_QUICK=1`
-//! shortens every measurement for CI smoke runs; `BERTH_BENCH_NO_CLI=1` skips the docker CLI series.
+//! shortens every measurement for CI smoke runs; `BERTH_BENCH_NO_CLI=1` skips the docker CLI
+//! series; `BERTH_BENCH_PLUGIN_DIR` names a directory with optimised example plugin binaries
+//! (`cargo xtask bench` passes `target/release`), else the harness builds debug ones.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -216,6 +231,95 @@ async fn run_rm_true(api: &mut Api, waiter: &mut Api, socket: &Path) {
     black_box(drain.await.expect("attach drain"));
 }
 
+/// An example plugin binary: from `BERTH_BENCH_PLUGIN_DIR` if set, else built by the harness.
+fn plugin_bin(name: &str) -> PathBuf {
+    match std::env::var_os("BERTH_BENCH_PLUGIN_DIR") {
+        Some(dir) => {
+            let bin = PathBuf::from(dir).join(name);
+            assert!(bin.exists(), "{} missing", bin.display());
+            bin
+        }
+        None => berth_tests::example_plugin(name),
+    }
+}
+
+/// A plugin process; killed (by its PID) and reaped on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_plugin(bin: &str, args: &[&str]) -> Proc {
+    Proc(
+        Command::new(plugin_bin(bin))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {bin}: {e}")),
+    )
+}
+
+/// Loads the plugin serving `sock` as `name` (the engine polls the socket until it answers).
+fn load_plugin(d: &Daemon, name: &str, sock: &Path) {
+    let body = serde_json::json!({"Name": name, "Socket": sock, "Timeout": "20s"});
+    let r = d.raw_json("POST", "/berth/plugins/load", &body);
+    assert_eq!(r.status, 200, "load {name}: {}", r.text());
+}
+
+/// Names of the plugins the daemon reports `active`.
+fn active_plugins(d: &Daemon) -> usize {
+    let r = d.raw("GET", "/berth/plugins", None, b"");
+    assert_eq!(r.status, 200, "GET /berth/plugins: {}", r.text());
+    r.json()
+        .as_array()
+        .map(|a| a.iter().filter(|p| p["State"] == "active").count())
+        .unwrap_or(0)
+}
+
+/// Starts `flocker` on a socket in the daemon's dir and loads it as volume driver `flocker`.
+fn start_flocker(d: &Daemon) -> Proc {
+    let sock = d.dir().join("flocker.sock");
+    let storage = d.dir().join("flocker-storage");
+    std::fs::create_dir_all(&storage).expect("flocker storage");
+    let p = spawn_plugin(
+        "flocker",
+        &[
+            "--socket",
+            sock.to_str().expect("utf-8 path"),
+            "--name",
+            "flocker",
+            "--storage",
+            storage.to_str().expect("utf-8 path"),
+        ],
+    );
+    load_plugin(d, "flocker", &sock);
+    p
+}
+
+async fn volume_create_rm_driver(api: &mut Api, driver: &str) {
+    let name = unique("benchpvol");
+    api.call(
+        Method::POST,
+        "/volumes/create",
+        Some(serde_json::json!({"Name": name, "Driver": driver})),
+        StatusCode::CREATED,
+    )
+    .await;
+    api.call(
+        Method::DELETE,
+        &format!("/volumes/{name}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+}
+
 fn quick() -> bool {
     std::env::var_os("BERTH_BENCH_QUICK").is_some_and(|v| v != "0")
 }
@@ -276,6 +380,17 @@ fn bench_api(c: &mut Criterion, d: &Daemon, rt: &tokio::runtime::Runtime) {
             })
         })
     });
+    g.bench_function("volume_create_rm_plugin", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    volume_create_rm_driver(&mut api, "flocker").await;
+                }
+                start.elapsed()
+            })
+        })
+    });
     g.bench_function("container_create_rm", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
@@ -311,6 +426,13 @@ fn bench_cli(c: &mut Criterion, d: &Daemon) {
             d.docker(&["volume", "rm", &name]).ok();
         })
     });
+    g.bench_function("volume_create_rm_plugin", |b| {
+        b.iter(|| {
+            let name = unique("benchpvol");
+            d.docker(&["volume", "create", "-d", "flocker", &name]).ok();
+            d.docker(&["volume", "rm", &name]).ok();
+        })
+    });
     g.bench_function("container_create_rm", |b| {
         b.iter(|| {
             let out = d.docker(&["create", "--network", "none", "host", "true"]);
@@ -327,6 +449,233 @@ fn bench_cli(c: &mut Criterion, d: &Daemon) {
     g.finish();
 }
 
+/// Summary of one timing loop, as `cargo xtask bench` reads it (ns).
+fn summary(mut samples: Vec<f64>) -> serde_json::Value {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    serde_json::json!({
+        "median": at(0.5),
+        "p10": at(0.1),
+        "p90": at(0.9),
+        "n": samples.len(),
+    })
+}
+
+/// Where the timing loops' results go: `<target>/bench/manual/engine.json`.
+fn manual_results_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("bench/manual/engine.json")
+}
+
+fn write_manual(results: &serde_json::Map<String, serde_json::Value>) {
+    let path = manual_results_path();
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("create manual results dir");
+    let text = serde_json::to_string_pretty(results).expect("json");
+    std::fs::write(&path, text).expect("write manual results");
+    println!("timing loops written to {}", path.display());
+}
+
+fn print_row(id: &str, v: &serde_json::Value) {
+    println!(
+        "{id:<55} median {:>10.1} µs  [p10 {:.1}, p90 {:.1}]  n={}",
+        v["median"].as_f64().unwrap_or(0.0) / 1e3,
+        v["p10"].as_f64().unwrap_or(0.0) / 1e3,
+        v["p90"].as_f64().unwrap_or(0.0) / 1e3,
+        v["n"]
+    );
+}
+
+/// API request latency without and with 4 idle api plugins: three daemons (two without plugins,
+/// the second an A/A noise control, and one with 4 `api-policy` plugins), measured in rounds whose
+/// daemon order rotates, one keep-alive connection each. Every request is timed; the summaries
+/// are over all timed requests. Also records the median of the per-round ratios (against the
+/// first plugin-less daemon), which cancels slow drift.
+fn bench_idle_hooks(
+    rt: &tokio::runtime::Runtime,
+    out: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    let plain = Daemon::start();
+    let control = Daemon::start();
+    let hooked = Daemon::start();
+    let mut procs = Vec::new();
+    for i in 0..4 {
+        let name = format!("policy{i}");
+        let sock = hooked.dir().join(format!("{name}.sock"));
+        procs.push(spawn_plugin(
+            "api-policy",
+            &[
+                "--socket",
+                sock.to_str().expect("utf-8 path"),
+                "--name",
+                &name,
+            ],
+        ));
+        load_plugin(&hooked, &name, &sock);
+    }
+    assert_eq!(active_plugins(&hooked), 4, "4 api plugins active");
+    let (rounds, per_round) = if quick() { (12, 100) } else { (60, 200) };
+    let paths = ["/containers/json", "/version"];
+    let labels = ["no_plugins", "no_plugins_control", "4_idle_api_plugins"];
+    rt.block_on(async {
+        let mut apis = [
+            Api::connect(&plain.socket()).await,
+            Api::connect(&control.socket()).await,
+            Api::connect(&hooked.socket()).await,
+        ];
+        // samples[path][daemon], round_ratios[path][daemon]
+        let mut samples = vec![vec![Vec::new(); 3]; paths.len()];
+        let mut round_ratios = vec![vec![Vec::new(); 3]; paths.len()];
+        for round in 0..=rounds {
+            for (pi, path) in paths.iter().enumerate() {
+                let mut medians = [0.0f64; 3];
+                for k in 0..3 {
+                    let di = (round + k) % 3;
+                    let mut round_samples = Vec::with_capacity(per_round);
+                    for _ in 0..per_round {
+                        let t = Instant::now();
+                        black_box(apis[di].call(Method::GET, path, None, StatusCode::OK).await);
+                        round_samples.push(t.elapsed().as_nanos() as f64);
+                    }
+                    let mut sorted = round_samples.clone();
+                    sorted.sort_by(f64::total_cmp);
+                    medians[di] = sorted[sorted.len() / 2];
+                    // Round 0 is warm-up.
+                    if round > 0 {
+                        samples[pi][di].extend(round_samples);
+                    }
+                }
+                if round > 0 {
+                    for di in 1..3 {
+                        round_ratios[pi][di].push(medians[di] / medians[0]);
+                    }
+                }
+            }
+        }
+        for (pi, path) in paths.iter().enumerate() {
+            let key = path.trim_start_matches('/').replace('/', "_");
+            for (di, label) in labels.iter().enumerate() {
+                let v = summary(std::mem::take(&mut samples[pi][di]));
+                let id = format!("engine_hooks/{key}/{label}");
+                print_row(&id, &v);
+                out.insert(id, v);
+                if di > 0 {
+                    let mut ratios = std::mem::take(&mut round_ratios[pi][di]);
+                    ratios.sort_by(f64::total_cmp);
+                    let ratio = ratios[ratios.len() / 2];
+                    println!(
+                        "{:<55} median of per-round ratios to no_plugins {ratio:.4}",
+                        format!("engine_hooks/{key}/{label}")
+                    );
+                    out.insert(
+                        format!("engine_hooks/{key}/{label}/round_ratio"),
+                        serde_json::json!({"median": ratio, "n": ratios.len()}),
+                    );
+                }
+            }
+        }
+    });
+    drop(procs);
+}
+
+/// Spawns `berth daemon` on `d`'s root and socket (it must be stopped) and returns the time until
+/// `GET /containers/json` first answers 200, and the child (to stop).
+fn time_to_ready(d: &Daemon) -> (Duration, Child) {
+    let sock = d.socket();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.log_path())
+        .expect("open daemon log");
+    let mut cmd = Command::new(berth_tests::berth_binary());
+    cmd.arg("daemon")
+        .arg("--root")
+        .arg(d.root())
+        .arg("--host")
+        .arg(d.host())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log fd"))
+        .stderr(log)
+        .process_group(0);
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("spawn berth daemon");
+    let deadline = start + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "berth daemon exited with {status} during restart:\n{}",
+                d.log()
+            );
+        }
+        // A request sent while the gate is closed waits at the gate, so one attempt per
+        // connection suffices; a refused or missing socket is retried after 1 ms.
+        if let Ok(r) = berth_tests::raw_request(&sock, "GET", "/v1.50/containers/json", None, b"")
+            && r.status == 200
+        {
+            return (start.elapsed(), child);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "daemon not ready within 60 s:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// SIGTERM to a daemon spawned by [`time_to_ready`], then reap it.
+fn stop_child(mut child: Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
+}
+
+/// Daemon restart to ready with `n` `test-plugin` processes loaded (they keep running across
+/// the restarts; the daemon hand-shakes them again at boot).
+fn bench_restart(n: usize, out: &mut serde_json::Map<String, serde_json::Value>) {
+    let mut d = Daemon::start();
+    let mut procs = Vec::new();
+    for i in 0..n {
+        let name = format!("tp{i}");
+        let sock = d.dir().join(format!("{name}.sock"));
+        procs.push(spawn_plugin(
+            "test-plugin",
+            &[
+                "--socket",
+                sock.to_str().expect("utf-8 path"),
+                "--name",
+                &name,
+            ],
+        ));
+        load_plugin(&d, &name, &sock);
+    }
+    assert_eq!(
+        active_plugins(&d),
+        n,
+        "{n} plugins active before the restarts"
+    );
+    let runs = if quick() { 3 } else { 10 };
+    let mut samples = Vec::new();
+    // One untimed restart first (page cache, plugin connections).
+    for i in 0..=runs {
+        d.stop(Duration::from_secs(20));
+        let (t, child) = time_to_ready(&d);
+        if i == 0 {
+            assert_eq!(active_plugins(&d), n, "{n} plugins active after a restart");
+        } else {
+            samples.push(t.as_nanos() as f64);
+        }
+        stop_child(child);
+    }
+    d.restart();
+    let v = summary(samples);
+    let id = format!("engine_restart/{n}_plugins");
+    print_row(&id, &v);
+    out.insert(id, v);
+    drop(procs);
+}
+
 fn main() {
     let mut c = configure(Criterion::default()).configure_from_args();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -334,16 +683,20 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let d = Daemon::start();
+    let flocker = start_flocker(&d);
     bench_api(&mut c, &d, &rt);
     let cli = std::env::var_os("BERTH_BENCH_NO_CLI").is_none_or(|v| v == "0");
-    if cli
-        && std::process::Command::new("docker")
-            .arg("--version")
-            .output()
-            .is_ok()
-    {
+    if cli && Command::new("docker").arg("--version").output().is_ok() {
         bench_cli(&mut c, &d);
     }
     drop(d);
+    drop(flocker);
     c.final_summary();
+
+    // The timing loops (not criterion): idle api hooks and restart to ready.
+    let mut manual = serde_json::Map::new();
+    bench_idle_hooks(&rt, &mut manual);
+    bench_restart(0, &mut manual);
+    bench_restart(16, &mut manual);
+    write_manual(&manual);
 }

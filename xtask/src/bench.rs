@@ -1,7 +1,8 @@
 //! `cargo xtask bench [--quick]`: runs the criterion benches (plugin call and hook fan-out in
 //! `crates/plugin-host/benches/fanout.rs`, engine operations on a real daemon in
-//! `tests/benches/engine.rs`), reads the medians from `target/criterion/**/new/estimates.json`,
-//! prints a table with the ratios to the floors measured in the same run and to Docker 20.10's
+//! `tests/benches/engine.rs`), reads the medians from `target/criterion/**/new/estimates.json`
+//! and from the engine bench's timing loops (`target/bench/manual/engine.json`: idle api hooks,
+//! restart to ready), prints a table with the ratios to the floors measured in the same run and to Docker 20.10's
 //! reference figures, and draws the fan-out plot (latency per event against N, sequential and
 //! concurrent, with the floors) with `plotters`.
 //!
@@ -18,13 +19,12 @@ use plotters::prelude::*;
 
 /// Docker 20.10 on these machines, through the docker CLI (interleaved medians, ms), from
 /// `reference/performance.md` §5.
-const DOCKER_MS: [(&str, f64); 3] = [
+const DOCKER_MS: [(&str, f64); 4] = [
     ("volume_create_rm", 66.0),
+    ("volume_create_rm_plugin", 64.0),
     ("container_create_rm", 109.0),
     ("run_rm_true", 554.0),
 ];
-/// The same with a plugin volume driver (64 ms), kept for the README's comparison.
-const DOCKER_VOLUME_PLUGIN_MS: f64 = 64.0;
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
@@ -77,8 +77,9 @@ pub fn run(opts: Opts) -> Result<()> {
         } else if !is_root {
             println!("engine benches skipped: they need root (namespaces, mounts)");
         } else {
-            // The daemon under test: the same optimised profile as the benches (its artifacts
-            // land in target/release), so the e2e harness need not build a second release tree.
+            // The daemon and the example plugins under test: the same optimised profile as the
+            // benches (artifacts in target/release), so the e2e harness need not build a second
+            // release tree nor drive debug plugins.
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let status = Command::new(cargo)
                 .current_dir(&root)
@@ -90,14 +91,21 @@ pub fn run(opts: Opts) -> Result<()> {
                     "berth-cli",
                     "--bin",
                     "berth",
+                    "-p",
+                    "berth-example-plugins",
+                    "--bins",
                 ])
                 .status()
-                .context("building berth")?;
+                .context("building berth and the example plugins")?;
             if !status.success() {
-                bail!("cargo build --profile bench -p berth-cli failed: {status}");
+                bail!(
+                    "cargo build --profile bench -p berth-cli -p berth-example-plugins failed: {status}"
+                );
             }
-            let berth = target.join("release/berth");
+            let release = target.join("release");
+            let berth = release.join("berth");
             let berth = berth.to_string_lossy();
+            let plugins = release.to_string_lossy();
             cargo_bench(
                 &root,
                 "berth-tests",
@@ -107,12 +115,18 @@ pub fn run(opts: Opts) -> Result<()> {
                     ("RUST_LOG", "warn"),
                     ("BERTH_BIN", &berth),
                     ("BERTH_TESTS_NO_BUILD", "1"),
+                    ("BERTH_BENCH_PLUGIN_DIR", &plugins),
                 ],
             )?;
         }
     }
     let since = (!opts.report_only).then_some(started);
-    let results = collect(&target.join("criterion"), since)?;
+    let mut results = collect(&target.join("criterion"), since)?;
+    collect_manual(
+        &target.join("bench/manual/engine.json"),
+        since,
+        &mut results,
+    )?;
     if results.is_empty() {
         bail!(
             "no criterion results under {}",
@@ -217,6 +231,33 @@ fn collect(dir: &Path, since: Option<SystemTime>) -> Result<BTreeMap<String, Est
         }
     }
     Ok(out)
+}
+
+/// Adds the engine bench's timing-loop summaries (`{id: {"median": ns, ...}}`), if that file
+/// exists (and was written after `since`, if given).
+fn collect_manual(
+    path: &Path,
+    since: Option<SystemTime>,
+    out: &mut BTreeMap<String, Est>,
+) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    if let Some(since) = since
+        && !meta.modified().is_ok_and(|t| t >= since)
+    {
+        return Ok(());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    if let Some(map) = v.as_object() {
+        for (id, s) in map {
+            if let Some(median) = s["median"].as_f64() {
+                out.insert(id.clone(), Est { median });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn fmt_ns(ns: f64) -> String {
@@ -335,6 +376,10 @@ fn table(r: &BTreeMap<String, Est>) -> String {
             ("ping", "`GET /_ping`"),
             ("containers_json", "`GET /containers/json`"),
             ("volume_create_rm", "volume create + rm (local driver)"),
+            (
+                "volume_create_rm_plugin",
+                "volume create + rm (`flocker` plugin driver)",
+            ),
             ("container_create_rm", "container create + rm"),
             ("run_rm_true", "`run --rm --network none host true`"),
         ] {
@@ -352,10 +397,57 @@ fn table(r: &BTreeMap<String, Est>) -> String {
                 ratio(cli, docker),
             ));
         }
-        s.push_str(&format!(
-            "| volume create + rm, plugin driver | not yet measurable | – | {} | – |\n",
-            fmt_ns(DOCKER_VOLUME_PLUGIN_MS * 1e6)
-        ));
+    }
+    if r.keys().any(|k| k.starts_with("engine_hooks/")) {
+        s.push_str(
+            "\n### API request latency with 4 idle api plugins (three daemons, rotating rounds; unpinned)\n\n\
+             Ratios are medians of per-round ratios to the first plugin-less daemon; the second \
+             plugin-less daemon is an A/A control showing the daemon-to-daemon noise.\n\n\
+             | request | no plugins | no plugins (control) | 4 `api-policy` plugins | control ratio | plugins ratio |\n\
+             |---|---:|---:|---:|---:|---:|\n",
+        );
+        let rr = |k: &str| {
+            get(k)
+                .map(|v| format!("{v:.3}×"))
+                .unwrap_or_else(|| "–".into())
+        };
+        for (k, label) in [
+            (
+                "containers_json",
+                "`GET /containers/json` (no plugin subscribed)",
+            ),
+            ("version", "`GET /version` (all 4 post-hook it)"),
+        ] {
+            let cell = |l: &str| {
+                get(&format!("engine_hooks/{k}/{l}"))
+                    .map(fmt_ns)
+                    .unwrap_or_else(|| "–".into())
+            };
+            s.push_str(&format!(
+                "| {label} | {} | {} | {} | {} | {} |\n",
+                cell("no_plugins"),
+                cell("no_plugins_control"),
+                cell("4_idle_api_plugins"),
+                rr(&format!("engine_hooks/{k}/no_plugins_control/round_ratio")),
+                rr(&format!("engine_hooks/{k}/4_idle_api_plugins/round_ratio")),
+            ));
+        }
+    }
+    if r.keys().any(|k| k.starts_with("engine_restart/")) {
+        s.push_str(
+            "\n### Daemon restart to ready (spawn → first `GET /containers/json` 200; medians)\n\n\
+             | plugins loaded | time to ready | × 0 plugins |\n|---:|---:|---:|\n",
+        );
+        let zero = get("engine_restart/0_plugins");
+        for (n, label) in [(0u32, "0"), (16, "16 (`test-plugin` processes on sockets)")] {
+            if let Some(v) = get(&format!("engine_restart/{n}_plugins")) {
+                s.push_str(&format!(
+                    "| {label} | {} | {} |\n",
+                    fmt_ns(v),
+                    ratio(Some(v), zero)
+                ));
+            }
+        }
     }
     s
 }
