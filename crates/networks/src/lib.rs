@@ -404,8 +404,9 @@ impl NetworkStore {
             .ok_or_else(|| NetworkError::NotFound(id.to_owned()))?;
         f(n);
         let snapshot = n.clone();
-        drop(all);
+        // Persist under the lock: two updates must reach the disk in the order they were made.
         self.persist(&snapshot)?;
+        drop(all);
         Ok(snapshot)
     }
 

@@ -113,7 +113,10 @@ pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+    // Unique per call: concurrent writers of the same file must not share a temporary file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{file_name}.tmp{}.{seq}", std::process::id()));
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -250,6 +253,27 @@ mod tests {
         );
         remove_dir_durable(&dir).unwrap();
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_file_all_succeed() {
+        let dir = tempfile_dir();
+        let path = dir.join("shared.json");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for j in 0..50 {
+                        store_json(&path, &(i, j)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(load_json::<(i32, i32)>(&path).unwrap().is_some());
+        remove_dir_durable(&dir).unwrap();
     }
 
     #[test]
