@@ -32,6 +32,28 @@ fn load_policy(d: &Daemon, name: &str, flags: &[&str], labels: &[&str]) {
     berth(d, &args).expect_code(0);
 }
 
+/// Loads `test-plugin` as an api plugin named `name` with failure policy `policy`.
+fn load_api_test_plugin(d: &Daemon, name: &str, policy: &str, extra: &[&str]) {
+    let bin = example_plugin("test-plugin").display().to_string();
+    let mut args = vec![
+        "plugin",
+        "load",
+        "--name",
+        name,
+        "--on-failure",
+        policy,
+        "host",
+        &bin,
+        "--socket",
+        "/var/run/docker/plugin.sock",
+        "--name",
+        name,
+        "--api",
+    ];
+    args.extend_from_slice(extra);
+    berth(d, &args).expect_code(0);
+}
+
 fn hook_calls(d: &Daemon, plugin: &str, hook: &str) -> u64 {
     let r = d.raw("GET", &format!("/berth/plugins/{plugin}"), None, b"");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -153,29 +175,8 @@ fn privileged_plugin_calls_skip_its_own_hooks() {
 #[test]
 fn failing_hooks_follow_the_failure_policy() {
     let d = Daemon::start();
-    let bin = example_plugin("test-plugin").display().to_string();
     let load = |name: &str, policy: &str| {
-        berth(
-            &d,
-            &[
-                "plugin",
-                "load",
-                "--name",
-                name,
-                "--on-failure",
-                policy,
-                "host",
-                &bin,
-                "--socket",
-                "/var/run/docker/plugin.sock",
-                "--name",
-                name,
-                "--api",
-                "--fail",
-                "hook exploded",
-            ],
-        )
-        .expect_code(0);
+        load_api_test_plugin(&d, name, policy, &["--fail", "hook exploded"]);
     };
     load("lenient", "ignore");
     let r = d.raw("GET", "/containers/json", None, b"");
@@ -341,29 +342,8 @@ fn authorization_plugin_allows_denies_and_fails_closed() {
 #[test]
 fn malformed_and_wrong_type_hook_replies_are_refused() {
     let d = Daemon::start();
-    let bin = example_plugin("test-plugin").display().to_string();
     let load = |name: &str, policy: &str, reply: &str| {
-        berth(
-            &d,
-            &[
-                "plugin",
-                "load",
-                "--name",
-                name,
-                "--on-failure",
-                policy,
-                "host",
-                &bin,
-                "--socket",
-                "/var/run/docker/plugin.sock",
-                "--name",
-                name,
-                "--api",
-                "--api-reply",
-                reply,
-            ],
-        )
-        .expect_code(0);
+        load_api_test_plugin(&d, name, policy, &["--api-reply", reply]);
     };
     load("garbled", "abort", "{\"ModifiedClientRequest\": not json");
     let r = d.raw("GET", "/containers/json", None, b"");
