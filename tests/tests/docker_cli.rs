@@ -444,3 +444,56 @@ fn parallel_runs() {
         || all_container_ids(&d).is_empty().then_some(()),
     );
 }
+
+/// Needs root. Images through the docker CLI: `docker images` lists the import and the built-in
+/// `host`, `docker image inspect` shows the imported CMD, `docker rmi` is refused while a
+/// container uses the image (409) and works after; `docker restart` gives a new process.
+#[test]
+fn images_and_restart() {
+    let d = daemon_with_bb();
+    let ls = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let names: Vec<&str> = ls.ok().lines().collect();
+    assert!(
+        names.contains(&"bb:latest") && names.contains(&"host:latest"),
+        "{names:?}"
+    );
+    let cmd = d.docker(&["image", "inspect", "--format", "{{json .Config.Env}}", "bb"]);
+    assert!(cmd.ok().contains("PATH="), "{}", cmd.describe());
+
+    d.docker(&["run", "-d", "--name", "r1", "bb", "sleep", "1000"])
+        .expect_code(0);
+    let pid1 = d
+        .docker(&["inspect", "--format", "{{.State.Pid}}", "r1"])
+        .ok()
+        .trim()
+        .to_owned();
+    d.docker(&["restart", "-t", "1", "r1"]).expect_code(0);
+    let pid2 = d
+        .docker(&[
+            "inspect",
+            "--format",
+            "{{.State.Pid}} {{.State.Status}}",
+            "r1",
+        ])
+        .ok()
+        .trim()
+        .to_owned();
+    assert!(
+        pid2.ends_with("running") && !pid2.starts_with(&format!("{pid1} ")),
+        "{pid1} -> {pid2}"
+    );
+
+    let refused = d.docker(&["rmi", "bb"]);
+    refused.expect_code(1);
+    assert!(
+        refused.stderr.contains("is using its referenced image"),
+        "{}",
+        refused.describe()
+    );
+    d.docker(&["rm", "-f", "r1"]).expect_code(0);
+    d.docker(&["rmi", "bb"]).expect_code(0);
+    let ls = d.docker(&["images", "--format", "{{.Repository}}"]);
+    assert!(!ls.ok().contains("bb"), "{}", ls.describe());
+    let host = d.docker(&["rmi", "host"]);
+    assert_ne!(host.code, Some(0), "the built-in image cannot be removed");
+}
