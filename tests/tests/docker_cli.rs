@@ -497,3 +497,31 @@ fn images_and_restart() {
     let host = d.docker(&["rmi", "host"]);
     assert_ne!(host.code, Some(0), "the built-in image cannot be removed");
 }
+
+/// Needs root. `docker volume prune -f` removes only unused anonymous volumes; `-a` also removes
+/// unused named ones; a volume in use survives both.
+#[test]
+fn volume_prune() {
+    let d = Daemon::start();
+    let anon = d.docker(&["volume", "create"]).ok().trim().to_owned();
+    assert_eq!(
+        anon.len(),
+        64,
+        "an unnamed volume gets a 64-hex name: {anon}"
+    );
+    d.docker(&["volume", "create", "keepme"]).expect_code(0);
+    d.docker(&["volume", "create", "used"]).expect_code(0);
+    d.docker(&["create", "--name", "user", "-v", "used:/d", "host", "true"])
+        .expect_code(0);
+    let names = |d: &Daemon| d.docker(&["volume", "ls", "-q"]).ok().to_owned();
+
+    d.docker(&["volume", "prune", "-f"]).expect_code(0);
+    let left = names(&d);
+    assert!(
+        !left.contains(&anon) && left.contains("keepme") && left.contains("used"),
+        "{left}"
+    );
+    d.docker(&["volume", "prune", "-a", "-f"]).expect_code(0);
+    let left = names(&d);
+    assert!(!left.contains("keepme") && left.contains("used"), "{left}");
+}
