@@ -314,7 +314,7 @@ fn table(r: &BTreeMap<String, Est>) -> String {
         ("fanout_64KiB", "Fan-out per event, 64 KiB event"),
     ] {
         s.push_str(&format!(
-            "\n### {title} (N plugin processes, keep-alive)\n\n\
+            "\n### {title} (N plugin processes, keep-alive, all CPUs)\n\n\
              | N | sequential | concurrent | conc ÷ seq | seq per call | seq per call × bare hyper |\n\
              |---:|---:|---:|---:|---:|---:|\n"
         ));
@@ -542,7 +542,7 @@ fn plot(r: &BTreeMap<String, Est>, path: &Path) -> Result<()> {
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Hook fan-out: latency per event vs plugins (medians, pinned to one CPU)",
+            "Hook fan-out: latency per event vs plugins (medians, all CPUs)",
             ("sans-serif", 20),
         )
         .margin(15)

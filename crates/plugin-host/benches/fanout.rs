@@ -7,10 +7,12 @@
 //! Every server is a separate process: this bench binary re-executes itself with
 //! `--berth-bench-role ROLE SOCKET` as an echo server, a bare hyper server or a no-op plugin built
 //! with the plugin SDK (the same server code real plugins use). Connections are opened before the
-//! timed region and kept alive, as the engine keeps them. The bench pins itself (and so every
-//! child) to CPU 0 because cross-vCPU wake-ups cost ~25 µs each way on the 2-vCPU VMs we measure
-//! on (see `docs/bench` and the README); `BERTH_BENCH_CPU=none` disables that, `BERTH_BENCH_CPU=N`
-//! picks another CPU. `BERTH_BENCH_QUICK=1` shortens every measurement for CI smoke runs.
+//! timed region and kept alive, as the engine keeps them. The plugin-call benches pin the bench
+//! (and so every child) to CPU 0 because cross-vCPU wake-ups cost ~25 µs each way on the 2-vCPU VMs
+//! we measure on (see `docs/bench` and the README); the fan-out benches then unpin (sequential and
+//! concurrent dispatch compared on all CPUs). `BERTH_BENCH_CPU=none` disables pinning, `BERTH_BENCH_CPU=N`
+//! picks another CPU, and `BERTH_BENCH_PLUGIN_CPU=N` moves the server processes to CPU N (engine
+//! and plugins on separate CPUs). `BERTH_BENCH_QUICK=1` shortens every measurement for CI smoke runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -454,7 +456,25 @@ fn with_one(
     v
 }
 
+/// Fan-out compares sequential and concurrent dispatch, so it runs on every CPU (one pinned CPU
+/// would leave concurrency nothing to overlap with zero-delay plugins); the plugin fleet spawned
+/// after this inherits it. `BERTH_BENCH_FANOUT_PINNED=1` keeps the bench's pin instead.
+fn unpin_for_fanout() {
+    if std::env::var_os("BERTH_BENCH_FANOUT_PINNED").is_some() {
+        return;
+    }
+    let mut all = nix::sched::CpuSet::new();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    for cpu in 0..cpus.max(2) {
+        let _ = all.set(cpu);
+    }
+    if nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all).is_err() {
+        eprintln!("could not unpin for the fan-out benches; they stay pinned");
+    }
+}
+
 fn bench_fanout(c: &mut Criterion, dir: &Path) {
+    unpin_for_fanout();
     let rt = current_thread();
     let max = *NS.iter().max().unwrap_or(&0);
     let f = fleet(&rt, dir, max);
@@ -510,12 +530,17 @@ fn bench_fanout(c: &mut Criterion, dir: &Path) {
 }
 
 fn pin() {
-    let cpu = std::env::var("BERTH_BENCH_CPU").unwrap_or_else(|_| "0".into());
+    pin_from("BERTH_BENCH_CPU", "0");
+}
+
+/// Pins this process to the CPU named by `var` (`default` when unset; `none` = no pinning).
+fn pin_from(var: &str, default: &str) {
+    let cpu = std::env::var(var).unwrap_or_else(|_| default.into());
     if cpu == "none" {
         return;
     }
     let Ok(cpu) = cpu.parse::<usize>() else {
-        eprintln!("BERTH_BENCH_CPU={cpu}: not a CPU number; not pinning");
+        eprintln!("{var}={cpu}: not a CPU number; not pinning");
         return;
     };
     let mut set = nix::sched::CpuSet::new();
@@ -534,6 +559,11 @@ fn main() {
             .and_then(|r| Role::parse(r))
             .expect("--berth-bench-role ROLE SOCKET");
         let socket = PathBuf::from(args.get(3).expect("--berth-bench-role ROLE SOCKET"));
+        // Servers inherit the bench's CPU unless BERTH_BENCH_PLUGIN_CPU puts them on another one
+        // (engine on one CPU, plugins on the other: what concurrent notify can overlap).
+        if std::env::var_os("BERTH_BENCH_PLUGIN_CPU").is_some() {
+            pin_from("BERTH_BENCH_PLUGIN_CPU", "none");
+        }
         serve(role, &socket);
         return;
     }
