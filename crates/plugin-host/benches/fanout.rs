@@ -464,8 +464,8 @@ fn unpin_for_fanout() {
         return;
     }
     let mut all = nix::sched::CpuSet::new();
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    for cpu in 0..cpus.max(2) {
+    // Every CPU the kernel may have (the current affinity hides how many there are).
+    for cpu in 0..nix::sched::CpuSet::count() {
         let _ = all.set(cpu);
     }
     if nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all).is_err() {
