@@ -465,6 +465,29 @@ impl PluginBuilder {
         self
     }
 
+    /// Declares the `api` interest and returns the api subscription to extend.
+    fn api_subscription(&mut self) -> &mut ApiSubscription {
+        self.add_interest(mvp::API);
+        self.subscriptions
+            .api
+            .get_or_insert_with(ApiSubscription::default)
+    }
+
+    /// Serves `handler` on the v1 and the v2 path of one api hook.
+    fn api_routes<Resp, H, Fut>(mut self, paths: [&str; 2], handler: H) -> Self
+    where
+        Resp: Serialize + Send + 'static,
+        H: Fn(HookRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, HandlerError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        for path in paths {
+            let handler = handler.clone();
+            self = self.route_json(path, move |req: HookRequest| handler(req));
+        }
+        self
+    }
+
     /// An api pre-hook for requests matching `patterns` (v2 subscription; v1 plugins get every
     /// request). Return the request to pass on.
     pub fn api_pre<F, Fut, E>(mut self, patterns: &[&str], f: F) -> Self
@@ -473,29 +496,21 @@ impl PluginBuilder {
         Fut: Future<Output = Result<ClientRequest, E>> + Send + 'static,
         E: Into<HandlerError>,
     {
-        self.add_interest(mvp::API);
-        let sub = self
-            .subscriptions
-            .api
-            .get_or_insert_with(ApiSubscription::default);
-        sub.pre
+        self.api_subscription()
+            .pre
             .extend(patterns.iter().map(|p| ApiPattern::parse(p)));
         let f = Arc::new(f);
-        for path in [mvp::V1_API_PRE_PATH, mvp::V2_API_PRE_PATH] {
+        self.api_routes([mvp::V1_API_PRE_PATH, mvp::V2_API_PRE_PATH], move |req| {
             let f = f.clone();
-            self = self.route_json(path, move |req: HookRequest| {
-                let f = f.clone();
-                async move {
-                    let out = f(req.client_request).await.map_err(Into::into)?;
-                    Ok::<_, HandlerError>(PreHookReply {
-                        protocol_version: POWERSTRIP_PROTOCOL_VERSION,
-                        hook_type: None,
-                        modified_client_request: Some(out),
-                    })
-                }
-            });
-        }
-        self
+            async move {
+                let out = f(req.client_request).await.map_err(Into::into)?;
+                Ok(PreHookReply {
+                    protocol_version: POWERSTRIP_PROTOCOL_VERSION,
+                    hook_type: None,
+                    modified_client_request: Some(out),
+                })
+            }
+        })
     }
 
     /// An api post-hook for requests matching `patterns`. Return the response to pass on.
@@ -505,30 +520,22 @@ impl PluginBuilder {
         Fut: Future<Output = Result<ServerResponse, E>> + Send + 'static,
         E: Into<HandlerError>,
     {
-        self.add_interest(mvp::API);
-        let sub = self
-            .subscriptions
-            .api
-            .get_or_insert_with(ApiSubscription::default);
-        sub.post
+        self.api_subscription()
+            .post
             .extend(patterns.iter().map(|p| ApiPattern::parse(p)));
         let f = Arc::new(f);
-        for path in [mvp::V1_API_POST_PATH, mvp::V2_API_POST_PATH] {
+        self.api_routes([mvp::V1_API_POST_PATH, mvp::V2_API_POST_PATH], move |req| {
             let f = f.clone();
-            self = self.route_json(path, move |req: HookRequest| {
-                let f = f.clone();
-                async move {
-                    let resp = req.server_response.unwrap_or_default();
-                    let out = f(req.client_request, resp).await.map_err(Into::into)?;
-                    Ok::<_, HandlerError>(PostHookReply {
-                        protocol_version: POWERSTRIP_PROTOCOL_VERSION,
-                        hook_type: None,
-                        modified_server_response: Some(out),
-                    })
-                }
-            });
-        }
-        self
+            async move {
+                let resp = req.server_response.unwrap_or_default();
+                let out = f(req.client_request, resp).await.map_err(Into::into)?;
+                Ok(PostHookReply {
+                    protocol_version: POWERSTRIP_PROTOCOL_VERSION,
+                    hook_type: None,
+                    modified_server_response: Some(out),
+                })
+            }
+        })
     }
 
     /// Finishes the plugin: adds the handshake routes.
