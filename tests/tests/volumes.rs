@@ -119,6 +119,13 @@ fn create(
     )
 }
 
+/// [`create`] that must succeed; returns the new container's id.
+fn create_ok(d: &Daemon, binds: &[String], cmd: &[&str], restart: Option<&str>) -> String {
+    let r = create(d, binds, cmd, restart);
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["Id"].as_str().unwrap().to_owned()
+}
+
 fn inspect(d: &Daemon, id: &str) -> Value {
     d.raw("GET", &format!("/containers/{id}/json"), None, b"")
         .json()
@@ -157,14 +164,12 @@ fn three_plugins_chain_and_a_404_is_ignored() {
     load(&d, "nf", &sn, None);
     load(&d, "c", &sc, None);
 
-    let r = create(
+    let id = create_ok(
         &d,
         &[format!("{}:/data", src.display())],
         &["cat", "/data/marker"],
         None,
     );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let id = r.json()["Id"].as_str().unwrap().to_owned();
     let m = bind_mount(&d, &id);
     assert_eq!(m["Source"], json!(last.display().to_string()), "{m}");
     assert_eq!(
@@ -223,14 +228,12 @@ fn start_time_resolution_differs_from_create_time() {
     std::fs::write(d.dir().join("data-a-b/where"), "moved\n").unwrap();
     let (_a, sa) = test_plugin(&d, "a", &log, &["--suffix=-a"]);
     load(&d, "a", &sa, None);
-    let r = create(
+    let id = create_ok(
         &d,
         &[format!("{}:/d", src.display())],
         &["cat", "/d/where"],
         None,
     );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let id = r.json()["Id"].as_str().unwrap().to_owned();
     assert_eq!(
         bind_mount(&d, &id)["Source"],
         json!(d.dir().join("data-a").display().to_string())
@@ -612,14 +615,12 @@ fn restart_always_container_on_a_plugin_volume_survives_a_daemon_restart() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let r = create(
+    let id = create_ok(
         &d,
         &["/flocker/ds:/data".to_owned()],
         &["sh", "-c", "echo up >> /data/log; sleep 1000"],
         Some("always"),
     );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let id = r.json()["Id"].as_str().unwrap().to_owned();
     assert_eq!(
         d.raw("POST", &format!("/containers/{id}/start"), None, b"")
             .status,
