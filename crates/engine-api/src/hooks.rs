@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use berth_engine::Engine;
 use berth_plugin_host::protocol::FailurePolicy;
 use berth_plugin_host::protocol::powerstrip::{ClientRequest, ServerResponse};
-use berth_plugin_host::{CallErrorKind, LoadedPlugin, PluginError, hooks};
+use berth_plugin_host::{CallErrorKind, LoadedPlugin, PluginError, PluginState, hooks};
 
 use crate::error::ApiError;
 use crate::gate::Caller;
@@ -81,21 +81,46 @@ pub async fn middleware(State(engine): State<Arc<Engine>>, req: Request, next: N
     if path == "/_ping" || path.starts_with("/berth/plugins") {
         return next.run(req).await;
     }
-    let caller = Caller::of(&req);
-    let own = |p: &LoadedPlugin| matches!(&caller, Caller::Plugin(n) if n == p.name());
-    let method = req.method().as_str().to_owned();
-    let requested = req
-        .extensions()
-        .get::<RequestedUri>()
-        .map(|r| r.0.clone())
-        .unwrap_or_else(|| req.uri().to_string());
-    let path = req.uri().path().to_owned();
-    let pre = host.subscribers(|p| !own(p) && p.subscriptions().wants_api_pre(&method, &requested));
-    let streaming = is_streaming(&path);
-    let post = if streaming {
-        Vec::new()
-    } else {
-        host.subscribers(|p| !own(p) && p.subscriptions().wants_api_post(&method, &requested))
+    // Who subscribed is decided on borrowed strings: a request nobody hooks allocates nothing here.
+    let (pre, post, method, requested) = {
+        let caller = Caller::of(&req);
+        let own = |p: &LoadedPlugin| matches!(&caller, Caller::Plugin(n) if n == p.name());
+        let method = req.method().as_str();
+        let uri_text;
+        let requested = match req.extensions().get::<RequestedUri>() {
+            Some(r) => r.0.as_str(),
+            None => {
+                uri_text = req.uri().to_string();
+                uri_text.as_str()
+            }
+        };
+        let plugins = host.snapshot();
+        let wanted = |post: bool| -> Vec<Arc<LoadedPlugin>> {
+            plugins
+                .iter()
+                .filter(|p| {
+                    let subs = p.subscriptions();
+                    let wants = if post {
+                        subs.wants_api_post(method, requested)
+                    } else {
+                        subs.wants_api_pre(method, requested)
+                    };
+                    wants && !own(p) && p.state() == PluginState::Active
+                })
+                .cloned()
+                .collect()
+        };
+        let pre = wanted(false);
+        let post = if is_streaming(path) {
+            Vec::new()
+        } else {
+            wanted(true)
+        };
+        if pre.is_empty() && post.is_empty() {
+            (pre, post, String::new(), String::new())
+        } else {
+            (pre, post, method.to_owned(), requested.to_owned())
+        }
     };
     if pre.is_empty() && post.is_empty() {
         return next.run(req).await;

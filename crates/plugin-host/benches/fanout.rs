@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use berth_plugin_host::protocol::FailurePolicy;
 use berth_plugin_host::{
-    HostConfig, LoadOptions, LoadedPlugin, PluginClient, PluginHost, chain, notify_all,
+    HostConfig, LoadOptions, LoadedPlugin, PluginClient, PluginHost, chain, encode_json, notify_all,
 };
 use berth_plugin_sdk::{Plugin, Reply, StatusCode};
 use bytes::Bytes;
@@ -357,6 +357,143 @@ fn bench_plugin_call(c: &mut Criterion, dir: &Path) {
     drop(servers);
 }
 
+/// The cases of the paired plugin-call loop, in the order of the README's table.
+const PAIRED: [&str; 4] = [
+    "floor_raw_unix_200B",
+    "floor_hyper_keepalive_200B",
+    "client_post_raw_bare_server_200B",
+    "client_call_sdk_plugin_200B",
+];
+
+/// `plugin_call_paired/*`: the same four measurements as [`bench_plugin_call`], interleaved in
+/// short blocks (round-robin, rotating which case goes first) so that every ratio compares
+/// figures taken seconds apart. On the VMs we measure on, the level of every figure drifts by
+/// 30 % and more between criterion's back-to-back measurement windows, which is larger than the
+/// overhead being measured; the median of per-round ratios is immune to that drift. Written to
+/// `<target>/bench/manual/plugin_call.json` for `cargo xtask bench`.
+fn paired_plugin_call(dir: &Path) {
+    let mut servers = Servers(Vec::new());
+    let echo = dir.join("paired-echo.sock");
+    let bare = dir.join("paired-hyper.sock");
+    let noop = dir.join("paired-noop.sock");
+    servers.spawn(Role::Echo, &echo);
+    servers.spawn(Role::Hyper, &bare);
+    servers.spawn(Role::Plugin, &noop);
+    for s in [&echo, &bare, &noop] {
+        wait_for_socket(s);
+    }
+    let (rounds, per_round) = if quick() { (8, 200) } else { (60, 300) };
+    let payload = event_bytes(200);
+    let ev = event(200);
+    let deadline = Duration::from_secs(5);
+    let rt = current_thread();
+    let mut raw = StdUnixStream::connect(&echo).expect("connect echo");
+    let mut back = vec![0u8; payload.len()];
+    let to_bare = PluginClient::new("bare", &bare);
+    let to_plugin = PluginClient::new("noop", &noop);
+    // samples[case] over all rounds but the first; ratios[case] = per-round p50 ÷ the hyper floor's.
+    let mut samples = vec![Vec::new(); PAIRED.len()];
+    let mut ratios = vec![Vec::new(); PAIRED.len()];
+    rt.block_on(async {
+        let stream = tokio::net::UnixStream::connect(&bare)
+            .await
+            .expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        for round in 0..=rounds {
+            let mut p50 = [0.0f64; PAIRED.len()];
+            for k in 0..PAIRED.len() {
+                let case = (round + k) % PAIRED.len();
+                let mut times = Vec::with_capacity(per_round);
+                for _ in 0..per_round {
+                    let t = Instant::now();
+                    match case {
+                        0 => {
+                            raw.write_all(&payload).expect("write");
+                            raw.read_exact(&mut back).expect("read");
+                            black_box(&back);
+                        }
+                        1 => {
+                            sender.ready().await.expect("ready");
+                            let req = Request::post(PATH)
+                                .header(http::header::HOST, "plugin.berth.localhost")
+                                .header(http::header::CONTENT_TYPE, "application/json")
+                                .header(http::header::ACCEPT, "application/json")
+                                .body(Full::new(payload.clone()))
+                                .expect("request");
+                            let resp = sender.send_request(req).await.expect("send");
+                            black_box(resp.into_body().collect().await.expect("body").to_bytes());
+                        }
+                        2 => {
+                            black_box(
+                                to_bare
+                                    .post_raw(PATH, payload.clone(), deadline)
+                                    .await
+                                    .expect("call"),
+                            );
+                        }
+                        _ => {
+                            black_box(
+                                to_plugin
+                                    .call::<_, IgnoredAny>(PATH, &ev, deadline)
+                                    .await
+                                    .expect("call"),
+                            );
+                        }
+                    }
+                    times.push(t.elapsed().as_nanos() as f64);
+                }
+                let mut sorted = times.clone();
+                sorted.sort_by(f64::total_cmp);
+                p50[case] = sorted[sorted.len() / 2];
+                // Round 0 is warm-up.
+                if round > 0 {
+                    samples[case].extend(times);
+                }
+            }
+            if round > 0 {
+                for (case, r) in ratios.iter_mut().enumerate() {
+                    r.push(p50[case] / p50[1]);
+                }
+            }
+        }
+    });
+    drop(servers);
+    let mut out = serde_json::Map::new();
+    for (case, name) in PAIRED.iter().enumerate() {
+        let id = format!("plugin_call_paired/{name}");
+        let p50 = median(&mut samples[case]);
+        let ratio = median(&mut ratios[case]);
+        println!(
+            "{id:<55} median {:>8.2} µs  per-round ratio to bare hyper {ratio:.3}",
+            p50 / 1e3
+        );
+        out.insert(
+            id.clone(),
+            serde_json::json!({ "median": p50, "n": samples[case].len() }),
+        );
+        out.insert(
+            format!("{id}/round_ratio"),
+            serde_json::json!({ "median": ratio, "n": ratios[case].len() }),
+        );
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let path = target.join("bench/manual/plugin_call.json");
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("create manual results dir");
+    std::fs::write(&path, serde_json::to_string_pretty(&out).expect("json"))
+        .expect("write paired results");
+    println!("paired plugin-call loop written to {}", path.display());
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// The plugins of the fan-out benches, loaded into a real [`PluginHost`].
 struct Fleet {
     _servers: Servers,
@@ -423,10 +560,12 @@ fn fleet(rt: &tokio::runtime::Runtime, dir: &Path, n: usize) -> Fleet {
     })
 }
 
-/// Sequential: the ordered chain every set-up event and pre-hook uses.
-async fn fire_seq(plugins: &[Arc<LoadedPlugin>], ev: &Arc<serde_json::Value>) -> usize {
-    let out = chain(plugins, "bench.event", ev.clone(), |p, ev| async move {
-        p.call::<_, IgnoredAny>("bench.event", PATH, &*ev)
+/// Sequential: the ordered chain every set-up event and pre-hook uses. The event is encoded once
+/// per event (the chain's value is the encoded body; no plugin here changes it).
+async fn fire_seq(plugins: &[Arc<LoadedPlugin>], ev: &serde_json::Value) -> usize {
+    let body = encode_json(ev).expect("encode");
+    let out = chain(plugins, "bench.event", body, |p, body| async move {
+        p.call_encoded::<IgnoredAny>("bench.event", PATH, body)
             .await
             .map(|_| None)
     })
@@ -435,11 +574,15 @@ async fn fire_seq(plugins: &[Arc<LoadedPlugin>], ev: &Arc<serde_json::Value>) ->
     out.succeeded.len() + out.warnings.len()
 }
 
-/// Concurrent: the same call to every plugin at once.
-async fn fire_conc(plugins: &[Arc<LoadedPlugin>], ev: &Arc<serde_json::Value>) -> usize {
+/// Concurrent: the same call to every plugin at once, the event encoded once.
+async fn fire_conc(plugins: &[Arc<LoadedPlugin>], ev: &serde_json::Value) -> usize {
+    let body = encode_json(ev).expect("encode");
     notify_all(plugins, |p| {
-        let ev = ev.clone();
-        async move { p.call::<_, IgnoredAny>("bench.event", PATH, &*ev).await }
+        let body = body.clone();
+        async move {
+            p.call_encoded::<IgnoredAny>("bench.event", PATH, body)
+                .await
+        }
     })
     .await
     .len()
@@ -551,6 +694,14 @@ fn pin_from(var: &str, default: &str) {
     }
 }
 
+/// Whether criterion's name filter (the first free argument, if any) lets `name` run.
+fn wanted(name: &str) -> bool {
+    std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_none_or(|f| name.contains(&f))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--berth-bench-role") {
@@ -571,6 +722,9 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = configure(Criterion::default()).configure_from_args();
     bench_plugin_call(&mut c, dir.path());
+    if wanted("plugin_call_paired") {
+        paired_plugin_call(dir.path());
+    }
     bench_fanout(&mut c, dir.path());
     c.final_summary();
 }

@@ -6,19 +6,21 @@
 //! implemented / not interested").
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use berth_plugin_protocol::{DOCKER_PLUGIN_MEDIA_TYPE, error_text};
+use berth_plugin_protocol::{DOCKER_PLUGIN_MEDIA_TYPE, error_text, error_text_in};
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
+use tokio::time::{Instant, Sleep};
 
 /// How many idle connections a client keeps (sequential use needs one).
 const MAX_IDLE: usize = 4;
@@ -111,6 +113,14 @@ pub fn snippet(body: &[u8]) -> String {
     String::from_utf8_lossy(&body[..end]).into_owned()
 }
 
+/// `value` as a JSON request body, to send to any number of plugins with
+/// [`PluginClient::call_encoded`].
+pub fn encode_json<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, serde_json::Error> {
+    let mut body = Vec::with_capacity(256);
+    serde_json::to_writer(&mut body, value)?;
+    Ok(Bytes::from(body))
+}
+
 /// A raw reply.
 #[derive(Debug, Clone)]
 pub struct RawReply {
@@ -124,8 +134,16 @@ pub struct RawReply {
 pub struct PluginClient {
     name: Mutex<String>,
     socket: PathBuf,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    idle: Mutex<Vec<Conn>>,
     dials: AtomicU64,
+}
+
+/// A kept-alive connection with its deadline timer. The timer lives as long as the connection, so
+/// a call only moves its deadline (an atomic store while the new deadline is later than the one
+/// the timer wheel holds) instead of registering a new timer every call.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    timer: Pin<Box<Sleep>>,
 }
 
 impl std::fmt::Debug for PluginClient {
@@ -143,6 +161,11 @@ enum SendError {
     Stale(String),
     Other(String),
 }
+
+/// The request headers every call carries (built once, cloned per call).
+const HOST: HeaderValue = HeaderValue::from_static("plugin.berth.localhost");
+const ACCEPT: HeaderValue = HeaderValue::from_static(DOCKER_PLUGIN_MEDIA_TYPE);
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 impl PluginClient {
     /// A client for the plugin `name` on `socket`. Nothing is dialled until the first call.
@@ -200,9 +223,25 @@ impl PluginClient {
         body: Bytes,
         deadline: Duration,
     ) -> Result<RawReply, PluginError> {
-        match tokio::time::timeout(deadline, self.post_inner(path, body)).await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(SendError::Connect(e))) => {
+        let until = Instant::now() + deadline;
+        let (reused, mut timer) = match self.take_idle() {
+            Some(Conn { sender, mut timer }) => {
+                timer.as_mut().reset(until);
+                (Some(sender), timer)
+            }
+            None => (None, Box::pin(tokio::time::sleep_until(until))),
+        };
+        let outcome = tokio::select! {
+            biased;
+            r = self.post_inner(path, body, reused) => r,
+            () = timer.as_mut() => return Err(self.error(path, CallErrorKind::Deadline(deadline))),
+        };
+        match outcome {
+            Ok((reply, sender)) => {
+                self.put_idle(Conn { sender, timer });
+                Ok(reply)
+            }
+            Err(SendError::Connect(e)) => {
                 let kind = match e.kind() {
                     std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
                         CallErrorKind::NotUp {
@@ -217,47 +256,50 @@ impl PluginClient {
                 };
                 Err(self.error(path, kind))
             }
-            Ok(Err(SendError::Stale(e) | SendError::Other(e))) => {
+            Err(SendError::Stale(e) | SendError::Other(e)) => {
                 Err(self.error(path, CallErrorKind::Transport(e)))
             }
-            Err(_) => Err(self.error(path, CallErrorKind::Deadline(deadline))),
         }
     }
 
-    async fn post_inner(&self, path: &str, body: Bytes) -> Result<RawReply, SendError> {
-        // A reused connection may have been closed by the plugin (restart, idle close) before our
-        // request went out; then retry once on a fresh one. Anything later is not retried.
-        match self.send_once(path, body.clone(), true).await {
-            Err(SendError::Stale(_)) => self.send_once(path, body, false).await,
-            other => other,
-        }
-    }
-
-    async fn send_once(
+    /// Sends on `reused` if given, else on a new connection; returns the reply and the connection
+    /// to keep.
+    async fn post_inner(
         &self,
         path: &str,
         body: Bytes,
-        allow_reuse: bool,
-    ) -> Result<RawReply, SendError> {
-        let (mut sender, reused) = match allow_reuse.then(|| self.take_idle()).flatten() {
-            Some(s) => (s, true),
-            None => (self.dial().await?, false),
-        };
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header(http::header::HOST, "plugin.berth.localhost")
-            .header(http::header::ACCEPT, DOCKER_PLUGIN_MEDIA_TYPE)
-            .header(
-                http::header::USER_AGENT,
-                concat!("berth/", env!("CARGO_PKG_VERSION")),
-            );
-        if !body.is_empty() {
-            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        reused: Option<SendRequest<Full<Bytes>>>,
+    ) -> Result<(RawReply, SendRequest<Full<Bytes>>), SendError> {
+        if let Some(sender) = reused {
+            // A reused connection may have been closed by the plugin (restart, idle close) before
+            // our request went out; then retry once on a fresh one. Anything later is not retried.
+            match Self::send_once(sender, path, body.clone(), true).await {
+                Err(SendError::Stale(_)) => {}
+                other => return other,
+            }
         }
-        let req = req
-            .body(Full::new(body))
-            .map_err(|e| SendError::Other(e.to_string()))?;
+        let sender = self.dial().await?;
+        Self::send_once(sender, path, body, false).await
+    }
+
+    async fn send_once(
+        mut sender: SendRequest<Full<Bytes>>,
+        path: &str,
+        body: Bytes,
+        reused: bool,
+    ) -> Result<(RawReply, SendRequest<Full<Bytes>>), SendError> {
+        let has_body = !body.is_empty();
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = path
+            .parse()
+            .map_err(|e| SendError::Other(format!("request path {path:?}: {e}")))?;
+        let headers = req.headers_mut();
+        headers.insert(http::header::HOST, HOST);
+        headers.insert(http::header::ACCEPT, ACCEPT);
+        if has_body {
+            headers.insert(http::header::CONTENT_TYPE, JSON);
+        }
         let resp = match sender.send_request(req).await {
             Ok(r) => r,
             Err(e) if reused && (e.is_canceled() || e.is_closed()) => {
@@ -272,28 +314,27 @@ impl PluginClient {
             .await
             .map_err(|e| SendError::Other(format!("reading reply: {e}")))?
             .to_bytes();
-        self.put_idle(sender);
-        Ok(RawReply { status, body })
+        Ok((RawReply { status, body }, sender))
     }
 
-    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+    fn take_idle(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
-        while let Some(s) = idle.pop() {
-            if !s.is_closed() && s.is_ready() {
-                return Some(s);
+        while let Some(c) = idle.pop() {
+            if !c.sender.is_closed() && c.sender.is_ready() {
+                return Some(c);
             }
         }
         None
     }
 
-    fn put_idle(&self, sender: SendRequest<Full<Bytes>>) {
-        if sender.is_closed() {
+    fn put_idle(&self, conn: Conn) {
+        if conn.sender.is_closed() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
-            idle.push(sender);
+            idle.push(conn);
         }
     }
 
@@ -325,9 +366,20 @@ impl PluginClient {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        let body = serde_json::to_vec(req)
-            .map_err(|e| self.error(path, CallErrorKind::Encode(e.to_string())))?;
-        let reply = self.post_raw(path, Bytes::from(body), deadline).await?;
+        let body =
+            encode_json(req).map_err(|e| self.error(path, CallErrorKind::Encode(e.to_string())))?;
+        self.call_encoded(path, body, deadline).await
+    }
+
+    /// Like [`Self::call`] with the request already encoded as JSON (see [`encode_json`]): an event
+    /// sent to many plugins is encoded once.
+    pub async fn call_encoded<Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<Resp, PluginError> {
+        let reply = self.post_raw(path, body, deadline).await?;
         self.interpret(path, reply)
     }
 
@@ -347,6 +399,24 @@ impl PluginClient {
         path: &str,
         reply: RawReply,
     ) -> Result<Resp, PluginError> {
+        // The common case, a 200 JSON object, is decoded straight from the bytes; everything else
+        // goes through the general rules below.
+        if reply.status == StatusCode::OK
+            && let Some(err) = error_text_in(&reply.body)
+        {
+            if let Some(text) = err {
+                return Err(self.error(path, CallErrorKind::Plugin(text)));
+            }
+            return serde_json::from_slice(&reply.body).map_err(|e| {
+                self.error(
+                    path,
+                    CallErrorKind::Decode {
+                        error: e.to_string(),
+                        snippet: snippet(&reply.body),
+                    },
+                )
+            });
+        }
         let json: Option<serde_json::Value> = if reply.body.iter().all(|b| b.is_ascii_whitespace())
         {
             Some(serde_json::Value::Object(serde_json::Map::new()))

@@ -20,7 +20,7 @@ pub mod readiness;
 pub mod registry;
 
 pub use berth_plugin_protocol as protocol;
-pub use client::{CallErrorKind, PluginClient, PluginError};
+pub use client::{CallErrorKind, PluginClient, PluginError, encode_json};
 pub use dispatch::{ChainError, ChainOutcome, chain, notify_all, teardown};
 pub use handshake::{HandshakeError, Negotiated, PluginInfo, negotiate};
 pub use launcher::{LaunchError, LaunchSpec, Launched, PluginLauncher};

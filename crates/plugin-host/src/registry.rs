@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use berth_plugin_protocol::mvp::{HandshakeV2Request, Subscriptions};
 use berth_plugin_protocol::{FailurePolicy, Protocol};
 use berth_state::ErrorKind;
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -353,6 +354,21 @@ impl LoadedPlugin {
             .await
     }
 
+    /// Like [`Self::call`] with the request already encoded (see [`crate::encode_json`]).
+    pub async fn call_encoded<Resp: DeserializeOwned>(
+        &self,
+        hook: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Resp, PluginError> {
+        self.instrumented(
+            hook,
+            path,
+            self.client.call_encoded(path, body, self.deadline()),
+        )
+        .await
+    }
+
     /// Like [`Self::call`] with an empty body.
     pub async fn call_empty<Resp: DeserializeOwned>(
         &self,
@@ -391,17 +407,29 @@ impl LoadedPlugin {
         let start = Instant::now();
         let res = fut.await;
         let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // 404 = "not interested": not a failure.
+        let failure = match &res {
+            Err(e) if !e.is_not_found() => Some(e.to_string()),
+            _ => None,
+        };
         if let Ok(mut r) = self.runtime.lock() {
-            let s = r.hooks.entry(hook.to_owned()).or_default();
-            s.calls += 1;
-            s.total_latency_us = s.total_latency_us.saturating_add(us);
-            s.max_latency_us = s.max_latency_us.max(us);
-            // 404 = "not interested": not a failure.
-            if let Err(e) = &res
-                && !e.is_not_found()
-            {
-                s.failures += 1;
-                r.last_error = Some(e.to_string());
+            let record = |s: &mut HookStats| {
+                s.calls += 1;
+                s.total_latency_us = s.total_latency_us.saturating_add(us);
+                s.max_latency_us = s.max_latency_us.max(us);
+                s.failures += u64::from(failure.is_some());
+            };
+            // The key is allocated once per hook, not per call.
+            match r.hooks.get_mut(hook) {
+                Some(s) => record(s),
+                None => {
+                    let mut s = HookStats::default();
+                    record(&mut s);
+                    r.hooks.insert(hook.to_owned(), s);
+                }
+            }
+            if failure.is_some() {
+                r.last_error = failure;
             }
         }
         res

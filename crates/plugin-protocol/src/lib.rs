@@ -18,7 +18,7 @@ pub mod powerstrip;
 
 mod lenient;
 
-pub use lenient::{error_text, nullable};
+pub use lenient::{error_text, error_text_in, nullable};
 
 /// `Accept` header value Docker sends to legacy plugins; Berth sends it on every call.
 pub const DOCKER_PLUGIN_MEDIA_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";

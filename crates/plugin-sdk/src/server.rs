@@ -4,17 +4,18 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use futures::task::AtomicWaker;
+use http::{HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixListener;
-use tokio::sync::watch;
+use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 
 use crate::{Plugin, Reply, SdkError};
@@ -57,7 +58,7 @@ impl Plugin {
     /// Serves connections from `listener` until `shutdown` resolves, then lets in-flight requests
     /// finish (connections close after their current request).
     pub async fn serve_listener(self, listener: UnixListener, shutdown: impl Future<Output = ()>) {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut stops: Vec<Weak<ConnStop>> = Vec::new();
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -66,27 +67,18 @@ impl Plugin {
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     self.stats.connections.fetch_add(1, Ordering::Relaxed);
-                    let plugin = self.clone();
-                    let mut stop = stop_rx.clone();
-                    conns.spawn(async move {
-                        let svc = service_fn(move |req| {
-                            let plugin = plugin.clone();
-                            async move { Ok::<_, Infallible>(plugin.handle(req).await) }
-                        });
-                        let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
-                        tokio::pin!(conn);
-                        tokio::select! {
-                            _ = conn.as_mut() => return,
-                            _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
-                        }
-                        let _ = conn.await;
-                    });
+                    let stop = Arc::new(ConnStop::default());
+                    stops.retain(|s| s.strong_count() > 0);
+                    stops.push(Arc::downgrade(&stop));
+                    conns.spawn(self.clone().serve_connection(stream, stop));
                 }
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
             }
         }
         drop(listener);
-        let _ = stop_tx.send(true);
+        for stop in stops.iter().filter_map(Weak::upgrade) {
+            stop.stop();
+        }
         let drain = async { while conns.join_next().await.is_some() {} };
         if tokio::time::timeout(std::time::Duration::from_secs(10), drain)
             .await
@@ -96,21 +88,47 @@ impl Plugin {
         }
     }
 
+    /// Serves one keep-alive connection; once `stop` fires, the connection finishes its current
+    /// request and closes.
+    async fn serve_connection(self, stream: UnixStream, stop: Arc<ConnStop>) {
+        let plugin = self;
+        let svc = service_fn(move |req| {
+            let plugin = plugin.clone();
+            async move { Ok::<_, Infallible>(plugin.handle(req).await) }
+        });
+        let conn = http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), svc);
+        tokio::pin!(conn);
+        let mut stopping = false;
+        let _ = std::future::poll_fn(|cx| {
+            if !stopping {
+                stop.waker.register(cx.waker());
+                if stop.stopped.load(Ordering::Acquire) {
+                    conn.as_mut().graceful_shutdown();
+                    stopping = true;
+                }
+            }
+            conn.as_mut().poll(cx)
+        })
+        .await;
+    }
+
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let method = req.method().to_string();
-        let path = req.uri().path().to_owned();
-        let body = match req.into_body().collect().await {
+        let (parts, body) = req.into_parts();
+        let body = match body.collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => return into_response(Reply::text(400, &format!("reading body: {e}"))),
         };
+        let path = parts.uri.path();
         if let Some(icpt) = &self.interceptor
-            && let Some(reply) = icpt(method.clone(), path.clone()).await
+            && let Some(reply) = icpt(parts.method.to_string(), path.to_owned()).await
         {
             return into_response(reply);
         }
-        let reply = match self.routes.get(&path) {
-            Some(h) if method == "POST" => h(body).await,
+        let reply = match self.routes.get(path) {
+            Some(h) if parts.method == Method::POST => h(body).await,
             Some(_) => Reply::text(405, "method not allowed"),
             None => Reply::not_found(),
         };
@@ -118,10 +136,31 @@ impl Plugin {
     }
 }
 
+/// The stop signal of one connection: checked with one atomic load per wake-up of the connection
+/// (a channel would be polled, and lock, on every request).
+#[derive(Default)]
+struct ConnStop {
+    stopped: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl ConnStop {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
 fn into_response(reply: Reply) -> Response<Full<Bytes>> {
+    const JSON: &str = "application/json";
     let mut resp = Response::new(Full::new(reply.body));
     *resp.status_mut() = reply.status;
-    if let Ok(v) = http::HeaderValue::from_str(reply.content_type) {
+    let content_type = if reply.content_type == JSON {
+        Ok(HeaderValue::from_static(JSON))
+    } else {
+        HeaderValue::from_str(reply.content_type)
+    };
+    if let Ok(v) = content_type {
         resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
     }
     resp
