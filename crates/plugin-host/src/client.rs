@@ -568,6 +568,61 @@ mod tests {
         assert_eq!(c.dials(), 8, "Connection: close means a new dial each time");
     }
 
+    /// Answers the first request on each connection, then reads but never answers.
+    fn answers_once(dir: &Path) -> PathBuf {
+        let sock = dir.join("once.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+                    s.write_all(ok.as_bytes()).await.unwrap();
+                    while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+                });
+            }
+        });
+        sock
+    }
+
+    #[tokio::test]
+    async fn deadline_holds_on_a_reused_connection() {
+        let d = tempfile::tempdir().unwrap();
+        let sock = answers_once(d.path());
+        // The connection's timer was last set far out: the next call's shorter deadline fires.
+        let c = PluginClient::new("p", &sock);
+        let _: serde_json::Value = c.call_empty("/x", Duration::from_secs(30)).await.unwrap();
+        let t = std::time::Instant::now();
+        let e = c
+            .call_empty::<serde_json::Value>("/x", Duration::from_millis(150))
+            .await
+            .unwrap_err();
+        assert!(e.is_deadline(), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert_eq!(c.dials(), 1, "the second call reused the connection");
+        // The timer was last set close and has not fired yet: a later deadline is honoured in
+        // full, not cut short when the earlier setting comes due.
+        let c = PluginClient::new("q", &sock);
+        let _: serde_json::Value = c
+            .call_empty("/x", Duration::from_millis(100))
+            .await
+            .unwrap();
+        let t = std::time::Instant::now();
+        let e = c
+            .call_empty::<serde_json::Value>("/x", Duration::from_millis(400))
+            .await
+            .unwrap_err();
+        assert!(e.is_deadline(), "{e}");
+        assert!(
+            t.elapsed() >= Duration::from_millis(390),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(c.dials(), 1);
+    }
+
     #[tokio::test]
     async fn deadline_names_plugin_call_and_duration() {
         let d = tempfile::tempdir().unwrap();
