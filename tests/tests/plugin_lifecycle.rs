@@ -258,10 +258,11 @@ fn crashed_plugin_fails_fast_and_is_restarted_by_policy() {
 
 /// Needs root. Docker's `plugin disable|enable` through the docker CLI: a disabled plugin keeps
 /// its place but receives no calls (the bind source is no longer rewritten), `plugin ls` shows it
-/// disabled, and enabling it restores the calls.
+/// disabled, it stays disabled across a daemon restart and an upgrade, and enabling it restores the
+/// calls.
 #[test]
 fn docker_plugin_disable_and_enable() {
-    let d = Daemon::start();
+    let mut d = Daemon::start();
     let args_v = test_plugin_args("sfx", &["--suffix", "/inner"]);
     let mut args = vec!["plugin", "load", "--name", "sfx", "host"];
     args.extend(args_v.iter().map(String::as_str));
@@ -270,7 +271,8 @@ fn docker_plugin_disable_and_enable() {
     std::fs::create_dir_all(src.join("inner")).unwrap();
     let body = json!({"Image": "host", "Cmd": ["true"], "HostConfig": {"Binds": [format!("{}:/data", src.display())]}})
         .to_string();
-    let source_of_new = || {
+    // The bind source a new container gets: rewritten by the plugin while it is enabled.
+    let source_of_new = |d: &Daemon| {
         let r = d.raw(
             "POST",
             "/containers/create",
@@ -287,22 +289,59 @@ fn docker_plugin_disable_and_enable() {
             .unwrap_or_default()
             .to_owned()
     };
-    assert!(source_of_new().ends_with("/inner"));
+    assert!(source_of_new(&d).ends_with("/inner"));
 
     d.docker(&["plugin", "disable", "sfx"]).expect_code(0);
     let ls = d.docker(&["plugin", "ls", "--format", "{{.Name}} {{.Enabled}}"]);
     assert!(ls.stdout.contains("false"), "{}", ls.describe());
     assert!(
-        !source_of_new().ends_with("/inner"),
+        !source_of_new(&d).ends_with("/inner"),
         "a disabled plugin must get no calls"
     );
 
+    d.stop(Duration::from_secs(20));
+    d.restart();
+    let ls = d.docker(&["plugin", "ls", "--format", "{{.Name}} {{.Enabled}}"]);
+    assert_eq!(ls.stdout.trim(), "sfx:latest false", "{}", ls.describe());
+    assert!(
+        !source_of_new(&d).ends_with("/inner"),
+        "still disabled after a daemon restart"
+    );
+    berth(&d, &["plugin", "upgrade", "sfx", "host"]).expect_code(0);
+    let ls = d.docker(&["plugin", "ls", "--format", "{{.Name}} {{.Enabled}}"]);
+    assert_eq!(ls.stdout.trim(), "sfx:latest false", "{}", ls.describe());
+
     d.docker(&["plugin", "enable", "sfx"]).expect_code(0);
-    assert!(source_of_new().ends_with("/inner"));
+    assert!(source_of_new(&d).ends_with("/inner"));
     let again = d.docker(&["plugin", "enable", "sfx"]);
     assert!(
         again.stderr.contains("already enabled"),
         "{}",
         again.describe()
     );
+}
+
+/// Needs root. A graceful daemon stop stops the plugins one by one in reverse load order: each
+/// plugin logs its own shutdown, and the log reads c, b, a.
+#[test]
+fn plugins_stop_last_in_reverse_load_order() {
+    let mut d = Daemon::start();
+    let logs = d.dir().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let logs_s = logs.to_str().unwrap().to_owned();
+    let log = logs.join("calls.log");
+    let mounts = format!("BERTH_PLUGIN_MOUNTS={logs_s}:{logs_s}");
+    for name in ["a", "b", "c"] {
+        let plugin = test_plugin_args(name, &["--log", log.to_str().unwrap()]);
+        let mut args = vec!["plugin", "load", "--name", name, "-e", &mounts, "host"];
+        args.extend(plugin.iter().map(String::as_str));
+        berth(&d, &args).expect_code(0);
+    }
+    d.stop(Duration::from_secs(60));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let shutdowns: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_suffix(" shutdown"))
+        .collect();
+    assert_eq!(shutdowns, ["c", "b", "a"], "log:\n{text}");
 }

@@ -1,8 +1,8 @@
 //! `cargo xtask bench [--quick]`: runs the criterion benches (plugin call and hook fan-out in
 //! `crates/plugin-host/benches/fanout.rs`, engine operations on a real daemon in
 //! `tests/benches/engine.rs`), reads the medians from `target/criterion/**/new/estimates.json`
-//! and from the benches' own timing loops (`target/bench/manual/plugin_call.json`: the paired
-//! plugin-call ratios; `target/bench/manual/engine.json`: idle api hooks, restart to ready),
+//! and from the benches' own timing loops (`target/bench/manual/plugin_host.json`: the paired
+//! plugin-call and fan-out ratios; `target/bench/manual/engine.json`: idle api hooks, restart to ready),
 //! prints a table with the ratios to the floors measured in the same run and to Docker 20.10's
 //! reference figures, and draws the fan-out plot (latency per event against N, sequential and
 //! concurrent, with the floors) with `plotters`.
@@ -123,7 +123,7 @@ pub fn run(opts: Opts) -> Result<()> {
     }
     let since = (!opts.report_only).then_some(started);
     let mut results = collect(&target.join("criterion"), since)?;
-    for manual in ["plugin_call.json", "engine.json"] {
+    for manual in ["plugin_host.json", "engine.json"] {
         collect_manual(
             &target.join("bench/manual").join(manual),
             since,
@@ -327,24 +327,27 @@ fn table(r: &BTreeMap<String, Est>) -> String {
                 .unwrap_or_else(|| "–".into()),
         ));
     }
-    for (group, title) in [
-        ("fanout_200B", "Fan-out per event, 200 B event"),
-        ("fanout_64KiB", "Fan-out per event, 64 KiB event"),
+    for (label, title) in [
+        ("200B", "Fan-out per event, 200 B event"),
+        ("64KiB", "Fan-out per event, 64 KiB event"),
     ] {
         s.push_str(&format!(
             "\n### {title} (N plugin processes, keep-alive, all CPUs)\n\n\
-             | N | sequential | concurrent | conc ÷ seq | seq per call | seq per call × bare hyper |\n\
-             |---:|---:|---:|---:|---:|---:|\n"
+             | N | sequential | concurrent | conc ÷ seq | paired conc ÷ seq | seq per call | seq per call × bare hyper |\n\
+             |---:|---:|---:|---:|---:|---:|---:|\n"
         ));
         for n in [0u32, 1, 4, 16, 64] {
-            let seq = get(&format!("{group}/seq/{n}"));
-            let conc = get(&format!("{group}/conc/{n}"));
+            let seq = get(&format!("fanout_{label}/seq/{n}"));
+            let conc = get(&format!("fanout_{label}/conc/{n}"));
             if seq.is_none() && conc.is_none() {
                 continue;
             }
+            let paired = get(&format!("fanout_paired_{label}/conc/{n}/round_ratio"))
+                .map(|r| format!("{r:.2}×"))
+                .unwrap_or_else(|| "–".into());
             let per_call = seq.filter(|_| n > 0).map(|v| v / f64::from(n));
             s.push_str(&format!(
-                "| {n} | {} | {} | {} | {} | {} |\n",
+                "| {n} | {} | {} | {} | {paired} | {} | {} |\n",
                 seq.map(fmt_ns).unwrap_or_else(|| "–".into()),
                 conc.map(fmt_ns).unwrap_or_else(|| "–".into()),
                 ratio(conc, seq),

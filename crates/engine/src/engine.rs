@@ -1483,19 +1483,50 @@ impl Engine {
         removed
     }
 
-    /// Stops every running container (daemon shutdown): user containers first, system ones last.
+    /// Stops every running container (daemon shutdown): user containers first, all at once; then
+    /// system agents; then plugins one by one in reverse load order (DESIGN.md: plugins start
+    /// first and stop last).
     pub async fn shutdown(self: &Arc<Self>) {
-        let mut all = self.all();
-        all.sort_by_key(|c| c.config.system);
-        for c in all {
-            if c.state().status == Status::Running {
-                let _op = c.op.lock().await;
-                // Keep the policy intent: a daemon stop is not a user stop.
-                let manually = c.state().manually_stopped;
-                let _ = self.stop_locked(&c, Some(10), None).await;
-                let _ = c.update(|st| st.manually_stopped = manually);
+        // Plugin containers, in load order: they stop last, one by one, in reverse.
+        let plugin_order: Vec<String> = self
+            .plugins()
+            .map(|h| {
+                h.snapshot()
+                    .iter()
+                    .filter_map(|p| p.record().container_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let running: Vec<Arc<Container>> = self
+            .all()
+            .into_iter()
+            .filter(|c| c.state().status == Status::Running)
+            .collect();
+        let (plugins, others): (Vec<_>, Vec<_>) = running
+            .into_iter()
+            .partition(|c| plugin_order.iter().any(|id| id == c.id()));
+        let (system, user): (Vec<_>, Vec<_>) = others.into_iter().partition(|c| c.config.system);
+        // User containers all at once (each has its own grace period), then system agents.
+        for wave in [user, system] {
+            futures::future::join_all(wave.iter().map(|c| self.stop_for_shutdown(c))).await;
+        }
+        for id in plugin_order.iter().rev() {
+            if let Some(c) = plugins.iter().find(|c| c.id() == id) {
+                self.stop_for_shutdown(c).await;
             }
         }
+    }
+
+    /// Stops `c` for a daemon shutdown, keeping its restart-policy intent (a daemon stop is not a
+    /// user stop).
+    async fn stop_for_shutdown(self: &Arc<Self>, c: &Arc<Container>) {
+        let _op = c.op.lock().await;
+        if c.state().status != Status::Running {
+            return;
+        }
+        let manually = c.state().manually_stopped;
+        let _ = self.stop_locked(c, Some(10), None).await;
+        let _ = c.update(|st| st.manually_stopped = manually);
     }
 }
 

@@ -2,7 +2,10 @@
 //! the two floors measured in the same run (a raw UNIX-socket round trip and a bare hyper
 //! keep-alive POST), and hook fan-out per event to N = 0, 1, 4, 16, 64 plugins, sequential
 //! ([`chain`]) against concurrent ([`notify_all`]), with 200 B and 64 KiB events, one slow plugin
-//! (5 ms) among N, and one failing plugin (fast error against a missed deadline).
+//! (5 ms) among N, and one failing plugin (fast error against a missed deadline). Two paired
+//! loops follow the criterion groups (`plugin_call_paired`, `fanout_paired`): the cases whose
+//! ratios carry a target, interleaved in short blocks, written to
+//! `<target>/bench/manual/plugin_host.json` for `cargo xtask bench`.
 //!
 //! Every server is a separate process: this bench binary re-executes itself with
 //! `--berth-bench-role ROLE SOCKET` as an echo server, a bare hyper server or a no-op plugin built
@@ -369,9 +372,8 @@ const PAIRED: [&str; 4] = [
 /// short blocks (round-robin, rotating which case goes first) so that every ratio compares
 /// figures taken seconds apart. On the VMs we measure on, the level of every figure drifts by
 /// 30 % and more between criterion's back-to-back measurement windows, which is larger than the
-/// overhead being measured; the median of per-round ratios is immune to that drift. Written to
-/// `<target>/bench/manual/plugin_call.json` for `cargo xtask bench`.
-fn paired_plugin_call(dir: &Path) {
+/// overhead being measured; the median of per-round ratios is immune to that drift.
+fn paired_plugin_call(dir: &Path, out: &mut serde_json::Map<String, serde_json::Value>) {
     let mut servers = Servers(Vec::new());
     let echo = dir.join("paired-echo.sock");
     let bare = dir.join("paired-hyper.sock");
@@ -461,32 +463,53 @@ fn paired_plugin_call(dir: &Path) {
         }
     });
     drop(servers);
-    let mut out = serde_json::Map::new();
     for (case, name) in PAIRED.iter().enumerate() {
-        let id = format!("plugin_call_paired/{name}");
-        let p50 = median(&mut samples[case]);
-        let ratio = median(&mut ratios[case]);
-        println!(
-            "{id:<55} median {:>8.2} µs  per-round ratio to bare hyper {ratio:.3}",
-            p50 / 1e3
-        );
-        out.insert(
-            id.clone(),
-            serde_json::json!({ "median": p50, "n": samples[case].len() }),
-        );
-        out.insert(
-            format!("{id}/round_ratio"),
-            serde_json::json!({ "median": ratio, "n": ratios[case].len() }),
+        record_paired(
+            out,
+            &format!("plugin_call_paired/{name}"),
+            &mut samples[case],
+            &mut ratios[case],
+            "bare hyper",
         );
     }
+}
+
+/// Adds `id` (median of `samples`) and `id/round_ratio` (median of the per-round `ratios`) to
+/// `out`, and prints them.
+fn record_paired(
+    out: &mut serde_json::Map<String, serde_json::Value>,
+    id: &str,
+    samples: &mut [f64],
+    ratios: &mut [f64],
+    to: &str,
+) {
+    let p50 = median(samples);
+    let ratio = median(ratios);
+    println!(
+        "{id:<55} median {:>10.2} µs  per-round ratio to {to} {ratio:.3}",
+        p50 / 1e3
+    );
+    out.insert(
+        id.to_owned(),
+        serde_json::json!({ "median": p50, "n": samples.len() }),
+    );
+    out.insert(
+        format!("{id}/round_ratio"),
+        serde_json::json!({ "median": ratio, "n": ratios.len() }),
+    );
+}
+
+/// Writes the paired loops' results to `<target>/bench/manual/plugin_host.json` for
+/// `cargo xtask bench`.
+fn write_paired(out: &serde_json::Map<String, serde_json::Value>) {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let path = target.join("bench/manual/plugin_call.json");
+    let path = target.join("bench/manual/plugin_host.json");
     std::fs::create_dir_all(path.parent().expect("parent")).expect("create manual results dir");
-    std::fs::write(&path, serde_json::to_string_pretty(&out).expect("json"))
+    std::fs::write(&path, serde_json::to_string_pretty(out).expect("json"))
         .expect("write paired results");
-    println!("paired plugin-call loop written to {}", path.display());
+    println!("paired loops written to {}", path.display());
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -616,7 +639,11 @@ fn unpin_for_fanout() {
     }
 }
 
-fn bench_fanout(c: &mut Criterion, dir: &Path) {
+fn bench_fanout(
+    c: &mut Criterion,
+    dir: &Path,
+    paired: &mut serde_json::Map<String, serde_json::Value>,
+) {
     unpin_for_fanout();
     let rt = current_thread();
     let max = *NS.iter().max().unwrap_or(&0);
@@ -669,7 +696,70 @@ fn bench_fanout(c: &mut Criterion, dir: &Path) {
         });
     }
     g.finish();
+    if wanted("fanout_paired") {
+        paired_fanout(&rt, &f, paired);
+    }
     drop(f);
+}
+
+/// `fanout_paired/*`: sequential and concurrent dispatch to the same N plugins alternating in
+/// short blocks (which one goes first alternates too), for N = 16 and 64 and both payloads; the
+/// median of per-round conc ÷ seq ratios is the figure the notify target applies to, for the
+/// same reason as in [`paired_plugin_call`].
+fn paired_fanout(
+    rt: &tokio::runtime::Runtime,
+    f: &Fleet,
+    out: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    let (rounds, events) = if quick() { (4, 6) } else { (20, 16) };
+    for (label, size) in [("200B", 200usize), ("64KiB", 64 * 1024)] {
+        let ev = Arc::new(event(size));
+        for n in [16usize, 64] {
+            let plugins = &f.noop[..n];
+            let mut samples = [Vec::new(), Vec::new()];
+            let mut ratios = Vec::new();
+            rt.block_on(async {
+                for round in 0..=rounds {
+                    let mut p50 = [0.0f64; 2];
+                    for k in 0..2 {
+                        let mode = (round + k) % 2;
+                        let mut times = Vec::with_capacity(events);
+                        for _ in 0..events {
+                            let t = Instant::now();
+                            if mode == 0 {
+                                black_box(fire_seq(plugins, &ev).await);
+                            } else {
+                                black_box(fire_conc(plugins, &ev).await);
+                            }
+                            times.push(t.elapsed().as_nanos() as f64);
+                        }
+                        p50[mode] = median(&mut times.clone());
+                        if round > 0 {
+                            samples[mode].extend(times);
+                        }
+                    }
+                    if round > 0 {
+                        ratios.push(p50[1] / p50[0]);
+                    }
+                }
+            });
+            let [seq, conc] = &mut samples;
+            record_paired(
+                out,
+                &format!("fanout_paired_{label}/seq/{n}"),
+                seq,
+                &mut [1.0],
+                "sequential",
+            );
+            record_paired(
+                out,
+                &format!("fanout_paired_{label}/conc/{n}"),
+                conc,
+                &mut ratios,
+                "sequential",
+            );
+        }
+    }
 }
 
 fn pin() {
@@ -721,10 +811,14 @@ fn main() {
     pin();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = configure(Criterion::default()).configure_from_args();
+    let mut paired = serde_json::Map::new();
     bench_plugin_call(&mut c, dir.path());
     if wanted("plugin_call_paired") {
-        paired_plugin_call(dir.path());
+        paired_plugin_call(dir.path(), &mut paired);
     }
-    bench_fanout(&mut c, dir.path());
+    bench_fanout(&mut c, dir.path(), &mut paired);
     c.final_summary();
+    if !paired.is_empty() {
+        write_paired(&paired);
+    }
 }

@@ -196,6 +196,9 @@ pub struct PluginRecord {
     /// Last error seen.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Disabled by the operator (`plugin disable`): kept across daemon restarts.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// Call statistics of one hook (`volume.create`, `VolumeDriver.Mount`, ...).
@@ -443,7 +446,28 @@ impl LoadedPlugin {
     fn current_record(&self) -> PluginRecord {
         let mut r = self.record.clone();
         r.last_error = self.last_error();
+        r.disabled = self.operator_disabled();
         r
+    }
+
+    /// Whether the operator disabled this plugin: the state says so once the plugin is up; while
+    /// it is pending or failed, the persisted record does.
+    fn operator_disabled(&self) -> bool {
+        match self.state() {
+            PluginState::Disabled => true,
+            PluginState::Active => false,
+            PluginState::Pending | PluginState::Failed => self.record.disabled,
+        }
+    }
+
+    /// The state a replacement of this plugin (upgrade, boot) starts in once it shook hands: the
+    /// operator's `disable` outlives both.
+    fn carried_state(&self) -> PluginState {
+        if self.operator_disabled() {
+            PluginState::Disabled
+        } else {
+            PluginState::Active
+        }
     }
 }
 
@@ -577,8 +601,9 @@ impl PluginHost {
     }
 
     /// Enables or disables a plugin (Docker's `plugin enable|disable`): a disabled plugin keeps
-    /// its place in the load order and its container but receives no calls. Not persisted: a
-    /// daemon restart enables every plugin again. Returns false when nothing changed.
+    /// its place in the load order and its container but receives no calls. Persisted: the
+    /// plugin comes back disabled after a daemon restart or an upgrade. Returns false when nothing
+    /// changed.
     pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<bool, HostError> {
         let p = self
             .get(name)
@@ -590,6 +615,7 @@ impl PluginHost {
             (false, _) => PluginState::Disabled,
         };
         p.set_state(next);
+        self.persist()?;
         Ok(true)
     }
 
@@ -681,6 +707,7 @@ impl PluginHost {
             container_id,
             options: opts.clone(),
             last_error: None,
+            disabled: false,
         })
     }
 
@@ -938,7 +965,12 @@ impl PluginHost {
                 )
             }
         };
-        let new = Arc::new(LoadedPlugin::new(record, PluginState::Active));
+        let state = old.carried_state();
+        let record = PluginRecord {
+            disabled: state == PluginState::Disabled,
+            ..record
+        };
+        let new = Arc::new(LoadedPlugin::new(record, state));
         let swapped = {
             let _ops = self.ops.lock().await;
             let mut found = false;
@@ -984,8 +1016,10 @@ impl PluginHost {
             let _ops = self.ops.lock().await;
             for (old, res) in plugins.iter().zip(results) {
                 match res {
-                    Ok(record) => {
-                        let new = Arc::new(LoadedPlugin::new(record, PluginState::Active));
+                    Ok(mut record) => {
+                        let state = old.carried_state();
+                        record.disabled = state == PluginState::Disabled;
+                        let new = Arc::new(LoadedPlugin::new(record, state));
                         self.swap(|v| {
                             if let Some(slot) = v.iter_mut().find(|p| Arc::ptr_eq(p, old)) {
                                 *slot = new.clone();

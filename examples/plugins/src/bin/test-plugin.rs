@@ -1,7 +1,7 @@
 //! `test-plugin`: a configurable plugin for tests. Flags (or `TEST_PLUGIN_*` env vars) choose the
 //! handshake versions it answers, a start delay, latency, hangs, failures and how it rewrites
-//! volume paths; it logs every extension call to `--log` and reports its connection and request
-//! counters on `POST /Test.Stats`.
+//! volume paths; it logs every extension call (and its own shutdown) to `--log` and reports its
+//! connection and request counters on `POST /Test.Stats`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -189,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     b.build().serve_until_signal(&args.socket).await?;
+    log_call(&args, "shutdown");
     Ok(())
 }
 
