@@ -385,6 +385,16 @@ fn bench_api(c: &mut Criterion, d: &Daemon, rt: &tokio::runtime::Runtime) {
 fn bench_cli(c: &mut Criterion, d: &Daemon) {
     let mut g = c.benchmark_group("engine_cli");
     g.sampling_mode(SamplingMode::Flat);
+    // The docker CLI's own cost: two invocations that ask the daemon almost nothing (ping and
+    // `GET /version` each), the floor of the two-command rows below.
+    g.bench_function("cli_floor_two_invocations", |b| {
+        b.iter(|| {
+            d.docker(&["version", "--format", "{{.Server.Version}}"])
+                .ok();
+            d.docker(&["version", "--format", "{{.Server.Version}}"])
+                .ok();
+        })
+    });
     g.bench_function("volume_create_rm", |b| {
         b.iter(|| {
             let name = unique("benchvol");

@@ -330,10 +330,10 @@ fn plugins_stop_last_in_reverse_load_order() {
     std::fs::create_dir_all(&logs).unwrap();
     let logs_s = logs.to_str().unwrap().to_owned();
     let log = logs.join("calls.log");
-    let mounts = format!("BERTH_PLUGIN_MOUNTS={logs_s}:{logs_s}");
+    let mounts = format!("{logs_s}:{logs_s}");
     for name in ["a", "b", "c"] {
         let plugin = test_plugin_args(name, &["--log", log.to_str().unwrap()]);
-        let mut args = vec!["plugin", "load", "--name", name, "-e", &mounts, "host"];
+        let mut args = vec!["plugin", "load", "--name", name, "-v", &mounts, "host"];
         args.extend(plugin.iter().map(String::as_str));
         berth(&d, &args).expect_code(0);
     }
@@ -344,4 +344,55 @@ fn plugins_stop_last_in_reverse_load_order() {
         .filter_map(|l| l.strip_suffix(" shutdown"))
         .collect();
     assert_eq!(shutdowns, ["c", "b", "a"], "log:\n{text}");
+}
+
+/// Needs root. `plugin load -v SRC:DST[:ro]`: a bad mount is refused before anything starts, with
+/// a message naming it; a good one reaches the plugin container and shows in `plugin status` and
+/// in `docker plugin inspect` as Docker's `Settings.Mounts`.
+#[test]
+fn plugin_mounts_are_checked_and_shown() {
+    let d = Daemon::start();
+    let plugin = test_plugin_args("mnt", &[]);
+    let load = |mount: &str| {
+        let mut args = vec!["plugin", "load", "--name", "mnt", "-v", mount, "host"];
+        args.extend(plugin.iter().map(String::as_str));
+        berth(&d, &args)
+    };
+    for (mount, why) in [
+        ("relative:/data", "both paths must be absolute"),
+        ("/no/such/dir:/data", "the source does not exist"),
+        ("/tmp:/data:rx", "unknown mode"),
+    ] {
+        let out = load(mount);
+        assert_ne!(out.code, Some(0), "{}", out.describe());
+        assert!(
+            out.stderr.contains(&format!("plugin mount \"{mount}\"")) && out.stderr.contains(why),
+            "{}",
+            out.describe()
+        );
+    }
+    let ps = d.docker(&["ps", "-a", "-q"]);
+    assert!(
+        ps.stdout.trim().is_empty(),
+        "nothing started: {}",
+        ps.describe()
+    );
+
+    let share = d.dir().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let mount = format!("{}:/share:ro", share.display());
+    load(&mount).expect_code(0);
+    let status = berth(&d, &["plugin", "status", "mnt"]);
+    assert!(status.stdout.contains(&mount), "{}", status.describe());
+    let inspect = d.docker(&[
+        "plugin",
+        "inspect",
+        "mnt",
+        "--format",
+        "{{json .Settings.Mounts}}",
+    ]);
+    let mounts: serde_json::Value = serde_json::from_str(inspect.stdout.trim()).unwrap();
+    assert_eq!(mounts[0]["Source"], share.display().to_string());
+    assert_eq!(mounts[0]["Destination"], "/share");
+    assert_eq!(mounts[0]["Options"], json!(["rbind", "ro"]));
 }

@@ -591,7 +591,7 @@ fn restart_always_container_on_a_plugin_volume_survives_a_daemon_restart() {
     std::fs::create_dir_all(&storage).unwrap();
     let storage_s = storage.to_str().unwrap().to_owned();
     let bin = plugin_bin("flocker");
-    let mounts = format!("BERTH_PLUGIN_MOUNTS={storage_s}:{storage_s}");
+    let mounts = format!("{storage_s}:{storage_s}");
     d.docker(&["version"]).expect_code(0);
     let out = Command::new(berth_binary())
         .args([
@@ -601,7 +601,7 @@ fn restart_always_container_on_a_plugin_volume_survives_a_daemon_restart() {
             "load",
             "--name",
             "flocker",
-            "-e",
+            "-v",
             &mounts,
             "host",
         ])

@@ -394,6 +394,10 @@ fn table(r: &BTreeMap<String, Est>) -> String {
              |---|---:|---:|---:|---:|\n",
         );
         for (k, label) in [
+            (
+                "cli_floor_two_invocations",
+                "two `docker version` invocations (the CLI's own floor for the two-command rows)",
+            ),
             ("ping", "`GET /_ping`"),
             ("containers_json", "`GET /containers/json`"),
             ("volume_create_rm", "volume create + rm (local driver)"),

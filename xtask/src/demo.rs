@@ -272,7 +272,7 @@ fn flocker_steps(demo: &Demo, scratch: &Path, node1: &Node) -> Result<()> {
     let storage = scratch.join("flocker-storage");
     std::fs::create_dir_all(&storage)?;
     let storage_s = storage.display().to_string();
-    let mounts = format!("BERTH_PLUGIN_MOUNTS={storage_s}:{storage_s}");
+    let mounts = format!("{storage_s}:{storage_s}");
     let flocker_s = flocker.display().to_string();
 
     println!("\n# 0a. Load the flocker plugin on both engines; they share {storage_s}.");
@@ -284,7 +284,7 @@ fn flocker_steps(demo: &Demo, scratch: &Path, node1: &Node) -> Result<()> {
                 "load",
                 "--name",
                 "flocker",
-                "-e",
+                "-v",
                 &mounts,
                 "host",
                 &flocker_s,

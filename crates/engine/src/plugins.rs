@@ -20,8 +20,6 @@ use crate::error::EngineError;
 pub const PLUGIN_SOCKET_DIR_TARGET: &str = "/var/run/docker";
 /// Where a privileged plugin's engine socket is mounted inside its container.
 pub const ENGINE_SOCKET_TARGET: &str = "/var/run/docker.sock";
-/// Environment entry of a plugin container listing extra bind mounts (`SRC:DST[:ro],…`).
-pub const PLUGIN_MOUNTS_ENV: &str = "BERTH_PLUGIN_MOUNTS";
 /// Label carrying the plugin's name (or image when the name is not known yet).
 pub const LABEL_PLUGIN: &str = "berth.plugin";
 /// Label carrying the plugin's host socket dir.
@@ -130,16 +128,9 @@ impl ContainerLauncher {
                 spec.socket_dir.display().to_string(),
             ),
         ]);
-        // `-e BERTH_PLUGIN_MOUNTS=SRC:DST[:ro],…` gives the plugin host directories (like the
-        // `Settings.Mounts` of Docker's managed plugins), e.g. a volume plugin's storage.
-        for kv in &spec.env {
-            if let Some(list) = kv
-                .strip_prefix(PLUGIN_MOUNTS_ENV)
-                .and_then(|r| r.strip_prefix('='))
-            {
-                binds.extend(list.split(',').filter(|b| !b.is_empty()).map(str::to_owned));
-            }
-        }
+        // `--mount SRC:DST[:ro]` gives the plugin host paths (like the `Settings.Mounts` of
+        // Docker's managed plugins), e.g. a volume plugin's storage.
+        binds.extend(spec.mounts.iter().cloned());
         if spec.privileged {
             let sock = engine_socket_path(&spec.socket_dir);
             binds.push(format!("{}:{ENGINE_SOCKET_TARGET}", sock.display()));
@@ -267,6 +258,7 @@ mod tests {
             image: "host".into(),
             args: vec!["/bin/plugin".into(), "--x".into()],
             env: vec!["A=1".into()],
+            mounts: vec!["/srv/data:/data:ro".into()],
             privileged: false,
             socket_dir: PathBuf::from("/var/lib/berth/plugins/0123456789abcdef"),
         };
@@ -276,7 +268,10 @@ mod tests {
         assert_eq!(req.cmd.as_deref(), Some(&spec.args[..]));
         assert_eq!(
             req.binds,
-            vec!["/var/lib/berth/plugins/0123456789abcdef:/var/run/docker".to_owned()]
+            [
+                "/var/lib/berth/plugins/0123456789abcdef:/var/run/docker",
+                "/srv/data:/data:ro"
+            ]
         );
         assert_eq!(
             req.name.as_deref(),
@@ -291,7 +286,7 @@ mod tests {
         };
         let req = ContainerLauncher::create_request(&privileged);
         assert_eq!(
-            req.binds[1],
+            req.binds[2],
             "/var/lib/berth/plugins/0123456789abcdef.engine.sock:/var/run/docker.sock"
         );
         assert_eq!(req.labels[LABEL_PLUGIN], "host");

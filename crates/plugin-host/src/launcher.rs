@@ -17,6 +17,8 @@ pub struct LaunchSpec {
     pub args: Vec<String>,
     /// `KEY=VALUE` environment.
     pub env: Vec<String>,
+    /// Extra host bind mounts, `SRC:DST[:ro|rw]` (validated).
+    pub mounts: Vec<String>,
     /// Whether the plugin gets the engine API socket.
     pub privileged: bool,
     /// Host directory to bind at `/var/run/docker/`.

@@ -27,5 +27,5 @@ pub use launcher::{LaunchError, LaunchSpec, Launched, PluginLauncher};
 pub use readiness::{Readiness, ReadyState};
 pub use registry::{
     HookStats, HostConfig, HostError, LoadOptions, LoadedPlugin, PluginHost, PluginRecord,
-    PluginSource, PluginState, PluginStatus, Snapshot, UpgradeTo,
+    PluginSource, PluginState, PluginStatus, Snapshot, UpgradeTo, validate_mount,
 };

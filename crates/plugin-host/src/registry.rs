@@ -73,6 +73,14 @@ pub enum HostError {
         /// New name.
         new: String,
     },
+    /// A `--mount` that cannot be used.
+    #[error("plugin mount {mount:?}: {reason}")]
+    Mount {
+        /// The mount as given.
+        mount: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Filesystem failure.
     #[error("{path}: {source}")]
     Io {
@@ -94,6 +102,7 @@ impl HostError {
             HostError::Name(_)
             | HostError::NoName(_)
             | HostError::NameMismatch { .. }
+            | HostError::Mount { .. }
             | HostError::Discovery(_) => ErrorKind::InvalidArgument,
             HostError::Handshake(_) | HostError::Launch { .. } => ErrorKind::Unavailable,
             HostError::State(_) | HostError::Io { .. } | HostError::NoLauncher => {
@@ -141,6 +150,30 @@ pub struct LoadOptions {
     pub privileged: bool,
     /// Handshake deadline (else the host default).
     pub load_deadline_ms: Option<u64>,
+    /// Host paths bind-mounted into a container plugin, `SRC:DST[:ro|rw]` (Docker's managed
+    /// plugins get theirs from `Settings.Mounts`): a volume plugin's storage, say.
+    pub mounts: Vec<String>,
+}
+
+/// Checks one `SRC:DST[:ro|rw]` plugin mount: both paths absolute, the source present.
+pub fn validate_mount(mount: &str) -> Result<(), HostError> {
+    let bad = |why: &str| HostError::Mount {
+        mount: mount.to_owned(),
+        reason: why.to_owned(),
+    };
+    let parts: Vec<&str> = mount.split(':').collect();
+    let (src, dst) = match parts.as_slice() {
+        [src, dst] | [src, dst, "ro" | "rw"] => (*src, *dst),
+        [_, _, mode] => return Err(bad(&format!("unknown mode {mode:?} (ro or rw)"))),
+        _ => return Err(bad("expected SRC:DST[:ro|rw]")),
+    };
+    if !src.starts_with('/') || !dst.starts_with('/') {
+        return Err(bad("both paths must be absolute"));
+    }
+    if !Path::new(src).exists() {
+        return Err(bad("the source does not exist on the host"));
+    }
+    Ok(())
 }
 
 /// A plugin's lifecycle state.
@@ -788,6 +821,12 @@ impl PluginHost {
         fallback_name: Option<&str>,
         opts: LoadOptions,
     ) -> Result<Arc<LoadedPlugin>, HostError> {
+        if let Some(m) = opts.mounts.first() {
+            return Err(HostError::Mount {
+                mount: m.clone(),
+                reason: "mounts apply to plugins run as containers, not to one on a socket".into(),
+            });
+        }
         let label = opts
             .name
             .clone()
@@ -840,6 +879,9 @@ impl PluginHost {
         env: Vec<String>,
         opts: &LoadOptions,
     ) -> Result<(PluginRecord, String), HostError> {
+        for m in &opts.mounts {
+            validate_mount(m)?;
+        }
         let launcher = self.launcher()?;
         let socket_dir = self.new_socket_dir()?;
         let spec = LaunchSpec {
@@ -847,6 +889,7 @@ impl PluginHost {
             image: image.to_owned(),
             args: args.clone(),
             env: env.clone(),
+            mounts: opts.mounts.clone(),
             privileged: opts.privileged,
             socket_dir: socket_dir.clone(),
         };
@@ -1068,6 +1111,7 @@ impl PluginHost {
                         image: image.clone(),
                         args: args.clone(),
                         env: env.clone(),
+                        mounts: rec.options.mounts.clone(),
                         privileged: rec.privileged,
                         socket_dir: socket_dir.clone(),
                     };

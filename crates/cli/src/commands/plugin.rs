@@ -46,6 +46,11 @@ pub struct LoadArgs {
     /// Environment variable for the plugin container (`K=V`, repeatable).
     #[arg(short = 'e', long = "env", value_name = "K=V")]
     pub env: Vec<String>,
+    /// Host path bind-mounted into the plugin container (`SRC:DST[:ro]`, repeatable): a volume
+    /// plugin's storage, say. Kept across restarts and upgrades.
+    #[arg(short = 'v', long = "volume", alias = "mount", value_name = "SRC:DST[:ro]",
+          conflicts_with_all = ["socket", "discover"])]
+    pub mounts: Vec<String>,
     /// Handshake (load) deadline, e.g. `30s`.
     #[arg(long, alias = "load-timeout", value_name = "DUR", value_parser = parse::duration)]
     pub timeout: Option<std::time::Duration>,
@@ -145,6 +150,9 @@ pub fn load_body(a: &LoadArgs) -> Value {
     };
     if let Some(n) = &a.name {
         set(&mut body, "Name", json!(n));
+    }
+    if !a.mounts.is_empty() {
+        set(&mut body, "Mounts", json!(a.mounts));
     }
     if let Some(i) = &a.image {
         set(&mut body, "Image", json!(i));
@@ -365,6 +373,7 @@ async fn status(client: &Client, a: StatusArgs) -> anyhow::Result<()> {
     println!("Source:         {}", s("Source"));
     println!("Image:          {}", s("Image"));
     println!("Args:           {}", list(&p["Args"]));
+    println!("Mounts:         {}", list(&p["Mounts"]));
     println!("Container:      {}", s("ContainerID"));
     println!("Socket:         {}", s("Socket"));
     println!("Protocol:       {}", s("Protocol"));
@@ -431,6 +440,8 @@ mod tests {
             "--privileged",
             "-e",
             "A=1",
+            "-v",
+            "/srv:/srv:ro",
             "--timeout",
             "5s",
             "--on-failure",
@@ -449,12 +460,17 @@ mod tests {
         assert_eq!(b["Image"], "host");
         assert_eq!(b["Args"], json!(["/bin/x", "--flag", "v"]));
         assert_eq!(b["Env"], json!(["A=1"]));
+        assert_eq!(b["Mounts"], json!(["/srv:/srv:ro"]));
         assert_eq!(b["Timeout"], 5000);
         assert_eq!(b["OnFailure"], "ignore");
         assert_eq!(b["Privileged"], true);
         assert!(T::try_parse_from(["t", "load", "--on-failure", "maybe", "host"]).is_err());
         assert!(T::try_parse_from(["t", "load"]).is_err());
         assert!(T::try_parse_from(["t", "load", "--socket", "/s.sock"]).is_ok());
+        assert!(
+            T::try_parse_from(["t", "load", "-v", "/a:/b", "--socket", "/s.sock"]).is_err(),
+            "mounts are for container plugins"
+        );
     }
 
     #[test]

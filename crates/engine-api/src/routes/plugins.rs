@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use berth_plugin_host::protocol::{FailurePolicy, Protocol};
 use berth_plugin_host::{
     HostError, LoadOptions, PluginHost, PluginSource, PluginState, PluginStatus, UpgradeTo,
+    validate_mount,
 };
 use bytes::Bytes;
 use serde::Deserialize;
@@ -102,6 +103,7 @@ pub fn status_json(st: &PluginStatus) -> Value {
         "Image": image,
         "Args": args,
         "Env": env,
+        "Mounts": r.options.mounts,
         "Protocol": protocol_name(r.protocol),
         "Interests": r.interests,
         "Implements": r.implements,
@@ -175,6 +177,8 @@ pub struct LoadBody {
     pub image: Option<String>,
     pub args: Option<Vec<String>>,
     pub env: Option<Vec<String>>,
+    /// Host paths bind-mounted into the plugin container, `SRC:DST[:ro|rw]`.
+    pub mounts: Option<Vec<String>>,
     pub privileged: bool,
     /// Load (handshake) deadline.
     pub timeout: Option<Value>,
@@ -265,7 +269,17 @@ async fn berth_load(State(s): State<AppState>, body: Bytes) -> ApiResult<Respons
     if let Some(image) = &req.image {
         s.engine.images.get(image).map_err(ApiError::from)?;
     }
+    let mounts = req.mounts.clone().unwrap_or_default();
+    if !mounts.is_empty() && req.image.is_none() {
+        return Err(ApiError::bad_request(
+            "Mounts apply to plugins run from an image, not to one on a socket",
+        ));
+    }
+    for m in &mounts {
+        validate_mount(m)?;
+    }
     let opts = LoadOptions {
+        mounts,
         name: req.name.clone(),
         deadline_ms: req
             .deadline
@@ -438,6 +452,26 @@ fn docker_types(st: &PluginStatus) -> Vec<String> {
         .collect()
 }
 
+/// `SRC:DST[:ro]` mounts in the shape of Docker's `PluginMount`.
+fn docker_mounts(mounts: &[String]) -> Vec<Value> {
+    mounts
+        .iter()
+        .map(|m| {
+            let mut parts = m.splitn(3, ':');
+            let source = parts.next().unwrap_or_default();
+            let destination = parts.next().unwrap_or_default();
+            let mut options = vec!["rbind"];
+            options.push(if parts.next() == Some("ro") {
+                "ro"
+            } else {
+                "rw"
+            });
+            json!({"Name": "", "Description": "", "Settable": [], "Source": source,
+                   "Destination": destination, "Type": "bind", "Options": options})
+        })
+        .collect()
+}
+
 /// Docker's plugin object (engine-api.md §4.24).
 pub fn docker_json(st: &PluginStatus) -> Value {
     let r = &st.record;
@@ -465,7 +499,7 @@ pub fn docker_json(st: &PluginStatus) -> Value {
         "Name": format!("{}:latest", r.name),
         "Enabled": st.state == PluginState::Active,
         "PluginReference": image,
-        "Settings": {"Mounts": [], "Env": env, "Args": args, "Devices": []},
+        "Settings": {"Mounts": docker_mounts(&r.options.mounts), "Env": env, "Args": args, "Devices": []},
         "Config": {
             "Description": description,
             "Documentation": r.info.website,
