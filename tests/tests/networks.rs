@@ -404,3 +404,46 @@ fn daemon_restart_keeps_networks_and_reconnects() {
     d.docker(&["rm", "-f", &c]).ok();
     d.docker(&["network", "rm", &net]).ok();
 }
+
+/// Needs root. A `kill -9` of the daemon leaves a network's bridge and veth pairs behind; the next
+/// daemon removes them at boot, without waiting for the network to be used again.
+#[test]
+fn bridges_left_by_a_killed_daemon_are_swept_at_boot() {
+    let mut d = Daemon::start();
+    let net = unique_name("sweepnet");
+    d.docker(&["network", "create", "--subnet", "10.238.0.0/24", &net])
+        .ok();
+    let c = unique_name("c");
+    d.docker(&[
+        "run", "-d", "--name", &c, "--net", &net, "host", "busybox", "sleep", "600",
+    ])
+    .ok();
+    wait_running(&d, &c);
+    let bridge = bridge_of(&net_inspect(&d, &net));
+    let ep = inspect(&d, &c)["NetworkSettings"]["Networks"][&net]["EndpointID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let veth = format!("vb{}", &ep[..10]);
+    assert!(
+        host_links().contains(&bridge),
+        "bridge {bridge} while running"
+    );
+    assert!(host_links().contains(&veth), "veth {veth} while running");
+
+    d.kill9();
+    d.restart();
+    let links = host_links();
+    assert!(!links.contains(&veth), "stale veth {veth} swept: {links:?}");
+    assert!(
+        !links.contains(&bridge),
+        "idle bridge {bridge} swept: {links:?}"
+    );
+    assert_eq!(
+        net_inspect(&d, &net)["Name"],
+        json!(net),
+        "the network itself stays"
+    );
+    d.docker(&["rm", "-f", &c]).ok();
+    d.docker(&["network", "rm", &net]).ok();
+}

@@ -202,6 +202,8 @@ pub async fn run(
         root: config.root.clone(),
         source,
     })?;
+    // Bridges a killed engine left behind go before anything is wired again.
+    engine.networks.sweep_idle_bridges().await;
     let launcher = ContainerLauncher::new(engine.clone());
     let mut host_config = HostConfig::new(&config.root);
     host_config.discovery_dirs = vec![config.plugin_dir.clone()];

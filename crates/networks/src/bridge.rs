@@ -76,7 +76,7 @@ async fn ensure_bridge(h: &Handle, net: &Network) -> Result<u32, NetworkError> {
 }
 
 /// Deletes the network's bridge if no interface is enslaved to it any more.
-async fn delete_bridge_if_idle(h: &Handle, net: &Network) -> Result<(), NetworkError> {
+pub(crate) async fn delete_bridge_if_idle(h: &Handle, net: &Network) -> Result<(), NetworkError> {
     let name = bridge_name(net);
     let Some(bridge) = link_by_name(h, &name).await? else {
         return Ok(());

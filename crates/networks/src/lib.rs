@@ -257,6 +257,9 @@ pub struct NetworkStore {
     drivers: Mutex<BTreeMap<String, Arc<dyn NetworkDriver>>>,
     /// The plugin host: driver plugins and MVP network hooks (absent in store-only tests).
     plugins: OnceLock<Arc<PluginHost>>,
+    /// Endpoints a previous engine left recorded (dropped at open), as (network id, endpoint
+    /// id): [`Self::sweep_idle_bridges`] deletes their interfaces.
+    stale: Mutex<Vec<(String, String)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -304,16 +307,19 @@ impl NetworkStore {
             context: format!("reading {}", dir.display()),
             reason: e.to_string(),
         })?;
+        let mut stale = Vec::new();
         for entry in entries.flatten() {
             let file = entry.path().join("network.json");
             let Some(mut n) = berth_state::load_json::<Network>(&file)? else {
                 continue;
             };
-            let mut stale = false;
+            let before = stale.len();
             for m in n.members.values_mut() {
-                stale |= m.endpoint.take().is_some();
+                if let Some(ep) = m.endpoint.take() {
+                    stale.push((n.id.clone(), ep.id));
+                }
             }
-            if stale {
+            if stale.len() > before {
                 berth_state::store_json(&file, &n)?;
             }
             networks.push(n);
@@ -330,6 +336,7 @@ impl NetworkStore {
             ops: tokio::sync::Mutex::new(()),
             drivers: Mutex::new(BTreeMap::new()),
             plugins: OnceLock::new(),
+            stale: Mutex::new(stale),
         };
         store.register_driver(Arc::new(bridge::BridgeDriver));
         if store.get("bridge").is_err() {
@@ -345,6 +352,42 @@ impl NetworkStore {
             lock(&store.networks).push(n);
         }
         Ok(store)
+    }
+
+    /// Deletes what a killed engine left on the host (daemon boot, after [`Self::open`] dropped
+    /// the stale endpoints): the host ends of their veth pairs (the container ends may outlive the
+    /// container for a moment, while the kernel tears its namespace down), then every bridge
+    /// nothing is plugged into any more. A bridge a live interface still uses stays.
+    pub async fn sweep_idle_bridges(&self) {
+        let stale = std::mem::take(&mut *lock(&self.stale));
+        let bridged: Vec<Network> = lock(&self.networks)
+            .iter()
+            .filter(|n| n.driver == "bridge" && n.pool.is_some())
+            .cloned()
+            .collect();
+        if bridged.is_empty() {
+            return;
+        }
+        let h = match netns::host_handle() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!("sweeping idle bridges: {e}");
+                return;
+            }
+        };
+        for (net, ep) in &stale {
+            if bridged.iter().any(|n| &n.id == net) {
+                let (host_end, _) = bridge::veth_names(ep);
+                if let Err(e) = netns::delete_link(&h, &host_end).await {
+                    tracing::warn!(endpoint = %ep, "deleting a stale veth: {e}");
+                }
+            }
+        }
+        for n in &bridged {
+            if let Err(e) = bridge::delete_bridge_if_idle(&h, n).await {
+                tracing::warn!(network = %n.name, "sweeping an idle bridge: {e}");
+            }
+        }
     }
 
     /// Makes a driver available under its name (the built-in bridge is registered at open;
