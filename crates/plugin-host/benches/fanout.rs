@@ -270,186 +270,150 @@ fn configure(c: Criterion) -> Criterion {
     }
 }
 
-/// `plugin_call/*`: the floors and one plugin call, each server its own process.
-fn bench_plugin_call(c: &mut Criterion, dir: &Path) {
-    let mut servers = Servers(Vec::new());
-    let echo = dir.join("echo.sock");
-    let bare = dir.join("hyper.sock");
-    let noop = dir.join("noop.sock");
-    servers.spawn(Role::Echo, &echo);
-    servers.spawn(Role::Hyper, &bare);
-    servers.spawn(Role::Plugin, &noop);
-    for s in [&echo, &bare, &noop] {
-        wait_for_socket(s);
-    }
-    let payload = event_bytes(200);
-    let rt = current_thread();
-    let mut g = c.benchmark_group("plugin_call");
-
-    // Floor 1: raw UNIX-socket round trip of the same 200 bytes (blocking std at both ends).
-    let mut raw = StdUnixStream::connect(&echo).expect("connect echo");
-    let mut back = vec![0u8; payload.len()];
-    g.bench_function("floor_raw_unix_200B", |b| {
-        b.iter(|| {
-            raw.write_all(&payload).expect("write");
-            raw.read_exact(&mut back).expect("read");
-            black_box(&back);
-        })
-    });
-
-    // Floor 2: a bare hyper keep-alive POST (one held `SendRequest`, no pool, no deadline).
-    let mut sender = rt.block_on(async {
-        let stream = tokio::net::UnixStream::connect(&bare)
-            .await
-            .expect("connect");
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
-        sender
-    });
-    g.bench_function("floor_hyper_keepalive_200B", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    sender.ready().await.expect("ready");
-                    let req = Request::post(PATH)
-                        .header(http::header::HOST, "plugin.berth.localhost")
-                        .header(http::header::CONTENT_TYPE, "application/json")
-                        .header(http::header::ACCEPT, "application/json")
-                        .body(Full::new(payload.clone()))
-                        .expect("request");
-                    let resp = sender.send_request(req).await.expect("send");
-                    black_box(resp.into_body().collect().await.expect("body").to_bytes());
-                }
-                start.elapsed()
-            })
-        })
-    });
-
-    // The client against the same bare server: the client's own overhead.
-    let to_bare = PluginClient::new("bare", &bare);
-    let deadline = Duration::from_secs(5);
-    g.bench_function("client_post_raw_bare_server_200B", |b| {
-        b.to_async(&rt).iter(|| async {
-            black_box(
-                to_bare
-                    .post_raw(PATH, payload.clone(), deadline)
-                    .await
-                    .expect("call"),
-            )
-        })
-    });
-
-    // One plugin call: the client (JSON encode, deadline, keep-alive, Docker's reply rules) to a
-    // no-op SDK plugin.
-    let to_plugin = PluginClient::new("noop", &noop);
-    let ev = event(200);
-    g.bench_function("client_call_sdk_plugin_200B", |b| {
-        b.to_async(&rt).iter(|| async {
-            black_box(
-                to_plugin
-                    .call::<_, IgnoredAny>(PATH, &ev, deadline)
-                    .await
-                    .expect("call"),
-            )
-        })
-    });
-    g.finish();
-    drop(servers);
-}
-
-/// The cases of the paired plugin-call loop, in the order of the README's table.
-const PAIRED: [&str; 4] = [
+/// The cases of the plugin-call benches, in the order of the README's table.
+const CALL_CASES: [&str; 4] = [
     "floor_raw_unix_200B",
     "floor_hyper_keepalive_200B",
     "client_post_raw_bare_server_200B",
     "client_call_sdk_plugin_200B",
 ];
 
-/// `plugin_call_paired/*`: the same four measurements as [`bench_plugin_call`], interleaved in
-/// short blocks (round-robin, rotating which case goes first) so that every ratio compares
-/// figures taken seconds apart. On the VMs we measure on, the level of every figure drifts by
-/// 30 % and more between criterion's back-to-back measurement windows, which is larger than the
-/// overhead being measured; the median of per-round ratios is immune to that drift.
-fn paired_plugin_call(dir: &Path, out: &mut serde_json::Map<String, serde_json::Value>) {
-    let mut servers = Servers(Vec::new());
-    let echo = dir.join("paired-echo.sock");
-    let bare = dir.join("paired-hyper.sock");
-    let noop = dir.join("paired-noop.sock");
-    servers.spawn(Role::Echo, &echo);
-    servers.spawn(Role::Hyper, &bare);
-    servers.spawn(Role::Plugin, &noop);
-    for s in [&echo, &bare, &noop] {
-        wait_for_socket(s);
+/// What the plugin-call benches talk to: an echo server, a bare hyper server and a no-op SDK
+/// plugin, each its own process, with a kept-alive connection to each, and the 200 B event.
+struct CallRig {
+    _servers: Servers,
+    raw: StdUnixStream,
+    back: Vec<u8>,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    to_bare: PluginClient,
+    to_plugin: PluginClient,
+    payload: Bytes,
+    ev: serde_json::Value,
+}
+
+impl CallRig {
+    fn new(rt: &tokio::runtime::Runtime, dir: &Path) -> Self {
+        let mut servers = Servers(Vec::new());
+        let echo = dir.join("echo.sock");
+        let bare = dir.join("hyper.sock");
+        let noop = dir.join("noop.sock");
+        servers.spawn(Role::Echo, &echo);
+        servers.spawn(Role::Hyper, &bare);
+        servers.spawn(Role::Plugin, &noop);
+        for s in [&echo, &bare, &noop] {
+            wait_for_socket(s);
+        }
+        let payload = event_bytes(200);
+        let sender = rt.block_on(async {
+            let stream = tokio::net::UnixStream::connect(&bare)
+                .await
+                .expect("connect");
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            sender
+        });
+        CallRig {
+            _servers: servers,
+            raw: StdUnixStream::connect(&echo).expect("connect echo"),
+            back: vec![0u8; payload.len()],
+            sender,
+            to_bare: PluginClient::new("bare", &bare),
+            to_plugin: PluginClient::new("noop", &noop),
+            payload,
+            ev: event(200),
+        }
+    }
+
+    /// Runs one iteration of `CALL_CASES[case]`.
+    async fn run(&mut self, case: usize) {
+        let deadline = Duration::from_secs(5);
+        match case {
+            // Floor 1: raw UNIX-socket round trip of the same 200 bytes (blocking std at both
+            // ends).
+            0 => {
+                self.raw.write_all(&self.payload).expect("write");
+                self.raw.read_exact(&mut self.back).expect("read");
+                black_box(&self.back);
+            }
+            // Floor 2: a bare hyper keep-alive POST (one held `SendRequest`, no pool, no
+            // deadline).
+            1 => {
+                self.sender.ready().await.expect("ready");
+                let req = Request::post(PATH)
+                    .header(http::header::HOST, "plugin.berth.localhost")
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .header(http::header::ACCEPT, "application/json")
+                    .body(Full::new(self.payload.clone()))
+                    .expect("request");
+                let resp = self.sender.send_request(req).await.expect("send");
+                black_box(resp.into_body().collect().await.expect("body").to_bytes());
+            }
+            // The client against the same bare server: the client's own overhead.
+            2 => {
+                let reply = self.to_bare.post_raw(PATH, self.payload.clone(), deadline);
+                black_box(reply.await.expect("call"));
+            }
+            // One plugin call: the client (JSON encode, deadline, keep-alive, Docker's reply
+            // rules) to a no-op SDK plugin.
+            _ => {
+                let reply = self
+                    .to_plugin
+                    .call::<_, IgnoredAny>(PATH, &self.ev, deadline);
+                black_box(reply.await.expect("call"));
+            }
+        }
+    }
+}
+
+/// `plugin_call/*`: the floors and one plugin call, then (`plugin_call_paired/*`) the same four
+/// cases interleaved in short blocks (round-robin, rotating which case goes first) so that every
+/// ratio compares figures taken seconds apart. On the VMs we measure on, the level of every
+/// figure drifts by 30 % and more between criterion's back-to-back measurement windows, which is
+/// larger than the overhead being measured; the median of per-round ratios is immune to that
+/// drift.
+fn bench_plugin_call(
+    c: &mut Criterion,
+    dir: &Path,
+    paired: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    let rt = current_thread();
+    let mut rig = CallRig::new(&rt, dir);
+    let mut g = c.benchmark_group("plugin_call");
+    for (case, name) in CALL_CASES.iter().enumerate() {
+        g.bench_function(*name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        rig.run(case).await;
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    g.finish();
+    if !wanted("plugin_call_paired") {
+        return;
     }
     let (rounds, per_round) = if quick() { (8, 200) } else { (60, 300) };
-    let payload = event_bytes(200);
-    let ev = event(200);
-    let deadline = Duration::from_secs(5);
-    let rt = current_thread();
-    let mut raw = StdUnixStream::connect(&echo).expect("connect echo");
-    let mut back = vec![0u8; payload.len()];
-    let to_bare = PluginClient::new("bare", &bare);
-    let to_plugin = PluginClient::new("noop", &noop);
     // samples[case] over all rounds but the first; ratios[case] = per-round p50 ÷ the hyper floor's.
-    let mut samples = vec![Vec::new(); PAIRED.len()];
-    let mut ratios = vec![Vec::new(); PAIRED.len()];
+    let mut samples = vec![Vec::new(); CALL_CASES.len()];
+    let mut ratios = vec![Vec::new(); CALL_CASES.len()];
     rt.block_on(async {
-        let stream = tokio::net::UnixStream::connect(&bare)
-            .await
-            .expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
         for round in 0..=rounds {
-            let mut p50 = [0.0f64; PAIRED.len()];
-            for k in 0..PAIRED.len() {
-                let case = (round + k) % PAIRED.len();
+            let mut p50 = [0.0f64; CALL_CASES.len()];
+            for k in 0..CALL_CASES.len() {
+                let case = (round + k) % CALL_CASES.len();
                 let mut times = Vec::with_capacity(per_round);
                 for _ in 0..per_round {
                     let t = Instant::now();
-                    match case {
-                        0 => {
-                            raw.write_all(&payload).expect("write");
-                            raw.read_exact(&mut back).expect("read");
-                            black_box(&back);
-                        }
-                        1 => {
-                            sender.ready().await.expect("ready");
-                            let req = Request::post(PATH)
-                                .header(http::header::HOST, "plugin.berth.localhost")
-                                .header(http::header::CONTENT_TYPE, "application/json")
-                                .header(http::header::ACCEPT, "application/json")
-                                .body(Full::new(payload.clone()))
-                                .expect("request");
-                            let resp = sender.send_request(req).await.expect("send");
-                            black_box(resp.into_body().collect().await.expect("body").to_bytes());
-                        }
-                        2 => {
-                            black_box(
-                                to_bare
-                                    .post_raw(PATH, payload.clone(), deadline)
-                                    .await
-                                    .expect("call"),
-                            );
-                        }
-                        _ => {
-                            black_box(
-                                to_plugin
-                                    .call::<_, IgnoredAny>(PATH, &ev, deadline)
-                                    .await
-                                    .expect("call"),
-                            );
-                        }
-                    }
+                    rig.run(case).await;
                     times.push(t.elapsed().as_nanos() as f64);
                 }
-                let mut sorted = times.clone();
-                sorted.sort_by(f64::total_cmp);
-                p50[case] = sorted[sorted.len() / 2];
+                p50[case] = median(&mut times.clone());
                 // Round 0 is warm-up.
                 if round > 0 {
                     samples[case].extend(times);
@@ -462,10 +426,9 @@ fn paired_plugin_call(dir: &Path, out: &mut serde_json::Map<String, serde_json::
             }
         }
     });
-    drop(servers);
-    for (case, name) in PAIRED.iter().enumerate() {
+    for (case, name) in CALL_CASES.iter().enumerate() {
         record_paired(
-            out,
+            paired,
             &format!("plugin_call_paired/{name}"),
             &mut samples[case],
             &mut ratios[case],
@@ -705,7 +668,7 @@ fn bench_fanout(
 /// `fanout_paired/*`: sequential and concurrent dispatch to the same N plugins alternating in
 /// short blocks (which one goes first alternates too), for N = 16 and 64 and both payloads; the
 /// median of per-round conc ÷ seq ratios is the figure the notify target applies to, for the
-/// same reason as in [`paired_plugin_call`].
+/// same reason as in [`bench_plugin_call`].
 fn paired_fanout(
     rt: &tokio::runtime::Runtime,
     f: &Fleet,
@@ -812,10 +775,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = configure(Criterion::default()).configure_from_args();
     let mut paired = serde_json::Map::new();
-    bench_plugin_call(&mut c, dir.path());
-    if wanted("plugin_call_paired") {
-        paired_plugin_call(dir.path(), &mut paired);
-    }
+    bench_plugin_call(&mut c, dir.path(), &mut paired);
     bench_fanout(&mut c, dir.path(), &mut paired);
     c.final_summary();
     if !paired.is_empty() {

@@ -587,40 +587,46 @@ mod tests {
         sock
     }
 
+    /// Two calls on one connection to [`answers_once`]: the first with `first` as its deadline
+    /// (answered), the second with `second` (never answered). Returns how long the second took.
+    async fn second_call_on_reused_connection(
+        sock: &Path,
+        first: Duration,
+        second: Duration,
+    ) -> Duration {
+        let c = PluginClient::new("p", sock);
+        let _: serde_json::Value = c.call_empty("/x", first).await.unwrap();
+        let t = std::time::Instant::now();
+        let e = c
+            .call_empty::<serde_json::Value>("/x", second)
+            .await
+            .unwrap_err();
+        assert!(e.is_deadline(), "{e}");
+        assert_eq!(c.dials(), 1, "the second call reused the connection");
+        t.elapsed()
+    }
+
     #[tokio::test]
     async fn deadline_holds_on_a_reused_connection() {
         let d = tempfile::tempdir().unwrap();
         let sock = answers_once(d.path());
         // The connection's timer was last set far out: the next call's shorter deadline fires.
-        let c = PluginClient::new("p", &sock);
-        let _: serde_json::Value = c.call_empty("/x", Duration::from_secs(30)).await.unwrap();
-        let t = std::time::Instant::now();
-        let e = c
-            .call_empty::<serde_json::Value>("/x", Duration::from_millis(150))
-            .await
-            .unwrap_err();
-        assert!(e.is_deadline(), "{e}");
-        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-        assert_eq!(c.dials(), 1, "the second call reused the connection");
+        let took = second_call_on_reused_connection(
+            &sock,
+            Duration::from_secs(30),
+            Duration::from_millis(150),
+        )
+        .await;
+        assert!(took < Duration::from_secs(5), "{took:?}");
         // The timer was last set close and has not fired yet: a later deadline is honoured in
         // full, not cut short when the earlier setting comes due.
-        let c = PluginClient::new("q", &sock);
-        let _: serde_json::Value = c
-            .call_empty("/x", Duration::from_millis(100))
-            .await
-            .unwrap();
-        let t = std::time::Instant::now();
-        let e = c
-            .call_empty::<serde_json::Value>("/x", Duration::from_millis(400))
-            .await
-            .unwrap_err();
-        assert!(e.is_deadline(), "{e}");
-        assert!(
-            t.elapsed() >= Duration::from_millis(390),
-            "{:?}",
-            t.elapsed()
-        );
-        assert_eq!(c.dials(), 1);
+        let took = second_call_on_reused_connection(
+            &sock,
+            Duration::from_millis(100),
+            Duration::from_millis(400),
+        )
+        .await;
+        assert!(took >= Duration::from_millis(390), "{took:?}");
     }
 
     #[tokio::test]
