@@ -88,11 +88,11 @@ fn two_containers_talk_over_a_bridge_network() {
         "--ip",
         "10.231.0.10",
         "host",
-        "busybox",
-        "nc",
-        "-l",
-        "-p",
-        "5000",
+        "sh",
+        "-c",
+        // stdin must stay open: at EOF on stdin busybox nc half-closes the connection, and a
+        // client that sees that FIN before it sent anything exits without sending.
+        "busybox mkfifo /tmp/in && exec busybox nc -l -p 5000 <>/tmp/in",
     ])
     .ok();
     wait_running(&d, &srv);
