@@ -70,7 +70,29 @@ pub fn run(opts: Opts) -> Result<()> {
     let target = target_dir(&root);
     let started = SystemTime::now();
     if !opts.report_only {
-        cargo_bench(&root, "berth-plugin-host", "fanout", opts.quick, &[])?;
+        // Every cargo call here selects the whole workspace and builds bench targets: the same
+        // feature unification as CI's `cargo bench --workspace --no-run`, so nothing is compiled
+        // twice. The first also builds the daemon and the example plugins that the engine
+        // benches drive, in the benches' optimised profile (target/release).
+        cargo(
+            &root,
+            &[
+                "build",
+                "--profile",
+                "bench",
+                "--workspace",
+                "--bins",
+                "--benches",
+            ],
+            false,
+            &[],
+        )?;
+        cargo(
+            &root,
+            &["bench", "--workspace", "--bench", "fanout"],
+            opts.quick,
+            &[],
+        )?;
         // SAFETY: geteuid(2) has no preconditions.
         let is_root = unsafe { libc::geteuid() } == 0;
         if opts.no_engine {
@@ -78,39 +100,13 @@ pub fn run(opts: Opts) -> Result<()> {
         } else if !is_root {
             println!("engine benches skipped: they need root (namespaces, mounts)");
         } else {
-            // The daemon and the example plugins under test: the same optimised profile as the
-            // benches (artifacts in target/release), so the e2e harness need not build a second
-            // release tree nor drive debug plugins.
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let status = Command::new(cargo)
-                .current_dir(&root)
-                .args([
-                    "build",
-                    "--profile",
-                    "bench",
-                    "-p",
-                    "berth-cli",
-                    "--bin",
-                    "berth",
-                    "-p",
-                    "berth-example-plugins",
-                    "--bins",
-                ])
-                .status()
-                .context("building berth and the example plugins")?;
-            if !status.success() {
-                bail!(
-                    "cargo build --profile bench -p berth-cli -p berth-example-plugins failed: {status}"
-                );
-            }
             let release = target.join("release");
             let berth = release.join("berth");
             let berth = berth.to_string_lossy();
             let plugins = release.to_string_lossy();
-            cargo_bench(
+            cargo(
                 &root,
-                "berth-tests",
-                "engine",
+                &["bench", "--workspace", "--bench", "engine"],
                 opts.quick,
                 &[
                     ("RUST_LOG", "warn"),
@@ -155,17 +151,12 @@ pub fn run(opts: Opts) -> Result<()> {
     Ok(())
 }
 
-fn cargo_bench(
-    root: &Path,
-    package: &str,
-    bench: &str,
-    quick: bool,
-    env: &[(&str, &str)],
-) -> Result<()> {
+/// Runs `cargo ARGS` in the workspace (with `BERTH_BENCH_QUICK=1` when `quick`, and `env`
+/// where the caller's environment does not set it).
+fn cargo(root: &Path, args: &[&str], quick: bool, env: &[(&str, &str)]) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root)
-        .args(["bench", "-p", package, "--bench", bench]);
+    cmd.current_dir(root).args(args);
     if quick {
         cmd.env("BERTH_BENCH_QUICK", "1");
     }
@@ -174,13 +165,11 @@ fn cargo_bench(
             cmd.env(k, v);
         }
     }
-    println!(
-        "==== cargo bench -p {package} --bench {bench}{} ====",
-        if quick { " (quick)" } else { "" }
-    );
-    let status = cmd.status().context("running cargo bench")?;
+    let line = format!("cargo {}", args.join(" "));
+    println!("==== {line}{} ====", if quick { " (quick)" } else { "" });
+    let status = cmd.status().with_context(|| format!("running {line}"))?;
     if !status.success() {
-        bail!("cargo bench -p {package} --bench {bench} failed: {status}");
+        bail!("{line} failed: {status}");
     }
     Ok(())
 }
