@@ -475,21 +475,7 @@ fn bench_idle_hooks(
     let plain = Daemon::start();
     let control = Daemon::start();
     let hooked = Daemon::start();
-    let mut procs = Vec::new();
-    for i in 0..4 {
-        let name = format!("policy{i}");
-        let sock = hooked.dir().join(format!("{name}.sock"));
-        procs.push(spawn_plugin(
-            "api-policy",
-            &[
-                "--socket",
-                sock.to_str().expect("utf-8 path"),
-                "--name",
-                &name,
-            ],
-        ));
-        load_plugin(&hooked, &name, &sock);
-    }
+    let procs = spawn_and_load(&hooked, "api-policy", "policy", 4);
     assert_eq!(active_plugins(&hooked), 4, "4 api plugins active");
     let (rounds, per_round) = if quick() { (12, 100) } else { (60, 200) };
     let paths = ["/containers/json", "/version"];
@@ -607,25 +593,31 @@ fn stop_child(mut child: Child) {
     let _ = child.wait();
 }
 
-/// Daemon restart to ready with `n` `test-plugin` processes loaded (they keep running across
-/// the restarts; the daemon hand-shakes them again at boot).
-fn bench_restart(n: usize, out: &mut serde_json::Map<String, serde_json::Value>) {
-    let mut d = Daemon::start();
-    let mut procs = Vec::new();
-    for i in 0..n {
-        let name = format!("tp{i}");
-        let sock = d.dir().join(format!("{name}.sock"));
-        procs.push(spawn_plugin(
-            "test-plugin",
-            &[
+/// Starts `n` processes of the example plugin `bin` on sockets in `d`'s dir, named `PREFIX0`…,
+/// and loads each into `d`.
+fn spawn_and_load(d: &Daemon, bin: &str, prefix: &str, n: usize) -> Vec<Proc> {
+    (0..n)
+        .map(|i| {
+            let name = format!("{prefix}{i}");
+            let sock = d.dir().join(format!("{name}.sock"));
+            let args = [
                 "--socket",
                 sock.to_str().expect("utf-8 path"),
                 "--name",
                 &name,
-            ],
-        ));
-        load_plugin(&d, &name, &sock);
-    }
+            ];
+            let proc = spawn_plugin(bin, &args);
+            load_plugin(d, &name, &sock);
+            proc
+        })
+        .collect()
+}
+
+/// Daemon restart to ready with `n` `test-plugin` processes loaded (they keep running across
+/// the restarts; the daemon hand-shakes them again at boot).
+fn bench_restart(n: usize, out: &mut serde_json::Map<String, serde_json::Value>) {
+    let mut d = Daemon::start();
+    let procs = spawn_and_load(&d, "test-plugin", "tp", n);
     assert_eq!(
         active_plugins(&d),
         n,
