@@ -31,7 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use berth_tests::Daemon;
+use berth_tests::{Daemon, PluginProc, spawn_plugin};
 use bytes::Bytes;
 use criterion::{Criterion, SamplingMode};
 use http::{Method, Request, StatusCode};
@@ -131,24 +131,6 @@ fn container_body(auto_remove: bool) -> serde_json::Value {
     })
 }
 
-async fn volume_create_rm(api: &mut Api) {
-    let name = unique("benchvol");
-    api.call(
-        Method::POST,
-        "/volumes/create",
-        Some(serde_json::json!({"Name": name})),
-        StatusCode::CREATED,
-    )
-    .await;
-    api.call(
-        Method::DELETE,
-        &format!("/volumes/{name}"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-}
-
 async fn container_create_rm(api: &mut Api) {
     let body = api
         .call(
@@ -243,28 +225,6 @@ fn plugin_bin(name: &str) -> PathBuf {
     }
 }
 
-/// A plugin process; killed (by its PID) and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_plugin(bin: &str, args: &[&str]) -> Proc {
-    Proc(
-        Command::new(plugin_bin(bin))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {bin}: {e}")),
-    )
-}
-
 /// Loads the plugin serving `sock` as `name` (the engine polls the socket until it answers).
 fn load_plugin(d: &Daemon, name: &str, sock: &Path) {
     let body = serde_json::json!({"Name": name, "Socket": sock, "Timeout": "20s"});
@@ -283,12 +243,12 @@ fn active_plugins(d: &Daemon) -> usize {
 }
 
 /// Starts `flocker` on a socket in the daemon's dir and loads it as volume driver `flocker`.
-fn start_flocker(d: &Daemon) -> Proc {
+fn start_flocker(d: &Daemon) -> PluginProc {
     let sock = d.dir().join("flocker.sock");
     let storage = d.dir().join("flocker-storage");
     std::fs::create_dir_all(&storage).expect("flocker storage");
     let p = spawn_plugin(
-        "flocker",
+        &plugin_bin("flocker"),
         &[
             "--socket",
             sock.to_str().expect("utf-8 path"),
@@ -302,12 +262,17 @@ fn start_flocker(d: &Daemon) -> Proc {
     p
 }
 
-async fn volume_create_rm_driver(api: &mut Api, driver: &str) {
-    let name = unique("benchpvol");
+/// Creates and removes one volume with `driver` (`None`: the local driver).
+async fn volume_create_rm(api: &mut Api, driver: Option<&str>) {
+    let name = unique("benchvol");
+    let mut body = serde_json::json!({"Name": name});
+    if let Some(driver) = driver {
+        body["Driver"] = driver.into();
+    }
     api.call(
         Method::POST,
         "/volumes/create",
-        Some(serde_json::json!({"Name": name, "Driver": driver})),
+        Some(body),
         StatusCode::CREATED,
     )
     .await;
@@ -368,10 +333,10 @@ fn bench_api(c: &mut Criterion, d: &Daemon, rt: &tokio::runtime::Runtime) {
         );
     });
     timed!("volume_create_rm", {
-        volume_create_rm(&mut api).await;
+        volume_create_rm(&mut api, None).await;
     });
     timed!("volume_create_rm_plugin", {
-        volume_create_rm_driver(&mut api, "flocker").await;
+        volume_create_rm(&mut api, Some("flocker")).await;
     });
     timed!("container_create_rm", {
         container_create_rm(&mut api).await;
@@ -595,7 +560,7 @@ fn stop_child(mut child: Child) {
 
 /// Starts `n` processes of the example plugin `bin` on sockets in `d`'s dir, named `PREFIX0`…,
 /// and loads each into `d`.
-fn spawn_and_load(d: &Daemon, bin: &str, prefix: &str, n: usize) -> Vec<Proc> {
+fn spawn_and_load(d: &Daemon, bin: &str, prefix: &str, n: usize) -> Vec<PluginProc> {
     (0..n)
         .map(|i| {
             let name = format!("{prefix}{i}");
@@ -606,7 +571,7 @@ fn spawn_and_load(d: &Daemon, bin: &str, prefix: &str, n: usize) -> Vec<Proc> {
                 "--name",
                 &name,
             ];
-            let proc = spawn_plugin(bin, &args);
+            let proc = spawn_plugin(&plugin_bin(bin), &args);
             load_plugin(d, &name, &sock);
             proc
         })

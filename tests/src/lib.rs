@@ -915,6 +915,29 @@ pub fn write_busybox_rootfs_tar(path: &Path) {
     f.write_all(busybox_rootfs_tar()).expect("write rootfs tar");
 }
 
+/// A plugin process started outside the engine (on a socket); killed and reaped on drop.
+pub struct PluginProc(Child);
+
+impl Drop for PluginProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the plugin binary `bin` with `args`, its standard streams closed.
+pub fn spawn_plugin(bin: &Path, args: &[&str]) -> PluginProc {
+    PluginProc(
+        Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display())),
+    )
+}
+
 /// The path of an example plugin binary (`examples/plugins/src/bin/NAME.rs`), built once per
 /// test process.
 pub fn example_plugin(name: &str) -> PathBuf {

@@ -13,10 +13,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_tests::{Daemon, berth_binary, poll_until};
+use berth_tests::{Daemon, PluginProc, berth_binary, poll_until, spawn_plugin};
 use serde_json::{Value, json};
 
 /// The path of example plugin binary `name` (built once by the harness).
@@ -24,30 +24,12 @@ fn plugin_bin(name: &str) -> PathBuf {
     berth_tests::example_plugin(name)
 }
 
-/// A plugin process; killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(bin: &str, args: &[&str]) -> Proc {
-    Proc(
-        Command::new(plugin_bin(bin))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+fn spawn(bin: &str, args: &[&str]) -> PluginProc {
+    spawn_plugin(&plugin_bin(bin), args)
 }
 
 /// Starts `test-plugin` named `name` on a socket in the daemon dir, logging to `log`.
-fn test_plugin(d: &Daemon, name: &str, log: &Path, extra: &[&str]) -> (Proc, PathBuf) {
+fn test_plugin(d: &Daemon, name: &str, log: &Path, extra: &[&str]) -> (PluginProc, PathBuf) {
     let sock = d.dir().join(format!("{name}.sock"));
     let mut args = vec![
         "--socket",
@@ -62,7 +44,13 @@ fn test_plugin(d: &Daemon, name: &str, log: &Path, extra: &[&str]) -> (Proc, Pat
 }
 
 /// Starts `flocker` named `name` with datasets in `storage`.
-fn flocker(d: &Daemon, name: &str, storage: &Path, log: &Path, extra: &[&str]) -> (Proc, PathBuf) {
+fn flocker(
+    d: &Daemon,
+    name: &str,
+    storage: &Path,
+    log: &Path,
+    extra: &[&str],
+) -> (PluginProc, PathBuf) {
     let sock = d.dir().join(format!("{name}.sock"));
     let mut args = vec![
         "--socket",
