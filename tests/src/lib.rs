@@ -590,6 +590,14 @@ impl Daemon {
         )
     }
 
+    /// Runs the `berth` client against this daemon (`-H unix://…`); 90 s, as plugin loads may
+    /// wait out long handshake deadlines.
+    pub fn berth(&self, args: &[&str]) -> CmdOutput {
+        let mut cmd = Command::new(berth_binary());
+        cmd.arg("-H").arg(self.host()).args(args);
+        run_command(cmd, None, Duration::from_secs(90))
+    }
+
     /// Runs the real `docker` CLI against this daemon (`DOCKER_HOST=unix://…`, private config dir).
     pub fn docker(&self, args: &[&str]) -> CmdOutput {
         self.docker_with(args, None, COMMAND_TIMEOUT)

@@ -9,16 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use berth_tests::{
-    CmdOutput, Daemon, berth_binary, example_plugin, poll_until, raw_request, run_command,
-};
+use berth_tests::{Daemon, example_plugin, poll_until, raw_request};
 use serde_json::{Value, json};
-
-fn berth(d: &Daemon, args: &[&str]) -> CmdOutput {
-    let mut cmd = Command::new(berth_binary());
-    cmd.arg("-H").arg(d.host()).args(args);
-    run_command(cmd, None, Duration::from_secs(90))
-}
 
 /// Loads an `api-policy` instance as a system container.
 fn load_policy(d: &Daemon, name: &str, flags: &[&str], labels: &[&str]) {
@@ -29,7 +21,7 @@ fn load_policy(d: &Daemon, name: &str, flags: &[&str], labels: &[&str]) {
     for l in labels {
         args.extend_from_slice(&["--label", l]);
     }
-    berth(d, &args).expect_code(0);
+    d.berth(&args).expect_code(0);
 }
 
 /// Loads `test-plugin` as an api plugin named `name` with failure policy `policy`.
@@ -51,7 +43,7 @@ fn load_api_test_plugin(d: &Daemon, name: &str, policy: &str, extra: &[&str]) {
         "--api",
     ];
     args.extend_from_slice(extra);
-    berth(d, &args).expect_code(0);
+    d.berth(&args).expect_code(0);
 }
 
 fn hook_calls(d: &Daemon, plugin: &str, hook: &str) -> u64 {
@@ -195,7 +187,7 @@ fn failing_hooks_follow_the_failure_policy() {
         msg.contains("\"strict\"") && msg.contains("hook exploded"),
         "{msg}"
     );
-    berth(&d, &["plugin", "unload", "strict"]).expect_code(0);
+    d.berth(&["plugin", "unload", "strict"]).expect_code(0);
     assert_eq!(d.raw("GET", "/containers/json", None, b"").status, 200);
 }
 
@@ -353,7 +345,7 @@ fn malformed_and_wrong_type_hook_replies_are_refused() {
         "{}",
         r.message()
     );
-    berth(&d, &["plugin", "unload", "garbled"]).expect_code(0);
+    d.berth(&["plugin", "unload", "garbled"]).expect_code(0);
 
     load(
         "confused",
@@ -367,7 +359,7 @@ fn malformed_and_wrong_type_hook_replies_are_refused() {
         "{}",
         r.message()
     );
-    berth(&d, &["plugin", "unload", "confused"]).expect_code(0);
+    d.berth(&["plugin", "unload", "confused"]).expect_code(0);
 
     load(
         "easygoing",

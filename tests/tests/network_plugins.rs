@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use berth_tests::{
-    CmdOutput, Daemon, berth_binary, example_plugin, poll_until, run_command, unique_name,
-};
+use berth_tests::{Daemon, example_plugin, poll_until, unique_name};
 use serde_json::{Value, json};
 
 /// A `netplug` process on a socket in the daemon's temp dir, killed on drop.
@@ -50,17 +48,14 @@ impl NetPlug {
         poll_until("the netplug socket", Duration::from_secs(10), || {
             sock.exists().then_some(())
         });
-        let out = berth(
-            d,
-            &[
-                "plugin",
-                "load",
-                "--name",
-                name,
-                "--socket",
-                sock.to_str().unwrap(),
-            ],
-        );
+        let out = d.berth(&[
+            "plugin",
+            "load",
+            "--name",
+            name,
+            "--socket",
+            sock.to_str().unwrap(),
+        ]);
         out.ok();
         NetPlug {
             child,
@@ -92,12 +87,6 @@ fn read_calls(log: &Path) -> Vec<(String, String, Value)> {
             )
         })
         .collect()
-}
-
-fn berth(d: &Daemon, args: &[&str]) -> CmdOutput {
-    let mut cmd = Command::new(berth_binary());
-    cmd.arg("-H").arg(d.host()).args(args);
-    run_command(cmd, None, Duration::from_secs(90))
 }
 
 fn host_links() -> Vec<String> {
@@ -358,7 +347,7 @@ fn docker_protocol_driver_and_ipam_life_cycle() {
         leftover_links(&log)
     );
     assert_eq!(netns_entries(&d), 0);
-    berth(&d, &["plugin", "unload", "netplug"]).ok();
+    d.berth(&["plugin", "unload", "netplug"]).ok();
 }
 
 /// Needs root. A plugin failing `Join` (after it made its veth pair) aborts the container start

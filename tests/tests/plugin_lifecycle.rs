@@ -4,19 +4,12 @@
 //!
 //! Every test here needs root (namespaces, mounts): we run as root in CI.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use berth_tests::{CmdOutput, Daemon, berth_binary, example_plugin, raw_request, run_command};
+use berth_tests::{Daemon, example_plugin, raw_request};
 use serde_json::json;
-
-fn berth(d: &Daemon, args: &[&str]) -> CmdOutput {
-    let mut cmd = Command::new(berth_binary());
-    cmd.arg("-H").arg(d.host()).args(args);
-    run_command(cmd, None, Duration::from_secs(90))
-}
 
 fn test_plugin_args(name: &str, extra: &[&str]) -> Vec<String> {
     let bin = example_plugin("test-plugin").display().to_string();
@@ -40,11 +33,11 @@ fn upgrade_under_load_loses_no_call() {
     let first = test_plugin_args("vol", &["--version", "1.0"]);
     let mut args = vec!["plugin", "load", "--name", "vol", "host"];
     args.extend(first.iter().map(String::as_str));
-    berth(&d, &args).expect_code(0);
+    d.berth(&args).expect_code(0);
     let other = test_plugin_args("after", &[]);
     let mut args = vec!["plugin", "load", "--name", "after", "host"];
     args.extend(other.iter().map(String::as_str));
-    berth(&d, &args).expect_code(0);
+    d.berth(&args).expect_code(0);
 
     let src = d.dir().join("bind-src");
     std::fs::create_dir_all(&src).unwrap();
@@ -92,7 +85,7 @@ fn upgrade_under_load_loses_no_call() {
     let second = test_plugin_args("vol", &["--version", "2.0"]);
     let mut args = vec!["plugin", "upgrade", "vol", "host"];
     args.extend(second.iter().map(String::as_str));
-    berth(&d, &args).expect_code(0);
+    d.berth(&args).expect_code(0);
     let after_upgrade = ok.load(Ordering::SeqCst);
     while ok.load(Ordering::SeqCst) < after_upgrade + 5 && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
@@ -121,7 +114,7 @@ fn upgrade_under_load_loses_no_call() {
         ["vol", "after"],
         "the upgraded plugin keeps its place"
     );
-    let status = berth(&d, &["plugin", "status", "vol"]);
+    let status = d.berth(&["plugin", "status", "vol"]);
     status.expect_code(0);
     assert!(
         status.stdout.contains("2.0"),
@@ -151,7 +144,7 @@ fn gate_times_out_with_503_naming_the_pending_plugin() {
         "host",
     ];
     args.extend(slow.iter().map(String::as_str));
-    berth(&d, &args).expect_code(0);
+    d.berth(&args).expect_code(0);
 
     d.stop(Duration::from_secs(20));
     d.restart();
@@ -187,7 +180,7 @@ fn crashed_plugin_fails_fast_and_is_restarted_by_policy() {
         "host",
     ];
     args.extend(args_v.iter().map(String::as_str));
-    berth(&d, &args).expect_code(0);
+    d.berth(&args).expect_code(0);
     let st = d.raw("GET", "/berth/plugins/crashy", None, b"").json();
     let cid = st["ContainerID"].as_str().expect("ContainerID").to_owned();
 
@@ -217,7 +210,7 @@ fn crashed_plugin_fails_fast_and_is_restarted_by_policy() {
     );
     assert!(r.status >= 400, "{}", r.text());
     assert!(r.message().contains("crashy"), "{}", r.message());
-    let status = berth(&d, &["plugin", "status", "crashy"]);
+    let status = d.berth(&["plugin", "status", "crashy"]);
     assert!(status.stdout.contains("crashy"), "{}", status.stdout);
     let st = d.raw("GET", "/berth/plugins/crashy", None, b"").json();
     assert!(
@@ -266,7 +259,7 @@ fn docker_plugin_disable_and_enable() {
     let args_v = test_plugin_args("sfx", &["--suffix", "/inner"]);
     let mut args = vec!["plugin", "load", "--name", "sfx", "host"];
     args.extend(args_v.iter().map(String::as_str));
-    berth(&d, &args).expect_code(0);
+    d.berth(&args).expect_code(0);
     let src = d.dir().join("src");
     std::fs::create_dir_all(src.join("inner")).unwrap();
     let body = json!({"Image": "host", "Cmd": ["true"], "HostConfig": {"Binds": [format!("{}:/data", src.display())]}})
@@ -307,7 +300,8 @@ fn docker_plugin_disable_and_enable() {
         !source_of_new(&d).ends_with("/inner"),
         "still disabled after a daemon restart"
     );
-    berth(&d, &["plugin", "upgrade", "sfx", "host"]).expect_code(0);
+    d.berth(&["plugin", "upgrade", "sfx", "host"])
+        .expect_code(0);
     let ls = d.docker(&["plugin", "ls", "--format", "{{.Name}} {{.Enabled}}"]);
     assert_eq!(ls.stdout.trim(), "sfx:latest false", "{}", ls.describe());
 
@@ -335,7 +329,7 @@ fn plugins_stop_last_in_reverse_load_order() {
         let plugin = test_plugin_args(name, &["--log", log.to_str().unwrap()]);
         let mut args = vec!["plugin", "load", "--name", name, "-v", &mounts, "host"];
         args.extend(plugin.iter().map(String::as_str));
-        berth(&d, &args).expect_code(0);
+        d.berth(&args).expect_code(0);
     }
     d.stop(Duration::from_secs(60));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -356,7 +350,7 @@ fn plugin_mounts_are_checked_and_shown() {
     let load = |mount: &str| {
         let mut args = vec!["plugin", "load", "--name", "mnt", "-v", mount, "host"];
         args.extend(plugin.iter().map(String::as_str));
-        berth(&d, &args)
+        d.berth(&args)
     };
     for (mount, why) in [
         ("relative:/data", "both paths must be absolute"),
@@ -382,7 +376,7 @@ fn plugin_mounts_are_checked_and_shown() {
     std::fs::create_dir_all(&share).unwrap();
     let mount = format!("{}:/share:ro", share.display());
     load(&mount).expect_code(0);
-    let status = berth(&d, &["plugin", "status", "mnt"]);
+    let status = d.berth(&["plugin", "status", "mnt"]);
     assert!(status.stdout.contains(&mount), "{}", status.describe());
     let inspect = d.docker(&[
         "plugin",

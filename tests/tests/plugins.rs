@@ -6,21 +6,14 @@
 //! Every test here needs root (namespaces, mounts): we run as root in CI.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_tests::{CmdOutput, Daemon, berth_binary, raw_request, run_command};
+use berth_tests::{CmdOutput, Daemon, raw_request};
 use serde_json::Value;
 
 /// The `test-plugin` binary, built once.
 fn test_plugin() -> PathBuf {
     berth_tests::example_plugin("test-plugin")
-}
-
-fn berth(d: &Daemon, args: &[&str]) -> CmdOutput {
-    let mut cmd = Command::new(berth_binary());
-    cmd.arg("-H").arg(d.host()).args(args);
-    run_command(cmd, None, Duration::from_secs(90))
 }
 
 /// `berth plugin load --name NAME [flags] host <test-plugin> --socket … --name NAME [plugin args]`.
@@ -37,7 +30,7 @@ fn load(d: &Daemon, name: &str, flags: &[&str], plugin_args: &[&str]) -> CmdOutp
         name,
     ]);
     args.extend_from_slice(plugin_args);
-    berth(d, &args)
+    d.berth(&args)
 }
 
 fn plugins(d: &Daemon) -> Vec<Value> {
@@ -124,7 +117,7 @@ fn handshake_families_as_hidden_system_containers() {
     }
 
     // `berth plugin ls` table in load order.
-    let ls = berth(&d, &["plugin", "ls"]);
+    let ls = d.berth(&["plugin", "ls"]);
     let lines: Vec<&str> = ls.ok().lines().collect();
     assert!(lines[0].starts_with("ORDER"), "{}", ls.describe());
     assert!(
@@ -148,7 +141,7 @@ fn handshake_families_as_hidden_system_containers() {
         "{}",
         user.text()
     );
-    let sys = berth(&d, &["ps", "--system"]);
+    let sys = d.berth(&["ps", "--system"]);
     for n in ["pv1", "pv2", "pact"] {
         assert!(
             sys.ok().contains(&format!("berth-plugin-{n}-")),
@@ -312,12 +305,12 @@ fn unload_refused_while_in_use() {
     let r = d.raw("DELETE", "/berth/plugins/vp", None, b"");
     assert_eq!(r.status, 409, "{}", r.text());
     assert!(r.message().contains("volume vol1"), "{}", r.text());
-    let out = berth(&d, &["plugin", "unload", "vp"]);
+    let out = d.berth(&["plugin", "unload", "vp"]);
     assert_eq!(out.code, Some(1), "{}", out.describe());
     assert!(out.stderr.contains("in use"), "{}", out.describe());
     assert_eq!(names(&d), vec!["vp"]);
 
-    berth(&d, &["plugin", "unload", "--force", "vp"]).ok();
+    d.berth(&["plugin", "unload", "--force", "vp"]).ok();
     assert!(names(&d).is_empty());
     assert!(
         system_containers(&d).is_empty(),
