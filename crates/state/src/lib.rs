@@ -6,6 +6,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+pub mod rollback;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
