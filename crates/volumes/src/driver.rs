@@ -147,14 +147,10 @@ impl VolumeStore {
     }
 
     fn persist(&self, v: &Volume) -> Result<(), VolumeError> {
-        let vdir = self.dir.join(&v.name);
-        std::fs::create_dir_all(&vdir).map_err(|source| VolumeError::Io {
-            context: format!("creating {}", vdir.display()),
-            source,
-        })?;
         let mut stored = v.clone();
         stored.status = None;
-        berth_state::store_json(&vdir.join("volume.json"), &stored)?;
+        self.records.create_dir(&v.name)?;
+        self.records.store(&v.name, &stored)?;
         self.lock().insert(v.name.clone(), stored);
         Ok(())
     }
@@ -537,6 +533,6 @@ impl VolumeStore {
     }
 
     fn active_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Active>> {
-        self.active.lock().unwrap_or_else(|p| p.into_inner())
+        berth_state::lock(&self.active)
     }
 }
