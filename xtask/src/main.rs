@@ -1,6 +1,8 @@
 //! Project tasks: `cargo xtask demo` (the seed's demo, end to end, on real engines) and
 //! `cargo xtask bench` (criterion benches, table of medians and the fan-out plot).
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod bench;
 mod demo;
 

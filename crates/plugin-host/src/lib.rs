@@ -16,6 +16,8 @@
 //! - [`discovery`]: Docker-style `/run/docker/plugins/NAME.sock` and spec files;
 //! - [`launcher`]: the [`PluginLauncher`] trait the engine implements.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod boot;
 pub mod client;
 pub mod discovery;

@@ -4,6 +4,8 @@
 //! ([`records::RecordDir`]) with its policy for unreadable records, the one rollback primitive
 //! ([`rollback::Rollback`]) and the one poison-tolerant lock ([`sync::lock`]).
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! ([`driver`]: Docker's `VolumeDriver.*` calls, mount counts) and bind-mount resolution through
 //! the volume hooks ([`hooks`]) live in the submodules.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod driver;
 pub mod hooks;
 
