@@ -111,7 +111,6 @@ pub fn run(opts: Opts) -> Result<()> {
                 &[
                     ("RUST_LOG", "warn"),
                     ("BERTH_BIN", &berth),
-                    ("BERTH_TESTS_NO_BUILD", "1"),
                     ("BERTH_BENCH_PLUGIN_DIR", &plugins),
                 ],
             )?;
