@@ -181,7 +181,7 @@ impl NetworkStore {
                     .join(", "),
             });
         }
-        // After the fact: IPAM, driver and hook failures are warnings (DESIGN.md: "after").
+        // After the fact: IPAM, driver and hook failures are warnings (`docs/semantics.md` §3: "after").
         // Docker's order: ReleaseAddress (gateway) → ReleasePool → DeleteNetwork.
         if let (Some(pool_id), Some(pool)) = (&n.ipam_pool_id, n.pool) {
             match self.remote_ipam(&n.ipam_driver).await {
