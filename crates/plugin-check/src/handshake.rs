@@ -266,6 +266,10 @@ pub async fn run(ctx: &mut Ctx) -> Found {
     if let Some((best, _)) = answered.first() {
         let offer = HandshakeV2Request::berth(env!("CARGO_PKG_VERSION"), 30_000);
         let got = negotiate(ctx.probe.client(), &offer, ctx.probe.deadline).await;
+        let received = match &got {
+            Ok(n) => format!("negotiated {}", n.protocol.handshake_path()),
+            Err(e) => e.to_string(),
+        };
         let outcome = match got {
             Ok(n) if n.protocol == *best => Outcome::Pass,
             Ok(n) => Outcome::Fail(format!(
@@ -275,7 +279,15 @@ pub async fn run(ctx: &mut Ctx) -> Found {
             )),
             Err(e) => Outcome::Fail(e.to_string()),
         };
-        ctx.must(G, "negotiation", "c-hs-versions", outcome, None);
+        let shown = Call {
+            outcome: Err(received.clone()),
+            exchange: crate::Exchange {
+                sent: "the engine's negotiation: /v2/handshake, then /v1/handshake on 404, then /Plugin.Activate".to_owned(),
+                received,
+            },
+            wrote_at: None,
+        };
+        ctx.must(G, "negotiation", "c-hs-versions", outcome, Some(&shown));
     }
 
     // Unknown methods are "not implemented".

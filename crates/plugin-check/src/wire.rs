@@ -100,6 +100,8 @@ pub struct Call {
     pub outcome: Outcome,
     /// For the report.
     pub exchange: Exchange,
+    /// [`raw_exchange`]: when the last byte of the request was written.
+    pub wrote_at: Option<Instant>,
 }
 
 impl Call {
@@ -200,6 +202,7 @@ fn call(sent: String, outcome: Outcome) -> Call {
     Call {
         outcome,
         exchange: Exchange { sent, received },
+        wrote_at: None,
     }
 }
 
@@ -237,8 +240,9 @@ pub async fn raw_exchange(
         }
     );
     let start = Instant::now();
-    let outcome = match tokio::time::timeout(deadline, raw_inner(socket, path, body, framing)).await
-    {
+    let mut wrote_at = None;
+    let inner = raw_inner(socket, path, body, framing, &mut wrote_at);
+    let outcome = match tokio::time::timeout(deadline, inner).await {
         Ok(Ok((status, body))) => Ok(Answer::new(status, body, start.elapsed())),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(format!(
@@ -246,7 +250,10 @@ pub async fn raw_exchange(
             deadline.as_millis()
         )),
     };
-    call(sent, outcome)
+    Call {
+        wrote_at,
+        ..call(sent, outcome)
+    }
 }
 
 async fn raw_inner(
@@ -254,6 +261,7 @@ async fn raw_inner(
     path: &str,
     body: &[u8],
     framing: Framing,
+    wrote_at: &mut Option<Instant>,
 ) -> Result<(u16, Bytes), String> {
     let mut s = UnixStream::connect(socket)
         .await
@@ -272,9 +280,11 @@ async fn raw_inner(
             let mut all = head.into_bytes();
             all.extend_from_slice(body);
             if let Framing::Slow { pause } = framing {
-                for piece in all.chunks(64) {
+                for (i, piece) in all.chunks(64).enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(pause).await;
+                    }
                     s.write_all(piece).await.map_err(wr)?;
-                    tokio::time::sleep(pause).await;
                 }
             } else {
                 s.write_all(&all).await.map_err(wr)?;
@@ -294,6 +304,7 @@ async fn raw_inner(
             s.write_all(b"0\r\n\r\n").await.map_err(wr)?;
         }
     }
+    *wrote_at = Some(Instant::now());
     let mut buf = Vec::new();
     let mut limited = (&mut s).take(MAX_REPLY as u64 + 1);
     limited
@@ -366,6 +377,7 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
