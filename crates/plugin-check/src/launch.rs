@@ -101,7 +101,14 @@ pub async fn launch(image: &str, cmd: &[String], ready: Duration) -> Result<Laun
     let socket = dir.path().join("plugin.sock");
     let log = dir.path().join("plugin.stderr");
     let stderr = std::fs::File::create(&log).map_err(|e| spawn_err(e.to_string()))?;
-    let mut child = Command::new(prog)
+    // A relative program path (`./target/debug/flocker`) means the caller's directory, not `D`.
+    let prog = match std::path::Path::new(prog) {
+        p if p.is_relative() && prog.contains('/') => std::env::current_dir()
+            .map(|d| d.join(p))
+            .map_err(|e| spawn_err(e.to_string()))?,
+        p => p.to_path_buf(),
+    };
+    let mut child = Command::new(&prog)
         .args(args)
         .current_dir(dir.path())
         .env("PLUGIN_SOCKET", &socket)
