@@ -366,7 +366,9 @@ async fn authz(ctx: &mut Ctx) {
         authz_shape(&empty),
         Some(&empty),
     );
-    let bytes = serde_json::to_vec(&plain).unwrap_or_default();
+    // The body decides a deny: sent chunked, the same request must get the same decision.
+    let priv_req = authz_req("POST", "/v1.47/containers/create", Some(priv_body));
+    let bytes = serde_json::to_vec(&priv_req).unwrap_or_default();
     let chunked = raw_exchange(
         ctx.probe.socket(),
         REQ,
@@ -379,7 +381,7 @@ async fn authz(ctx: &mut Ctx) {
         G,
         "authz-chunked",
         "c-api-bodies",
-        same_effect(&first, &chunked, "a chunked request body"),
+        same_effect(&deny, &chunked, "a chunked request body"),
         Some(&chunked),
     );
     let large = large_json();
