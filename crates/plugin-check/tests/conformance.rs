@@ -48,6 +48,10 @@ async fn check_cmd(cmd: &[&str], opts: &Options) -> Report {
 
 /// Runs the Python plugin in `mode`.
 async fn check_py(mode: &str) -> Report {
+    check_py_with(mode, &Options::default()).await
+}
+
+async fn check_py_with(mode: &str, opts: &Options) -> Report {
     let script = fixture();
     check_cmd(
         &[
@@ -55,7 +59,7 @@ async fn check_py(mode: &str) -> Report {
             "-c",
             &format!("exec python3 {script} {mode} \"$PLUGIN_SOCKET\""),
         ],
-        &Options::default(),
+        opts,
     )
     .await
 }
@@ -78,7 +82,11 @@ fn skipped_groups(r: &Report) -> BTreeSet<Group> {
 
 /// `mode` fails exactly `expected` (and the run fails).
 async fn broken(mode: &str, expected: &[&str]) {
-    let r = check_py(mode).await;
+    broken_with(mode, &Options::default(), expected).await;
+}
+
+async fn broken_with(mode: &str, opts: &Options, expected: &[&str]) {
+    let r = check_py_with(mode, opts).await;
     let want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
     assert_eq!(r.failed_ids(), want, "mode {mode}:\n{}", r.table());
     assert!(!r.passed, "mode {mode} must fail the run");
@@ -123,6 +131,36 @@ async fn broken_handshake_field_type() {
     broken(
         "hs-bad-type",
         &["handshake.fields[v1]", "handshake.negotiation"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn broken_handshake_mute_version() {
+    // /v2/handshake never answers within the deadline: the engine cannot fall back either.
+    let opts = Options {
+        deadline: Duration::from_secs(1),
+        ..Options::default()
+    };
+    broken_with(
+        "hs-mute-v2",
+        &opts,
+        &["handshake.negotiation", "handshake.version-answer[v2]"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn broken_volume_empty_reply() {
+    // An empty 200 body to List: every check that reads List fails, and the reply shape rule.
+    broken(
+        "vol-empty-list",
+        &[
+            "volume.consistent-after-mount",
+            "volume.list",
+            "volume.list-after-remove",
+            "volume.reply-shapes",
+        ],
     )
     .await;
 }
