@@ -21,6 +21,7 @@ mod start;
 mod stop;
 mod streams;
 
+pub use boot::OpenError;
 pub use create::CreateContainer;
 pub use engine::Engine;
 pub use error::EngineError;

@@ -15,7 +15,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::handle::{Container, lock};
 use crate::logs::{self, OutputChunk, StreamKind};
-use crate::runtime::{self, BindMount, NetMode, RunSpec, Spawned};
+use crate::runtime::{BindMount, NetMode, RunSpec, Spawned};
 
 impl Engine {
     /// Starts a container (`304`-class error when it already runs).
@@ -81,7 +81,7 @@ impl Engine {
             })?;
             return Err(e.into());
         }
-        let spawned = runtime::spawn(spec.0).await;
+        let spawned = self.runtime.spawn(spec.0).await;
         let Spawned { pid1, io, exit } = match spawned {
             Ok(s) => s,
             Err(e) => {
