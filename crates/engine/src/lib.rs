@@ -27,3 +27,6 @@ pub use engine::Engine;
 pub use error::EngineError;
 pub use handle::{Attached, Container, ContainerView, Observed, WaitCondition};
 pub use stop::parse_signal;
+
+#[cfg(test)]
+mod tests;
