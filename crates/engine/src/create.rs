@@ -35,7 +35,10 @@ pub struct CreateContainer {
     pub attach_stdout: bool,
     pub attach_stderr: bool,
     pub labels: BTreeMap<String, String>,
+    /// `HostConfig.Binds` as the client wrote them, kept for inspect; their parsed form is in
+    /// `mounts` (the API layer parses Docker's `SRC:DST[:MODE]` syntax).
     pub binds: Vec<String>,
+    /// Every mount, in order: the parsed `Binds` first (`create_source`), then `Mounts`.
     pub mounts: Vec<MountSpec>,
     pub restart_policy: RestartPolicy,
     pub auto_remove: bool,
@@ -93,9 +96,6 @@ impl Engine {
             env.push(kv.clone());
         }
         let mut mounts = Vec::new();
-        for b in &req.binds {
-            mounts.push(MountSpec::parse_bind(b, &req.volume_driver)?);
-        }
         for m in &req.mounts {
             if !m.destination.starts_with('/') {
                 return Err(EngineError::Invalid(format!(
@@ -104,7 +104,8 @@ impl Engine {
                 )));
             }
             match m.kind {
-                MountKind::Bind if !Path::new(&m.source).exists() => {
+                // `Binds` (`-v`) sources are created at start when missing; `Mounts` must exist.
+                MountKind::Bind if !m.create_source && !Path::new(&m.source).exists() => {
                     return Err(EngineError::Invalid(format!(
                         "invalid mount config for type \"bind\": bind source path does not exist: {}",
                         m.source

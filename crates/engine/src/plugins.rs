@@ -19,7 +19,7 @@ use std::sync::{Arc, Weak};
 use berth_plugin_host::{LaunchError, LaunchSpec, Launched, PluginLauncher};
 use futures::future::BoxFuture;
 
-use crate::container::RestartPolicy;
+use crate::container::{MountSpec, RestartPolicy};
 use crate::error::EngineError;
 use crate::{CreateContainer, Engine};
 
@@ -130,9 +130,12 @@ impl ContainerLauncher {
             Some(n) => format!("berth-plugin-{n}-{short}"),
             None => format!("berth-plugin-{short}"),
         };
-        let mut binds = vec![format!(
-            "{}:{PLUGIN_SOCKET_DIR_TARGET}",
-            spec.socket_dir.display()
+        let socket_bind = format!("{}:{PLUGIN_SOCKET_DIR_TARGET}", spec.socket_dir.display());
+        let mut binds = vec![socket_bind];
+        let mut mounts = vec![MountSpec::bind(
+            spec.socket_dir.display().to_string(),
+            PLUGIN_SOCKET_DIR_TARGET,
+            false,
         )];
         let mut labels = BTreeMap::from([
             (LABEL_PLUGIN.to_owned(), label),
@@ -142,11 +145,26 @@ impl ContainerLauncher {
             ),
         ]);
         // `--mount SRC:DST[:ro]` gives the plugin host paths (like the `Settings.Mounts` of
-        // Docker's managed plugins), e.g. a volume plugin's storage.
-        binds.extend(spec.mounts.iter().cloned());
+        // Docker's managed plugins), e.g. a volume plugin's storage. plugin-host validated them
+        // as `SRC:DST[:ro|rw]` with absolute paths.
+        for m in &spec.mounts {
+            binds.push(m.clone());
+            let mut parts = m.split(':');
+            let (src, dst, mode) = (parts.next(), parts.next(), parts.next());
+            if let (Some(src), Some(dst)) = (src, dst) {
+                let mut mount = MountSpec::bind(src, dst, mode == Some("ro"));
+                mount.mode = mode.unwrap_or_default().to_owned();
+                mounts.push(mount);
+            }
+        }
         if spec.privileged {
             let sock = engine_socket_path(&spec.socket_dir);
             binds.push(format!("{}:{ENGINE_SOCKET_TARGET}", sock.display()));
+            mounts.push(MountSpec::bind(
+                sock.display().to_string(),
+                ENGINE_SOCKET_TARGET,
+                false,
+            ));
             labels.insert(LABEL_ENGINE_SOCKET.to_owned(), sock.display().to_string());
         }
         CreateContainer {
@@ -156,6 +174,7 @@ impl ContainerLauncher {
             env: spec.env.clone(),
             labels,
             binds,
+            mounts,
             restart_policy: RestartPolicy::Always,
             network_mode: "host".into(),
             system: true,
@@ -292,6 +311,22 @@ mod tests {
             req.name.as_deref(),
             Some("berth-plugin-flocker-0123456789ab")
         );
+        let mounts: Vec<_> = req
+            .mounts
+            .iter()
+            .map(|m| (m.source.as_str(), m.destination.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                (
+                    "/var/lib/berth/plugins/0123456789abcdef",
+                    "/var/run/docker",
+                    false
+                ),
+                ("/srv/data", "/data", true)
+            ]
+        );
         assert!(!req.labels.contains_key(LABEL_ENGINE_SOCKET));
 
         let privileged = LaunchSpec {
@@ -304,6 +339,7 @@ mod tests {
             req.binds[2],
             "/var/lib/berth/plugins/0123456789abcdef.engine.sock:/var/run/docker.sock"
         );
+        assert_eq!(req.mounts[2].destination, "/var/run/docker.sock");
         assert_eq!(req.labels[LABEL_PLUGIN], "host");
         assert_eq!(req.name.as_deref(), Some("berth-plugin-0123456789ab"));
     }

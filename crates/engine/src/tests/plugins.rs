@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::Semaphore;
 
 use super::{Behave, DEADLINE, Log, Rig, VolumePlugin, entries, req};
-use crate::container::{RestartPolicy, Status};
+use crate::container::{MountSpec, RestartPolicy, Status};
 use crate::{CreateContainer, EngineError};
 
 /// Two plugins (`p1` loaded first) and a rig that uses them.
@@ -24,8 +24,10 @@ async fn two_plugins() -> (Rig, VolumePlugin, VolumePlugin, Log) {
 
 fn with_bind(rig: &Rig, name: &str) -> (CreateContainer, String) {
     let src = rig.source(name);
+    // As the API layer hands a `-v SRC:/data` over: the raw bind and its parsed mount.
     let req = CreateContainer {
         binds: vec![format!("{src}:/data")],
+        mounts: vec![MountSpec::bind(src.clone(), "/data", false)],
         ..req(name)
     };
     (req, src)
