@@ -167,8 +167,8 @@ impl Engine {
     }
 
     /// Stops every running container (daemon shutdown): user containers first, all at once; then
-    /// system agents; then plugins one by one in reverse load order (DESIGN.md: plugins start
-    /// first and stop last).
+    /// system agents; then plugins one by one in reverse load order (plugins start first and
+    /// stop last: docs/semantics.md).
     pub async fn shutdown(self: &Arc<Self>) {
         // Plugin containers, in load order: they stop last, one by one, in reverse.
         let plugin_order: Vec<String> = self
