@@ -8,6 +8,7 @@ mod concurrent;
 mod lifecycle;
 mod plugins;
 mod policy;
+mod wiring;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
