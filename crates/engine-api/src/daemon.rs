@@ -1,8 +1,11 @@
-//! Daemon start-up and shutdown, in the order DESIGN's boot flow fixes: open the engine state and
-//! the plugin host → bind the UNIX socket and serve at once, behind the closed readiness gate →
-//! start plugins (system containers) in load order and hand-shake them → open the gate → start
-//! user containers per restart policy. Shutdown stops user containers first and plugins last.
-//! Privileged plugins' per-plugin engine sockets ([`PluginSockets`]) are served from here too.
+//! Daemon start-up and shutdown, and the daemon's one composition root ([`run`]): open the engine
+//! state with its plugin host, built in dependency order with no late wiring (see
+//! docs/architecture.md, "The composition root") → bind the UNIX socket and serve at once,
+//! behind the closed readiness gate → start plugins (system containers) in load order and
+//! hand-shake them → open the gate → start user containers per restart policy. Shutdown stops
+//! user containers first and plugins last. Privileged plugins' per-plugin engine sockets
+//! ([`PluginSockets`]) are served from here too; they reach the engine through a `Weak`, like the
+//! plugin launcher, because they are built before it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
