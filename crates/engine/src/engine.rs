@@ -56,6 +56,7 @@ pub struct CreateContainer {
     pub ipv4_address: String,
     pub volume_driver: String,
     pub system: bool,
+    pub security: crate::container::SecurityOptions,
 }
 
 /// What `wait` waits for.
@@ -430,6 +431,8 @@ impl Engine {
             }
             _ => None,
         };
+        crate::security::validate(&req.security)?;
+        crate::security::validate_user(&req.user)?;
         let image = self.images.get(&req.image)?;
         let entrypoint = req.entrypoint.clone().filter(|e| !e.is_empty());
         let cmd = match (&req.cmd, &entrypoint) {
@@ -601,6 +604,7 @@ impl Engine {
             },
             volume_driver: req.volume_driver.clone(),
             system: req.system,
+            security: req.security.clone(),
         };
         std::fs::create_dir_all(&dir)
             .map_err(EngineError::io(format!("creating {}", dir.display())))?;
@@ -962,6 +966,8 @@ impl Engine {
             tty: c.config.tty,
             open_stdin: c.config.open_stdin,
             net,
+            user: c.config.user.clone(),
+            security: c.config.security.clone(),
         };
         Ok((spec, resolved))
     }

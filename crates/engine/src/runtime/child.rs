@@ -25,6 +25,7 @@ use std::ptr::null;
 
 use libc::{c_char, c_int, c_long, c_ulong, c_void};
 
+use super::harden::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY};
 use super::plan::{FIRST_BIND_TARGET, InRoot, Plan, TARGET_DEV, TARGET_PROC, TARGET_SYS};
 
 /// What failed, in a [`Record`]. The index in the record says which instance (bind mount,
@@ -62,10 +63,17 @@ pub(super) enum Step {
     NoNewPrivs,
     Exec,
     ExecSearch,
+    MaskPath,
+    ReadonlyPath,
+    HostDevice,
+    Tmpfs,
+    ReadonlyRoot,
+    SetUser,
+    Seccomp,
 }
 
 impl Step {
-    const ALL: [Step; 30] = [
+    const ALL: [Step; 37] = [
         Step::Setsid,
         Step::JoinNetns,
         Step::Unshare,
@@ -96,6 +104,13 @@ impl Step {
         Step::NoNewPrivs,
         Step::Exec,
         Step::ExecSearch,
+        Step::MaskPath,
+        Step::ReadonlyPath,
+        Step::HostDevice,
+        Step::Tmpfs,
+        Step::ReadonlyRoot,
+        Step::SetUser,
+        Step::Seccomp,
     ];
 
     pub(super) fn from_u32(value: u32) -> Option<Step> {
@@ -145,16 +160,6 @@ pub(super) struct Fds {
     pub(super) netns: c_int,
 }
 
-/// Device nodes created in the container's `/dev`: name, major, minor (all mode 0666).
-pub(super) const DEVICES: [(&CStr, u32, u32); 6] = [
-    (c"null", 1, 3),
-    (c"zero", 1, 5),
-    (c"full", 1, 7),
-    (c"random", 1, 8),
-    (c"urandom", 1, 9),
-    (c"tty", 5, 0),
-];
-
 /// Symlinks created in the container's `/dev`: name, target.
 pub(super) const DEV_LINKS: [(&CStr, &CStr); 6] = [
     (c"fd", c"/proc/self/fd"),
@@ -165,49 +170,22 @@ pub(super) const DEV_LINKS: [(&CStr, &CStr); 6] = [
     (c"core", c"/proc/kcore"),
 ];
 
-/// Docker's default capability set: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
-/// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
-pub(super) const DEFAULT_CAPS: u64 = 0x0000_0000_a804_25fb;
-
-/// The inheritable set given to the container: empty, as Docker does since 20.10.14
-/// (CVE-2022-24769: a non-empty inheritable set lets non-root processes gain capabilities by
-/// executing files that carry inheritable file capabilities). Root's capabilities after
-/// `execve` come from the bounding set, so `CapEff` is still [`DEFAULT_CAPS`].
-const INHERITABLE_CAPS: u64 = 0;
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-
 #[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+pub(super) struct MountAttr {
+    pub(super) attr_set: u64,
+    pub(super) attr_clr: u64,
+    pub(super) propagation: u64,
+    pub(super) userns_fd: u64,
 }
 
 /// Reports failures: holds the error pipe.
-struct Ctx {
+pub(super) struct Ctx {
     err_w: c_int,
 }
 
 impl Ctx {
     /// Writes a failure record and exits with 127.
-    fn fail(&self, step: Step, index: u32, errno: i32) -> ! {
+    pub(super) fn fail(&self, step: Step, index: u32, errno: i32) -> ! {
         let bytes = Record {
             step: step as u32,
             index,
@@ -222,7 +200,7 @@ impl Ctx {
     }
 
     /// Fails with the current errno when `ret` is negative; returns `ret` otherwise.
-    fn check<T: Into<c_long> + Copy>(&self, ret: T, step: Step, index: u32) -> T {
+    pub(super) fn check<T: Into<c_long> + Copy>(&self, ret: T, step: Step, index: u32) -> T {
         if ret.into() < 0 {
             self.fail(step, index, errno());
         }
@@ -230,7 +208,7 @@ impl Ctx {
     }
 }
 
-fn errno() -> i32 {
+pub(super) fn errno() -> i32 {
     // SAFETY: __errno_location returns the calling thread's errno slot.
     unsafe { *libc::__errno_location() }
 }
@@ -255,12 +233,12 @@ unsafe fn write_all(fd: c_int, mut buf: &[u8]) {
 
 /// `/proc/self/fd/N` in a stack buffer: a path that designates exactly what fd N designates,
 /// so a mount lands on the directory that was resolved safely inside the root.
-struct FdPath {
+pub(super) struct FdPath {
     buf: [u8; 32],
 }
 
 impl FdPath {
-    fn new(fd: c_int) -> FdPath {
+    pub(super) fn new(fd: c_int) -> FdPath {
         const PREFIX: &[u8] = b"/proc/self/fd/";
         let mut buf = [0u8; 32];
         buf[..PREFIX.len()].copy_from_slice(PREFIX);
@@ -281,7 +259,7 @@ impl FdPath {
         FdPath { buf }
     }
 
-    fn as_ptr(&self) -> *const c_char {
+    pub(super) fn as_ptr(&self) -> *const c_char {
         self.buf.as_ptr().cast()
     }
 }
@@ -290,7 +268,7 @@ impl FdPath {
 ///
 /// # Safety
 /// Plain syscall; `path` is a valid C string.
-unsafe fn openat2(dirfd: c_int, path: &CStr, flags: c_int, mode: u32, resolve: u64) -> c_int {
+pub(super) unsafe fn openat2(dirfd: c_int, path: &CStr, flags: c_int, mode: u32, resolve: u64) -> c_int {
     // SAFETY: open_how is plain data; all-zero is valid.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = flags as u64;
@@ -400,7 +378,7 @@ unsafe fn make_in_root(ctx: &Ctx, root: c_int, target: &InRoot, file: bool, inde
 ///
 /// # Safety
 /// Plain syscall; pointers are valid C strings or null.
-unsafe fn mount_on_fd(
+pub(super) unsafe fn mount_on_fd(
     source: *const c_char,
     fd: c_int,
     fstype: *const c_char,
@@ -689,7 +667,11 @@ unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
                 c"overlay".as_ptr(),
                 plan.rootfs.as_ptr(),
                 c"overlay".as_ptr(),
-                0,
+                if plan.confine.privileged {
+                    0
+                } else {
+                    libc::MS_NODEV
+                },
                 plan.overlay_opts.as_ptr().cast(),
             ),
             Step::MountOverlay,
@@ -726,7 +708,11 @@ unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
                 c"tmpfs".as_ptr(),
                 fd,
                 c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_STRICTATIME,
+                if plan.confine.privileged {
+                    libc::MS_NOSUID | libc::MS_STRICTATIME
+                } else {
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_STRICTATIME
+                },
                 c"mode=755,size=65536k".as_ptr(),
             ),
             Step::MountDev,
@@ -735,6 +721,7 @@ unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
         libc::close(fd);
         // Re-resolved after the mount: now the tmpfs root.
         let dev = make_in_root(ctx, root, &plan.dev_dir, false, TARGET_DEV);
+        harden::populate_dev(ctx, dev, &plan.confine);
         setup_dev(ctx, dev, plan.console.as_deref());
         libc::close(dev);
 
@@ -744,13 +731,20 @@ unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
                 c"sysfs".as_ptr(),
                 fd,
                 c"sysfs".as_ptr(),
-                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                if plan.confine.privileged {
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC
+                } else {
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC
+                },
                 null(),
             ),
             Step::MountSys,
             0,
         );
         libc::close(fd);
+        if plan.confine.mask_paths {
+            harden::mask_paths(ctx, root);
+        }
 
         for (i, bind) in plan.binds.iter().enumerate() {
             let i = i as u32;
@@ -767,7 +761,14 @@ unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
                 i,
             );
             libc::close(fd);
-            if bind.readonly {
+            // Device nodes in a bind mount do not open (nodev), except with --privileged.
+            let attrs = if bind.readonly { MOUNT_ATTR_RDONLY } else { 0 }
+                | if plan.confine.privileged {
+                    0
+                } else {
+                    MOUNT_ATTR_NODEV
+                };
+            if attrs != 0 {
                 // Re-resolved: the path now leads to the top of the new mount.
                 let fd = ctx.check(
                     openat2(
@@ -780,27 +781,14 @@ unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
                     Step::BindReadonly,
                     i,
                 );
-                let attr = MountAttr {
-                    attr_set: MOUNT_ATTR_RDONLY,
-                    attr_clr: 0,
-                    propagation: 0,
-                    userns_fd: 0,
-                };
-                ctx.check(
-                    libc::syscall(
-                        libc::SYS_mount_setattr,
-                        fd,
-                        c"".as_ptr(),
-                        libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-                        &attr as *const MountAttr,
-                        size_of::<MountAttr>(),
-                    ),
-                    Step::BindReadonly,
-                    i,
-                );
+                ctx.check(harden::set_mount_attr(fd, attrs, true), Step::BindReadonly, i);
                 libc::close(fd);
             }
         }
+        let first_tmpfs = FIRST_BIND_TARGET + plan.binds.len() as u32;
+        harden::mount_tmpfs(ctx, &plan.confine, |target, i| {
+            make_in_root(ctx, root, target, false, first_tmpfs + i)
+        });
         libc::close(root);
 
         // pivot_root(".", ".") stacks the old root under the new one; detach it.
@@ -824,8 +812,9 @@ unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
             }
         }
         ctx.check(libc::chdir(plan.cwd.as_ptr()), Step::Cwd, 1);
-
-        drop_privileges(ctx, plan.last_cap);
+        if plan.confine.readonly_rootfs {
+            harden::readonly_root(ctx);
+        }
 
         // Nothing but stdio and the (CLOEXEC) error pipe crosses exec.
         libc::syscall(
@@ -835,6 +824,8 @@ unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         );
         libc::umask(0o022);
+        harden::finish(ctx, &plan.confine, plan.last_cap);
+
         exec(plan, ctx)
     }
 }
@@ -846,18 +837,6 @@ unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
 unsafe fn setup_dev(ctx: &Ctx, dev: c_int, console: Option<&CStr>) {
     // SAFETY: raw syscalls on constant C strings and valid fds.
     unsafe {
-        for (i, (name, major, minor)) in DEVICES.iter().enumerate() {
-            ctx.check(
-                libc::mknodat(
-                    dev,
-                    name.as_ptr(),
-                    libc::S_IFCHR | 0o666,
-                    libc::makedev(*major, *minor),
-                ),
-                Step::DevNode,
-                i as u32,
-            );
-        }
         for (i, (name, target)) in DEV_LINKS.iter().enumerate() {
             ctx.check(
                 libc::symlinkat(target.as_ptr(), dev, name.as_ptr()),
@@ -953,58 +932,6 @@ unsafe fn setup_dev(ctx: &Ctx, dev: c_int, console: Option<&CStr>) {
             );
             libc::close(fd);
         }
-    }
-}
-
-/// Bounding set, then effective/permitted/inheritable, ambient cleared, then no_new_privs.
-///
-/// # Safety
-/// Async-signal-safe.
-unsafe fn drop_privileges(ctx: &Ctx, last_cap: u32) {
-    // SAFETY: plain prctl/capset syscalls with valid arguments.
-    unsafe {
-        for cap in 0..=last_cap.min(63) {
-            if DEFAULT_CAPS & (1u64 << cap) == 0
-                && libc::prctl(libc::PR_CAPBSET_DROP, cap as c_ulong, 0, 0, 0) < 0
-                && errno() != libc::EINVAL
-            {
-                ctx.fail(Step::Capabilities, cap, errno());
-            }
-        }
-        // EINVAL on kernels without ambient capabilities: nothing to clear then.
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong,
-            0,
-            0,
-            0,
-        );
-        let header = CapHeader {
-            version: LINUX_CAPABILITY_VERSION_3,
-            pid: 0,
-        };
-        let data = [
-            CapData {
-                effective: DEFAULT_CAPS as u32,
-                permitted: DEFAULT_CAPS as u32,
-                inheritable: INHERITABLE_CAPS as u32,
-            },
-            CapData {
-                effective: (DEFAULT_CAPS >> 32) as u32,
-                permitted: (DEFAULT_CAPS >> 32) as u32,
-                inheritable: (INHERITABLE_CAPS >> 32) as u32,
-            },
-        ];
-        ctx.check(
-            libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()),
-            Step::Capabilities,
-            64,
-        );
-        ctx.check(
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as c_ulong, 0, 0, 0),
-            Step::NoNewPrivs,
-            0,
-        );
     }
 }
 

@@ -27,8 +27,13 @@
 //! Requires Linux ≥ 5.12 (openat2, close_range, pidfd_open, mount_setattr) and root.
 
 mod child;
+mod confine;
+mod harden;
+pub mod options;
 mod plan;
 mod pty;
+pub mod seccomp;
+mod users;
 #[cfg(test)]
 mod tests;
 
@@ -105,6 +110,11 @@ pub struct RunSpec {
     /// slave with nobody writing to it).
     pub open_stdin: bool,
     pub net: NetMode,
+    /// `NAME|UID[:GROUP|GID]`, resolved in the container's `/etc/passwd` and `/etc/group`;
+    /// empty = root.
+    pub user: String,
+    /// Capabilities, seccomp, privileged mode, read-only root, extra groups, tmpfs mounts.
+    pub security: crate::container::SecurityOptions,
 }
 
 /// The container's stdio, engine side.
