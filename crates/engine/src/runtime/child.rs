@@ -268,7 +268,13 @@ impl FdPath {
 ///
 /// # Safety
 /// Plain syscall; `path` is a valid C string.
-pub(super) unsafe fn openat2(dirfd: c_int, path: &CStr, flags: c_int, mode: u32, resolve: u64) -> c_int {
+pub(super) unsafe fn openat2(
+    dirfd: c_int,
+    path: &CStr,
+    flags: c_int,
+    mode: u32,
+    resolve: u64,
+) -> c_int {
     // SAFETY: open_how is plain data; all-zero is valid.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = flags as u64;
@@ -781,7 +787,11 @@ unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
                     Step::BindReadonly,
                     i,
                 );
-                ctx.check(harden::set_mount_attr(fd, attrs, true), Step::BindReadonly, i);
+                ctx.check(
+                    harden::set_mount_attr(fd, attrs, true),
+                    Step::BindReadonly,
+                    i,
+                );
                 libc::close(fd);
             }
         }

@@ -116,15 +116,21 @@ pub(super) fn plan(
     layers: &[&Path],
     last_cap: u32,
 ) -> Result<(ConfinePlan, ConfineNames, String), RuntimeError> {
-    let c = options::interpret(opts, last_cap).map_err(RuntimeError::InvalidSpec)?;
+    let mut c = options::interpret(opts, last_cap).map_err(RuntimeError::InvalidSpec)?;
+    // Never more than the engine has (a sandboxed host may lack some, e.g. CAP_SYS_MODULE):
+    // `--privileged` gets every capability the engine can give.
+    c.caps &= bounding_set(last_cap);
     let filters = match &c.seccomp {
         Seccomp::Unconfined => None,
-        Seccomp::Default => Some(seccomp::default_filters(c.caps).map_err(RuntimeError::InvalidSpec)?),
+        Seccomp::Default => {
+            Some(seccomp::default_filters(c.caps).map_err(RuntimeError::InvalidSpec)?)
+        }
         Seccomp::Profile(p) => Some(Arc::new(
             seccomp::compile(p, c.caps).map_err(RuntimeError::InvalidSpec)?,
         )),
     };
-    let exec_user = users::resolve(user, &opts.group_add, layers).map_err(RuntimeError::InvalidSpec)?;
+    let exec_user =
+        users::resolve(user, &opts.group_add, layers).map_err(RuntimeError::InvalidSpec)?;
     if !c.privileged {
         check_host_devices()?;
     }
@@ -169,6 +175,22 @@ pub(super) fn plan(
     Ok((plan, names, exec_user.home))
 }
 
+/// The engine's own bounding set (bit N = capability N), read once.
+fn bounding_set(last_cap: u32) -> u64 {
+    static SET: OnceLock<u64> = OnceLock::new();
+    *SET.get_or_init(|| {
+        (0..=last_cap.min(63))
+            .filter(|cap| {
+                // SAFETY: PR_CAPBSET_READ only reads this thread's bounding set.
+                let ret = unsafe {
+                    libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(*cap), 0, 0, 0)
+                };
+                ret == 1
+            })
+            .fold(0u64, |set, cap| set | (1u64 << cap))
+    })
+}
+
 /// The host nodes bound into every container must be the devices they claim to be (a regular
 /// file or another device at `/dev/null` would be bound instead). Checked once.
 fn check_host_devices() -> Result<(), RuntimeError> {
@@ -177,7 +199,8 @@ fn check_host_devices() -> Result<(), RuntimeError> {
         .get_or_init(|| {
             for (_, host, major, minor) in DEVICES {
                 let path = Path::new(std::ffi::OsStr::from_bytes(host.to_bytes()));
-                let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let meta =
+                    std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
                 let rdev = meta.rdev();
                 if !meta.file_type().is_char_device()
                     || libc::major(rdev) != major

@@ -96,7 +96,11 @@ pub(super) fn populate_dev(ctx: &Ctx, dev: c_int, confine: &ConfinePlan) {
                 libc::openat(
                     dev,
                     name.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_WRONLY
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
                     0o666,
                 )
             },
@@ -127,7 +131,13 @@ pub(super) fn populate_dev(ctx: &Ctx, dev: c_int, confine: &ConfinePlan) {
 }
 
 /// Opens `path` (relative to `root`, no symlinks) as `O_PATH`; `None` if it does not exist.
-fn open_system_path(ctx: &Ctx, root: c_int, path: &std::ffi::CStr, step: Step, i: u32) -> Option<c_int> {
+fn open_system_path(
+    ctx: &Ctx,
+    root: c_int,
+    path: &std::ffi::CStr,
+    step: Step,
+    i: u32,
+) -> Option<c_int> {
     // SAFETY: openat2 on an open directory fd and a constant C string.
     let fd = unsafe {
         openat2(
@@ -249,11 +259,20 @@ pub(super) fn mount_tmpfs(
 pub(super) fn readonly_root(ctx: &Ctx) {
     // SAFETY: open of a constant path; checked.
     let fd = ctx.check(
-        unsafe { libc::open(c"/".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) },
+        unsafe {
+            libc::open(
+                c"/".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        },
         Step::ReadonlyRoot,
         0,
     );
-    ctx.check(set_mount_attr(fd, MOUNT_ATTR_RDONLY, false), Step::ReadonlyRoot, 1);
+    ctx.check(
+        set_mount_attr(fd, MOUNT_ATTR_RDONLY, false),
+        Step::ReadonlyRoot,
+        1,
+    );
     close(fd);
 }
 

@@ -33,9 +33,9 @@ pub mod options;
 mod plan;
 mod pty;
 pub mod seccomp;
-mod users;
 #[cfg(test)]
 mod tests;
+mod users;
 
 use std::fmt;
 use std::io;

@@ -83,15 +83,15 @@ pub fn interpret(opts: &SecurityOptions, last_cap: u32) -> Result<Confinement, S
                 .ok_or_else(|| invalid("expected KEY=VALUE"))?,
         };
         match key {
-            "seccomp" => {
-                seccomp = match value {
-                    "unconfined" => Seccomp::Unconfined,
-                    "builtin" | "" => Seccomp::Default,
-                    json => Seccomp::Profile(Box::new(seccomp::parse(json).map_err(|e| {
-                        format!("invalid --security-opt seccomp: decoding the seccomp profile failed: {e}")
-                    })?)),
-                }
-            }
+            "seccomp" => seccomp = match value {
+                "unconfined" => Seccomp::Unconfined,
+                "builtin" | "" => Seccomp::Default,
+                json => Seccomp::Profile(Box::new(seccomp::parse(json).map_err(|e| {
+                    format!(
+                        "invalid --security-opt seccomp: decoding the seccomp profile failed: {e}"
+                    )
+                })?)),
+            },
             "no-new-privileges" => {
                 no_new_privs = match value {
                     "" | "true" | "1" => true,
@@ -162,7 +162,10 @@ struct CapList {
 }
 
 fn cap_list(names: &[String], field: &str) -> Result<CapList, String> {
-    let mut list = CapList { all: false, mask: 0 };
+    let mut list = CapList {
+        all: false,
+        mask: 0,
+    };
     for name in names {
         if name.eq_ignore_ascii_case("ALL") || name.eq_ignore_ascii_case("CAP_ALL") {
             list.all = true;
@@ -306,7 +309,10 @@ mod tests {
         .unwrap();
         assert!(matches!(c.seccomp, Seccomp::Profile(_)));
         let e = interpret(&opts(|o| o.security_opt = vec!["foo=bar".into()]), 40).unwrap_err();
-        assert!(e.starts_with("invalid --security-opt \"foo=bar\": unknown option"), "{e}");
+        assert!(
+            e.starts_with("invalid --security-opt \"foo=bar\": unknown option"),
+            "{e}"
+        );
         let e = interpret(&opts(|o| o.security_opt = vec!["seccomp={".into()]), 40).unwrap_err();
         assert!(e.contains("decoding the seccomp profile failed"), "{e}");
         let e = interpret(&opts(|o| o.security_opt = vec!["nonsense".into()]), 40).unwrap_err();
@@ -316,15 +322,9 @@ mod tests {
     #[test]
     fn tmpfs_options() {
         let t = parse_tmpfs("/run", "").unwrap();
-        assert_eq!(
-            t.flags,
-            libc::MS_NOEXEC | libc::MS_NOSUID | libc::MS_NODEV
-        );
+        assert_eq!(t.flags, libc::MS_NOEXEC | libc::MS_NOSUID | libc::MS_NODEV);
         let t = parse_tmpfs("/run", "exec,size=64m,mode=1777,ro").unwrap();
-        assert_eq!(
-            t.flags,
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_RDONLY
-        );
+        assert_eq!(t.flags, libc::MS_NOSUID | libc::MS_NODEV | libc::MS_RDONLY);
         assert_eq!(t.data, "size=64m,mode=1777");
         assert!(parse_tmpfs("run", "").is_err());
         assert!(parse_tmpfs("/", "").is_err());

@@ -472,7 +472,8 @@ async fn capabilities_seccomp_and_no_new_privs() {
         return;
     }
     let bundle = TempDir::new("caps");
-    let script = "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status";
+    let script =
+        "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status";
     let out = run(sh(&bundle, script)).await;
     assert_eq!(
         out.stdout,
@@ -509,12 +510,20 @@ async fn devices_masks_and_user() {
          ls /sys/firmware | wc -l",
     ))
     .await;
-    assert_eq!(out.stdout, "4\nnull-ok\n0\nsys-ro\n0\n", "stderr: {}", out.stderr);
+    assert_eq!(
+        out.stdout, "4\nnull-ok\n0\nsys-ro\n0\n",
+        "stderr: {}",
+        out.stderr
+    );
     let mut spec = sh(&bundle, "id -u; id -g; id -G");
     spec.user = "65534:65534".into();
     spec.security.group_add = vec!["7".into()];
     let out = run(spec).await;
-    assert_eq!(out.stdout, "65534\n65534\n65534 7\n", "stderr: {}", out.stderr);
+    assert_eq!(
+        out.stdout, "65534\n65534\n65534 7\n",
+        "stderr: {}",
+        out.stderr
+    );
 }
 
 /// Fills `dir` with a busybox root (`/bin/busybox` + applet symlinks). Returns false (skipping)

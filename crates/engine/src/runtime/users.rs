@@ -37,7 +37,11 @@ struct GroupEntry {
 }
 
 /// Resolves `user` and `group_add` in the root made of `layers` (top first).
-pub(super) fn resolve(user: &str, group_add: &[String], layers: &[&Path]) -> Result<ExecUser, String> {
+pub(super) fn resolve(
+    user: &str,
+    group_add: &[String],
+    layers: &[&Path],
+) -> Result<ExecUser, String> {
     let passwd = read_in_layers(layers, c"etc/passwd")?
         .map(|t| parse_passwd(&t))
         .unwrap_or_default();
@@ -56,12 +60,9 @@ pub(super) fn resolve(user: &str, group_add: &[String], layers: &[&Path]) -> Res
     let user_part = if user_part.is_empty() { "0" } else { user_part };
     let entry = match user_part.parse::<u32>() {
         Ok(uid) => passwd.iter().find(|e| e.uid == uid),
-        Err(_) => Some(
-            passwd
-                .iter()
-                .find(|e| e.name == user_part)
-                .ok_or_else(|| format!("unable to find user {user_part}: no matching entries in passwd file"))?,
-        ),
+        Err(_) => Some(passwd.iter().find(|e| e.name == user_part).ok_or_else(|| {
+            format!("unable to find user {user_part}: no matching entries in passwd file")
+        })?),
     };
     let uid = match user_part.parse::<u32>() {
         Ok(uid) => uid,
@@ -77,7 +78,9 @@ pub(super) fn resolve(user: &str, group_add: &[String], layers: &[&Path]) -> Res
                     .iter()
                     .find(|e| e.name == g)
                     .map(|e| e.gid)
-                    .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
+                    .ok_or_else(|| {
+                        format!("unable to find group {g}: no matching entries in group file")
+                    })?,
             };
         }
         _ => {
@@ -85,7 +88,7 @@ pub(super) fn resolve(user: &str, group_add: &[String], layers: &[&Path]) -> Res
                 groups.extend(
                     group
                         .iter()
-                        .filter(|g| g.members.iter().any(|m| *m == entry.name))
+                        .filter(|g| g.members.contains(&entry.name))
                         .map(|g| g.gid),
                 );
             }
@@ -98,7 +101,9 @@ pub(super) fn resolve(user: &str, group_add: &[String], layers: &[&Path]) -> Res
                 .iter()
                 .find(|e| e.name == *g)
                 .map(|e| e.gid)
-                .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
+                .ok_or_else(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
         };
         groups.push(gid);
     }
@@ -192,7 +197,12 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
                 gid: f.get(2)?.parse().ok()?,
                 members: f
                     .get(3)
-                    .map(|m| m.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })
         })
@@ -228,15 +238,29 @@ mod tests {
         let u = r("", &[]).unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (0, 0, "/root"));
         let u = r("www", &[]).unwrap();
-        assert_eq!((u.uid, u.gid, u.groups.clone(), u.home.as_str()), (33, 33, vec![50], "/var/www"));
+        assert_eq!(
+            (u.uid, u.gid, u.groups.clone(), u.home.as_str()),
+            (33, 33, vec![50], "/var/www")
+        );
         let u = r("65534:65534", &[]).unwrap();
-        assert_eq!((u.uid, u.gid, u.groups.clone(), u.home.as_str()), (65534, 65534, vec![], "/"));
+        assert_eq!(
+            (u.uid, u.gid, u.groups.clone(), u.home.as_str()),
+            (65534, 65534, vec![], "/")
+        );
         let u = r("1000", &["audio", "7"]).unwrap();
         assert_eq!((u.uid, u.gid, u.groups.clone()), (1000, 0, vec![7, 29]));
         let u = r("www:audio", &[]).unwrap();
         assert_eq!((u.uid, u.gid, u.groups.clone()), (33, 29, vec![]));
-        assert!(r("nobody", &[]).unwrap_err().contains("unable to find user nobody"));
-        assert!(r("0:nogroup", &[]).unwrap_err().contains("unable to find group nogroup"));
+        assert!(
+            r("nobody", &[])
+                .unwrap_err()
+                .contains("unable to find user nobody")
+        );
+        assert!(
+            r("0:nogroup", &[])
+                .unwrap_err()
+                .contains("unable to find group nogroup")
+        );
         assert!(r("", &["nogroup"]).is_err());
     }
 }

@@ -193,11 +193,21 @@ pub fn compile(profile: &Profile, caps: u64) -> Result<Filters, String> {
                 }
             }
         }
-        programs.push(build(to_map(&all), default.clone(), SeccompAction::Allow, arch)?);
+        programs.push(build(
+            to_map(&all),
+            default.clone(),
+            SeccompAction::Allow,
+            arch,
+        )?);
     }
     for (act, rules) in &by_action {
         if *act != SeccompAction::Allow {
-            programs.push(build(to_map(rules), SeccompAction::Allow, act.clone(), arch)?);
+            programs.push(build(
+                to_map(rules),
+                SeccompAction::Allow,
+                act.clone(),
+                arch,
+            )?);
         }
     }
     Ok(Filters { programs })
@@ -226,8 +236,7 @@ fn applies(entry: &SyscallEntry, caps: u64, kernel: (u32, u32)) -> bool {
     if entry.excludes.arches.iter().any(|a| a == arch) {
         return false;
     }
-    if !entry.includes.min_kernel.is_empty() && kernel < parse_version(&entry.includes.min_kernel)
-    {
+    if !entry.includes.min_kernel.is_empty() && kernel < parse_version(&entry.includes.min_kernel) {
         return false;
     }
     true
