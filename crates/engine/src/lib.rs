@@ -3,15 +3,29 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod boot;
+mod connect;
 pub mod container;
+mod create;
 pub mod engine;
 pub mod error;
 pub mod events;
+mod exit;
+pub mod handle;
 pub mod images;
 pub mod logs;
+mod mounts;
 pub mod plugins;
+mod remove;
+mod resources;
 pub mod runtime;
 pub mod security;
+mod start;
+mod stop;
+mod streams;
 
-pub use engine::{Attached, ContainerView, CreateContainer, Engine, WaitCondition, parse_signal};
+pub use create::CreateContainer;
+pub use engine::Engine;
 pub use error::EngineError;
+pub use handle::{Attached, Container, ContainerView, Observed, WaitCondition};
+pub use stop::parse_signal;
