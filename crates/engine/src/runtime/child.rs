@@ -637,196 +637,68 @@ unsafe fn wait_code(pid: libc::pid_t) -> c_int {
     }
 }
 
+/// `close(fd)` of an fd this process opened.
+fn close(fd: c_int) {
+    // SAFETY: closing an fd owned by this process that the caller no longer uses.
+    unsafe { libc::close(fd) };
+}
+
+/// Mounts `fstype` (also the source name) on the fd's path with `flags` and `data`.
+fn mount_fs_on(ctx: &Ctx, fstype: &CStr, fd: c_int, flags: c_ulong, data: &CStr, step: Step) {
+    // SAFETY: constant or prepared C strings; the target is an open fd's path.
+    let ret = unsafe { mount_on_fd(fstype.as_ptr(), fd, fstype.as_ptr(), flags, data.as_ptr()) };
+    ctx.check(ret, step, 0);
+}
+
 /// Pid 1: builds the root filesystem in the (shared with the shim) mount namespace, pivots
-/// into it, drops privileges and executes the command. Never returns.
+/// into it, confines itself and executes the command. Never returns.
 ///
 /// # Safety
 /// Must only be called in the shim's freshly forked child.
 unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
-    // SAFETY: forked child; only async-signal-safe syscalls on prepared data follow.
+    // SAFETY: plain prctl.
+    let ret = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0) };
+    ctx.check(ret, Step::ParentDeath, 0);
+    // The shim may have died before the prctl: then its end of the pipe is closed.
+    let mut pfd = libc::pollfd {
+        fd: shim_alive,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd.
+    if unsafe { libc::poll(&mut pfd, 1, 0) } != 0 {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(137) };
+    }
+    close(shim_alive);
+
+    // SAFETY: plain syscall.
+    ctx.check(unsafe { libc::setsid() }, Step::Setsid, 1);
+    if plan.tty {
+        // SAFETY: TIOCSCTTY on stdin (the pty slave) takes an int argument.
+        ctx.check(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) }, Step::Ctty, 0);
+    }
+    // Exact modes for what we create; the command gets Docker's 022 below.
+    // SAFETY: plain syscall.
+    unsafe { libc::umask(0) };
+
+    let root = mount_root(plan, ctx);
+    mount_system(plan, ctx, root);
+    mount_binds(plan, ctx, root);
+    let first_tmpfs = FIRST_BIND_TARGET + plan.binds.len() as u32;
+    harden::mount_tmpfs(ctx, &plan.confine, |target, i| {
+        // SAFETY: `root` is an open directory fd.
+        unsafe { make_in_root(ctx, root, target, false, first_tmpfs + i) }
+    });
+    close(root);
+    pivot(plan, ctx);
+    if plan.confine.readonly_rootfs {
+        harden::readonly_root(ctx);
+    }
+
+    // Nothing but stdio and the (CLOEXEC) error pipe crosses exec.
+    // SAFETY: plain syscalls.
     unsafe {
-        ctx.check(
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0),
-            Step::ParentDeath,
-            0,
-        );
-        // The shim may have died before the prctl: then its end of the pipe is closed.
-        let mut pfd = libc::pollfd {
-            fd: shim_alive,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        if libc::poll(&mut pfd, 1, 0) != 0 {
-            libc::_exit(137);
-        }
-        libc::close(shim_alive);
-
-        ctx.check(libc::setsid(), Step::Setsid, 1);
-        if plan.tty {
-            ctx.check(libc::ioctl(0, libc::TIOCSCTTY, 0), Step::Ctty, 0);
-        }
-        // Exact modes for what we create; the command gets Docker's 022 below.
-        libc::umask(0);
-
-        ctx.check(
-            libc::mount(
-                c"overlay".as_ptr(),
-                plan.rootfs.as_ptr(),
-                c"overlay".as_ptr(),
-                if plan.confine.privileged {
-                    0
-                } else {
-                    libc::MS_NODEV
-                },
-                plan.overlay_opts.as_ptr().cast(),
-            ),
-            Step::MountOverlay,
-            0,
-        );
-        let root = ctx.check(
-            libc::open(
-                plan.rootfs.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            ),
-            Step::OpenRootfs,
-            0,
-        );
-
-        // /proc, for the new pid namespace (must be mounted from inside it).
-        let fd = make_in_root(ctx, root, &plan.proc_dir, false, TARGET_PROC);
-        ctx.check(
-            mount_on_fd(
-                c"proc".as_ptr(),
-                fd,
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                null(),
-            ),
-            Step::MountProc,
-            0,
-        );
-        libc::close(fd);
-
-        // /dev: a tmpfs with the usual nodes, links, /dev/pts and /dev/shm.
-        let fd = make_in_root(ctx, root, &plan.dev_dir, false, TARGET_DEV);
-        ctx.check(
-            mount_on_fd(
-                c"tmpfs".as_ptr(),
-                fd,
-                c"tmpfs".as_ptr(),
-                if plan.confine.privileged {
-                    libc::MS_NOSUID | libc::MS_STRICTATIME
-                } else {
-                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_STRICTATIME
-                },
-                c"mode=755,size=65536k".as_ptr(),
-            ),
-            Step::MountDev,
-            0,
-        );
-        libc::close(fd);
-        // Re-resolved after the mount: now the tmpfs root.
-        let dev = make_in_root(ctx, root, &plan.dev_dir, false, TARGET_DEV);
-        harden::populate_dev(ctx, dev, &plan.confine);
-        setup_dev(ctx, dev, plan.console.as_deref());
-        libc::close(dev);
-
-        let fd = make_in_root(ctx, root, &plan.sys_dir, false, TARGET_SYS);
-        ctx.check(
-            mount_on_fd(
-                c"sysfs".as_ptr(),
-                fd,
-                c"sysfs".as_ptr(),
-                if plan.confine.privileged {
-                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC
-                } else {
-                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC
-                },
-                null(),
-            ),
-            Step::MountSys,
-            0,
-        );
-        libc::close(fd);
-        if plan.confine.mask_paths {
-            harden::mask_paths(ctx, root);
-        }
-
-        for (i, bind) in plan.binds.iter().enumerate() {
-            let i = i as u32;
-            let fd = make_in_root(ctx, root, &bind.target, bind.file, FIRST_BIND_TARGET + i);
-            ctx.check(
-                mount_on_fd(
-                    bind.source.as_ptr(),
-                    fd,
-                    null(),
-                    libc::MS_BIND | libc::MS_REC,
-                    null(),
-                ),
-                Step::Bind,
-                i,
-            );
-            libc::close(fd);
-            // Device nodes in a bind mount do not open (nodev), except with --privileged.
-            let attrs = if bind.readonly { MOUNT_ATTR_RDONLY } else { 0 }
-                | if plan.confine.privileged {
-                    0
-                } else {
-                    MOUNT_ATTR_NODEV
-                };
-            if attrs != 0 {
-                // Re-resolved: the path now leads to the top of the new mount.
-                let fd = ctx.check(
-                    openat2(
-                        root,
-                        &bind.target.full,
-                        libc::O_PATH | libc::O_CLOEXEC,
-                        0,
-                        libc::RESOLVE_IN_ROOT,
-                    ),
-                    Step::BindReadonly,
-                    i,
-                );
-                ctx.check(
-                    harden::set_mount_attr(fd, attrs, true),
-                    Step::BindReadonly,
-                    i,
-                );
-                libc::close(fd);
-            }
-        }
-        let first_tmpfs = FIRST_BIND_TARGET + plan.binds.len() as u32;
-        harden::mount_tmpfs(ctx, &plan.confine, |target, i| {
-            make_in_root(ctx, root, target, false, first_tmpfs + i)
-        });
-        libc::close(root);
-
-        // pivot_root(".", ".") stacks the old root under the new one; detach it.
-        ctx.check(libc::chdir(plan.rootfs.as_ptr()), Step::PivotRoot, 0);
-        ctx.check(
-            libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()),
-            Step::PivotRoot,
-            1,
-        );
-        ctx.check(
-            libc::umount2(c".".as_ptr(), libc::MNT_DETACH),
-            Step::DetachOldRoot,
-            0,
-        );
-        ctx.check(libc::chdir(c"/".as_ptr()), Step::PivotRoot, 2);
-
-        // The working directory, created if missing (as Docker does).
-        for dir in &plan.cwd_steps {
-            if libc::mkdir(dir.as_ptr(), 0o755) < 0 && errno() != libc::EEXIST {
-                ctx.fail(Step::Cwd, 0, errno());
-            }
-        }
-        ctx.check(libc::chdir(plan.cwd.as_ptr()), Step::Cwd, 1);
-        if plan.confine.readonly_rootfs {
-            harden::readonly_root(ctx);
-        }
-
-        // Nothing but stdio and the (CLOEXEC) error pipe crosses exec.
         libc::syscall(
             libc::SYS_close_range,
             3u32,
@@ -834,10 +706,142 @@ unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         );
         libc::umask(0o022);
-        harden::finish(ctx, &plan.confine, plan.last_cap);
-
-        exec(plan, ctx)
     }
+    harden::finish(ctx, &plan.confine, plan.last_cap);
+    // SAFETY: still the forked child, right before execve.
+    unsafe { exec(plan, ctx) }
+}
+
+/// Mounts the overlay on the root's mount point and returns an `O_PATH` fd on it.
+fn mount_root(plan: &Plan, ctx: &Ctx) -> c_int {
+    let flags = if plan.confine.privileged {
+        0
+    } else {
+        libc::MS_NODEV
+    };
+    // SAFETY: prepared C strings.
+    let ret = unsafe {
+        libc::mount(
+            c"overlay".as_ptr(),
+            plan.rootfs.as_ptr(),
+            c"overlay".as_ptr(),
+            flags,
+            plan.overlay_opts.as_ptr().cast(),
+        )
+    };
+    ctx.check(ret, Step::MountOverlay, 0);
+    // SAFETY: open of a prepared C string.
+    let root = unsafe {
+        libc::open(
+            plan.rootfs.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    ctx.check(root, Step::OpenRootfs, 0)
+}
+
+/// `/proc`, `/dev` and `/sys`, then the masked and read-only paths.
+fn mount_system(plan: &Plan, ctx: &Ctx, root: c_int) {
+    let privileged = plan.confine.privileged;
+    // /proc, for the new pid namespace (must be mounted from inside it).
+    // SAFETY: `root` is an open directory fd (so below).
+    let fd = unsafe { make_in_root(ctx, root, &plan.proc_dir, false, TARGET_PROC) };
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    mount_fs_on(ctx, c"proc", fd, flags, c"", Step::MountProc);
+    close(fd);
+
+    // /dev: a tmpfs with the default nodes, links, /dev/pts and /dev/shm.
+    // SAFETY: as above.
+    let fd = unsafe { make_in_root(ctx, root, &plan.dev_dir, false, TARGET_DEV) };
+    let nodev = if privileged { 0 } else { libc::MS_NODEV };
+    let flags = libc::MS_NOSUID | libc::MS_STRICTATIME | nodev;
+    mount_fs_on(
+        ctx,
+        c"tmpfs",
+        fd,
+        flags,
+        c"mode=755,size=65536k",
+        Step::MountDev,
+    );
+    close(fd);
+    // Re-resolved after the mount: now the tmpfs root.
+    // SAFETY: as above.
+    let dev = unsafe { make_in_root(ctx, root, &plan.dev_dir, false, TARGET_DEV) };
+    harden::populate_dev(ctx, dev, &plan.confine);
+    // SAFETY: `dev` is an fd on the fresh tmpfs.
+    unsafe { setup_dev(ctx, dev, plan.console.as_deref()) };
+    close(dev);
+
+    // SAFETY: as above.
+    let fd = unsafe { make_in_root(ctx, root, &plan.sys_dir, false, TARGET_SYS) };
+    let readonly = if privileged { 0 } else { libc::MS_RDONLY };
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | readonly;
+    mount_fs_on(ctx, c"sysfs", fd, flags, c"", Step::MountSys);
+    close(fd);
+    if plan.confine.mask_paths {
+        harden::mask_paths(ctx, root);
+    }
+}
+
+/// The bind mounts, each `nodev` (but with `--privileged`) and read-only if asked, recursively.
+fn mount_binds(plan: &Plan, ctx: &Ctx, root: c_int) {
+    for (i, bind) in plan.binds.iter().enumerate() {
+        let i = i as u32;
+        // SAFETY: `root` is an open directory fd.
+        let fd = unsafe { make_in_root(ctx, root, &bind.target, bind.file, FIRST_BIND_TARGET + i) };
+        let flags = libc::MS_BIND | libc::MS_REC;
+        // SAFETY: a prepared source path; the target is the fd just made.
+        let ret = unsafe { mount_on_fd(bind.source.as_ptr(), fd, null(), flags, null()) };
+        ctx.check(ret, Step::Bind, i);
+        close(fd);
+        let readonly = if bind.readonly { MOUNT_ATTR_RDONLY } else { 0 };
+        let nodev = if plan.confine.privileged {
+            0
+        } else {
+            MOUNT_ATTR_NODEV
+        };
+        if readonly | nodev == 0 {
+            continue;
+        }
+        // Re-resolved: the path now leads to the top of the new mount.
+        // SAFETY: openat2 on an open directory fd and a prepared C string.
+        let fd = unsafe {
+            openat2(
+                root,
+                &bind.target.full,
+                libc::O_PATH | libc::O_CLOEXEC,
+                0,
+                libc::RESOLVE_IN_ROOT,
+            )
+        };
+        let fd = ctx.check(fd, Step::BindReadonly, i);
+        let ret = harden::set_mount_attr(fd, readonly | nodev, true);
+        ctx.check(ret, Step::BindReadonly, i);
+        close(fd);
+    }
+}
+
+/// `pivot_root` into the new root, detach the old one, enter the working directory (created
+/// if missing, as Docker does).
+fn pivot(plan: &Plan, ctx: &Ctx) {
+    // SAFETY: chdir and pivot_root on prepared or constant C strings.
+    unsafe {
+        // pivot_root(".", ".") stacks the old root under the new one; detach it.
+        ctx.check(libc::chdir(plan.rootfs.as_ptr()), Step::PivotRoot, 0);
+        let ret = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr());
+        ctx.check(ret, Step::PivotRoot, 1);
+        let ret = libc::umount2(c".".as_ptr(), libc::MNT_DETACH);
+        ctx.check(ret, Step::DetachOldRoot, 0);
+        ctx.check(libc::chdir(c"/".as_ptr()), Step::PivotRoot, 2);
+    }
+    for dir in &plan.cwd_steps {
+        // SAFETY: mkdir of a prepared C string.
+        if unsafe { libc::mkdir(dir.as_ptr(), 0o755) } < 0 && errno() != libc::EEXIST {
+            ctx.fail(Step::Cwd, 0, errno());
+        }
+    }
+    // SAFETY: chdir of a prepared C string.
+    ctx.check(unsafe { libc::chdir(plan.cwd.as_ptr()) }, Step::Cwd, 1);
 }
 
 /// Fills the fresh `/dev` tmpfs.

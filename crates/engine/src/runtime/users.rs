@@ -45,14 +45,9 @@ pub(super) fn resolve(
     let passwd = read_in_layers(layers, c"etc/passwd")?
         .map(|t| parse_passwd(&t))
         .unwrap_or_default();
-    let needs_groups = !group_add.is_empty() || !user.is_empty();
-    let group = if needs_groups {
-        read_in_layers(layers, c"etc/group")?
-            .map(|t| parse_group(&t))
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let group = read_in_layers(layers, c"etc/group")?
+        .map(|t| parse_group(&t))
+        .unwrap_or_default();
     let (user_part, group_part) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
@@ -84,7 +79,7 @@ pub(super) fn resolve(
             };
         }
         _ => {
-            if let Some(entry) = entry.filter(|_| !user.is_empty()) {
+            if let Some(entry) = entry {
                 groups.extend(
                     group
                         .iter()
