@@ -29,10 +29,12 @@
 
 mod child;
 mod confine;
+pub mod fake;
 mod harden;
 pub mod options;
 mod plan;
 mod pty;
+mod seam;
 pub mod seccomp;
 #[cfg(test)]
 mod tests;
@@ -53,6 +55,7 @@ use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
 
 use child::{RECORD_LEN, Record};
+pub use seam::{ContainerRuntime, NamespaceRuntime};
 
 /// The container's root filesystem (the read-only lower layer of its overlay).
 #[derive(Debug, Clone, PartialEq, Eq)]
