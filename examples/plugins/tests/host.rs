@@ -248,10 +248,13 @@ async fn no_known_version_and_malformed_handshakes() {
         .await
         .unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.contains("POST /v2/handshake: malformed handshake reply"),
-        "{msg}"
-    );
+    // A malformed 200 is "not this version": every version is tried, each answer listed.
+    for path in ["/v2/handshake", "/v1/handshake", "/Plugin.Activate"] {
+        assert!(
+            msg.contains(&format!("{path} (200 malformed handshake reply")),
+            "{msg}"
+        );
+    }
     assert!(
         msg.contains("body starts \"{\\\"Name\\\": oops not json\""),
         "{msg}"
