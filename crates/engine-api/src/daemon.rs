@@ -15,6 +15,9 @@ use berth_plugin_host::{HostConfig, HostError, PluginHost, PluginSource};
 
 use crate::gate::{Caller, Gate};
 
+/// Engine-wide plugin call bounds (deadline caps per call family, reply size limits).
+pub use berth_plugin_host::limits::Caps as PluginCaps;
+
 /// Everything `berth daemon` is configured with.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -29,6 +32,9 @@ pub struct DaemonConfig {
     pub plugin_dir: PathBuf,
     /// Docker authorization plugins, in order (`--authorization-plugin`, repeatable).
     pub authorization_plugins: Vec<String>,
+    /// Engine-wide plugin call bounds: deadline caps per call family (`--plugin-deadline-api`,
+    /// `--plugin-deadline-volume`, `--plugin-deadline-default`) and reply size limits.
+    pub plugin_caps: PluginCaps,
 }
 
 /// Errors that stop the daemon from starting or serving.
@@ -208,6 +214,7 @@ pub async fn run(
     let mut host_config = HostConfig::new(&config.root);
     host_config.discovery_dirs = vec![config.plugin_dir.clone()];
     host_config.load_deadline = config.plugin_timeout;
+    host_config.caps = config.plugin_caps;
     let host = Arc::new(
         PluginHost::open(host_config, Some(launcher.clone())).map_err(|source| {
             DaemonError::Plugins {

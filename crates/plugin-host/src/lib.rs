@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod handshake;
 pub mod hooks;
 pub mod launcher;
+pub mod limits;
 pub mod readiness;
 pub mod registry;
 

@@ -23,6 +23,7 @@ use crate::client::{CallErrorKind, PluginClient, PluginError};
 use crate::discovery::{self, DiscoveryError};
 use crate::handshake::{self, HandshakeError, Negotiated, PluginInfo};
 use crate::launcher::{LaunchSpec, PluginLauncher};
+use crate::limits::{CallFamily, Caps, Deadlines};
 use crate::readiness::{Readiness, ReadyState};
 
 /// File name of the registry under the root.
@@ -213,8 +214,12 @@ pub struct PluginRecord {
     /// `Implements` (Activate family).
     #[serde(default)]
     pub implements: Vec<String>,
-    /// Per-call deadline.
+    /// Effective deadline of the default call family (the others: [`PluginStatus::deadlines`]).
     pub deadline_ms: u64,
+    /// The deadline the plugin asked for (`--deadline` at load, else v2 `DeadlineMs`), before
+    /// the engine's caps clamp it per call family; none = the caps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_deadline_ms: Option<u64>,
     /// Failure policy.
     pub failure_policy: FailurePolicy,
     /// Privileged.
@@ -258,6 +263,9 @@ pub struct PluginStatus {
     pub state: PluginState,
     /// Per-hook counters.
     pub hooks: BTreeMap<String, HookStats>,
+    /// Effective per-call deadline per call family (the request clamped by the engine's caps).
+    #[serde(default)]
+    pub deadlines: Deadlines,
 }
 
 #[derive(Debug)]
@@ -272,6 +280,8 @@ struct Runtime {
 pub struct LoadedPlugin {
     record: PluginRecord,
     client: PluginClient,
+    caps: Caps,
+    deadlines: Deadlines,
     runtime: Mutex<Runtime>,
     inflight: AtomicUsize,
 }
@@ -285,12 +295,19 @@ impl Drop for InflightGuard<'_> {
 }
 
 impl LoadedPlugin {
-    fn new(record: PluginRecord, state: PluginState) -> Self {
+    fn new(record: PluginRecord, state: PluginState, caps: Caps) -> Self {
         let client = PluginClient::new(record.name.clone(), record.socket.clone());
         let last_error = record.last_error.clone();
+        let requested = record
+            .requested_deadline_ms
+            .or(record.options.deadline_ms)
+            .map(Duration::from_millis);
+        let deadlines = caps.clamp(requested);
         Self {
             record,
             client,
+            caps,
+            deadlines,
             runtime: Mutex::new(Runtime {
                 state,
                 last_error,
@@ -320,9 +337,19 @@ impl LoadedPlugin {
         &self.record.subscriptions
     }
 
-    /// Per-call deadline.
+    /// Effective deadline of the default call family.
     pub fn deadline(&self) -> Duration {
-        Duration::from_millis(self.record.deadline_ms)
+        self.deadlines.of(CallFamily::Default)
+    }
+
+    /// Effective deadline per call family.
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
+    }
+
+    /// The deadline of the call `hook` (its family's effective deadline).
+    pub fn deadline_for(&self, hook: &str) -> Duration {
+        self.deadlines.of(CallFamily::of(hook))
     }
 
     /// Failure policy.
@@ -386,8 +413,13 @@ impl LoadedPlugin {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        self.instrumented(hook, path, self.client.call(path, req, self.deadline()))
-            .await
+        let (deadline, max_reply) = (self.deadline_for(hook), self.caps.max_reply(hook));
+        self.instrumented(
+            hook,
+            path,
+            self.client.call_bounded(path, req, deadline, max_reply),
+        )
+        .await
     }
 
     /// Like [`Self::call`] with the request already encoded (see [`crate::encode_json`]).
@@ -397,11 +429,14 @@ impl LoadedPlugin {
         path: &str,
         body: Bytes,
     ) -> Result<Resp, PluginError> {
-        self.instrumented(
-            hook,
-            path,
-            self.client.call_encoded(path, body, self.deadline()),
-        )
+        let (deadline, max_reply) = (self.deadline_for(hook), self.caps.max_reply(hook));
+        self.instrumented(hook, path, async {
+            let reply = self
+                .client
+                .post_bounded(path, body, deadline, max_reply)
+                .await?;
+            self.client.interpret(path, reply)
+        })
         .await
     }
 
@@ -411,8 +446,15 @@ impl LoadedPlugin {
         hook: &str,
         path: &str,
     ) -> Result<Resp, PluginError> {
-        self.instrumented(hook, path, self.client.call_empty(path, self.deadline()))
-            .await
+        let (deadline, max_reply) = (self.deadline_for(hook), self.caps.max_reply(hook));
+        self.instrumented(hook, path, async {
+            let reply = self
+                .client
+                .post_bounded(path, Bytes::new(), deadline, max_reply)
+                .await?;
+            self.client.interpret(path, reply)
+        })
+        .await
     }
 
     async fn instrumented<Resp>(
@@ -511,8 +553,9 @@ pub struct HostConfig {
     pub root: PathBuf,
     /// Discovery directories (Docker's by default).
     pub discovery_dirs: Vec<PathBuf>,
-    /// Default per-call deadline.
-    pub default_call_deadline: Duration,
+    /// Deadline caps per call family (a plugin that asks for no deadline gets the cap) and reply
+    /// size limits.
+    pub caps: Caps,
     /// Default handshake (load) deadline.
     pub load_deadline: Duration,
     /// How long an upgrade or unload waits for calls in flight on the old plugin.
@@ -522,12 +565,13 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
-    /// Defaults under `root`: 30 s calls, 60 s load, 30 s drain, Docker's discovery dirs.
+    /// Defaults under `root`: [`Caps::default`] (10 s api, 2 min volume, 30 s other calls), 60 s
+    /// load, 30 s drain, Docker's discovery dirs.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
             discovery_dirs: discovery::default_dirs(),
-            default_call_deadline: Duration::from_secs(30),
+            caps: Caps::default(),
             load_deadline: Duration::from_secs(60),
             drain_grace: Duration::from_secs(30),
             engine_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -586,7 +630,7 @@ impl PluginHost {
             .into_iter()
             .map(|r| {
                 readiness.set(&r.name, ReadyState::Pending);
-                Arc::new(LoadedPlugin::new(r, PluginState::Pending))
+                Arc::new(LoadedPlugin::new(r, PluginState::Pending, config.caps))
             })
             .collect();
         Ok(Self {
@@ -667,6 +711,7 @@ impl PluginHost {
                 record: p.current_record(),
                 state: p.state(),
                 hooks: p.hook_stats(),
+                deadlines: p.deadlines(),
             })
             .collect()
     }
@@ -693,7 +738,7 @@ impl PluginHost {
     fn offer(&self) -> HandshakeV2Request {
         HandshakeV2Request::berth(
             &self.config.engine_version,
-            self.config.default_call_deadline.as_millis() as u64,
+            self.config.caps.default.as_millis() as u64,
         )
     }
 
@@ -719,6 +764,7 @@ impl PluginHost {
             .or_else(|| fallback_name.map(str::to_owned))
             .ok_or_else(|| HostError::NoName(socket.display().to_string()))?;
         berth_state::validate_name("plugin", &name)?;
+        let requested = opts.deadline_ms.or(negotiated.requested_deadline_ms);
         Ok(PluginRecord {
             name,
             source,
@@ -728,10 +774,12 @@ impl PluginHost {
             interests: negotiated.interests,
             subscriptions: negotiated.subscriptions,
             implements: negotiated.implements,
-            deadline_ms: opts
-                .deadline_ms
-                .or(negotiated.requested_deadline_ms)
-                .unwrap_or(self.config.default_call_deadline.as_millis() as u64),
+            deadline_ms: self
+                .config
+                .caps
+                .clamp(requested.map(Duration::from_millis))
+                .default_ms,
+            requested_deadline_ms: requested,
             failure_policy: opts
                 .failure_policy
                 .or(negotiated.requested_failure_policy)
@@ -749,7 +797,11 @@ impl PluginHost {
         if self.get(&record.name).is_some() {
             return Err(HostError::Conflict(record.name));
         }
-        let plugin = Arc::new(LoadedPlugin::new(record, PluginState::Active));
+        let plugin = Arc::new(LoadedPlugin::new(
+            record,
+            PluginState::Active,
+            self.config.caps,
+        ));
         self.swap(|v| v.push(plugin.clone()));
         if let Err(e) = self.persist() {
             let name = plugin.name().to_owned();
@@ -1013,7 +1065,7 @@ impl PluginHost {
             disabled: state == PluginState::Disabled,
             ..record
         };
-        let new = Arc::new(LoadedPlugin::new(record, state));
+        let new = Arc::new(LoadedPlugin::new(record, state, self.config.caps));
         let swapped = {
             let _ops = self.ops.lock().await;
             let mut found = false;
@@ -1062,7 +1114,7 @@ impl PluginHost {
                     Ok(mut record) => {
                         let state = old.carried_state();
                         record.disabled = state == PluginState::Disabled;
-                        let new = Arc::new(LoadedPlugin::new(record, state));
+                        let new = Arc::new(LoadedPlugin::new(record, state, self.config.caps));
                         self.swap(|v| {
                             if let Some(slot) = v.iter_mut().find(|p| Arc::ptr_eq(p, old)) {
                                 *slot = new.clone();

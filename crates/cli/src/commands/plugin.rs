@@ -54,7 +54,8 @@ pub struct LoadArgs {
     /// Handshake (load) deadline, e.g. `30s`.
     #[arg(long, alias = "load-timeout", value_name = "DUR", value_parser = parse::duration)]
     pub timeout: Option<std::time::Duration>,
-    /// Per-call deadline, e.g. `5s` (default: what the plugin asks for, else 30s).
+    /// Per-call deadline, e.g. `5s` (default: what the plugin asks for); the daemon's caps per call
+    /// family (`--plugin-deadline-*`) bound it.
     #[arg(long, value_name = "DUR", value_parser = parse::duration)]
     pub deadline: Option<std::time::Duration>,
     /// What a failing "before" hook does: `abort` the operation or `ignore` the plugin.
@@ -380,7 +381,16 @@ async fn status(client: &Client, a: StatusArgs) -> anyhow::Result<()> {
     println!("Interests:      {}", list(&p["Interests"]));
     println!("Implements:     {}", list(&p["Implements"]));
     println!("Privileged:     {}", s("Privileged"));
-    println!("Deadline:       {}ms", s("DeadlineMs"));
+    let d = &p["Deadlines"];
+    println!(
+        "Deadlines:      api {}ms, volume {}ms, other {}ms (requested: {})",
+        d["Api"],
+        d["Volume"],
+        d["Default"],
+        p["RequestedDeadlineMs"]
+            .as_u64()
+            .map_or("none".to_owned(), |ms| format!("{ms}ms"))
+    );
     println!("Failure policy: {}", s("FailurePolicy"));
     println!("Version:        {}", s("Version"));
     println!("Author:         {}", s("Author"));

@@ -112,6 +112,8 @@ pub fn status_json(st: &PluginStatus) -> Value {
         "Socket": r.socket,
         "Privileged": r.privileged,
         "DeadlineMs": r.deadline_ms,
+        "RequestedDeadlineMs": r.requested_deadline_ms,
+        "Deadlines": st.deadlines,
         "FailurePolicy": r.failure_policy.to_string(),
         "Author": r.info.author,
         "Org": r.info.org,
