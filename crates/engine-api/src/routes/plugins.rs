@@ -27,7 +27,7 @@ use sha2::Digest;
 
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Query, parse_json};
+use crate::extract::{self, Query, parse_json};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -262,6 +262,7 @@ async fn berth_load(State(s): State<AppState>, body: Bytes) -> ApiResult<Respons
             "give exactly one of Image, Socket or Discover",
         ));
     }
+    extract::driver_name("plugin", req.discover.as_deref())?;
     if let Some(n) = &req.name {
         berth_state::validate_name("plugin", n)?;
         if host.get(n).is_some() {
