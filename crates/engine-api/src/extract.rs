@@ -173,6 +173,16 @@ impl Query {
     }
 }
 
+/// Checks a driver or plugin name from a request body before it reaches discovery or the
+/// filesystem: absent or empty (the default driver) passes, anything else must be a valid object
+/// name (no `/`, no `..`), else 400 naming the field, e.g. `invalid volume driver name "/tmp/x"`.
+pub fn driver_name(kind: &'static str, name: Option<&str>) -> Result<(), ApiError> {
+    match name {
+        None | Some("") => Ok(()),
+        Some(n) => Ok(berth_state::validate_name(kind, n)?),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,15 +231,5 @@ mod tests {
         assert!(err.message.contains("Cmd"), "{}", err.message);
         assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
         assert!(parse_json::<Option<B>>(b"").unwrap().is_none());
-    }
-}
-
-/// Checks a driver or plugin name from a request body before it reaches discovery or the
-/// filesystem: absent or empty (the default driver) passes, anything else must be a valid object
-/// name (no `/`, no `..`), else 400 naming the field, e.g. `invalid volume driver name "/tmp/x"`.
-pub fn driver_name(kind: &'static str, name: Option<&str>) -> Result<(), ApiError> {
-    match name {
-        None | Some("") => Ok(()),
-        Some(n) => Ok(berth_state::validate_name(kind, n)?),
     }
 }
