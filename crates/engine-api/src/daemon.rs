@@ -80,6 +80,15 @@ async fn activate_authz(host: &PluginHost, names: &[String]) -> Result<(), Daemo
                     reason: e.to_string(),
                 })?,
         };
+        // A lock-out left by an older daemon (the plugin disabled through the API) ends here.
+        if plugin.state() == berth_plugin_host::PluginState::Disabled {
+            tracing::warn!(plugin = %name, "authorization plugin was disabled; enabling it");
+            host.set_enabled(name, true)
+                .map_err(|e| DaemonError::Authz {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
         if !plugin.implements(berth_plugin_host::protocol::legacy::AUTHZ) {
             return Err(DaemonError::Authz {
                 name: name.clone(),
@@ -215,6 +224,14 @@ pub async fn run(
     host_config.discovery_dirs = vec![config.plugin_dir.clone()];
     host_config.load_deadline = config.plugin_timeout;
     host_config.caps = config.plugin_caps;
+    for name in &config.authorization_plugins {
+        host_config.locked.insert(
+            name.clone(),
+            "it is an authorization plugin of this daemon (--authorization-plugin); \
+             restart the daemon without that flag first"
+                .to_owned(),
+        );
+    }
     let host = Arc::new(
         PluginHost::open(host_config, Some(launcher.clone())).map_err(|source| {
             DaemonError::Plugins {

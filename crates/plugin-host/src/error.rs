@@ -13,6 +13,17 @@ pub enum HostError {
     /// A plugin with this name is loaded.
     #[error("plugin \"{0}\" is already loaded")]
     Conflict(String),
+    /// The operator's daemon flags pin this plugin (an `--authorization-plugin`): it cannot be
+    /// disabled, unloaded or upgraded through the API.
+    #[error("plugin \"{name}\" cannot be {action}: {reason}")]
+    Locked {
+        /// Plugin name.
+        name: String,
+        /// `disabled`, `unloaded`, `upgraded`.
+        action: &'static str,
+        /// Why it is pinned.
+        reason: String,
+    },
     /// No such plugin.
     #[error("plugin \"{0}\" is not loaded")]
     NotFound(String),
@@ -72,7 +83,7 @@ impl HostError {
     /// The error class (for the API's one error→HTTP map).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            HostError::Conflict(_) => ErrorKind::Conflict,
+            HostError::Conflict(_) | HostError::Locked { .. } => ErrorKind::Conflict,
             HostError::NotFound(_) | HostError::Discovery(DiscoveryError::NotFound { .. }) => {
                 ErrorKind::NotFound
             }

@@ -7,6 +7,7 @@
 //! Dispatch takes an immutable snapshot (`Arc<Vec<Arc<LoadedPlugin>>>`); mutations build a new
 //! vector and swap it in under a write lock, so a dispatch never sees a half-done change.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -40,6 +41,9 @@ pub struct HostConfig {
     pub load_deadline: Duration,
     /// How long an upgrade or unload waits for calls in flight on the old plugin.
     pub drain_grace: Duration,
+    /// Plugins pinned by the daemon's flags, with the reason (the `--authorization-plugin`s): they
+    /// cannot be disabled, unloaded or upgraded (a lock-out that would survive restarts).
+    pub locked: BTreeMap<String, String>,
     /// Engine version sent in the v2 handshake.
     pub engine_version: String,
 }
@@ -54,6 +58,7 @@ impl HostConfig {
             caps: Caps::default(),
             load_deadline: Duration::from_secs(60),
             drain_grace: Duration::from_secs(30),
+            locked: BTreeMap::new(),
             engine_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
@@ -147,6 +152,9 @@ impl PluginHost {
     /// plugin comes back disabled after a daemon restart or an upgrade. Returns false when nothing
     /// changed.
     pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<bool, HostError> {
+        if !enabled {
+            self.check_unlocked(name, "disabled")?;
+        }
         let p = self
             .get(name)
             .ok_or_else(|| HostError::NotFound(name.to_owned()))?;
@@ -159,6 +167,18 @@ impl PluginHost {
         p.set_state(next);
         self.persist()?;
         Ok(true)
+    }
+
+    /// Refuses `action` on a plugin the daemon's flags pin ([`HostConfig::locked`]).
+    pub fn check_unlocked(&self, name: &str, action: &'static str) -> Result<(), HostError> {
+        match self.config.locked.get(name) {
+            Some(reason) => Err(HostError::Locked {
+                name: name.to_owned(),
+                action,
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// A plugin by name.

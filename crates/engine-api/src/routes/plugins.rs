@@ -356,6 +356,8 @@ async fn berth_upgrade(
     let req: UpgradeBody = parse_json(&body)?;
     let host = host(&s)?;
     let old = find_status(&host, &name)?;
+    // Refused before the progress stream starts, so the client gets the 409 itself.
+    host.check_unlocked(&name, "upgraded")?;
     let to = match (req.image, req.socket) {
         (Some(image), None) => {
             s.engine.images.get(&image).map_err(ApiError::from)?;
