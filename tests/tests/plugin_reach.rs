@@ -111,3 +111,81 @@ fn join_answering_a_preexisting_link_is_refused_and_nothing_moves() {
     }
     d.docker(&["network", "rm", &net]).ok();
 }
+
+/// The network namespace of the plugin container `name` (by its pid), and the host's.
+fn plugin_netns(d: &Daemon, name: &str) -> (String, String) {
+    let st = d
+        .raw("GET", &format!("/berth/plugins/{name}"), None, b"")
+        .json();
+    let id = st["ContainerID"].as_str().unwrap().to_owned();
+    let c = d
+        .raw("GET", &format!("/containers/{id}/json"), None, b"")
+        .json();
+    let pid = c["State"]["Pid"].as_i64().unwrap();
+    assert!(pid > 0, "{c}");
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    (ns.display().to_string(), host.display().to_string())
+}
+
+#[test]
+fn container_plugins_get_the_host_network_only_with_network_host() {
+    let d = Daemon::start();
+    let bin = example_plugin("test-plugin").display().to_string();
+    for (name, network) in [("isolated", None), ("hostnet", Some("host"))] {
+        let mut args = vec!["plugin", "load", "--name", name];
+        if let Some(n) = network {
+            args.extend(["--network", n]);
+        }
+        args.extend([
+            "host",
+            bin.as_str(),
+            "--socket",
+            "/var/run/docker/plugin.sock",
+            "--name",
+            name,
+        ]);
+        d.berth(&args).ok();
+        let st = d
+            .raw("GET", &format!("/berth/plugins/{name}"), None, b"")
+            .json();
+        assert_eq!(st["Network"], network.unwrap_or("none"), "{st}");
+        let (ns, host) = plugin_netns(&d, name);
+        if network.is_some() {
+            assert_eq!(
+                ns, host,
+                "{name}: --network host shares the host's namespace"
+            );
+        } else {
+            assert_ne!(
+                ns, host,
+                "{name}: a plugin gets its own namespace by default"
+            );
+        }
+        let shown = d.berth(&["plugin", "status", name]);
+        assert!(
+            shown
+                .ok()
+                .contains(&format!("Network:        {}", network.unwrap_or("none"))),
+            "{}",
+            shown.describe()
+        );
+    }
+    // Anything but host/none is refused at load.
+    let out = d.berth(&[
+        "plugin",
+        "load",
+        "--name",
+        "odd",
+        "--network",
+        "bridge",
+        "host",
+        &bin,
+    ]);
+    assert!(!out.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("invalid plugin network"),
+        "{}",
+        out.describe()
+    );
+}

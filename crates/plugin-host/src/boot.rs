@@ -81,6 +81,7 @@ impl PluginHost {
                         env: env.clone(),
                         mounts: rec.options.mounts.clone(),
                         privileged: rec.privileged,
+                        host_network: rec.options.host_network(),
                         socket_dir: socket_dir.clone(),
                     };
                     std::fs::create_dir_all(socket_dir).map_err(|source| HostError::Io {

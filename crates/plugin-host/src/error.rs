@@ -24,6 +24,9 @@ pub enum HostError {
         /// Why it is pinned.
         reason: String,
     },
+    /// A `--network` other than `host` or `none`.
+    #[error("invalid plugin network {0:?}: use host (the host's namespace) or none (its own)")]
+    Network(String),
     /// No such plugin.
     #[error("plugin \"{0}\" is not loaded")]
     NotFound(String),
@@ -91,6 +94,7 @@ impl HostError {
             | HostError::NoName(_)
             | HostError::NameMismatch { .. }
             | HostError::Mount { .. }
+            | HostError::Network(_)
             | HostError::Discovery(_) => ErrorKind::InvalidArgument,
             HostError::Handshake(_) | HostError::Launch { .. } => ErrorKind::Unavailable,
             HostError::State(_) | HostError::Io { .. } | HostError::NoLauncher => {

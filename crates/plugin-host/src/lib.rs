@@ -40,6 +40,7 @@ pub use plugin::LoadedPlugin;
 pub use readiness::{Readiness, ReadyState};
 pub use record::{
     HookStats, LoadOptions, PluginRecord, PluginSource, PluginState, PluginStatus, validate_mount,
+    validate_network,
 };
 pub use registry::{HostConfig, PluginHost, Snapshot};
 pub use upgrade::UpgradeTo;

@@ -12,7 +12,9 @@ use crate::handshake::{self, Negotiated};
 use crate::launcher::{LaunchSpec, PluginLauncher};
 use crate::plugin::LoadedPlugin;
 use crate::readiness::ReadyState;
-use crate::record::{LoadOptions, PluginRecord, PluginSource, PluginState, validate_mount};
+use crate::record::{
+    LoadOptions, PluginRecord, PluginSource, PluginState, validate_mount, validate_network,
+};
 use crate::registry::{PLUGIN_SOCKET, PluginHost};
 
 impl PluginHost {
@@ -205,6 +207,9 @@ impl PluginHost {
         for m in &opts.mounts {
             validate_mount(m)?;
         }
+        if let Some(n) = &opts.network {
+            validate_network(n)?;
+        }
         let launcher = self.launcher()?;
         let socket_dir = self.new_socket_dir()?;
         let spec = LaunchSpec {
@@ -214,6 +219,7 @@ impl PluginHost {
             env: env.clone(),
             mounts: opts.mounts.clone(),
             privileged: opts.privileged,
+            host_network: opts.host_network(),
             socket_dir: socket_dir.clone(),
         };
         let launched = match launcher.launch(spec).await {

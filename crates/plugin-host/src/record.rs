@@ -50,12 +50,32 @@ pub struct LoadOptions {
     pub privileged: bool,
     /// Handshake deadline (else the host default).
     pub load_deadline_ms: Option<u64>,
+    /// The network namespace of a container plugin: `host` shares the host's (Docker's managed
+    /// plugins' `network.type: host`; a network driver that makes host links needs it), anything
+    /// else (`none`, the default) gives it its own, with only `lo`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// Host paths bind-mounted into a container plugin, `SRC:DST[:ro|rw]` (Docker's managed
     /// plugins get theirs from `Settings.Mounts`): a volume plugin's storage, say.
     pub mounts: Vec<String>,
 }
 
 /// Checks one `SRC:DST[:ro|rw]` plugin mount: both paths absolute, the source present.
+/// Checks a plugin's `--network`: `host` or `none`.
+pub fn validate_network(network: &str) -> Result<(), HostError> {
+    match network {
+        "host" | "none" => Ok(()),
+        other => Err(HostError::Network(other.to_owned())),
+    }
+}
+
+impl LoadOptions {
+    /// Whether a container plugin shares the host's network namespace.
+    pub fn host_network(&self) -> bool {
+        self.network.as_deref() == Some("host")
+    }
+}
+
 pub fn validate_mount(mount: &str) -> Result<(), HostError> {
     let bad = |why: &str| HostError::Mount {
         mount: mount.to_owned(),

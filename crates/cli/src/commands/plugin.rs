@@ -43,6 +43,10 @@ pub struct LoadArgs {
     /// Give the plugin the engine API (a per-plugin socket at /var/run/docker.sock inside).
     #[arg(long)]
     pub privileged: bool,
+    /// `host`: the plugin container shares the host's network namespace (a network driver that
+    /// makes host links needs it); `none` (default): its own namespace, with only `lo`.
+    #[arg(long, value_name = "host|none", conflicts_with_all = ["socket", "discover"])]
+    pub network: Option<String>,
     /// Environment variable for the plugin container (`K=V`, repeatable).
     #[arg(short = 'e', long = "env", value_name = "K=V")]
     pub env: Vec<String>,
@@ -151,6 +155,9 @@ pub fn load_body(a: &LoadArgs) -> Value {
     };
     if let Some(n) = &a.name {
         set(&mut body, "Name", json!(n));
+    }
+    if let Some(n) = &a.network {
+        set(&mut body, "Network", json!(n));
     }
     if !a.mounts.is_empty() {
         set(&mut body, "Mounts", json!(a.mounts));
@@ -381,6 +388,7 @@ async fn status(client: &Client, a: StatusArgs) -> anyhow::Result<()> {
     println!("Interests:      {}", list(&p["Interests"]));
     println!("Implements:     {}", list(&p["Implements"]));
     println!("Privileged:     {}", s("Privileged"));
+    println!("Network:        {}", s("Network"));
     let d = &p["Deadlines"];
     println!(
         "Deadlines:      api {}ms, volume {}ms, other {}ms (requested: {})",

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use berth_plugin_host::protocol::{FailurePolicy, Protocol};
 use berth_plugin_host::{
     HostError, LoadOptions, PluginHost, PluginSource, PluginState, PluginStatus, UpgradeTo,
-    validate_mount,
+    validate_mount, validate_network,
 };
 use bytes::Bytes;
 use serde::Deserialize;
@@ -111,6 +111,7 @@ pub fn status_json(st: &PluginStatus) -> Value {
         "ContainerID": r.container_id,
         "Socket": r.socket,
         "Privileged": r.privileged,
+        "Network": r.options.network.clone().unwrap_or_else(|| "none".to_owned()),
         "DeadlineMs": r.deadline_ms,
         "RequestedDeadlineMs": r.requested_deadline_ms,
         "Deadlines": st.deadlines,
@@ -182,6 +183,8 @@ pub struct LoadBody {
     /// Host paths bind-mounted into the plugin container, `SRC:DST[:ro|rw]`.
     pub mounts: Option<Vec<String>>,
     pub privileged: bool,
+    /// `host` shares the host's network namespace; `none` (default) gives the plugin its own.
+    pub network: Option<String>,
     /// Load (handshake) deadline.
     pub timeout: Option<Value>,
     /// Per-call deadline.
@@ -281,8 +284,18 @@ async fn berth_load(State(s): State<AppState>, body: Bytes) -> ApiResult<Respons
     for m in &mounts {
         validate_mount(m)?;
     }
+    let network = req.network.clone().filter(|n| !n.is_empty());
+    if let Some(n) = &network {
+        if req.image.is_none() {
+            return Err(ApiError::bad_request(
+                "Network applies to plugins run from an image, not to one on a socket",
+            ));
+        }
+        validate_network(n)?;
+    }
     let opts = LoadOptions {
         mounts,
+        network,
         name: req.name.clone(),
         deadline_ms: req
             .deadline
