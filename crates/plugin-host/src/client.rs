@@ -29,9 +29,7 @@ use tokio::time::{Instant, Sleep};
 /// How many idle connections a client keeps (sequential use needs one).
 const MAX_IDLE: usize = 4;
 
-/// The request header carrying a call's remaining budget in whole milliseconds, so the plugin can
-/// give up in time: `Berth-Deadline-Ms: 9998`.
-pub const DEADLINE_HEADER: &str = "berth-deadline-ms";
+pub use berth_plugin_protocol::DEADLINE_HEADER;
 
 /// A failed plugin call. Displays as `plugin "flocker": POST /v1/volume/volumes: deadline 5s exceeded`.
 #[derive(Debug, Clone, thiserror::Error)]
