@@ -2,12 +2,15 @@
 //! error→HTTP mapping, the version-prefix layer, streaming endpoints (attach, wait, logs, events),
 //! and [`daemon::run`], which wires the engine to a UNIX socket.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod authz;
 pub mod daemon;
 pub mod error;
 pub mod extract;
 pub mod gate;
 pub mod hooks;
+pub mod present;
 pub mod routes;
 pub mod streams;
 pub mod version;
