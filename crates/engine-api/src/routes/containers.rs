@@ -161,6 +161,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         group_add: hc.group_add.take().unwrap_or_default(),
         tmpfs: hc.tmpfs.take().unwrap_or_default(),
     };
+    extract::driver_name("volume driver", hc.volume_driver.as_deref())?;
     let rp = hc.restart_policy.unwrap_or_default();
     let restart_policy = RestartPolicy::parse(
         rp.name.as_deref().unwrap_or(""),
@@ -182,6 +183,12 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
                 )));
             }
         };
+        let driver = m
+            .volume_options
+            .and_then(|o| o.driver_config)
+            .and_then(|d| d.name)
+            .filter(|n| !n.is_empty());
+        extract::driver_name("volume driver", driver.as_deref())?;
         let source = m.source.unwrap_or_default();
         if source.is_empty() {
             return Err(ApiError::bad_request(
@@ -194,11 +201,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
             destination: m.target.unwrap_or_default(),
             read_only: m.read_only.unwrap_or(false),
             mode: String::new(),
-            driver: m
-                .volume_options
-                .and_then(|o| o.driver_config)
-                .and_then(|d| d.name)
-                .filter(|n| !n.is_empty()),
+            driver,
             create_source: false,
         });
     }
