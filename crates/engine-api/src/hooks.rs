@@ -178,7 +178,7 @@ pub async fn middleware(State(st): State<PolicyState>, req: Request, next: Next)
             Ok(Some(rewritten)) => {
                 if shows_body {
                     if let Some(b) = rewritten.body.as_deref().filter(|b| !b.trim().is_empty())
-                        && let Err(e) = serde_json::from_str::<serde_json::Value>(b)
+                        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(b)
                     {
                         return ApiError::bad_request(format!(
                             "api pre-hook of plugin \"{}\" returned a request body that is not valid JSON: {e}",
@@ -367,7 +367,8 @@ async fn run_post_hooks(
                 let code_ok = StatusCode::from_u16(rewritten.code).is_ok() && rewritten.code >= 100;
                 let body_ok = !rewritten.content_type.contains("json")
                     || rewritten.body.as_deref().is_none_or(|b| {
-                        b.trim().is_empty() || serde_json::from_str::<serde_json::Value>(b).is_ok()
+                        b.trim().is_empty()
+                            || serde_json::from_str::<serde::de::IgnoredAny>(b).is_ok()
                     });
                 if code_ok && body_ok {
                     current = rewritten;
