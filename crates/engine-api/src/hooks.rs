@@ -1,11 +1,17 @@
 //! The `api` extension point inside the engine: pre-hooks (load order, each seeing the previous
 //! rewrite, able to reject) and post-hooks (reverse load order, each seeing the previous rewrite)
-//! around every Engine API request a plugin subscribed to, in Powerstrip's message shape.
+//! around every Engine API request a plugin subscribed to, in Powerstrip's message shape; and,
+//! in the same layer, Docker's authorization plugins (see [`crate::authz`]) on the request the
+//! pre-hooks produced (DESIGN rule 12, docs/api-hooks.md).
 //!
 //! Rules (docs/semantics.md, docs/protocol.md):
-//! - no subscriber for `METHOD path` → the request goes straight through (no buffering);
-//! - only JSON (or empty) request bodies are shown to hooks and may be rewritten; other bodies
-//!   (e.g. an image tar) stream through unchanged with `Body: null`;
+//! - hooks and authorization act on the canonical request ([`crate::canonical`]): subscriptions
+//!   match its target, and a rewritten target is canonicalised again before it is judged;
+//! - no subscriber for `METHOD path` and no authorization plugin → the request goes straight
+//!   through (no buffering);
+//! - only JSON (or empty) request bodies are shown to hooks and may be rewritten (JSON routes
+//!   always carry JSON, see [`crate::canonical`]); other bodies (e.g. an image tar) stream through
+//!   unchanged with `Body: null`;
 //! - streaming and hijacked endpoints (attach, wait, logs, events) get pre-hooks only;
 //! - a pre-hook answering 4xx rejects the request: its status and `Err` text go to the client;
 //! - any other hook failure aborts with 502 naming the plugin (policy `abort`) or is skipped
