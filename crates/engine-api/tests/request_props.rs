@@ -82,10 +82,13 @@ fn rig() -> Rig {
         .build()
         .expect("runtime");
     let engine = rt.block_on(async {
-        let engine = Engine::open(dir.path()).expect("engine");
         let host = PluginHost::open(HostConfig::new(dir.path()), None).expect("plugin host");
-        engine.set_plugins(Arc::new(host));
-        engine
+        Engine::open_with(
+            dir.path(),
+            Arc::new(berth_engine::runtime::NamespaceRuntime),
+            Some(Arc::new(host)),
+        )
+        .expect("engine")
     });
     Rig {
         _dir: dir,
