@@ -2,6 +2,8 @@
 //! error→HTTP mapping, the canonical request layer, streaming endpoints (attach, wait, logs, events),
 //! and [`daemon::run`], which wires the engine to a UNIX socket.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod authz;
 pub mod canonical;
 pub mod daemon;
