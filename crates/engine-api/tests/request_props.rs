@@ -112,10 +112,11 @@ async fn send(rig: &Rig, req: Request) -> (Response, Seen) {
         },
         hooks::middleware,
     );
-    let app = router
-        .layer(policy)
-        .layer(from_fn_with_state(log.clone(), record_policy))
-        .layer(from_fn(canonical::middleware));
+    // Tower layers around the whole router, as `app_with` composes them: they run before
+    // routing (`Router::layer` would run them after it).
+    use tower::Layer;
+    let app = from_fn(canonical::middleware)
+        .layer(from_fn_with_state(log.clone(), record_policy).layer(policy.layer(router)));
     let resp = app.oneshot(req).await.expect("infallible");
     let seen = log.lock().map(|s| s.clone()).unwrap_or_default();
     (resp, seen)
