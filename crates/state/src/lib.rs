@@ -6,7 +6,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+pub mod keyed;
 pub mod rollback;
+
+pub use keyed::{KeyedGuard, KeyedLocks};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
