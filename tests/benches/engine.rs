@@ -842,7 +842,10 @@ fn bench_isolation(
     for (id, samples) in [
         ("engine_isolation/slow_mount/1_run", single),
         ("engine_isolation/slow_mount/32_concurrent_runs", batch),
-        ("engine_isolation/slow_mount/batch_ratio", ratios),
+        (
+            "engine_isolation/slow_mount/32_concurrent_runs_local_volumes",
+            local_batch,
+        ),
         ("engine_isolation/rm_f/idle", idle.clone()),
         (
             "engine_isolation/rm_f/while_a_plugin_call_hangs",
@@ -854,9 +857,21 @@ fn bench_isolation(
         out.insert(id.to_owned(), v);
     }
     let idle_median = summary(idle)["median"].as_f64().unwrap_or(0.0);
-    let ratios: Vec<f64> = hanging.iter().map(|h| h / idle_median).collect();
-    let v = summary(ratios);
-    out.insert("engine_isolation/rm_f/hang_ratio".to_owned(), v);
+    let hang_ratios: Vec<f64> = hanging.iter().map(|h| h / idle_median).collect();
+    for (id, samples) in [
+        ("engine_isolation/slow_mount/batch_ratio", ratios),
+        ("engine_isolation/rm_f/hang_ratio", hang_ratios),
+    ] {
+        let v = summary(samples);
+        println!(
+            "{id:<55} median {:>10.2}×  [p10 {:.2}, p90 {:.2}]  n={}",
+            v["median"].as_f64().unwrap_or(0.0),
+            v["p10"].as_f64().unwrap_or(0.0),
+            v["p90"].as_f64().unwrap_or(0.0),
+            v["n"]
+        );
+        out.insert(id.to_owned(), v);
+    }
 }
 
 fn main() {
