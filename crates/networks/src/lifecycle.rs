@@ -15,7 +15,9 @@ use crate::error::{NetworkError, driver_error};
 use crate::ipam::{Pool, Subnet};
 use crate::model::{Attachment, CreateNetwork, Network, PREDEFINED, default_ipam};
 use crate::remote::RemotePool;
-use crate::store::{NetworkStore, lock};
+use berth_state::lock;
+
+use crate::store::NetworkStore;
 use crate::{ipam, mvp, netns};
 
 impl NetworkStore {
@@ -113,12 +115,11 @@ impl NetworkStore {
             undo_hooks(merged, setup.called).await;
             return Err(driver_error(&n, e));
         }
-        if let Err(e) = self.persist(&n) {
+        if let Err(e) = self.records.create(&n.id, &n) {
             let _ = driver.delete_network(&n).await;
             release_pool().await;
             undo_hooks(merged, setup.called).await;
-            let _ = berth_state::remove_dir_durable(&self.dir.join(&n.id));
-            return Err(e);
+            return Err(e.into());
         }
         lock(&self.networks).push(n.clone());
         Ok(n)
@@ -199,7 +200,7 @@ impl NetworkStore {
             }
             all.remove(at)
         };
-        // After the fact: IPAM, driver and hook failures are warnings (DESIGN.md: "after").
+        // After the fact: IPAM, driver and hook failures are warnings (`docs/semantics.md` §3: "after").
         // Docker's order: ReleaseAddress (gateway) → ReleasePool → DeleteNetwork.
         if let (Some(pool_id), Some(pool)) = (&n.ipam_pool_id, n.pool) {
             match self.remote_ipam(&n.ipam_driver).await {
@@ -224,7 +225,7 @@ impl NetworkStore {
             }
             Err(e) => tracing::warn!(network = n.name, error = %e, "network driver gone"),
         }
-        if let Err(e) = berth_state::remove_dir_durable(&self.dir.join(&n.id)) {
+        if let Err(e) = self.records.remove(&n.id) {
             // The record is still on disk: keep it in the table too.
             lock(&self.networks).push(n);
             return Err(e.into());

@@ -7,15 +7,18 @@
 //! Dispatch takes an immutable snapshot (`Arc<Vec<Arc<LoadedPlugin>>>`); mutations build a new
 //! vector and swap it in under a write lock, so a dispatch never sees a half-done change.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use berth_plugin_protocol::mvp::HandshakeV2Request;
+use berth_state::LoadWarning;
 
 use crate::discovery;
 use crate::error::HostError;
 use crate::launcher::PluginLauncher;
+use crate::limits::Caps;
 use crate::plugin::LoadedPlugin;
 use crate::readiness::{Readiness, ReadyState};
 use crate::record::{LoadOptions, PluginRecord, PluginState, PluginStatus};
@@ -32,25 +35,31 @@ pub struct HostConfig {
     pub root: PathBuf,
     /// Discovery directories (Docker's by default).
     pub discovery_dirs: Vec<PathBuf>,
-    /// Default per-call deadline.
-    pub default_call_deadline: Duration,
+    /// Deadline caps per call family (a plugin that asks for no deadline gets the cap) and reply
+    /// size limits.
+    pub caps: Caps,
     /// Default handshake (load) deadline.
     pub load_deadline: Duration,
     /// How long an upgrade or unload waits for calls in flight on the old plugin.
     pub drain_grace: Duration,
+    /// Plugins pinned by the daemon's flags, with the reason (the `--authorization-plugin`s): they
+    /// cannot be disabled, unloaded or upgraded (a lock-out that would survive restarts).
+    pub locked: BTreeMap<String, String>,
     /// Engine version sent in the v2 handshake.
     pub engine_version: String,
 }
 
 impl HostConfig {
-    /// Defaults under `root`: 30 s calls, 60 s load, 30 s drain, Docker's discovery dirs.
+    /// Defaults under `root`: [`Caps::default`] (10 s api, 2 min volume, 30 s other calls), 60 s
+    /// load, 30 s drain, Docker's discovery dirs.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
             discovery_dirs: discovery::default_dirs(),
-            default_call_deadline: Duration::from_secs(30),
+            caps: Caps::default(),
             load_deadline: Duration::from_secs(60),
             drain_grace: Duration::from_secs(30),
+            locked: BTreeMap::new(),
             engine_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
@@ -67,6 +76,7 @@ pub struct PluginHost {
     pub(crate) ops: tokio::sync::Mutex<()>,
     pub(crate) readiness: Arc<Readiness>,
     pub(crate) launcher: Option<Arc<dyn PluginLauncher>>,
+    load_warnings: Vec<LoadWarning>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -85,23 +95,34 @@ impl PluginHost {
         config: HostConfig,
         launcher: Option<Arc<dyn PluginLauncher>>,
     ) -> Result<Self, HostError> {
-        let records: Vec<PluginRecord> =
-            berth_state::load_json(&config.root.join(PLUGINS_FILE))?.unwrap_or_default();
+        // An unreadable load order is moved to `<root>/quarantine/` (logged) and the daemon starts
+        // with no plugins, the one policy of `berth_state::records`.
+        let (records, warning) = berth_state::records::load_or_quarantine::<Vec<PluginRecord>>(
+            &config.root.join(PLUGINS_FILE),
+            "plugins",
+        );
+        let records = records.unwrap_or_default();
         let readiness = Arc::new(Readiness::new());
         let plugins: Vec<Arc<LoadedPlugin>> = records
             .into_iter()
             .map(|r| {
                 readiness.set(&r.name, ReadyState::Pending);
-                Arc::new(LoadedPlugin::new(r, PluginState::Pending))
+                Arc::new(LoadedPlugin::new(r, PluginState::Pending, config.caps))
             })
             .collect();
         Ok(Self {
+            load_warnings: warning.into_iter().collect(),
             config,
             plugins: RwLock::new(Arc::new(plugins)),
             ops: tokio::sync::Mutex::new(()),
             readiness,
             launcher,
         })
+    }
+
+    /// What the load at open could not take as it was (an unreadable `plugins.json`, quarantined).
+    pub fn load_warnings(&self) -> &[LoadWarning] {
+        &self.load_warnings
     }
 
     /// The configuration.
@@ -116,10 +137,7 @@ impl PluginHost {
 
     /// The load order now.
     pub fn snapshot(&self) -> Snapshot {
-        match self.plugins.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        berth_state::sync::read(&self.plugins).clone()
     }
 
     /// Active plugins matching `pred`, in load order.
@@ -144,6 +162,9 @@ impl PluginHost {
     /// plugin comes back disabled after a daemon restart or an upgrade. Returns false when nothing
     /// changed.
     pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<bool, HostError> {
+        if !enabled {
+            self.check_unlocked(name, "disabled")?;
+        }
         let p = self
             .get(name)
             .ok_or_else(|| HostError::NotFound(name.to_owned()))?;
@@ -156,6 +177,18 @@ impl PluginHost {
         p.set_state(next);
         self.persist()?;
         Ok(true)
+    }
+
+    /// Refuses `action` on a plugin the daemon's flags pin ([`HostConfig::locked`]).
+    pub fn check_unlocked(&self, name: &str, action: &'static str) -> Result<(), HostError> {
+        match self.config.locked.get(name) {
+            Some(reason) => Err(HostError::Locked {
+                name: name.to_owned(),
+                action,
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// A plugin by name.
@@ -173,15 +206,13 @@ impl PluginHost {
                 record: p.current_record(),
                 state: p.state(),
                 hooks: p.hook_stats(),
+                deadlines: p.deadlines(),
             })
             .collect()
     }
 
     pub(crate) fn swap(&self, f: impl FnOnce(&mut Vec<Arc<LoadedPlugin>>)) -> Snapshot {
-        let mut guard = match self.plugins.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut guard = berth_state::sync::write(&self.plugins);
         let mut next: Vec<Arc<LoadedPlugin>> = guard.as_ref().clone();
         f(&mut next);
         *guard = Arc::new(next);
@@ -199,7 +230,7 @@ impl PluginHost {
     pub(crate) fn offer(&self) -> HandshakeV2Request {
         HandshakeV2Request::berth(
             &self.config.engine_version,
-            self.config.default_call_deadline.as_millis() as u64,
+            self.config.caps.default.as_millis() as u64,
         )
     }
 

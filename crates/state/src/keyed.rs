@@ -30,7 +30,7 @@ impl KeyedLocks {
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.table)
     }
 
     /// Waits for the lock of `key` (operations on other keys never wait for it).
