@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod gate;
 pub mod hooks;
+pub mod present;
 pub mod routes;
 pub mod streams;
 pub mod version;
