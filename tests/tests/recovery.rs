@@ -213,3 +213,96 @@ fn kill_returns_once_the_container_is_exited() {
         "rm -f returned with the process alive"
     );
 }
+
+/// Free bytes on the filesystem holding `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let st = nix::sys::statvfs::statvfs(path).unwrap();
+    st.blocks_available() as u64 * st.fragment_size() as u64
+}
+
+/// The root on an 8 MiB tmpfs, filled by a container's log: creating things fails with a clear
+/// "no space left on device" and leaves no half-written record; `rm -f` of the container that
+/// filled the disk works (it writes nothing before deleting), and once the space is back,
+/// everything works again.
+#[test]
+fn a_full_disk_fails_cleanly_and_removal_frees_it() {
+    let d = Daemon::start_with(|dir| {
+        let root = dir.join("root");
+        nix::mount::mount(
+            Some("tmpfs"),
+            &root,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=8m"),
+        )
+        .expect("mount a tmpfs on the root");
+        Vec::new()
+    });
+    let root = d.root();
+    d.import_busybox("bb:latest");
+    let r = d.raw_json(
+        "POST",
+        "/v1.50/containers/create?name=filler",
+        &json!({"Image": "bb", "Cmd": ["sh", "-c", "yes 0123456789abcdefghijklmnopqrstuvwxyz"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = d.raw("POST", "/v1.50/containers/filler/start", None, b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    berth_tests::poll_until("the root to fill up", Duration::from_secs(60), || {
+        (free_bytes(&root) < 4096).then_some(())
+    });
+
+    // Creating fails, naming ENOSPC, with a server error; nothing half-made is left.
+    let r = d.raw_json("POST", "/v1.50/volumes/create", &json!({"Name": "nospace"}));
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(
+        r.message()
+            .to_lowercase()
+            .contains("no space left on device"),
+        "{}",
+        r.text()
+    );
+    let r = d.raw_json(
+        "POST",
+        "/v1.50/containers/create?name=late",
+        &json!({"Image": "bb", "Cmd": ["true"]}),
+    );
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(
+        r.message()
+            .to_lowercase()
+            .contains("no space left on device"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(status(&d, "/v1.50/containers/late/json"), 404);
+    assert_eq!(status(&d, "/v1.50/volumes/nospace"), 404);
+    assert!(!root.join("volumes/nospace").exists());
+
+    // Removal needs no new space.
+    let r = d.raw("DELETE", "/v1.50/containers/filler?force=1", None, b"");
+    assert_eq!(r.status, 204, "rm -f on a full disk: {}", r.text());
+    assert_eq!(status(&d, "/v1.50/containers/filler/json"), 404);
+    assert!(free_bytes(&root) > 1 << 20, "the log's space is back");
+    let (code, out) = system_check(&root);
+    assert_eq!(code, 0, "no temp file or half record left: {out}");
+
+    // Everything works again.
+    let r = d.raw_json("POST", "/v1.50/volumes/create", &json!({"Name": "nospace"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "nospace:/data",
+        "bb",
+        "sh",
+        "-c",
+        "echo ok > /data/f",
+    ])
+    .ok();
+    assert_eq!(
+        fs::read_to_string(root.join("volumes/nospace/_data/f")).unwrap(),
+        "ok\n"
+    );
+}

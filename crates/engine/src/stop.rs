@@ -61,7 +61,10 @@ impl Engine {
             Status::Running => {}
             _ => return Err(EngineError::NotModified("container already stopped".into())),
         }
-        c.update(|st| st.manually_stopped = true)?;
+        // Stopping must work on a full disk: the intent is kept in memory even if not on disk.
+        if let Err(e) = c.update(|st| st.manually_stopped = true) {
+            tracing::warn!(id = c.id(), error = %e, "recording a manual stop");
+        }
         let rx = c.observed.subscribe();
         let exits = rx.borrow().exits;
         let _ = self
