@@ -306,3 +306,36 @@ fn a_full_disk_fails_cleanly_and_removal_frees_it() {
         "ok\n"
     );
 }
+
+/// A crash between "plugin container launched" and "plugins.json saved", written by hand: a
+/// hidden `always` plugin container that no plugin record names. The next boot removes it (it
+/// would otherwise be restarted at every boot, forever).
+#[test]
+fn an_orphan_plugin_container_is_removed_at_boot() {
+    let mut d = Daemon::start();
+    d.import_busybox("bb:latest");
+    let id = create(&d, "ghost");
+    let keep = create(&d, "keep");
+    d.stop(Duration::from_secs(20));
+    let config_path = d.root().join("containers").join(&id).join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
+    config["system"] = json!(true);
+    config["name"] = json!("berth-plugin-ghost-0123456789ab");
+    config["labels"] = json!({"berth.plugin": "ghost"});
+    config["restart_policy"] = json!("Always");
+    fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    assert!(!d.root().join("plugins.json").exists() || {
+        let recs: serde_json::Value =
+            serde_json::from_slice(&fs::read(d.root().join("plugins.json")).unwrap()).unwrap();
+        !recs.to_string().contains(&id)
+    });
+
+    d.restart();
+    berth_tests::poll_until("the orphan plugin container to go", Duration::from_secs(30), || {
+        (!d.root().join("containers").join(&id).exists()).then_some(())
+    });
+    assert_eq!(status(&d, &format!("/v1.50/containers/{id}/json")), 404);
+    assert_eq!(status(&d, &format!("/v1.50/containers/{keep}/json")), 200);
+    assert!(d.log().contains("no plugin record names"), "logged");
+}

@@ -75,6 +75,14 @@ impl Engine {
         let networks = NetworkStore::open(root).map_err(|e| OpenError::Engine(e.into()))?;
         let (table, interrupted, mut load_warnings) =
             Self::load_containers(&containers_dir).map_err(OpenError::Engine)?;
+        let boot_plugin_containers: Vec<String> = table
+            .by_id
+            .values()
+            .filter(|c| {
+                c.config.system && c.config.labels.contains_key(crate::plugins::LABEL_PLUGIN)
+            })
+            .map(|c| c.id().to_owned())
+            .collect();
         load_warnings.extend(images.load_warnings().iter().cloned());
         let mut failed = None;
         let engine = Arc::new_cyclic(|weak| {
@@ -98,6 +106,7 @@ impl Engine {
                 events: EventBus::new(),
                 interrupted: Mutex::new(interrupted),
                 load_warnings,
+                boot_plugin_containers: Mutex::new(boot_plugin_containers),
                 plugins,
                 runtime,
             }
@@ -167,6 +176,44 @@ impl Engine {
                 .insert(config.id.clone(), Container::new(config, state, dir));
         }
         Ok((table, interrupted, warnings))
+    }
+
+    /// Boot reconciliation of plugin containers, once the plugin host brought its plugins up
+    /// (before the readiness gate opens and before restart policies run): a hidden plugin
+    /// container that no plugin record names is the leftover of a crash between "plugin
+    /// container launched" and "plugins.json saved" (or of a record that was quarantined); it
+    /// would otherwise be restarted by its `always` policy at every boot. It is removed. Only
+    /// containers loaded from disk at open are considered, so a plugin load racing with the boot
+    /// is never touched. Returns the ids removed.
+    pub async fn remove_orphan_plugin_containers(self: &Arc<Self>) -> Vec<String> {
+        let named: Vec<String> = self
+            .plugins()
+            .map(|h| {
+                h.snapshot()
+                    .iter()
+                    .filter_map(|p| p.record().container_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let booted = std::mem::take(&mut *lock(&self.boot_plugin_containers));
+        let mut removed = Vec::new();
+        for id in booted {
+            if named.contains(&id) {
+                continue;
+            }
+            let Ok(c) = self.container(&id) else {
+                continue;
+            };
+            let _op = c.op.lock().await;
+            tracing::warn!(id = %id, plugin = ?c.config.labels.get(crate::plugins::LABEL_PLUGIN), "removing a plugin container no plugin record names");
+            match self.remove_locked(&c, true).await {
+                Ok(()) => removed.push(id),
+                Err(e) => {
+                    tracing::warn!(id = %id, error = %e, "removing an orphan plugin container")
+                }
+            }
+        }
+        removed
     }
 
     /// After the readiness gate opens: restart containers per policy (always; unless-stopped when

@@ -37,6 +37,8 @@ pub struct Engine {
     pub(crate) interrupted: Mutex<Vec<String>>,
     /// What the engine's own stores (containers, images) could not load at open.
     pub(crate) load_warnings: Vec<berth_state::records::LoadWarning>,
+    /// Plugin containers loaded at open, for [`Engine::remove_orphan_plugin_containers`].
+    pub(crate) boot_plugin_containers: Mutex<Vec<String>>,
     /// The plugin host, given at construction (absent in engine-only servers and tests).
     pub(crate) plugins: Option<Arc<berth_plugin_host::PluginHost>>,
     /// The container runtime: the namespace runtime, or a recording fake in tests.
