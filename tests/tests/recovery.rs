@@ -325,17 +325,88 @@ fn an_orphan_plugin_container_is_removed_at_boot() {
     config["labels"] = json!({"berth.plugin": "ghost"});
     config["restart_policy"] = json!("Always");
     fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
-    assert!(!d.root().join("plugins.json").exists() || {
-        let recs: serde_json::Value =
-            serde_json::from_slice(&fs::read(d.root().join("plugins.json")).unwrap()).unwrap();
-        !recs.to_string().contains(&id)
-    });
+    assert!(
+        !d.root().join("plugins.json").exists() || {
+            let recs: serde_json::Value =
+                serde_json::from_slice(&fs::read(d.root().join("plugins.json")).unwrap()).unwrap();
+            !recs.to_string().contains(&id)
+        }
+    );
 
     d.restart();
-    berth_tests::poll_until("the orphan plugin container to go", Duration::from_secs(30), || {
-        (!d.root().join("containers").join(&id).exists()).then_some(())
-    });
+    berth_tests::poll_until(
+        "the orphan plugin container to go",
+        Duration::from_secs(30),
+        || (!d.root().join("containers").join(&id).exists()).then_some(()),
+    );
     assert_eq!(status(&d, &format!("/v1.50/containers/{id}/json")), 404);
     assert_eq!(status(&d, &format!("/v1.50/containers/{keep}/json")), 200);
     assert!(d.log().contains("no plugin record names"), "logged");
+}
+
+fn tmp_entries(root: &Path) -> Vec<String> {
+    fs::read_dir(root.join("tmp"))
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A client that disconnects mid-upload leaves no temporary tar behind; two concurrent imports of
+/// the same tar both succeed (each unpacks into its own work directory) and the image works.
+#[test]
+fn imports_clean_up_after_a_disconnect_and_do_not_share_a_directory() {
+    use std::io::Write;
+    let d = Daemon::start();
+    let root = d.root();
+    {
+        let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+        let head = "POST /v1.50/images/create?fromSrc=-&repo=half HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n";
+        s.write_all(head.as_bytes()).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .unwrap();
+        s.write_all(&chunk).unwrap();
+        s.write_all(b"\r\n").unwrap();
+        s.flush().unwrap();
+        berth_tests::poll_until("the upload's temp tar", Duration::from_secs(20), || {
+            (!tmp_entries(&root).is_empty()).then_some(())
+        });
+        // Dropped here: the client goes away mid-upload.
+    }
+    berth_tests::poll_until(
+        "the temp tar to be removed",
+        Duration::from_secs(20),
+        || tmp_entries(&root).is_empty().then_some(()),
+    );
+
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let socket = d.socket();
+            std::thread::spawn(move || {
+                berth_tests::raw_request(
+                    &socket,
+                    "POST",
+                    "/v1.50/images/create?fromSrc=-&repo=bb",
+                    Some("application/x-tar"),
+                    berth_tests::busybox_rootfs_tar(),
+                )
+                .unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        let r = t.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(!r.text().contains("error"), "{}", r.text());
+    }
+    d.docker(&["run", "--rm", "bb", "true"]).ok();
+    let leftovers: Vec<String> = fs::read_dir(root.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "import work dirs left: {leftovers:?}");
+    assert!(tmp_entries(&root).is_empty());
 }

@@ -62,15 +62,25 @@ pub struct ImageStore {
 /// Prefix of the work directory an import unpacks into (hidden: never taken for an image).
 const IMPORT_PREFIX: &str = ".import-";
 
-/// Removes the work directories of imports a crash interrupted.
+/// Removes the work directories (and uploaded tars) of imports a crash interrupted.
 fn sweep_import_dirs(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(IMPORT_PREFIX) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if name.starts_with(IMPORT_PREFIX) || (!is_dir && name.starts_with("import-")) {
             tracing::info!(path = %e.path().display(), "removing an interrupted import");
-            if let Err(err) = berth_state::remove_dir_durable(&e.path()) {
+            let removed = if is_dir {
+                berth_state::remove_dir_durable(&e.path())
+            } else {
+                std::fs::remove_file(e.path()).map_err(|source| berth_state::StateError::Write {
+                    path: e.path(),
+                    source,
+                })
+            };
+            if let Err(err) = removed {
                 tracing::warn!(path = %e.path().display(), "removing an interrupted import: {err}");
             }
         }
@@ -150,6 +160,8 @@ impl ImageStore {
             RecordDir::open(root.join("images"), "image.json", "image")?;
         let dir = records.path().to_owned();
         sweep_import_dirs(&dir);
+        // The uploaded tars of imports a crash interrupted (`<root>/tmp/import-*.tar`).
+        sweep_import_dirs(&root.join("tmp"));
         let mut images = BTreeMap::new();
         let host = host_image();
         images.insert(host.id.clone(), host);
