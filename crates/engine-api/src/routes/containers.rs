@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use berth_engine::container::{MountKind, MountSpec, RestartPolicy};
+use berth_engine::container::{MountKind, MountSpec, RestartPolicy, SecurityOptions};
 use berth_engine::logs::LogOptions;
 use berth_engine::{ContainerView, CreateContainer, WaitCondition, parse_signal};
 use bytes::Bytes;
@@ -107,6 +107,13 @@ struct HostConfigBody {
     auto_remove: Option<bool>,
     network_mode: Option<String>,
     volume_driver: Option<String>,
+    cap_add: Option<Vec<String>>,
+    cap_drop: Option<Vec<String>>,
+    privileged: Option<bool>,
+    readonly_rootfs: Option<bool>,
+    security_opt: Option<Vec<String>>,
+    group_add: Option<Vec<String>>,
+    tmpfs: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -144,7 +151,17 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         .image
         .filter(|i| !i.is_empty())
         .ok_or_else(|| ApiError::bad_request("field Image: an image is required"))?;
-    let hc = body.host_config.unwrap_or_default();
+    let mut hc = body.host_config.unwrap_or_default();
+    let security = SecurityOptions {
+        cap_add: hc.cap_add.take().unwrap_or_default(),
+        cap_drop: hc.cap_drop.take().unwrap_or_default(),
+        privileged: hc.privileged.unwrap_or(false),
+        readonly_rootfs: hc.readonly_rootfs.unwrap_or(false),
+        security_opt: hc.security_opt.take().unwrap_or_default(),
+        group_add: hc.group_add.take().unwrap_or_default(),
+        tmpfs: hc.tmpfs.take().unwrap_or_default(),
+    };
+    extract::driver_name("volume driver", hc.volume_driver.as_deref())?;
     let rp = hc.restart_policy.unwrap_or_default();
     let restart_policy = RestartPolicy::parse(
         rp.name.as_deref().unwrap_or(""),
@@ -166,6 +183,12 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
                 )));
             }
         };
+        let driver = m
+            .volume_options
+            .and_then(|o| o.driver_config)
+            .and_then(|d| d.name)
+            .filter(|n| !n.is_empty());
+        extract::driver_name("volume driver", driver.as_deref())?;
         let source = m.source.unwrap_or_default();
         if source.is_empty() {
             return Err(ApiError::bad_request(
@@ -178,11 +201,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
             destination: m.target.unwrap_or_default(),
             read_only: m.read_only.unwrap_or(false),
             mode: String::new(),
-            driver: m
-                .volume_options
-                .and_then(|o| o.driver_config)
-                .and_then(|d| d.name)
-                .filter(|n| !n.is_empty()),
+            driver,
             create_source: false,
         });
     }
@@ -213,7 +232,17 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         network_mode: hc.network_mode.unwrap_or_default(),
         volume_driver,
         system,
+        security,
     })
+}
+
+/// A list for inspect: `null` when empty, as Docker shows unset lists.
+fn non_empty(list: &[String]) -> Value {
+    if list.is_empty() {
+        Value::Null
+    } else {
+        json!(list)
+    }
 }
 
 async fn create(State(s): State<AppState>, q: Query, body: Bytes) -> ApiResult<Response> {
@@ -333,7 +362,11 @@ fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
             "Binds": c.binds, "NetworkMode": c.network_mode, "AutoRemove": c.auto_remove,
             "LogConfig": {"Type": "json-file", "Config": {}},
             "RestartPolicy": {"Name": c.restart_policy.name(), "MaximumRetryCount": c.restart_policy.max_retries()},
-            "VolumeDriver": c.volume_driver, "Privileged": false, "PortBindings": {},
+            "VolumeDriver": c.volume_driver, "Privileged": c.security.privileged, "PortBindings": {},
+            "CapAdd": non_empty(&c.security.cap_add), "CapDrop": non_empty(&c.security.cap_drop),
+            "ReadonlyRootfs": c.security.readonly_rootfs, "SecurityOpt": non_empty(&c.security.security_opt),
+            "GroupAdd": non_empty(&c.security.group_add),
+            "Tmpfs": if c.security.tmpfs.is_empty() { Value::Null } else { json!(c.security.tmpfs) },
             "Mounts": c.mounts.iter().filter(|m| !c.binds.iter().any(|b| b.starts_with(&format!("{}:", m.source))))
                 .map(|m| json!({"Type": if m.kind == MountKind::Bind {"bind"} else {"volume"}, "Source": m.source,
                                 "Target": m.destination, "ReadOnly": m.read_only})).collect::<Vec<_>>()
