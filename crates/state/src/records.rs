@@ -20,9 +20,11 @@
 //!   nothing a user may have written is ever deleted by a load;
 //! - a directory without its record file that holds no file at all (an empty tree, or only
 //!   temporary files) is a create that never completed: it is removed durably;
-//! - temporary files a crash left inside record directories (`.<file>.tmp<pid>.<seq>`) are swept.
+//! - temporary files a crash left inside record directories (`.<file>.tmp<pid>.<seq>`) are swept;
+//! - a stray file where only object directories belong is quarantined; every quarantined record
+//!   gets a `<target>.reason` file beside it.
 //!
-//! Using it for another kind of object (containers and images are the next ones): keep the object
+//! Volumes, networks, containers and images use it. For another kind of object: keep the object
 //! in `RecordDir<T>` under its id or name, call [`RecordDir::load_all`] at open and log or surface
 //! the returned warnings, [`RecordDir::create_dir`] then [`RecordDir::store`] (or
 //! [`RecordDir::create`]) on create, [`RecordDir::store`] on change, [`RecordDir::remove`] on
