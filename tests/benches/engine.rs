@@ -626,6 +626,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    // `BERTH_BENCH_ONLY_HOOKS=1`: only the api hook loop (profiling and quick before/after).
+    if std::env::var_os("BERTH_BENCH_ONLY_HOOKS").is_some_and(|v| v != "0") {
+        let mut manual = serde_json::Map::new();
+        bench_idle_hooks(&rt, &mut manual);
+        return;
+    }
     let d = Daemon::start();
     let flocker = start_flocker(&d);
     bench_api(&mut c, &d, &rt);

@@ -10,7 +10,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use berth_engine::container::{MountKind, MountSpec, RestartPolicy, SecurityOptions};
 use berth_engine::logs::LogOptions;
 use berth_engine::{ContainerView, CreateContainer, WaitCondition, parse_signal};
@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, Query};
+use crate::gate::Caller;
 use crate::present;
 use crate::streams;
 
@@ -245,12 +246,33 @@ fn non_empty(list: &[String]) -> Value {
     }
 }
 
-async fn create(State(s): State<AppState>, q: Query, body: Bytes) -> ApiResult<Response> {
+/// `?system=1` makes a hidden system container, which no volume or api hook of the plugins sees
+/// at start: only a privileged plugin on its own engine socket may ask for one (the daemon makes
+/// plugin containers itself, not through the API).
+fn system_allowed(caller: Option<&Caller>, system: bool) -> ApiResult<()> {
+    match caller {
+        Some(Caller::Plugin(_)) => Ok(()),
+        _ if !system => Ok(()),
+        _ => Err(ApiError::new(
+            berth_state::ErrorKind::Forbidden,
+            "system containers are made only by the daemon and by privileged plugins on their engine socket",
+        )),
+    }
+}
+
+async fn create(
+    State(s): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    q: Query,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let system = q.bool("system")?;
+    system_allowed(caller.as_ref().map(|c| &c.0), system)?;
     let parsed: Option<CreateBody> = extract::parse_json(&body)?;
     let req = to_request(
         parsed.unwrap_or_default(),
         q.get("name").map(str::to_owned),
-        q.bool("system")?,
+        system,
     )?;
     let (id, warnings) = s.engine.create(req).await?;
     Ok((
@@ -520,6 +542,7 @@ async fn attach(
     State(s): State<AppState>,
     Path(id): Path<String>,
     q: Query,
+    conn: Option<Extension<streams::ConnFd>>,
     mut req: Request,
 ) -> ApiResult<Response> {
     let want_stdin = q.bool("stdin")?;
@@ -530,6 +553,7 @@ async fn attach(
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(streams::serve_attach(
         on_upgrade,
+        conn.map(|c| c.0),
         attached,
         want_stdout,
         want_stderr,
@@ -636,5 +660,19 @@ mod tests {
         assert_eq!(req.mounts[1].driver.as_deref(), Some("fl"));
         let err = to_request(CreateBody::default(), None, false).unwrap_err();
         assert!(err.message.contains("Image"));
+    }
+
+    #[test]
+    fn system_containers_only_for_plugins() {
+        let user = Caller::User;
+        let plugin = Caller::Plugin("p".into());
+        assert!(system_allowed(None, false).is_ok());
+        assert!(system_allowed(Some(&user), false).is_ok());
+        assert!(system_allowed(Some(&plugin), true).is_ok());
+        assert_eq!(
+            system_allowed(None, true).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
+        assert!(system_allowed(Some(&user), true).is_err());
     }
 }

@@ -62,7 +62,8 @@ pub struct ContainerFlags {
     /// Volume driver for named volumes created on demand by `-v`.
     #[arg(long)]
     pub volume_driver: Option<String>,
-    /// Create a hidden system container (not listed by `ps` unless `--system`).
+    /// Create a hidden system container (not listed by `ps` unless `--system`); only on a
+    /// privileged plugin's engine socket (`-H unix://…/.engine.sock`): elsewhere it is refused.
     #[arg(long)]
     pub system: bool,
     /// Remove the container when it exits.
