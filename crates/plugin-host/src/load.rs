@@ -12,7 +12,9 @@ use crate::handshake::{self, Negotiated};
 use crate::launcher::{LaunchSpec, PluginLauncher};
 use crate::plugin::LoadedPlugin;
 use crate::readiness::ReadyState;
-use crate::record::{LoadOptions, PluginRecord, PluginSource, PluginState, validate_mount};
+use crate::record::{
+    LoadOptions, PluginRecord, PluginSource, PluginState, validate_mount, validate_network,
+};
 use crate::registry::{PLUGIN_SOCKET, PluginHost};
 
 impl PluginHost {
@@ -32,6 +34,7 @@ impl PluginHost {
             .or_else(|| fallback_name.map(str::to_owned))
             .ok_or_else(|| HostError::NoName(socket.display().to_string()))?;
         berth_state::validate_name("plugin", &name)?;
+        let requested = opts.deadline_ms.or(negotiated.requested_deadline_ms);
         Ok(PluginRecord {
             name,
             source,
@@ -41,10 +44,12 @@ impl PluginHost {
             interests: negotiated.interests,
             subscriptions: negotiated.subscriptions,
             implements: negotiated.implements,
-            deadline_ms: opts
-                .deadline_ms
-                .or(negotiated.requested_deadline_ms)
-                .unwrap_or(self.config.default_call_deadline.as_millis() as u64),
+            deadline_ms: self
+                .config
+                .caps
+                .clamp(requested.map(Duration::from_millis))
+                .default_ms,
+            requested_deadline_ms: requested,
             failure_policy: opts
                 .failure_policy
                 .or(negotiated.requested_failure_policy)
@@ -65,7 +70,11 @@ impl PluginHost {
         if self.get(&record.name).is_some() {
             return Err(HostError::Conflict(record.name));
         }
-        let plugin = Arc::new(LoadedPlugin::new(record, PluginState::Active));
+        let plugin = Arc::new(LoadedPlugin::new(
+            record,
+            PluginState::Active,
+            self.config.caps,
+        ));
         self.swap(|v| v.push(plugin.clone()));
         if let Err(e) = self.persist() {
             let name = plugin.name().to_owned();
@@ -198,6 +207,9 @@ impl PluginHost {
         for m in &opts.mounts {
             validate_mount(m)?;
         }
+        if let Some(n) = &opts.network {
+            validate_network(n)?;
+        }
         let launcher = self.launcher()?;
         let socket_dir = self.new_socket_dir()?;
         let spec = LaunchSpec {
@@ -207,6 +219,7 @@ impl PluginHost {
             env: env.clone(),
             mounts: opts.mounts.clone(),
             privileged: opts.privileged,
+            host_network: opts.host_network(),
             socket_dir: socket_dir.clone(),
         };
         let launched = match launcher.launch(spec).await {

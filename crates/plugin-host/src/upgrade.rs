@@ -49,6 +49,7 @@ impl PluginHost {
     /// Removes `name` from the order, persists, then (after calls in flight finish) stops its
     /// container.
     pub async fn unload(&self, name: &str) -> Result<PluginRecord, HostError> {
+        self.check_unlocked(name, "unloaded")?;
         let old = {
             let _ops = self.ops.lock().await;
             let old = self
@@ -68,6 +69,7 @@ impl PluginHost {
     /// persists, then retires the old one once its calls in flight finished. If the new plugin
     /// fails, the old one stays.
     pub async fn upgrade(&self, name: &str, to: UpgradeTo) -> Result<Arc<LoadedPlugin>, HostError> {
+        self.check_unlocked(name, "upgraded")?;
         let old = self
             .get(name)
             .ok_or_else(|| HostError::NotFound(name.to_owned()))?;
@@ -99,7 +101,7 @@ impl PluginHost {
             disabled: state == PluginState::Disabled,
             ..record
         };
-        let new = Arc::new(LoadedPlugin::new(record, state));
+        let new = Arc::new(LoadedPlugin::new(record, state, self.config.caps));
         let swapped = {
             let _ops = self.ops.lock().await;
             let mut found = false;

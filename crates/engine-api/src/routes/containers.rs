@@ -145,6 +145,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         .filter(|i| !i.is_empty())
         .ok_or_else(|| ApiError::bad_request("field Image: an image is required"))?;
     let hc = body.host_config.unwrap_or_default();
+    extract::driver_name("volume driver", hc.volume_driver.as_deref())?;
     let rp = hc.restart_policy.unwrap_or_default();
     let restart_policy = RestartPolicy::parse(
         rp.name.as_deref().unwrap_or(""),
@@ -166,6 +167,12 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
                 )));
             }
         };
+        let driver = m
+            .volume_options
+            .and_then(|o| o.driver_config)
+            .and_then(|d| d.name)
+            .filter(|n| !n.is_empty());
+        extract::driver_name("volume driver", driver.as_deref())?;
         let source = m.source.unwrap_or_default();
         if source.is_empty() {
             return Err(ApiError::bad_request(
@@ -178,11 +185,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
             destination: m.target.unwrap_or_default(),
             read_only: m.read_only.unwrap_or(false),
             mode: String::new(),
-            driver: m
-                .volume_options
-                .and_then(|o| o.driver_config)
-                .and_then(|d| d.name)
-                .filter(|n| !n.is_empty()),
+            driver,
             create_source: false,
         });
     }
