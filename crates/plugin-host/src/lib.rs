@@ -35,7 +35,7 @@ pub use client::{CallErrorKind, PluginClient, PluginError, encode_json};
 pub use dispatch::{ChainError, ChainOutcome, chain, notify_all, teardown};
 pub use error::HostError;
 pub use handshake::{HandshakeError, Negotiated, PluginInfo, negotiate};
-pub use launcher::{LaunchError, LaunchSpec, Launched, PluginLauncher};
+pub use launcher::{Exited, LaunchError, LaunchSpec, Launched, PluginLauncher};
 pub use plugin::LoadedPlugin;
 pub use readiness::{Readiness, ReadyState};
 pub use record::{

@@ -32,8 +32,24 @@ pub enum PluginCommand {
     /// Unload a plugin (refused while volumes depend on it, unless --force).
     #[command(alias = "rm")]
     Unload(UnloadArgs),
+    /// Show a plugin's output (its container's stdout and stderr); for a plugin that failed to
+    /// load, the output of that failed load.
+    Logs(LogsArgs),
     /// Check a plugin against the protocol rules (conformance kit; needs no daemon).
     Check(crate::commands::plugin_check::CheckArgs),
+}
+
+/// Flags of `plugin logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow the output until the plugin's container stops.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<u64>,
+    /// Plugin name.
+    pub name: String,
 }
 
 /// Flags of `plugin load`.
@@ -140,6 +156,7 @@ pub async fn run(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Status(a) => status(client, a).await,
         PluginCommand::Upgrade(a) => upgrade(client, a).await,
         PluginCommand::Unload(a) => unload(client, a).await,
+        PluginCommand::Logs(a) => logs(client, a).await,
         PluginCommand::Check(a) => crate::commands::plugin_check::run(a).await,
     }
 }
@@ -390,6 +407,10 @@ async fn status(client: &Client, a: StatusArgs) -> anyhow::Result<()> {
     println!("Protocol:       {}", s("Protocol"));
     println!("Interests:      {}", list(&p["Interests"]));
     println!("Implements:     {}", list(&p["Implements"]));
+    if p["Protocol"] == "v2" {
+        println!("Subscriptions:  {}", p["Subscriptions"]);
+    }
+    println!("Warnings:       {}", list(&p["Warnings"]));
     println!("Privileged:     {}", s("Privileged"));
     println!("Network:        {}", s("Network"));
     let d = &p["Deadlines"];
@@ -420,6 +441,35 @@ async fn status(client: &Client, a: StatusArgs) -> anyhow::Result<()> {
     }
     println!("Hooks:");
     t.print();
+    Ok(())
+}
+
+async fn logs(client: &Client, a: LogsArgs) -> anyhow::Result<()> {
+    let mut q = vec![(
+        "follow",
+        if a.follow {
+            "1".to_owned()
+        } else {
+            "0".to_owned()
+        },
+    )];
+    if let Some(n) = a.tail {
+        q.push(("tail", n.to_string()));
+    }
+    let path = raw::with_query(&format!("/berth/plugins/{}/logs", a.name), &q)?;
+    let resp = client
+        .raw
+        .send(Method::GET, &path, None, raw::empty())
+        .await?;
+    let mut body = resp.into_body();
+    let mut out = std::io::stdout();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.context("reading the plugin's output")?;
+        if let Some(data) = frame.data_ref() {
+            out.write_all(data)?;
+            out.flush()?;
+        }
+    }
     Ok(())
 }
 

@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
             get(berth_status).delete(berth_unload),
         )
         .route("/berth/plugins/{name}/upgrade", post(berth_upgrade))
+        .route("/berth/plugins/{name}/logs", get(berth_logs))
         .route("/plugins", get(docker_list))
         .route("/plugins/{name}/json", get(docker_inspect))
         .route("/plugins/{name}/enable", post(docker_enable))
@@ -107,6 +108,8 @@ pub fn status_json(st: &PluginStatus) -> Value {
         "Protocol": protocol_name(r.protocol),
         "Interests": r.interests,
         "Implements": r.implements,
+        "Subscriptions": r.subscriptions,
+        "Warnings": r.warnings,
         "State": state_name(st.state),
         "ContainerID": r.container_id,
         "Socket": r.socket,
@@ -142,6 +145,74 @@ async fn berth_status(
 ) -> ApiResult<Json<Value>> {
     let h = host(&s)?;
     Ok(Json(status_json(&find_status(&h, &name)?)))
+}
+
+/// `GET /berth/plugins/{name}/logs[?follow=1&tail=N]`: the output of the plugin's container as
+/// plain text; for a plugin that is not loaded, the output of its last failed load (kept until
+/// its next load).
+async fn berth_logs(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Query,
+) -> ApiResult<Response> {
+    let h = host(&s)?;
+    let tail = match q.int("tail")? {
+        Some(n) if n >= 0 => Some(n as usize),
+        _ => None,
+    };
+    let follow = q.bool("follow")?;
+    let text = |rx: tokio::sync::mpsc::Receiver<berth_engine::logs::LogEntry>| {
+        use tokio_stream::StreamExt;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|e| Ok::<_, Infallible>(Bytes::from(e.log)));
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            Body::from_stream(stream),
+        )
+            .into_response()
+    };
+    if let Some(st) = h.list().into_iter().find(|p| p.record.name == name) {
+        let Some(id) = st.record.container_id else {
+            return Err(ApiError::bad_request(format!(
+                "plugin \"{name}\" runs on a socket Berth did not start ({}): its output is wherever its process writes it",
+                st.record.socket.display()
+            )));
+        };
+        let opts = berth_engine::logs::LogOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            tail,
+            ..Default::default()
+        };
+        let (_tty, rx) = s.engine.logs(&id, opts)?;
+        return Ok(text(rx));
+    }
+    berth_state::validate_name("plugin", &name)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let path = h.failed_log_path(&name);
+    if !path.exists() {
+        return Err(ApiError::not_found(format!(
+            "plugin \"{name}\" is not loaded, and no output of a failed load of it is kept"
+        )));
+    }
+    let entries = tokio::task::spawn_blocking(move || berth_engine::logs::read_entries(&path, 0))
+        .await
+        .map_err(|e| ApiError::new(berth_state::ErrorKind::Internal, e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                berth_state::ErrorKind::Internal,
+                format!("reading the kept plugin log: {e}"),
+            )
+        })?
+        .0;
+    let skip = tail.map_or(0, |n| entries.len().saturating_sub(n));
+    let (tx, rx) = tokio::sync::mpsc::channel(entries.len().max(1));
+    for e in entries.into_iter().skip(skip) {
+        let _ = tx.try_send(e);
+    }
+    Ok(text(rx))
 }
 
 /// Parses a duration: a number of milliseconds, or a string like `500ms`, `5s`, `2m`, `1h`.

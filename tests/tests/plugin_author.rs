@@ -1,0 +1,207 @@
+//! The plugin author's feedback loop, in a real daemon: a plugin that crashes at start fails the
+//! load at once with its exit code and output (kept for `berth plugin logs`), a misspelt handshake
+//! key is refused with a did-you-mean, and the Python plugin of docs/plugins.md ("A plugin in any
+//! language", docs/examples/pyplug.py) loads and works as the doc says, v1 and v2.
+//!
+//! Every test here needs root (namespaces, mounts): we run as root in CI.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_tests::Daemon;
+use serde_json::json;
+
+fn doc_example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace dir")
+        .join("docs/examples")
+        .join(name)
+}
+
+/// A stdlib Python plugin answering `path` with the fixed JSON `answer` (404 elsewhere).
+fn fixed_answer_plugin(dir: &Path, path: &str, answer: &str) -> PathBuf {
+    let script = dir.join("fixed.py");
+    let src = format!(
+        r#"import os, socketserver
+from http.server import BaseHTTPRequestHandler
+SOCK = "/var/run/docker/plugin.sock"
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        code, body = (200, {answer:?}) if self.path == {path:?} else (404, "{{}}")
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *args):
+        pass
+if os.path.exists(SOCK):
+    os.unlink(SOCK)
+socketserver.ThreadingUnixStreamServer(SOCK, H).serve_forever()
+"#
+    );
+    std::fs::write(&script, src).unwrap();
+    script
+}
+
+/// Needs root. A plugin that exits at start fails `plugin load` long before the 60 s load
+/// deadline, with its exit code and its last output; `plugin logs` shows that output afterwards.
+#[test]
+fn a_plugin_crashing_at_start_fails_the_load_at_once_with_its_exit_code_and_output() {
+    let d = Daemon::start();
+    let started = Instant::now();
+    let out = d.berth(&[
+        "plugin",
+        "load",
+        "--name",
+        "crashy",
+        "host",
+        "sh",
+        "-c",
+        "echo 'Traceback: boom-at-start' >&2; exit 3",
+    ]);
+    let took = started.elapsed();
+    out.expect_code(1);
+    // The bound is correctness, not speed: without the exit watch the load waits 60 s.
+    assert!(
+        took < Duration::from_secs(2),
+        "took {took:?}\n{}",
+        out.describe()
+    );
+    let err = &out.stderr;
+    assert!(err.contains("plugin \"crashy\""), "{}", out.describe());
+    assert!(err.contains("exited with code 3"), "{}", out.describe());
+    assert!(
+        err.contains("Traceback: boom-at-start"),
+        "{}",
+        out.describe()
+    );
+    assert!(!err.contains("never came up"), "{}", out.describe());
+
+    let logs = d.berth(&["plugin", "logs", "crashy"]);
+    assert!(
+        logs.ok().contains("Traceback: boom-at-start"),
+        "{}",
+        logs.describe()
+    );
+    // Not loaded and never failed: a clear 404.
+    let none = d.berth(&["plugin", "logs", "nosuch"]);
+    assert_ne!(none.code, Some(0), "{}", none.describe());
+    assert!(
+        none.stderr.contains("no output of a failed load"),
+        "{}",
+        none.describe()
+    );
+}
+
+/// Needs root. A v1 handshake with `IntrestedIn` is refused with a did-you-mean (before, it loaded
+/// a plugin that was never called, and bind sources were created on the host instead).
+#[test]
+fn a_misspelt_handshake_key_is_refused_with_a_did_you_mean() {
+    let d = Daemon::start();
+    let script = fixed_answer_plugin(
+        d.dir(),
+        "/v1/handshake",
+        r#"{"Name":"typo","IntrestedIn":["volume"]}"#,
+    );
+    let script = script.display().to_string();
+    let out = d.berth(&[
+        "plugin", "load", "--name", "typo", "host", "python3", &script,
+    ]);
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains("unknown key \"IntrestedIn\" (did you mean \"InterestedIn\"?)"),
+        "{}",
+        out.describe()
+    );
+    let ls = d.berth(&["plugin", "ls", "-q"]);
+    assert!(!ls.ok().contains("typo"), "{}", ls.describe());
+}
+
+/// Needs root. docs/examples/pyplug.py as docs/plugins.md shows it: the v1 variant moves a bind
+/// source to its storage (given with `-v`), `plugin logs` shows its stderr; the v2 variant also
+/// labels every container create, and `plugin status` shows the subscriptions it negotiated.
+#[test]
+fn the_python_plugin_of_the_docs_works_as_documented() {
+    let d = Daemon::start();
+    let storage = d.dir().join("pyplug-storage");
+    std::fs::create_dir_all(&storage).unwrap();
+    let script = doc_example("pyplug.py").display().to_string();
+    let st = storage.display().to_string();
+    let mount = format!("{st}:{st}");
+
+    let load = |protocol: &str| {
+        d.berth(&[
+            "plugin",
+            "load",
+            "--name",
+            "pyplug",
+            "-v",
+            &mount,
+            "host",
+            "python3",
+            &script,
+            "--protocol",
+            protocol,
+            "--storage",
+            &st,
+        ])
+    };
+    let out = load("v1");
+    assert!(
+        out.ok()
+            .contains("registered with extension points: volume"),
+        "{}",
+        out.describe()
+    );
+    d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "/pyvol/t:/d",
+        "host",
+        "sh",
+        "-c",
+        "echo fish > /d/f",
+    ])
+    .expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(storage.join("t/f")).unwrap(),
+        "fish\n"
+    );
+    let logs = d.berth(&["plugin", "logs", "pyplug"]);
+    assert!(
+        logs.ok().contains("volume /pyvol/t -> "),
+        "{}",
+        logs.describe()
+    );
+    d.berth(&["plugin", "unload", "pyplug"]).expect_code(0);
+
+    load("v2").expect_code(0);
+    let status = d.raw("GET", "/berth/plugins/pyplug", None, b"");
+    let v = status.json();
+    assert_eq!(v["Protocol"], "v2", "{v}");
+    assert_eq!(
+        v["Subscriptions"]["api"]["Pre"],
+        json!(["POST /containers/create"]),
+        "{v}"
+    );
+    let created = d.raw_json(
+        "POST",
+        "/containers/create",
+        &json!({"Image": "host", "Cmd": ["true"]}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["Id"].as_str().unwrap().to_owned();
+    let inspect = d.raw("GET", &format!("/containers/{id}/json"), None, b"");
+    assert_eq!(
+        inspect.json()["Config"]["Labels"]["seen-by"],
+        "pyplug",
+        "{}",
+        inspect.text()
+    );
+}
