@@ -97,6 +97,68 @@ fn a_plugin_crashing_at_start_fails_the_load_at_once_with_its_exit_code_and_outp
     );
 }
 
+/// Needs root. A plugin that shakes hands, then exits 7 after 1.5 s, every run: `plugin ls` and
+/// `plugin status` show it `restarting`, with the restart count and the last exit code, never
+/// `active`.
+#[test]
+fn a_crash_looping_plugin_shows_restarting_with_its_count_and_last_exit() {
+    let d = Daemon::start();
+    let script = d.dir().join("crashloop.py");
+    std::fs::write(
+        &script,
+        r#"import os, socketserver, threading, time
+from http.server import BaseHTTPRequestHandler
+SOCK = "/var/run/docker/plugin.sock"
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        ok = self.path == "/v1/handshake"
+        data = b'{"Name":"loop","InterestedIn":["volume"]}' if ok else b"{}"
+        self.send_response(200 if ok else 404)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *args):
+        pass
+if os.path.exists(SOCK):
+    os.unlink(SOCK)
+srv = socketserver.ThreadingUnixStreamServer(SOCK, H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+time.sleep(1.5)
+os._exit(7)
+"#,
+    )
+    .unwrap();
+    let script = script.display().to_string();
+    d.berth(&[
+        "plugin", "load", "--name", "loop", "host", "python3", &script,
+    ])
+    .expect_code(0);
+    let until = Instant::now() + Duration::from_secs(30);
+    let row = loop {
+        let ls = d.berth(&["plugin", "ls"]);
+        let row = ls
+            .ok()
+            .lines()
+            .find(|l| l.contains("loop"))
+            .unwrap_or_default()
+            .to_owned();
+        // The last exit code shows while the container is down between restarts (the back-off
+        // grows, 100 ms doubling): poll until a listing falls in such a window.
+        if row.contains("last exit 7") || Instant::now() > until {
+            break row;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(row.contains("restarting ("), "{row}");
+    assert!(row.contains("last exit 7"), "{row}");
+    assert!(!row.contains("active"), "{row}");
+    let v = d.raw("GET", "/berth/plugins/loop", None, b"").json();
+    assert_eq!(v["State"], "restarting", "{v}");
+    assert!(v["Restarts"].as_u64().unwrap_or(0) >= 1, "{v}");
+}
+
 /// Needs root. A v1 handshake with `IntrestedIn` is refused with a did-you-mean (before, it loaded
 /// a plugin that was never called, and bind sources were created on the host instead).
 #[test]
@@ -181,7 +243,13 @@ fn the_python_plugin_of_the_docs_works_as_documented() {
     );
     d.berth(&["plugin", "unload", "pyplug"]).expect_code(0);
 
-    load("v2").expect_code(0);
+    let out = load("v2");
+    assert!(
+        out.ok()
+            .contains("Plugin pyplug:1.0 loaded and registered with extension points: volume, api"),
+        "{}",
+        out.describe()
+    );
     let status = d.raw("GET", "/berth/plugins/pyplug", None, b"");
     let v = status.json();
     assert_eq!(v["Protocol"], "v2", "{v}");
@@ -203,5 +271,24 @@ fn the_python_plugin_of_the_docs_works_as_documented() {
         "pyplug",
         "{}",
         inspect.text()
+    );
+}
+
+/// The copy of docs/examples/pyplug.py in docs/plugins.md is the file the e2e test runs.
+#[test]
+fn the_python_plugin_in_the_doc_is_the_tested_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let doc = std::fs::read_to_string(root.join("docs/plugins.md")).unwrap();
+    let start = "<!-- example: docs/examples/pyplug.py -->\n```python\n";
+    let from = doc.find(start).expect("example marker in docs/plugins.md") + start.len();
+    let to = from
+        + doc[from..]
+            .find("```\n<!-- end example -->")
+            .expect("end marker");
+    let file = std::fs::read_to_string(doc_example("pyplug.py")).unwrap();
+    assert_eq!(
+        &doc[from..to],
+        file,
+        "docs/plugins.md's copy differs from docs/examples/pyplug.py"
     );
 }

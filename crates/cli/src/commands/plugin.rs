@@ -331,6 +331,18 @@ async fn upgrade(client: &Client, a: UpgradeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `restarting (3 restarts, last exit 1)` for a crash-looping plugin, else its state.
+fn state_cell(p: &Value) -> String {
+    let state = p["State"].as_str().unwrap_or_default();
+    if state != "restarting" {
+        return state.to_owned();
+    }
+    let exit = p["LastExitCode"]
+        .as_i64()
+        .map_or(String::new(), |c| format!(", last exit {c}"));
+    format!("restarting ({} restarts{exit})", p["Restarts"])
+}
+
 /// The `plugin ls` table.
 pub fn ls_table(plugins: &[Value]) -> Table {
     let mut t = Table::new(&["ORDER", "NAME", "IMAGE", "PROTOCOL", "INTERESTS", "STATE"]);
@@ -353,7 +365,7 @@ pub fn ls_table(plugins: &[Value]) -> Table {
             image,
             p["Protocol"].as_str().unwrap_or_default().to_owned(),
             interests,
-            p["State"].as_str().unwrap_or_default().to_owned(),
+            state_cell(p),
         ]);
     }
     t
@@ -397,7 +409,7 @@ async fn status(client: &Client, a: StatusArgs) -> anyhow::Result<()> {
         "Order:          {}",
         p["Position"].as_u64().map(|n| n + 1).unwrap_or(0)
     );
-    println!("State:          {}", s("State"));
+    println!("State:          {}", state_cell(&p));
     println!("Source:         {}", s("Source"));
     println!("Image:          {}", s("Image"));
     println!("Args:           {}", list(&p["Args"]));

@@ -128,6 +128,36 @@ pub fn status_json(st: &PluginStatus) -> Value {
     })
 }
 
+/// A plugin whose container restarted and has not run this long since is crash-looping.
+const STEADY_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
+/// Adds what the plugin's container shows (`Restarts`, `LastExitCode`) to a status object, and
+/// turns `active` into `restarting` while the container crash-loops: it is down between restarts
+/// (the engine's back-off, 100 ms doubling up to 30 s), or has not stayed up 10 s since its last
+/// restart.
+fn with_container(engine: &berth_engine::Engine, st: &PluginStatus, mut v: Value) -> Value {
+    let Some(id) = &st.record.container_id else {
+        return v;
+    };
+    let Ok(c) = engine.container(id) else {
+        return v;
+    };
+    let cs = c.state();
+    v["Restarts"] = json!(cs.restart_count);
+    let running = cs.status == berth_engine::container::Status::Running;
+    // A start resets the exit code: it is the last exit only while the container is down.
+    if cs.finished_at.is_some() && !running {
+        v["LastExitCode"] = json!(cs.exit_code);
+    }
+    let recent = cs
+        .started_at
+        .is_some_and(|t| chrono::Utc::now() - t < STEADY_AFTER);
+    if st.state == PluginState::Active && cs.restart_count > 0 && (!running || recent) {
+        v["State"] = json!("restarting");
+    }
+    v
+}
+
 fn find_status(host: &PluginHost, name: &str) -> ApiResult<PluginStatus> {
     host.list()
         .into_iter()
@@ -136,7 +166,12 @@ fn find_status(host: &PluginHost, name: &str) -> ApiResult<PluginStatus> {
 }
 
 async fn berth_list(State(s): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
-    Ok(Json(host(&s)?.list().iter().map(status_json).collect()))
+    let list = host(&s)?.list();
+    Ok(Json(
+        list.iter()
+            .map(|st| with_container(&s.engine, st, status_json(st)))
+            .collect(),
+    ))
 }
 
 async fn berth_status(
@@ -144,7 +179,8 @@ async fn berth_status(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let h = host(&s)?;
-    Ok(Json(status_json(&find_status(&h, &name)?)))
+    let st = find_status(&h, &name)?;
+    Ok(Json(with_container(&s.engine, &st, status_json(&st))))
 }
 
 /// `GET /berth/plugins/{name}/logs[?follow=1&tail=N]`: the output of the plugin's container as
