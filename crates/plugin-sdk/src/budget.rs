@@ -10,8 +10,7 @@ use tokio::time::Instant;
 
 use crate::HandlerError;
 
-/// The request header carrying the remaining budget in whole milliseconds.
-pub const DEADLINE_HEADER: &str = "berth-deadline-ms";
+pub use berth_plugin_protocol::DEADLINE_HEADER;
 
 tokio::task_local! {
     static DEADLINE: Option<Instant>;

@@ -20,6 +20,8 @@
 //! remaining budget (the engine's `Berth-Deadline-Ms` header) is readable by its handler through
 //! [`budget::remaining`]; [`budget::within_budget`] stops work the engine no longer waits for.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod budget;
 mod server;
 
