@@ -152,12 +152,18 @@ async fn container_create_rm(api: &mut Api) {
 
 /// `docker run --rm host true` on the wire: create, attach (hijacked), wait for `removed`
 /// (headers first), start, then the wait's status and the attach stream's end.
-async fn run_rm_true(api: &mut Api, waiter: &mut Api, socket: &Path) {
+/// `security_opt` goes to `HostConfig.SecurityOpt` (empty: Docker's default confinement, seccomp
+/// included).
+async fn run_rm_true(api: &mut Api, waiter: &mut Api, socket: &Path, security_opt: &[&str]) {
+    let mut create = container_body(true);
+    if !security_opt.is_empty() {
+        create["HostConfig"]["SecurityOpt"] = serde_json::json!(security_opt);
+    }
     let body = api
         .call(
             Method::POST,
             "/containers/create",
-            Some(container_body(true)),
+            Some(create),
             StatusCode::CREATED,
         )
         .await;
@@ -343,7 +349,11 @@ fn bench_api(c: &mut Criterion, d: &Daemon, rt: &tokio::runtime::Runtime) {
         container_create_rm(&mut api).await;
     });
     timed!("run_rm_true", {
-        run_rm_true(&mut api, &mut waiter, &socket).await;
+        run_rm_true(&mut api, &mut waiter, &socket, &[]).await;
+    });
+    // The same without the seccomp filter: the price of seccomp per container.
+    timed!("run_rm_true_no_seccomp", {
+        run_rm_true(&mut api, &mut waiter, &socket, &["seccomp=unconfined"]).await;
     });
     g.finish();
 }
@@ -616,6 +626,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    // `BERTH_BENCH_ONLY_HOOKS=1`: only the api hook loop (profiling and quick before/after).
+    if std::env::var_os("BERTH_BENCH_ONLY_HOOKS").is_some_and(|v| v != "0") {
+        let mut manual = serde_json::Map::new();
+        bench_idle_hooks(&rt, &mut manual);
+        return;
+    }
     let d = Daemon::start();
     let flocker = start_flocker(&d);
     bench_api(&mut c, &d, &rt);

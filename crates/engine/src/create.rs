@@ -47,6 +47,8 @@ pub struct CreateContainer {
     pub ipv4_address: String,
     pub volume_driver: String,
     pub system: bool,
+    /// Capabilities, privileged mode, seccomp, read-only root, extra groups, tmpfs mounts.
+    pub security: crate::container::SecurityOptions,
 }
 
 impl Engine {
@@ -64,6 +66,8 @@ impl Engine {
             }
             _ => None,
         };
+        crate::security::validate(&req.security)?;
+        crate::security::validate_user(&req.user)?;
         let image = self.images.get(&req.image)?;
         let entrypoint = req.entrypoint.clone().filter(|e| !e.is_empty());
         let cmd = match (&req.cmd, &entrypoint) {
@@ -254,6 +258,7 @@ impl Engine {
             },
             volume_driver: req.volume_driver.clone(),
             system: req.system,
+            security: req.security.clone(),
         }
     }
 }

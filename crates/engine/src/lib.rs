@@ -1,6 +1,8 @@
 //! Berth's core domain: containers and their lifecycle, images, events, logs and the runtime that
 //! runs real processes in namespaces. No HTTP server here (that is `berth-engine-api`).
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod boot;
 mod connect;
 pub mod container;
@@ -17,6 +19,7 @@ pub mod plugins;
 mod remove;
 mod resources;
 pub mod runtime;
+pub mod security;
 mod start;
 mod stop;
 mod streams;

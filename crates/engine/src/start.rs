@@ -214,6 +214,8 @@ impl Engine {
             tty: c.config.tty,
             open_stdin: c.config.open_stdin,
             net,
+            user: c.config.user.clone(),
+            security: c.config.security.clone(),
         };
         Ok((spec, resolved))
     }

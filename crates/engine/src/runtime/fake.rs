@@ -28,6 +28,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{ContainerRuntime, Io, RunSpec, RuntimeError, Spawned};
 
 /// One call the engine made.
+// A test recorder: the spec is kept whole (it carries the security options), size is no concern.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     /// `spawn` (also recorded when it was made to fail).
