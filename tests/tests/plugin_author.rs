@@ -159,6 +159,47 @@ os._exit(7)
     assert!(v["Restarts"].as_u64().unwrap_or(0) >= 1, "{v}");
 }
 
+/// Needs root. `plugin upgrade` of a plugin that ignores SIGTERM (a Python script as pid 1) says
+/// what it does at each step, naming the plugin by its name: the new one's answer, then stopping
+/// the old container with its grace period.
+#[test]
+fn upgrade_progress_says_what_is_happening() {
+    let d = Daemon::start();
+    let script = fixed_answer_plugin(
+        d.dir(),
+        "/v1/handshake",
+        r#"{"Name":"stubborn","InterestedIn":["volume"]}"#,
+    );
+    let script = script.display().to_string();
+    let load = d.berth(&[
+        "plugin", "load", "--name", "stubborn", "host", "python3", &script,
+    ]);
+    assert!(
+        load.ok().contains("Plugin stubborn loaded"),
+        "{}",
+        load.describe()
+    );
+    assert!(
+        load.stderr
+            .contains("Loading plugin stubborn from image host"),
+        "{}",
+        load.describe()
+    );
+    let up = d.berth(&["plugin", "upgrade", "stubborn", "host"]);
+    up.expect_code(0);
+    for want in [
+        "starting the new stubborn container from image host",
+        "the new stubborn answered after ",
+        "stopping the old container once its calls in flight finish (SIGTERM, 10s grace, then SIGKILL)",
+    ] {
+        assert!(
+            up.stderr.contains(want),
+            "{want:?} missing\n{}",
+            up.describe()
+        );
+    }
+}
+
 /// Needs root. A v1 handshake with `IntrestedIn` is refused with a did-you-mean (before, it loaded
 /// a plugin that was never called, and bind sources were created on the host instead).
 #[test]

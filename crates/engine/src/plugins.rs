@@ -302,6 +302,12 @@ impl PluginLauncher for ContainerLauncher {
         Box::pin(async move { self.exited_inner(&id).await })
     }
 
+    fn stop_grace(&self) -> Option<std::time::Duration> {
+        u64::try_from(self.stop_timeout)
+            .ok()
+            .map(std::time::Duration::from_secs)
+    }
+
     fn log_file(&self, container_id: &str) -> Option<PathBuf> {
         let c = self.engine().ok()?.container(container_id).ok()?;
         Some(crate::logs::log_path(&c.dir, c.id()))

@@ -66,6 +66,10 @@ pub trait PluginLauncher: Send + Sync {
     fn log_file(&self, _container_id: &str) -> Option<PathBuf> {
         None
     }
+    /// How long a stopped plugin container gets between SIGTERM and SIGKILL, when known.
+    fn stop_grace(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Starts an existing plugin container again (daemon boot). The default launches nothing and
     /// fails, so the host launches a fresh container from the record's spec instead.
     fn restart(&self, container_id: &str) -> BoxFuture<'_, Result<(), LaunchError>> {

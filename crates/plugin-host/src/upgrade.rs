@@ -72,7 +72,19 @@ impl PluginHost {
     /// the steps taken are undone newest first (one [`Rollback`]): the old plugin is swapped back
     /// in, the new container stopped and its socket dir removed; the old one stays.
     pub async fn upgrade(&self, name: &str, to: UpgradeTo) -> Result<Arc<LoadedPlugin>, HostError> {
+        self.upgrade_with_progress(name, to, &|_| {}).await
+    }
+
+    /// [`PluginHost::upgrade`], telling `progress` what it is doing at each step (starting the
+    /// new plugin, its answer, stopping the old container and its grace period).
+    pub async fn upgrade_with_progress(
+        &self,
+        name: &str,
+        to: UpgradeTo,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<Arc<LoadedPlugin>, HostError> {
         self.check_unlocked(name, "upgraded")?;
+        let started = Instant::now();
         let old = self
             .get(name)
             .ok_or_else(|| HostError::NotFound(name.to_owned()))?;
@@ -81,10 +93,17 @@ impl PluginHost {
         let mut undo = Rollback::new("plugin upgrade");
         let record = match to {
             UpgradeTo::Container { image, args, env } => {
+                progress(format!(
+                    "starting the new {name} container from image {image} and waiting for it to shake hands"
+                ));
                 self.launch_and_negotiate(&image, args, env, &opts, &mut undo)
                     .await?
             }
             UpgradeTo::Socket(socket) => {
+                progress(format!(
+                    "waiting for the new {name} on {} to shake hands",
+                    socket.display()
+                ));
                 let client = PluginClient::new(name.to_owned(), socket.clone());
                 let n =
                     handshake::negotiate(&client, &self.offer(), self.load_deadline(&opts)).await?;
@@ -97,6 +116,10 @@ impl PluginHost {
                 self.build_record(n, Some(name), PluginSource::Socket, socket, None, &opts)?
             }
         };
+        progress(format!(
+            "the new {name} answered after {}; swapping it in at the same place in the load order",
+            crate::client::fmt_duration(started.elapsed())
+        ));
         let state = old.carried_state();
         let record = PluginRecord {
             disabled: state == PluginState::Disabled,
@@ -125,6 +148,18 @@ impl PluginHost {
         }
         undo.commit();
         self.readiness.set(name, ReadyState::Ready);
+        if old.record.container_id.is_some() {
+            let grace = self
+                .launcher
+                .as_ref()
+                .and_then(|l| l.stop_grace())
+                .map_or(String::new(), |g| {
+                    format!(", {} grace", crate::client::fmt_duration(g))
+                });
+            progress(format!(
+                "the new {name} is serving; stopping the old container once its calls in flight finish (SIGTERM{grace}, then SIGKILL)"
+            ));
+        }
         self.retire(old).await;
         Ok(new)
     }

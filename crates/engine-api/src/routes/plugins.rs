@@ -322,9 +322,12 @@ fn line(v: Value) -> Result<Bytes, Infallible> {
 }
 
 /// Streams `{"Status"}`, then `{"Progress"}` every second while `op` runs, then its outcome.
+/// `phases`, when given, tells the steps of `op`: each new one is a `{"Status"}` line and the
+/// text of the following progress lines.
 fn stream_op(
     status: String,
-    waiting: String,
+    mut waiting: String,
+    mut phases: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
     op: impl Future<Output = Result<Value, ApiError>> + Send + 'static,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
@@ -337,6 +340,20 @@ fn stream_op(
         let outcome = loop {
             tokio::select! {
                 res = &mut op => break res,
+                phase = async {
+                    match phases.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match phase {
+                        Some(p) => {
+                            waiting = p;
+                            let _ = tx.send(line(json!({ "Status": waiting.clone() }))).await;
+                        }
+                        None => phases = None,
+                    }
+                }
                 _ = tick.tick() => {
                     let secs = started.elapsed().as_secs();
                     // A client that went away does not cancel the operation.
@@ -425,11 +442,15 @@ async fn berth_load(State(s): State<AppState>, body: Bytes) -> ApiResult<Respons
         .or(req.socket.clone())
         .or(req.discover.clone())
         .unwrap_or_default();
-    let status = match (&req.image, &req.socket) {
-        (Some(i), _) => format!("Loading plugin from image {i}"),
-        (_, Some(p)) => format!("Loading plugin on socket {p}"),
+    let status = match (&req.name, &req.image, &req.socket) {
+        (Some(n), Some(i), _) => format!("Loading plugin {n} from image {i}"),
+        (None, Some(i), _) => format!("Loading plugin from image {i}"),
+        (Some(n), _, Some(p)) => format!("Loading plugin {n} on socket {p}"),
+        (None, _, Some(p)) => format!("Loading plugin on socket {p}"),
         _ => format!("Looking for plugin {what}"),
     };
+    // Progress names the plugin by its name when one was given, not by its image.
+    let what = req.name.clone().unwrap_or(what);
     let deadline = opts
         .load_deadline_ms
         .map(Duration::from_millis)
@@ -455,7 +476,7 @@ async fn berth_load(State(s): State<AppState>, body: Bytes) -> ApiResult<Respons
         }?;
         Ok(status_json(&find_status(&host, loaded.name())?))
     };
-    Ok(stream_op(status, waiting, op))
+    Ok(stream_op(status, waiting, None, op))
 }
 
 /// `POST /berth/plugins/{name}/upgrade` body.
@@ -497,11 +518,16 @@ async fn berth_upgrade(
     };
     let status = format!("Upgrading plugin {name}");
     let waiting = format!("Waiting for the new {name} to shake hands");
+    // A handful of steps per upgrade: unbounded is bounded by the operation itself.
+    let (phase_tx, phase_rx) = tokio::sync::mpsc::unbounded_channel();
     let op = async move {
-        let p = host.upgrade(&name, to).await?;
+        let progress = move |p: String| {
+            let _ = phase_tx.send(p);
+        };
+        let p = host.upgrade_with_progress(&name, to, &progress).await?;
         Ok(status_json(&find_status(&host, p.name())?))
     };
-    Ok(stream_op(status, waiting, op))
+    Ok(stream_op(status, waiting, Some(phase_rx), op))
 }
 
 /// Volumes and networks whose driver (or IPAM driver) is the plugin `name` (what an unload would
