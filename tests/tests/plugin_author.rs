@@ -198,6 +198,22 @@ fn upgrade_progress_says_what_is_happening() {
             up.describe()
         );
     }
+    // The grace period is an option, on upgrade and unload.
+    let up = d.berth(&["plugin", "upgrade", "-t", "1s", "stubborn", "host"]);
+    assert!(
+        up.stderr.contains("(SIGTERM, 1s grace, then SIGKILL)"),
+        "{}",
+        up.describe()
+    );
+    let started = Instant::now();
+    d.berth(&["plugin", "unload", "-t", "1s", "stubborn"])
+        .expect_code(0);
+    // A plugin ignoring SIGTERM is killed after 1 s, not after the default 10 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// Needs root. A v1 handshake with `IntrestedIn` is refused with a did-you-mean (before, it loaded

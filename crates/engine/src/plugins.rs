@@ -214,7 +214,7 @@ impl ContainerLauncher {
         Ok(Launched { container_id: id })
     }
 
-    async fn stop_inner(&self, id: &str) -> Result<(), LaunchError> {
+    async fn stop_inner(&self, id: &str, grace: Option<i64>) -> Result<(), LaunchError> {
         let engine = self.engine()?;
         let c = match engine.container(id) {
             Ok(c) => c,
@@ -222,7 +222,10 @@ impl ContainerLauncher {
             Err(e) => return Err(launch_err("finding the plugin container", e)),
         };
         let engine_sock = c.config.labels.get(LABEL_ENGINE_SOCKET).map(PathBuf::from);
-        match engine.stop(id, Some(self.stop_timeout), None).await {
+        match engine
+            .stop(id, Some(grace.unwrap_or(self.stop_timeout)), None)
+            .await
+        {
             Ok(()) | Err(EngineError::NotModified(_)) => {}
             Err(e) => tracing::warn!(container = id, error = %e, "stopping plugin container"),
         }
@@ -319,7 +322,17 @@ impl PluginLauncher for ContainerLauncher {
 
     fn stop(&self, container_id: &str) -> BoxFuture<'_, Result<(), LaunchError>> {
         let id = container_id.to_owned();
-        Box::pin(async move { self.stop_inner(&id).await })
+        Box::pin(async move { self.stop_inner(&id, None).await })
+    }
+
+    fn stop_with_grace(
+        &self,
+        container_id: &str,
+        grace: Option<std::time::Duration>,
+    ) -> BoxFuture<'_, Result<(), LaunchError>> {
+        let id = container_id.to_owned();
+        let secs = grace.map(|g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX));
+        Box::pin(async move { self.stop_inner(&id, secs).await })
     }
 
     fn restart(&self, container_id: &str) -> BoxFuture<'_, Result<(), LaunchError>> {

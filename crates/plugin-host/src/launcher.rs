@@ -66,6 +66,15 @@ pub trait PluginLauncher: Send + Sync {
     fn log_file(&self, _container_id: &str) -> Option<PathBuf> {
         None
     }
+    /// Stops (and removes) a plugin container, giving it `grace` between SIGTERM and SIGKILL
+    /// (`None`: the launcher's default). The default ignores `grace`.
+    fn stop_with_grace(
+        &self,
+        container_id: &str,
+        _grace: Option<std::time::Duration>,
+    ) -> BoxFuture<'_, Result<(), LaunchError>> {
+        self.stop(container_id)
+    }
     /// How long a stopped plugin container gets between SIGTERM and SIGKILL, when known.
     fn stop_grace(&self) -> Option<std::time::Duration> {
         None

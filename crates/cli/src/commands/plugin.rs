@@ -122,6 +122,9 @@ pub struct StatusArgs {
 /// Flags of `plugin upgrade`.
 #[derive(Debug, Args)]
 pub struct UpgradeArgs {
+    /// Time the old container gets between SIGTERM and SIGKILL (default 10s).
+    #[arg(short = 't', long, value_name = "DUR", value_parser = parse::duration)]
+    pub grace: Option<std::time::Duration>,
     /// Environment of the new container (`K=V`, repeatable; default: the old one's).
     #[arg(short = 'e', long = "env", value_name = "K=V")]
     pub env: Vec<String>,
@@ -144,6 +147,9 @@ pub struct UnloadArgs {
     /// Unload even while volumes depend on it.
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Time the plugin's container gets between SIGTERM and SIGKILL (default 10s).
+    #[arg(short = 't', long, value_name = "DUR", value_parser = parse::duration)]
+    pub grace: Option<std::time::Duration>,
     /// Plugin name.
     pub name: String,
 }
@@ -315,6 +321,12 @@ async fn upgrade(client: &Client, a: UpgradeArgs) -> anyhow::Result<()> {
         }
         if let Some(s) = &a.socket {
             o.insert("Socket".into(), json!(s));
+        }
+        if let Some(g) = a.grace {
+            o.insert(
+                "Grace".into(),
+                json!(u64::try_from(g.as_millis()).unwrap_or(u64::MAX)),
+            );
         }
         if !a.args.is_empty() {
             o.insert("Args".into(), json!(a.args));
@@ -488,7 +500,21 @@ async fn logs(client: &Client, a: LogsArgs) -> anyhow::Result<()> {
 async fn unload(client: &Client, a: UnloadArgs) -> anyhow::Result<()> {
     let path = raw::with_query(
         &format!("/berth/plugins/{}", a.name),
-        &[("force", if a.force { "1" } else { "0" })],
+        &[
+            (
+                "force",
+                if a.force {
+                    "1".to_owned()
+                } else {
+                    "0".to_owned()
+                },
+            ),
+            (
+                "grace",
+                a.grace
+                    .map_or(String::new(), |g| format!("{}ms", g.as_millis())),
+            ),
+        ],
     )?;
     match client.raw.call::<()>(Method::DELETE, &path, None).await {
         Ok(_) => {

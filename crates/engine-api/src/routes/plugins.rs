@@ -487,6 +487,8 @@ pub struct UpgradeBody {
     pub args: Option<Vec<String>>,
     pub env: Option<Vec<String>>,
     pub socket: Option<String>,
+    /// How long the old container gets between SIGTERM and SIGKILL (default 10 s).
+    pub grace: Option<Value>,
 }
 
 async fn berth_upgrade(
@@ -495,6 +497,7 @@ async fn berth_upgrade(
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: UpgradeBody = parse_json(&body)?;
+    let grace = req.grace.as_ref().map(parse_duration).transpose()?;
     let host = host(&s)?;
     let old = find_status(&host, &name)?;
     // Refused before the progress stream starts, so the client gets the 409 itself.
@@ -524,7 +527,9 @@ async fn berth_upgrade(
         let progress = move |p: String| {
             let _ = phase_tx.send(p);
         };
-        let p = host.upgrade_with_progress(&name, to, &progress).await?;
+        let p = host
+            .upgrade_with_progress(&name, to, grace, &progress)
+            .await?;
         Ok(status_json(&find_status(&host, p.name())?))
     };
     Ok(stream_op(status, waiting, Some(phase_rx), op))
@@ -557,6 +562,11 @@ async fn berth_unload(
 ) -> ApiResult<Json<Value>> {
     let host = host(&s)?;
     let force = q.bool_or("force", false)?;
+    let grace = q
+        .get("grace")
+        .filter(|g| !g.is_empty())
+        .map(|g| parse_duration(&json!(g)))
+        .transpose()?;
     find_status(&host, &name)?;
     let deps = dependents(&s, &name);
     if !deps.is_empty() && !force {
@@ -568,7 +578,7 @@ async fn berth_unload(
             ),
         ));
     }
-    let record = host.unload(&name).await?;
+    let record = host.unload_with_grace(&name, grace).await?;
     Ok(Json(
         json!({ "Name": record.name, "ContainerID": record.container_id }),
     ))
