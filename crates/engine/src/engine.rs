@@ -56,6 +56,8 @@ pub struct CreateContainer {
     pub ipv4_address: String,
     pub volume_driver: String,
     pub system: bool,
+    /// `HostConfig` resource limits.
+    pub resources: crate::resources::Resources,
 }
 
 /// What `wait` waits for.
@@ -308,6 +310,7 @@ impl Engine {
                 .by_id
                 .insert(config.id.clone(), Container::new(config, state, dir));
         }
+        crate::cgroups::sweep_at_boot(&lock(&engine.table).by_id);
         Ok(Arc::new(engine))
     }
 
@@ -499,6 +502,7 @@ impl Engine {
         }
         self.networks
             .check_attach(&req.network_mode, &req.ipv4_address)?;
+        req.resources.validate()?;
 
         let id = berth_state::new_id();
         // Reserve the name (or generate one) atomically.
@@ -601,6 +605,7 @@ impl Engine {
             },
             volume_driver: req.volume_driver.clone(),
             system: req.system,
+            resources: req.resources,
         };
         std::fs::create_dir_all(&dir)
             .map_err(EngineError::io(format!("creating {}", dir.display())))?;
@@ -962,6 +967,7 @@ impl Engine {
             tty: c.config.tty,
             open_stdin: c.config.open_stdin,
             net,
+            cgroup_procs: crate::cgroups::for_start(c.id(), &c.config.resources, false)?,
         };
         Ok((spec, resolved))
     }
@@ -973,10 +979,12 @@ impl Engine {
         self.networks.detach(c.id()).await;
         *lock(&c.pty) = None;
         *c.stdin() = StdinSlot::fresh(c.config.open_stdin);
+        let oom_killed = crate::cgroups::after_exit(c.id()).await;
         let mut restart = false;
         let updated = c.update(|st| {
             st.status = Status::Exited;
             st.exit_code = code;
+            st.oom_killed = oom_killed;
             st.pid = 0;
             st.finished_at = Some(Utc::now());
             restart =
@@ -1192,9 +1200,10 @@ impl Engine {
                 table.names.remove(&c.config.name);
             }
         }
-        let dir = c.dir.clone();
+        let (dir, id) = (c.dir.clone(), c.id().to_owned());
         tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
             runtime::cleanup(&dir)?;
+            crate::cgroups::remove(&id).map_err(EngineError::Cgroup)?;
             berth_state::remove_dir_durable(&dir)?;
             Ok(())
         })
