@@ -11,6 +11,7 @@ pub mod logs;
 pub mod plugins;
 pub mod resources;
 pub mod runtime;
+pub mod stats;
 
 pub use engine::{Attached, ContainerView, CreateContainer, Engine, WaitCondition, parse_signal};
 pub use error::EngineError;
