@@ -310,7 +310,7 @@ impl Engine {
                 .by_id
                 .insert(config.id.clone(), Container::new(config, state, dir));
         }
-        crate::cgroups::sweep_at_boot(&lock(&engine.table).by_id);
+        crate::cgroups::sweep_at_boot(root, &lock(&engine.table).by_id);
         Ok(Arc::new(engine))
     }
 
@@ -967,7 +967,12 @@ impl Engine {
             tty: c.config.tty,
             open_stdin: c.config.open_stdin,
             net,
-            cgroup_procs: crate::cgroups::for_start(c.id(), &c.config.resources, false)?,
+            cgroup_procs: crate::cgroups::for_start(
+                &self.root,
+                c.id(),
+                &c.config.resources,
+                false,
+            )?,
         };
         Ok((spec, resolved))
     }
@@ -979,7 +984,7 @@ impl Engine {
         self.networks.detach(c.id()).await;
         *lock(&c.pty) = None;
         *c.stdin() = StdinSlot::fresh(c.config.open_stdin);
-        let oom_killed = crate::cgroups::after_exit(c.id()).await;
+        let oom_killed = crate::cgroups::after_exit(&self.root, c.id()).await;
         let mut restart = false;
         let updated = c.update(|st| {
             st.status = Status::Exited;
@@ -1200,10 +1205,10 @@ impl Engine {
                 table.names.remove(&c.config.name);
             }
         }
-        let (dir, id) = (c.dir.clone(), c.id().to_owned());
+        let (dir, root, id) = (c.dir.clone(), self.root.clone(), c.id().to_owned());
         tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
             runtime::cleanup(&dir)?;
-            crate::cgroups::remove(&id).map_err(EngineError::Cgroup)?;
+            crate::cgroups::remove(&root, &id).map_err(EngineError::Cgroup)?;
             berth_state::remove_dir_durable(&dir)?;
             Ok(())
         })

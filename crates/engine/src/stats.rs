@@ -30,7 +30,7 @@ impl Engine {
         let running = st.status == Status::Running;
         let cgroup = if running {
             // A container that started without a cgroup (none available) reads as zeros.
-            cgroups::stats(c.id()).unwrap_or_default()
+            cgroups::stats(self.root(), c.id()).unwrap_or_default()
         } else {
             CgroupStats::default()
         };

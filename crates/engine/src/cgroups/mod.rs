@@ -28,8 +28,29 @@ use std::time::{Duration, Instant};
 
 use crate::resources::Resources;
 
-/// The parent directory of every container's cgroup, under each controller.
+/// The parent directory of the containers' cgroups, under each controller, for the default
+/// root (`/var/lib/berth`); an engine on another root uses `berth-<12 hex of its path's
+/// sha256>`, so that two engines never sweep each other's cgroups.
 pub const PARENT: &str = "berth";
+
+/// The root whose engine uses [`PARENT`].
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+
+/// The cgroup parent of the engine on `root`.
+pub fn parent_for(root: &Path) -> String {
+    if root == Path::new(DEFAULT_ROOT) {
+        return PARENT.to_owned();
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("{PARENT}-{hex}")
+}
+
+/// `<parent>/<id>`: the container's cgroup, relative to a hierarchy's root.
+fn rel(root: &Path, id: &str) -> String {
+    format!("{}/{id}", parent_for(root))
+}
 
 /// Docker's default device rules for a non-privileged container (v1 `devices.allow` syntax):
 /// `mknod` of any node, read/write/mknod of null, zero, full, random, urandom, tty, console,
@@ -94,20 +115,21 @@ pub struct CgroupStats {
 
 /// One cgroup layout.
 trait Hierarchy: Send + Sync {
-    /// Creates the container's cgroup(s) with its limits; returns the `cgroup.procs` files.
+    /// Creates the container's cgroup(s) (`rel` = `<parent>/<id>`) with its limits; returns
+    /// the `cgroup.procs` files.
     fn create(
         &self,
-        id: &str,
+        rel: &str,
         res: &Resources,
         restrict_devices: bool,
     ) -> Result<Vec<PathBuf>, CgroupError>;
     /// The container's directories (whether or not they exist).
-    fn dirs(&self, id: &str) -> Vec<PathBuf>;
-    /// The `berth/` parents.
-    fn parents(&self) -> Vec<PathBuf>;
+    fn dirs(&self, rel: &str) -> Vec<PathBuf>;
+    /// The `parent` directories, one per hierarchy.
+    fn parents(&self, parent: &str) -> Vec<PathBuf>;
     /// OOM kills recorded in the container's memory cgroup.
-    fn oom_kills(&self, id: &str) -> u64;
-    fn stats(&self, id: &str) -> Result<CgroupStats, CgroupError>;
+    fn oom_kills(&self, rel: &str) -> u64;
+    fn stats(&self, rel: &str) -> Result<CgroupStats, CgroupError>;
     /// `"v1"` or `"v2"`.
     fn version(&self) -> &'static str;
 }
@@ -132,17 +154,19 @@ pub fn version() -> &'static str {
 /// Creates the container's cgroup (replacing a leftover one) with its limits and, when
 /// `restrict_devices`, Docker's device rules; returns the `cgroup.procs` files to join.
 pub fn create(
+    root: &Path,
     id: &str,
     res: &Resources,
     restrict_devices: bool,
 ) -> Result<Vec<PathBuf>, CgroupError> {
     let h = hierarchy().ok_or(CgroupError::Unavailable)?;
+    let rel = rel(root, id);
     // A leftover of the previous run (not yet empty when it exited) would carry its counters.
-    let _ = remove_dirs(&h.dirs(id), Duration::ZERO);
-    match h.create(id, res, restrict_devices) {
+    let _ = remove_dirs(&h.dirs(&rel), Duration::ZERO);
+    match h.create(&rel, res, restrict_devices) {
         Ok(procs) => Ok(procs),
         Err(e) => {
-            let _ = remove_dirs(&h.dirs(id), Duration::ZERO);
+            let _ = remove_dirs(&h.dirs(&rel), Duration::ZERO);
             Err(e)
         }
     }
@@ -152,8 +176,13 @@ pub fn create(
 /// `privileged`), returning the `cgroup.procs` files the runtime joins. Without any cgroup
 /// hierarchy (or write access to it) a container without limits runs unconfined with a warning;
 /// one with limits fails to start.
-pub fn for_start(id: &str, res: &Resources, privileged: bool) -> Result<Vec<PathBuf>, CgroupError> {
-    match create(id, res, !privileged) {
+pub fn for_start(
+    root: &Path,
+    id: &str,
+    res: &Resources,
+    privileged: bool,
+) -> Result<Vec<PathBuf>, CgroupError> {
+    match create(root, id, res, !privileged) {
         Ok(procs) => Ok(procs),
         Err(e) if !res.any() && unavailable(&e) => {
             tracing::warn!(id, error = %e, "running without a cgroup");
@@ -175,11 +204,11 @@ fn unavailable(e: &CgroupError) -> bool {
 
 /// After the container's last process exited: whether it was OOM-killed; then its (now empty)
 /// cgroup is removed, so counters start afresh at the next start.
-pub async fn after_exit(id: &str) -> bool {
-    let id = id.to_owned();
+pub async fn after_exit(root: &Path, id: &str) -> bool {
+    let (root, id) = (root.to_owned(), id.to_owned());
     tokio::task::spawn_blocking(move || {
-        let oom = oom_killed(&id);
-        if let Err(e) = remove(&id) {
+        let oom = oom_killed(&root, &id);
+        if let Err(e) = remove(&root, &id) {
             tracing::warn!(id, error = %e, "removing the cgroup of an exited container");
         }
         oom
@@ -189,48 +218,56 @@ pub async fn after_exit(id: &str) -> bool {
 }
 
 /// At boot: removes the cgroups of containers that no longer exist.
-pub fn sweep_at_boot<V>(containers: &std::collections::HashMap<String, V>) {
+pub fn sweep_at_boot<V>(root: &Path, containers: &std::collections::HashMap<String, V>) {
     let keep: HashSet<String> = containers.keys().cloned().collect();
-    for id in sweep(&keep) {
+    for id in sweep(root, &keep) {
         tracing::info!(id, "removed a stale cgroup");
     }
 }
 
 /// Whether the container's memory cgroup recorded an OOM kill (call it at exit, before
 /// [`remove`]).
-pub fn oom_killed(id: &str) -> bool {
-    hierarchy().is_some_and(|h| h.oom_kills(id) > 0)
+pub fn oom_killed(root: &Path, id: &str) -> bool {
+    hierarchy().is_some_and(|h| h.oom_kills(&rel(root, id)) > 0)
 }
 
 /// The container's counters.
-pub fn stats(id: &str) -> Result<CgroupStats, CgroupError> {
-    hierarchy().ok_or(CgroupError::Unavailable)?.stats(id)
+pub fn stats(root: &Path, id: &str) -> Result<CgroupStats, CgroupError> {
+    hierarchy()
+        .ok_or(CgroupError::Unavailable)?
+        .stats(&rel(root, id))
 }
 
 /// The container's cgroup directories that exist now.
-pub fn existing_dirs(id: &str) -> Vec<PathBuf> {
+pub fn existing_dirs(root: &Path, id: &str) -> Vec<PathBuf> {
     hierarchy()
-        .map(|h| h.dirs(id).into_iter().filter(|d| d.exists()).collect())
+        .map(|h| {
+            h.dirs(&rel(root, id))
+                .into_iter()
+                .filter(|d| d.exists())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Removes the container's cgroup, waiting up to a second for its last processes (killed with
 /// pid 1) to leave it. Idempotent; blocking.
-pub fn remove(id: &str) -> Result<(), CgroupError> {
+pub fn remove(root: &Path, id: &str) -> Result<(), CgroupError> {
     match hierarchy() {
-        Some(h) => remove_dirs(&h.dirs(id), Duration::from_secs(1)),
+        Some(h) => remove_dirs(&h.dirs(&rel(root, id)), Duration::from_secs(1)),
         None => Ok(()),
     }
 }
 
-/// Removes `berth/<id>` cgroups of containers not in `keep` (left by an engine that was killed).
+/// Removes the `<parent>/<id>` cgroups of the engine on `root` for containers not in `keep` (left by an engine that was killed).
 /// Returns the ids removed.
-pub fn sweep(keep: &HashSet<String>) -> Vec<String> {
+pub fn sweep(root: &Path, keep: &HashSet<String>) -> Vec<String> {
     let Some(h) = hierarchy() else {
         return Vec::new();
     };
+    let parent = parent_for(root);
     let mut stale: Vec<String> = h
-        .parents()
+        .parents(&parent)
         .iter()
         .filter_map(|p| std::fs::read_dir(p).ok())
         .flat_map(|entries| entries.flatten())
@@ -241,7 +278,7 @@ pub fn sweep(keep: &HashSet<String>) -> Vec<String> {
     stale.sort();
     stale.dedup();
     stale.retain(
-        |id| match remove_dirs(&h.dirs(id), Duration::from_millis(200)) {
+        |id| match remove_dirs(&h.dirs(&format!("{parent}/{id}")), Duration::ZERO) {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(id, error = %e, "cannot remove a stale cgroup");

@@ -6,6 +6,25 @@ fn test_id(tag: &str) -> String {
     format!("berth-unit-{tag}-{}", std::process::id())
 }
 
+/// A root of its own per test, so the tests' sweeps never see each other's cgroups.
+fn test_root(tag: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "/nonexistent/berth-unit-{tag}-{}",
+        std::process::id()
+    ))
+}
+
+#[test]
+fn parents_are_per_root() {
+    assert_eq!(parent_for(Path::new(DEFAULT_ROOT)), "berth");
+    let other = parent_for(Path::new("/tmp/x"));
+    assert!(
+        other.starts_with("berth-") && other.len() == "berth-".len() + 12,
+        "{other}"
+    );
+    assert_ne!(other, parent_for(Path::new("/tmp/y")));
+}
+
 #[test]
 fn shares_convert_like_runc() {
     assert_eq!(v2::shares_to_weight(2), 1);
@@ -16,6 +35,7 @@ fn shares_convert_like_runc() {
 #[test]
 fn create_applies_limits_and_remove_deletes() {
     let id = test_id("limits");
+    let root = test_root("limits");
     let res = Resources {
         memory: 64 << 20,
         pids_limit: 10,
@@ -23,10 +43,10 @@ fn create_applies_limits_and_remove_deletes() {
         cpu_shares: 512,
         ..Default::default()
     };
-    let procs = create(&id, &res, true).unwrap();
+    let procs = create(&root, &id, &res, true).unwrap();
     assert!(!procs.is_empty());
     assert!(procs.iter().all(|p| p.exists()), "{procs:?}");
-    let dirs = existing_dirs(&id);
+    let dirs = existing_dirs(&root, &id);
     let read = |file: &str| {
         dirs.iter()
             .find_map(|d| std::fs::read_to_string(d.join(file)).ok())
@@ -53,33 +73,38 @@ fn create_applies_limits_and_remove_deletes() {
             assert_eq!(read("cpu.max").trim(), "50000 100000");
         }
     }
-    let s = stats(&id).unwrap();
+    let s = stats(&root, &id).unwrap();
     assert_eq!(s.pids_limit, Some(10));
     assert_eq!(s.memory_limit, 64 << 20);
-    assert!(!oom_killed(&id));
-    remove(&id).unwrap();
-    assert!(existing_dirs(&id).is_empty());
-    remove(&id).unwrap();
+    assert!(!oom_killed(&root, &id));
+    remove(&root, &id).unwrap();
+    assert!(existing_dirs(&root, &id).is_empty());
+    remove(&root, &id).unwrap();
+    remove_parents(&root);
 }
 
 #[test]
 fn sweep_removes_only_unknown_containers() {
+    let root = test_root("sweep");
     let (stale, kept) = (test_id("stale"), test_id("kept"));
-    create(&stale, &Resources::default(), true).unwrap();
-    create(&kept, &Resources::default(), true).unwrap();
-    // Other tests' cgroups (running concurrently in this process) are kept too.
-    let keep: HashSet<String> = hierarchy()
-        .unwrap()
-        .parents()
-        .iter()
-        .filter_map(|p| std::fs::read_dir(p).ok())
-        .flat_map(|e| e.flatten())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| *n != stale)
-        .collect();
-    let swept = sweep(&keep);
+    create(&root, &stale, &Resources::default(), true).unwrap();
+    create(&root, &kept, &Resources::default(), true).unwrap();
+    // Another engine's cgroup is never swept.
+    let other = test_root("other");
+    create(&other, &stale, &Resources::default(), true).unwrap();
+    let swept = sweep(&root, &HashSet::from([kept.clone()]));
     assert_eq!(swept, vec![stale.clone()]);
-    assert!(existing_dirs(&stale).is_empty());
-    assert!(!existing_dirs(&kept).is_empty());
-    remove(&kept).unwrap();
+    assert!(existing_dirs(&root, &stale).is_empty());
+    assert!(!existing_dirs(&root, &kept).is_empty());
+    assert!(!existing_dirs(&other, &stale).is_empty());
+    remove(&root, &kept).unwrap();
+    remove(&other, &stale).unwrap();
+    remove_parents(&root);
+    remove_parents(&other);
+}
+
+fn remove_parents(root: &Path) {
+    for p in hierarchy().unwrap().parents(&parent_for(root)) {
+        std::fs::remove_dir(&p).unwrap();
+    }
 }

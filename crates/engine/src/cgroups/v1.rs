@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
-    CgroupError, CgroupStats, DEVICE_ALLOW, Hierarchy, PARENT, host_memory, read_keyed, read_u64,
-    write,
+    CgroupError, CgroupStats, DEVICE_ALLOW, Hierarchy, host_memory, read_keyed, read_u64, write,
 };
 use crate::resources::Resources;
 
@@ -43,24 +42,24 @@ impl V1 {
         mounts.contains_key("memory").then_some(V1 { mounts })
     }
 
-    fn dir(&self, controller: &str, id: &str) -> Option<PathBuf> {
-        self.mounts.get(controller).map(|m| m.join(PARENT).join(id))
+    fn dir(&self, controller: &str, rel: &str) -> Option<PathBuf> {
+        self.mounts.get(controller).map(|m| m.join(rel))
     }
 }
 
 impl Hierarchy for V1 {
     fn create(
         &self,
-        id: &str,
+        rel: &str,
         res: &Resources,
         restrict_devices: bool,
     ) -> Result<Vec<PathBuf>, CgroupError> {
         let mut procs = Vec::new();
-        for dir in self.dirs(id) {
+        for dir in self.dirs(rel) {
             std::fs::create_dir_all(&dir).map_err(CgroupError::io("create", &dir))?;
             procs.push(dir.join("cgroup.procs"));
         }
-        if let (Some(mem), true) = (self.dir("memory", id), res.memory > 0) {
+        if let (Some(mem), true) = (self.dir("memory", rel), res.memory > 0) {
             write(&mem, "memory.limit_in_bytes", &res.memory.to_string())?;
             // Only where swap accounting exists (memsw files).
             if mem.join("memory.memsw.limit_in_bytes").exists() {
@@ -68,7 +67,7 @@ impl Hierarchy for V1 {
                 write(&mem, "memory.memsw.limit_in_bytes", &swap.to_string())?;
             }
         }
-        if let Some(cpu) = self.dir("cpu", id) {
+        if let Some(cpu) = self.dir("cpu", rel) {
             if let Some((quota, period)) = res.cfs() {
                 write(&cpu, "cpu.cfs_period_us", &period.to_string())?;
                 write(&cpu, "cpu.cfs_quota_us", &quota.to_string())?;
@@ -77,10 +76,10 @@ impl Hierarchy for V1 {
                 write(&cpu, "cpu.shares", &res.cpu_shares.max(2).to_string())?;
             }
         }
-        if let (Some(pids), Some(max)) = (self.dir("pids", id), res.pids()) {
+        if let (Some(pids), Some(max)) = (self.dir("pids", rel), res.pids()) {
             write(&pids, "pids.max", &max.to_string())?;
         }
-        if let (Some(devices), true) = (self.dir("devices", id), restrict_devices) {
+        if let (Some(devices), true) = (self.dir("devices", rel), restrict_devices) {
             write(&devices, "devices.deny", "a")?;
             for rule in DEVICE_ALLOW {
                 write(&devices, "devices.allow", rule)?;
@@ -89,30 +88,33 @@ impl Hierarchy for V1 {
         Ok(procs)
     }
 
-    fn dirs(&self, id: &str) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = CONTROLLERS.iter().filter_map(|c| self.dir(c, id)).collect();
+    fn dirs(&self, rel: &str) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = CONTROLLERS
+            .iter()
+            .filter_map(|c| self.dir(c, rel))
+            .collect();
         // `cpu,cpuacct` co-mounted: one directory.
         dirs.sort();
         dirs.dedup();
         dirs
     }
 
-    fn parents(&self) -> Vec<PathBuf> {
-        let mut p: Vec<PathBuf> = self.mounts.values().map(|m| m.join(PARENT)).collect();
+    fn parents(&self, parent: &str) -> Vec<PathBuf> {
+        let mut p: Vec<PathBuf> = self.mounts.values().map(|m| m.join(parent)).collect();
         p.sort();
         p.dedup();
         p
     }
 
-    fn oom_kills(&self, id: &str) -> u64 {
-        self.dir("memory", id)
+    fn oom_kills(&self, rel: &str) -> u64 {
+        self.dir("memory", rel)
             .map(|d| read_keyed(&d, "memory.oom_control"))
             .and_then(|m| m.get("oom_kill").copied())
             .unwrap_or(0)
     }
 
-    fn stats(&self, id: &str) -> Result<CgroupStats, CgroupError> {
-        let mem = self.dir("memory", id).ok_or(CgroupError::Unavailable)?;
+    fn stats(&self, rel: &str) -> Result<CgroupStats, CgroupError> {
+        let mem = self.dir("memory", rel).ok_or(CgroupError::Unavailable)?;
         if !mem.exists() {
             return Err(CgroupError::Io {
                 step: "read",
@@ -130,7 +132,7 @@ impl Hierarchy for V1 {
                 .min(host_memory()),
             ..Default::default()
         };
-        if let Some(acct) = self.dir("cpuacct", id) {
+        if let Some(acct) = self.dir("cpuacct", rel) {
             s.cpu_total = read_u64(&acct, "cpuacct.usage").unwrap_or(0);
             s.cpu_percpu = std::fs::read_to_string(acct.join("cpuacct.usage_percpu"))
                 .unwrap_or_default()
@@ -144,7 +146,7 @@ impl Hierarchy for V1 {
             s.cpu_user = ticks.get("user").copied().unwrap_or(0) * (1_000_000_000 / hz);
             s.cpu_system = ticks.get("system").copied().unwrap_or(0) * (1_000_000_000 / hz);
         }
-        if let Some(cpu) = self.dir("cpu", id) {
+        if let Some(cpu) = self.dir("cpu", rel) {
             let t = read_keyed(&cpu, "cpu.stat");
             let get = |k: &str| t.get(k).copied().unwrap_or(0);
             s.throttling = (
@@ -153,7 +155,7 @@ impl Hierarchy for V1 {
                 get("throttled_time"),
             );
         }
-        if let Some(pids) = self.dir("pids", id) {
+        if let Some(pids) = self.dir("pids", rel) {
             s.pids_current = read_u64(&pids, "pids.current").unwrap_or(0);
             s.pids_limit = read_u64(&pids, "pids.max");
         }

@@ -3,9 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{
-    CgroupError, CgroupStats, Hierarchy, PARENT, host_memory, read_keyed, read_u64, write,
-};
+use super::{CgroupError, CgroupStats, Hierarchy, host_memory, read_keyed, read_u64, write};
 use crate::resources::Resources;
 
 pub(super) struct V2 {
@@ -17,13 +15,15 @@ impl V2 {
         V2 { root }
     }
 
-    fn dir(&self, id: &str) -> PathBuf {
-        self.root.join(PARENT).join(id)
+    fn dir(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
     }
 
-    /// Enables the controllers Berth uses (those the root offers) for `berth/` and its children.
-    fn enable_controllers(&self) -> Result<(), CgroupError> {
-        let parent = self.root.join(PARENT);
+    /// Enables the controllers Berth uses (those the root offers) for the parent of `rel` and
+    /// its children.
+    fn enable_controllers(&self, rel: &str) -> Result<(), CgroupError> {
+        let dir = self.dir(rel);
+        let parent = dir.parent().unwrap_or(&self.root).to_owned();
         std::fs::create_dir_all(&parent).map_err(CgroupError::io("create", &parent))?;
         let offered =
             std::fs::read_to_string(self.root.join("cgroup.controllers")).unwrap_or_default();
@@ -51,12 +51,12 @@ impl V2 {
 impl Hierarchy for V2 {
     fn create(
         &self,
-        id: &str,
+        rel: &str,
         res: &Resources,
         _restrict_devices: bool,
     ) -> Result<Vec<PathBuf>, CgroupError> {
-        self.enable_controllers()?;
-        let dir = self.dir(id);
+        self.enable_controllers(rel)?;
+        let dir = self.dir(rel);
         std::fs::create_dir(&dir).map_err(CgroupError::io("create", &dir))?;
         if res.memory > 0 {
             write(&dir, "memory.max", &res.memory.to_string())?;
@@ -84,23 +84,23 @@ impl Hierarchy for V2 {
         Ok(vec![dir.join("cgroup.procs")])
     }
 
-    fn dirs(&self, id: &str) -> Vec<PathBuf> {
-        vec![self.dir(id)]
+    fn dirs(&self, rel: &str) -> Vec<PathBuf> {
+        vec![self.dir(rel)]
     }
 
-    fn parents(&self) -> Vec<PathBuf> {
-        vec![self.root.join(PARENT)]
+    fn parents(&self, parent: &str) -> Vec<PathBuf> {
+        vec![self.root.join(parent)]
     }
 
-    fn oom_kills(&self, id: &str) -> u64 {
-        read_keyed(&self.dir(id), "memory.events")
+    fn oom_kills(&self, rel: &str) -> u64 {
+        read_keyed(&self.dir(rel), "memory.events")
             .get("oom_kill")
             .copied()
             .unwrap_or(0)
     }
 
-    fn stats(&self, id: &str) -> Result<CgroupStats, CgroupError> {
-        let dir = self.dir(id);
+    fn stats(&self, rel: &str) -> Result<CgroupStats, CgroupError> {
+        let dir = self.dir(rel);
         if !dir.exists() {
             return Err(CgroupError::Io {
                 step: "read",
