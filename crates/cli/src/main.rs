@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod output;
 mod parse;
+mod terminal;
 
 use std::process::ExitCode;
 

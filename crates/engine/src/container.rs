@@ -218,7 +218,7 @@ pub struct ContainerConfig {
     pub system: bool,
     /// Resource limits (`HostConfig.Memory`, `NanoCpus`, …); absent in old records.
     #[serde(default)]
-    pub resources: crate::resources::Resources,
+    pub resources: crate::limits::Resources,
 }
 
 /// The mutable part of a container (`state.json`).

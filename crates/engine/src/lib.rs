@@ -1,17 +1,31 @@
 //! Berth's core domain: containers and their lifecycle, images, events, logs and the runtime that
 //! runs real processes in namespaces. No HTTP server here (that is `berth-engine-api`).
 
+mod boot;
 pub mod cgroups;
+mod connect;
 pub mod container;
+mod create;
 pub mod engine;
 pub mod error;
 pub mod events;
+mod exit;
+pub mod handle;
 pub mod images;
+pub mod limits;
 pub mod logs;
+mod mounts;
 pub mod plugins;
-pub mod resources;
+mod remove;
+mod resources;
 pub mod runtime;
+mod start;
 pub mod stats;
+mod stop;
+mod streams;
 
-pub use engine::{Attached, ContainerView, CreateContainer, Engine, WaitCondition, parse_signal};
+pub use create::CreateContainer;
+pub use engine::Engine;
 pub use error::EngineError;
+pub use handle::{Attached, Container, ContainerView, Observed, WaitCondition};
+pub use stop::parse_signal;

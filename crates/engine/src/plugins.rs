@@ -13,8 +13,8 @@ use berth_plugin_host::{LaunchError, LaunchSpec, Launched, PluginLauncher};
 use futures::future::BoxFuture;
 
 use crate::container::RestartPolicy;
-use crate::engine::{CreateContainer, Engine};
 use crate::error::EngineError;
+use crate::{CreateContainer, Engine};
 
 /// Where a plugin's socket dir is mounted inside its container.
 pub const PLUGIN_SOCKET_DIR_TARGET: &str = "/var/run/docker";

@@ -46,7 +46,7 @@ impl Engine {
                 0
             },
             online_cpus: if running {
-                crate::resources::online_cpus() as u32
+                crate::limits::online_cpus() as u32
             } else {
                 0
             },

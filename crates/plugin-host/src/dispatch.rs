@@ -13,7 +13,7 @@ use std::sync::Arc;
 use berth_plugin_protocol::FailurePolicy;
 
 use crate::client::PluginError;
-use crate::registry::LoadedPlugin;
+use crate::plugin::LoadedPlugin;
 
 /// A successful chain.
 #[derive(Debug, Clone, PartialEq)]

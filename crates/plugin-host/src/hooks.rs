@@ -10,7 +10,7 @@ use berth_plugin_protocol::powerstrip::{
 };
 
 use crate::client::PluginError;
-use crate::registry::LoadedPlugin;
+use crate::plugin::LoadedPlugin;
 
 /// A reply that names the other hook type is refused (the plugin answered the wrong question).
 fn check_type(

@@ -2,30 +2,43 @@
 //!
 //! - [`client`]: the typed HTTP-over-UDS client (keep-alive, deadlines, Docker's lenient rules);
 //! - [`handshake`]: negotiation v2 → v1 → `/Plugin.Activate`, polling until the load deadline;
-//! - [`registry`]: [`PluginHost`], plugins in load order persisted as `<root>/plugins.json`,
-//!   load (socket, discovery, container via [`PluginLauncher`]), unload, upgrade, boot;
+//! - [`registry`]: [`PluginHost`], plugins in load order persisted as `<root>/plugins.json`;
+//! - [`record`]: what is persisted per plugin ([`PluginRecord`], [`LoadOptions`]) and its status;
+//! - [`plugin`]: one [`LoadedPlugin`] (client, counters, the instrumented hook call);
+//! - [`load`], [`upgrade`], [`boot`]: the operations on the registry (load from a socket, by
+//!   discovery or as a container via [`PluginLauncher`]; upgrade and unload; boot and shutdown);
+//! - [`error`]: the [`HostError`] type;
 //! - [`dispatch`]: ordered chain, reverse tear-down, concurrent notify;
 //! - [`hooks`]: typed volume/network/api calls per negotiated protocol;
 //! - [`readiness`]: the tracker behind the API gate;
 //! - [`discovery`]: Docker-style `/run/docker/plugins/NAME.sock` and spec files;
 //! - [`launcher`]: the [`PluginLauncher`] trait the engine implements.
 
+pub mod boot;
 pub mod client;
 pub mod discovery;
 pub mod dispatch;
+pub mod error;
 pub mod handshake;
 pub mod hooks;
 pub mod launcher;
+pub mod load;
+pub mod plugin;
 pub mod readiness;
+pub mod record;
 pub mod registry;
+pub mod upgrade;
 
 pub use berth_plugin_protocol as protocol;
 pub use client::{CallErrorKind, PluginClient, PluginError, encode_json};
 pub use dispatch::{ChainError, ChainOutcome, chain, notify_all, teardown};
+pub use error::HostError;
 pub use handshake::{HandshakeError, Negotiated, PluginInfo, negotiate};
 pub use launcher::{LaunchError, LaunchSpec, Launched, PluginLauncher};
+pub use plugin::LoadedPlugin;
 pub use readiness::{Readiness, ReadyState};
-pub use registry::{
-    HookStats, HostConfig, HostError, LoadOptions, LoadedPlugin, PluginHost, PluginRecord,
-    PluginSource, PluginState, PluginStatus, Snapshot, UpgradeTo, validate_mount,
+pub use record::{
+    HookStats, LoadOptions, PluginRecord, PluginSource, PluginState, PluginStatus, validate_mount,
 };
+pub use registry::{HostConfig, PluginHost, Snapshot};
+pub use upgrade::UpgradeTo;

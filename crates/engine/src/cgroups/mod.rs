@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::resources::Resources;
+use crate::limits::Resources;
 
 /// The parent directory of the containers' cgroups, under each controller, for the default
 /// root (`/var/lib/berth`); an engine on another root uses `berth-<12 hex of its path's

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::{
     CgroupError, CgroupStats, DEVICE_ALLOW, Hierarchy, host_memory, read_keyed, read_u64, write,
 };
-use crate::resources::Resources;
+use crate::limits::Resources;
 
 /// The controllers Berth puts a container in.
 const CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "pids", "devices"];

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::{CgroupError, CgroupStats, Hierarchy, host_memory, read_keyed, read_u64, write};
-use crate::resources::Resources;
+use crate::limits::Resources;
 
 pub(super) struct V2 {
     root: PathBuf,

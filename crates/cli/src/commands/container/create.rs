@@ -485,7 +485,7 @@ pub async fn create_from_flags(
         Ok(mut body) => {
             if flags.tty
                 && let (Some(hc), Some((rows, cols))) =
-                    (body.host_config.as_mut(), super::run::terminal_size())
+                    (body.host_config.as_mut(), crate::terminal::terminal_size())
             {
                 hc.console_size = Some(vec![usize::from(rows), usize::from(cols)]);
             }

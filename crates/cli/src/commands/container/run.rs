@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use super::create::{ContainerFlags, create_from_flags, fail_125};
 use crate::client::{Client, raw};
 use crate::commands::Exit;
+use crate::terminal::terminal_size;
 
 /// Flags of `berth run`.
 #[derive(Debug, Args)]
@@ -232,24 +233,6 @@ async fn forward_signals(docker: bollard::Docker, id: String) {
             tracing::debug!(%err, "forwarding {name}");
         }
     }
-}
-
-nix::ioctl_read_bad!(tiocgwinsz, nix::libc::TIOCGWINSZ, nix::libc::winsize);
-
-/// The size of the terminal on stdout as `(rows, cols)`, if stdout is a terminal.
-pub fn terminal_size() -> Option<(u16, u16)> {
-    use std::os::fd::AsRawFd;
-    let mut size = nix::libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let fd = std::io::stdout().as_raw_fd();
-    // SAFETY: TIOCGWINSZ writes exactly one `winsize` into `size`, a valid, exclusively
-    // borrowed local; on a non-terminal fd the call fails with ENOTTY and writes nothing.
-    unsafe { tiocgwinsz(fd, &mut size) }.ok()?;
-    (size.ws_row > 0 && size.ws_col > 0).then_some((size.ws_row, size.ws_col))
 }
 
 /// Sends the terminal size to the container now and on every SIGWINCH (`-t` on a terminal).

@@ -1,0 +1,142 @@
+//! Boot and shutdown: opening the state (reconciling containers the previous engine left
+//! running or half-created), boot-time restarts by policy, and the ordered daemon shutdown.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+
+use berth_networks::NetworkStore;
+use berth_volumes::VolumeStore;
+
+use crate::container::{ContainerConfig, ContainerState, RestartPolicy, Status};
+use crate::engine::{Engine, Table};
+use crate::error::EngineError;
+use crate::events::EventBus;
+use crate::handle::{Container, lock};
+use crate::images::ImageStore;
+
+impl Engine {
+    /// Opens the engine state under `root` and reconciles it: containers that were running when
+    /// the previous engine died are marked exited (boot restarts them per policy later, see
+    /// [`Engine::start_restart_policy_containers`]); half-created containers are removed.
+    pub fn open(root: &Path) -> Result<Arc<Self>, EngineError> {
+        let containers_dir = root.join("containers");
+        std::fs::create_dir_all(&containers_dir).map_err(EngineError::io(format!(
+            "creating {}",
+            containers_dir.display()
+        )))?;
+        let engine = Engine {
+            root: root.to_owned(),
+            containers_dir: containers_dir.clone(),
+            table: Mutex::new(Table::default()),
+            images: ImageStore::open(root)?,
+            volumes: VolumeStore::open(root)?,
+            networks: NetworkStore::open(root)?,
+            events: EventBus::new(),
+            interrupted: Mutex::new(Vec::new()),
+            plugins: std::sync::OnceLock::new(),
+        };
+        let entries =
+            std::fs::read_dir(&containers_dir).map_err(EngineError::io("reading containers"))?;
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let Some(config) = berth_state::load_json::<ContainerConfig>(&dir.join("config.json"))?
+            else {
+                tracing::info!(dir = %dir.display(), "removing a container that was never fully created");
+                berth_state::remove_dir_durable(&dir)?;
+                continue;
+            };
+            let mut state = berth_state::load_json::<ContainerState>(&dir.join("state.json"))?
+                .unwrap_or_default();
+            if state.status.is_active() || state.status == Status::Removing {
+                if state.status == Status::Running {
+                    lock(&engine.interrupted).push(config.id.clone());
+                }
+                state.status = Status::Exited;
+                state.pid = 0;
+                state.exit_code = 137;
+                state.error = "the engine stopped while the container was running".into();
+                state.finished_at = Some(Utc::now());
+                berth_state::store_json(&dir.join("state.json"), &state)?;
+            }
+            let mut table = lock(&engine.table);
+            table.names.insert(config.name.clone(), config.id.clone());
+            table
+                .by_id
+                .insert(config.id.clone(), Container::new(config, state, dir));
+        }
+        crate::cgroups::sweep_at_boot(root, &lock(&engine.table).by_id);
+        Ok(Arc::new(engine))
+    }
+
+    /// After the readiness gate opens: restart containers per policy (always; unless-stopped when
+    /// not stopped by a user; on-failure when the engine's death interrupted them).
+    pub async fn start_restart_policy_containers(self: &Arc<Self>) {
+        let interrupted = std::mem::take(&mut *lock(&self.interrupted));
+        let mut candidates: Vec<_> = self.all();
+        // System containers first.
+        candidates.sort_by_key(|c| !c.config.system);
+        for c in candidates {
+            let st = c.state();
+            let wanted = match c.config.restart_policy {
+                RestartPolicy::Always => true,
+                RestartPolicy::UnlessStopped => !st.manually_stopped,
+                RestartPolicy::OnFailure { .. } => interrupted.contains(&c.config.id),
+                RestartPolicy::No => false,
+            };
+            if wanted && st.status == Status::Exited {
+                let _op = c.op.lock().await;
+                if let Err(e) = self.start_locked(&c, true).await {
+                    tracing::warn!(id = c.id(), error = %e, "boot-time restart failed");
+                }
+            }
+        }
+    }
+
+    /// Stops every running container (daemon shutdown): user containers first, all at once; then
+    /// system agents; then plugins one by one in reverse load order (DESIGN.md: plugins start
+    /// first and stop last).
+    pub async fn shutdown(self: &Arc<Self>) {
+        // Plugin containers, in load order: they stop last, one by one, in reverse.
+        let plugin_order: Vec<String> = self
+            .plugins()
+            .map(|h| {
+                h.snapshot()
+                    .iter()
+                    .filter_map(|p| p.record().container_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let running: Vec<Arc<Container>> = self
+            .all()
+            .into_iter()
+            .filter(|c| c.state().status == Status::Running)
+            .collect();
+        let (plugins, others): (Vec<_>, Vec<_>) = running
+            .into_iter()
+            .partition(|c| plugin_order.iter().any(|id| id == c.id()));
+        let (system, user): (Vec<_>, Vec<_>) = others.into_iter().partition(|c| c.config.system);
+        // User containers all at once (each has its own grace period), then system agents.
+        for wave in [user, system] {
+            futures::future::join_all(wave.iter().map(|c| self.stop_for_shutdown(c))).await;
+        }
+        for id in plugin_order.iter().rev() {
+            if let Some(c) = plugins.iter().find(|c| c.id() == id) {
+                self.stop_for_shutdown(c).await;
+            }
+        }
+    }
+
+    /// Stops `c` for a daemon shutdown, keeping its restart-policy intent (a daemon stop is not a
+    /// user stop).
+    pub(crate) async fn stop_for_shutdown(self: &Arc<Self>, c: &Arc<Container>) {
+        let _op = c.op.lock().await;
+        if c.state().status != Status::Running {
+            return;
+        }
+        let manually = c.state().manually_stopped;
+        let _ = self.stop_locked(c, Some(10), None).await;
+        let _ = c.update(|st| st.manually_stopped = manually);
+    }
+}

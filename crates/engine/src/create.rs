@@ -1,0 +1,253 @@
+//! `create`: validates a create request, reserves the name, writes the record and resolves the
+//! mounts (volume plugins' `create` hooks, named volumes created on demand), then registers the
+//! container with its network.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::container::{
+    ContainerConfig, ContainerState, MountKind, MountSpec, RestartPolicy, generated_name,
+};
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::handle::{Container, lock};
+use crate::images::Image;
+
+/// What a client asks for in `POST /containers/create` (already parsed from the wire).
+#[derive(Debug, Clone, Default)]
+pub struct CreateContainer {
+    pub name: Option<String>,
+    pub image: String,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub hostname: String,
+    pub user: String,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub labels: BTreeMap<String, String>,
+    pub binds: Vec<String>,
+    pub mounts: Vec<MountSpec>,
+    pub restart_policy: RestartPolicy,
+    pub auto_remove: bool,
+    pub network_mode: String,
+    /// `NetworkingConfig.EndpointsConfig.<net>.IPAMConfig.IPv4Address` (`--ip`); empty = none.
+    pub ipv4_address: String,
+    pub volume_driver: String,
+    pub system: bool,
+    /// `HostConfig` resource limits.
+    pub resources: crate::limits::Resources,
+}
+
+impl Engine {
+    /// Creates a container. Everything is validated before anything touches the disk; a failure
+    /// leaves no record and no directory.
+    pub async fn create(
+        self: &Arc<Self>,
+        req: CreateContainer,
+    ) -> Result<(String, Vec<String>), EngineError> {
+        let name = match &req.name {
+            Some(n) if !n.is_empty() => {
+                let n = n.strip_prefix('/').unwrap_or(n).to_owned();
+                berth_state::validate_name("container", &n)?;
+                Some(n)
+            }
+            _ => None,
+        };
+        let image = self.images.get(&req.image)?;
+        let entrypoint = req.entrypoint.clone().filter(|e| !e.is_empty());
+        let cmd = match (&req.cmd, &entrypoint) {
+            (Some(c), _) if !c.is_empty() => Some(c.clone()),
+            (_, Some(_)) => None,
+            _ => image.config.cmd.clone(),
+        };
+        let entry = entrypoint
+            .clone()
+            .or_else(|| image.config.entrypoint.clone())
+            .unwrap_or_default();
+        let argv: Vec<String> = entry
+            .into_iter()
+            .chain(cmd.clone().unwrap_or_default())
+            .collect();
+        let Some((path, args)) = argv.split_first() else {
+            return Err(EngineError::Invalid(
+                "no command specified: give a command or use an image with a CMD".into(),
+            ));
+        };
+        let mut env = image.config.env.clone();
+        for kv in &req.env {
+            let key = kv.split('=').next().unwrap_or_default();
+            if key.is_empty() {
+                return Err(EngineError::Invalid(format!(
+                    "invalid environment variable: {kv:?}"
+                )));
+            }
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(kv.clone());
+        }
+        let mut mounts = Vec::new();
+        for b in &req.binds {
+            mounts.push(MountSpec::parse_bind(b, &req.volume_driver)?);
+        }
+        for m in &req.mounts {
+            if !m.destination.starts_with('/') {
+                return Err(EngineError::Invalid(format!(
+                    "invalid mount config: the target {:?} must be an absolute path",
+                    m.destination
+                )));
+            }
+            match m.kind {
+                MountKind::Bind if !Path::new(&m.source).exists() => {
+                    return Err(EngineError::Invalid(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                        m.source
+                    )));
+                }
+                MountKind::Volume => berth_state::validate_name("volume", &m.source)?,
+                MountKind::Bind => {}
+            }
+            mounts.push(m.clone());
+        }
+        for (i, m) in mounts.iter().enumerate() {
+            if mounts[..i].iter().any(|o| o.destination == m.destination) {
+                return Err(EngineError::Invalid(format!(
+                    "duplicate mount point: {}",
+                    m.destination
+                )));
+            }
+        }
+        if req.auto_remove && req.restart_policy != RestartPolicy::No {
+            return Err(EngineError::Invalid(
+                "conflicting options: cannot combine AutoRemove with a restart policy".into(),
+            ));
+        }
+        self.networks
+            .check_attach(&req.network_mode, &req.ipv4_address)?;
+        req.resources.validate()?;
+
+        let id = berth_state::new_id();
+        // Reserve the name (or generate one) atomically.
+        let name = {
+            let mut table = lock(&self.table);
+            let name = match name {
+                Some(n) => {
+                    if let Some(other) = table.names.get(&n) {
+                        return Err(EngineError::Conflict(format!(
+                            "Conflict. The container name \"/{n}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                        )));
+                    }
+                    n
+                }
+                None => (0..)
+                    .map(|i| generated_name(&id, i))
+                    .find(|n| !table.names.contains_key(n))
+                    .unwrap_or_else(|| id[..12].to_owned()),
+            };
+            table.names.insert(name.clone(), id.clone());
+            name
+        };
+        let result = self
+            .create_record(
+                &id, &name, &req, &image, path, args, cmd, entrypoint, env, mounts,
+            )
+            .await
+            .and_then(|created| {
+                self.networks
+                    .register(&id, &name, &req.network_mode, &req.ipv4_address)?;
+                Ok(created)
+            });
+        match result {
+            Ok((c, warnings)) => {
+                lock(&self.table).by_id.insert(id.clone(), c.clone());
+                self.events
+                    .publish("container", "create", &id, c.attributes());
+                Ok((id, warnings))
+            }
+            Err(e) => {
+                lock(&self.table).names.remove(&name);
+                let _ = berth_state::remove_dir_durable(&self.containers_dir.join(&id));
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn create_record(
+        self: &Arc<Self>,
+        id: &str,
+        name: &str,
+        req: &CreateContainer,
+        image: &Image,
+        path: &str,
+        args: &[String],
+        cmd: Option<Vec<String>>,
+        entrypoint: Option<Vec<String>>,
+        env: Vec<String>,
+        mounts: Vec<MountSpec>,
+    ) -> Result<(Arc<Container>, Vec<String>), EngineError> {
+        let dir = self.containers_dir.join(id);
+        let config = ContainerConfig {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            created: Utc::now(),
+            image: req.image.clone(),
+            image_id: image.id.clone(),
+            path: path.to_owned(),
+            args: args.to_vec(),
+            cmd,
+            entrypoint,
+            env,
+            working_dir: if req.working_dir.is_empty() {
+                image.config.working_dir.clone()
+            } else {
+                req.working_dir.clone()
+            },
+            hostname: if req.hostname.is_empty() {
+                id[..12].to_owned()
+            } else {
+                req.hostname.clone()
+            },
+            user: req.user.clone(),
+            tty: req.tty,
+            open_stdin: req.open_stdin,
+            stdin_once: req.stdin_once,
+            attach_stdin: req.attach_stdin,
+            attach_stdout: req.attach_stdout,
+            attach_stderr: req.attach_stderr,
+            labels: req.labels.clone(),
+            binds: req.binds.clone(),
+            mounts,
+            restart_policy: req.restart_policy.clone(),
+            auto_remove: req.auto_remove,
+            network_mode: if req.network_mode.is_empty() {
+                "default".into()
+            } else {
+                req.network_mode.clone()
+            },
+            volume_driver: req.volume_driver.clone(),
+            system: req.system,
+            resources: req.resources,
+        };
+        std::fs::create_dir_all(&dir)
+            .map_err(EngineError::io(format!("creating {}", dir.display())))?;
+        let mut state = ContainerState::new();
+        let mut warnings = Vec::new();
+        state.mounts = self.resolve_mounts(&config, false, &mut warnings).await?;
+        let stored = berth_state::store_json(&dir.join("state.json"), &state)
+            // config.json last: its presence marks a complete record.
+            .and_then(|()| berth_state::store_json(&dir.join("config.json"), &config));
+        if let Err(e) = stored {
+            self.release_mounts(&config, &state.mounts).await;
+            return Err(e.into());
+        }
+        Ok((Container::new(config, state, dir), warnings))
+    }
+}

@@ -1,0 +1,85 @@
+//! `rm`: kills a running container when forced, detaches its networks, removes its files and
+//! record, and sends the volume plugins their `remove` notification.
+
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+
+use crate::container::Status;
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::handle::{Container, lock};
+use crate::mounts::bind_hook_mounts;
+use crate::runtime::{self};
+
+impl Engine {
+    /// Removes a container (`force` kills a running one first).
+    pub async fn remove(self: &Arc<Self>, reference: &str, force: bool) -> Result<(), EngineError> {
+        let c = self.container(reference)?;
+        let _op = c.op.lock().await;
+        self.remove_locked(&c, force).await
+    }
+
+    pub(crate) async fn remove_locked(
+        &self,
+        c: &Arc<Container>,
+        force: bool,
+    ) -> Result<(), EngineError> {
+        if c.observed.borrow().removed {
+            return Ok(());
+        }
+        let st = c.state();
+        if st.status.is_active() {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    c.config.name
+                )));
+            }
+            c.update(|st| st.manually_stopped = true)?;
+            if st.status == Status::Running {
+                let rx = c.observed.subscribe();
+                let exits = rx.borrow().exits;
+                let _ = runtime::signal(st.pid, Signal::SIGKILL);
+                c.wait_exit_after(rx, exits).await;
+            }
+        }
+        let _ = c.update(|st| st.status = Status::Removing);
+        self.networks.detach(c.id()).await;
+        self.networks.unregister(c.id());
+        {
+            let mut table = lock(&self.table);
+            table.by_id.remove(c.id());
+            if table.names.get(&c.config.name).map(String::as_str) == Some(c.id()) {
+                table.names.remove(&c.config.name);
+            }
+        }
+        let (dir, root, id) = (c.dir.clone(), self.root.clone(), c.id().to_owned());
+        tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
+            runtime::cleanup(&dir)?;
+            crate::cgroups::remove(&root, &id)?;
+            berth_state::remove_dir_durable(&dir)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| EngineError::Io {
+            context: "removing the container's files".into(),
+            source: std::io::Error::other(e),
+        })??;
+        c.observed.send_modify(|o| o.removed = true);
+        self.events
+            .publish("container", "destroy", c.id(), c.attributes());
+        // After the fact: the `remove` volume notification (v2 subscribers, reverse order).
+        let warnings = berth_volumes::hooks::notify_binds(
+            self.bind_hook_host(&c.config),
+            c.id(),
+            berth_plugin_host::protocol::mvp::VolumeEvent::Remove,
+            &bind_hook_mounts(&st.mounts),
+        )
+        .await;
+        for w in warnings {
+            tracing::warn!(id = c.id(), warning = %w, "volume remove notification");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,216 @@
+//! `start`: resolves the mounts, attaches the network, spawns the process through the runtime
+//! and wires its stdio, logs and exit watcher.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use berth_networks::Attachment;
+
+use crate::container::{ResolvedMount, Status};
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::handle::{Container, lock};
+use crate::logs::{self, OutputChunk, StreamKind};
+use crate::runtime::{self, BindMount, NetMode, RunSpec, Spawned};
+
+impl Engine {
+    /// Starts a container (`304`-class error when it already runs).
+    pub async fn start(self: &Arc<Self>, reference: &str) -> Result<(), EngineError> {
+        let c = self.container(reference)?;
+        let _op = c.op.lock().await;
+        let result = self.start_locked(&c, false).await;
+        if result.is_err() && c.config.auto_remove && c.state().status != Status::Running {
+            // `docker run --rm` waits for `removed` even when start failed.
+            if let Err(e) = self.remove_locked(&c, true).await {
+                tracing::warn!(id = c.id(), error = %e, "auto-remove after a failed start");
+            }
+        }
+        result
+    }
+
+    /// Boxed: start → exit → policy restart → start is a cycle of futures.
+    pub(crate) fn start_locked<'a>(
+        self: &'a Arc<Self>,
+        c: &'a Arc<Container>,
+        by_policy: bool,
+    ) -> futures::future::BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(self.start_inner(c, by_policy))
+    }
+
+    pub(crate) async fn start_inner(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        by_policy: bool,
+    ) -> Result<(), EngineError> {
+        let status = c.state().status;
+        match status {
+            Status::Running => {
+                return Err(EngineError::NotModified("container already started".into()));
+            }
+            Status::Removing | Status::Dead => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is being removed",
+                    c.config.name
+                )));
+            }
+            _ => {}
+        }
+        let prepared = self.prepare_run(c).await;
+        let spec = match prepared {
+            Ok(s) => s,
+            Err(e) => {
+                let msg = e.to_string();
+                c.update(|st| {
+                    st.error = msg;
+                    st.exit_code = 127;
+                })?;
+                return Err(e);
+            }
+        };
+        let resolved = spec.1;
+        if let Err(e) = self.networks.attach(c.id(), &c.config.network_mode).await {
+            self.release_mounts(&c.config, &resolved).await;
+            let msg = format!("network setup: {e}");
+            c.update(|st| {
+                st.error = msg;
+                st.exit_code = 127;
+            })?;
+            return Err(e.into());
+        }
+        let spawned = runtime::spawn(spec.0).await;
+        let Spawned { pid1, io, exit } = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                self.networks.detach(c.id()).await;
+                // Not half-started: give the mounts back.
+                self.release_mounts(&c.config, &resolved).await;
+                let msg = e.to_string();
+                c.update(|st| {
+                    st.error = msg;
+                    st.exit_code = 127;
+                    if st.status != Status::Created {
+                        st.status = Status::Exited;
+                        st.finished_at = Some(Utc::now());
+                    }
+                })?;
+                return Err(e.into());
+            }
+        };
+        c.update(|st| {
+            st.status = Status::Running;
+            st.pid = pid1;
+            st.exit_code = 0;
+            st.error.clear();
+            st.started_at = Some(Utc::now());
+            st.mounts = resolved;
+            if !by_policy {
+                st.manually_stopped = false;
+                st.restart_count = 0;
+            }
+        })?;
+        *lock(&c.pty) = io.pty;
+        if let Some(mut writer) = io.stdin {
+            let rx = c.stdin().rx.take();
+            if let Some(mut rx) = rx {
+                tokio::spawn(async move {
+                    while let Some(chunk) = rx.recv().await {
+                        if writer.write_all(&chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = writer.shutdown().await;
+                });
+            }
+        }
+        let (log_tx, log_rx) = mpsc::channel(256);
+        let writer = tokio::spawn(logs::write_log(
+            logs::log_path(&c.dir, c.id()),
+            log_rx,
+            c.log_seq.clone(),
+        ));
+        let mut pumps = vec![tokio::spawn(logs::pump(
+            StreamKind::Stdout,
+            io.stdout,
+            log_tx.clone(),
+            c.output.clone(),
+        ))];
+        if let Some(stderr) = io.stderr {
+            pumps.push(tokio::spawn(logs::pump(
+                StreamKind::Stderr,
+                stderr,
+                log_tx.clone(),
+                c.output.clone(),
+            )));
+        }
+        drop(log_tx);
+        self.events
+            .publish("container", "start", c.id(), c.attributes());
+        let engine = self.clone();
+        let container = c.clone();
+        tokio::spawn(async move {
+            let code = exit.await;
+            for p in pumps {
+                let _ = p.await;
+            }
+            let _ = writer.await;
+            let _ = container.output.send(OutputChunk::Eof);
+            engine.on_exit(&container, code).await;
+        });
+        Ok(())
+    }
+
+    pub(crate) async fn prepare_run(
+        &self,
+        c: &Container,
+    ) -> Result<(RunSpec, Vec<ResolvedMount>), EngineError> {
+        let image = self.images.get(&c.config.image_id)?;
+        let resolved = self
+            .resolve_mounts(&c.config, true, &mut Vec::new())
+            .await?;
+        let mode = match self.networks.for_mode(&c.config.network_mode) {
+            Ok(m) => m,
+            Err(e) => {
+                self.release_mounts(&c.config, &resolved).await;
+                return Err(e.into());
+            }
+        };
+        let net = match mode.attachment {
+            Attachment::Host => NetMode::Host,
+            Attachment::Isolated => NetMode::Isolated,
+            Attachment::Driver => NetMode::Join(self.networks.netns_path(c.id())),
+        };
+        let spec = RunSpec {
+            id: c.id().to_owned(),
+            bundle: c.dir.clone(),
+            rootfs: self.images.rootfs(&image),
+            mounts: resolved
+                .iter()
+                .map(|m| BindMount {
+                    source: PathBuf::from(&m.host_path),
+                    target: m.spec.destination.clone(),
+                    readonly: m.spec.read_only,
+                })
+                .collect(),
+            hostname: c.config.hostname.clone(),
+            env: c.config.env.clone(),
+            cwd: c.config.working_dir.clone(),
+            argv: std::iter::once(c.config.path.clone())
+                .chain(c.config.args.iter().cloned())
+                .collect(),
+            tty: c.config.tty,
+            open_stdin: c.config.open_stdin,
+            net,
+            cgroup_procs: crate::cgroups::for_start(
+                &self.root,
+                c.id(),
+                &c.config.resources,
+                false,
+            )?,
+        };
+        Ok((spec, resolved))
+    }
+}

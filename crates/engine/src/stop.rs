@@ -1,0 +1,129 @@
+//! `stop`, `kill` and `restart`, and the parsing of signal names.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::container::Status;
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::handle::Container;
+use crate::runtime::{self};
+
+/// Parses a signal as Docker accepts it: `KILL`, `SIGKILL`, `9`.
+pub fn parse_signal(s: &str) -> Result<Signal, EngineError> {
+    let bad = || EngineError::Invalid(format!("invalid signal: {s}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name).map_err(|_| bad())
+}
+
+impl Engine {
+    /// Stops a container: `signal` (default SIGTERM), then SIGKILL after `timeout` seconds
+    /// (default 10; negative waits forever).
+    pub async fn stop(
+        self: &Arc<Self>,
+        reference: &str,
+        timeout: Option<i64>,
+        signal: Option<Signal>,
+    ) -> Result<(), EngineError> {
+        let c = self.container(reference)?;
+        let _op = c.op.lock().await;
+        self.stop_locked(&c, timeout, signal).await
+    }
+
+    pub(crate) async fn stop_locked(
+        &self,
+        c: &Arc<Container>,
+        timeout: Option<i64>,
+        signal: Option<Signal>,
+    ) -> Result<(), EngineError> {
+        let st = c.state();
+        match st.status {
+            Status::Restarting => {
+                c.update(|st| {
+                    st.manually_stopped = true;
+                    st.status = Status::Exited;
+                })?;
+                return Ok(());
+            }
+            Status::Running => {}
+            _ => return Err(EngineError::NotModified("container already stopped".into())),
+        }
+        c.update(|st| st.manually_stopped = true)?;
+        let rx = c.observed.subscribe();
+        let exits = rx.borrow().exits;
+        let _ = runtime::signal(st.pid, signal.unwrap_or(Signal::SIGTERM));
+        let grace = timeout.unwrap_or(10);
+        let waited = if grace < 0 {
+            c.wait_exit_after(rx.clone(), exits).await;
+            true
+        } else {
+            tokio::time::timeout(
+                Duration::from_secs(grace as u64),
+                c.wait_exit_after(rx.clone(), exits),
+            )
+            .await
+            .is_ok()
+        };
+        if !waited {
+            let _ = runtime::signal(st.pid, Signal::SIGKILL);
+            c.wait_exit_after(rx, exits).await;
+        }
+        self.events
+            .publish("container", "stop", c.id(), c.attributes());
+        Ok(())
+    }
+
+    /// Sends a signal (default SIGKILL) to a running container.
+    pub async fn kill(
+        self: &Arc<Self>,
+        reference: &str,
+        signal: Option<Signal>,
+    ) -> Result<(), EngineError> {
+        let c = self.container(reference)?;
+        let st = c.state();
+        if st.status != Status::Running {
+            return Err(EngineError::Conflict(format!(
+                "cannot kill container: {reference}: container {} is not running",
+                c.id()
+            )));
+        }
+        let sig = signal.unwrap_or(Signal::SIGKILL);
+        if sig == Signal::SIGKILL {
+            c.update(|st| st.manually_stopped = true)?;
+        }
+        runtime::signal(st.pid, sig)?;
+        let mut attrs = c.attributes();
+        attrs.insert("signal".into(), (sig as i32).to_string());
+        self.events.publish("container", "kill", c.id(), attrs);
+        Ok(())
+    }
+
+    /// Stops (if running) and starts a container again.
+    pub async fn restart(
+        self: &Arc<Self>,
+        reference: &str,
+        timeout: Option<i64>,
+    ) -> Result<(), EngineError> {
+        let c = self.container(reference)?;
+        let _op = c.op.lock().await;
+        match self.stop_locked(&c, timeout, None).await {
+            Ok(()) | Err(EngineError::NotModified(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.start_locked(&c, false).await?;
+        self.events
+            .publish("container", "restart", c.id(), c.attributes());
+        Ok(())
+    }
+}

@@ -1,0 +1,215 @@
+//! Creating and removing a network (its pool, the driver's `CreateNetwork`/`DeleteNetwork`).
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+
+use berth_plugin_host::protocol::mvp::{NetworkEvent, NetworkMessage};
+
+use crate::error::{NetworkError, driver_error};
+use crate::ipam::{Pool, Subnet};
+use crate::model::{Attachment, CreateNetwork, Network, PREDEFINED, default_ipam};
+use crate::remote::RemotePool;
+use crate::store::{NetworkStore, lock};
+use crate::{ipam, mvp, netns};
+
+impl NetworkStore {
+    /// Creates a network: validates the name, driver and IPAM request (overlaps with the other
+    /// networks are refused; without a subnet a default pool not used by another network or a
+    /// host interface is picked), tells the driver, persists.
+    pub async fn create(&self, req: CreateNetwork) -> Result<Network, NetworkError> {
+        berth_state::validate_name("network", &req.name)?;
+        let _ops = self.ops.lock().await;
+        if self.get(&req.name).is_ok() {
+            return Err(NetworkError::NameInUse(req.name));
+        }
+        let driver_name = if req.driver.is_empty() {
+            "bridge".to_owned()
+        } else {
+            req.driver.clone()
+        };
+        if driver_name == "host" || driver_name == "null" {
+            return Err(NetworkError::SingleInstance(driver_name));
+        }
+        let driver = self.driver(&driver_name).await?;
+        let ipam_name = if req.ipam_driver.is_empty() {
+            default_ipam()
+        } else {
+            req.ipam_driver.clone()
+        };
+        let ipam = self.remote_ipam(&ipam_name).await?;
+        let id = berth_state::new_id();
+        // The MVP `create` hook runs first: plugins may fill or change Subnet, Gateway, Options.
+        let (subnet0, gateway0, range) = req.ipam_config.first().cloned().unwrap_or_default();
+        let msg = NetworkMessage {
+            network_id: Some(id.clone()),
+            network_name: Some(req.name.clone()),
+            driver: Some(driver_name.clone()),
+            subnet: (!subnet0.is_empty()).then_some(subnet0),
+            gateway: gateway0.filter(|g| !g.is_empty()),
+            options: Some(req.options.clone()),
+            ..Default::default()
+        };
+        let setup = mvp::setup(self.host(), NetworkEvent::Create, msg).await?;
+        for w in &setup.warnings {
+            tracing::warn!(network = req.name, warning = %w, "network create hook");
+        }
+        let undo_hooks = |m: NetworkMessage, called: Vec<String>| async move {
+            for w in mvp::undo(self.host(), NetworkEvent::Create, &m, &called).await {
+                tracing::warn!(warning = %w, "network create hook compensation");
+            }
+        };
+        let merged = setup.message.clone();
+        let subnet = merged.subnet.clone().unwrap_or_default();
+        let gateway = merged.gateway.clone().unwrap_or_default();
+        let range = range.unwrap_or_default();
+        let options = merged.options.clone().unwrap_or(req.options);
+        let pooled = match &ipam {
+            Some(ipam) => ipam
+                .request_pool(&subnet, &range, &gateway, &options)
+                .await
+                .map(|p| (p.pool, Some(p.pool_id))),
+            None => self
+                .builtin_pool(&subnet, &gateway, &range)
+                .await
+                .map(|p| (p, None)),
+        };
+        let (pool, pool_id) = match pooled {
+            Ok(p) => p,
+            Err(e) => {
+                undo_hooks(merged, setup.called).await;
+                return Err(e);
+            }
+        };
+        let n = Network {
+            id,
+            name: req.name.clone(),
+            driver: driver_name.clone(),
+            created: Utc::now(),
+            attachment: Attachment::Driver,
+            options,
+            labels: req.labels,
+            ipam_driver: ipam_name,
+            pool: Some(pool),
+            ipam_pool_id: pool_id.clone(),
+            members: BTreeMap::new(),
+        };
+        let release_pool = || async {
+            if let (Some(ipam), Some(pool_id)) = (&ipam, &pool_id)
+                && let Err(e) = ipam
+                    .release_pool(&RemotePool {
+                        pool_id: pool_id.clone(),
+                        pool,
+                    })
+                    .await
+            {
+                tracing::warn!(error = %e, "releasing the IPAM pool of a failed network create");
+            }
+        };
+        if let Err(e) = driver.create_network(&n).await {
+            release_pool().await;
+            undo_hooks(merged, setup.called).await;
+            return Err(driver_error(&n, e));
+        }
+        if let Err(e) = self.persist(&n) {
+            let _ = driver.delete_network(&n).await;
+            release_pool().await;
+            undo_hooks(merged, setup.called).await;
+            let _ = berth_state::remove_dir_durable(&self.dir.join(&n.id));
+            return Err(e);
+        }
+        lock(&self.networks).push(n.clone());
+        Ok(n)
+    }
+
+    /// The built-in IPAM's pool for a new network: the user's subnet (refused when it overlaps
+    /// another network), else a default pool not used by another network or a host interface.
+    pub(crate) async fn builtin_pool(
+        &self,
+        subnet: &str,
+        gateway: &str,
+        range: &str,
+    ) -> Result<Pool, NetworkError> {
+        let others: Vec<(String, Subnet)> = lock(&self.networks)
+            .iter()
+            .filter_map(|n| n.pool.map(|p| (n.name.clone(), p.subnet)))
+            .collect();
+        if !subnet.is_empty() {
+            let pool = Pool::from_config(
+                subnet,
+                (!gateway.is_empty()).then_some(gateway),
+                (!range.is_empty()).then_some(range),
+            )?;
+            if let Some((other, other_subnet)) =
+                others.iter().find(|(_, s)| s.overlaps(&pool.subnet))
+            {
+                return Err(NetworkError::Overlap {
+                    subnet: pool.subnet,
+                    other: other.clone(),
+                    other_subnet: *other_subnet,
+                });
+            }
+            return Ok(pool);
+        }
+        let mut in_use: Vec<Subnet> = others.iter().map(|(_, s)| *s).collect();
+        match netns::host_subnets().await {
+            Ok(host) => in_use.extend(host),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing host subnets for the default pool")
+            }
+        }
+        Ok(Pool::default_for(ipam::pick_default(&in_use)?))
+    }
+
+    /// Removes a network: refused for the pre-defined ones and while containers are connected.
+    pub async fn remove(&self, reference: &str) -> Result<Network, NetworkError> {
+        let _ops = self.ops.lock().await;
+        let n = self.get(reference)?;
+        if PREDEFINED.contains(&n.name.as_str()) {
+            return Err(NetworkError::Predefined(n.name));
+        }
+        if !n.members.is_empty() {
+            return Err(NetworkError::ActiveEndpoints {
+                name: n.name.clone(),
+                id: n.id.clone(),
+                containers: n
+                    .members
+                    .values()
+                    .map(|m| m.container_name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        // After the fact: IPAM, driver and hook failures are warnings (DESIGN.md: "after").
+        // Docker's order: ReleaseAddress (gateway) → ReleasePool → DeleteNetwork.
+        if let (Some(pool_id), Some(pool)) = (&n.ipam_pool_id, n.pool) {
+            match self.remote_ipam(&n.ipam_driver).await {
+                Ok(Some(ipam)) => {
+                    let held = RemotePool {
+                        pool_id: pool_id.clone(),
+                        pool,
+                    };
+                    if let Err(e) = ipam.release_pool(&held).await {
+                        tracing::warn!(network = n.name, error = %e, "IPAM ReleasePool");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(network = n.name, error = %e, "IPAM driver gone"),
+            }
+        }
+        match self.driver(&n.driver).await {
+            Ok(d) => {
+                if let Err(e) = d.delete_network(&n).await {
+                    tracing::warn!(network = n.name, error = %e, "driver DeleteNetwork");
+                }
+            }
+            Err(e) => tracing::warn!(network = n.name, error = %e, "network driver gone"),
+        }
+        berth_state::remove_dir_durable(&self.dir.join(&n.id))?;
+        lock(&self.networks).retain(|x| x.id != n.id);
+        for w in mvp::notify(self.host(), NetworkEvent::Delete, &mvp::network_message(&n)).await {
+            tracing::warn!(network = n.name, warning = %w, "network delete hook");
+        }
+        Ok(n)
+    }
+}

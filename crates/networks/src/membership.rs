@@ -1,0 +1,220 @@
+//! Membership of containers in networks: a member from create (or connect) until remove (or
+//! disconnect), with an endpoint only while it runs (attach before start, detach after exit).
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use crate::error::NetworkError;
+use crate::model::{Attachment, Member, Network};
+use crate::store::NetworkStore;
+use crate::{ipam, netns};
+
+impl NetworkStore {
+    /// Validates a container's network request at create: the network exists, and a static
+    /// address (`--ip`, empty = none) fits its subnet and is free.
+    pub fn check_attach(&self, mode: &str, ip: &str) -> Result<Network, NetworkError> {
+        let n = self.for_mode(mode)?;
+        self.check_ip(&n, "", ip)?;
+        Ok(n)
+    }
+
+    pub(crate) fn check_ip(
+        &self,
+        n: &Network,
+        container_id: &str,
+        ip: &str,
+    ) -> Result<Option<Ipv4Addr>, NetworkError> {
+        if ip.is_empty() {
+            return Ok(None);
+        }
+        let addr = ipam::parse_addr(ip)?;
+        let pool = n
+            .pool
+            .ok_or_else(|| NetworkError::NoStaticIp(n.name.clone()))?;
+        pool.check_static(addr, &n.used(container_id))
+            .map_err(|source| NetworkError::OnNetwork {
+                name: n.name.clone(),
+                source,
+            })?;
+        Ok(Some(addr))
+    }
+
+    /// Records a new container as a member of the network of its `NetworkMode` (nothing for
+    /// `host`/`none`).
+    pub fn register(
+        &self,
+        container_id: &str,
+        container_name: &str,
+        mode: &str,
+        ip: &str,
+    ) -> Result<(), NetworkError> {
+        let n = self.for_mode(mode)?;
+        if n.attachment != Attachment::Driver {
+            return Ok(());
+        }
+        let requested_ip = self.check_ip(&n, container_id, ip)?;
+        self.update(&n.id, |n| {
+            n.members.insert(
+                container_id.to_owned(),
+                Member {
+                    container_name: container_name.to_owned(),
+                    primary: true,
+                    requested_ip,
+                    endpoint: None,
+                    seq: 0,
+                },
+            );
+        })?;
+        Ok(())
+    }
+
+    /// Forgets a removed container everywhere (call [`NetworkStore::detach`] first).
+    pub fn unregister(&self, container_id: &str) {
+        for (n, _) in self.container_networks(container_id) {
+            if let Err(e) = self.update(&n.id, |n| {
+                n.members.remove(container_id);
+            }) {
+                tracing::warn!(network = n.name, error = %e, "forgetting a removed container");
+            }
+        }
+    }
+
+    /// Before a container starts: creates its namespace at [`NetworkStore::netns_path`] and
+    /// wires one interface per network it is a member of. Returns the namespace to join, or
+    /// `None` when the container's mode is `host` or `none`. On failure everything made so far
+    /// is torn down (no interface, namespace or lease is left).
+    pub async fn attach(
+        &self,
+        container_id: &str,
+        mode: &str,
+    ) -> Result<Option<PathBuf>, NetworkError> {
+        if self.for_mode(mode)?.attachment != Attachment::Driver {
+            return Ok(None);
+        }
+        let _ops = self.ops.lock().await;
+        let path = self.netns_path(container_id);
+        self.detach_locked(container_id).await;
+        netns::create(&path).await?;
+        for (i, (n, _)) in self
+            .container_networks(container_id)
+            .into_iter()
+            .enumerate()
+        {
+            if let Err(e) = self
+                .join_one(&n.id, container_id, &format!("eth{i}"), &path)
+                .await
+            {
+                self.detach_locked(container_id).await;
+                return Err(e);
+            }
+        }
+        Ok(Some(path))
+    }
+
+    /// After a container stopped (or when its start failed): leaves every network (reverse
+    /// order), releases the leases and deletes the namespace. Idempotent; failures are logged.
+    pub async fn detach(&self, container_id: &str) {
+        let _ops = self.ops.lock().await;
+        self.detach_locked(container_id).await;
+    }
+
+    pub(crate) async fn detach_locked(&self, container_id: &str) {
+        let path = self.netns_path(container_id);
+        for (n, m) in self.container_networks(container_id).into_iter().rev() {
+            if let Some(ep) = m.endpoint {
+                self.leave_one(&n, container_id, &ep, &path).await;
+            }
+        }
+        netns::remove(&path);
+    }
+
+    /// `network connect`: makes the container a member of `network` (with `--ip`, empty = none);
+    /// when `running`, wires the interface at once (`eth<N>`, next free number).
+    pub async fn connect(
+        &self,
+        network: &str,
+        container_id: &str,
+        container_name: &str,
+        mode: &str,
+        ip: &str,
+        running: bool,
+    ) -> Result<(), NetworkError> {
+        let _ops = self.ops.lock().await;
+        let n = self.get(network)?;
+        let primary = self.for_mode(mode)?;
+        if n.attachment != Attachment::Driver || primary.attachment != Attachment::Driver {
+            return Err(NetworkError::Invalid(format!(
+                "container {container_name} cannot be connected to network {}: containers on the host or none network, and the host and none networks, take no further connections",
+                n.name
+            )));
+        }
+        if n.members.contains_key(container_id) {
+            return Err(NetworkError::AlreadyConnected {
+                container: container_name.to_owned(),
+                network: n.name,
+            });
+        }
+        let requested_ip = self.check_ip(&n, container_id, ip)?;
+        let current = self.container_networks(container_id);
+        let seq = current.iter().map(|(_, m)| m.seq + 1).max().unwrap_or(1);
+        self.update(&n.id, |n| {
+            n.members.insert(
+                container_id.to_owned(),
+                Member {
+                    container_name: container_name.to_owned(),
+                    primary: false,
+                    requested_ip,
+                    endpoint: None,
+                    seq,
+                },
+            );
+        })?;
+        if running {
+            let used: BTreeSet<String> = current
+                .iter()
+                .filter_map(|(_, m)| m.endpoint.as_ref().map(|e| e.ifname.clone()))
+                .collect();
+            let ifname = (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|name| !used.contains(name))
+                .unwrap_or_else(|| "eth9".into());
+            let path = self.netns_path(container_id);
+            if let Err(e) = self.join_one(&n.id, container_id, &ifname, &path).await {
+                let _ = self.update(&n.id, |n| {
+                    n.members.remove(container_id);
+                });
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// `network disconnect`: leaves (if wired) and forgets the membership.
+    pub async fn disconnect(
+        &self,
+        network: &str,
+        container_id: &str,
+        container_name: &str,
+    ) -> Result<(), NetworkError> {
+        let _ops = self.ops.lock().await;
+        let n = self.get(network)?;
+        let Some(m) = n.members.get(container_id).cloned() else {
+            return Err(NetworkError::NotConnected {
+                container: container_name.to_owned(),
+                network: n.name,
+            });
+        };
+        if let Some(ep) = &m.endpoint {
+            let path = self.netns_path(container_id);
+            if let Err(e) = netns::delete_in(&path, &ep.ifname).await {
+                tracing::warn!(error = %e, "deleting the container's interface");
+            }
+            self.leave_one(&n, container_id, ep, &path).await;
+        }
+        self.update(&n.id, |n| {
+            n.members.remove(container_id);
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! The network model: a network record, its members and their endpoints, the create request,
+//! and the built-in networks (`bridge`, `host`, `none`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ipam::Pool;
+
+/// How a container attached to a network gets its network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Attachment {
+    /// Share the host's network namespace.
+    Host,
+    /// A fresh network namespace with only loopback.
+    Isolated,
+    /// Its own namespace at [`NetworkStore::netns_path`], wired by the network's driver.
+    Driver,
+}
+
+/// A running container's endpoint on a network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Endpoint {
+    pub id: String,
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    /// Interface name inside the container.
+    pub ifname: String,
+}
+
+/// A container connected to a network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Member {
+    pub container_name: String,
+    /// The network of the container's `NetworkMode` (gets `eth0` and the default route).
+    pub primary: bool,
+    /// `--ip`: the address the container asked for.
+    #[serde(default)]
+    pub requested_ip: Option<Ipv4Addr>,
+    /// Present while the container runs.
+    #[serde(default)]
+    pub endpoint: Option<Endpoint>,
+    /// Order of connection (interfaces are numbered in this order at start).
+    #[serde(default)]
+    pub seq: u64,
+}
+
+/// One network as the engine knows it (persisted for the non-host, non-none networks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub created: DateTime<Utc>,
+    pub attachment: Attachment,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The IPAM driver's name (`default` = the built-in IPAM).
+    #[serde(default = "default_ipam")]
+    pub ipam_driver: String,
+    #[serde(default)]
+    pub pool: Option<Pool>,
+    /// The pool id an IPAM plugin granted (`None` with the built-in IPAM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam_pool_id: Option<String>,
+    /// Containers connected, by container id.
+    #[serde(default)]
+    pub members: BTreeMap<String, Member>,
+}
+
+pub(crate) fn default_ipam() -> String {
+    "default".into()
+}
+
+impl Network {
+    /// Addresses leased or reserved by static requests, except those of `except` (a container id).
+    pub(crate) fn used(&self, except: &str) -> BTreeSet<Ipv4Addr> {
+        self.members
+            .iter()
+            .filter(|(id, _)| id.as_str() != except)
+            .flat_map(|(_, m)| {
+                m.endpoint
+                    .as_ref()
+                    .map(|e| e.address)
+                    .into_iter()
+                    .chain(m.requested_ip)
+            })
+            .collect()
+    }
+}
+
+/// A network create request, parsed from the wire.
+#[derive(Debug, Clone, Default)]
+pub struct CreateNetwork {
+    pub name: String,
+    /// Empty = `bridge`.
+    pub driver: String,
+    pub ipam_driver: String,
+    /// `IPAM.Config[]` entries: (Subnet, Gateway, IPRange); only the first IPv4 one is used.
+    pub ipam_config: Vec<(String, Option<String>, Option<String>)>,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+pub(crate) fn builtin(name: &str, driver: &str, attachment: Attachment) -> Network {
+    // Stable ids for the built-in networks, derived from their names.
+    let id = hex::encode(Sha256::digest(
+        format!("berth built-in network {name}").as_bytes(),
+    ));
+    Network {
+        id,
+        name: name.to_owned(),
+        driver: driver.to_owned(),
+        created: DateTime::<Utc>::UNIX_EPOCH,
+        attachment,
+        options: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        ipam_driver: default_ipam(),
+        pool: None,
+        ipam_pool_id: None,
+        members: BTreeMap::new(),
+    }
+}
+
+pub(crate) const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];

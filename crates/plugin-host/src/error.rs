@@ -1,0 +1,90 @@
+//! The plugin host's error type and its class for the API's one error→HTTP map.
+
+use std::path::PathBuf;
+
+use berth_state::ErrorKind;
+
+use crate::discovery::DiscoveryError;
+use crate::handshake::HandshakeError;
+
+/// Errors of the plugin host.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A plugin with this name is loaded.
+    #[error("plugin \"{0}\" is already loaded")]
+    Conflict(String),
+    /// No such plugin.
+    #[error("plugin \"{0}\" is not loaded")]
+    NotFound(String),
+    /// Negotiation failed.
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    /// The launcher failed.
+    #[error("launching plugin image {image}: {reason}")]
+    Launch {
+        /// Image.
+        image: String,
+        /// Reason.
+        reason: String,
+    },
+    /// Discovery failed.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// Persisting failed.
+    #[error(transparent)]
+    State(#[from] berth_state::StateError),
+    /// A bad plugin name.
+    #[error(transparent)]
+    Name(#[from] berth_state::NameError),
+    /// The plugin told no name and none was given.
+    #[error("plugin at {0} tells no name; give one")]
+    NoName(String),
+    /// No launcher is configured.
+    #[error("no plugin launcher configured: cannot run plugin containers")]
+    NoLauncher,
+    /// Upgrade to a plugin with another name.
+    #[error("upgrade of plugin \"{old}\": the new plugin calls itself \"{new}\"")]
+    NameMismatch {
+        /// Old name.
+        old: String,
+        /// New name.
+        new: String,
+    },
+    /// A `--mount` that cannot be used.
+    #[error("plugin mount {mount:?}: {reason}")]
+    Mount {
+        /// The mount as given.
+        mount: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Filesystem failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Error.
+        source: std::io::Error,
+    },
+}
+
+impl HostError {
+    /// The error class (for the API's one error→HTTP map).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            HostError::Conflict(_) => ErrorKind::Conflict,
+            HostError::NotFound(_) | HostError::Discovery(DiscoveryError::NotFound { .. }) => {
+                ErrorKind::NotFound
+            }
+            HostError::Name(_)
+            | HostError::NoName(_)
+            | HostError::NameMismatch { .. }
+            | HostError::Mount { .. }
+            | HostError::Discovery(_) => ErrorKind::InvalidArgument,
+            HostError::Handshake(_) | HostError::Launch { .. } => ErrorKind::Unavailable,
+            HostError::State(_) | HostError::Io { .. } | HostError::NoLauncher => {
+                ErrorKind::Internal
+            }
+        }
+    }
+}

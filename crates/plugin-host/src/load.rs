@@ -1,0 +1,262 @@
+//! Loading a plugin: from a socket, by Docker-style discovery, or as a system container through
+//! the [`PluginLauncher`]; hand-shake, build the record, register it at the end of the order.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::client::PluginClient;
+use crate::discovery::{self, DiscoveryError};
+use crate::error::HostError;
+use crate::handshake::{self, Negotiated};
+use crate::launcher::{LaunchSpec, PluginLauncher};
+use crate::plugin::LoadedPlugin;
+use crate::readiness::ReadyState;
+use crate::record::{LoadOptions, PluginRecord, PluginSource, PluginState, validate_mount};
+use crate::registry::{PLUGIN_SOCKET, PluginHost};
+
+impl PluginHost {
+    pub(crate) fn build_record(
+        &self,
+        negotiated: Negotiated,
+        fallback_name: Option<&str>,
+        source: PluginSource,
+        socket: PathBuf,
+        container_id: Option<String>,
+        opts: &LoadOptions,
+    ) -> Result<PluginRecord, HostError> {
+        let name = opts
+            .name
+            .clone()
+            .or_else(|| (!negotiated.name.is_empty()).then(|| negotiated.name.clone()))
+            .or_else(|| fallback_name.map(str::to_owned))
+            .ok_or_else(|| HostError::NoName(socket.display().to_string()))?;
+        berth_state::validate_name("plugin", &name)?;
+        Ok(PluginRecord {
+            name,
+            source,
+            socket,
+            protocol: negotiated.protocol,
+            info: negotiated.info,
+            interests: negotiated.interests,
+            subscriptions: negotiated.subscriptions,
+            implements: negotiated.implements,
+            deadline_ms: opts
+                .deadline_ms
+                .or(negotiated.requested_deadline_ms)
+                .unwrap_or(self.config.default_call_deadline.as_millis() as u64),
+            failure_policy: opts
+                .failure_policy
+                .or(negotiated.requested_failure_policy)
+                .unwrap_or_default(),
+            privileged: opts.privileged,
+            container_id,
+            options: opts.clone(),
+            last_error: None,
+            disabled: false,
+        })
+    }
+
+    pub(crate) async fn register(
+        &self,
+        record: PluginRecord,
+    ) -> Result<Arc<LoadedPlugin>, HostError> {
+        let _ops = self.ops.lock().await;
+        if self.get(&record.name).is_some() {
+            return Err(HostError::Conflict(record.name));
+        }
+        let plugin = Arc::new(LoadedPlugin::new(record, PluginState::Active));
+        self.swap(|v| v.push(plugin.clone()));
+        if let Err(e) = self.persist() {
+            let name = plugin.name().to_owned();
+            self.swap(|v| v.retain(|p| p.name() != name));
+            return Err(e);
+        }
+        self.readiness.set(plugin.name(), ReadyState::Ready);
+        Ok(plugin)
+    }
+
+    /// Loads a plugin already running on `socket` (`plugin load --socket PATH`): hand-shakes it
+    /// (polling until the load deadline), registers it at the end of the order, persists.
+    pub async fn load_socket(
+        &self,
+        socket: impl AsRef<Path>,
+        opts: LoadOptions,
+    ) -> Result<Arc<LoadedPlugin>, HostError> {
+        let socket = socket.as_ref().to_path_buf();
+        let stem = socket
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_owned);
+        self.load_from_socket(socket, PluginSource::Socket, stem.as_deref(), opts)
+            .await
+    }
+
+    /// Loads plugin `name` found by Docker-style discovery in the configured directories.
+    pub async fn load_discovered(
+        &self,
+        name: &str,
+        mut opts: LoadOptions,
+    ) -> Result<Arc<LoadedPlugin>, HostError> {
+        // Like Docker, a plugin not found yet may still be starting: look again until the load
+        // deadline (with the handshake's short backoff), then report where we looked.
+        let until = Instant::now() + self.load_deadline(&opts);
+        let mut backoff = Duration::from_millis(10);
+        let socket = loop {
+            match discovery::discover(name, &self.config.discovery_dirs) {
+                Ok(s) => break s,
+                Err(e @ DiscoveryError::NotFound { .. }) if Instant::now() >= until => {
+                    return Err(e.into());
+                }
+                Err(DiscoveryError::NotFound { .. }) => {
+                    tokio::time::sleep(
+                        backoff.min(until.saturating_duration_since(Instant::now())),
+                    )
+                    .await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        opts.name.get_or_insert_with(|| name.to_owned());
+        self.load_from_socket(
+            socket,
+            PluginSource::Discovered {
+                name: name.to_owned(),
+            },
+            Some(name),
+            opts,
+        )
+        .await
+    }
+
+    async fn load_from_socket(
+        &self,
+        socket: PathBuf,
+        source: PluginSource,
+        fallback_name: Option<&str>,
+        opts: LoadOptions,
+    ) -> Result<Arc<LoadedPlugin>, HostError> {
+        if let Some(m) = opts.mounts.first() {
+            return Err(HostError::Mount {
+                mount: m.clone(),
+                reason: "mounts apply to plugins run as containers, not to one on a socket".into(),
+            });
+        }
+        let label = opts
+            .name
+            .clone()
+            .unwrap_or_else(|| socket.display().to_string());
+        let client = PluginClient::new(label, socket.clone());
+        let negotiated =
+            handshake::negotiate(&client, &self.offer(), self.load_deadline(&opts)).await?;
+        let record = self.build_record(negotiated, fallback_name, source, socket, None, &opts)?;
+        self.register(record).await
+    }
+
+    pub(crate) fn launcher(&self) -> Result<Arc<dyn PluginLauncher>, HostError> {
+        self.launcher.clone().ok_or(HostError::NoLauncher)
+    }
+
+    pub(crate) fn new_socket_dir(&self) -> Result<PathBuf, HostError> {
+        let id = berth_state::new_id();
+        let dir = self.config.root.join("plugins").join(&id[..16]);
+        std::fs::create_dir_all(&dir).map_err(|source| HostError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(dir)
+    }
+
+    /// Launches a plugin container and hand-shakes it: launch → poll the handshake on
+    /// `<socket dir>/plugin.sock` until the deadline → register at the end of the order →
+    /// persist. On any failure the container is stopped and nothing is registered.
+    pub async fn load_container(
+        &self,
+        image: &str,
+        args: Vec<String>,
+        env: Vec<String>,
+        opts: LoadOptions,
+    ) -> Result<Arc<LoadedPlugin>, HostError> {
+        let (record, container_id) = self.launch_and_negotiate(image, args, env, &opts).await?;
+        match self.register(record).await {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                self.stop_quietly(&container_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) async fn launch_and_negotiate(
+        &self,
+        image: &str,
+        args: Vec<String>,
+        env: Vec<String>,
+        opts: &LoadOptions,
+    ) -> Result<(PluginRecord, String), HostError> {
+        for m in &opts.mounts {
+            validate_mount(m)?;
+        }
+        let launcher = self.launcher()?;
+        let socket_dir = self.new_socket_dir()?;
+        let spec = LaunchSpec {
+            name: opts.name.clone(),
+            image: image.to_owned(),
+            args: args.clone(),
+            env: env.clone(),
+            mounts: opts.mounts.clone(),
+            privileged: opts.privileged,
+            socket_dir: socket_dir.clone(),
+        };
+        let launched = match launcher.launch(spec).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&socket_dir);
+                return Err(HostError::Launch {
+                    image: image.to_owned(),
+                    reason: e.0,
+                });
+            }
+        };
+        let socket = socket_dir.join(PLUGIN_SOCKET);
+        let client = PluginClient::new(
+            opts.name.clone().unwrap_or_else(|| image.to_owned()),
+            socket.clone(),
+        );
+        let source = PluginSource::Container {
+            image: image.to_owned(),
+            args,
+            env,
+            socket_dir: socket_dir.clone(),
+        };
+        let result =
+            match handshake::negotiate(&client, &self.offer(), self.load_deadline(opts)).await {
+                Ok(n) => self.build_record(
+                    n,
+                    None,
+                    source,
+                    socket,
+                    Some(launched.container_id.clone()),
+                    opts,
+                ),
+                Err(e) => Err(e.into()),
+            };
+        match result {
+            Ok(r) => Ok((r, launched.container_id)),
+            Err(e) => {
+                self.stop_quietly(&launched.container_id).await;
+                let _ = std::fs::remove_dir_all(&socket_dir);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) async fn stop_quietly(&self, container_id: &str) {
+        if let Some(l) = &self.launcher
+            && let Err(e) = l.stop(container_id).await
+        {
+            tracing::warn!("stopping plugin container {container_id}: {e}");
+        }
+    }
+}
