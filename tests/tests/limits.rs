@@ -416,3 +416,131 @@ fn stale_cgroups_are_swept_at_boot() {
     d.docker(&["rm", "-f", &id]).ok();
     assert!(cgroups.iter().all(|(_, dir)| !dir.exists()));
 }
+
+/// The json-file log of container `id` (`LogPath`).
+fn log_file(d: &Daemon, id: &str) -> PathBuf {
+    PathBuf::from(inspect(d, id, "{{.LogPath}}"))
+}
+
+/// Needs root. A 40000-byte line is logged as Docker 20.10's json-file does: two 16 KiB partial
+/// entries without a newline and the rest with it; `docker logs` prints the line back whole.
+#[test]
+fn long_lines_are_split_at_16k_with_partial_entries() {
+    let d = daemon_with_bb();
+    let id = d
+        .docker(&[
+            "run",
+            "-d",
+            "bb",
+            "sh",
+            "-c",
+            "head -c 40000 /dev/zero | tr '\\0' a; echo; echo short",
+        ])
+        .ok()
+        .trim()
+        .to_string();
+    d.docker(&["wait", &id]).ok();
+    let text = std::fs::read_to_string(log_file(&d, &id)).unwrap();
+    let logs: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["log"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let lens: Vec<usize> = logs.iter().map(String::len).collect();
+    assert_eq!(lens, [16384, 16384, 40000 - 2 * 16384 + 1, 6], "{lens:?}");
+    assert!(!logs[0].ends_with('\n') && logs[2].ends_with('\n'));
+    let out = d.docker(&["logs", &id]);
+    assert_eq!(out.ok(), format!("{}\nshort\n", "a".repeat(40000)));
+}
+
+/// Needs root. `docker logs --tail 2` of a 300000-line log prints the last two lines (read from
+/// the end of the file).
+#[test]
+fn tail_of_a_big_log() {
+    let d = daemon_with_bb();
+    let id = d
+        .docker(&["run", "-d", "bb", "seq", "300000"])
+        .ok()
+        .trim()
+        .to_string();
+    d.docker(&["wait", &id]).ok();
+    let out = d.docker(&["logs", "--tail", "2", &id]);
+    assert_eq!(out.ok(), "299999\n300000\n");
+    let none = d.docker(&["logs", "--tail", "0", &id]);
+    assert_eq!(none.ok(), "");
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Needs root. A container writes 1 GiB without a newline: the daemon's memory stays bounded
+/// (sampled from /proc/PID/status while it runs) and the log gets all of it, in 16 KiB entries.
+#[test]
+fn one_gib_without_newline_keeps_the_daemon_small() {
+    const BOUND_KIB: u64 = 200 * 1024;
+    let d = daemon_with_bb();
+    let pid = d.pid().unwrap();
+    let id = d
+        .docker(&[
+            "run",
+            "-d",
+            "bb",
+            "sh",
+            "-c",
+            "head -c 1073741824 /dev/zero | tr '\\0' a",
+        ])
+        .ok()
+        .trim()
+        .to_string();
+    let log = log_file(&d, &id);
+    let mut peak = 0;
+    let mut samples = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        peak = peak.max(rss_kib(pid));
+        samples += 1;
+        let running = inspect(&d, &id, "{{.State.Running}}") == "true";
+        if !running {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still writing after 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    peak = peak.max(rss_kib(pid));
+    assert!(
+        samples >= 3,
+        "too few samples ({samples}) to bound the peak"
+    );
+    assert!(
+        peak < BOUND_KIB,
+        "daemon RSS peaked at {peak} KiB (bound {BOUND_KIB} KiB)"
+    );
+    // All of it is in the log: 65536 partial entries of 16 KiB.
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(size > 1 << 30, "log is only {size} bytes");
+    let text = {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&log).unwrap();
+        f.seek(SeekFrom::End(-20_000)).unwrap();
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        s
+    };
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["log"].as_str().unwrap(), "a".repeat(16384));
+    let out = d.docker(&["logs", "--tail", "1", &id]);
+    assert_eq!(out.ok().len(), 16384);
+    eprintln!("1 GiB line: daemon RSS peak {peak} KiB over {samples} samples");
+}
