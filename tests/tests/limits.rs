@@ -544,3 +544,74 @@ fn one_gib_without_newline_keeps_the_daemon_small() {
     assert_eq!(out.ok().len(), 16384);
     eprintln!("1 GiB line: daemon RSS peak {peak} KiB over {samples} samples");
 }
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Needs root. The state root is 0711, the directories under it and each container's 0700
+/// (fixed at boot too), the API socket 0660 owned by root and `--group`.
+#[test]
+fn root_and_socket_modes() {
+    use std::os::unix::fs::MetadataExt;
+    let mut d = Daemon::start_with(|_| vec!["--group".into(), "nogroup".into()]);
+    import_bb(&d);
+    let id = d.docker(&["create", "bb", "true"]).ok().trim().to_string();
+    let root = d.root();
+    assert_eq!(mode(&root), 0o711);
+    let container = root.join("containers").join(&id);
+    assert_eq!(mode(&container), 0o700);
+    for entry in std::fs::read_dir(&root).unwrap().flatten() {
+        if entry.file_type().unwrap().is_dir() {
+            assert_eq!(mode(&entry.path()), 0o700, "{}", entry.path().display());
+        }
+    }
+    let socket = std::fs::metadata(d.socket()).unwrap();
+    assert_eq!(socket.mode() & 0o777, 0o660);
+    assert_eq!((socket.uid(), socket.gid()), (0, 65534));
+    // A record from before the rule (or a chmod by hand) is fixed at the next boot.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&container, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    d.stop(Duration::from_secs(20));
+    d.restart();
+    assert_eq!(mode(&root), 0o711);
+    assert_eq!(mode(&container), 0o700);
+}
+
+/// Needs root. A second daemon on the same root, or on a socket a daemon still serves, refuses
+/// to start, naming the first daemon's pid, and leaves the first one's socket alone.
+#[test]
+fn a_second_daemon_is_refused_naming_the_first_pid() {
+    let d = Daemon::start();
+    let pid = d.pid().unwrap().to_string();
+    let second = |root: &Path, socket: &Path| {
+        let mut cmd = std::process::Command::new(berth_tests::berth_binary());
+        cmd.arg("daemon")
+            .arg("--root")
+            .arg(root)
+            .arg("--host")
+            .arg(format!("unix://{}", socket.display()));
+        berth_tests::run_command(cmd, None, Duration::from_secs(30))
+    };
+    let same_root = second(&d.root(), &d.dir().join("other.sock"));
+    assert!(!same_root.success(), "{}", same_root.describe());
+    assert!(
+        same_root.stderr.contains(&format!("pid {pid}")) && same_root.stderr.contains("root"),
+        "{}",
+        same_root.describe()
+    );
+    let same_socket = second(&d.dir().join("root2"), &d.socket());
+    assert!(!same_socket.success(), "{}", same_socket.describe());
+    assert!(
+        same_socket.stderr.contains(&format!("pid {pid}")) && same_socket.stderr.contains("socket"),
+        "{}",
+        same_socket.describe()
+    );
+    // The first daemon still serves on its socket.
+    let out = d.docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+    assert_eq!(out.ok().trim(), "1.50");
+}

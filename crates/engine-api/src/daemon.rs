@@ -29,6 +29,8 @@ pub struct DaemonConfig {
     pub plugin_dir: PathBuf,
     /// Docker authorization plugins, in order (`--authorization-plugin`, repeatable).
     pub authorization_plugins: Vec<String>,
+    /// The group that owns the API socket (`--group`; default `berth` when it exists, else root).
+    pub group: Option<String>,
 }
 
 /// Errors that stop the daemon from starting or serving.
@@ -43,6 +45,8 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Hygiene(#[from] crate::hygiene::HygieneError),
     #[error("serving the API: {0}")]
     Serve(std::io::Error),
     #[error("failed to validate authorization plugin {name}: {reason}")]
@@ -160,6 +164,7 @@ impl EngineSocketServer for PluginSockets {
     fn serve(&self, socket: &Path, socket_dir: &Path, fallback: &str) -> Result<(), String> {
         self.stop(socket);
         let listener = bind_unix(socket).map_err(|e| e.to_string())?;
+        crate::hygiene::secure_plugin_socket(socket).map_err(|e| e.to_string())?;
         let host = self.host.lock().map(|h| h.clone()).unwrap_or_default();
         let dir = socket_dir.to_owned();
         let fallback = fallback.to_owned();
@@ -198,10 +203,15 @@ pub async fn run(
     config: DaemonConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    // One daemon per root and per socket: both checked before anything is touched.
+    let _root_lock = crate::hygiene::lock_root(&config.root)?;
+    crate::hygiene::check_socket_free(&config.socket)?;
+    let socket_group = crate::hygiene::socket_group(config.group.as_deref())?;
     let engine = Engine::open(&config.root).map_err(|source| DaemonError::Open {
         root: config.root.clone(),
         source,
     })?;
+    crate::hygiene::fix_modes(&config.root)?;
     // Bridges a killed engine left behind go before anything is wired again.
     engine.networks.sweep_idle_bridges().await;
     let launcher = ContainerLauncher::new(engine.clone());
@@ -227,6 +237,7 @@ pub async fn run(
         path: config.socket.clone(),
         source,
     })?;
+    crate::hygiene::secure_socket(&config.socket, socket_group)?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "berth daemon listening");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod gate;
 pub mod hooks;
+pub mod hygiene;
 pub mod routes;
 pub mod streams;
 pub mod version;

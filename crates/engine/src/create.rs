@@ -237,6 +237,11 @@ impl Engine {
             resources: req.resources,
         };
         std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                // Private: the config holds the environment, the upper dir the container's files.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            })
             .map_err(EngineError::io(format!("creating {}", dir.display())))?;
         let mut state = ContainerState::new();
         let mut warnings = Vec::new();

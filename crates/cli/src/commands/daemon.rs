@@ -32,6 +32,9 @@ pub struct DaemonArgs {
     /// Docker authorization plugin to consult, in order (repeatable).
     #[arg(long = "authorization-plugin", value_name = "NAME")]
     pub authorization_plugins: Vec<String>,
+    /// Group that owns the API socket (mode 0660); default `berth` when it exists, else root.
+    #[arg(short = 'G', long)]
+    pub group: Option<String>,
 }
 
 /// Builds the engine's configuration from the flags and the global `--host`.
@@ -46,6 +49,7 @@ pub fn config(args: DaemonArgs, host: Option<&str>) -> Result<DaemonConfig, Stri
         plugin_timeout: args.plugin_timeout,
         plugin_dir: args.plugin_dir,
         authorization_plugins: args.authorization_plugins,
+        group: args.group,
     })
 }
 
