@@ -131,6 +131,15 @@ fn container_body(auto_remove: bool) -> serde_json::Value {
     })
 }
 
+/// The hardened variant of the `run --rm` body: a memory and a pids limit (cgroup files written
+/// at start, read at exit).
+fn limited_body() -> serde_json::Value {
+    let mut body = container_body(true);
+    body["HostConfig"]["Memory"] = serde_json::json!(64 << 20);
+    body["HostConfig"]["PidsLimit"] = serde_json::json!(100);
+    body
+}
+
 async fn container_create_rm(api: &mut Api) {
     let body = api
         .call(
@@ -152,12 +161,12 @@ async fn container_create_rm(api: &mut Api) {
 
 /// `docker run --rm host true` on the wire: create, attach (hijacked), wait for `removed`
 /// (headers first), start, then the wait's status and the attach stream's end.
-async fn run_rm_true(api: &mut Api, waiter: &mut Api, socket: &Path) {
+async fn run_rm_true(api: &mut Api, waiter: &mut Api, socket: &Path, body: &serde_json::Value) {
     let body = api
         .call(
             Method::POST,
             "/containers/create",
-            Some(container_body(true)),
+            Some(body.clone()),
             StatusCode::CREATED,
         )
         .await;
@@ -341,8 +350,12 @@ fn bench_api(c: &mut Criterion, d: &Daemon, rt: &tokio::runtime::Runtime) {
     timed!("container_create_rm", {
         container_create_rm(&mut api).await;
     });
+    let (plain, limited) = (container_body(true), limited_body());
     timed!("run_rm_true", {
-        run_rm_true(&mut api, &mut waiter, &socket).await;
+        run_rm_true(&mut api, &mut waiter, &socket, &plain).await;
+    });
+    timed!("run_rm_true_limits", {
+        run_rm_true(&mut api, &mut waiter, &socket, &limited).await;
     });
     g.finish();
 }
