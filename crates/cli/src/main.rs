@@ -112,6 +112,10 @@ async fn dispatch(cli: Cli) -> u8 {
     let host = cli.host;
     let result = match cli.command {
         Command::Daemon(args) => daemon::run(args, host).await,
+        // Needs no daemon: checks a plugin's socket directly.
+        Command::Plugin(plugin::PluginCommand::Check(args)) => {
+            crate::commands::plugin_check::run(args).await
+        }
         other => match Client::connect(host.as_deref()) {
             Ok(client) => run_client(&client, other).await,
             Err(err) => Err(err),

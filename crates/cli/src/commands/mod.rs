@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod image;
 pub mod network;
 pub mod plugin;
+pub mod plugin_check;
 pub mod system;
 pub mod volume;
 

@@ -32,6 +32,8 @@ pub enum PluginCommand {
     /// Unload a plugin (refused while volumes depend on it, unless --force).
     #[command(alias = "rm")]
     Unload(UnloadArgs),
+    /// Check a plugin against the protocol rules (conformance kit; needs no daemon).
+    Check(crate::commands::plugin_check::CheckArgs),
 }
 
 /// Flags of `plugin load`.
@@ -133,6 +135,7 @@ pub async fn run(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Status(a) => status(client, a).await,
         PluginCommand::Upgrade(a) => upgrade(client, a).await,
         PluginCommand::Unload(a) => unload(client, a).await,
+        PluginCommand::Check(a) => crate::commands::plugin_check::run(a).await,
     }
 }
 
