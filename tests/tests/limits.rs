@@ -358,6 +358,18 @@ fn stats_from_docker_cli_and_docker_py() {
     let cpu: f64 = fields[3].trim_end_matches('%').parse().unwrap();
     assert!(cpu > 10.0, "a busy loop should show CPU use: {line}");
 
+    // `docker info` reports the limit support (no "No memory limit support" warnings).
+    let info = d.docker(&[
+        "info",
+        "--format",
+        "{{.MemoryLimit}} {{.PidsLimit}} {{.CgroupDriver}}",
+    ]);
+    assert_eq!(
+        info.ok().trim(),
+        "true true cgroupfs",
+        "{}",
+        info.describe()
+    );
     let py = d.python(
         r#"
 c = client.containers.get("busy")
