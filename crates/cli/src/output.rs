@@ -62,25 +62,8 @@ impl Table {
     }
 }
 
-/// Go's `units.HumanDuration`: "Less than a second", "About a minute", "3 hours", "2 weeks"...
-pub fn human_duration(secs: i64) -> String {
-    let secs = secs.max(0);
-    let minutes = secs / 60;
-    let hours = (secs as f64 / 3600.0 + 0.5) as i64;
-    match () {
-        _ if secs < 1 => "Less than a second".to_string(),
-        _ if secs == 1 => "1 second".to_string(),
-        _ if secs < 60 => format!("{secs} seconds"),
-        _ if minutes == 1 => "About a minute".to_string(),
-        _ if minutes < 60 => format!("{minutes} minutes"),
-        _ if hours == 1 => "About an hour".to_string(),
-        _ if hours < 48 => format!("{hours} hours"),
-        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
-        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
-        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
-        _ => format!("{} years", hours / 24 / 365),
-    }
-}
+/// Go's `units.HumanDuration`: the engine API's, so `ps` columns and statuses round alike.
+pub use berth_engine_api::present::human_duration;
 
 /// "N units ago" for a unix timestamp, relative to `now` (unix seconds).
 pub fn ago(created: i64, now: i64) -> String {
@@ -229,19 +212,10 @@ mod tests {
     }
 
     #[test]
-    fn human_durations() {
-        assert_eq!(human_duration(0), "Less than a second");
-        assert_eq!(human_duration(1), "1 second");
-        assert_eq!(human_duration(5), "5 seconds");
-        assert_eq!(human_duration(60), "About a minute");
-        assert_eq!(human_duration(150), "2 minutes");
-        assert_eq!(human_duration(3600), "About an hour");
-        assert_eq!(human_duration(3 * 3600), "3 hours");
-        assert_eq!(human_duration(3 * 86400), "3 days");
-        assert_eq!(human_duration(20 * 86400), "2 weeks");
-        assert_eq!(human_duration(90 * 86400), "3 months");
-        assert_eq!(human_duration(800 * 86400), "2 years");
-        assert_eq!(ago(100, 160), "About a minute ago");
+    fn ago_uses_the_shared_human_duration() {
+        assert_eq!(ago(100, 250), "2 minutes ago");
+        // The same rounding as a container's status (`Up 2 hours` after 90 minutes).
+        assert_eq!(ago(0, 90 * 60), "2 hours ago");
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! Daemon start-up and shutdown, in the order DESIGN's boot flow fixes: open the engine state and
-//! the plugin host → bind the UNIX socket and serve at once, behind the closed readiness gate →
-//! start plugins (system containers) in load order and hand-shake them → open the gate → start
-//! user containers per restart policy. Shutdown stops user containers first and plugins last.
-//! Privileged plugins' per-plugin engine sockets ([`PluginSockets`]) are served from here too.
+//! Daemon start-up and shutdown, and the daemon's one composition root ([`run`]): open the engine
+//! state with its plugin host, built in dependency order with no late wiring (see
+//! docs/architecture.md, "The composition root") → bind the UNIX socket and serve at once,
+//! behind the closed readiness gate → start plugins (system containers) in load order and
+//! hand-shake them → open the gate → start user containers per restart policy. Shutdown stops
+//! user containers first and plugins last. Privileged plugins' per-plugin engine sockets
+//! ([`PluginSockets`]) are served from here too; they reach the engine through a `Weak`, like the
+//! plugin launcher, because they are built before it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +13,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use berth_engine::plugins::{ContainerLauncher, EngineSocketServer};
-use berth_engine::{Engine, EngineError};
+use berth_engine::runtime::NamespaceRuntime;
+use berth_engine::{Engine, EngineError, OpenError};
 use berth_plugin_host::{HostConfig, HostError, PluginHost, PluginSource};
 
 use crate::gate::{Caller, Gate};
@@ -105,32 +109,23 @@ fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
 }
 
 /// The per-plugin engine sockets of privileged plugins: the same API, attributed to the plugin
-/// ([`Caller::Plugin`]), passing the readiness gate.
+/// ([`Caller::Plugin`]; plugin callers pass the readiness gate, so these sockets need none).
+/// Built before the plugin host (its launcher serves through it), so it reaches the engine by a
+/// [`Weak`] handle, like the launcher.
 pub struct PluginSockets {
-    engine: Arc<Engine>,
-    gate: Gate,
+    engine: Weak<Engine>,
     authz: Arc<Vec<String>>,
-    host: Mutex<Weak<PluginHost>>,
     serving: Mutex<HashMap<PathBuf, tokio::task::JoinHandle<()>>>,
 }
 
 impl PluginSockets {
-    /// Sockets serving `engine` behind `gate`.
-    pub fn new(engine: Arc<Engine>, gate: Gate, authz: Arc<Vec<String>>) -> Arc<Self> {
+    /// Sockets serving the engine behind `engine`, with the authorization plugins `authz`.
+    pub fn new(engine: Weak<Engine>, authz: Arc<Vec<String>>) -> Arc<Self> {
         Arc::new(Self {
             engine,
-            gate,
             authz,
-            host: Mutex::new(Weak::new()),
             serving: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// The host used to name callers (the plugin whose socket dir matches).
-    pub fn set_host(&self, host: &Arc<PluginHost>) {
-        if let Ok(mut h) = self.host.lock() {
-            *h = Arc::downgrade(host);
-        }
     }
 
     /// Stops every socket (daemon shutdown).
@@ -147,15 +142,19 @@ impl PluginSockets {
 }
 
 /// The name of the plugin whose container was launched with `socket_dir`, else `fallback`.
-fn plugin_name(host: &Weak<PluginHost>, socket_dir: &Path, fallback: &str) -> String {
-    host.upgrade()
-        .and_then(|h| {
-            h.list().into_iter().find_map(|p| match &p.record.source {
-                PluginSource::Container { socket_dir: d, .. } if d == socket_dir => {
-                    Some(p.record.name)
-                }
-                _ => None,
-            })
+fn plugin_name(engine: &Weak<Engine>, socket_dir: &Path, fallback: &str) -> String {
+    engine
+        .upgrade()
+        .and_then(|e| {
+            e.plugins()?
+                .list()
+                .into_iter()
+                .find_map(|p| match &p.record.source {
+                    PluginSource::Container { socket_dir: d, .. } if d == socket_dir => {
+                        Some(p.record.name)
+                    }
+                    _ => None,
+                })
         })
         .unwrap_or_else(|| fallback.to_owned())
 }
@@ -163,15 +162,19 @@ fn plugin_name(host: &Weak<PluginHost>, socket_dir: &Path, fallback: &str) -> St
 impl EngineSocketServer for PluginSockets {
     fn serve(&self, socket: &Path, socket_dir: &Path, fallback: &str) -> Result<(), String> {
         self.stop(socket);
+        let engine = self
+            .engine
+            .upgrade()
+            .ok_or_else(|| "the engine has shut down".to_owned())?;
         let listener = bind_unix(socket).map_err(|e| e.to_string())?;
         crate::hygiene::secure_plugin_socket(socket).map_err(|e| e.to_string())?;
-        let host = self.host.lock().map(|h| h.clone()).unwrap_or_default();
+        let weak = self.engine.clone();
         let dir = socket_dir.to_owned();
         let fallback = fallback.to_owned();
         let caller: crate::CallerFn =
-            Arc::new(move || Caller::Plugin(plugin_name(&host, &dir, &fallback)));
-        let engine = self.engine.clone();
-        let gate = self.gate.clone();
+            Arc::new(move || Caller::Plugin(plugin_name(&weak, &dir, &fallback)));
+        // Plugin callers pass the readiness gate whatever its state: an open one says so.
+        let gate = Gate::open_now();
         let authz = self.authz.clone();
         let path = socket.to_owned();
         let task = tokio::spawn(async move {
@@ -207,31 +210,39 @@ pub async fn run(
     let _root_lock = crate::hygiene::lock_root(&config.root)?;
     crate::hygiene::check_socket_free(&config.socket)?;
     let socket_group = crate::hygiene::socket_group(config.group.as_deref())?;
-    let engine = Engine::open(&config.root).map_err(|source| DaemonError::Open {
-        root: config.root.clone(),
-        source,
-    })?;
-    crate::hygiene::fix_modes(&config.root)?;
-    // Bridges a killed engine left behind go before anything is wired again.
-    engine.networks.sweep_idle_bridges().await;
-    let launcher = ContainerLauncher::new(engine.clone());
+    // The composition root. Built in dependency order, each piece handed what it needs at
+    // construction: the engine-socket server (weak handle to the engine) → the launcher (weak
+    // handle, server) → the plugin host (launcher) → the engine (host, runtime). The weak
+    // handles come from `Engine::open_wired` while it builds the engine, so nothing is set
+    // afterwards and no `Arc` cycle keeps the engine alive.
+    let authz = Arc::new(dedup(&config.authorization_plugins));
     let mut host_config = HostConfig::new(&config.root);
     host_config.discovery_dirs = vec![config.plugin_dir.clone()];
     host_config.load_deadline = config.plugin_timeout;
-    let host = Arc::new(
-        PluginHost::open(host_config, Some(launcher.clone())).map_err(|source| {
-            DaemonError::Plugins {
-                root: config.root.clone(),
-                source,
-            }
-        })?,
-    );
-    engine.set_plugins(host.clone());
+    let mut built_sockets = None;
+    let engine = Engine::open_wired(&config.root, Arc::new(NamespaceRuntime), |weak| {
+        let sockets = PluginSockets::new(weak.clone(), authz.clone());
+        built_sockets = Some(sockets.clone());
+        let launcher = ContainerLauncher::new(weak.clone(), Some(sockets));
+        PluginHost::open(host_config, Some(launcher)).map(|h| Some(Arc::new(h)))
+    })
+    .map_err(|e| match e {
+        OpenError::Engine(source) => DaemonError::Open {
+            root: config.root.clone(),
+            source,
+        },
+        OpenError::Plugins(source) => DaemonError::Plugins {
+            root: config.root.clone(),
+            source,
+        },
+    })?;
+    let (Some(host), Some(sockets)) = (engine.plugins().cloned(), built_sockets) else {
+        unreachable!("open_wired returns an engine only after wire succeeded");
+    };
+    crate::hygiene::fix_modes(&config.root)?;
+    // Bridges a killed engine left behind go before anything is wired again.
+    engine.networks.sweep_idle_bridges().await;
     let gate = Gate::closed(config.plugin_timeout, Some(host.readiness()));
-    let authz = Arc::new(dedup(&config.authorization_plugins));
-    let sockets = PluginSockets::new(engine.clone(), gate.clone(), authz.clone());
-    sockets.set_host(&host);
-    launcher.set_engine_socket_server(sockets.clone());
 
     let listener = bind_unix(&config.socket).map_err(|source| DaemonError::Bind {
         path: config.socket.clone(),

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod gate;
 pub mod hooks;
 pub mod hygiene;
+pub mod present;
 pub mod routes;
 pub mod streams;
 pub mod version;

@@ -2,11 +2,12 @@
 //! running or half-created), boot-time restarts by policy, and the ordered daemon shutdown.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use chrono::Utc;
 
 use berth_networks::NetworkStore;
+use berth_plugin_host::PluginHost;
 use berth_volumes::VolumeStore;
 
 use crate::container::{ContainerConfig, ContainerState, RestartPolicy, Status};
@@ -15,30 +16,103 @@ use crate::error::EngineError;
 use crate::events::EventBus;
 use crate::handle::{Container, lock};
 use crate::images::ImageStore;
+use crate::runtime::{ContainerRuntime, NamespaceRuntime};
+
+/// Why [`Engine::open_wired`] failed: the engine's own state, or the wiring (the plugin host).
+#[derive(Debug)]
+pub enum OpenError<E> {
+    /// Opening or reconciling the engine state failed.
+    Engine(EngineError),
+    /// The `wire` callback failed.
+    Plugins(E),
+}
 
 impl Engine {
-    /// Opens the engine state under `root` and reconciles it: containers that were running when
-    /// the previous engine died are marked exited (boot restarts them per policy later, see
-    /// [`Engine::start_restart_policy_containers`]); half-created containers are removed.
+    /// Opens the engine state under `root` with the namespace runtime and no plugin host
+    /// (engine-only servers). See [`Engine::open_wired`] for the daemon's composition.
     pub fn open(root: &Path) -> Result<Arc<Self>, EngineError> {
+        Self::open_with(root, Arc::new(NamespaceRuntime), None)
+    }
+
+    /// Opens the engine state under `root` with `runtime` and, optionally, a plugin host built
+    /// beforehand (one that needs no launcher back into this engine). Tests open a temp dir
+    /// with the recording [`FakeRuntime`](crate::runtime::fake::FakeRuntime) this way, as any
+    /// user.
+    pub fn open_with(
+        root: &Path,
+        runtime: Arc<dyn ContainerRuntime>,
+        plugins: Option<Arc<PluginHost>>,
+    ) -> Result<Arc<Self>, EngineError> {
+        Self::open_wired(root, runtime, |_| Ok::<_, EngineError>(plugins)).map_err(|e| match e {
+            OpenError::Engine(e) | OpenError::Plugins(e) => e,
+        })
+    }
+
+    /// The daemon's composition root for the engine: opens the state under `root` (reconciling
+    /// it: containers that were running when the previous engine died are marked exited, and
+    /// boot restarts them per policy later, see [`Engine::start_restart_policy_containers`];
+    /// half-created containers are removed), then calls `wire` with a [`Weak`] handle to the
+    /// engine being built, to build the plugin host. The host's launcher creates plugin
+    /// containers in this engine, so it holds that `Weak`: the engine owns the host, the host
+    /// owns the launcher, and the launcher does not own the engine (no `Arc` cycle, and nothing
+    /// is wired after construction). Upgrading the `Weak` inside `wire` fails: the engine
+    /// exists only once `open_wired` returns.
+    pub fn open_wired<E>(
+        root: &Path,
+        runtime: Arc<dyn ContainerRuntime>,
+        wire: impl FnOnce(&Weak<Engine>) -> Result<Option<Arc<PluginHost>>, E>,
+    ) -> Result<Arc<Self>, OpenError<E>> {
         let containers_dir = root.join("containers");
-        std::fs::create_dir_all(&containers_dir).map_err(EngineError::io(format!(
-            "creating {}",
-            containers_dir.display()
-        )))?;
-        let engine = Engine {
-            root: root.to_owned(),
-            containers_dir: containers_dir.clone(),
-            table: Mutex::new(Table::default()),
-            images: ImageStore::open(root)?,
-            volumes: VolumeStore::open(root)?,
-            networks: NetworkStore::open(root)?,
-            events: EventBus::new(),
-            interrupted: Mutex::new(Vec::new()),
-            plugins: std::sync::OnceLock::new(),
-        };
+        std::fs::create_dir_all(&containers_dir)
+            .map_err(EngineError::io(format!(
+                "creating {}",
+                containers_dir.display()
+            )))
+            .map_err(OpenError::Engine)?;
+        let images = ImageStore::open(root).map_err(OpenError::Engine)?;
+        let volumes = VolumeStore::open(root).map_err(|e| OpenError::Engine(e.into()))?;
+        let networks = NetworkStore::open(root).map_err(|e| OpenError::Engine(e.into()))?;
+        let (table, interrupted) =
+            Self::load_containers(&containers_dir).map_err(OpenError::Engine)?;
+        let mut failed = None;
+        let engine = Arc::new_cyclic(|weak| {
+            let plugins = match wire(weak) {
+                Ok(p) => p,
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            };
+            if let Some(host) = &plugins {
+                networks.set_plugins(host.clone());
+            }
+            Engine {
+                root: root.to_owned(),
+                containers_dir,
+                table: Mutex::new(table),
+                images,
+                volumes,
+                networks,
+                events: EventBus::new(),
+                interrupted: Mutex::new(interrupted),
+                plugins,
+                runtime,
+            }
+        });
+        match failed {
+            // Nothing was started: the half-built engine is dropped here.
+            Some(e) => Err(OpenError::Plugins(e)),
+            None => Ok(engine),
+        }
+    }
+
+    /// Loads the container records under `containers_dir`, reconciling them (see
+    /// [`Engine::open_wired`]). Returns the table and the ids of the containers that were running.
+    fn load_containers(containers_dir: &Path) -> Result<(Table, Vec<String>), EngineError> {
+        let mut table = Table::default();
+        let mut interrupted = Vec::new();
         let entries =
-            std::fs::read_dir(&containers_dir).map_err(EngineError::io("reading containers"))?;
+            std::fs::read_dir(containers_dir).map_err(EngineError::io("reading containers"))?;
         for entry in entries.flatten() {
             let dir = entry.path();
             let Some(config) = berth_state::load_json::<ContainerConfig>(&dir.join("config.json"))?
@@ -51,7 +125,7 @@ impl Engine {
                 .unwrap_or_default();
             if state.status.is_active() || state.status == Status::Removing {
                 if state.status == Status::Running {
-                    lock(&engine.interrupted).push(config.id.clone());
+                    interrupted.push(config.id.clone());
                 }
                 state.status = Status::Exited;
                 state.pid = 0;
@@ -60,14 +134,15 @@ impl Engine {
                 state.finished_at = Some(Utc::now());
                 berth_state::store_json(&dir.join("state.json"), &state)?;
             }
-            let mut table = lock(&engine.table);
             table.names.insert(config.name.clone(), config.id.clone());
             table
                 .by_id
                 .insert(config.id.clone(), Container::new(config, state, dir));
         }
-        crate::cgroups::sweep_at_boot(root, &lock(&engine.table).by_id);
-        Ok(Arc::new(engine))
+        // The engine root holds `containers/`.
+        let root = containers_dir.parent().unwrap_or(containers_dir);
+        crate::cgroups::sweep_at_boot(root, &table.by_id);
+        Ok((table, interrupted))
     }
 
     /// After the readiness gate opens: restart containers per policy (always; unless-stopped when
@@ -95,8 +170,8 @@ impl Engine {
     }
 
     /// Stops every running container (daemon shutdown): user containers first, all at once; then
-    /// system agents; then plugins one by one in reverse load order (DESIGN.md: plugins start
-    /// first and stop last).
+    /// system agents; then plugins one by one in reverse load order (plugins start first and
+    /// stop last: docs/semantics.md).
     pub async fn shutdown(self: &Arc<Self>) {
         // Plugin containers, in load order: they stop last, one by one, in reverse.
         let plugin_order: Vec<String> = self

@@ -123,53 +123,26 @@ pub struct MountSpec {
 }
 
 impl MountSpec {
-    /// Parses one `HostConfig.Binds` entry: `src:dst[:mode]`.
-    pub fn parse_bind(bind: &str, volume_driver: &str) -> Result<Self, EngineError> {
-        let parts: Vec<&str> = bind.split(':').collect();
-        let (source, destination, mode) = match parts.as_slice() {
-            [s, d] => (*s, *d, ""),
-            [s, d, m] => (*s, *d, *m),
-            _ => {
-                return Err(EngineError::Invalid(format!(
-                    "invalid HostConfig.Binds entry {bind:?}: expected SOURCE:DESTINATION[:MODE]"
-                )));
-            }
-        };
-        if source.is_empty() || !destination.starts_with('/') {
-            return Err(EngineError::Invalid(format!(
-                "invalid HostConfig.Binds entry {bind:?}: the destination must be an absolute path"
-            )));
-        }
-        let mut read_only = false;
-        for opt in mode.split(',').filter(|m| !m.is_empty()) {
-            match opt {
-                "ro" => read_only = true,
-                "rw" | "z" | "Z" | "rprivate" | "private" | "rslave" | "slave" | "nocopy" => {}
-                other => {
-                    return Err(EngineError::Invalid(format!(
-                        "invalid HostConfig.Binds entry {bind:?}: unknown mode {other:?}"
-                    )));
-                }
-            }
-        }
-        let kind = if source.starts_with('/') {
-            MountKind::Bind
-        } else {
-            MountKind::Volume
-        };
-        if kind == MountKind::Volume {
-            berth_state::validate_name("volume", source)?;
-        }
-        Ok(MountSpec {
-            kind,
-            source: source.to_owned(),
-            destination: destination.to_owned(),
+    /// A bind mount of host path `source` at `destination` (the Docker syntaxes that produce
+    /// these are parsed in the API layer).
+    pub fn bind(
+        source: impl Into<String>,
+        destination: impl Into<String>,
+        read_only: bool,
+    ) -> Self {
+        MountSpec {
+            kind: MountKind::Bind,
+            source: source.into(),
+            destination: destination.into(),
             read_only,
-            mode: mode.to_owned(),
-            driver: (kind == MountKind::Volume && !volume_driver.is_empty())
-                .then(|| volume_driver.to_owned()),
+            mode: if read_only {
+                "ro".into()
+            } else {
+                String::new()
+            },
+            driver: None,
             create_source: true,
-        })
+        }
     }
 }
 
@@ -254,52 +227,11 @@ impl ContainerState {
             oom_killed: false,
         }
     }
-
-    /// Docker's human status string (`Up 2 minutes`, `Exited (0) 5 seconds ago`, `Created`).
-    pub fn human(&self, now: DateTime<Utc>) -> String {
-        match self.status {
-            Status::Created => "Created".to_owned(),
-            Status::Running => format!(
-                "Up {}",
-                human_duration(now - self.started_at.unwrap_or(now))
-            ),
-            Status::Restarting => format!(
-                "Restarting ({}) {} ago",
-                self.exit_code,
-                human_duration(now - self.finished_at.unwrap_or(now))
-            ),
-            Status::Removing => "Removal In Progress".to_owned(),
-            Status::Exited => format!(
-                "Exited ({}) {} ago",
-                self.exit_code,
-                human_duration(now - self.finished_at.unwrap_or(now))
-            ),
-            Status::Dead => "Dead".to_owned(),
-        }
-    }
 }
 
 impl Default for ContainerState {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// Docker's `units.HumanDuration`.
-pub fn human_duration(d: chrono::TimeDelta) -> String {
-    let secs = d.num_seconds().max(0);
-    match secs {
-        0 => "Less than a second".to_owned(),
-        1 => "1 second".to_owned(),
-        s if s < 60 => format!("{s} seconds"),
-        s if s < 120 => "About a minute".to_owned(),
-        s if s < 3600 => format!("{} minutes", s / 60),
-        s if s < 2 * 3600 => "About an hour".to_owned(),
-        s if s < 48 * 3600 => format!("{} hours", s / 3600),
-        s if s < 14 * 86400 => format!("{} days", s / 86400),
-        s if s < 60 * 86400 => format!("{} weeks", s / (7 * 86400)),
-        s if s < 2 * 365 * 86400 => format!("{} months", s / (30 * 86400)),
-        s => format!("{} years", s / (365 * 86400)),
     }
 }
 
@@ -333,24 +265,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn binds_parse() {
-        let m = MountSpec::parse_bind("/a:/data:ro", "").unwrap();
-        assert_eq!(
-            (m.kind, m.read_only, m.destination.as_str()),
-            (MountKind::Bind, true, "/data")
-        );
-        let v = MountSpec::parse_bind("nicevol:/d", "flocker").unwrap();
-        assert_eq!(
-            (v.kind, v.driver.as_deref()),
-            (MountKind::Volume, Some("flocker"))
-        );
-        assert!(MountSpec::parse_bind("/a", "").is_err());
-        assert!(MountSpec::parse_bind("/a:rel", "").is_err());
-        assert!(MountSpec::parse_bind("../x:/d", "").is_err());
-        assert!(MountSpec::parse_bind("/a:/d:bogus", "").is_err());
-    }
-
-    #[test]
     fn restart_rules() {
         let p = RestartPolicy::parse("on-failure", 2).unwrap();
         assert!(p.should_restart(1, 0, false));
@@ -363,15 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn human_strings() {
-        let now = Utc::now();
-        let mut s = ContainerState::new();
-        assert_eq!(s.human(now), "Created");
-        s.status = Status::Exited;
-        s.exit_code = 3;
-        s.finished_at = Some(now - chrono::TimeDelta::seconds(5));
-        assert_eq!(s.human(now), "Exited (3) 5 seconds ago");
-        assert_eq!(human_duration(chrono::TimeDelta::seconds(150)), "2 minutes");
+    fn generated_names_differ_per_attempt() {
         assert_ne!(
             generated_name(&"ab".repeat(32), 0),
             generated_name(&"ab".repeat(32), 1)

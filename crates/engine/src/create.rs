@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use berth_state::rollback::Rollback;
 use chrono::Utc;
 
 use crate::container::{
@@ -34,7 +35,10 @@ pub struct CreateContainer {
     pub attach_stdout: bool,
     pub attach_stderr: bool,
     pub labels: BTreeMap<String, String>,
+    /// `HostConfig.Binds` as the client wrote them, kept for inspect; their parsed form is in
+    /// `mounts` (the API layer parses Docker's `SRC:DST[:MODE]` syntax).
     pub binds: Vec<String>,
+    /// Every mount, in order: the parsed `Binds` first (`create_source`), then `Mounts`.
     pub mounts: Vec<MountSpec>,
     pub restart_policy: RestartPolicy,
     pub auto_remove: bool,
@@ -94,9 +98,6 @@ impl Engine {
             env.push(kv.clone());
         }
         let mut mounts = Vec::new();
-        for b in &req.binds {
-            mounts.push(MountSpec::parse_bind(b, &req.volume_driver)?);
-        }
         for m in &req.mounts {
             if !m.destination.starts_with('/') {
                 return Err(EngineError::Invalid(format!(
@@ -105,7 +106,8 @@ impl Engine {
                 )));
             }
             match m.kind {
-                MountKind::Bind if !Path::new(&m.source).exists() => {
+                // `Binds` (`-v`) sources are created at start when missing; `Mounts` must exist.
+                MountKind::Bind if !m.create_source && !Path::new(&m.source).exists() => {
                     return Err(EngineError::Invalid(format!(
                         "invalid mount config for type \"bind\": bind source path does not exist: {}",
                         m.source
@@ -154,34 +156,61 @@ impl Engine {
             table.names.insert(name.clone(), id.clone());
             name
         };
-        let result = self
-            .create_record(
-                &id, &name, &req, &image, path, args, cmd, entrypoint, env, mounts,
-            )
-            .await
-            .and_then(|created| {
-                self.networks
-                    .register(&id, &name, &req.network_mode, &req.ipv4_address)?;
-                Ok(created)
-            });
-        match result {
-            Ok((c, warnings)) => {
-                lock(&self.table).by_id.insert(id.clone(), c.clone());
-                self.events
-                    .publish("container", "create", &id, c.attributes());
-                Ok((id, warnings))
-            }
-            Err(e) => {
-                lock(&self.table).names.remove(&name);
-                let _ = berth_state::remove_dir_durable(&self.containers_dir.join(&id));
-                Err(e)
-            }
-        }
+        let config = Self::build_config(
+            &id, &name, &req, &image, path, args, cmd, entrypoint, env, mounts,
+        );
+        // Each step that succeeds records its undo; a failing step unwinds them newest first,
+        // so a failure leaves no name, no directory, and no plugin holding a mount.
+        let mut undo = Rollback::new("create");
+        let reserved = name.clone();
+        undo.push_sync("reserve the name", move || {
+            lock(&self.table).names.remove(&reserved);
+        });
+        let dir = self.containers_dir.join(&id);
+        undo.check(
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| {
+                    // Private: the config holds the environment, the upper dir the files.
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(EngineError::io(format!("creating {}", dir.display()))),
+        )
+        .await?;
+        let made = dir.clone();
+        undo.push_sync("create the container directory", move || {
+            let _ = berth_state::remove_dir_durable(&made);
+        });
+        let mut warnings = Vec::new();
+        // The volume plugins' `create` hooks (resolve_mounts gives back its own partial work).
+        let resolved = undo
+            .check(self.resolve_mounts(&config, false, &mut warnings).await)
+            .await?;
+        let (held_config, held) = (config.clone(), resolved.clone());
+        undo.push("resolve the mounts", move || async move {
+            self.release_mounts(&held_config, &held).await;
+        });
+        let mut state = ContainerState::new();
+        state.mounts = resolved;
+        let stored = berth_state::store_json(&dir.join("state.json"), &state)
+            // config.json last: its presence marks a complete record.
+            .and_then(|()| berth_state::store_json(&dir.join("config.json"), &config));
+        undo.check(stored.map_err(EngineError::from)).await?;
+        let registered = self
+            .networks
+            .register(&id, &name, &req.network_mode, &req.ipv4_address);
+        undo.check(registered.map_err(EngineError::from)).await?;
+        undo.commit();
+        let c = Container::new(config, state, dir);
+        lock(&self.table).by_id.insert(id.clone(), c.clone());
+        self.events
+            .publish("container", "create", &id, c.attributes());
+        Ok((id, warnings))
     }
 
+    /// The container's record as `create` writes it.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn create_record(
-        self: &Arc<Self>,
+    fn build_config(
         id: &str,
         name: &str,
         req: &CreateContainer,
@@ -192,9 +221,8 @@ impl Engine {
         entrypoint: Option<Vec<String>>,
         env: Vec<String>,
         mounts: Vec<MountSpec>,
-    ) -> Result<(Arc<Container>, Vec<String>), EngineError> {
-        let dir = self.containers_dir.join(id);
-        let config = ContainerConfig {
+    ) -> ContainerConfig {
+        ContainerConfig {
             id: id.to_owned(),
             name: name.to_owned(),
             created: Utc::now(),
@@ -235,24 +263,6 @@ impl Engine {
             volume_driver: req.volume_driver.clone(),
             system: req.system,
             resources: req.resources,
-        };
-        std::fs::create_dir_all(&dir)
-            .and_then(|()| {
-                // Private: the config holds the environment, the upper dir the container's files.
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-            })
-            .map_err(EngineError::io(format!("creating {}", dir.display())))?;
-        let mut state = ContainerState::new();
-        let mut warnings = Vec::new();
-        state.mounts = self.resolve_mounts(&config, false, &mut warnings).await?;
-        let stored = berth_state::store_json(&dir.join("state.json"), &state)
-            // config.json last: its presence marks a complete record.
-            .and_then(|()| berth_state::store_json(&dir.join("config.json"), &config));
-        if let Err(e) = stored {
-            self.release_mounts(&config, &state.mounts).await;
-            return Err(e.into());
         }
-        Ok((Container::new(config, state, dir), warnings))
     }
 }

@@ -16,6 +16,7 @@ use crate::events::EventBus;
 use crate::handle::{Container, ContainerView, lock};
 use crate::images::ImageStore;
 use crate::logs::{self};
+use crate::runtime::ContainerRuntime;
 
 #[derive(Default)]
 pub(crate) struct Table {
@@ -34,20 +35,21 @@ pub struct Engine {
     pub events: EventBus,
     /// Containers that were running when the engine last stopped, for boot-time restarts.
     pub(crate) interrupted: Mutex<Vec<String>>,
-    /// The plugin host, set once by the daemon at start-up (absent in engine-only tests).
-    pub(crate) plugins: std::sync::OnceLock<Arc<berth_plugin_host::PluginHost>>,
+    /// The plugin host, given at construction (absent in engine-only servers and tests).
+    pub(crate) plugins: Option<Arc<berth_plugin_host::PluginHost>>,
+    /// The container runtime: the namespace runtime, or a recording fake in tests.
+    pub(crate) runtime: Arc<dyn ContainerRuntime>,
 }
 
 impl Engine {
-    /// Hands the engine its plugin host (once, at daemon start-up).
-    pub fn set_plugins(&self, host: Arc<berth_plugin_host::PluginHost>) {
-        self.networks.set_plugins(host.clone());
-        let _ = self.plugins.set(host);
-    }
-
     /// The plugin host, when the daemon runs one.
     pub fn plugins(&self) -> Option<&Arc<berth_plugin_host::PluginHost>> {
-        self.plugins.get()
+        self.plugins.as_ref()
+    }
+
+    /// The container runtime this engine was opened with.
+    pub fn runtime(&self) -> &Arc<dyn ContainerRuntime> {
+        &self.runtime
     }
 
     /// The state root.

@@ -24,8 +24,12 @@ pub mod stats;
 mod stop;
 mod streams;
 
+pub use boot::OpenError;
 pub use create::CreateContainer;
 pub use engine::Engine;
 pub use error::EngineError;
 pub use handle::{Attached, Container, ContainerView, Observed, WaitCondition};
 pub use stop::parse_signal;
+
+#[cfg(test)]
+mod tests;

@@ -50,7 +50,7 @@ impl Engine {
         }
     }
 
-    /// Resolves every mount to the host path that gets mounted (DESIGN.md data flows 1–2): bind
+    /// Resolves every mount to the host path that gets mounted (docs/architecture.md walks one `-v`): bind
     /// sources go through the volume plugins' `create`/`start` hooks (chained, in load order);
     /// named volumes are created on demand through their driver, and at start mounted through it
     /// (plugin drivers: `VolumeDriver.Mount`, counted per volume). Missing bind sources are

@@ -4,15 +4,22 @@
 //! `/var/run/docker/plugin.sock` there) and host networking. A privileged plugin also gets a
 //! per-plugin engine API socket bind-mounted at `/var/run/docker.sock`; the engine has no HTTP
 //! server, so the API layer provides it through [`EngineSocketServer`].
+//!
+//! Ownership (the daemon's composition root, `berth_engine_api::daemon`): the engine owns the
+//! plugin host, the host owns this launcher, and the launcher reaches the engine through a
+//! [`Weak`] handed out by [`Engine::open_wired`] while the engine is being built. So there is no
+//! `Arc` cycle (engine → host → launcher ⇢ engine is weak), nothing is wired in after
+//! construction, and a launcher outliving its engine fails its calls instead of keeping the
+//! engine alive. The engine-socket server is built before the launcher and given to it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Weak};
 
 use berth_plugin_host::{LaunchError, LaunchSpec, Launched, PluginLauncher};
 use futures::future::BoxFuture;
 
-use crate::container::RestartPolicy;
+use crate::container::{MountSpec, RestartPolicy};
 use crate::error::EngineError;
 use crate::{CreateContainer, Engine};
 
@@ -39,15 +46,18 @@ pub trait EngineSocketServer: Send + Sync {
 
 /// The engine's [`PluginLauncher`]: plugin containers are system containers.
 pub struct ContainerLauncher {
-    engine: Arc<Engine>,
-    server: OnceLock<Arc<dyn EngineSocketServer>>,
+    engine: Weak<Engine>,
+    server: Option<Arc<dyn EngineSocketServer>>,
     stop_timeout: i64,
 }
 
 impl std::fmt::Debug for ContainerLauncher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ContainerLauncher")
-            .field("root", &self.engine.root())
+            .field(
+                "engine",
+                &self.engine.upgrade().map(|e| e.root().to_owned()),
+            )
             .finish()
     }
 }
@@ -65,18 +75,21 @@ fn launch_err(context: &str, e: impl std::fmt::Display) -> LaunchError {
 }
 
 impl ContainerLauncher {
-    /// A launcher creating plugin containers in `engine`.
-    pub fn new(engine: Arc<Engine>) -> Arc<Self> {
+    /// A launcher creating plugin containers in `engine` (see the module doc for why it is
+    /// weak); `server` serves privileged plugins' engine sockets (without one, privileged
+    /// plugins fail to launch).
+    pub fn new(engine: Weak<Engine>, server: Option<Arc<dyn EngineSocketServer>>) -> Arc<Self> {
         Arc::new(Self {
             engine,
-            server: OnceLock::new(),
+            server,
             stop_timeout: 10,
         })
     }
 
-    /// Installs the server of privileged plugins' engine sockets (once; later calls are ignored).
-    pub fn set_engine_socket_server(&self, server: Arc<dyn EngineSocketServer>) {
-        let _ = self.server.set(server);
+    fn engine(&self) -> Result<Arc<Engine>, LaunchError> {
+        self.engine
+            .upgrade()
+            .ok_or_else(|| LaunchError("the engine has shut down".into()))
     }
 
     fn serve_engine_socket(
@@ -85,7 +98,7 @@ impl ContainerLauncher {
         socket_dir: &Path,
         fallback: &str,
     ) -> Result<(), LaunchError> {
-        let server = self.server.get().ok_or_else(|| {
+        let server = self.server.as_ref().ok_or_else(|| {
             LaunchError("privileged plugin: no engine socket server configured".into())
         })?;
         server.serve(socket, socket_dir, fallback).map_err(|e| {
@@ -97,7 +110,7 @@ impl ContainerLauncher {
     }
 
     fn stop_engine_socket(&self, socket: &Path) {
-        if let Some(server) = self.server.get() {
+        if let Some(server) = &self.server {
             server.stop(socket);
         } else {
             let _ = std::fs::remove_file(socket);
@@ -117,9 +130,12 @@ impl ContainerLauncher {
             Some(n) => format!("berth-plugin-{n}-{short}"),
             None => format!("berth-plugin-{short}"),
         };
-        let mut binds = vec![format!(
-            "{}:{PLUGIN_SOCKET_DIR_TARGET}",
-            spec.socket_dir.display()
+        let socket_bind = format!("{}:{PLUGIN_SOCKET_DIR_TARGET}", spec.socket_dir.display());
+        let mut binds = vec![socket_bind];
+        let mut mounts = vec![MountSpec::bind(
+            spec.socket_dir.display().to_string(),
+            PLUGIN_SOCKET_DIR_TARGET,
+            false,
         )];
         let mut labels = BTreeMap::from([
             (LABEL_PLUGIN.to_owned(), label),
@@ -129,11 +145,26 @@ impl ContainerLauncher {
             ),
         ]);
         // `--mount SRC:DST[:ro]` gives the plugin host paths (like the `Settings.Mounts` of
-        // Docker's managed plugins), e.g. a volume plugin's storage.
-        binds.extend(spec.mounts.iter().cloned());
+        // Docker's managed plugins), e.g. a volume plugin's storage. plugin-host validated them
+        // as `SRC:DST[:ro|rw]` with absolute paths.
+        for m in &spec.mounts {
+            binds.push(m.clone());
+            let mut parts = m.split(':');
+            let (src, dst, mode) = (parts.next(), parts.next(), parts.next());
+            if let (Some(src), Some(dst)) = (src, dst) {
+                let mut mount = MountSpec::bind(src, dst, mode == Some("ro"));
+                mount.mode = mode.unwrap_or_default().to_owned();
+                mounts.push(mount);
+            }
+        }
         if spec.privileged {
             let sock = engine_socket_path(&spec.socket_dir);
             binds.push(format!("{}:{ENGINE_SOCKET_TARGET}", sock.display()));
+            mounts.push(MountSpec::bind(
+                sock.display().to_string(),
+                ENGINE_SOCKET_TARGET,
+                false,
+            ));
             labels.insert(LABEL_ENGINE_SOCKET.to_owned(), sock.display().to_string());
         }
         CreateContainer {
@@ -143,6 +174,7 @@ impl ContainerLauncher {
             env: spec.env.clone(),
             labels,
             binds,
+            mounts,
             restart_policy: RestartPolicy::Always,
             network_mode: "host".into(),
             system: true,
@@ -159,8 +191,9 @@ impl ContainerLauncher {
             // The socket must exist before the container starts: it is bind-mounted as a file.
             self.serve_engine_socket(sock, &spec.socket_dir, &fallback)?;
         }
+        let engine = self.engine()?;
         let req = Self::create_request(&spec);
-        let id = match self.engine.create(req).await {
+        let id = match engine.create(req).await {
             Ok((id, _warnings)) => id,
             Err(e) => {
                 if let Some(sock) = &engine_sock {
@@ -169,8 +202,8 @@ impl ContainerLauncher {
                 return Err(launch_err("creating the plugin container", e));
             }
         };
-        if let Err(e) = self.engine.start(&id).await {
-            let _ = self.engine.remove(&id, true).await;
+        if let Err(e) = engine.start(&id).await {
+            let _ = engine.remove(&id, true).await;
             if let Some(sock) = &engine_sock {
                 self.stop_engine_socket(sock);
             }
@@ -181,17 +214,18 @@ impl ContainerLauncher {
     }
 
     async fn stop_inner(&self, id: &str) -> Result<(), LaunchError> {
-        let c = match self.engine.container(id) {
+        let engine = self.engine()?;
+        let c = match engine.container(id) {
             Ok(c) => c,
             Err(EngineError::NoSuchContainer(_)) => return Ok(()),
             Err(e) => return Err(launch_err("finding the plugin container", e)),
         };
         let engine_sock = c.config.labels.get(LABEL_ENGINE_SOCKET).map(PathBuf::from);
-        match self.engine.stop(id, Some(self.stop_timeout), None).await {
+        match engine.stop(id, Some(self.stop_timeout), None).await {
             Ok(()) | Err(EngineError::NotModified(_)) => {}
             Err(e) => tracing::warn!(container = id, error = %e, "stopping plugin container"),
         }
-        let removed = self.engine.remove(id, true).await;
+        let removed = engine.remove(id, true).await;
         if let Some(sock) = &engine_sock {
             self.stop_engine_socket(sock);
         }
@@ -202,8 +236,8 @@ impl ContainerLauncher {
     }
 
     async fn restart_inner(&self, id: &str) -> Result<(), LaunchError> {
-        let c = self
-            .engine
+        let engine = self.engine()?;
+        let c = engine
             .container(id)
             .map_err(|e| launch_err("finding the plugin container", e))?;
         if let Some(sock) = c.config.labels.get(LABEL_ENGINE_SOCKET) {
@@ -224,7 +258,7 @@ impl ContainerLauncher {
         if c.state().status.is_active() {
             return Ok(());
         }
-        match self.engine.start(id).await {
+        match engine.start(id).await {
             Ok(()) | Err(EngineError::NotModified(_)) => Ok(()),
             Err(e) => Err(launch_err("starting the plugin container", e)),
         }
@@ -277,6 +311,22 @@ mod tests {
             req.name.as_deref(),
             Some("berth-plugin-flocker-0123456789ab")
         );
+        let mounts: Vec<_> = req
+            .mounts
+            .iter()
+            .map(|m| (m.source.as_str(), m.destination.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                (
+                    "/var/lib/berth/plugins/0123456789abcdef",
+                    "/var/run/docker",
+                    false
+                ),
+                ("/srv/data", "/data", true)
+            ]
+        );
         assert!(!req.labels.contains_key(LABEL_ENGINE_SOCKET));
 
         let privileged = LaunchSpec {
@@ -289,6 +339,7 @@ mod tests {
             req.binds[2],
             "/var/lib/berth/plugins/0123456789abcdef.engine.sock:/var/run/docker.sock"
         );
+        assert_eq!(req.mounts[2].destination, "/var/run/docker.sock");
         assert_eq!(req.labels[LABEL_PLUGIN], "host");
         assert_eq!(req.name.as_deref(), Some("berth-plugin-0123456789ab"));
     }

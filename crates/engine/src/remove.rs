@@ -10,7 +10,6 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::handle::{Container, lock};
 use crate::mounts::bind_hook_mounts;
-use crate::runtime::{self};
 
 impl Engine {
     /// Removes a container (`force` kills a running one first).
@@ -40,7 +39,7 @@ impl Engine {
             if st.status == Status::Running {
                 let rx = c.observed.subscribe();
                 let exits = rx.borrow().exits;
-                let _ = runtime::signal(st.pid, Signal::SIGKILL);
+                let _ = self.runtime.signal(st.pid, Signal::SIGKILL);
                 c.wait_exit_after(rx, exits).await;
             }
         }
@@ -55,8 +54,9 @@ impl Engine {
             }
         }
         let (dir, root, id) = (c.dir.clone(), self.root.clone(), c.id().to_owned());
+        let runtime = self.runtime.clone();
         tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
-            runtime::cleanup(&dir)?;
+            runtime.cleanup(&dir)?;
             crate::cgroups::remove(&root, &id)?;
             berth_state::remove_dir_durable(&dir)?;
             Ok(())

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use berth_state::rollback::Rollback;
 use chrono::Utc;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -15,7 +16,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::handle::{Container, lock};
 use crate::logs::{self, OutputChunk, StreamKind};
-use crate::runtime::{self, BindMount, NetMode, RunSpec, Spawned};
+use crate::runtime::{BindMount, NetMode, RunSpec, Spawned};
 
 impl Engine {
     /// Starts a container (`304`-class error when it already runs).
@@ -59,9 +60,13 @@ impl Engine {
             }
             _ => {}
         }
-        let prepared = self.prepare_run(c).await;
-        let spec = match prepared {
-            Ok(s) => s,
+        // Each step that succeeds records its undo; a failing step unwinds them newest first
+        // (network detach, then the mounts: driver `Unmount`s and the volume hooks' `stop`).
+        let mut undo = Rollback::new("start");
+        // The image and the mounts (the volume plugins' `start` hooks; prepare_run gives back its
+        // own partial work).
+        let (spec, resolved) = match self.prepare_run(c).await {
+            Ok(prepared) => prepared,
             Err(e) => {
                 let msg = e.to_string();
                 c.update(|st| {
@@ -71,9 +76,12 @@ impl Engine {
                 return Err(e);
             }
         };
-        let resolved = spec.1;
-        if let Err(e) = self.networks.attach(c.id(), &c.config.network_mode).await {
-            self.release_mounts(&c.config, &resolved).await;
+        let held = resolved.clone();
+        undo.push("resolve the mounts", move || async move {
+            self.release_mounts(&c.config, &held).await;
+        });
+        let attached = self.networks.attach(c.id(), &c.config.network_mode).await;
+        if let Err(e) = undo.check(attached).await {
             let msg = format!("network setup: {e}");
             c.update(|st| {
                 st.error = msg;
@@ -81,13 +89,14 @@ impl Engine {
             })?;
             return Err(e.into());
         }
-        let spawned = runtime::spawn(spec.0).await;
-        let Spawned { pid1, io, exit } = match spawned {
+        undo.push("attach the network", move || async move {
+            self.networks.detach(c.id()).await;
+        });
+        let spawned = self.runtime.spawn(spec).await;
+        let Spawned { pid1, io, exit } = match undo.check(spawned).await {
             Ok(s) => s,
             Err(e) => {
-                self.networks.detach(c.id()).await;
-                // Not half-started: give the mounts back.
-                self.release_mounts(&c.config, &resolved).await;
+                // Not half-started: the network and the mounts were given back.
                 let msg = e.to_string();
                 c.update(|st| {
                     st.error = msg;
@@ -100,6 +109,7 @@ impl Engine {
                 return Err(e.into());
             }
         };
+        undo.commit();
         c.update(|st| {
             st.status = Status::Running;
             st.pid = pid1;

@@ -10,7 +10,6 @@ use crate::container::Status;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::handle::Container;
-use crate::runtime::{self};
 
 /// Parses a signal as Docker accepts it: `KILL`, `SIGKILL`, `9`.
 pub fn parse_signal(s: &str) -> Result<Signal, EngineError> {
@@ -62,7 +61,9 @@ impl Engine {
         c.update(|st| st.manually_stopped = true)?;
         let rx = c.observed.subscribe();
         let exits = rx.borrow().exits;
-        let _ = runtime::signal(st.pid, signal.unwrap_or(Signal::SIGTERM));
+        let _ = self
+            .runtime
+            .signal(st.pid, signal.unwrap_or(Signal::SIGTERM));
         let grace = timeout.unwrap_or(10);
         let waited = if grace < 0 {
             c.wait_exit_after(rx.clone(), exits).await;
@@ -76,7 +77,7 @@ impl Engine {
             .is_ok()
         };
         if !waited {
-            let _ = runtime::signal(st.pid, Signal::SIGKILL);
+            let _ = self.runtime.signal(st.pid, Signal::SIGKILL);
             c.wait_exit_after(rx, exits).await;
         }
         self.events
@@ -102,7 +103,7 @@ impl Engine {
         if sig == Signal::SIGKILL {
             c.update(|st| st.manually_stopped = true)?;
         }
-        runtime::signal(st.pid, sig)?;
+        self.runtime.signal(st.pid, sig)?;
         let mut attrs = c.attributes();
         attrs.insert("signal".into(), (sig as i32).to_string());
         self.events.publish("container", "kill", c.id(), attrs);

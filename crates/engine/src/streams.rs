@@ -8,7 +8,6 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::handle::{Attached, WaitCondition, lock};
 use crate::logs::{self, LogEntry, LogOptions};
-use crate::runtime::{self};
 
 impl Engine {
     /// Resolves a wait: the future completes with the exit code once `condition` holds.
@@ -56,7 +55,7 @@ impl Engine {
     pub fn resize(&self, reference: &str, rows: u16, cols: u16) -> Result<(), EngineError> {
         let c = self.container(reference)?;
         if let Some(pty) = lock(&c.pty).as_ref() {
-            runtime::resize(pty, rows, cols)?;
+            self.runtime.resize(pty, rows, cols)?;
         }
         Ok(())
     }

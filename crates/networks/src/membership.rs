@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+use berth_state::rollback::Rollback;
+
 use crate::error::NetworkError;
 use crate::model::{Attachment, Member, Network};
 use crate::store::NetworkStore;
@@ -158,6 +160,9 @@ impl NetworkStore {
         let requested_ip = self.check_ip(&n, container_id, ip)?;
         let current = self.container_networks(container_id);
         let seq = current.iter().map(|(_, m)| m.seq + 1).max().unwrap_or(1);
+        // Two steps (the membership record, then the interface of a running container) under
+        // the one rollback primitive: a failed join forgets the membership again.
+        let mut undo = Rollback::new("network connect");
         self.update(&n.id, |n| {
             n.members.insert(
                 container_id.to_owned(),
@@ -170,6 +175,12 @@ impl NetworkStore {
                 },
             );
         })?;
+        let network_id = n.id.clone();
+        undo.push_sync("record the membership", move || {
+            let _ = self.update(&network_id, |n| {
+                n.members.remove(container_id);
+            });
+        });
         if running {
             let used: BTreeSet<String> = current
                 .iter()
@@ -180,13 +191,10 @@ impl NetworkStore {
                 .find(|name| !used.contains(name))
                 .unwrap_or_else(|| "eth9".into());
             let path = self.netns_path(container_id);
-            if let Err(e) = self.join_one(&n.id, container_id, &ifname, &path).await {
-                let _ = self.update(&n.id, |n| {
-                    n.members.remove(container_id);
-                });
-                return Err(e);
-            }
+            let joined = self.join_one(&n.id, container_id, &ifname, &path).await;
+            undo.check(joined).await?;
         }
+        undo.commit();
         Ok(())
     }
 

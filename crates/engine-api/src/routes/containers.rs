@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, Query};
+use crate::present;
 use crate::streams;
 
 pub fn routes() -> Router<AppState> {
@@ -183,7 +184,12 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         rp.name.as_deref().unwrap_or(""),
         rp.maximum_retry_count.unwrap_or(0),
     )?;
+    let binds = hc.binds.unwrap_or_default();
+    let volume_driver = hc.volume_driver.unwrap_or_default();
     let mut mounts = Vec::new();
+    for b in &binds {
+        mounts.push(present::parse_bind(b, &volume_driver)?);
+    }
     for m in hc.mounts.unwrap_or_default() {
         let kind = match m.kind.as_deref().unwrap_or("volume") {
             "bind" => MountKind::Bind,
@@ -230,7 +236,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         attach_stdout: body.attach_stdout.unwrap_or(false),
         attach_stderr: body.attach_stderr.unwrap_or(false),
         labels: body.labels.unwrap_or_default(),
-        binds: hc.binds.unwrap_or_default(),
+        binds,
         mounts,
         restart_policy,
         auto_remove: hc.auto_remove.unwrap_or(false),
@@ -239,7 +245,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
             hc.network_mode.as_deref().unwrap_or_default(),
         ),
         network_mode: hc.network_mode.unwrap_or_default(),
-        volume_driver: hc.volume_driver.unwrap_or_default(),
+        volume_driver,
         system,
         resources,
     })
@@ -331,7 +337,7 @@ fn summary_json(s: &AppState, v: &ContainerView) -> Value {
     json!({
         "Id": v.config.id, "Names": [format!("/{}", v.config.name)], "Image": v.config.image,
         "ImageID": v.config.image_id, "Command": command_line(v), "Created": v.config.created.timestamp(),
-        "State": v.state.status.as_str(), "Status": v.state.human(chrono::Utc::now()), "Ports": [],
+        "State": v.state.status.as_str(), "Status": present::status(&v.state, chrono::Utc::now()), "Ports": [],
         "Labels": v.config.labels, "SizeRw": 0, "SizeRootFs": 0,
         "HostConfig": {"NetworkMode": v.config.network_mode},
         "NetworkSettings": {"Networks": networks_json(s, v)},
@@ -630,7 +636,13 @@ mod tests {
             req.restart_policy,
             RestartPolicy::OnFailure { max_retries: 2 }
         );
-        assert_eq!(req.mounts[0].driver.as_deref(), Some("fl"));
+        // The parsed `Binds` come first, then `Mounts`.
+        assert_eq!(
+            (req.mounts[0].kind, req.mounts[0].source.as_str()),
+            (MountKind::Bind, "/a")
+        );
+        assert!(req.mounts[0].create_source);
+        assert_eq!(req.mounts[1].driver.as_deref(), Some("fl"));
         let err = to_request(CreateBody::default(), None, false).unwrap_err();
         assert!(err.message.contains("Image"));
     }

@@ -28,8 +28,10 @@
 //! Requires Linux ≥ 5.12 (openat2, close_range, pidfd_open, mount_setattr) and root.
 
 mod child;
+pub mod fake;
 mod plan;
 mod pty;
+mod seam;
 #[cfg(test)]
 mod tests;
 
@@ -48,6 +50,7 @@ use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
 
 use child::{RECORD_LEN, Record};
+pub use seam::{ContainerRuntime, NamespaceRuntime};
 
 /// The container's root filesystem (the read-only lower layer of its overlay).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,59 @@
+//! The runtime seam: everything the engine asks of a container runtime, as one trait.
+//!
+//! The lifecycle code (`start.rs`, `stop.rs`, `remove.rs`, `streams.rs`) never calls the
+//! namespace runtime's free functions directly; it calls the [`ContainerRuntime`] the [`Engine`]
+//! was opened with. Two implementations exist:
+//!
+//! - [`NamespaceRuntime`]: the real one (this module's parent): namespaces, overlay root, the
+//!   `berth-shim` process. Needs root.
+//! - [`FakeRuntime`](super::fake::FakeRuntime): records every call and lets a test decide when
+//!   a "process" exits and with which code, or make a spawn fail. Needs nothing: the lifecycle
+//!   unit tests (`crate::tests`) run on it as any user.
+//!
+//! The spawn argument stays [`RunSpec`] (what the confinement work extends); the result stays
+//! [`Spawned`]: pid 1, its stdio, and the future that resolves with its exit code.
+//!
+//! [`Engine`]: crate::Engine
+
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use futures::future::BoxFuture;
+use nix::sys::signal::Signal;
+
+use super::{RunSpec, RuntimeError, Spawned};
+
+/// What the engine needs from a container runtime (see the contract in the parent module).
+pub trait ContainerRuntime: Send + Sync + fmt::Debug + 'static {
+    /// Starts the container described by `spec`; resolves once its pid 1 runs the command.
+    fn spawn(&self, spec: RunSpec) -> BoxFuture<'static, Result<Spawned, RuntimeError>>;
+    /// Sends `sig` to pid 1 (`Spawned::pid1`) of a running container.
+    fn signal(&self, pid1: i32, sig: Signal) -> Result<(), RuntimeError>;
+    /// Sets the window size of a container's pty (`Io::pty`).
+    fn resize(&self, pty: &OwnedFd, rows: u16, cols: u16) -> Result<(), RuntimeError>;
+    /// Removes what `spawn` left in the bundle directory (blocking; idempotent).
+    fn cleanup(&self, bundle: &Path) -> Result<(), RuntimeError>;
+}
+
+/// The real runtime: Linux namespaces, an overlay root and the `berth-shim` process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NamespaceRuntime;
+
+impl ContainerRuntime for NamespaceRuntime {
+    fn spawn(&self, spec: RunSpec) -> BoxFuture<'static, Result<Spawned, RuntimeError>> {
+        Box::pin(super::spawn(spec))
+    }
+
+    fn signal(&self, pid1: i32, sig: Signal) -> Result<(), RuntimeError> {
+        super::signal(pid1, sig)
+    }
+
+    fn resize(&self, pty: &OwnedFd, rows: u16, cols: u16) -> Result<(), RuntimeError> {
+        super::resize(pty, rows, cols)
+    }
+
+    fn cleanup(&self, bundle: &Path) -> Result<(), RuntimeError> {
+        super::cleanup(bundle)
+    }
+}
