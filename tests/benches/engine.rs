@@ -222,7 +222,8 @@ async fn run_rm_true(api: &mut Api, waiter: &mut Api, socket: &Path, body: &serd
     black_box(drain.await.expect("attach drain"));
 }
 
-/// An example plugin binary: from `BERTH_BENCH_PLUGIN_DIR` if set, else built by the harness.
+/// An example plugin binary: from `BERTH_BENCH_PLUGIN_DIR` if set, else the one built beside the
+/// bench (see `berth_tests::example_plugin`).
 fn plugin_bin(name: &str) -> PathBuf {
     match std::env::var_os("BERTH_BENCH_PLUGIN_DIR") {
         Some(dir) => {

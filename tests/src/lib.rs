@@ -7,7 +7,6 @@
 //!
 //! Everything here needs root (the daemon creates namespaces and mounts); the tests run as root in CI.
 
-use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -34,11 +33,34 @@ pub const API_VERSION: &str = "1.50";
 // Binary
 // ---------------------------------------------------------------------------------------------
 
-/// Path of the `berth` binary, built once per test process.
-///
-/// `BERTH_BIN` overrides the lookup. Otherwise the binary sits next to the test executable's
-/// `deps/` directory (same target dir and profile); `cargo build -p berth-cli --bin berth` is run
-/// once first so the tests never drive a stale binary (set `BERTH_TESTS_NO_BUILD=1` to skip that).
+/// The directory holding the workspace's binaries for this test run: the test executable sits in
+/// `target/<profile>/deps/`, the binaries in `target/<profile>/`.
+fn profile_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("test binary is not inside target/<profile>/deps")
+            .to_path_buf()
+    })
+}
+
+/// A workspace binary built before the tests ran. The tests never build anything themselves:
+/// `cargo xtask test` (the README's test command) builds every binary first.
+fn prebuilt(name: &str) -> PathBuf {
+    let bin = profile_dir().join(name);
+    assert!(
+        bin.exists(),
+        "{} not found: the tests drive the workspace's binaries and do not build them; run \
+         `cargo xtask test` (or `cargo build --workspace --bins` before `cargo test`)",
+        bin.display()
+    );
+    bin
+}
+
+/// Path of the `berth` binary: `BERTH_BIN` if set, else `berth` beside the test executable's
+/// `deps/` directory (same target dir and profile), built beforehand by `cargo xtask test`.
 pub fn berth_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -47,47 +69,8 @@ pub fn berth_binary() -> &'static Path {
             assert!(bin.exists(), "BERTH_BIN={} does not exist", bin.display());
             return bin;
         }
-        let exe = std::env::current_exe().expect("current_exe");
-        // target/<profile>/deps/<test-binary>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary is not inside target/<profile>/deps")
-            .to_path_buf();
-        let bin = profile_dir.join("berth");
-        if std::env::var_os("BERTH_TESTS_NO_BUILD").is_none() {
-            build_berth(&profile_dir);
-        }
-        assert!(
-            bin.exists(),
-            "berth binary not found at {} (build it with `cargo build -p berth-cli`)",
-            bin.display()
-        );
-        bin
+        prebuilt("berth")
     })
-}
-
-fn build_berth(profile_dir: &Path) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf();
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
-        .args(["build", "-q", "-p", "berth-cli", "--bin", "berth"]);
-    if profile_dir.file_name() == Some(OsStr::new("release")) {
-        cmd.arg("--release");
-    }
-    if let Some(target) = profile_dir.parent() {
-        cmd.env("CARGO_TARGET_DIR", target);
-    }
-    let out = run_command(cmd, None, Duration::from_secs(1200));
-    assert!(
-        out.success(),
-        "`cargo build -p berth-cli` failed:\n{}",
-        out.describe()
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -946,28 +929,10 @@ pub fn spawn_plugin(bin: &Path, args: &[&str]) -> PluginProc {
     )
 }
 
-/// The path of an example plugin binary (`examples/plugins/src/bin/NAME.rs`), built once per
-/// test process.
+/// The path of an example plugin binary (`examples/plugins/src/bin/NAME.rs`), built beforehand by
+/// `cargo xtask test` like [`berth_binary`].
 pub fn example_plugin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace dir")
-        .to_path_buf();
-    BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "berth-example-plugins", "--bins"])
-            .current_dir(&workspace)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the example plugins failed");
-    });
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"));
-    let bin = target.join("debug").join(name);
-    assert!(bin.exists(), "{} missing", bin.display());
-    bin
+    prebuilt(name)
 }
 
 /// A name unique within this machine's test run: `<prefix>-<pid>-<n>`.

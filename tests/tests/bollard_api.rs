@@ -263,22 +263,21 @@ async fn attach_stream_framing() {
     let id = docker.create_container(None, cfg.clone()).await.unwrap().id;
     let sock = d.socket();
     let path = format!("/v1.50/containers/{id}/attach?stderr=1&stdout=1&stream=1");
-    let reader = tokio::task::spawn_blocking(move || {
-        let mut s = UnixStream::connect(&sock).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: api.moby.localhost\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"
-        )
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: api.moby.localhost\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"
+    );
+    // The attach must be registered before start: the engine registers it before it answers the
+    // 101, so the response head is the condition to wait for.
+    let (mut s, head) = tokio::task::spawn_blocking(move || request_head(&sock, &request))
+        .await
         .unwrap();
-        let mut buf = Vec::new();
+    docker.start_container(&id, None).await.unwrap();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut buf = head;
         s.read_to_end(&mut buf)
             .expect("the engine must close the attach connection after exit");
         buf
     });
-    // The attach must be registered before start; give the request a moment to arrive.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    docker.start_container(&id, None).await.unwrap();
     let buf = tokio::time::timeout(Duration::from_secs(40), reader)
         .await
         .expect("attach did not end")
@@ -674,8 +673,20 @@ async fn restart_policy_on_failure() {
         || settle(docker.clone(), id.clone()),
     )
     .await;
-    // And it stays that way.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // And it stays that way (checked all along an observation window, not after a pause).
+    holds_for(Duration::from_millis(1500), || {
+        let docker = docker.clone();
+        let id = id.clone();
+        async move {
+            docker
+                .inspect_container(&id, None)
+                .await
+                .unwrap()
+                .restart_count
+                == Some(2)
+        }
+    })
+    .await;
     let c = docker.inspect_container(&id, None).await.unwrap();
     assert_eq!(c.restart_count, Some(2));
     let st = c.state.unwrap();
@@ -741,7 +752,19 @@ async fn restart_policy_always() {
         .await
         .unwrap()
         .restart_count;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    holds_for(Duration::from_millis(1000), || {
+        let docker = docker.clone();
+        let id = id.clone();
+        async move {
+            docker
+                .inspect_container(&id, None)
+                .await
+                .unwrap()
+                .restart_count
+                == count
+        }
+    })
+    .await;
     let c = docker.inspect_container(&id, None).await.unwrap();
     assert_eq!(c.restart_count, count, "restarted after a user stop");
     assert_eq!(c.state.unwrap().running, Some(false));
@@ -761,26 +784,67 @@ async fn auto_remove() {
         ..Default::default()
     });
     let id = docker.create_container(None, cfg).await.unwrap().id;
-    let mut waiter = docker.wait_container(
-        &id,
-        Some(WaitContainerOptions {
-            condition: "removed".into(),
-        }),
+    // The wait must answer its headers before start (the CLI depends on it): the engine
+    // registers the wait before it answers, so the response head is the condition to wait for.
+    let sock = d.socket();
+    let request = format!(
+        "POST /v1.50/containers/{id}/wait?condition=removed HTTP/1.1\r\nHost: api.moby.localhost\r\nContent-Length: 0\r\n\r\n"
     );
-    // The wait must answer its headers before start (the CLI depends on it); bollard sends the
-    // request when polled, so poll it concurrently with start.
-    let wait = tokio::spawn(async move { waiter.next().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut s, head) = tokio::task::spawn_blocking(move || request_head(&sock, &request))
+        .await
+        .unwrap();
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "wait head: {head:?}");
     docker.start_container(&id, None).await.unwrap();
-    let res = tokio::time::timeout(Duration::from_secs(30), wait)
+    let body = tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 4096];
+        let mut body = Vec::new();
+        while !String::from_utf8_lossy(&body).contains("StatusCode") {
+            let n = s.read(&mut buf).expect("reading the wait body");
+            assert!(n > 0, "wait ended without a status");
+            body.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&body).into_owned()
+    });
+    let body = tokio::time::timeout(Duration::from_secs(30), body)
         .await
         .expect("wait?condition=removed did not answer")
-        .unwrap()
-        .expect("wait body");
-    match res {
-        Err(BollardError::DockerContainerWaitError { code, .. }) => assert_eq!(code, 5),
-        other => panic!("expected exit 5 from wait, got {other:?}"),
-    }
+        .unwrap();
+    assert!(
+        body.contains(r#""StatusCode":5"#),
+        "expected exit 5 from wait: {body:?}"
+    );
     let err = docker.inspect_container(&id, None).await.unwrap_err();
     assert_eq!(status_of(&err), 404, "removed after exit");
+}
+
+/// Sends `request` on a new connection to `sock` and reads the response head (through the blank
+/// line); returns the connection, positioned at the body, and the head.
+fn request_head(sock: &std::path::Path, request: &str) -> (UnixStream, Vec<u8>) {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).expect("reading the response head");
+        assert!(n == 1, "connection closed in the response head: {head:?}");
+        head.push(byte[0]);
+    }
+    (s, head)
+}
+
+/// Asserts that `check` stays true for the whole `window`, checking it continually (a state that
+/// must not change: no further restart). Fails as soon as it turns false.
+async fn holds_for<F, Fut>(window: Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + window;
+    let mut tick = tokio::time::interval(Duration::from_millis(25));
+    while Instant::now() < until {
+        tick.tick().await;
+        assert!(check().await, "the state changed within {window:?}");
+    }
 }

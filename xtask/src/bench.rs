@@ -18,8 +18,8 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use plotters::prelude::*;
 
-/// Docker 20.10 on these machines, through the docker CLI (interleaved medians, ms), from
-/// `reference/performance.md` §5.
+/// Docker 20.10 on the benchmark machine, through the docker CLI (interleaved medians, ms),
+/// measured once beside Berth (see the README's benchmark section).
 const DOCKER_MS: [(&str, f64); 4] = [
     ("volume_create_rm", 66.0),
     ("volume_create_rm_plugin", 64.0),
@@ -111,7 +111,6 @@ pub fn run(opts: Opts) -> Result<()> {
                 &[
                     ("RUST_LOG", "warn"),
                     ("BERTH_BIN", &berth),
-                    ("BERTH_TESTS_NO_BUILD", "1"),
                     ("BERTH_BENCH_PLUGIN_DIR", &plugins),
                 ],
             )?;

@@ -1,8 +1,12 @@
-//! Project tasks: `cargo xtask demo` (the seed's demo, end to end, on real engines) and
-//! `cargo xtask bench` (criterion benches, table of medians and the fan-out plot).
+//! Project tasks: `cargo xtask demo` (the seed's demo, end to end, on real engines),
+//! `cargo xtask test` (prerequisites, build, the whole test suite) and `cargo xtask bench`
+//! (criterion benches, table of medians and the fan-out plot).
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod bench;
 mod demo;
+mod test;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +21,8 @@ struct Cli {
 enum Task {
     /// Build Berth, start engines on temporary sockets and walk through the proposal's demo.
     Demo,
+    /// Install missing test prerequisites, build every binary, run `cargo test --workspace`.
+    Test(test::Opts),
     /// Run the criterion benches, print the medians with their ratios, draw the fan-out plot.
     Bench(bench::Opts),
 }
@@ -24,6 +30,7 @@ enum Task {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Demo => demo::run(),
+        Task::Test(opts) => test::run(opts),
         Task::Bench(opts) => bench::run(opts),
     }
 }

@@ -2,6 +2,8 @@
 //! engine's UNIX socket with docker's verbs and flags. This file only parses the command line,
 //! dispatches to `commands::*` and turns errors into docker-style messages and exit codes.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod client;
 mod commands;
 mod output;

@@ -159,7 +159,11 @@ mod tests {
         let g = Gate::closed(Duration::from_secs(5), Some(r));
         let g2 = g.clone();
         let waiter = tokio::spawn(async move { g2.wait().await.is_ok() });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Let the waiter run until it blocks on the closed gate (the test runtime has one
+        // thread: each yield hands it the turn).
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
         assert!(!waiter.is_finished());
         g.open();
         assert!(waiter.await.unwrap());

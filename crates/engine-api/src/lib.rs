@@ -2,6 +2,8 @@
 //! error→HTTP mapping, the version-prefix layer, streaming endpoints (attach, wait, logs, events),
 //! and [`daemon::run`], which wires the engine to a UNIX socket.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod authz;
 pub mod daemon;
 pub mod error;

@@ -126,7 +126,7 @@ impl EventBus {
             },
         };
         tracing::debug!(kind, action, id, "event");
-        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let mut history = berth_state::lock(&self.history);
         if history.len() == HISTORY {
             history.pop_front();
         }
@@ -137,7 +137,7 @@ impl EventBus {
 
     /// Past events with `time_nano >= since_nano` plus a receiver for the live ones after them.
     pub fn subscribe(&self, since_nano: Option<i64>) -> (Vec<Event>, broadcast::Receiver<Event>) {
-        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let history = berth_state::lock(&self.history);
         let rx = self.tx.subscribe();
         let past = match since_nano {
             Some(since) => history

@@ -107,9 +107,8 @@ pub struct Container {
     pub(crate) op: tokio::sync::Mutex<()>,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+/// The one poison-tolerant lock (see [`berth_state::sync`]).
+pub(crate) use berth_state::lock;
 
 impl Container {
     pub(crate) fn new(config: ContainerConfig, state: ContainerState, dir: PathBuf) -> Arc<Self> {

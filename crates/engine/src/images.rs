@@ -137,7 +137,7 @@ impl ImageStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Image>> {
-        self.images.lock().unwrap_or_else(|p| p.into_inner())
+        berth_state::lock(&self.images)
     }
 
     /// All images.

@@ -9,6 +9,8 @@
 //! disconnect); it has an *endpoint* (address lease, interface) only while it runs:
 //! [`NetworkStore::attach`] before the process starts, [`NetworkStore::detach`] after it exits.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod bridge;
 pub mod driver;
 pub mod endpoint;

@@ -10,7 +10,9 @@ use crate::error::{NetworkError, driver_error};
 use crate::ipam::{Pool, Subnet};
 use crate::model::{Attachment, CreateNetwork, Network, PREDEFINED, default_ipam};
 use crate::remote::RemotePool;
-use crate::store::{NetworkStore, lock};
+use berth_state::lock;
+
+use crate::store::NetworkStore;
 use crate::{ipam, mvp, netns};
 
 impl NetworkStore {
@@ -111,12 +113,11 @@ impl NetworkStore {
             undo_hooks(merged, setup.called).await;
             return Err(driver_error(&n, e));
         }
-        if let Err(e) = self.persist(&n) {
+        if let Err(e) = self.records.create(&n.id, &n) {
             let _ = driver.delete_network(&n).await;
             release_pool().await;
             undo_hooks(merged, setup.called).await;
-            let _ = berth_state::remove_dir_durable(&self.dir.join(&n.id));
-            return Err(e);
+            return Err(e.into());
         }
         lock(&self.networks).push(n.clone());
         Ok(n)
@@ -180,7 +181,7 @@ impl NetworkStore {
                     .join(", "),
             });
         }
-        // After the fact: IPAM, driver and hook failures are warnings (DESIGN.md: "after").
+        // After the fact: IPAM, driver and hook failures are warnings (`docs/semantics.md` §3: "after").
         // Docker's order: ReleaseAddress (gateway) → ReleasePool → DeleteNetwork.
         if let (Some(pool_id), Some(pool)) = (&n.ipam_pool_id, n.pool) {
             match self.remote_ipam(&n.ipam_driver).await {
@@ -205,7 +206,7 @@ impl NetworkStore {
             }
             Err(e) => tracing::warn!(network = n.name, error = %e, "network driver gone"),
         }
-        berth_state::remove_dir_durable(&self.dir.join(&n.id))?;
+        self.records.remove(&n.id)?;
         lock(&self.networks).retain(|x| x.id != n.id);
         for w in mvp::notify(self.host(), NetworkEvent::Delete, &mvp::network_message(&n)).await {
             tracing::warn!(network = n.name, warning = %w, "network delete hook");

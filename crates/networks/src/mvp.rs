@@ -1,6 +1,6 @@
 //! Dispatch of the project's MVP network messages (`/v1|v2/network/<event>`, one
 //! [`NetworkMessage`] shape; see `docs/protocol.md` §3.2) to the plugins subscribed to them, per
-//! DESIGN.md's semantics: `create` and `connect` are "before" hooks chained in load order (each
+//! the semantics of `docs/semantics.md`: `create` and `connect` are "before" hooks chained in load order (each
 //! plugin sees the message merged with the previous replies; a failure under policy `abort` stops
 //! the operation naming the plugin, and the plugins that already succeeded get the compensating
 //! `delete`/`disconnect` in reverse order); `disconnect` and `delete` are "after" notifications in

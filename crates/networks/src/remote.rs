@@ -16,14 +16,13 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use berth_plugin_host::protocol::Protocol;
 use berth_plugin_host::protocol::legacy::network::{
     CapabilitiesResponse, CreateEndpointRequest, CreateEndpointResponse, CreateNetworkRequest,
     EndpointInterface, EndpointOperInfoResponse, EndpointRequest, IpamData, JoinRequest,
     JoinResponse, NetworkRequest, ProgramExternalConnectivityRequest,
 };
 use berth_plugin_host::protocol::legacy::{self, ErrResponse, IPAM_DRIVER, NETWORK_DRIVER, ipam};
-use berth_plugin_host::{LoadOptions, LoadedPlugin, PluginError, PluginHost, discovery};
+use berth_plugin_host::{LoadedPlugin, PluginError, PluginHost};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -72,35 +71,24 @@ fn optional(r: Result<ErrResponse, PluginError>) -> Result<(), PluginError> {
 
 /// The plugin called `name` in the role `interface` (`NetworkDriver` or `IpamDriver`): a loaded
 /// plugin, else one found by Docker-style discovery (loaded then, at the end of the load order).
-/// `None` when there is no such plugin at all (an unknown driver).
+/// `None` when there is no such plugin at all (an unknown driver). The lookup itself is
+/// [`berth_plugin_host::find_driver`], shared with the volume drivers.
 pub async fn find_plugin(
     host: &PluginHost,
     name: &str,
     interface: &str,
 ) -> Result<Option<Arc<LoadedPlugin>>, NetworkError> {
-    let plugin = match host.get(name) {
-        Some(p) => p,
-        None => {
-            if discovery::discover(name, &host.config().discovery_dirs).is_err() {
-                return Ok(None);
-            }
-            host.load_discovered(name, LoadOptions::default())
-                .await
-                .map_err(|e| NetworkError::NotADriver {
-                    driver: name.to_owned(),
-                    role: interface.to_owned(),
-                    reason: format!("loading the discovered plugin: {e}"),
-                })?
-        }
-    };
-    if plugin.protocol() == Protocol::Activate && !plugin.implements(interface) {
-        return Err(NetworkError::NotADriver {
-            driver: name.to_owned(),
-            role: interface.to_owned(),
-            reason: format!("it implements {:?}", plugin.record().implements),
-        });
+    match berth_plugin_host::find_driver(Some(host), name, interface).await {
+        Ok(plugin) => Ok(Some(plugin)),
+        Err(e) => match e.not_a_driver_reason() {
+            None => Ok(None),
+            Some(reason) => Err(NetworkError::NotADriver {
+                driver: name.to_owned(),
+                role: interface.to_owned(),
+                reason,
+            }),
+        },
     }
-    Ok(Some(plugin))
 }
 
 /// A network driver plugin (Docker's remote `NetworkDriver` protocol).

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use berth_state::{LoadWarning, RecordDir, lock};
 
 use chrono::Utc;
 
@@ -21,7 +23,9 @@ use crate::{bridge, ipam, netns, remote};
 
 /// The network store.
 pub struct NetworkStore {
-    pub(crate) dir: PathBuf,
+    pub(crate) records: RecordDir<Network>,
+    /// What the load at open could not take as it was (see [`berth_state::records`]).
+    load_warnings: Vec<LoadWarning>,
     pub(crate) netns_dir: PathBuf,
     pub(crate) networks: Mutex<Vec<Network>>,
     /// Serialises every operation that changes kernel state or leases.
@@ -34,35 +38,23 @@ pub struct NetworkStore {
     pub(crate) stale: Mutex<Vec<(String, String)>>,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+/// The record file in each network's directory.
+const RECORD_FILE: &str = "network.json";
 
 impl NetworkStore {
     /// Opens the store under `root`: loads `<root>/networks/*/network.json`, creates the default
     /// `bridge` network on first use, and drops endpoints a previous engine left behind (their
     /// containers are not running any more; starting them wires new endpoints).
     pub fn open(root: &Path) -> Result<Self, NetworkError> {
-        let dir = root.join("networks");
+        let records = RecordDir::<Network>::open(root.join("networks"), RECORD_FILE, "network")?;
         let netns_dir = root.join("netns");
-        std::fs::create_dir_all(&dir).map_err(|e| NetworkError::System {
-            context: format!("creating {}", dir.display()),
-            reason: e.to_string(),
-        })?;
         let mut networks = vec![
             builtin("host", "host", Attachment::Host),
             builtin("none", "null", Attachment::Isolated),
         ];
-        let entries = std::fs::read_dir(&dir).map_err(|e| NetworkError::System {
-            context: format!("reading {}", dir.display()),
-            reason: e.to_string(),
-        })?;
+        let loaded = records.load_all()?;
         let mut stale = Vec::new();
-        for entry in entries.flatten() {
-            let file = entry.path().join("network.json");
-            let Some(mut n) = berth_state::load_json::<Network>(&file)? else {
-                continue;
-            };
+        for (dir_name, mut n) in loaded.records {
             let before = stale.len();
             for m in n.members.values_mut() {
                 if let Some(ep) = m.endpoint.take() {
@@ -70,7 +62,7 @@ impl NetworkStore {
                 }
             }
             if stale.len() > before {
-                berth_state::store_json(&file, &n)?;
+                records.store(&dir_name, &n)?;
             }
             networks.push(n);
         }
@@ -80,7 +72,8 @@ impl NetworkStore {
             }
         }
         let store = NetworkStore {
-            dir,
+            records,
+            load_warnings: loaded.warnings,
             netns_dir,
             networks: Mutex::new(networks),
             ops: tokio::sync::Mutex::new(()),
@@ -98,7 +91,7 @@ impl NetworkStore {
                 "true".into(),
             );
             n.pool = Some(Pool::default_for(ipam::DEFAULT_BRIDGE_SUBNET));
-            store.persist(&n)?;
+            store.records.create(&n.id, &n)?;
             lock(&store.networks).push(n);
         }
         Ok(store)
@@ -184,8 +177,14 @@ impl NetworkStore {
     }
 
     pub(crate) fn persist(&self, n: &Network) -> Result<(), NetworkError> {
-        berth_state::store_json(&self.dir.join(&n.id).join("network.json"), n)?;
+        self.records.store(&n.id, n)?;
         Ok(())
+    }
+
+    /// What the load at open could not take as it was: unreadable records (quarantined under
+    /// `<root>/quarantine/`) and directories without a record but with data (kept).
+    pub fn load_warnings(&self) -> &[LoadWarning] {
+        &self.load_warnings
     }
 
     /// Applies `f` to the network `id` and persists it.
@@ -284,6 +283,29 @@ mod tests {
         drop(store);
         let again = NetworkStore::open(root.path()).unwrap();
         assert_eq!(again.get("bridge").unwrap().id, id);
+    }
+
+    #[test]
+    fn an_unreadable_record_is_quarantined_and_the_store_opens() {
+        let root = tempfile::tempdir().unwrap();
+        let bridge = NetworkStore::open(root.path())
+            .unwrap()
+            .get("bridge")
+            .unwrap();
+        let bad = root.path().join("networks").join("f".repeat(64));
+        std::fs::create_dir_all(&bad).unwrap();
+        std::fs::write(bad.join(RECORD_FILE), b"{\"Name\": 1").unwrap();
+        let store = NetworkStore::open(root.path()).unwrap();
+        assert_eq!(store.get("bridge").unwrap().id, bridge.id);
+        assert!(matches!(
+            store.load_warnings(),
+            [LoadWarning::Quarantined {
+                kind: "network",
+                ..
+            }]
+        ));
+        assert!(!bad.exists());
+        assert!(root.path().join("quarantine").is_dir());
     }
 
     #[tokio::test]

@@ -180,14 +180,12 @@ impl PluginClient {
 
     /// The name used in error messages.
     pub fn name(&self) -> String {
-        self.name.lock().map(|n| n.clone()).unwrap_or_default()
+        berth_state::lock(&self.name).clone()
     }
 
     /// Renames (once the handshake told the plugin's name).
     pub fn set_name(&self, name: &str) {
-        if let Ok(mut n) = self.name.lock() {
-            *n = name.to_owned();
-        }
+        *berth_state::lock(&self.name) = name.to_owned();
     }
 
     /// The socket path.
@@ -202,9 +200,7 @@ impl PluginClient {
 
     /// Drops the idle connections (the next call dials).
     pub fn close_idle(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
-        }
+        berth_state::lock(&self.idle).clear();
     }
 
     fn error(&self, path: &str, kind: CallErrorKind) -> PluginError {
@@ -318,7 +314,7 @@ impl PluginClient {
     }
 
     fn take_idle(&self) -> Option<Conn> {
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = berth_state::lock(&self.idle);
         while let Some(c) = idle.pop() {
             if !c.sender.is_closed() && c.sender.is_ready() {
                 return Some(c);
@@ -331,9 +327,8 @@ impl PluginClient {
         if conn.sender.is_closed() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < MAX_IDLE
-        {
+        let mut idle = berth_state::lock(&self.idle);
+        if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
     }

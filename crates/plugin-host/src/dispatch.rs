@@ -1,4 +1,4 @@
-//! Dispatch helpers implementing DESIGN.md's semantics for every extension point:
+//! Dispatch helpers implementing the semantics of `docs/semantics.md` for every extension point:
 //!
 //! - [`chain`]: set-up events and pre-hooks, in load order, each plugin seeing the previous one's
 //!   output; a failure under policy `abort` stops the chain with a [`ChainError`] naming the plugin,

@@ -8,16 +8,21 @@
 //! - [`load`], [`upgrade`], [`boot`]: the operations on the registry (load from a socket, by
 //!   discovery or as a container via [`PluginLauncher`]; upgrade and unload; boot and shutdown);
 //! - [`error`]: the [`HostError`] type;
+//! - [`drivers`]: driver lookup (a loaded or discovered plugin implementing the interface), for
+//!   volume, network and IPAM drivers alike;
 //! - [`dispatch`]: ordered chain, reverse tear-down, concurrent notify;
 //! - [`hooks`]: typed volume/network/api calls per negotiated protocol;
 //! - [`readiness`]: the tracker behind the API gate;
 //! - [`discovery`]: Docker-style `/run/docker/plugins/NAME.sock` and spec files;
 //! - [`launcher`]: the [`PluginLauncher`] trait the engine implements.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod boot;
 pub mod client;
 pub mod discovery;
 pub mod dispatch;
+pub mod drivers;
 pub mod error;
 pub mod handshake;
 pub mod hooks;
@@ -32,6 +37,7 @@ pub mod upgrade;
 pub use berth_plugin_protocol as protocol;
 pub use client::{CallErrorKind, PluginClient, PluginError, encode_json};
 pub use dispatch::{ChainError, ChainOutcome, chain, notify_all, teardown};
+pub use drivers::{DriverLookupError, find_driver};
 pub use error::HostError;
 pub use handshake::{HandshakeError, Negotiated, PluginInfo, negotiate};
 pub use launcher::{LaunchError, LaunchSpec, Launched, PluginLauncher};

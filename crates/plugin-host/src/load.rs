@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_state::rollback::Rollback;
+
 use crate::client::PluginClient;
 use crate::discovery::{self, DiscoveryError};
 use crate::error::HostError;
@@ -66,12 +68,14 @@ impl PluginHost {
             return Err(HostError::Conflict(record.name));
         }
         let plugin = Arc::new(LoadedPlugin::new(record, PluginState::Active));
+        let mut undo = Rollback::new("plugin registration");
         self.swap(|v| v.push(plugin.clone()));
-        if let Err(e) = self.persist() {
-            let name = plugin.name().to_owned();
-            self.swap(|v| v.retain(|p| p.name() != name));
-            return Err(e);
-        }
+        let added = plugin.clone();
+        undo.push_sync(format!("unregister {}", plugin.name()), move || {
+            self.swap(|v| v.retain(|p| !Arc::ptr_eq(p, &added)));
+        });
+        undo.check(self.persist()).await?;
+        undo.commit();
         self.readiness.set(plugin.name(), ReadyState::Ready);
         Ok(plugin)
     }
@@ -170,7 +174,8 @@ impl PluginHost {
 
     /// Launches a plugin container and hand-shakes it: launch → poll the handshake on
     /// `<socket dir>/plugin.sock` until the deadline → register at the end of the order →
-    /// persist. On any failure the container is stopped and nothing is registered.
+    /// persist. On any failure the steps taken are undone, newest first (one [`Rollback`]): the
+    /// container is stopped, its socket dir removed, and nothing is registered.
     pub async fn load_container(
         &self,
         image: &str,
@@ -178,28 +183,36 @@ impl PluginHost {
         env: Vec<String>,
         opts: LoadOptions,
     ) -> Result<Arc<LoadedPlugin>, HostError> {
-        let (record, container_id) = self.launch_and_negotiate(image, args, env, &opts).await?;
-        match self.register(record).await {
-            Ok(p) => Ok(p),
-            Err(e) => {
-                self.stop_quietly(&container_id).await;
-                Err(e)
-            }
-        }
+        let mut undo = Rollback::new("plugin load");
+        let record = self
+            .launch_and_negotiate(image, args, env, &opts, &mut undo)
+            .await?;
+        let plugin = undo.check(self.register(record).await).await?;
+        undo.commit();
+        Ok(plugin)
     }
 
-    pub(crate) async fn launch_and_negotiate(
-        &self,
+    /// Creates a socket dir, launches the container and hand-shakes it, recording in `undo` how
+    /// to take each step back (remove the socket dir, stop the container). On failure `undo` has
+    /// already run (every step, the caller's earlier ones included) and is empty.
+    pub(crate) async fn launch_and_negotiate<'a>(
+        &'a self,
         image: &str,
         args: Vec<String>,
         env: Vec<String>,
         opts: &LoadOptions,
-    ) -> Result<(PluginRecord, String), HostError> {
-        for m in &opts.mounts {
-            validate_mount(m)?;
-        }
-        let launcher = self.launcher()?;
-        let socket_dir = self.new_socket_dir()?;
+        undo: &mut Rollback<'a>,
+    ) -> Result<PluginRecord, HostError> {
+        let checked = opts.mounts.iter().try_for_each(|m| validate_mount(m));
+        undo.check(checked).await?;
+        let launcher = undo.check(self.launcher()).await?;
+        let socket_dir = undo.check(self.new_socket_dir()).await?;
+        let dir = socket_dir.clone();
+        undo.push_sync(format!("remove socket dir {}", dir.display()), move || {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!("removing plugin socket dir {}: {e}", dir.display());
+            }
+        });
         let spec = LaunchSpec {
             name: opts.name.clone(),
             image: image.to_owned(),
@@ -209,16 +222,15 @@ impl PluginHost {
             privileged: opts.privileged,
             socket_dir: socket_dir.clone(),
         };
-        let launched = match launcher.launch(spec).await {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&socket_dir);
-                return Err(HostError::Launch {
-                    image: image.to_owned(),
-                    reason: e.0,
-                });
-            }
-        };
+        let launched = launcher.launch(spec).await.map_err(|e| HostError::Launch {
+            image: image.to_owned(),
+            reason: e.0,
+        });
+        let launched = undo.check(launched).await?;
+        let id = launched.container_id.clone();
+        undo.push(format!("stop plugin container {id}"), move || async move {
+            self.stop_quietly(&id).await;
+        });
         let socket = socket_dir.join(PLUGIN_SOCKET);
         let client = PluginClient::new(
             opts.name.clone().unwrap_or_else(|| image.to_owned()),
@@ -228,28 +240,21 @@ impl PluginHost {
             image: image.to_owned(),
             args,
             env,
-            socket_dir: socket_dir.clone(),
+            socket_dir,
         };
-        let result =
-            match handshake::negotiate(&client, &self.offer(), self.load_deadline(opts)).await {
-                Ok(n) => self.build_record(
-                    n,
-                    None,
-                    source,
-                    socket,
-                    Some(launched.container_id.clone()),
-                    opts,
-                ),
-                Err(e) => Err(e.into()),
-            };
-        match result {
-            Ok(r) => Ok((r, launched.container_id)),
-            Err(e) => {
-                self.stop_quietly(&launched.container_id).await;
-                let _ = std::fs::remove_dir_all(&socket_dir);
-                Err(e)
-            }
-        }
+        let negotiated = handshake::negotiate(&client, &self.offer(), self.load_deadline(opts))
+            .await
+            .map_err(HostError::from);
+        let negotiated = undo.check(negotiated).await?;
+        let record = self.build_record(
+            negotiated,
+            None,
+            source,
+            socket,
+            Some(launched.container_id),
+            opts,
+        );
+        undo.check(record).await
     }
 
     pub(crate) async fn stop_quietly(&self, container_id: &str) {

@@ -98,36 +98,26 @@ impl LoadedPlugin {
 
     /// State.
     pub fn state(&self) -> PluginState {
-        self.runtime
-            .lock()
-            .map(|r| r.state)
-            .unwrap_or(PluginState::Failed)
+        berth_state::lock(&self.runtime).state
     }
 
     /// Last error.
     pub fn last_error(&self) -> Option<String> {
-        self.runtime.lock().ok().and_then(|r| r.last_error.clone())
+        berth_state::lock(&self.runtime).last_error.clone()
     }
 
     /// Records an error as the plugin's last error.
     pub fn set_last_error(&self, e: &str) {
-        if let Ok(mut r) = self.runtime.lock() {
-            r.last_error = Some(e.to_owned());
-        }
+        berth_state::lock(&self.runtime).last_error = Some(e.to_owned());
     }
 
     pub(crate) fn set_state(&self, s: PluginState) {
-        if let Ok(mut r) = self.runtime.lock() {
-            r.state = s;
-        }
+        berth_state::lock(&self.runtime).state = s;
     }
 
     /// Per-hook counters.
     pub fn hook_stats(&self) -> BTreeMap<String, HookStats> {
-        self.runtime
-            .lock()
-            .map(|r| r.hooks.clone())
-            .unwrap_or_default()
+        berth_state::lock(&self.runtime).hooks.clone()
     }
 
     /// Calls `path` with `req` for `hook` (the counter's key) under the plugin's deadline; records
@@ -204,7 +194,8 @@ impl LoadedPlugin {
             Err(e) if !e.is_not_found() => Some(e.to_string()),
             _ => None,
         };
-        if let Ok(mut r) = self.runtime.lock() {
+        {
+            let mut r = berth_state::lock(&self.runtime);
             let record = |s: &mut HookStats| {
                 s.calls += 1;
                 s.total_latency_us = s.total_latency_us.saturating_add(us);

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use berth_plugin_protocol::mvp::HandshakeV2Request;
+use berth_state::LoadWarning;
 
 use crate::discovery;
 use crate::error::HostError;
@@ -67,6 +68,7 @@ pub struct PluginHost {
     pub(crate) ops: tokio::sync::Mutex<()>,
     pub(crate) readiness: Arc<Readiness>,
     pub(crate) launcher: Option<Arc<dyn PluginLauncher>>,
+    load_warnings: Vec<LoadWarning>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -85,8 +87,13 @@ impl PluginHost {
         config: HostConfig,
         launcher: Option<Arc<dyn PluginLauncher>>,
     ) -> Result<Self, HostError> {
-        let records: Vec<PluginRecord> =
-            berth_state::load_json(&config.root.join(PLUGINS_FILE))?.unwrap_or_default();
+        // An unreadable load order is moved to `<root>/quarantine/` (logged) and the daemon starts
+        // with no plugins, the one policy of `berth_state::records`.
+        let (records, warning) = berth_state::records::load_or_quarantine::<Vec<PluginRecord>>(
+            &config.root.join(PLUGINS_FILE),
+            "plugins",
+        );
+        let records = records.unwrap_or_default();
         let readiness = Arc::new(Readiness::new());
         let plugins: Vec<Arc<LoadedPlugin>> = records
             .into_iter()
@@ -96,12 +103,18 @@ impl PluginHost {
             })
             .collect();
         Ok(Self {
+            load_warnings: warning.into_iter().collect(),
             config,
             plugins: RwLock::new(Arc::new(plugins)),
             ops: tokio::sync::Mutex::new(()),
             readiness,
             launcher,
         })
+    }
+
+    /// What the load at open could not take as it was (an unreadable `plugins.json`, quarantined).
+    pub fn load_warnings(&self) -> &[LoadWarning] {
+        &self.load_warnings
     }
 
     /// The configuration.
@@ -116,10 +129,7 @@ impl PluginHost {
 
     /// The load order now.
     pub fn snapshot(&self) -> Snapshot {
-        match self.plugins.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        berth_state::sync::read(&self.plugins).clone()
     }
 
     /// Active plugins matching `pred`, in load order.
@@ -178,10 +188,7 @@ impl PluginHost {
     }
 
     pub(crate) fn swap(&self, f: impl FnOnce(&mut Vec<Arc<LoadedPlugin>>)) -> Snapshot {
-        let mut guard = match self.plugins.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut guard = berth_state::sync::write(&self.plugins);
         let mut next: Vec<Arc<LoadedPlugin>> = guard.as_ref().clone();
         f(&mut next);
         *guard = Arc::new(next);

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_state::rollback::Rollback;
+
 use crate::client::PluginClient;
 use crate::error::HostError;
 use crate::handshake;
@@ -65,18 +67,20 @@ impl PluginHost {
     }
 
     /// Upgrades `name`: starts the new plugin, hand-shakes it, swaps it in at the same position,
-    /// persists, then retires the old one once its calls in flight finished. If the new plugin
-    /// fails, the old one stays.
+    /// persists, then retires the old one once its calls in flight finished. If any step fails,
+    /// the steps taken are undone newest first (one [`Rollback`]): the old plugin is swapped back
+    /// in, the new container stopped and its socket dir removed; the old one stays.
     pub async fn upgrade(&self, name: &str, to: UpgradeTo) -> Result<Arc<LoadedPlugin>, HostError> {
         let old = self
             .get(name)
             .ok_or_else(|| HostError::NotFound(name.to_owned()))?;
         let mut opts = old.record.options.clone();
         opts.name = Some(name.to_owned());
-        let (record, new_container) = match to {
+        let mut undo = Rollback::new("plugin upgrade");
+        let record = match to {
             UpgradeTo::Container { image, args, env } => {
-                let (r, id) = self.launch_and_negotiate(&image, args, env, &opts).await?;
-                (r, Some(id))
+                self.launch_and_negotiate(&image, args, env, &opts, &mut undo)
+                    .await?
             }
             UpgradeTo::Socket(socket) => {
                 let client = PluginClient::new(name.to_owned(), socket.clone());
@@ -88,10 +92,7 @@ impl PluginHost {
                         new: n.name,
                     });
                 }
-                (
-                    self.build_record(n, Some(name), PluginSource::Socket, socket, None, &opts)?,
-                    None,
-                )
+                self.build_record(n, Some(name), PluginSource::Socket, socket, None, &opts)?
             }
         };
         let state = old.carried_state();
@@ -100,36 +101,29 @@ impl PluginHost {
             ..record
         };
         let new = Arc::new(LoadedPlugin::new(record, state));
-        let swapped = {
+        {
             let _ops = self.ops.lock().await;
-            let mut found = false;
+            let mut displaced = None;
             self.swap(|v| {
                 if let Some(slot) = v.iter_mut().find(|p| p.name() == name) {
-                    *slot = new.clone();
-                    found = true;
+                    displaced = Some(std::mem::replace(slot, new.clone()));
                 }
             });
-            if found {
-                self.persist().map(|_| true)
-            } else {
-                Ok(false)
-            }
-        };
-        match swapped {
-            Ok(true) => {
-                self.readiness.set(name, ReadyState::Ready);
-                self.retire(old).await;
-                Ok(new)
-            }
-            Ok(false) | Err(_) => {
-                if let Some(id) = new_container {
-                    self.stop_quietly(&id).await;
-                }
-                match swapped {
-                    Err(e) => Err(e),
-                    _ => Err(HostError::NotFound(name.to_owned())),
-                }
-            }
+            let displaced = displaced.ok_or_else(|| HostError::NotFound(name.to_owned()));
+            let displaced = undo.check(displaced).await?;
+            let swapped_in = new.clone();
+            undo.push_sync(format!("swap plugin {name} back"), move || {
+                self.swap(|v| {
+                    if let Some(slot) = v.iter_mut().find(|p| Arc::ptr_eq(p, &swapped_in)) {
+                        *slot = displaced;
+                    }
+                });
+            });
+            undo.check(self.persist()).await?;
         }
+        undo.commit();
+        self.readiness.set(name, ReadyState::Ready);
+        self.retire(old).await;
+        Ok(new)
     }
 }

@@ -11,6 +11,8 @@
 //! Decoding is lenient everywhere: unknown keys are ignored, `null` is accepted where a list or map is
 //! expected, and missing fields take their defaults. The full spec is `docs/protocol.md`.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod legacy;
 pub mod mvp;
 pub mod pattern;

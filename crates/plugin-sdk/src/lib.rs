@@ -18,6 +18,8 @@
 //! ctrl-c or any future. Handler errors become `500 {"Err": "..."}` written in one piece; undecodable
 //! requests `400` with a plain-text reason; unknown paths `404` (= "not interested").
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod server;
 
 use std::collections::{BTreeSet, HashMap};

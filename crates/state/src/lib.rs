@@ -1,12 +1,21 @@
 //! Durable on-disk state shared by every Berth subsystem: the one write helper (temp file in the same
 //! directory, write, fsync, rename, fsync the directory), JSON load/store on top of it, and the
-//! validation of ids and names before they become path components.
+//! validation of ids and names before they become path components; the one directory-of-records type
+//! ([`records::RecordDir`]) with its policy for unreadable records, the one rollback primitive
+//! ([`rollback::Rollback`]) and the one poison-tolerant lock ([`sync::lock`]).
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+pub mod records;
 pub mod rollback;
+pub mod sync;
+
+pub use records::{LoadWarning, Loaded, RecordDir};
+pub use sync::lock;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

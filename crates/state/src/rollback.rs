@@ -140,11 +140,7 @@ mod tests {
     ) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let l = log.clone();
-        (log, move |s: &str| {
-            l.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(s.to_string())
-        })
+        (log, move |s: &str| crate::lock(&l).push(s.to_string()))
     }
 
     #[test]
@@ -157,10 +153,7 @@ mod tests {
         }
         assert_eq!(undo.labels(), ["1", "2", "3"]);
         futures::executor::block_on(undo.unwind());
-        assert_eq!(
-            *log.lock().unwrap_or_else(|e| e.into_inner()),
-            ["3", "2", "1"]
-        );
+        assert_eq!(*crate::lock(&log), ["3", "2", "1"]);
     }
 
     #[test]
@@ -169,7 +162,7 @@ mod tests {
         let mut undo = Rollback::new("t");
         undo.push_sync("1", move || rec("1"));
         undo.commit();
-        assert!(log.lock().unwrap_or_else(|e| e.into_inner()).is_empty());
+        assert!(crate::lock(&log).is_empty());
     }
 
     #[test]
@@ -180,12 +173,12 @@ mod tests {
         undo.push_sync("a", move || r1("a"));
         let ok: Result<u8, ()> = futures::executor::block_on(undo.check(Ok(7)));
         assert_eq!(ok, Ok(7));
-        assert!(log.lock().unwrap_or_else(|e| e.into_inner()).is_empty());
+        assert!(crate::lock(&log).is_empty());
         let r2 = rec.clone();
         undo.push_sync("b", move || r2("b"));
         let err: Result<u8, &str> = futures::executor::block_on(undo.check(Err("x")));
         assert_eq!(err, Err("x"));
-        assert_eq!(*log.lock().unwrap_or_else(|e| e.into_inner()), ["b", "a"]);
+        assert_eq!(*crate::lock(&log), ["b", "a"]);
         assert!(undo.is_empty());
     }
 }

@@ -12,13 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_plugin_host::protocol::Protocol;
 use berth_plugin_host::protocol::legacy::volume::{
     CapabilitiesResponse, CreateRequest, GetResponse, ListResponse, MountRequest, MountResponse,
     NameRequest,
 };
 use berth_plugin_host::protocol::legacy::{ErrResponse, VOLUME_DRIVER};
-use berth_plugin_host::{LoadOptions, LoadedPlugin, PluginError, PluginHost, discovery};
+use berth_plugin_host::{LoadedPlugin, PluginError, PluginHost};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -116,45 +115,26 @@ impl VolumeStore {
         name: &str,
         driver: &str,
     ) -> Result<Arc<LoadedPlugin>, VolumeError> {
-        let unknown = || VolumeError::UnknownDriver {
-            name: name.to_owned(),
-            driver: driver.to_owned(),
-        };
-        let host = host.ok_or_else(unknown)?;
-        let plugin = match host.get(driver) {
-            Some(p) => p,
-            None => {
-                if discovery::discover(driver, &host.config().discovery_dirs).is_err() {
-                    return Err(unknown());
-                }
-                host.load_discovered(driver, LoadOptions::default())
-                    .await
-                    .map_err(|e| VolumeError::NotADriver {
-                        name: name.to_owned(),
-                        driver: driver.to_owned(),
-                        reason: format!("loading the discovered plugin: {e}"),
-                    })?
-            }
-        };
-        if plugin.protocol() == Protocol::Activate && !plugin.implements(VOLUME_DRIVER) {
-            return Err(VolumeError::NotADriver {
-                name: name.to_owned(),
-                driver: driver.to_owned(),
-                reason: format!("it implements {:?}", plugin.record().implements),
-            });
-        }
-        Ok(plugin)
+        berth_plugin_host::find_driver(host, driver, VOLUME_DRIVER)
+            .await
+            .map_err(|e| match e.not_a_driver_reason() {
+                None => VolumeError::UnknownDriver {
+                    name: name.to_owned(),
+                    driver: driver.to_owned(),
+                },
+                Some(reason) => VolumeError::NotADriver {
+                    name: name.to_owned(),
+                    driver: driver.to_owned(),
+                    reason,
+                },
+            })
     }
 
     fn persist(&self, v: &Volume) -> Result<(), VolumeError> {
-        let vdir = self.dir.join(&v.name);
-        std::fs::create_dir_all(&vdir).map_err(|source| VolumeError::Io {
-            context: format!("creating {}", vdir.display()),
-            source,
-        })?;
         let mut stored = v.clone();
         stored.status = None;
-        berth_state::store_json(&vdir.join("volume.json"), &stored)?;
+        self.records.create_dir(&v.name)?;
+        self.records.store(&v.name, &stored)?;
         self.lock().insert(v.name.clone(), stored);
         Ok(())
     }
@@ -537,6 +517,6 @@ impl VolumeStore {
     }
 
     fn active_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Active>> {
-        self.active.lock().unwrap_or_else(|p| p.into_inner())
+        berth_state::lock(&self.active)
     }
 }

@@ -1,4 +1,4 @@
-//! Bind-mount resolution through the `volume` extension point (DESIGN.md data flows 1–2).
+//! Bind-mount resolution through the `volume` extension point (`docs/architecture.md`, data flows 1–2).
 //!
 //! - [`resolve_binds`]: the "before" hooks `create` and `start`. For every bind mount, in order,
 //!   each volume plugin in load order gets `{HostPath, ContainerID}` and may return a new

@@ -3,6 +3,8 @@
 //! ([`driver`]: Docker's `VolumeDriver.*` calls, mount counts) and bind-mount resolution through
 //! the volume hooks ([`hooks`]) live in the submodules.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod driver;
 pub mod hooks;
 
@@ -13,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use berth_state::ErrorKind;
+use berth_state::{ErrorKind, LoadWarning, RecordDir};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -126,53 +128,49 @@ pub struct CreateVolume {
 
 /// The volume store. Records are durable; the in-memory map is a cache of the directory.
 pub struct VolumeStore {
-    dir: PathBuf,
+    records: RecordDir<Volume>,
     volumes: Mutex<BTreeMap<String, Volume>>,
     /// Plugin-driver volumes currently mounted: mount id and users (see [`driver`]).
     active: Mutex<BTreeMap<String, driver::Active>>,
     /// Serialises plugin-driver operations (create/mount/unmount/remove) so counts stay exact.
     driver_ops: tokio::sync::Mutex<()>,
+    load_warnings: Vec<LoadWarning>,
 }
+
+/// The record file in each volume's directory.
+const RECORD_FILE: &str = "volume.json";
 
 /// The name of the built-in driver.
 pub const LOCAL_DRIVER: &str = "local";
 
 impl VolumeStore {
-    /// Opens (and loads) the store under `<root>/volumes`.
+    /// Opens (and loads) the store under `<root>/volumes`. Unreadable records are quarantined
+    /// and directories without a record but with data kept, as [`berth_state::records`] says;
+    /// the warnings are logged and kept for [`Self::load_warnings`].
     pub fn open(root: &Path) -> Result<Self, VolumeError> {
-        let dir = root.join("volumes");
-        std::fs::create_dir_all(&dir).map_err(|source| VolumeError::Io {
-            context: format!("creating {}", dir.display()),
-            source,
-        })?;
-        let mut volumes = BTreeMap::new();
-        let entries = std::fs::read_dir(&dir).map_err(|source| VolumeError::Io {
-            context: format!("reading {}", dir.display()),
-            source,
-        })?;
-        for entry in entries.flatten() {
-            let record = entry.path().join("volume.json");
-            match berth_state::load_json::<Volume>(&record) {
-                Ok(Some(v)) => {
-                    volumes.insert(v.name.clone(), v);
-                }
-                Ok(None) => {
-                    // A directory without a record is a create that never completed: drop it.
-                    let _ = berth_state::remove_dir_durable(&entry.path());
-                }
-                Err(e) => tracing::warn!(error = %e, "skipping unreadable volume record"),
-            }
-        }
+        let records = RecordDir::open(root.join("volumes"), RECORD_FILE, "volume")?;
+        let loaded = records.load_all()?;
+        let volumes = loaded
+            .records
+            .into_iter()
+            .map(|(_, v): (String, Volume)| (v.name.clone(), v))
+            .collect();
         Ok(VolumeStore {
-            dir,
+            records,
             volumes: Mutex::new(volumes),
             active: Mutex::new(BTreeMap::new()),
             driver_ops: tokio::sync::Mutex::new(()),
+            load_warnings: loaded.warnings,
         })
     }
 
+    /// What the load at open could not take as it was (quarantined or kept records).
+    pub fn load_warnings(&self) -> &[LoadWarning] {
+        &self.load_warnings
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Volume>> {
-        self.volumes.lock().unwrap_or_else(|p| p.into_inner())
+        berth_state::lock(&self.volumes)
     }
 
     /// Creates a volume, or returns the existing one of that name (Docker's create is idempotent).
@@ -190,7 +188,7 @@ impl VolumeStore {
         if let Some(existing) = volumes.get(&name) {
             return Ok((existing.clone(), false));
         }
-        let vdir = self.dir.join(&name);
+        let vdir = self.records.create_dir(&name)?;
         let data = vdir.join("_data");
         std::fs::create_dir_all(&data).map_err(|source| VolumeError::Io {
             context: format!("creating {}", data.display()),
@@ -206,8 +204,8 @@ impl VolumeStore {
             scope: "local".to_owned(),
             status: None,
         };
-        if let Err(e) = berth_state::store_json(&vdir.join("volume.json"), &volume) {
-            let _ = berth_state::remove_dir_durable(&vdir);
+        if let Err(e) = self.records.store(&name, &volume) {
+            let _ = self.records.remove(&name);
             return Err(e.into());
         }
         volumes.insert(name, volume.clone());
@@ -240,7 +238,7 @@ impl VolumeStore {
                 users: users.to_vec(),
             });
         }
-        berth_state::remove_dir_durable(&self.dir.join(name))?;
+        self.records.remove(name)?;
         volumes.remove(name);
         Ok(())
     }
@@ -319,6 +317,44 @@ mod tests {
         assert_eq!(
             store.remove("v2", &[]).unwrap_err().kind(),
             ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn unreadable_record_is_quarantined_and_a_record_less_volume_kept() {
+        let (dir, store) = store();
+        for name in ["good", "bad", "orphan"] {
+            store
+                .create(CreateVolume {
+                    name: Some(name.into()),
+                    ..Default::default()
+                })
+                .unwrap();
+        }
+        let vols = dir.path().join("volumes");
+        std::fs::write(vols.join("bad/volume.json"), b"{").unwrap();
+        std::fs::write(vols.join("orphan/_data/f"), b"data").unwrap();
+        std::fs::remove_file(vols.join("orphan/volume.json")).unwrap();
+        let reopened = VolumeStore::open(dir.path()).unwrap();
+        let names: Vec<_> = reopened.list().into_iter().map(|v| v.name).collect();
+        assert_eq!(names, ["good"]);
+        let warnings = reopened.load_warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings.iter().any(|w| matches!(
+            w,
+            LoadWarning::Quarantined { name, .. } if name == "bad"
+        )));
+        assert!(warnings.iter().any(|w| matches!(
+            w,
+            LoadWarning::Orphan { name, .. } if name == "orphan"
+        )));
+        assert_eq!(std::fs::read(vols.join("orphan/_data/f")).unwrap(), b"data");
+        assert!(!vols.join("bad").exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("quarantine"))
+                .unwrap()
+                .count(),
+            1
         );
     }
 }

@@ -766,7 +766,20 @@ async fn upgrade_under_a_steady_stream_of_calls_loses_none() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Calls run on the old plugin before the upgrade, and on the new one after it: wait for each
+    // (bounded), not for a pause.
+    let count = |results: &Mutex<Vec<Result<String, String>>>, want: &str| {
+        results
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.as_deref() == Ok(want))
+            .count()
+    };
+    let until = Instant::now() + Duration::from_secs(20);
+    while count(&results, "/d/first/old") <= 5 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let new = h
         .upgrade(
             "up",
@@ -778,7 +791,9 @@ async fn upgrade_under_a_steady_stream_of_calls_loses_none() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    while count(&results, "/d/first/new") <= 5 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     stop.store(true, Ordering::SeqCst);
     for w in workers {
         w.await.unwrap();
