@@ -161,12 +161,24 @@ async fn container_create_rm(api: &mut Api) {
 
 /// `docker run --rm host true` on the wire: create, attach (hijacked), wait for `removed`
 /// (headers first), start, then the wait's status and the attach stream's end.
-async fn run_rm_true(api: &mut Api, waiter: &mut Api, socket: &Path, body: &serde_json::Value) {
+/// `body` is the create body; `security_opt` goes to its `HostConfig.SecurityOpt` (empty:
+/// Docker's default confinement, seccomp included).
+async fn run_rm_true(
+    api: &mut Api,
+    waiter: &mut Api,
+    socket: &Path,
+    body: &serde_json::Value,
+    security_opt: &[&str],
+) {
+    let mut create = body.clone();
+    if !security_opt.is_empty() {
+        create["HostConfig"]["SecurityOpt"] = serde_json::json!(security_opt);
+    }
     let body = api
         .call(
             Method::POST,
             "/containers/create",
-            Some(body.clone()),
+            Some(create),
             StatusCode::CREATED,
         )
         .await;
@@ -353,10 +365,21 @@ fn bench_api(c: &mut Criterion, d: &Daemon, rt: &tokio::runtime::Runtime) {
     });
     let (plain, limited) = (container_body(true), limited_body());
     timed!("run_rm_true", {
-        run_rm_true(&mut api, &mut waiter, &socket, &plain).await;
+        run_rm_true(&mut api, &mut waiter, &socket, &plain, &[]).await;
     });
     timed!("run_rm_true_limits", {
-        run_rm_true(&mut api, &mut waiter, &socket, &limited).await;
+        run_rm_true(&mut api, &mut waiter, &socket, &limited, &[]).await;
+    });
+    // The same without the seccomp filter: the price of seccomp per container.
+    timed!("run_rm_true_no_seccomp", {
+        run_rm_true(
+            &mut api,
+            &mut waiter,
+            &socket,
+            &plain,
+            &["seccomp=unconfined"],
+        )
+        .await;
     });
     g.finish();
 }
@@ -629,6 +652,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    // `BERTH_BENCH_ONLY_HOOKS=1`: only the api hook loop (profiling and quick before/after).
+    if std::env::var_os("BERTH_BENCH_ONLY_HOOKS").is_some_and(|v| v != "0") {
+        let mut manual = serde_json::Map::new();
+        bench_idle_hooks(&rt, &mut manual);
+        return;
+    }
     let d = Daemon::start();
     let flocker = start_flocker(&d);
     bench_api(&mut c, &d, &rt);

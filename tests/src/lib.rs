@@ -429,6 +429,37 @@ impl Daemon {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Loads the `api-policy` example plugin as `name` (a system container running the binary on
+    /// the `host` image), with extra `plugin load` `flags` and one `--label` per `labels` entry.
+    pub fn load_api_policy(&self, name: &str, flags: &[&str], labels: &[&str]) {
+        let bin = example_plugin("api-policy").display().to_string();
+        let mut args = vec!["plugin", "load", "--name", name];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["host", &bin, "--name", name]);
+        for l in labels {
+            args.extend_from_slice(&["--label", l]);
+        }
+        self.berth(&args).expect_code(0);
+    }
+
+    /// The engine socket a privileged plugin `name` calls the engine on (next to its own socket
+    /// directory, `<socket dir>.engine.sock`).
+    pub fn plugin_engine_socket(&self, name: &str) -> PathBuf {
+        let st = self
+            .raw("GET", &format!("/berth/plugins/{name}"), None, b"")
+            .json();
+        let plugin_sock = PathBuf::from(st["Socket"].as_str().expect("Socket"));
+        let mut engine_sock = plugin_sock
+            .parent()
+            .expect("socket dir")
+            .as_os_str()
+            .to_owned();
+        engine_sock.push(".engine.sock");
+        let engine_sock = PathBuf::from(engine_sock);
+        assert!(engine_sock.exists(), "{} missing", engine_sock.display());
+        engine_sock
+    }
+
     /// The current daemon process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -1009,6 +1040,52 @@ pub fn demux(mut data: &[u8]) -> Vec<(u8, Vec<u8>)> {
         data = &data[8 + len..];
     }
     frames
+}
+
+/// The authorization plugin as a plain process on a Docker-style discovery socket.
+pub struct AuthzPlugin {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl AuthzPlugin {
+    /// Starts `authz-policy` on `<plugin_dir>/authz.sock` with extra `args` (`--deny TEXT`, …),
+    /// logging what it saw.
+    pub fn start(plugin_dir: &Path, args: &[&str]) -> AuthzPlugin {
+        std::fs::create_dir_all(plugin_dir).expect("plugin dir");
+        let log = plugin_dir.join("authz.log");
+        let mut cmd = Command::new(example_plugin("authz-policy"));
+        cmd.arg("--socket")
+            .arg(plugin_dir.join("authz.sock"))
+            .arg("--log")
+            .arg(&log);
+        cmd.args(args);
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start authz-policy");
+        poll_until("the authz plugin socket", Duration::from_secs(10), || {
+            plugin_dir.join("authz.sock").exists().then_some(())
+        });
+        AuthzPlugin { child, log }
+    }
+
+    /// Every logged call, in order.
+    pub fn seen(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for AuthzPlugin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[cfg(test)]

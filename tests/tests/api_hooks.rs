@@ -5,24 +5,8 @@
 //!
 //! Every test here needs root (namespaces, mounts): we run as root in CI.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-use berth_tests::{Daemon, example_plugin, poll_until, raw_request};
+use berth_tests::{AuthzPlugin, Daemon, example_plugin, raw_request};
 use serde_json::{Value, json};
-
-/// Loads an `api-policy` instance as a system container.
-fn load_policy(d: &Daemon, name: &str, flags: &[&str], labels: &[&str]) {
-    let bin = example_plugin("api-policy").display().to_string();
-    let mut args = vec!["plugin", "load", "--name", name];
-    args.extend_from_slice(flags);
-    args.extend_from_slice(&["host", &bin, "--name", name]);
-    for l in labels {
-        args.extend_from_slice(&["--label", l]);
-    }
-    d.berth(&args).expect_code(0);
-}
 
 /// Loads `test-plugin` as an api plugin named `name` with failure policy `policy`.
 fn load_api_test_plugin(d: &Daemon, name: &str, policy: &str, extra: &[&str]) {
@@ -64,8 +48,8 @@ fn labels(d: &Daemon, container: &str) -> Value {
 #[test]
 fn chained_rewrites_rejection_post_hooks_and_subscriptions() {
     let d = Daemon::start();
-    load_policy(&d, "p1", &[], &["team=one", "seen.p1=yes"]);
-    load_policy(&d, "p2", &[], &["team=two", "seen.p2=yes"]);
+    d.load_api_policy("p1", &[], &["team=one", "seen.p1=yes"]);
+    d.load_api_policy("p2", &[], &["team=two", "seen.p2=yes"]);
 
     d.docker(&["create", "--name", "c1", "host", "true"])
         .expect_code(0);
@@ -121,18 +105,9 @@ fn chained_rewrites_rejection_post_hooks_and_subscriptions() {
 #[test]
 fn privileged_plugin_calls_skip_its_own_hooks() {
     let d = Daemon::start();
-    load_policy(&d, "self", &["--privileged"], &["seen.self=yes"]);
-    load_policy(&d, "other", &[], &["seen.other=yes"]);
-    let st = d.raw("GET", "/berth/plugins/self", None, b"").json();
-    let plugin_sock = PathBuf::from(st["Socket"].as_str().expect("Socket"));
-    let mut engine_sock = plugin_sock
-        .parent()
-        .expect("socket dir")
-        .as_os_str()
-        .to_owned();
-    engine_sock.push(".engine.sock");
-    let engine_sock = PathBuf::from(engine_sock);
-    assert!(engine_sock.exists(), "{} missing", engine_sock.display());
+    d.load_api_policy("self", &["--privileged"], &["seen.self=yes"]);
+    d.load_api_policy("other", &[], &["seen.other=yes"]);
+    let engine_sock = d.plugin_engine_socket("self");
 
     let body = json!({"Image": "host", "Cmd": ["true"]}).to_string();
     let r = raw_request(
@@ -191,51 +166,6 @@ fn failing_hooks_follow_the_failure_policy() {
     assert_eq!(d.raw("GET", "/containers/json", None, b"").status, 200);
 }
 
-/// The authorization plugin as a plain process on a Docker-style discovery socket.
-struct AuthzPlugin {
-    child: Child,
-    log: PathBuf,
-}
-
-impl AuthzPlugin {
-    fn start(plugin_dir: &Path, deny: &[&str]) -> AuthzPlugin {
-        std::fs::create_dir_all(plugin_dir).expect("plugin dir");
-        let log = plugin_dir.join("authz.log");
-        let mut cmd = Command::new(example_plugin("authz-policy"));
-        cmd.arg("--socket")
-            .arg(plugin_dir.join("authz.sock"))
-            .arg("--log")
-            .arg(&log);
-        for d in deny {
-            cmd.args(["--deny", d]);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start authz-policy");
-        poll_until("the authz plugin socket", Duration::from_secs(10), || {
-            plugin_dir.join("authz.sock").exists().then_some(())
-        });
-        AuthzPlugin { child, log }
-    }
-
-    fn seen(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-impl Drop for AuthzPlugin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Needs root. Docker's authorization protocol: allowed requests pass and the plugin sees the
 /// exact body that is executed, a deny reaches the docker CLI with the plugin's message, an
 /// oversized body is refused rather than executed unseen, and a dead plugin fails closed.
@@ -244,7 +174,7 @@ fn authorization_plugin_allows_denies_and_fails_closed() {
     let mut plugin: Option<AuthzPlugin> = None;
     let d = Daemon::start_with(|dir| {
         let plugins = dir.join("plugins");
-        plugin = Some(AuthzPlugin::start(&plugins, &["/volumes"]));
+        plugin = Some(AuthzPlugin::start(&plugins, &["--deny", "/volumes"]));
         vec![
             "--plugin-dir".into(),
             plugins.display().to_string(),

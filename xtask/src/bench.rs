@@ -449,6 +449,24 @@ fn table(r: &BTreeMap<String, Est>) -> String {
                 rr(&format!("engine_hooks/{k}/4_idle_api_plugins/round_ratio")),
             ));
         }
+        // One post-hook: what the 4 hooks add to `GET /version`, per hook, against one plugin
+        // call of the fan-out bench (paired figure when that bench ran in the same run).
+        if let (Some(hooked), Some(plain)) = (
+            get("engine_hooks/version/4_idle_api_plugins"),
+            get("engine_hooks/version/no_plugins"),
+        ) {
+            let per_hook = (hooked - plain) / 4.0;
+            let call = get("plugin_call_paired/client_call_sdk_plugin_200B")
+                .or_else(|| get("plugin_call/client_call_sdk_plugin_200B"));
+            s.push_str(&format!(
+                "\nOne api post-hook (`GET /version`, (4 plugins − none) ÷ 4): {}; the fan-out \
+                 bench's plugin call (`PluginClient::call` → no-op SDK plugin): {}; ratio {} \
+                 (target ≤ 2×).\n",
+                fmt_ns(per_hook),
+                call.map(fmt_ns).unwrap_or_else(|| "–".into()),
+                ratio(Some(per_hook), call),
+            ));
+        }
     }
     if r.keys().any(|k| k.starts_with("engine_restart/")) {
         s.push_str(

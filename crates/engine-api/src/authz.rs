@@ -8,21 +8,23 @@
 //! request body is buffered once, the plugin sees those exact bytes and the handler gets the same
 //! bytes; a body larger than [`MAX_AUTHZ_BODY`] is refused (413), never passed on unseen.
 //! Streaming and hijacked responses are released after `AuthZReq` only (as dockerd does).
+//!
+//! The plugins judge the canonical request the handler will run: [`crate::hooks::middleware`]
+//! calls [`authorize`] after the api pre-hooks (on the final request, and on the original too
+//! when a hook changed it) and [`authorize_response`] after the post-hooks.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use berth_engine::Engine;
 use berth_plugin_host::protocol::legacy::authz;
 
+pub use authz::REQ_PATH;
+
 use crate::error::ApiError;
-use crate::hooks::is_streaming;
-use crate::version::RequestedUri;
 
 /// Largest request body an authorization plugin is shown (and thus the largest accepted).
 pub const MAX_AUTHZ_BODY: usize = 4 << 20;
@@ -74,7 +76,7 @@ fn is_json(h: &HeaderMap) -> bool {
 
 /// Reads a body of at most `limit` bytes. A longer one is drained (up to 16× the limit, so the
 /// client can read the refusal instead of a broken pipe) and refused.
-async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ()> {
+pub async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ()> {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut buf = bytes::BytesMut::new();
@@ -98,8 +100,40 @@ async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ()> {
     }
 }
 
-/// Asks every plugin in order; the first denial or failure is the answer.
-async fn ask(state: &AuthzState, path: &str, msg: &authz::Request) -> Result<(), ApiError> {
+/// The refusal of a body larger than [`MAX_AUTHZ_BODY`].
+pub fn too_large() -> ApiError {
+    ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "request body larger than {} MiB: authorization plugins cannot inspect it, so it is refused",
+            MAX_AUTHZ_BODY >> 20
+        ),
+    }
+}
+
+/// The `AuthZReq` message for a request (`uri` is the canonical target with its version prefix).
+pub fn request_message(
+    method: String,
+    uri: String,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> authz::Request {
+    authz::Request {
+        request_method: method,
+        request_uri: uri,
+        request_headers: headers_map(headers),
+        request_body: body.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// Asks every plugin in order (`path`: [`REQ_PATH`] or `AuthZPlugin.AuthZRes`); the first
+/// denial or failure is the answer.
+pub async fn authorize(
+    state: &AuthzState,
+    path: &str,
+    msg: &authz::Request,
+) -> Result<(), ApiError> {
     let phase = if path == authz::REQ_PATH {
         "AuthZPlugin.AuthZReq"
     } else {
@@ -127,48 +161,13 @@ async fn ask(state: &AuthzState, path: &str, msg: &authz::Request) -> Result<(),
     Ok(())
 }
 
-/// The middleware (outermost after the gate: authorization sees what the client sent).
-pub async fn middleware(State(state): State<AuthzState>, req: Request, next: Next) -> Response {
-    if state.plugins.is_empty() {
-        return next.run(req).await;
-    }
-    let uri = req
-        .extensions()
-        .get::<RequestedUri>()
-        .map(|r| r.0.clone())
-        .unwrap_or_else(|| req.uri().to_string());
-    let streaming = is_streaming(req.uri().path());
-    let (parts, body) = req.into_parts();
-    let bytes = match read_limited(body, MAX_AUTHZ_BODY).await {
-        Ok(b) => b,
-        Err(()) => {
-            return ApiError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                message: format!(
-                    "request body larger than {} MiB: authorization plugins cannot inspect it, so it is refused",
-                    MAX_AUTHZ_BODY >> 20
-                ),
-            }
-            .into_response();
-        }
-    };
-    let mut msg = authz::Request {
-        request_method: parts.method.to_string(),
-        request_uri: uri,
-        request_headers: headers_map(&parts.headers),
-        request_body: bytes.to_vec(),
-        ..Default::default()
-    };
-    if let Err(e) = ask(&state, authz::REQ_PATH, &msg).await {
-        return e.into_response();
-    }
-    // The handler gets exactly the bytes the plugins saw.
-    let resp = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    if streaming || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return resp;
-    }
+/// The response phase (`AuthZRes`) for a buffered, non-streaming response: the plugins see the
+/// response as the client will receive it; a denial replaces it.
+pub async fn authorize_response(
+    state: &AuthzState,
+    mut msg: authz::Request,
+    resp: Response,
+) -> Response {
     let (rparts, rbody) = resp.into_parts();
     let rbytes = match axum::body::to_bytes(rbody, usize::MAX).await {
         Ok(b) => b,
@@ -185,7 +184,7 @@ pub async fn middleware(State(state): State<AuthzState>, req: Request, next: Nex
     if is_json(&rparts.headers) && rbytes.len() <= MAX_AUTHZ_RESPONSE {
         msg.response_body = rbytes.to_vec();
     }
-    if let Err(e) = ask(&state, authz::RES_PATH, &msg).await {
+    if let Err(e) = authorize(state, authz::RES_PATH, &msg).await {
         return e.into_response();
     }
     Response::from_parts(rparts, Body::from(rbytes))

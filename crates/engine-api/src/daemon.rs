@@ -19,6 +19,9 @@ use berth_plugin_host::{HostConfig, HostError, PluginHost, PluginSource};
 
 use crate::gate::{Caller, Gate};
 
+/// Engine-wide plugin call bounds (deadline caps per call family, reply size limits).
+pub use berth_plugin_host::limits::Caps as PluginCaps;
+
 /// Everything `berth daemon` is configured with.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -35,6 +38,9 @@ pub struct DaemonConfig {
     pub authorization_plugins: Vec<String>,
     /// The group that owns the API socket (`--group`; default `berth` when it exists, else root).
     pub group: Option<String>,
+    /// Engine-wide plugin call bounds: deadline caps per call family (`--plugin-deadline-api`,
+    /// `--plugin-deadline-volume`, `--plugin-deadline-default`) and reply size limits.
+    pub plugin_caps: PluginCaps,
 }
 
 /// Errors that stop the daemon from starting or serving.
@@ -82,6 +88,15 @@ async fn activate_authz(host: &PluginHost, names: &[String]) -> Result<(), Daemo
                     reason: e.to_string(),
                 })?,
         };
+        // A lock-out left by an older daemon (the plugin disabled through the API) ends here.
+        if plugin.state() == berth_plugin_host::PluginState::Disabled {
+            tracing::warn!(plugin = %name, "authorization plugin was disabled; enabling it");
+            host.set_enabled(name, true)
+                .map_err(|e| DaemonError::Authz {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
         if !plugin.implements(berth_plugin_host::protocol::legacy::AUTHZ) {
             return Err(DaemonError::Authz {
                 name: name.clone(),
@@ -219,6 +234,15 @@ pub async fn run(
     let mut host_config = HostConfig::new(&config.root);
     host_config.discovery_dirs = vec![config.plugin_dir.clone()];
     host_config.load_deadline = config.plugin_timeout;
+    host_config.caps = config.plugin_caps;
+    for name in &config.authorization_plugins {
+        host_config.locked.insert(
+            name.clone(),
+            "it is an authorization plugin of this daemon (--authorization-plugin); \
+             restart the daemon without that flag first"
+                .to_owned(),
+        );
+    }
     let mut built_sockets = None;
     let engine = Engine::open_wired(&config.root, Arc::new(NamespaceRuntime), |weak| {
         let sockets = PluginSockets::new(weak.clone(), authz.clone());

@@ -173,6 +173,16 @@ impl Query {
     }
 }
 
+/// Checks a driver or plugin name from a request body before it reaches discovery or the
+/// filesystem: absent or empty (the default driver) passes, anything else must be a valid object
+/// name (no `/`, no `..`), else 400 naming the field, e.g. `invalid volume driver name "/tmp/x"`.
+pub fn driver_name(kind: &'static str, name: Option<&str>) -> Result<(), ApiError> {
+    match name {
+        None | Some("") => Ok(()),
+        Some(n) => Ok(berth_state::validate_name(kind, n)?),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

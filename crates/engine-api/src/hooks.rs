@@ -1,11 +1,17 @@
 //! The `api` extension point inside the engine: pre-hooks (load order, each seeing the previous
 //! rewrite, able to reject) and post-hooks (reverse load order, each seeing the previous rewrite)
-//! around every Engine API request a plugin subscribed to, in Powerstrip's message shape.
+//! around every Engine API request a plugin subscribed to, in Powerstrip's message shape; and,
+//! in the same layer, Docker's authorization plugins (see [`crate::authz`]) on the request the
+//! pre-hooks produced (DESIGN rule 12, docs/api-hooks.md).
 //!
 //! Rules (docs/semantics.md, docs/protocol.md):
-//! - no subscriber for `METHOD path` → the request goes straight through (no buffering);
-//! - only JSON (or empty) request bodies are shown to hooks and may be rewritten; other bodies
-//!   (e.g. an image tar) stream through unchanged with `Body: null`;
+//! - hooks and authorization act on the canonical request ([`crate::canonical`]): subscriptions
+//!   match its target, and a rewritten target is canonicalised again before it is judged;
+//! - no subscriber for `METHOD path` and no authorization plugin → the request goes straight
+//!   through (no buffering);
+//! - only JSON (or empty) request bodies are shown to hooks and may be rewritten (JSON routes
+//!   always carry JSON, see [`crate::canonical`]); other bodies (e.g. an image tar) stream through
+//!   unchanged with `Body: null`;
 //! - streaming and hijacked endpoints (attach, wait, logs, events) get pre-hooks only;
 //! - a pre-hook answering 4xx rejects the request: its status and `Err` text go to the client;
 //! - any other hook failure aborts with 502 naming the plugin (policy `abort`) or is skipped
@@ -25,9 +31,11 @@ use berth_plugin_host::protocol::FailurePolicy;
 use berth_plugin_host::protocol::powerstrip::{ClientRequest, ServerResponse};
 use berth_plugin_host::{CallErrorKind, LoadedPlugin, PluginError, PluginState, hooks};
 
+use crate::authz::{self, AuthzState};
+use crate::canonical::Canonical;
 use crate::error::ApiError;
 use crate::gate::Caller;
-use crate::version::{RequestedUri, strip_version_prefix};
+use crate::version::RequestedUri;
 
 /// Largest request or response body shown to hooks.
 pub const MAX_HOOK_BODY: usize = 16 << 20;
@@ -70,68 +78,87 @@ fn failure(p: &LoadedPlugin, phase: &str, e: &PluginError) -> ApiError {
     }
 }
 
-/// The middleware (installed between the readiness gate and the router).
-pub async fn middleware(State(engine): State<Arc<Engine>>, req: Request, next: Next) -> Response {
-    let Some(host) = engine.plugins().cloned() else {
-        return next.run(req).await;
-    };
+/// What the policy layer needs: the engine (its plugins) and the authorization plugins, in order.
+#[derive(Clone)]
+pub struct PolicyState {
+    pub engine: Arc<Engine>,
+    pub authz: Arc<Vec<String>>,
+}
+
+/// The plugins whose pre- and post-hooks `req` calls for (borrowed strings: a request nobody
+/// hooks allocates nothing here).
+fn subscribers(
+    host: &berth_plugin_host::PluginHost,
+    req: &Request,
+    canonical: &Canonical,
+) -> (Vec<Arc<LoadedPlugin>>, Vec<Arc<LoadedPlugin>>) {
+    let path = canonical.route_path();
     // Plugin management and liveness never go through api hooks: a broken api plugin must not be
     // able to block its own unload.
-    let path = req.uri().path();
-    if path == "/_ping" || path.starts_with("/berth/plugins") {
-        return next.run(req).await;
+    if path == "/_ping" || path == "/berth/plugins" || path.starts_with("/berth/plugins/") {
+        return (Vec::new(), Vec::new());
     }
-    // Who subscribed is decided on borrowed strings: a request nobody hooks allocates nothing here.
-    let (pre, post, method, requested) = {
-        let caller = Caller::of(&req);
-        let own = |p: &LoadedPlugin| matches!(&caller, Caller::Plugin(n) if n == p.name());
-        let method = req.method().as_str();
-        let uri_text;
-        let requested = match req.extensions().get::<RequestedUri>() {
-            Some(r) => r.0.as_str(),
-            None => {
-                uri_text = req.uri().to_string();
-                uri_text.as_str()
-            }
-        };
-        let plugins = host.snapshot();
-        let wanted = |post: bool| -> Vec<Arc<LoadedPlugin>> {
-            plugins
-                .iter()
-                .filter(|p| {
-                    let subs = p.subscriptions();
-                    let wants = if post {
-                        subs.wants_api_post(method, requested)
-                    } else {
-                        subs.wants_api_pre(method, requested)
-                    };
-                    wants && !own(p) && p.state() == PluginState::Active
-                })
-                .cloned()
-                .collect()
-        };
-        let pre = wanted(false);
-        let post = if is_streaming(path) {
-            Vec::new()
-        } else {
-            wanted(true)
-        };
-        if pre.is_empty() && post.is_empty() {
-            (pre, post, String::new(), String::new())
-        } else {
-            (pre, post, method.to_owned(), requested.to_owned())
-        }
+    let caller = req.extensions().get::<Caller>();
+    let own = |p: &LoadedPlugin| matches!(caller, Some(Caller::Plugin(n)) if n == p.name());
+    let method = req.method().as_str();
+    let requested = canonical.requested();
+    let plugins = host.snapshot();
+    let wanted = |post: bool| -> Vec<Arc<LoadedPlugin>> {
+        plugins
+            .iter()
+            .filter(|p| {
+                let subs = p.subscriptions();
+                let wants = if post {
+                    subs.wants_api_post(method, requested)
+                } else {
+                    subs.wants_api_pre(method, requested)
+                };
+                wants && !own(p) && p.state() == PluginState::Active
+            })
+            .cloned()
+            .collect()
     };
-    if pre.is_empty() && post.is_empty() {
+    let pre = wanted(false);
+    let post = if is_streaming(path) {
+        Vec::new()
+    } else {
+        wanted(true)
+    };
+    (pre, post)
+}
+
+/// The policy middleware (between the readiness gate and the router): api pre-hooks, then
+/// authorization of the request they produced (and of the original, if they changed it), the
+/// handler, api post-hooks, and authorization of the response.
+pub async fn middleware(State(st): State<PolicyState>, req: Request, next: Next) -> Response {
+    let canonical = match Canonical::of(&req) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let (pre, post) = match st.engine.plugins() {
+        Some(host) => subscribers(host, &req, &canonical),
+        None => (Vec::new(), Vec::new()),
+    };
+    let authz = AuthzState {
+        engine: st.engine.clone(),
+        plugins: st.authz.clone(),
+    };
+    let authorizing = !st.authz.is_empty();
+    if pre.is_empty() && post.is_empty() && !authorizing {
         return next.run(req).await;
     }
 
     let (mut parts, body) = req.into_parts();
     let shows_body = is_json(&parts.headers) || body_is_empty(&parts.headers);
-    let (mut body_text, mut passthrough) = if shows_body {
+    // Authorization sees every body (bounded, refused when larger); hooks see JSON ones.
+    let (original_bytes, mut passthrough) = if authorizing {
+        match authz::read_limited(body, authz::MAX_AUTHZ_BODY).await {
+            Ok(b) => (b, None),
+            Err(()) => return authz::too_large().into_response(),
+        }
+    } else if shows_body {
         match axum::body::to_bytes(body, MAX_HOOK_BODY).await {
-            Ok(b) if b.is_empty() => (None, None),
-            Ok(b) => (Some(String::from_utf8_lossy(&b).into_owned()), None),
+            Ok(b) => (b, None),
             Err(e) => {
                 return ApiError::bad_request(format!(
                     "reading the request body for api hooks: {e}"
@@ -140,22 +167,24 @@ pub async fn middleware(State(engine): State<Arc<Engine>>, req: Request, next: N
             }
         }
     } else {
-        (None, Some(body))
+        (bytes::Bytes::new(), Some(body))
+    };
+    let original = ClientRequest {
+        method: parts.method.as_str().to_owned(),
+        request: canonical.requested().to_owned(),
+        body: (shows_body && !original_bytes.is_empty())
+            .then(|| String::from_utf8_lossy(&original_bytes).into_owned()),
     };
 
     // Pre-hooks, in load order, each seeing the previous rewrite.
-    let mut current = ClientRequest {
-        method: method.clone(),
-        request: requested.clone(),
-        body: body_text.clone(),
-    };
+    let mut current = original.clone();
     let mut warnings: Vec<String> = Vec::new();
     for p in &pre {
         match hooks::api_pre(p, &current).await {
             Ok(Some(rewritten)) => {
                 if shows_body {
                     if let Some(b) = rewritten.body.as_deref().filter(|b| !b.trim().is_empty())
-                        && let Err(e) = serde_json::from_str::<serde_json::Value>(b)
+                        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(b)
                     {
                         return ApiError::bad_request(format!(
                             "api pre-hook of plugin \"{}\" returned a request body that is not valid JSON: {e}",
@@ -207,42 +236,91 @@ pub async fn middleware(State(engine): State<Arc<Engine>>, req: Request, next: N
         }
     }
 
-    // Rebuild the request the handler sees.
-    match current.method.parse() {
-        Ok(m) => parts.method = m,
-        Err(_) => {
-            return ApiError::bad_request(format!(
-                "api pre-hook set an invalid method {:?}",
-                current.method
-            ))
-            .into_response();
+    // The final request, canonical again if a hook rewrote it.
+    let changed = current != original;
+    let mut canonical = canonical;
+    if changed {
+        match current.method.parse() {
+            Ok(m) => parts.method = m,
+            Err(_) => {
+                return ApiError::bad_request(format!(
+                    "api pre-hook set an invalid method {:?}",
+                    current.method
+                ))
+                .into_response();
+            }
         }
+        match current
+            .request
+            .parse::<axum::http::Uri>()
+            .map_err(|e| ApiError::bad_request(format!("{e}")))
+            .and_then(|u| Canonical::new(&u))
+        {
+            Ok(c) => canonical = c,
+            Err(e) => {
+                return ApiError::bad_request(format!(
+                    "api pre-hook set an invalid request URI {:?}: {}",
+                    current.request, e.message
+                ))
+                .into_response();
+            }
+        }
+        current.request = canonical.requested().to_owned();
     }
-    match current.request.parse() {
+    let final_bytes = if changed && shows_body {
+        bytes::Bytes::from(current.body.clone().unwrap_or_default().into_bytes())
+    } else {
+        original_bytes.clone()
+    };
+    if changed && shows_body {
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(final_bytes.len()));
+    }
+
+    // Authorization judges the request the handler will run, and the original when it differs.
+    let mut authz_msg = None;
+    if authorizing {
+        let msg = authz::request_message(
+            current.method.clone(),
+            current.request.clone(),
+            &parts.headers,
+            &final_bytes,
+        );
+        if let Err(e) = authz::authorize(&authz, authz::REQ_PATH, &msg).await {
+            return e.into_response();
+        }
+        if changed {
+            let orig = authz::request_message(
+                original.method.clone(),
+                original.request.clone(),
+                &parts.headers,
+                &original_bytes,
+            );
+            if let Err(e) = authz::authorize(&authz, authz::REQ_PATH, &orig).await {
+                return e.into_response();
+            }
+        }
+        authz_msg = Some(msg);
+    }
+
+    match canonical.route_uri() {
         Ok(uri) => parts.uri = uri,
-        Err(_) => {
-            return ApiError::bad_request(format!(
-                "api pre-hook set an invalid request URI {:?}",
-                current.request
-            ))
-            .into_response();
-        }
+        Err(e) => return e.into_response(),
     }
+    let streaming = is_streaming(canonical.route_path());
+    parts
+        .extensions
+        .insert(RequestedUri(canonical.requested().to_owned()));
+    parts.extensions.insert(canonical);
     let new_body = match passthrough.take() {
         Some(b) => b,
-        None => {
-            body_text = current.body.clone();
-            let bytes = body_text.clone().unwrap_or_default().into_bytes();
-            parts.headers.remove(header::TRANSFER_ENCODING);
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-            Body::from(bytes)
-        }
+        None => Body::from(final_bytes),
     };
-    let req = strip_version_prefix(Request::from_parts(parts, new_body));
-    let resp = next.run(req).await;
-    let mut resp = if post.is_empty() || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+    let resp = next.run(Request::from_parts(parts, new_body)).await;
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let mut resp = if post.is_empty() || switching {
         resp
     } else {
         run_post_hooks(&post, &current, resp, &mut warnings).await
@@ -252,7 +330,10 @@ pub async fn middleware(State(engine): State<Arc<Engine>>, req: Request, next: N
             resp.headers_mut().append(WARNING_HEADER, v);
         }
     }
-    resp
+    match authz_msg {
+        Some(msg) if !streaming && !switching => authz::authorize_response(&authz, msg, resp).await,
+        _ => resp,
+    }
 }
 
 async fn run_post_hooks(
@@ -292,7 +373,8 @@ async fn run_post_hooks(
                 let code_ok = StatusCode::from_u16(rewritten.code).is_ok() && rewritten.code >= 100;
                 let body_ok = !rewritten.content_type.contains("json")
                     || rewritten.body.as_deref().is_none_or(|b| {
-                        b.trim().is_empty() || serde_json::from_str::<serde_json::Value>(b).is_ok()
+                        b.trim().is_empty()
+                            || serde_json::from_str::<serde::de::IgnoredAny>(b).is_ok()
                     });
                 if code_ok && body_ok {
                     current = rewritten;

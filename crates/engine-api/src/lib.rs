@@ -1,10 +1,11 @@
 //! The Docker Engine API subset served by `berth daemon`: the axum router, wire DTOs, the one
-//! error→HTTP mapping, the version-prefix layer, streaming endpoints (attach, wait, logs, events),
+//! error→HTTP mapping, the canonical request layer, streaming endpoints (attach, wait, logs, events),
 //! and [`daemon::run`], which wires the engine to a UNIX socket.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod authz;
+pub mod canonical;
 pub mod daemon;
 pub mod error;
 pub mod extract;
@@ -18,7 +19,6 @@ pub mod version;
 
 use std::sync::Arc;
 
-use axum::ServiceExt;
 use axum::extract::Request;
 use berth_engine::Engine;
 use tower::Layer;
@@ -50,8 +50,9 @@ pub fn app(
 /// the [`gate::Caller`] it returns (a privileged plugin's own engine socket); `authz` names the
 /// Docker authorization plugins, in order.
 ///
-/// Layers, outermost first: caller attribution → version prefix → identification headers →
-/// readiness gate → authorization → api hooks → router.
+/// Layers, outermost first: caller attribution → identification headers → canonical request
+/// (normalised target, version prefix stripped, JSON bodies checked) → readiness gate → policy
+/// (api pre-hooks → authorization → router → api post-hooks → authorization of the response).
 pub fn app_with(
     engine: Arc<Engine>,
     gate: gate::Gate,
@@ -69,27 +70,18 @@ pub fn app_with(
     let router = routes::router(routes::AppState {
         engine: engine.clone(),
     });
-    let hooked = from_fn_with_state(engine.clone(), hooks::middleware).layer(router);
-    let authorized = from_fn_with_state(
-        authz::AuthzState {
-            engine,
-            plugins: authz,
-        },
-        authz::middleware,
-    )
-    .layer(hooked);
-    let gated = from_fn_with_state(gate, gate::middleware).layer(authorized);
-    let identified = from_fn(version::identify).layer(gated);
-    let strip =
-        tower::util::MapRequestLayer::new(version::strip_version_prefix::<axum::body::Body>)
-            .layer(identified);
+    let policy =
+        from_fn_with_state(hooks::PolicyState { engine, authz }, hooks::middleware).layer(router);
+    let gated = from_fn_with_state(gate, gate::middleware).layer(policy);
+    let canonical = from_fn(canonical::middleware).layer(gated);
+    let identified = from_fn(version::identify).layer(canonical);
     tower::util::MapRequestLayer::new(move |mut req: Request| {
         if let Some(f) = &caller {
             req.extensions_mut().insert(f());
         }
         req
     })
-    .layer(strip)
+    .layer(identified)
 }
 
 /// Serves `app` on a UNIX listener until `shutdown` resolves.
@@ -109,7 +101,8 @@ pub async fn serve(
     .await
 }
 
-/// Serves [`app_with`] on a UNIX listener until `shutdown` resolves.
+/// Serves [`app_with`] on a UNIX listener until `shutdown` resolves. Every request carries a
+/// [`streams::ConnFd`] of its connection (attach sessions watch it for the client's hang-up).
 pub async fn serve_with(
     listener: tokio::net::UnixListener,
     engine: Arc<Engine>,
@@ -119,7 +112,71 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let svc = app_with(engine, gate, caller, authz);
-    axum::serve(listener, ServiceExt::<Request>::into_make_service(svc))
+    axum::serve(listener, PerConnection(svc))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Makes the service of one connection: `S` with that connection's [`streams::ConnFd`].
+#[derive(Clone)]
+struct PerConnection<S>(S);
+
+impl<'a, S: Clone> tower::Service<axum::serve::IncomingStream<'a, tokio::net::UnixListener>>
+    for PerConnection<S>
+{
+    type Response = WithConn<S>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<WithConn<S>, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(
+        &mut self,
+        conn: axum::serve::IncomingStream<'a, tokio::net::UnixListener>,
+    ) -> Self::Future {
+        use std::os::fd::AsFd;
+        let fd = conn
+            .io()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(|fd| streams::ConnFd(Arc::new(fd)))
+            .map_err(|e| tracing::warn!(error = %e, "duplicating a connection's descriptor"))
+            .ok();
+        std::future::ready(Ok(WithConn {
+            inner: self.0.clone(),
+            fd,
+        }))
+    }
+}
+
+/// The service of one connection (see [`PerConnection`]).
+#[derive(Clone)]
+struct WithConn<S> {
+    inner: S,
+    fd: Option<streams::ConnFd>,
+}
+
+impl<S: tower::Service<Request>> tower::Service<Request> for WithConn<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        if let Some(fd) = &self.fd {
+            req.extensions_mut().insert(fd.clone());
+        }
+        self.inner.call(req)
+    }
 }

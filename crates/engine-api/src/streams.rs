@@ -1,12 +1,22 @@
 //! Hijacked and framed streams: Docker's 8-byte multiplexed framing and the attach session that
-//! runs on an upgraded connection (output out, stdin in, closed once the process exited).
+//! runs on an upgraded connection (output out, stdin in, closed once the process exited or the
+//! client hung up).
+//!
+//! A client that half-closes (the docker CLI shuts its write side down once stdin is done, or at
+//! once without `-i`) still reads the output, so end of input is not the end of the session. A
+//! client that is gone is seen as a hang-up (`POLLHUP`) on [`ConnFd`], a duplicate of the
+//! connection's descriptor watched apart from the stream itself, so a session whose container never
+//! prints (or never starts) still ends when its client leaves.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use berth_engine::Attached;
 use berth_engine::logs::{OutputChunk, StreamKind};
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::sync::broadcast::error::RecvError;
 
 /// One multiplexed frame: stream byte, three zero bytes, big-endian length, payload.
@@ -19,10 +29,42 @@ pub fn frame(stream: u8, payload: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// A duplicate of the descriptor of the client connection a request came on (a request
+/// extension set by [`crate::serve_with`]).
+#[derive(Debug, Clone)]
+pub struct ConnFd(pub Arc<OwnedFd>);
+
+/// Resolves once the peer of `conn` hung up completely (not on a half-close); never without one.
+pub async fn hung_up(conn: Option<ConnFd>) {
+    // A registration of its own (another duplicate), so clearing its readiness below never
+    // disturbs the stream's.
+    let watch = conn.and_then(|c| c.0.try_clone().ok()).and_then(|fd| {
+        let std = std::os::unix::net::UnixStream::from(fd);
+        std.set_nonblocking(true).ok()?;
+        tokio::net::UnixStream::from_std(std).ok()
+    });
+    let Some(watch) = watch else {
+        return std::future::pending().await;
+    };
+    loop {
+        let Ok(ready) = watch.ready(Interest::WRITABLE).await else {
+            return std::future::pending().await;
+        };
+        if ready.is_write_closed() {
+            return;
+        }
+        // Edge-triggered: the next wake-up is the next change (a hang-up, or buffer space).
+        let _ = watch.try_io(Interest::WRITABLE, || {
+            Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+        });
+    }
+}
+
 /// Serves one attach session on the upgraded connection until the container's process exits
-/// (then the connection is closed, which is what ends `docker run`).
+/// (then the connection is closed, which is what ends `docker run`) or the client hangs up.
 pub async fn serve_attach(
     on_upgrade: OnUpgrade,
+    conn: Option<ConnFd>,
     mut attached: Attached,
     stdout: bool,
     stderr: bool,
@@ -52,8 +94,11 @@ pub async fn serve_attach(
         }
     });
     let mut stdin_open = attached.stdin.is_some();
+    let gone = hung_up(conn);
+    tokio::pin!(gone);
     loop {
         tokio::select! {
+            _ = &mut gone => break,
             chunk = attached.output.recv() => match chunk {
                 Ok(OutputChunk::Data(kind, data)) => {
                     let wanted = match kind { StreamKind::Stdout => stdout, StreamKind::Stderr => stderr };

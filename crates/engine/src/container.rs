@@ -192,6 +192,26 @@ pub struct ContainerConfig {
     /// Resource limits (`HostConfig.Memory`, `NanoCpus`, …); absent in old records.
     #[serde(default)]
     pub resources: crate::limits::Resources,
+    /// Capabilities, privileged mode, seccomp and the other confinement settings.
+    #[serde(default)]
+    pub security: SecurityOptions,
+}
+
+/// How a container is confined, as the client asked (`HostConfig.CapAdd`, `CapDrop`,
+/// `Privileged`, `ReadonlyRootfs`, `SecurityOpt`, `GroupAdd`, `Tmpfs`): kept as given, for
+/// inspect, and interpreted by the runtime (`runtime::options`). All empty = Docker's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityOptions {
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    /// `seccomp=unconfined`, `seccomp=<profile json>`, `no-new-privileges[:true|false]`, ...
+    pub security_opt: Vec<String>,
+    pub group_add: Vec<String>,
+    /// Target path → mount options (`size=64m,mode=1777`, may be empty).
+    pub tmpfs: BTreeMap<String, String>,
 }
 
 /// The mutable part of a container (`state.json`).

@@ -49,6 +49,8 @@ pub struct CreateContainer {
     pub system: bool,
     /// `HostConfig` resource limits.
     pub resources: crate::limits::Resources,
+    /// Capabilities, privileged mode, seccomp, read-only root, extra groups, tmpfs mounts.
+    pub security: crate::container::SecurityOptions,
 }
 
 impl Engine {
@@ -66,6 +68,8 @@ impl Engine {
             }
             _ => None,
         };
+        crate::security::validate(&req.security)?;
+        crate::security::validate_user(&req.user)?;
         let image = self.images.get(&req.image)?;
         let entrypoint = req.entrypoint.clone().filter(|e| !e.is_empty());
         let cmd = match (&req.cmd, &entrypoint) {
@@ -263,6 +267,7 @@ impl Engine {
             volume_driver: req.volume_driver.clone(),
             system: req.system,
             resources: req.resources,
+            security: req.security.clone(),
         }
     }
 }

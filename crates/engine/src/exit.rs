@@ -18,7 +18,7 @@ impl Engine {
         self.networks.detach(c.id()).await;
         *lock(&c.pty) = None;
         *c.stdin() = StdinSlot::fresh(c.config.open_stdin);
-        let oom_killed = crate::cgroups::after_exit(&self.root, c.id()).await;
+        let oom_killed = self.runtime.cgroup_exited(&self.root, c.id()).await;
         let mut restart = false;
         let updated = c.update(|st| {
             st.status = Status::Exited;

@@ -1,6 +1,8 @@
 //! Berth's core domain: containers and their lifecycle, images, events, logs and the runtime that
 //! runs real processes in namespaces. No HTTP server here (that is `berth-engine-api`).
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod boot;
 pub mod cgroups;
 mod connect;
@@ -19,6 +21,7 @@ pub mod plugins;
 mod remove;
 mod resources;
 pub mod runtime;
+pub mod security;
 mod start;
 pub mod stats;
 mod stop;

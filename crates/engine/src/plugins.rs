@@ -176,7 +176,8 @@ impl ContainerLauncher {
             binds,
             mounts,
             restart_policy: RestartPolicy::Always,
-            network_mode: "host".into(),
+            // A plugin gets the host's network namespace only when loaded with `--network host`.
+            network_mode: if spec.host_network { "host" } else { "none" }.into(),
             system: true,
             ..Default::default()
         }
@@ -294,10 +295,23 @@ mod tests {
             env: vec!["A=1".into()],
             mounts: vec!["/srv/data:/data:ro".into()],
             privileged: false,
+            host_network: false,
             socket_dir: PathBuf::from("/var/lib/berth/plugins/0123456789abcdef"),
         };
         let req = ContainerLauncher::create_request(&spec);
         assert!(req.system);
+        assert_eq!(
+            req.network_mode, "none",
+            "its own network namespace by default"
+        );
+        let host = LaunchSpec {
+            host_network: true,
+            ..spec.clone()
+        };
+        assert_eq!(
+            ContainerLauncher::create_request(&host).network_mode,
+            "host"
+        );
         assert_eq!(req.restart_policy, RestartPolicy::Always);
         assert_eq!(req.cmd.as_deref(), Some(&spec.args[..]));
         assert_eq!(

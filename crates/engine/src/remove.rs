@@ -57,7 +57,7 @@ impl Engine {
         let runtime = self.runtime.clone();
         tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
             runtime.cleanup(&dir)?;
-            crate::cgroups::remove(&root, &id)?;
+            runtime.remove_cgroup(&root, &id)?;
             berth_state::remove_dir_durable(&dir)?;
             Ok(())
         })

@@ -214,12 +214,14 @@ impl Engine {
             tty: c.config.tty,
             open_stdin: c.config.open_stdin,
             net,
-            cgroup_procs: crate::cgroups::for_start(
+            cgroup_procs: self.runtime.create_cgroup(
                 &self.root,
                 c.id(),
                 &c.config.resources,
-                false,
+                c.config.security.privileged,
             )?,
+            user: c.config.user.clone(),
+            security: c.config.security.clone(),
         };
         Ok((spec, resolved))
     }

@@ -148,6 +148,12 @@ impl NetworkStore {
                 e
             }
         };
+        // Every link that exists now is off limits as the driver's SrcName: only an interface
+        // made for this endpoint (in CreateEndpoint or Join) may be moved into the container.
+        let preexisting = match netns::link_indexes().await {
+            Ok(set) => std::sync::Arc::new(set),
+            Err(e) => return Err(fail(e, false).await),
+        };
         let joined = match driver.join(&n, &info).await {
             Ok(j) => j,
             Err(e) => return Err(fail(driver_error(&n, e), true).await),
@@ -164,10 +170,24 @@ impl NetworkStore {
             // Docker: an empty SrcName moves nothing into the sandbox.
             String::new()
         } else {
+            let reused = match netns::link_index(&joined.src_name).await {
+                Ok(idx) => idx.is_some_and(|i| preexisting.contains(&i)),
+                Err(e) => return Err(fail(e, true).await),
+            };
+            if reused {
+                let refused = NetworkError::System {
+                    context: format!("Join answered SrcName {:?}", joined.src_name),
+                    reason: "that interface existed before this endpoint was created (a host \
+                             or another endpoint's link); refused, nothing was moved"
+                        .into(),
+                };
+                return Err(fail(driver_error(&n, refused), true).await);
+            }
             let plumbed = netns::plumb(
                 netns_path,
                 netns::Plumbing {
                     src_name: joined.src_name.clone(),
+                    preexisting,
                     dst_name: ifname.clone(),
                     address,
                     prefix: pool.subnet.prefix,

@@ -48,6 +48,24 @@ pub(crate) fn host_handle() -> Result<Handle, NetworkError> {
     Ok(handle)
 }
 
+/// The indexes of every link in the daemon's namespace: taken before a driver creates an
+/// endpoint, so the `SrcName` it answers can be checked to be a link made for that endpoint.
+pub async fn link_indexes() -> Result<std::collections::BTreeSet<u32>, NetworkError> {
+    let handle = host_handle()?;
+    let mut links = handle.link().get().execute();
+    let mut set = std::collections::BTreeSet::new();
+    while let Some(m) = links.try_next().await.map_err(nl("listing links"))? {
+        set.insert(m.header.index);
+    }
+    Ok(set)
+}
+
+/// The index of the link named `name` in the daemon's namespace, if it exists.
+pub async fn link_index(name: &str) -> Result<Option<u32>, NetworkError> {
+    let handle = host_handle()?;
+    Ok(link_by_name(&handle, name).await?.map(|l| l.header.index))
+}
+
 /// The link named `name`, if it exists.
 pub(crate) async fn link_by_name(
     handle: &Handle,
@@ -237,6 +255,9 @@ pub fn remove(path: &Path) {
 pub struct Plumbing {
     /// Interface name in the daemon's namespace (the driver's `SrcName`).
     pub src_name: String,
+    /// The links that existed before the endpoint was created: `src_name` must not be one of them
+    /// (the host's `eth0`, `lo`, another container's interface are never moved).
+    pub preexisting: std::sync::Arc<std::collections::BTreeSet<u32>>,
     /// Name inside the container (`eth0`, `eth1`, ...).
     pub dst_name: String,
     pub address: Ipv4Addr,
@@ -258,6 +279,14 @@ pub async fn plumb(netns: &Path, p: Plumbing) -> Result<String, NetworkError> {
             context: format!("joining {}", p.src_name),
             reason: "the driver's interface does not exist".into(),
         })?;
+    if p.preexisting.contains(&link.header.index) {
+        return Err(NetworkError::System {
+            context: format!("joining {}", p.src_name),
+            reason: "the interface existed before this endpoint was created; only an interface \
+                     made for the endpoint is moved into a container"
+                .into(),
+        });
+    }
     let ns = File::open(netns).map_err(sys(format!("opening {}", netns.display())))?;
     handle
         .link()

@@ -502,7 +502,7 @@ fn fleet(rt: &tokio::runtime::Runtime, dir: &Path, n: usize) -> Fleet {
     let mut config = HostConfig::new(dir.join("host"));
     config.discovery_dirs = Vec::new();
     config.load_deadline = Duration::from_secs(30);
-    config.default_call_deadline = Duration::from_secs(5);
+    config.caps.default = Duration::from_secs(5);
     let host = PluginHost::open(config, None).expect("open host");
     let named = |name: &str| LoadOptions {
         name: Some(name.to_owned()),

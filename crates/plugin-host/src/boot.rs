@@ -30,7 +30,7 @@ impl PluginHost {
                     Ok(mut record) => {
                         let state = old.carried_state();
                         record.disabled = state == PluginState::Disabled;
-                        let new = Arc::new(LoadedPlugin::new(record, state));
+                        let new = Arc::new(LoadedPlugin::new(record, state, self.config.caps));
                         self.swap(|v| {
                             if let Some(slot) = v.iter_mut().find(|p| Arc::ptr_eq(p, old)) {
                                 *slot = new.clone();
@@ -81,6 +81,7 @@ impl PluginHost {
                         env: env.clone(),
                         mounts: rec.options.mounts.clone(),
                         privileged: rec.privileged,
+                        host_network: rec.options.host_network(),
                         socket_dir: socket_dir.clone(),
                     };
                     std::fs::create_dir_all(socket_dir).map_err(|source| HostError::Io {

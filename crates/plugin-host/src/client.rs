@@ -1,6 +1,8 @@
 //! The typed HTTP-over-UDS client of one plugin: HTTP/1.1 keep-alive over the plugin's UNIX socket
 //! (one idle connection kept per plugin, a new one dialled when it dropped or when calls overlap),
-//! a deadline on every call, and Docker's lenient response rules: success is exactly 200, any
+//! a deadline on every call (sent to the plugin as its remaining budget in the
+//! [`DEADLINE_HEADER`] header), a reply size limit enforced while the body streams in (a reply is
+//! never buffered past it), and Docker's lenient response rules: success is exactly 200, any
 //! Content-Type, an `Err`/`Error` in a 200 or non-200 body is an error with that text, plain-text
 //! error bodies are used verbatim, and 404 is reported as [`CallErrorKind::NotFound`] ("not
 //! implemented / not interested").
@@ -12,9 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use berth_plugin_protocol::{DOCKER_PLUGIN_MEDIA_TYPE, error_text, error_text_in};
+
+use crate::limits::DEFAULT_MAX_REPLY;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -24,6 +28,8 @@ use tokio::time::{Instant, Sleep};
 
 /// How many idle connections a client keeps (sequential use needs one).
 const MAX_IDLE: usize = 4;
+
+pub use berth_plugin_protocol::DEADLINE_HEADER;
 
 /// A failed plugin call. Displays as `plugin "flocker": POST /v1/volume/volumes: deadline 5s exceeded`.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -52,6 +58,11 @@ impl PluginError {
     pub fn is_deadline(&self) -> bool {
         matches!(self.kind, CallErrorKind::Deadline(_))
     }
+
+    /// The reply was larger than the call's size limit.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self.kind, CallErrorKind::TooLarge { .. })
+    }
 }
 
 /// The reason of a [`PluginError`].
@@ -67,6 +78,12 @@ pub enum CallErrorKind {
         socket: String,
         /// OS error text.
         reason: String,
+    },
+    /// The reply was larger than the call's limit (the connection is dropped at the limit).
+    #[error("reply exceeds the {} size limit", fmt_size(*.limit))]
+    TooLarge {
+        /// The limit, bytes.
+        limit: usize,
     },
     /// Other transport failure (connection reset, protocol error).
     #[error("transport: {0}")]
@@ -104,6 +121,17 @@ pub fn fmt_duration(d: Duration) -> String {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())
+    }
+}
+
+/// `16 MiB`, `512 KiB`, `100 bytes`.
+pub fn fmt_size(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
     }
 }
 
@@ -157,6 +185,7 @@ impl std::fmt::Debug for PluginClient {
 
 enum SendError {
     Connect(std::io::Error),
+    TooLarge(usize),
     /// A reused connection was found closed before the request went out: safe to retry.
     Stale(String),
     Other(String),
@@ -211,13 +240,27 @@ impl PluginClient {
         }
     }
 
-    /// `POST path` with `body` (empty = no body), bounded by `deadline`. Returns the raw reply,
-    /// whatever its status.
+    /// `POST path` with `body` (empty = no body), bounded by `deadline` and the default reply
+    /// size limit ([`crate::limits::DEFAULT_MAX_REPLY`]). Returns the raw reply, whatever its
+    /// status.
     pub async fn post_raw(
         &self,
         path: &str,
         body: Bytes,
         deadline: Duration,
+    ) -> Result<RawReply, PluginError> {
+        self.post_bounded(path, body, deadline, DEFAULT_MAX_REPLY)
+            .await
+    }
+
+    /// Like [`Self::post_raw`] with the reply size limit `max_reply` (bytes): a longer reply fails
+    /// with [`CallErrorKind::TooLarge`] as soon as the limit is crossed, without reading further.
+    pub async fn post_bounded(
+        &self,
+        path: &str,
+        body: Bytes,
+        deadline: Duration,
+        max_reply: usize,
     ) -> Result<RawReply, PluginError> {
         let until = Instant::now() + deadline;
         let (reused, mut timer) = match self.take_idle() {
@@ -229,7 +272,7 @@ impl PluginClient {
         };
         let outcome = tokio::select! {
             biased;
-            r = self.post_inner(path, body, reused) => r,
+            r = self.post_inner(path, body, reused, until, max_reply) => r,
             () = timer.as_mut() => return Err(self.error(path, CallErrorKind::Deadline(deadline))),
         };
         match outcome {
@@ -252,6 +295,9 @@ impl PluginClient {
                 };
                 Err(self.error(path, kind))
             }
+            Err(SendError::TooLarge(limit)) => {
+                Err(self.error(path, CallErrorKind::TooLarge { limit }))
+            }
             Err(SendError::Stale(e) | SendError::Other(e)) => {
                 Err(self.error(path, CallErrorKind::Transport(e)))
             }
@@ -265,17 +311,20 @@ impl PluginClient {
         path: &str,
         body: Bytes,
         reused: Option<SendRequest<Full<Bytes>>>,
+        until: Instant,
+        max_reply: usize,
     ) -> Result<(RawReply, SendRequest<Full<Bytes>>), SendError> {
+        let bounds = (until, max_reply);
         if let Some(sender) = reused {
             // A reused connection may have been closed by the plugin (restart, idle close) before
             // our request went out; then retry once on a fresh one. Anything later is not retried.
-            match Self::send_once(sender, path, body.clone(), true).await {
+            match Self::send_once(sender, path, body.clone(), true, bounds).await {
                 Err(SendError::Stale(_)) => {}
                 other => return other,
             }
         }
         let sender = self.dial().await?;
-        Self::send_once(sender, path, body, false).await
+        Self::send_once(sender, path, body, false, bounds).await
     }
 
     async fn send_once(
@@ -283,6 +332,7 @@ impl PluginClient {
         path: &str,
         body: Bytes,
         reused: bool,
+        (until, max_reply): (Instant, usize),
     ) -> Result<(RawReply, SendRequest<Full<Bytes>>), SendError> {
         let has_body = !body.is_empty();
         let mut req = Request::new(Full::new(body));
@@ -296,6 +346,8 @@ impl PluginClient {
         if has_body {
             headers.insert(http::header::CONTENT_TYPE, JSON);
         }
+        let budget = until.saturating_duration_since(Instant::now()).as_millis() as u64;
+        headers.insert(DEADLINE_HEADER, HeaderValue::from(budget));
         let resp = match sender.send_request(req).await {
             Ok(r) => r,
             Err(e) if reused && (e.is_canceled() || e.is_closed()) => {
@@ -304,11 +356,26 @@ impl PluginClient {
             Err(e) => return Err(SendError::Other(e.to_string())),
         };
         let status = resp.status();
-        let body = resp
-            .into_body()
+        // A declared length over the limit fails before a byte of the body is read; otherwise the
+        // body is counted frame by frame and reading stops at the first frame past the limit.
+        let declared = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max_reply as u64) {
+            return Err(SendError::TooLarge(max_reply));
+        }
+        let body = Limited::new(resp.into_body(), max_reply)
             .collect()
             .await
-            .map_err(|e| SendError::Other(format!("reading reply: {e}")))?
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    SendError::TooLarge(max_reply)
+                } else {
+                    SendError::Other(format!("reading reply: {e}"))
+                }
+            })?
             .to_bytes();
         Ok((RawReply { status, body }, sender))
     }
@@ -361,9 +428,26 @@ impl PluginClient {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
+        self.call_bounded(path, req, deadline, DEFAULT_MAX_REPLY)
+            .await
+    }
+
+    /// Like [`Self::call`] with the reply size limit `max_reply`.
+    pub async fn call_bounded<Req, Resp>(
+        &self,
+        path: &str,
+        req: &Req,
+        deadline: Duration,
+        max_reply: usize,
+    ) -> Result<Resp, PluginError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
         let body =
             encode_json(req).map_err(|e| self.error(path, CallErrorKind::Encode(e.to_string())))?;
-        self.call_encoded(path, body, deadline).await
+        let reply = self.post_bounded(path, body, deadline, max_reply).await?;
+        self.interpret(path, reply)
     }
 
     /// Like [`Self::call`] with the request already encoded as JSON (see [`encode_json`]): an event
@@ -465,6 +549,7 @@ impl PluginClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::UnixListener;
 
@@ -644,5 +729,128 @@ mod tests {
             .unwrap_err();
         assert!(e.is_not_up(), "{e}");
         assert_eq!(fmt_duration(Duration::from_secs(5)), "5s");
+    }
+
+    /// Streams an endless chunked 200 reply to each request; counts the bytes it managed to send.
+    fn endless(dir: &Path, sent: Arc<AtomicU64>) -> PathBuf {
+        let sock = dir.join("endless.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let sent = sent.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                    if s.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                    while s.write_all(chunk.as_bytes()).await.is_ok() {
+                        sent.fetch_add(0x10000, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        sock
+    }
+
+    #[tokio::test]
+    async fn endless_reply_fails_at_the_size_limit_without_buffering_past_it() {
+        let d = tempfile::tempdir().unwrap();
+        let sent = Arc::new(AtomicU64::new(0));
+        let sock = endless(d.path(), sent.clone());
+        let c = PluginClient::new("hose", &sock);
+        let limit = 1 << 20;
+        let t = std::time::Instant::now();
+        let e = c
+            .call_bounded::<_, serde_json::Value>(
+                "/VolumeDriver.Get",
+                &(),
+                Duration::from_secs(20),
+                limit,
+            )
+            .await
+            .unwrap_err();
+        assert!(e.is_too_large(), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "plugin \"hose\": POST /VolumeDriver.Get: reply exceeds the 1 MiB size limit"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "failed fast, not at the deadline: {:?}",
+            t.elapsed()
+        );
+        // The connection was dropped at the limit: the plugin can push at most the limit plus
+        // what the socket buffers hold, never an unbounded stream.
+        let stopped = sent.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let later = sent.load(Ordering::Relaxed);
+        assert!(
+            later < (limit as u64) + (8 << 20),
+            "plugin pushed {later} bytes"
+        );
+        assert!(
+            later - stopped <= 0x10000,
+            "still streaming: {stopped} then {later}"
+        );
+    }
+
+    #[tokio::test]
+    async fn declared_length_over_the_limit_fails_before_reading_the_body() {
+        let d = tempfile::tempdir().unwrap();
+        let sock = d.path().join("big.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            // Claims 1 GiB, sends a few bytes, then stalls: only the header can end the call.
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n{\"a\":";
+            s.write_all(head.as_bytes()).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let c = PluginClient::new("liar", &sock);
+        let e = c
+            .call_bounded::<_, serde_json::Value>("/x", &(), Duration::from_secs(20), 16 << 20)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "plugin \"liar\": POST /x: reply exceeds the 16 MiB size limit"
+        );
+    }
+
+    #[tokio::test]
+    async fn each_call_carries_its_remaining_budget() {
+        let d = tempfile::tempdir().unwrap();
+        let sock = d.path().join("budget.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            tx.send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                .unwrap();
+            let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+            s.write_all(ok.as_bytes()).await.unwrap();
+        });
+        let c = PluginClient::new("p", &sock);
+        let _: serde_json::Value = c
+            .call_empty("/x", Duration::from_millis(2500))
+            .await
+            .unwrap();
+        let head = rx.recv().await.unwrap().to_ascii_lowercase();
+        let ms: u64 = head
+            .lines()
+            .find_map(|l| l.strip_prefix("berth-deadline-ms: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no budget header in {head}"));
+        assert!((2000..=2500).contains(&ms), "{ms}");
     }
 }

@@ -1,6 +1,7 @@
 //! Docker-style discovery of plugins already running: `<dir>/NAME.sock`, `<dir>/NAME/NAME.sock`,
 //! and spec files `<dir>/NAME.spec` / `<dir>/NAME/NAME.spec` holding a `unix://` URL, or
-//! `NAME.json` with an `Addr`. Only UNIX sockets are supported (no tcp/TLS).
+//! `NAME.json` with an `Addr`. Only UNIX sockets are supported (no tcp/TLS). A name is validated
+//! before it is joined to any directory: `/tmp/x` or `../x` never reaches the filesystem.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,9 @@ use std::path::{Path, PathBuf};
 /// A discovery failure.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DiscoveryError {
+    /// The name is no valid plugin name (a path, `..`, odd characters): nothing was looked up.
+    #[error(transparent)]
+    InvalidName(#[from] berth_state::NameError),
     /// Nothing found in any directory.
     #[error("plugin \"{name}\" not found in {dirs}")]
     NotFound {
@@ -81,6 +85,7 @@ fn read_addr(path: &Path, json: bool) -> Result<PathBuf, DiscoveryError> {
 
 /// Finds the socket of plugin `name` (first hit wins, directory by directory).
 pub fn discover(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, DiscoveryError> {
+    berth_state::validate_name("plugin", name)?;
     for dir in dirs {
         for sock in [
             dir.join(format!("{name}.sock")),
@@ -173,5 +178,15 @@ mod tests {
             Err(DiscoveryError::NotFound { .. })
         ));
         assert_eq!(scan(&dirs), vec!["a", "b", "c", "d"]);
+        // A path or a `..` is refused before any lookup, even when the file it names exists.
+        let outside = d.path().join("x");
+        let _x = std::os::unix::net::UnixListener::bind(d.path().join("x.sock")).unwrap();
+        let sub = vec![dir.join("sub")];
+        for bad in [outside.to_str().unwrap(), "../x", "a/../../x"] {
+            assert!(
+                matches!(discover(bad, &sub), Err(DiscoveryError::InvalidName(_))),
+                "{bad}"
+            );
+        }
     }
 }

@@ -13,6 +13,20 @@ pub enum HostError {
     /// A plugin with this name is loaded.
     #[error("plugin \"{0}\" is already loaded")]
     Conflict(String),
+    /// The operator's daemon flags pin this plugin (an `--authorization-plugin`): it cannot be
+    /// disabled, unloaded or upgraded through the API.
+    #[error("plugin \"{name}\" cannot be {action}: {reason}")]
+    Locked {
+        /// Plugin name.
+        name: String,
+        /// `disabled`, `unloaded`, `upgraded`.
+        action: &'static str,
+        /// Why it is pinned.
+        reason: String,
+    },
+    /// A `--network` other than `host` or `none`.
+    #[error("invalid plugin network {0:?}: use host (the host's namespace) or none (its own)")]
+    Network(String),
     /// No such plugin.
     #[error("plugin \"{0}\" is not loaded")]
     NotFound(String),
@@ -72,7 +86,7 @@ impl HostError {
     /// The error class (for the API's one error→HTTP map).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            HostError::Conflict(_) => ErrorKind::Conflict,
+            HostError::Conflict(_) | HostError::Locked { .. } => ErrorKind::Conflict,
             HostError::NotFound(_) | HostError::Discovery(DiscoveryError::NotFound { .. }) => {
                 ErrorKind::NotFound
             }
@@ -80,6 +94,7 @@ impl HostError {
             | HostError::NoName(_)
             | HostError::NameMismatch { .. }
             | HostError::Mount { .. }
+            | HostError::Network(_)
             | HostError::Discovery(_) => ErrorKind::InvalidArgument,
             HostError::Handshake(_) | HostError::Launch { .. } => ErrorKind::Unavailable,
             HostError::State(_) | HostError::Io { .. } | HostError::NoLauncher => {

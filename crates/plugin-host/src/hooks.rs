@@ -6,11 +6,27 @@
 use berth_plugin_protocol::Protocol;
 use berth_plugin_protocol::mvp::{self, NetworkEvent, NetworkMessage, VolumeEvent, VolumeMessage};
 use berth_plugin_protocol::powerstrip::{
-    ClientRequest, HookRequest, PostHookReply, PreHookReply, ServerResponse,
+    ClientRequest, HookType, POWERSTRIP_PROTOCOL_VERSION, PostHookReply, PreHookReply,
+    ServerResponse,
 };
+use serde::Serialize;
 
 use crate::client::PluginError;
 use crate::plugin::LoadedPlugin;
+
+/// A [`berth_plugin_protocol::powerstrip::HookRequest`] serialised from borrowed parts (the
+/// request and response bodies are not copied for each plugin of a chain).
+#[derive(Serialize)]
+struct HookRequestRef<'a> {
+    #[serde(rename = "PowerstripProtocolVersion")]
+    protocol_version: u32,
+    #[serde(rename = "Type")]
+    hook_type: HookType,
+    #[serde(rename = "ClientRequest")]
+    client_request: &'a ClientRequest,
+    #[serde(rename = "ServerResponse", skip_serializing_if = "Option::is_none")]
+    server_response: Option<&'a ServerResponse>,
+}
 
 /// A reply that names the other hook type is refused (the plugin answered the wrong question).
 fn check_type(
@@ -110,8 +126,17 @@ pub async fn api_pre(
         Protocol::Activate => return Ok(None),
     };
     let reply: Option<PreHookReply> = not_found_is_none(
-        p.call("api.pre", path, &HookRequest::pre(req.clone()))
-            .await,
+        p.call(
+            "api.pre",
+            path,
+            &HookRequestRef {
+                protocol_version: POWERSTRIP_PROTOCOL_VERSION,
+                hook_type: HookType::PreHook,
+                client_request: req,
+                server_response: None,
+            },
+        )
+        .await,
     )?;
     if let Some(r) = &reply {
         check_type(p, path, r.hook_type.as_deref(), "pre-hook")?;
@@ -138,7 +163,12 @@ pub async fn api_post(
         p.call(
             "api.post",
             path,
-            &HookRequest::post(req.clone(), resp.clone()),
+            &HookRequestRef {
+                protocol_version: POWERSTRIP_PROTOCOL_VERSION,
+                hook_type: HookType::PostHook,
+                client_request: req,
+                server_response: Some(resp),
+            },
         )
         .await,
     )?;

@@ -21,6 +21,9 @@ pub struct LaunchSpec {
     pub mounts: Vec<String>,
     /// Whether the plugin gets the engine API socket.
     pub privileged: bool,
+    /// Whether the plugin shares the host's network namespace (`--network host`); else it gets
+    /// its own.
+    pub host_network: bool,
     /// Host directory to bind at `/var/run/docker/`.
     pub socket_dir: PathBuf,
 }

@@ -27,6 +27,7 @@ pub mod error;
 pub mod handshake;
 pub mod hooks;
 pub mod launcher;
+pub mod limits;
 pub mod load;
 pub mod plugin;
 pub mod readiness;
@@ -45,6 +46,7 @@ pub use plugin::LoadedPlugin;
 pub use readiness::{Readiness, ReadyState};
 pub use record::{
     HookStats, LoadOptions, PluginRecord, PluginSource, PluginState, PluginStatus, validate_mount,
+    validate_network,
 };
 pub use registry::{HostConfig, PluginHost, Snapshot};
 pub use upgrade::UpgradeTo;

@@ -14,7 +14,9 @@ use crate::handshake::{self, Negotiated};
 use crate::launcher::{LaunchSpec, PluginLauncher};
 use crate::plugin::LoadedPlugin;
 use crate::readiness::ReadyState;
-use crate::record::{LoadOptions, PluginRecord, PluginSource, PluginState, validate_mount};
+use crate::record::{
+    LoadOptions, PluginRecord, PluginSource, PluginState, validate_mount, validate_network,
+};
 use crate::registry::{PLUGIN_SOCKET, PluginHost};
 
 impl PluginHost {
@@ -34,6 +36,7 @@ impl PluginHost {
             .or_else(|| fallback_name.map(str::to_owned))
             .ok_or_else(|| HostError::NoName(socket.display().to_string()))?;
         berth_state::validate_name("plugin", &name)?;
+        let requested = opts.deadline_ms.or(negotiated.requested_deadline_ms);
         Ok(PluginRecord {
             name,
             source,
@@ -43,10 +46,12 @@ impl PluginHost {
             interests: negotiated.interests,
             subscriptions: negotiated.subscriptions,
             implements: negotiated.implements,
-            deadline_ms: opts
-                .deadline_ms
-                .or(negotiated.requested_deadline_ms)
-                .unwrap_or(self.config.default_call_deadline.as_millis() as u64),
+            deadline_ms: self
+                .config
+                .caps
+                .clamp(requested.map(Duration::from_millis))
+                .default_ms,
+            requested_deadline_ms: requested,
             failure_policy: opts
                 .failure_policy
                 .or(negotiated.requested_failure_policy)
@@ -67,7 +72,11 @@ impl PluginHost {
         if self.get(&record.name).is_some() {
             return Err(HostError::Conflict(record.name));
         }
-        let plugin = Arc::new(LoadedPlugin::new(record, PluginState::Active));
+        let plugin = Arc::new(LoadedPlugin::new(
+            record,
+            PluginState::Active,
+            self.config.caps,
+        ));
         let mut undo = Rollback::new("plugin registration");
         self.swap(|v| v.push(plugin.clone()));
         let added = plugin.clone();
@@ -205,6 +214,9 @@ impl PluginHost {
     ) -> Result<PluginRecord, HostError> {
         let checked = opts.mounts.iter().try_for_each(|m| validate_mount(m));
         undo.check(checked).await?;
+        if let Some(n) = &opts.network {
+            undo.check(validate_network(n)).await?;
+        }
         let launcher = undo.check(self.launcher()).await?;
         let socket_dir = undo.check(self.new_socket_dir()).await?;
         let dir = socket_dir.clone();
@@ -220,6 +232,7 @@ impl PluginHost {
             env: env.clone(),
             mounts: opts.mounts.clone(),
             privileged: opts.privileged,
+            host_network: opts.host_network(),
             socket_dir: socket_dir.clone(),
         };
         let launched = launcher.launch(spec).await.map_err(|e| HostError::Launch {

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::client::{CallErrorKind, PluginClient, PluginError};
+use crate::limits::{CallFamily, Caps, Deadlines};
 use crate::record::{HookStats, PluginRecord, PluginState};
 
 #[derive(Debug)]
@@ -28,6 +29,8 @@ struct Runtime {
 pub struct LoadedPlugin {
     pub(crate) record: PluginRecord,
     pub(crate) client: PluginClient,
+    caps: Caps,
+    deadlines: Deadlines,
     runtime: Mutex<Runtime>,
     inflight: AtomicUsize,
 }
@@ -41,12 +44,19 @@ impl Drop for InflightGuard<'_> {
 }
 
 impl LoadedPlugin {
-    pub(crate) fn new(record: PluginRecord, state: PluginState) -> Self {
+    pub(crate) fn new(record: PluginRecord, state: PluginState, caps: Caps) -> Self {
         let client = PluginClient::new(record.name.clone(), record.socket.clone());
         let last_error = record.last_error.clone();
+        let requested = record
+            .requested_deadline_ms
+            .or(record.options.deadline_ms)
+            .map(Duration::from_millis);
+        let deadlines = caps.clamp(requested);
         Self {
             record,
             client,
+            caps,
+            deadlines,
             runtime: Mutex::new(Runtime {
                 state,
                 last_error,
@@ -76,9 +86,19 @@ impl LoadedPlugin {
         &self.record.subscriptions
     }
 
-    /// Per-call deadline.
+    /// Effective deadline of the default call family.
     pub fn deadline(&self) -> Duration {
-        Duration::from_millis(self.record.deadline_ms)
+        self.deadlines.of(CallFamily::Default)
+    }
+
+    /// Effective deadline per call family.
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
+    }
+
+    /// The deadline of the call `hook` (its family's effective deadline).
+    pub fn deadline_for(&self, hook: &str) -> Duration {
+        self.deadlines.of(CallFamily::of(hook))
     }
 
     /// Failure policy.
@@ -132,8 +152,13 @@ impl LoadedPlugin {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        self.instrumented(hook, path, self.client.call(path, req, self.deadline()))
-            .await
+        let (deadline, max_reply) = (self.deadline_for(hook), self.caps.max_reply(hook));
+        self.instrumented(
+            hook,
+            path,
+            self.client.call_bounded(path, req, deadline, max_reply),
+        )
+        .await
     }
 
     /// Like [`Self::call`] with the request already encoded (see [`crate::encode_json`]).
@@ -143,11 +168,14 @@ impl LoadedPlugin {
         path: &str,
         body: Bytes,
     ) -> Result<Resp, PluginError> {
-        self.instrumented(
-            hook,
-            path,
-            self.client.call_encoded(path, body, self.deadline()),
-        )
+        let (deadline, max_reply) = (self.deadline_for(hook), self.caps.max_reply(hook));
+        self.instrumented(hook, path, async {
+            let reply = self
+                .client
+                .post_bounded(path, body, deadline, max_reply)
+                .await?;
+            self.client.interpret(path, reply)
+        })
         .await
     }
 
@@ -157,8 +185,15 @@ impl LoadedPlugin {
         hook: &str,
         path: &str,
     ) -> Result<Resp, PluginError> {
-        self.instrumented(hook, path, self.client.call_empty(path, self.deadline()))
-            .await
+        let (deadline, max_reply) = (self.deadline_for(hook), self.caps.max_reply(hook));
+        self.instrumented(hook, path, async {
+            let reply = self
+                .client
+                .post_bounded(path, Bytes::new(), deadline, max_reply)
+                .await?;
+            self.client.interpret(path, reply)
+        })
+        .await
     }
 
     async fn instrumented<Resp>(

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::HostError;
 use crate::handshake::PluginInfo;
+use crate::limits::Deadlines;
 
 /// Where a plugin comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,12 +50,32 @@ pub struct LoadOptions {
     pub privileged: bool,
     /// Handshake deadline (else the host default).
     pub load_deadline_ms: Option<u64>,
+    /// The network namespace of a container plugin: `host` shares the host's (Docker's managed
+    /// plugins' `network.type: host`; a network driver that makes host links needs it), anything
+    /// else (`none`, the default) gives it its own, with only `lo`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// Host paths bind-mounted into a container plugin, `SRC:DST[:ro|rw]` (Docker's managed
     /// plugins get theirs from `Settings.Mounts`): a volume plugin's storage, say.
     pub mounts: Vec<String>,
 }
 
 /// Checks one `SRC:DST[:ro|rw]` plugin mount: both paths absolute, the source present.
+/// Checks a plugin's `--network`: `host` or `none`.
+pub fn validate_network(network: &str) -> Result<(), HostError> {
+    match network {
+        "host" | "none" => Ok(()),
+        other => Err(HostError::Network(other.to_owned())),
+    }
+}
+
+impl LoadOptions {
+    /// Whether a container plugin shares the host's network namespace.
+    pub fn host_network(&self) -> bool {
+        self.network.as_deref() == Some("host")
+    }
+}
+
 pub fn validate_mount(mount: &str) -> Result<(), HostError> {
     let bad = |why: &str| HostError::Mount {
         mount: mount.to_owned(),
@@ -112,8 +133,12 @@ pub struct PluginRecord {
     /// `Implements` (Activate family).
     #[serde(default)]
     pub implements: Vec<String>,
-    /// Per-call deadline.
+    /// Effective deadline of the default call family (the others: [`PluginStatus::deadlines`]).
     pub deadline_ms: u64,
+    /// The deadline the plugin asked for (`--deadline` at load, else v2 `DeadlineMs`), before
+    /// the engine's caps clamp it per call family; none = the caps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_deadline_ms: Option<u64>,
     /// Failure policy.
     pub failure_policy: FailurePolicy,
     /// Privileged.
@@ -157,4 +182,7 @@ pub struct PluginStatus {
     pub state: PluginState,
     /// Per-hook counters.
     pub hooks: BTreeMap<String, HookStats>,
+    /// Effective per-call deadline per call family (the request clamped by the engine's caps).
+    #[serde(default)]
+    pub deadlines: Deadlines,
 }

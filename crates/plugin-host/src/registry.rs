@@ -7,6 +7,7 @@
 //! Dispatch takes an immutable snapshot (`Arc<Vec<Arc<LoadedPlugin>>>`); mutations build a new
 //! vector and swap it in under a write lock, so a dispatch never sees a half-done change.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use berth_state::LoadWarning;
 use crate::discovery;
 use crate::error::HostError;
 use crate::launcher::PluginLauncher;
+use crate::limits::Caps;
 use crate::plugin::LoadedPlugin;
 use crate::readiness::{Readiness, ReadyState};
 use crate::record::{LoadOptions, PluginRecord, PluginState, PluginStatus};
@@ -33,25 +35,31 @@ pub struct HostConfig {
     pub root: PathBuf,
     /// Discovery directories (Docker's by default).
     pub discovery_dirs: Vec<PathBuf>,
-    /// Default per-call deadline.
-    pub default_call_deadline: Duration,
+    /// Deadline caps per call family (a plugin that asks for no deadline gets the cap) and reply
+    /// size limits.
+    pub caps: Caps,
     /// Default handshake (load) deadline.
     pub load_deadline: Duration,
     /// How long an upgrade or unload waits for calls in flight on the old plugin.
     pub drain_grace: Duration,
+    /// Plugins pinned by the daemon's flags, with the reason (the `--authorization-plugin`s): they
+    /// cannot be disabled, unloaded or upgraded (a lock-out that would survive restarts).
+    pub locked: BTreeMap<String, String>,
     /// Engine version sent in the v2 handshake.
     pub engine_version: String,
 }
 
 impl HostConfig {
-    /// Defaults under `root`: 30 s calls, 60 s load, 30 s drain, Docker's discovery dirs.
+    /// Defaults under `root`: [`Caps::default`] (10 s api, 2 min volume, 30 s other calls), 60 s
+    /// load, 30 s drain, Docker's discovery dirs.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
             discovery_dirs: discovery::default_dirs(),
-            default_call_deadline: Duration::from_secs(30),
+            caps: Caps::default(),
             load_deadline: Duration::from_secs(60),
             drain_grace: Duration::from_secs(30),
+            locked: BTreeMap::new(),
             engine_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
@@ -99,7 +107,7 @@ impl PluginHost {
             .into_iter()
             .map(|r| {
                 readiness.set(&r.name, ReadyState::Pending);
-                Arc::new(LoadedPlugin::new(r, PluginState::Pending))
+                Arc::new(LoadedPlugin::new(r, PluginState::Pending, config.caps))
             })
             .collect();
         Ok(Self {
@@ -154,6 +162,9 @@ impl PluginHost {
     /// plugin comes back disabled after a daemon restart or an upgrade. Returns false when nothing
     /// changed.
     pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<bool, HostError> {
+        if !enabled {
+            self.check_unlocked(name, "disabled")?;
+        }
         let p = self
             .get(name)
             .ok_or_else(|| HostError::NotFound(name.to_owned()))?;
@@ -166,6 +177,18 @@ impl PluginHost {
         p.set_state(next);
         self.persist()?;
         Ok(true)
+    }
+
+    /// Refuses `action` on a plugin the daemon's flags pin ([`HostConfig::locked`]).
+    pub fn check_unlocked(&self, name: &str, action: &'static str) -> Result<(), HostError> {
+        match self.config.locked.get(name) {
+            Some(reason) => Err(HostError::Locked {
+                name: name.to_owned(),
+                action,
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// A plugin by name.
@@ -183,6 +206,7 @@ impl PluginHost {
                 record: p.current_record(),
                 state: p.state(),
                 hooks: p.hook_stats(),
+                deadlines: p.deadlines(),
             })
             .collect()
     }
@@ -206,7 +230,7 @@ impl PluginHost {
     pub(crate) fn offer(&self) -> HandshakeV2Request {
         HandshakeV2Request::berth(
             &self.config.engine_version,
-            self.config.default_call_deadline.as_millis() as u64,
+            self.config.caps.default.as_millis() as u64,
         )
     }
 

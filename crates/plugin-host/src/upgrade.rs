@@ -51,6 +51,7 @@ impl PluginHost {
     /// Removes `name` from the order, persists, then (after calls in flight finish) stops its
     /// container.
     pub async fn unload(&self, name: &str) -> Result<PluginRecord, HostError> {
+        self.check_unlocked(name, "unloaded")?;
         let old = {
             let _ops = self.ops.lock().await;
             let old = self
@@ -71,6 +72,7 @@ impl PluginHost {
     /// the steps taken are undone newest first (one [`Rollback`]): the old plugin is swapped back
     /// in, the new container stopped and its socket dir removed; the old one stays.
     pub async fn upgrade(&self, name: &str, to: UpgradeTo) -> Result<Arc<LoadedPlugin>, HostError> {
+        self.check_unlocked(name, "upgraded")?;
         let old = self
             .get(name)
             .ok_or_else(|| HostError::NotFound(name.to_owned()))?;
@@ -100,7 +102,7 @@ impl PluginHost {
             disabled: state == PluginState::Disabled,
             ..record
         };
-        let new = Arc::new(LoadedPlugin::new(record, state));
+        let new = Arc::new(LoadedPlugin::new(record, state, self.config.caps));
         {
             let _ops = self.ops.lock().await;
             let mut displaced = None;

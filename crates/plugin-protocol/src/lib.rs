@@ -25,6 +25,10 @@ pub use lenient::{error_text, error_text_in, nullable};
 /// `Accept` header value Docker sends to legacy plugins; Berth sends it on every call.
 pub const DOCKER_PLUGIN_MEDIA_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
 
+/// The request header carrying a call's remaining budget in whole milliseconds, so the plugin can
+/// give up in time: `Berth-Deadline-Ms: 9998`. Sent on every call; Docker never sends it.
+pub const DEADLINE_HEADER: &str = "berth-deadline-ms";
+
 /// The handshake families Berth knows, highest first (the negotiation order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Protocol {

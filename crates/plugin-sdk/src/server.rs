@@ -117,6 +117,11 @@ impl Plugin {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let (parts, body) = req.into_parts();
+        let header = parts.headers.get(crate::budget::DEADLINE_HEADER).cloned();
+        crate::budget::scope(header.as_ref(), self.dispatch(parts, body)).await
+    }
+
+    async fn dispatch(&self, parts: http::request::Parts, body: Incoming) -> Response<Full<Bytes>> {
         let body = match body.collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => return into_response(Reply::text(400, &format!("reading body: {e}"))),

@@ -50,7 +50,7 @@ fn host(root: &Path) -> PluginHost {
 fn config(root: &Path) -> HostConfig {
     let mut c = HostConfig::new(root);
     c.load_deadline = Duration::from_secs(10);
-    c.default_call_deadline = Duration::from_secs(5);
+    c.caps.default = Duration::from_secs(5);
     c.drain_grace = Duration::from_secs(5);
     c.discovery_dirs = vec![root.join("discovery")];
     c
@@ -248,10 +248,13 @@ async fn no_known_version_and_malformed_handshakes() {
         .await
         .unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.contains("POST /v2/handshake: malformed handshake reply"),
-        "{msg}"
-    );
+    // A malformed 200 is "not this version": every version is tried, each answer listed.
+    for path in ["/v2/handshake", "/v1/handshake", "/Plugin.Activate"] {
+        assert!(
+            msg.contains(&format!("{path} (200 malformed handshake reply")),
+            "{msg}"
+        );
+    }
     assert!(
         msg.contains("body starts \"{\\\"Name\\\": oops not json\""),
         "{msg}"
@@ -870,4 +873,63 @@ async fn boot_relaunches_container_plugins() {
             .as_deref(),
         Some("/z/b")
     );
+}
+
+#[tokio::test]
+async fn requested_deadlines_are_clamped_per_call_family() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = config(d.path());
+    c.caps.api = Duration::from_millis(200);
+    c.caps.volume = Duration::from_millis(2500);
+    c.caps.default = Duration::from_millis(300);
+    let h = PluginHost::open(c, None).unwrap();
+    // Asks for an hour and takes 800 ms per call.
+    let sock = d.path().join("greedy.sock");
+    let _p = spawn(
+        &sock,
+        "greedy",
+        &["--deadline-ms", "3600000", "--latency-ms", "800"],
+    );
+    let p = h.load_socket(&sock, LoadOptions::default()).await.unwrap();
+    let st = h
+        .list()
+        .into_iter()
+        .find(|s| s.record.name == "greedy")
+        .unwrap();
+    assert_eq!(st.record.requested_deadline_ms, Some(3_600_000));
+    assert_eq!(
+        (
+            st.deadlines.api_ms,
+            st.deadlines.volume_ms,
+            st.deadlines.default_ms
+        ),
+        (200, 2500, 300),
+        "the caps win over the hour asked for"
+    );
+    // volume.create is in the volume family (2.5 s): the 800 ms answer arrives.
+    hooks::volume(&p, VolumeEvent::Create, &vol("/data"))
+        .await
+        .unwrap();
+    // volume.stop is in the default family (300 ms): it fails at the cap, not after an hour.
+    let t = Instant::now();
+    let e = hooks::volume(&p, VolumeEvent::Stop, &vol("/data"))
+        .await
+        .unwrap_err();
+    assert!(e.is_deadline(), "{e}");
+    assert!(e.to_string().contains("deadline 300ms exceeded"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    // A plugin asking for less than every cap gets what it asked for everywhere.
+    let sock = d.path().join("modest.sock");
+    let _q = spawn(
+        &sock,
+        "modest",
+        &["--deadline-ms", "100", "--latency-ms", "800"],
+    );
+    let p = h.load_socket(&sock, LoadOptions::default()).await.unwrap();
+    assert_eq!(p.deadlines().volume_ms, 100);
+    let e = hooks::volume(&p, VolumeEvent::Create, &vol("/data"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("deadline 100ms exceeded"), "{e}");
 }

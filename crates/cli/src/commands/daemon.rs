@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_engine_api::daemon::{DaemonConfig, run as run_daemon};
+use berth_engine_api::daemon::{DaemonConfig, PluginCaps as Caps, run as run_daemon};
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
@@ -35,6 +35,16 @@ pub struct DaemonArgs {
     /// Group that owns the API socket (mode 0660); default `berth` when it exists, else root.
     #[arg(short = 'G', long)]
     pub group: Option<String>,
+    /// Cap on the deadline of api pre/post hooks and authorization calls; a plugin may ask for
+    /// less, never more.
+    #[arg(long, default_value = "10s", value_parser = parse::duration)]
+    pub plugin_deadline_api: Duration,
+    /// Cap on the deadline of volume Create/Mount calls and the volume hooks at create and start.
+    #[arg(long, default_value = "2m", value_parser = parse::duration)]
+    pub plugin_deadline_volume: Duration,
+    /// Cap on the deadline of every other plugin call.
+    #[arg(long, default_value = "30s", value_parser = parse::duration)]
+    pub plugin_deadline_default: Duration,
 }
 
 /// Builds the engine's configuration from the flags and the global `--host`.
@@ -50,6 +60,12 @@ pub fn config(args: DaemonArgs, host: Option<&str>) -> Result<DaemonConfig, Stri
         plugin_dir: args.plugin_dir,
         authorization_plugins: args.authorization_plugins,
         group: args.group,
+        plugin_caps: Caps {
+            api: args.plugin_deadline_api,
+            volume: args.plugin_deadline_volume,
+            default: args.plugin_deadline_default,
+            ..Caps::default()
+        },
     })
 }
 
@@ -130,6 +146,10 @@ mod tests {
         assert_eq!(c.plugin_dir, PathBuf::from("/run/docker/plugins"));
         assert_eq!(c.plugin_timeout, Duration::from_secs(60));
         assert!(c.authorization_plugins.is_empty());
+        assert_eq!(c.plugin_caps, Caps::default());
+        assert_eq!(c.plugin_caps.api, Duration::from_secs(10));
+        assert_eq!(c.plugin_caps.volume, Duration::from_secs(120));
+        assert_eq!(c.plugin_caps.default, Duration::from_secs(30));
     }
 
     #[test]
@@ -146,6 +166,12 @@ mod tests {
             "a",
             "--authorization-plugin",
             "b",
+            "--plugin-deadline-api",
+            "300ms",
+            "--plugin-deadline-volume",
+            "1s",
+            "--plugin-deadline-default",
+            "2s",
         ])
         .unwrap();
         let c = config(w.args, Some("unix:///tmp/x.sock")).unwrap();
@@ -153,6 +179,15 @@ mod tests {
         assert_eq!(c.socket, PathBuf::from("/tmp/x.sock"));
         assert_eq!(c.plugin_timeout, Duration::from_millis(500));
         assert_eq!(c.authorization_plugins, vec!["a", "b"]);
+        let caps = c.plugin_caps;
+        assert_eq!(
+            (caps.api, caps.volume, caps.default),
+            (
+                Duration::from_millis(300),
+                Duration::from_secs(1),
+                Duration::from_secs(2)
+            )
+        );
         assert!(Wrap::try_parse_from(["daemon", "--plugin-timeout", "soon"]).is_err());
     }
 }

@@ -45,6 +45,10 @@ pub struct LoadArgs {
     /// Give the plugin the engine API (a per-plugin socket at /var/run/docker.sock inside).
     #[arg(long)]
     pub privileged: bool,
+    /// `host`: the plugin container shares the host's network namespace (a network driver that
+    /// makes host links needs it); `none` (default): its own namespace, with only `lo`.
+    #[arg(long, value_name = "host|none", conflicts_with_all = ["socket", "discover"])]
+    pub network: Option<String>,
     /// Environment variable for the plugin container (`K=V`, repeatable).
     #[arg(short = 'e', long = "env", value_name = "K=V")]
     pub env: Vec<String>,
@@ -56,7 +60,8 @@ pub struct LoadArgs {
     /// Handshake (load) deadline, e.g. `30s`.
     #[arg(long, alias = "load-timeout", value_name = "DUR", value_parser = parse::duration)]
     pub timeout: Option<std::time::Duration>,
-    /// Per-call deadline, e.g. `5s` (default: what the plugin asks for, else 30s).
+    /// Per-call deadline, e.g. `5s` (default: what the plugin asks for); the daemon's caps per call
+    /// family (`--plugin-deadline-*`) bound it.
     #[arg(long, value_name = "DUR", value_parser = parse::duration)]
     pub deadline: Option<std::time::Duration>,
     /// What a failing "before" hook does: `abort` the operation or `ignore` the plugin.
@@ -153,6 +158,9 @@ pub fn load_body(a: &LoadArgs) -> Value {
     };
     if let Some(n) = &a.name {
         set(&mut body, "Name", json!(n));
+    }
+    if let Some(n) = &a.network {
+        set(&mut body, "Network", json!(n));
     }
     if !a.mounts.is_empty() {
         set(&mut body, "Mounts", json!(a.mounts));
@@ -383,7 +391,17 @@ async fn status(client: &Client, a: StatusArgs) -> anyhow::Result<()> {
     println!("Interests:      {}", list(&p["Interests"]));
     println!("Implements:     {}", list(&p["Implements"]));
     println!("Privileged:     {}", s("Privileged"));
-    println!("Deadline:       {}ms", s("DeadlineMs"));
+    println!("Network:        {}", s("Network"));
+    let d = &p["Deadlines"];
+    println!(
+        "Deadlines:      api {}ms, volume {}ms, other {}ms (requested: {})",
+        d["Api"],
+        d["Volume"],
+        d["Default"],
+        p["RequestedDeadlineMs"]
+            .as_u64()
+            .map_or("none".to_owned(), |ms| format!("{ms}ms"))
+    );
     println!("Failure policy: {}", s("FailurePolicy"));
     println!("Version:        {}", s("Version"));
     println!("Author:         {}", s("Author"));

@@ -10,8 +10,8 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use berth_engine::container::{MountKind, MountSpec, RestartPolicy};
+use axum::{Extension, Json, Router};
+use berth_engine::container::{MountKind, MountSpec, RestartPolicy, SecurityOptions};
 use berth_engine::limits::Resources;
 use berth_engine::logs::LogOptions;
 use berth_engine::{ContainerView, CreateContainer, WaitCondition, parse_signal};
@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, Query};
+use crate::gate::Caller;
 use crate::present;
 use crate::streams;
 
@@ -108,6 +109,13 @@ struct HostConfigBody {
     auto_remove: Option<bool>,
     network_mode: Option<String>,
     volume_driver: Option<String>,
+    cap_add: Option<Vec<String>>,
+    cap_drop: Option<Vec<String>>,
+    privileged: Option<bool>,
+    readonly_rootfs: Option<bool>,
+    security_opt: Option<Vec<String>>,
+    group_add: Option<Vec<String>>,
+    tmpfs: Option<BTreeMap<String, String>>,
     memory: Option<i64>,
     memory_swap: Option<i64>,
     nano_cpus: Option<i64>,
@@ -177,8 +185,18 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         .image
         .filter(|i| !i.is_empty())
         .ok_or_else(|| ApiError::bad_request("field Image: an image is required"))?;
-    let hc = body.host_config.unwrap_or_default();
+    let mut hc = body.host_config.unwrap_or_default();
     let resources = hc.resources();
+    let security = SecurityOptions {
+        cap_add: hc.cap_add.take().unwrap_or_default(),
+        cap_drop: hc.cap_drop.take().unwrap_or_default(),
+        privileged: hc.privileged.unwrap_or(false),
+        readonly_rootfs: hc.readonly_rootfs.unwrap_or(false),
+        security_opt: hc.security_opt.take().unwrap_or_default(),
+        group_add: hc.group_add.take().unwrap_or_default(),
+        tmpfs: hc.tmpfs.take().unwrap_or_default(),
+    };
+    extract::driver_name("volume driver", hc.volume_driver.as_deref())?;
     let rp = hc.restart_policy.unwrap_or_default();
     let restart_policy = RestartPolicy::parse(
         rp.name.as_deref().unwrap_or(""),
@@ -200,6 +218,12 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
                 )));
             }
         };
+        let driver = m
+            .volume_options
+            .and_then(|o| o.driver_config)
+            .and_then(|d| d.name)
+            .filter(|n| !n.is_empty());
+        extract::driver_name("volume driver", driver.as_deref())?;
         let source = m.source.unwrap_or_default();
         if source.is_empty() {
             return Err(ApiError::bad_request(
@@ -212,11 +236,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
             destination: m.target.unwrap_or_default(),
             read_only: m.read_only.unwrap_or(false),
             mode: String::new(),
-            driver: m
-                .volume_options
-                .and_then(|o| o.driver_config)
-                .and_then(|d| d.name)
-                .filter(|n| !n.is_empty()),
+            driver,
             create_source: false,
         });
     }
@@ -248,15 +268,46 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         volume_driver,
         system,
         resources,
+        security,
     })
 }
 
-async fn create(State(s): State<AppState>, q: Query, body: Bytes) -> ApiResult<Response> {
+/// A list for inspect: `null` when empty, as Docker shows unset lists.
+fn non_empty(list: &[String]) -> Value {
+    if list.is_empty() {
+        Value::Null
+    } else {
+        json!(list)
+    }
+}
+
+/// `?system=1` makes a hidden system container, which no volume or api hook of the plugins sees
+/// at start: only a privileged plugin on its own engine socket may ask for one (the daemon makes
+/// plugin containers itself, not through the API).
+fn system_allowed(caller: Option<&Caller>, system: bool) -> ApiResult<()> {
+    match caller {
+        Some(Caller::Plugin(_)) => Ok(()),
+        _ if !system => Ok(()),
+        _ => Err(ApiError::new(
+            berth_state::ErrorKind::Forbidden,
+            "system containers are made only by the daemon and by privileged plugins on their engine socket",
+        )),
+    }
+}
+
+async fn create(
+    State(s): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    q: Query,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let system = q.bool("system")?;
+    system_allowed(caller.as_ref().map(|c| &c.0), system)?;
     let parsed: Option<CreateBody> = extract::parse_json(&body)?;
     let req = to_request(
         parsed.unwrap_or_default(),
         q.get("name").map(str::to_owned),
-        q.bool("system")?,
+        system,
     )?;
     let (id, warnings) = s.engine.create(req).await?;
     Ok((
@@ -368,7 +419,11 @@ fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
             "Binds": c.binds, "NetworkMode": c.network_mode, "AutoRemove": c.auto_remove,
             "LogConfig": {"Type": "json-file", "Config": {}},
             "RestartPolicy": {"Name": c.restart_policy.name(), "MaximumRetryCount": c.restart_policy.max_retries()},
-            "VolumeDriver": c.volume_driver, "Privileged": false, "PortBindings": {},
+            "VolumeDriver": c.volume_driver, "Privileged": c.security.privileged, "PortBindings": {},
+            "CapAdd": non_empty(&c.security.cap_add), "CapDrop": non_empty(&c.security.cap_drop),
+            "ReadonlyRootfs": c.security.readonly_rootfs, "SecurityOpt": non_empty(&c.security.security_opt),
+            "GroupAdd": non_empty(&c.security.group_add),
+            "Tmpfs": if c.security.tmpfs.is_empty() { Value::Null } else { json!(c.security.tmpfs) },
             "Mounts": c.mounts.iter().filter(|m| !c.binds.iter().any(|b| b.starts_with(&format!("{}:", m.source))))
                 .map(|m| json!({"Type": if m.kind == MountKind::Bind {"bind"} else {"volume"}, "Source": m.source,
                                 "Target": m.destination, "ReadOnly": m.read_only})).collect::<Vec<_>>()
@@ -529,6 +584,7 @@ async fn attach(
     State(s): State<AppState>,
     Path(id): Path<String>,
     q: Query,
+    conn: Option<Extension<streams::ConnFd>>,
     mut req: Request,
 ) -> ApiResult<Response> {
     let want_stdin = q.bool("stdin")?;
@@ -539,6 +595,7 @@ async fn attach(
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(streams::serve_attach(
         on_upgrade,
+        conn.map(|c| c.0),
         attached,
         want_stdout,
         want_stderr,
@@ -645,5 +702,19 @@ mod tests {
         assert_eq!(req.mounts[1].driver.as_deref(), Some("fl"));
         let err = to_request(CreateBody::default(), None, false).unwrap_err();
         assert!(err.message.contains("Image"));
+    }
+
+    #[test]
+    fn system_containers_only_for_plugins() {
+        let user = Caller::User;
+        let plugin = Caller::Plugin("p".into());
+        assert!(system_allowed(None, false).is_ok());
+        assert!(system_allowed(Some(&user), false).is_ok());
+        assert!(system_allowed(Some(&plugin), true).is_ok());
+        assert_eq!(
+            system_allowed(None, true).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
+        assert!(system_allowed(Some(&user), true).is_err());
     }
 }

@@ -61,16 +61,19 @@ async fn events(State(s): State<AppState>, q: Query) -> ApiResult<Response> {
                 }
             }
         };
-        match deadline {
-            Some(d) => {
-                let _ = tokio::time::timeout(d, live).await;
-            }
-            None => {
-                tokio::select! {
-                    _ = live => {}
-                    _ = tx.closed() => {}
+        // The stream ends at `until`, when the bus closes, or when the client left (its body, and
+        // so the receiver, dropped), whichever comes first, even if no event ever matches.
+        let bounded = async {
+            match deadline {
+                Some(d) => {
+                    let _ = tokio::time::timeout(d, live).await;
                 }
+                None => live.await,
             }
+        };
+        tokio::select! {
+            _ = bounded => {}
+            _ = tx.closed() => {}
         }
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(out);

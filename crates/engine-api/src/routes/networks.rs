@@ -128,6 +128,8 @@ struct CreateBody {
 async fn create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult<Response> {
     let body: CreateBody = extract::parse_json::<Option<CreateBody>>(&body)?.unwrap_or_default();
     let ipam = body.ipam.unwrap_or_default();
+    extract::driver_name("network driver", body.driver.as_deref())?;
+    extract::driver_name("IPAM driver", ipam.driver.as_deref())?;
     let req = CreateNetwork {
         name: body.name.unwrap_or_default(),
         driver: body.driver.unwrap_or_default(),

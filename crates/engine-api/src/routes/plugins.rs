@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use berth_plugin_host::protocol::{FailurePolicy, Protocol};
 use berth_plugin_host::{
     HostError, LoadOptions, PluginHost, PluginSource, PluginState, PluginStatus, UpgradeTo,
-    validate_mount,
+    validate_mount, validate_network,
 };
 use bytes::Bytes;
 use serde::Deserialize;
@@ -27,7 +27,7 @@ use sha2::Digest;
 
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Query, parse_json};
+use crate::extract::{self, Query, parse_json};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -111,7 +111,10 @@ pub fn status_json(st: &PluginStatus) -> Value {
         "ContainerID": r.container_id,
         "Socket": r.socket,
         "Privileged": r.privileged,
+        "Network": r.options.network.clone().unwrap_or_else(|| "none".to_owned()),
         "DeadlineMs": r.deadline_ms,
+        "RequestedDeadlineMs": r.requested_deadline_ms,
+        "Deadlines": st.deadlines,
         "FailurePolicy": r.failure_policy.to_string(),
         "Author": r.info.author,
         "Org": r.info.org,
@@ -180,6 +183,8 @@ pub struct LoadBody {
     /// Host paths bind-mounted into the plugin container, `SRC:DST[:ro|rw]`.
     pub mounts: Option<Vec<String>>,
     pub privileged: bool,
+    /// `host` shares the host's network namespace; `none` (default) gives the plugin its own.
+    pub network: Option<String>,
     /// Load (handshake) deadline.
     pub timeout: Option<Value>,
     /// Per-call deadline.
@@ -260,6 +265,7 @@ async fn berth_load(State(s): State<AppState>, body: Bytes) -> ApiResult<Respons
             "give exactly one of Image, Socket or Discover",
         ));
     }
+    extract::driver_name("plugin", req.discover.as_deref())?;
     if let Some(n) = &req.name {
         berth_state::validate_name("plugin", n)?;
         if host.get(n).is_some() {
@@ -278,8 +284,18 @@ async fn berth_load(State(s): State<AppState>, body: Bytes) -> ApiResult<Respons
     for m in &mounts {
         validate_mount(m)?;
     }
+    let network = req.network.clone().filter(|n| !n.is_empty());
+    if let Some(n) = &network {
+        if req.image.is_none() {
+            return Err(ApiError::bad_request(
+                "Network applies to plugins run from an image, not to one on a socket",
+            ));
+        }
+        validate_network(n)?;
+    }
     let opts = LoadOptions {
         mounts,
+        network,
         name: req.name.clone(),
         deadline_ms: req
             .deadline
@@ -353,6 +369,8 @@ async fn berth_upgrade(
     let req: UpgradeBody = parse_json(&body)?;
     let host = host(&s)?;
     let old = find_status(&host, &name)?;
+    // Refused before the progress stream starts, so the client gets the 409 itself.
+    host.check_unlocked(&name, "upgraded")?;
     let to = match (req.image, req.socket) {
         (Some(image), None) => {
             s.engine.images.get(&image).map_err(ApiError::from)?;

@@ -94,6 +94,8 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "OperatingSystem": "Berth", "OSType": "linux", "Architecture": std::env::consts::ARCH,
         "KernelVersion": kernel_version(), "NCPU": ncpu, "MemTotal": mem_total, "Driver": "overlay",
         "DockerRootDir": engine.root().to_string_lossy(),
+        "NGoroutines": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+        "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
         "Containers": total, "ContainersRunning": running, "ContainersPaused": 0, "ContainersStopped": stopped,
         "Images": engine.images.list().len(),
         "Plugins": {"Volume": volume_drivers, "Network": ["host", "null"], "Log": ["json-file"], "Authorization": null},

@@ -45,6 +45,7 @@ fn volume_json(v: &Volume) -> Value {
 
 async fn create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult<Response> {
     let body: CreateBody = extract::parse_json::<Option<CreateBody>>(&body)?.unwrap_or_default();
+    extract::driver_name("volume driver", body.driver.as_deref())?;
     let v = s
         .engine
         .create_volume(CreateVolume {

@@ -163,12 +163,42 @@ pub fn create(
     let rel = rel(root, id);
     // A leftover of the previous run (not yet empty when it exited) would carry its counters.
     let _ = remove_dirs(&h.dirs(&rel), Duration::ZERO);
-    match h.create(&rel, res, restrict_devices) {
-        Ok(procs) => Ok(procs),
-        Err(e) => {
-            let _ = remove_dirs(&h.dirs(&rel), Duration::ZERO);
-            Err(e)
+    let mut attempt = 0;
+    loop {
+        match h.create(&rel, res, restrict_devices) {
+            Ok(procs) => return Ok(procs),
+            Err(e) => {
+                let _ = remove_dirs(&h.dirs(&rel), Duration::ZERO);
+                // The engine's parent vanished between its creation and the container's
+                // (another container's removal found it empty and removed it): create again.
+                if attempt < 3 && is_enoent(&e) {
+                    attempt += 1;
+                    continue;
+                }
+                return Err(e);
+            }
         }
+    }
+}
+
+fn is_enoent(e: &CgroupError) -> bool {
+    matches!(e, CgroupError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
+}
+
+/// Removes the engine's parent cgroup directories (`berth-<hash>`, one per hierarchy) if they
+/// are empty, so temporary engine roots leave nothing behind. A parent that still holds a
+/// container's cgroup stays (the kernel refuses with EBUSY); the shared `berth` parent of the
+/// default root is left alone. Blocking; never fails.
+pub fn remove_parent_if_empty(root: &Path) {
+    let Some(h) = hierarchy() else {
+        return;
+    };
+    let parent = parent_for(root);
+    if parent == PARENT {
+        return;
+    }
+    for dir in h.parents(&parent) {
+        let _ = std::fs::remove_dir(dir);
     }
 }
 
@@ -223,6 +253,7 @@ pub fn sweep_at_boot<V>(root: &Path, containers: &std::collections::HashMap<Stri
     for id in sweep(root, &keep) {
         tracing::info!(id, "removed a stale cgroup");
     }
+    remove_parent_if_empty(root);
 }
 
 /// Whether the container's memory cgroup recorded an OOM kill (call it at exit, before
@@ -254,7 +285,11 @@ pub fn existing_dirs(root: &Path, id: &str) -> Vec<PathBuf> {
 /// pid 1) to leave it. Idempotent; blocking.
 pub fn remove(root: &Path, id: &str) -> Result<(), CgroupError> {
     match hierarchy() {
-        Some(h) => remove_dirs(&h.dirs(&rel(root, id)), Duration::from_secs(1)),
+        Some(h) => {
+            remove_dirs(&h.dirs(&rel(root, id)), Duration::from_secs(1))?;
+            remove_parent_if_empty(root);
+            Ok(())
+        }
         None => Ok(()),
     }
 }

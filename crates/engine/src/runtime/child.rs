@@ -25,6 +25,7 @@ use std::ptr::null;
 
 use libc::{c_char, c_int, c_long, c_ulong, c_void};
 
+use super::harden::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY};
 use super::plan::{FIRST_BIND_TARGET, InRoot, Plan, TARGET_DEV, TARGET_PROC, TARGET_SYS};
 
 /// What failed, in a [`Record`]. The index in the record says which instance (bind mount,
@@ -62,11 +63,18 @@ pub(super) enum Step {
     NoNewPrivs,
     Exec,
     ExecSearch,
+    MaskPath,
+    ReadonlyPath,
+    HostDevice,
+    Tmpfs,
+    ReadonlyRoot,
+    SetUser,
+    Seccomp,
     JoinCgroup,
 }
 
 impl Step {
-    const ALL: [Step; 31] = [
+    const ALL: [Step; 38] = [
         Step::Setsid,
         Step::JoinNetns,
         Step::Unshare,
@@ -97,6 +105,13 @@ impl Step {
         Step::NoNewPrivs,
         Step::Exec,
         Step::ExecSearch,
+        Step::MaskPath,
+        Step::ReadonlyPath,
+        Step::HostDevice,
+        Step::Tmpfs,
+        Step::ReadonlyRoot,
+        Step::SetUser,
+        Step::Seccomp,
         Step::JoinCgroup,
     ];
 
@@ -152,16 +167,6 @@ pub(super) struct Fds {
 /// Slots in [`Fds::cgroup_procs`]: one per v1 hierarchy Berth uses, with room to spare.
 pub(super) const MAX_CGROUPS: usize = 8;
 
-/// Device nodes created in the container's `/dev`: name, major, minor (all mode 0666).
-pub(super) const DEVICES: [(&CStr, u32, u32); 6] = [
-    (c"null", 1, 3),
-    (c"zero", 1, 5),
-    (c"full", 1, 7),
-    (c"random", 1, 8),
-    (c"urandom", 1, 9),
-    (c"tty", 5, 0),
-];
-
 /// Symlinks created in the container's `/dev`: name, target.
 pub(super) const DEV_LINKS: [(&CStr, &CStr); 6] = [
     (c"fd", c"/proc/self/fd"),
@@ -172,49 +177,22 @@ pub(super) const DEV_LINKS: [(&CStr, &CStr); 6] = [
     (c"core", c"/proc/kcore"),
 ];
 
-/// Docker's default capability set: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
-/// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
-pub(super) const DEFAULT_CAPS: u64 = 0x0000_0000_a804_25fb;
-
-/// The inheritable set given to the container: empty, as Docker does since 20.10.14
-/// (CVE-2022-24769: a non-empty inheritable set lets non-root processes gain capabilities by
-/// executing files that carry inheritable file capabilities). Root's capabilities after
-/// `execve` come from the bounding set, so `CapEff` is still [`DEFAULT_CAPS`].
-const INHERITABLE_CAPS: u64 = 0;
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-
 #[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+pub(super) struct MountAttr {
+    pub(super) attr_set: u64,
+    pub(super) attr_clr: u64,
+    pub(super) propagation: u64,
+    pub(super) userns_fd: u64,
 }
 
 /// Reports failures: holds the error pipe.
-struct Ctx {
+pub(super) struct Ctx {
     err_w: c_int,
 }
 
 impl Ctx {
     /// Writes a failure record and exits with 127.
-    fn fail(&self, step: Step, index: u32, errno: i32) -> ! {
+    pub(super) fn fail(&self, step: Step, index: u32, errno: i32) -> ! {
         let bytes = Record {
             step: step as u32,
             index,
@@ -229,7 +207,7 @@ impl Ctx {
     }
 
     /// Fails with the current errno when `ret` is negative; returns `ret` otherwise.
-    fn check<T: Into<c_long> + Copy>(&self, ret: T, step: Step, index: u32) -> T {
+    pub(super) fn check<T: Into<c_long> + Copy>(&self, ret: T, step: Step, index: u32) -> T {
         if ret.into() < 0 {
             self.fail(step, index, errno());
         }
@@ -237,7 +215,7 @@ impl Ctx {
     }
 }
 
-fn errno() -> i32 {
+pub(super) fn errno() -> i32 {
     // SAFETY: __errno_location returns the calling thread's errno slot.
     unsafe { *libc::__errno_location() }
 }
@@ -262,12 +240,12 @@ unsafe fn write_all(fd: c_int, mut buf: &[u8]) {
 
 /// `/proc/self/fd/N` in a stack buffer: a path that designates exactly what fd N designates,
 /// so a mount lands on the directory that was resolved safely inside the root.
-struct FdPath {
+pub(super) struct FdPath {
     buf: [u8; 32],
 }
 
 impl FdPath {
-    fn new(fd: c_int) -> FdPath {
+    pub(super) fn new(fd: c_int) -> FdPath {
         const PREFIX: &[u8] = b"/proc/self/fd/";
         let mut buf = [0u8; 32];
         buf[..PREFIX.len()].copy_from_slice(PREFIX);
@@ -288,7 +266,7 @@ impl FdPath {
         FdPath { buf }
     }
 
-    fn as_ptr(&self) -> *const c_char {
+    pub(super) fn as_ptr(&self) -> *const c_char {
         self.buf.as_ptr().cast()
     }
 }
@@ -297,7 +275,13 @@ impl FdPath {
 ///
 /// # Safety
 /// Plain syscall; `path` is a valid C string.
-unsafe fn openat2(dirfd: c_int, path: &CStr, flags: c_int, mode: u32, resolve: u64) -> c_int {
+pub(super) unsafe fn openat2(
+    dirfd: c_int,
+    path: &CStr,
+    flags: c_int,
+    mode: u32,
+    resolve: u64,
+) -> c_int {
     // SAFETY: open_how is plain data; all-zero is valid.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = flags as u64;
@@ -407,7 +391,7 @@ unsafe fn make_in_root(ctx: &Ctx, root: c_int, target: &InRoot, file: bool, inde
 ///
 /// # Safety
 /// Plain syscall; pointers are valid C strings or null.
-unsafe fn mount_on_fd(
+pub(super) unsafe fn mount_on_fd(
     source: *const c_char,
     fd: c_int,
     fstype: *const c_char,
@@ -668,181 +652,68 @@ unsafe fn wait_code(pid: libc::pid_t) -> c_int {
     }
 }
 
+/// `close(fd)` of an fd this process opened.
+fn close(fd: c_int) {
+    // SAFETY: closing an fd owned by this process that the caller no longer uses.
+    unsafe { libc::close(fd) };
+}
+
+/// Mounts `fstype` (also the source name) on the fd's path with `flags` and `data`.
+fn mount_fs_on(ctx: &Ctx, fstype: &CStr, fd: c_int, flags: c_ulong, data: &CStr, step: Step) {
+    // SAFETY: constant or prepared C strings; the target is an open fd's path.
+    let ret = unsafe { mount_on_fd(fstype.as_ptr(), fd, fstype.as_ptr(), flags, data.as_ptr()) };
+    ctx.check(ret, step, 0);
+}
+
 /// Pid 1: builds the root filesystem in the (shared with the shim) mount namespace, pivots
-/// into it, drops privileges and executes the command. Never returns.
+/// into it, confines itself and executes the command. Never returns.
 ///
 /// # Safety
 /// Must only be called in the shim's freshly forked child.
 unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
-    // SAFETY: forked child; only async-signal-safe syscalls on prepared data follow.
+    // SAFETY: plain prctl.
+    let ret = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0) };
+    ctx.check(ret, Step::ParentDeath, 0);
+    // The shim may have died before the prctl: then its end of the pipe is closed.
+    let mut pfd = libc::pollfd {
+        fd: shim_alive,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd.
+    if unsafe { libc::poll(&mut pfd, 1, 0) } != 0 {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(137) };
+    }
+    close(shim_alive);
+
+    // SAFETY: plain syscall.
+    ctx.check(unsafe { libc::setsid() }, Step::Setsid, 1);
+    if plan.tty {
+        // SAFETY: TIOCSCTTY on stdin (the pty slave) takes an int argument.
+        ctx.check(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) }, Step::Ctty, 0);
+    }
+    // Exact modes for what we create; the command gets Docker's 022 below.
+    // SAFETY: plain syscall.
+    unsafe { libc::umask(0) };
+
+    let root = mount_root(plan, ctx);
+    mount_system(plan, ctx, root);
+    mount_binds(plan, ctx, root);
+    let first_tmpfs = FIRST_BIND_TARGET + plan.binds.len() as u32;
+    harden::mount_tmpfs(ctx, &plan.confine, |target, i| {
+        // SAFETY: `root` is an open directory fd.
+        unsafe { make_in_root(ctx, root, target, false, first_tmpfs + i) }
+    });
+    close(root);
+    pivot(plan, ctx);
+    if plan.confine.readonly_rootfs {
+        harden::readonly_root(ctx);
+    }
+
+    // Nothing but stdio and the (CLOEXEC) error pipe crosses exec.
+    // SAFETY: plain syscalls.
     unsafe {
-        ctx.check(
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0),
-            Step::ParentDeath,
-            0,
-        );
-        // The shim may have died before the prctl: then its end of the pipe is closed.
-        let mut pfd = libc::pollfd {
-            fd: shim_alive,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        if libc::poll(&mut pfd, 1, 0) != 0 {
-            libc::_exit(137);
-        }
-        libc::close(shim_alive);
-
-        ctx.check(libc::setsid(), Step::Setsid, 1);
-        if plan.tty {
-            ctx.check(libc::ioctl(0, libc::TIOCSCTTY, 0), Step::Ctty, 0);
-        }
-        // Exact modes for what we create; the command gets Docker's 022 below.
-        libc::umask(0);
-
-        ctx.check(
-            libc::mount(
-                c"overlay".as_ptr(),
-                plan.rootfs.as_ptr(),
-                c"overlay".as_ptr(),
-                0,
-                plan.overlay_opts.as_ptr().cast(),
-            ),
-            Step::MountOverlay,
-            0,
-        );
-        let root = ctx.check(
-            libc::open(
-                plan.rootfs.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            ),
-            Step::OpenRootfs,
-            0,
-        );
-
-        // /proc, for the new pid namespace (must be mounted from inside it).
-        let fd = make_in_root(ctx, root, &plan.proc_dir, false, TARGET_PROC);
-        ctx.check(
-            mount_on_fd(
-                c"proc".as_ptr(),
-                fd,
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                null(),
-            ),
-            Step::MountProc,
-            0,
-        );
-        libc::close(fd);
-
-        // /dev: a tmpfs with the usual nodes, links, /dev/pts and /dev/shm.
-        let fd = make_in_root(ctx, root, &plan.dev_dir, false, TARGET_DEV);
-        ctx.check(
-            mount_on_fd(
-                c"tmpfs".as_ptr(),
-                fd,
-                c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_STRICTATIME,
-                c"mode=755,size=65536k".as_ptr(),
-            ),
-            Step::MountDev,
-            0,
-        );
-        libc::close(fd);
-        // Re-resolved after the mount: now the tmpfs root.
-        let dev = make_in_root(ctx, root, &plan.dev_dir, false, TARGET_DEV);
-        setup_dev(ctx, dev, plan.console.as_deref());
-        libc::close(dev);
-
-        let fd = make_in_root(ctx, root, &plan.sys_dir, false, TARGET_SYS);
-        ctx.check(
-            mount_on_fd(
-                c"sysfs".as_ptr(),
-                fd,
-                c"sysfs".as_ptr(),
-                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                null(),
-            ),
-            Step::MountSys,
-            0,
-        );
-        libc::close(fd);
-
-        for (i, bind) in plan.binds.iter().enumerate() {
-            let i = i as u32;
-            let fd = make_in_root(ctx, root, &bind.target, bind.file, FIRST_BIND_TARGET + i);
-            ctx.check(
-                mount_on_fd(
-                    bind.source.as_ptr(),
-                    fd,
-                    null(),
-                    libc::MS_BIND | libc::MS_REC,
-                    null(),
-                ),
-                Step::Bind,
-                i,
-            );
-            libc::close(fd);
-            if bind.readonly {
-                // Re-resolved: the path now leads to the top of the new mount.
-                let fd = ctx.check(
-                    openat2(
-                        root,
-                        &bind.target.full,
-                        libc::O_PATH | libc::O_CLOEXEC,
-                        0,
-                        libc::RESOLVE_IN_ROOT,
-                    ),
-                    Step::BindReadonly,
-                    i,
-                );
-                let attr = MountAttr {
-                    attr_set: MOUNT_ATTR_RDONLY,
-                    attr_clr: 0,
-                    propagation: 0,
-                    userns_fd: 0,
-                };
-                ctx.check(
-                    libc::syscall(
-                        libc::SYS_mount_setattr,
-                        fd,
-                        c"".as_ptr(),
-                        libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-                        &attr as *const MountAttr,
-                        size_of::<MountAttr>(),
-                    ),
-                    Step::BindReadonly,
-                    i,
-                );
-                libc::close(fd);
-            }
-        }
-        libc::close(root);
-
-        // pivot_root(".", ".") stacks the old root under the new one; detach it.
-        ctx.check(libc::chdir(plan.rootfs.as_ptr()), Step::PivotRoot, 0);
-        ctx.check(
-            libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()),
-            Step::PivotRoot,
-            1,
-        );
-        ctx.check(
-            libc::umount2(c".".as_ptr(), libc::MNT_DETACH),
-            Step::DetachOldRoot,
-            0,
-        );
-        ctx.check(libc::chdir(c"/".as_ptr()), Step::PivotRoot, 2);
-
-        // The working directory, created if missing (as Docker does).
-        for dir in &plan.cwd_steps {
-            if libc::mkdir(dir.as_ptr(), 0o755) < 0 && errno() != libc::EEXIST {
-                ctx.fail(Step::Cwd, 0, errno());
-            }
-        }
-        ctx.check(libc::chdir(plan.cwd.as_ptr()), Step::Cwd, 1);
-
-        drop_privileges(ctx, plan.last_cap);
-
-        // Nothing but stdio and the (CLOEXEC) error pipe crosses exec.
         libc::syscall(
             libc::SYS_close_range,
             3u32,
@@ -850,8 +721,142 @@ unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         );
         libc::umask(0o022);
-        exec(plan, ctx)
     }
+    harden::finish(ctx, &plan.confine, plan.last_cap);
+    // SAFETY: still the forked child, right before execve.
+    unsafe { exec(plan, ctx) }
+}
+
+/// Mounts the overlay on the root's mount point and returns an `O_PATH` fd on it.
+fn mount_root(plan: &Plan, ctx: &Ctx) -> c_int {
+    let flags = if plan.confine.privileged {
+        0
+    } else {
+        libc::MS_NODEV
+    };
+    // SAFETY: prepared C strings.
+    let ret = unsafe {
+        libc::mount(
+            c"overlay".as_ptr(),
+            plan.rootfs.as_ptr(),
+            c"overlay".as_ptr(),
+            flags,
+            plan.overlay_opts.as_ptr().cast(),
+        )
+    };
+    ctx.check(ret, Step::MountOverlay, 0);
+    // SAFETY: open of a prepared C string.
+    let root = unsafe {
+        libc::open(
+            plan.rootfs.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    ctx.check(root, Step::OpenRootfs, 0)
+}
+
+/// `/proc`, `/dev` and `/sys`, then the masked and read-only paths.
+fn mount_system(plan: &Plan, ctx: &Ctx, root: c_int) {
+    let privileged = plan.confine.privileged;
+    // /proc, for the new pid namespace (must be mounted from inside it).
+    // SAFETY: `root` is an open directory fd (so below).
+    let fd = unsafe { make_in_root(ctx, root, &plan.proc_dir, false, TARGET_PROC) };
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    mount_fs_on(ctx, c"proc", fd, flags, c"", Step::MountProc);
+    close(fd);
+
+    // /dev: a tmpfs with the default nodes, links, /dev/pts and /dev/shm.
+    // SAFETY: as above.
+    let fd = unsafe { make_in_root(ctx, root, &plan.dev_dir, false, TARGET_DEV) };
+    let nodev = if privileged { 0 } else { libc::MS_NODEV };
+    let flags = libc::MS_NOSUID | libc::MS_STRICTATIME | nodev;
+    mount_fs_on(
+        ctx,
+        c"tmpfs",
+        fd,
+        flags,
+        c"mode=755,size=65536k",
+        Step::MountDev,
+    );
+    close(fd);
+    // Re-resolved after the mount: now the tmpfs root.
+    // SAFETY: as above.
+    let dev = unsafe { make_in_root(ctx, root, &plan.dev_dir, false, TARGET_DEV) };
+    harden::populate_dev(ctx, dev, &plan.confine);
+    // SAFETY: `dev` is an fd on the fresh tmpfs.
+    unsafe { setup_dev(ctx, dev, plan.console.as_deref()) };
+    close(dev);
+
+    // SAFETY: as above.
+    let fd = unsafe { make_in_root(ctx, root, &plan.sys_dir, false, TARGET_SYS) };
+    let readonly = if privileged { 0 } else { libc::MS_RDONLY };
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | readonly;
+    mount_fs_on(ctx, c"sysfs", fd, flags, c"", Step::MountSys);
+    close(fd);
+    if plan.confine.mask_paths {
+        harden::mask_paths(ctx, root);
+    }
+}
+
+/// The bind mounts, each `nodev` (but with `--privileged`) and read-only if asked, recursively.
+fn mount_binds(plan: &Plan, ctx: &Ctx, root: c_int) {
+    for (i, bind) in plan.binds.iter().enumerate() {
+        let i = i as u32;
+        // SAFETY: `root` is an open directory fd.
+        let fd = unsafe { make_in_root(ctx, root, &bind.target, bind.file, FIRST_BIND_TARGET + i) };
+        let flags = libc::MS_BIND | libc::MS_REC;
+        // SAFETY: a prepared source path; the target is the fd just made.
+        let ret = unsafe { mount_on_fd(bind.source.as_ptr(), fd, null(), flags, null()) };
+        ctx.check(ret, Step::Bind, i);
+        close(fd);
+        let readonly = if bind.readonly { MOUNT_ATTR_RDONLY } else { 0 };
+        let nodev = if plan.confine.privileged {
+            0
+        } else {
+            MOUNT_ATTR_NODEV
+        };
+        if readonly | nodev == 0 {
+            continue;
+        }
+        // Re-resolved: the path now leads to the top of the new mount.
+        // SAFETY: openat2 on an open directory fd and a prepared C string.
+        let fd = unsafe {
+            openat2(
+                root,
+                &bind.target.full,
+                libc::O_PATH | libc::O_CLOEXEC,
+                0,
+                libc::RESOLVE_IN_ROOT,
+            )
+        };
+        let fd = ctx.check(fd, Step::BindReadonly, i);
+        let ret = harden::set_mount_attr(fd, readonly | nodev, true);
+        ctx.check(ret, Step::BindReadonly, i);
+        close(fd);
+    }
+}
+
+/// `pivot_root` into the new root, detach the old one, enter the working directory (created
+/// if missing, as Docker does).
+fn pivot(plan: &Plan, ctx: &Ctx) {
+    // SAFETY: chdir and pivot_root on prepared or constant C strings.
+    unsafe {
+        // pivot_root(".", ".") stacks the old root under the new one; detach it.
+        ctx.check(libc::chdir(plan.rootfs.as_ptr()), Step::PivotRoot, 0);
+        let ret = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr());
+        ctx.check(ret, Step::PivotRoot, 1);
+        let ret = libc::umount2(c".".as_ptr(), libc::MNT_DETACH);
+        ctx.check(ret, Step::DetachOldRoot, 0);
+        ctx.check(libc::chdir(c"/".as_ptr()), Step::PivotRoot, 2);
+    }
+    for dir in &plan.cwd_steps {
+        // SAFETY: mkdir of a prepared C string.
+        if unsafe { libc::mkdir(dir.as_ptr(), 0o755) } < 0 && errno() != libc::EEXIST {
+            ctx.fail(Step::Cwd, 0, errno());
+        }
+    }
+    // SAFETY: chdir of a prepared C string.
+    ctx.check(unsafe { libc::chdir(plan.cwd.as_ptr()) }, Step::Cwd, 1);
 }
 
 /// Fills the fresh `/dev` tmpfs.
@@ -861,18 +866,6 @@ unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
 unsafe fn setup_dev(ctx: &Ctx, dev: c_int, console: Option<&CStr>) {
     // SAFETY: raw syscalls on constant C strings and valid fds.
     unsafe {
-        for (i, (name, major, minor)) in DEVICES.iter().enumerate() {
-            ctx.check(
-                libc::mknodat(
-                    dev,
-                    name.as_ptr(),
-                    libc::S_IFCHR | 0o666,
-                    libc::makedev(*major, *minor),
-                ),
-                Step::DevNode,
-                i as u32,
-            );
-        }
         for (i, (name, target)) in DEV_LINKS.iter().enumerate() {
             ctx.check(
                 libc::symlinkat(target.as_ptr(), dev, name.as_ptr()),
@@ -968,58 +961,6 @@ unsafe fn setup_dev(ctx: &Ctx, dev: c_int, console: Option<&CStr>) {
             );
             libc::close(fd);
         }
-    }
-}
-
-/// Bounding set, then effective/permitted/inheritable, ambient cleared, then no_new_privs.
-///
-/// # Safety
-/// Async-signal-safe.
-unsafe fn drop_privileges(ctx: &Ctx, last_cap: u32) {
-    // SAFETY: plain prctl/capset syscalls with valid arguments.
-    unsafe {
-        for cap in 0..=last_cap.min(63) {
-            if DEFAULT_CAPS & (1u64 << cap) == 0
-                && libc::prctl(libc::PR_CAPBSET_DROP, cap as c_ulong, 0, 0, 0) < 0
-                && errno() != libc::EINVAL
-            {
-                ctx.fail(Step::Capabilities, cap, errno());
-            }
-        }
-        // EINVAL on kernels without ambient capabilities: nothing to clear then.
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as c_ulong,
-            0,
-            0,
-            0,
-        );
-        let header = CapHeader {
-            version: LINUX_CAPABILITY_VERSION_3,
-            pid: 0,
-        };
-        let data = [
-            CapData {
-                effective: DEFAULT_CAPS as u32,
-                permitted: DEFAULT_CAPS as u32,
-                inheritable: INHERITABLE_CAPS as u32,
-            },
-            CapData {
-                effective: (DEFAULT_CAPS >> 32) as u32,
-                permitted: (DEFAULT_CAPS >> 32) as u32,
-                inheritable: (INHERITABLE_CAPS >> 32) as u32,
-            },
-        ];
-        ctx.check(
-            libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()),
-            Step::Capabilities,
-            64,
-        );
-        ctx.check(
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as c_ulong, 0, 0, 0),
-            Step::NoNewPrivs,
-            0,
-        );
     }
 }
 

@@ -28,6 +28,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{ContainerRuntime, Io, RunSpec, RuntimeError, Spawned};
 
 /// One call the engine made.
+// A test recorder: the spec is kept whole (it carries the security options), size is no concern.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     /// `spawn` (also recorded when it was made to fail).
@@ -42,6 +44,16 @@ pub enum Call {
     Resize { rows: u16, cols: u16 },
     /// `cleanup` of a bundle directory.
     Cleanup(PathBuf),
+    /// `create_cgroup` for container `id` (no cgroup is made; the spec gets no `cgroup_procs`).
+    CreateCgroup {
+        id: String,
+        resources: crate::limits::Resources,
+        privileged: bool,
+    },
+    /// `cgroup_exited` for container `id` (never OOM-killed).
+    CgroupExited(String),
+    /// `remove_cgroup` for container `id`.
+    RemoveCgroup(String),
 }
 
 struct Proc {
@@ -318,6 +330,34 @@ impl ContainerRuntime for FakeRuntime {
 
     fn resize(&self, _pty: &OwnedFd, rows: u16, cols: u16) -> Result<(), RuntimeError> {
         self.lock().calls.push(Call::Resize { rows, cols });
+        self.bump();
+        Ok(())
+    }
+
+    fn create_cgroup(
+        &self,
+        _root: &Path,
+        id: &str,
+        res: &crate::limits::Resources,
+        privileged: bool,
+    ) -> Result<Vec<PathBuf>, crate::cgroups::CgroupError> {
+        self.lock().calls.push(Call::CreateCgroup {
+            id: id.to_owned(),
+            resources: *res,
+            privileged,
+        });
+        self.bump();
+        Ok(Vec::new())
+    }
+
+    fn cgroup_exited(&self, _root: &Path, id: &str) -> BoxFuture<'static, bool> {
+        self.lock().calls.push(Call::CgroupExited(id.to_owned()));
+        self.bump();
+        Box::pin(async { false })
+    }
+
+    fn remove_cgroup(&self, _root: &Path, id: &str) -> Result<(), crate::cgroups::CgroupError> {
+        self.lock().calls.push(Call::RemoveCgroup(id.to_owned()));
         self.bump();
         Ok(())
     }

@@ -15,25 +15,32 @@
 //!   root's mount point). Call it once the container is removed and `exit` has resolved; `spawn`
 //!   reuses an existing upper dir, so a restarted container keeps its writable layer.
 //!
-//! How (see `/work/shared/reference/runtime.md` for the measurements behind it): a tokio
-//! `Command` whose `pre_exec` turns the forked child into the shim (`child.rs`), which unshares
-//! the namespaces and forks pid 1; pid 1 mounts an overlay (lower = image dir or host `/`,
-//! upper/work in the bundle), `/proc`, a tmpfs `/dev` (null, zero, full, random, urandom, tty,
-//! `pts` newinstance, `shm`), `/sys` read-only and the bind mounts, sets the hostname,
-//! `pivot_root`s, drops capabilities to Docker's default set, sets `no_new_privs` and execs.
-//! Everything the children need is allocated before the fork (`plan.rs`); errors come back as
-//! raw errno records on a pipe. Cgroups are the engine's (`crate::cgroups`): the runtime only
-//! joins the `cgroup.procs` files it is given, first thing in the shim.
+//! How: a tokio `Command` whose `pre_exec` turns the forked child into the shim (`child.rs`),
+//! which joins the container's cgroups, unshares the namespaces and forks pid 1; pid 1 mounts an
+//! overlay (lower = image dir or host `/`, upper/work in the bundle), `/proc`, a `nodev` tmpfs
+//! `/dev` (Docker's default nodes bound from the host, `pts` newinstance, `shm`), `/sys`
+//! read-only, Docker's masked and read-only paths, the bind mounts and `--tmpfs` mounts (all
+//! `nodev`), sets the hostname, `pivot_root`s, then installs the seccomp programs, sets the
+//! capability sets, the user and groups, and execs (`harden.rs`; see `docs/security.md`).
+//! Everything the children need is allocated before the fork (`plan.rs`, `confine.rs`,
+//! `seccomp/`, `users.rs`); errors come back as raw errno records on a pipe. Cgroups are the
+//! engine's (`crate::cgroups`): the runtime only joins the `cgroup.procs` files it is given,
+//! first thing in the shim.
 //!
 //! Requires Linux ≥ 5.12 (openat2, close_range, pidfd_open, mount_setattr) and root.
 
 mod child;
+mod confine;
 pub mod fake;
+mod harden;
+pub mod options;
 mod plan;
 mod pty;
 mod seam;
+pub mod seccomp;
 #[cfg(test)]
 mod tests;
+mod users;
 
 use std::fmt;
 use std::io;
@@ -113,6 +120,11 @@ pub struct RunSpec {
     /// file), opened before the fork; the shim writes `0` to each as its first step, so the shim
     /// and pid 1 (forked after) run inside them. At most [`MAX_CGROUPS`].
     pub cgroup_procs: Vec<PathBuf>,
+    /// `NAME|UID[:GROUP|GID]`, resolved in the container's `/etc/passwd` and `/etc/group`;
+    /// empty = root.
+    pub user: String,
+    /// Capabilities, seccomp, privileged mode, read-only root, extra groups, tmpfs mounts.
+    pub security: crate::container::SecurityOptions,
 }
 
 /// The most `cgroup.procs` files a container joins (one per v1 hierarchy).

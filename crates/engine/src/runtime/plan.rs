@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use nix::errno::Errno;
 
 use super::child::{Record, Step};
+use super::confine::{self, ConfineNames, ConfinePlan};
 use super::{NetMode, Rootfs, RunSpec, RuntimeError};
 
 /// `PATH` used for the command lookup (and put in the environment) when the spec has none.
@@ -65,7 +66,7 @@ pub(super) struct InRoot {
 }
 
 impl InRoot {
-    fn new(components: &[String]) -> Result<Self, RuntimeError> {
+    pub(super) fn new(components: &[String]) -> Result<Self, RuntimeError> {
         let mut steps = Vec::with_capacity(components.len());
         for (i, name) in components.iter().enumerate() {
             steps.push((cstring(&components[..i].join("/"))?, cstring(name)?));
@@ -114,6 +115,7 @@ pub(super) struct Plan {
     pub(super) exec_search: bool,
     /// Highest capability number this kernel knows (`/proc/sys/kernel/cap_last_cap`).
     pub(super) last_cap: u32,
+    pub(super) confine: ConfinePlan,
 }
 
 /// What the parent keeps to describe a failure record from the child.
@@ -125,6 +127,7 @@ pub(super) struct Describe {
     cwd: String,
     argv0: String,
     cgroups: Vec<PathBuf>,
+    confine: ConfineNames,
 }
 
 /// Targets inside the root that the runtime itself creates (index of `Step::Target` records;
@@ -191,6 +194,12 @@ impl Describe {
                     TARGET_PROC => "/proc".to_string(),
                     TARGET_DEV => "/dev".to_string(),
                     TARGET_SYS => "/sys".to_string(),
+                    i if (i - FIRST_BIND_TARGET) as usize >= self.binds.len() => self
+                        .confine
+                        .tmpfs
+                        .get((i - FIRST_BIND_TARGET) as usize - self.binds.len())
+                        .cloned()
+                        .unwrap_or_default(),
                     i => bind(i.saturating_sub(FIRST_BIND_TARGET) as usize).1,
                 };
                 format!("create mount point {target} in {rootfs}")
@@ -198,12 +207,41 @@ impl Describe {
             Some(Step::MountProc) => "mount proc on /proc".to_string(),
             Some(Step::MountDev) => "mount tmpfs on /dev".to_string(),
             Some(Step::DevNode) => format!(
-                "create /dev/{}",
-                super::child::DEVICES
+                "bind the host's {} in /dev",
+                confine::DEVICES
                     .get(index)
-                    .map(|d| d.0.to_string_lossy())
+                    .map(|d| d.1.to_string_lossy())
                     .unwrap_or_default()
             ),
+            Some(Step::HostDevice) => format!(
+                "create {}",
+                self.confine
+                    .host_devices
+                    .get(index)
+                    .cloned()
+                    .unwrap_or_default()
+            ),
+            Some(Step::MaskPath) => format!(
+                "mask /{}",
+                confine::MASKED_PATHS
+                    .get(index)
+                    .map(|p| p.to_string_lossy())
+                    .unwrap_or_default()
+            ),
+            Some(Step::ReadonlyPath) => format!(
+                "make /{} read-only",
+                confine::READONLY_PATHS
+                    .get(index)
+                    .map(|p| p.to_string_lossy())
+                    .unwrap_or_default()
+            ),
+            Some(Step::Tmpfs) => format!(
+                "mount tmpfs on {}",
+                self.confine.tmpfs.get(index).cloned().unwrap_or_default()
+            ),
+            Some(Step::ReadonlyRoot) => "make the root filesystem read-only".to_string(),
+            Some(Step::SetUser) => format!("set user {:?}", self.confine.user),
+            Some(Step::Seccomp) => format!("install seccomp program {index}"),
             Some(Step::DevLink) => format!(
                 "create /dev/{}",
                 super::child::DEV_LINKS
@@ -362,7 +400,10 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
         .collect::<Result<Vec<_>, _>>()?;
     let cwd_path = format!("/{}", cwd_components.join("/"));
 
-    let env = environment(spec);
+    let layers = [upper.as_path(), lower.as_path()];
+    let (confine, confine_names, home) =
+        confine::plan(&spec.security, &spec.user, &layers, last_cap())?;
+    let env = environment(spec, &home);
     let path_var = env
         .iter()
         .rev()
@@ -415,6 +456,7 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
         exec_paths,
         exec_search,
         last_cap: last_cap(),
+        confine,
     };
     let describe = Describe {
         rootfs: merged,
@@ -424,13 +466,14 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
         cwd: cwd_path,
         argv0,
         cgroups: spec.cgroup_procs.clone(),
+        confine: confine_names,
     };
     Ok((plan, describe))
 }
 
 /// The container's environment: the spec's, plus Docker's defaults for the variables it lacks
-/// (`PATH`, `HOSTNAME`, `HOME=/root`, and `TERM=xterm` with a tty).
-fn environment(spec: &RunSpec) -> Vec<String> {
+/// (`PATH`, `HOSTNAME`, `HOME` = the user's home, and `TERM=xterm` with a tty).
+fn environment(spec: &RunSpec, home: &str) -> Vec<String> {
     let mut env = spec.env.clone();
     let has = |env: &[String], key: &str| {
         env.iter()
@@ -439,7 +482,7 @@ fn environment(spec: &RunSpec) -> Vec<String> {
     let mut defaults = vec![
         ("PATH", DEFAULT_PATH.to_string()),
         ("HOSTNAME", spec.hostname.clone()),
-        ("HOME", "/root".to_string()),
+        ("HOME", home.to_string()),
     ];
     if spec.tty {
         defaults.push(("TERM", "xterm".to_string()));

@@ -75,6 +75,8 @@ fn spec_at(bundle: &Path, argv: &[&str]) -> RunSpec {
         open_stdin: false,
         net: NetMode::Host,
         cgroup_procs: Vec::new(),
+        user: String::new(),
+        security: Default::default(),
     }
 }
 
@@ -463,22 +465,65 @@ async fn join_network_namespace_of_another_process() {
     );
 }
 
-/// Needs root. Docker's default capability set, nothing inheritable or ambient, no_new_privs.
+/// Needs root. Docker's default capability set, nothing inheritable or ambient, no
+/// no_new_privs unless asked, seccomp filtering on; `no-new-privileges` sets it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn capabilities_and_no_new_privs() {
+async fn capabilities_seccomp_and_no_new_privs() {
     if !needs_root() {
         return;
     }
     let bundle = TempDir::new("caps");
-    let out = run(sh(
-        &bundle,
-        "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status",
-    ))
-    .await;
+    let script =
+        "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status";
+    let out = run(sh(&bundle, script)).await;
     assert_eq!(
         out.stdout,
         "CapInh:\t0000000000000000\nCapPrm:\t00000000a80425fb\nCapEff:\t00000000a80425fb\n\
-         CapBnd:\t00000000a80425fb\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\n"
+         CapBnd:\t00000000a80425fb\nCapAmb:\t0000000000000000\nNoNewPrivs:\t0\nSeccomp:\t2\n"
+    );
+    let mut spec = sh(&bundle, script);
+    spec.security.security_opt = vec!["no-new-privileges".into(), "seccomp=unconfined".into()];
+    spec.security.cap_drop = vec!["ALL".into()];
+    let out = run(spec).await;
+    assert_eq!(
+        out.stdout,
+        "CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n\
+         CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t0\n"
+    );
+}
+
+/// Needs root. A device node made with mknod does not open (every mount but the default device
+/// binds is nodev), the default devices do, /proc paths are masked or read-only, and --user
+/// sets uid, gid and groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_masks_and_user() {
+    if !needs_root() {
+        return;
+    }
+    let bundle = TempDir::new("devs");
+    let out = run(sh(
+        &bundle,
+        "mknod /dev/kmsg2 c 1 11 && mknod /tmp/kmsg c 1 11 && \
+         (head -c1 /dev/kmsg2 >/dev/null 2>&1 && echo dev-open) ; \
+         (head -c1 /tmp/kmsg >/dev/null 2>&1 && echo tmp-open) ; \
+         head -c4 /dev/zero | wc -c; echo x > /dev/null && echo null-ok; \
+         cat /proc/kcore 2>/dev/null | wc -c; (echo 1 > /proc/sys/kernel/core_pattern) 2>/dev/null || echo sys-ro; \
+         ls /sys/firmware | wc -l",
+    ))
+    .await;
+    assert_eq!(
+        out.stdout, "4\nnull-ok\n0\nsys-ro\n0\n",
+        "stderr: {}",
+        out.stderr
+    );
+    let mut spec = sh(&bundle, "id -u; id -g; id -G");
+    spec.user = "65534:65534".into();
+    spec.security.group_add = vec!["7".into()];
+    let out = run(spec).await;
+    assert_eq!(
+        out.stdout, "65534\n65534\n65534 7\n",
+        "stderr: {}",
+        out.stderr
     );
 }
 
@@ -796,10 +841,10 @@ fn record_roundtrip_and_messages() {
         b
     };
     assert_eq!(Record::from_bytes(&bytes), record);
-    for value in 1..=31 {
+    for value in 1..=38 {
         assert!(child::Step::from_u32(value).is_some(), "step {value}");
     }
-    assert!(child::Step::from_u32(32).is_none());
+    assert!(child::Step::from_u32(39).is_none());
 }
 
 /// Not a test on its own: the "engine" process of [`engine_kill_9_kills_its_containers`], run as

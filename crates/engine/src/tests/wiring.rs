@@ -56,6 +56,7 @@ async fn a_launcher_whose_engine_is_gone_fails_its_calls() {
             env: vec![],
             mounts: vec![],
             privileged: false,
+            host_network: false,
             socket_dir: "/nonexistent".into(),
         })
         .await;

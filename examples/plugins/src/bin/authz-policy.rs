@@ -1,7 +1,7 @@
 //! `authz-policy`: an example Docker authorization plugin (`/Plugin.Activate` →
 //! `{"Implements": ["authz"]}`, then `AuthZPlugin.AuthZReq` / `AuthZRes`), unchanged from what
-//! dockerd would host. It denies requests whose URI contains a `--deny` substring and creates of
-//! privileged containers, allows everything else, and can log what it saw (`--log FILE`, one JSON
+//! dockerd would host. It denies requests whose URI contains a `--deny` substring, requests whose
+//! body contains a `--deny-body` substring, and creates of privileged containers, allows everything else, and can log what it saw (`--log FILE`, one JSON
 //! line per request phase) so tests can check that the engine executed only bodies it was shown.
 
 use std::io::Write;
@@ -26,6 +26,9 @@ struct Args {
     /// Deny requests whose URI contains this text (repeatable).
     #[arg(long)]
     deny: Vec<String>,
+    /// Deny requests whose body contains this text (repeatable).
+    #[arg(long)]
+    deny_body: Vec<String>,
     /// Append one JSON line per call to this file.
     #[arg(long)]
     log: Option<PathBuf>,
@@ -46,11 +49,19 @@ fn record(log: &Log, phase: &str, req: &authz::Request) {
 }
 
 /// The policy decision for one request.
-fn decide(deny: &[String], req: &authz::Request) -> authz::Response {
+fn decide(deny: &[String], deny_body: &[String], req: &authz::Request) -> authz::Response {
     if let Some(d) = deny.iter().find(|d| req.request_uri.contains(d.as_str())) {
         return authz::Response {
             allow: false,
             msg: format!("{} is not allowed here (matches {d:?})", req.request_uri),
+            err: String::new(),
+        };
+    }
+    let body = String::from_utf8_lossy(&req.request_body);
+    if let Some(d) = deny_body.iter().find(|d| body.contains(d.as_str())) {
+        return authz::Response {
+            allow: false,
+            msg: format!("the request body carries {d:?}"),
             err: String::new(),
         };
     }
@@ -87,14 +98,14 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => None,
     }));
-    let deny = Arc::new(args.deny.clone());
+    let deny = Arc::new((args.deny.clone(), args.deny_body.clone()));
     let (log_req, log_res, deny_req) = (log.clone(), log.clone(), deny.clone());
     Plugin::builder("authz-policy")
         .answer_only(&[Protocol::Activate])
         .implements("authz")
         .route_json(authz::REQ_PATH, move |req: authz::Request| {
             record(&log_req, "req", &req);
-            let answer = decide(&deny_req, &req);
+            let answer = decide(&deny_req.0, &deny_req.1, &req);
             async move { Ok::<_, HandlerError>(answer) }
         })
         .route_json(authz::RES_PATH, move |req: authz::Request| {
@@ -122,11 +133,12 @@ mod tests {
             request_uri: "/v1.50/volumes".into(),
             ..Default::default()
         };
-        assert!(!decide(&["/volumes".into()], &r).allow);
+        assert!(!decide(&["/volumes".into()], &[], &r).allow);
         r.request_uri = "/v1.50/containers/create".into();
         r.request_body = br#"{"HostConfig":{"Privileged":true}}"#.to_vec();
-        assert!(!decide(&[], &r).allow);
+        assert!(!decide(&[], &[], &r).allow);
         r.request_body = br#"{"Image":"host"}"#.to_vec();
-        assert!(decide(&[], &r).allow);
+        assert!(decide(&[], &[], &r).allow);
+        assert!(!decide(&[], &["host".into()], &r).allow);
     }
 }

@@ -45,6 +45,10 @@ struct Args {
     /// Also speak the MVP v2 handshake and network messages.
     #[arg(long)]
     mvp: bool,
+    /// Misbehave: answer Join with this `SrcName` (an interface not made for the endpoint)
+    /// instead of the veth it made. The engine must refuse it.
+    #[arg(long)]
+    src_name: Option<String>,
 }
 
 #[derive(Default)]
@@ -60,6 +64,7 @@ struct Ctx {
     name: String,
     log: Option<PathBuf>,
     fail: BTreeMap<String, u16>,
+    src_name: Option<String>,
     state: Mutex<State>,
 }
 
@@ -228,7 +233,7 @@ fn join(ctx: &Ctx, req: &Value) -> Result<Value, String> {
     }
     let gw = gateway.split('/').next().unwrap_or_default();
     Ok(json!({
-        "InterfaceName": {"SrcName": peer, "DstPrefix": "eth"},
+        "InterfaceName": {"SrcName": ctx.src_name.clone().unwrap_or(peer), "DstPrefix": "eth"},
         "Gateway": gw,
         "StaticRoutes": [],
         "DisableGatewayService": true,
@@ -319,6 +324,7 @@ async fn main() -> anyhow::Result<()> {
         name: args.name.clone(),
         log: args.log.clone(),
         fail,
+        src_name: args.src_name.clone(),
         state: Mutex::new(State::default()),
     });
     let protocols: &[Protocol] = if args.mvp {

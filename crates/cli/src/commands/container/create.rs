@@ -62,7 +62,8 @@ pub struct ContainerFlags {
     /// Volume driver for named volumes created on demand by `-v`.
     #[arg(long)]
     pub volume_driver: Option<String>,
-    /// Create a hidden system container (not listed by `ps` unless `--system`).
+    /// Create a hidden system container (not listed by `ps` unless `--system`); only on a
+    /// privileged plugin's engine socket (`-H unix://…/.engine.sock`): elsewhere it is refused.
     #[arg(long)]
     pub system: bool,
     /// Remove the container when it exits.
@@ -83,6 +84,30 @@ pub struct ContainerFlags {
     /// Tune the container's pids limit (`-1` = unlimited).
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+    /// User and group: `NAME|UID[:GROUP|GID]`, resolved in the container's `/etc/passwd`.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Add Linux capabilities (`NET_ADMIN`, `CAP_SYS_TIME`, `ALL`).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities (`CHOWN`, `ALL`).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Give extended privileges: all capabilities and devices, no masked paths, no seccomp.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Security options: `seccomp=unconfined`, `seccomp=PROFILE.json`, `no-new-privileges`.
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Additional groups to join (name or number).
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
+    /// Mount a tmpfs: `PATH[:OPTIONS]`.
+    #[arg(long = "tmpfs", value_name = "PATH[:OPTS]")]
+    pub tmpfs: Vec<String>,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -356,6 +381,25 @@ pub fn expand_env(items: &[String], lookup: impl Fn(&str) -> Option<String>) -> 
         .collect()
 }
 
+/// One `--security-opt`: `seccomp=FILE` becomes `seccomp=<the file's JSON>`, as the docker CLI
+/// sends it (the engine never reads client files).
+fn security_opt(opt: &str) -> Result<String, String> {
+    let Some(path) = opt
+        .strip_prefix("seccomp=")
+        .or_else(|| opt.strip_prefix("seccomp:"))
+    else {
+        return Ok(opt.to_string());
+    };
+    if path == "unconfined" || path == "builtin" {
+        return Ok(format!("seccomp={path}"));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("opening seccomp profile ({path}) failed: {e}"))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("compacting json for seccomp profile ({path}) failed: {e}"))?;
+    Ok(format!("seccomp={json}"))
+}
+
 /// Builds the create body; `attached` says whether the client will attach to stdout/stderr.
 pub fn build_body(flags: &ContainerFlags, attached: bool) -> Result<ContainerCreateBody, String> {
     let mut binds = Vec::new();
@@ -416,6 +460,24 @@ pub fn build_body(flags: &ContainerFlags, attached: bool) -> Result<ContainerCre
         nano_cpus: flags.cpus,
         cpu_shares: flags.cpu_shares,
         pids_limit: flags.pids_limit,
+        cap_add: (!flags.cap_add.is_empty()).then(|| flags.cap_add.clone()),
+        cap_drop: (!flags.cap_drop.is_empty()).then(|| flags.cap_drop.clone()),
+        privileged: Some(flags.privileged),
+        readonly_rootfs: Some(flags.read_only),
+        security_opt: (!flags.security_opt.is_empty())
+            .then(|| flags.security_opt.iter().map(|o| security_opt(o)).collect())
+            .transpose()?,
+        group_add: (!flags.group_add.is_empty()).then(|| flags.group_add.clone()),
+        tmpfs: (!flags.tmpfs.is_empty()).then(|| {
+            flags
+                .tmpfs
+                .iter()
+                .map(|t| match t.split_once(':') {
+                    Some((path, opts)) => (path.to_string(), opts.to_string()),
+                    None => (t.clone(), String::new()),
+                })
+                .collect()
+        }),
         ..Default::default()
     };
     Ok(ContainerCreateBody {
@@ -431,6 +493,7 @@ pub fn build_body(flags: &ContainerFlags, attached: bool) -> Result<ContainerCre
         image: Some(flags.image.clone()),
         volumes: (!anonymous.is_empty()).then_some(anonymous),
         working_dir: flags.workdir.clone(),
+        user: flags.user.clone(),
         entrypoint,
         labels: Some(parse::key_values(&flags.labels)),
         host_config: Some(host_config),

@@ -1,0 +1,37 @@
+//! Validation of a container's confinement options at create time, so that a bad capability
+//! name, `--security-opt` or seccomp profile is a 400 naming the option and the reason (as in
+//! Docker), not a failed start. The runtime interprets the same options at start
+//! (`runtime::options`).
+
+use crate::container::SecurityOptions;
+use crate::error::EngineError;
+use crate::runtime::options;
+
+/// Highest capability number this kernel may know; `interpret` only uses it to size `ALL`.
+const LAST_CAP: u32 = 63;
+
+/// Checks every option; the error names the option and why it is refused.
+pub fn validate(opts: &SecurityOptions) -> Result<(), EngineError> {
+    options::interpret(opts, LAST_CAP)
+        .map(|_| ())
+        .map_err(EngineError::Invalid)?;
+    for g in &opts.group_add {
+        if g.is_empty() || g.contains([':', '\0']) {
+            return Err(EngineError::Invalid(format!(
+                "invalid GroupAdd entry {g:?}: expected a group name or number"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `Config.User` (`NAME|UID[:GROUP|GID]`); names are resolved at start, in the
+/// container's own `/etc/passwd` and `/etc/group`.
+pub fn validate_user(user: &str) -> Result<(), EngineError> {
+    if user.contains('\0') || user.matches(':').count() > 1 || user.starts_with(':') {
+        return Err(EngineError::Invalid(format!(
+            "invalid Config.User {user:?}: expected NAME|UID[:GROUP|GID]"
+        )));
+    }
+    Ok(())
+}

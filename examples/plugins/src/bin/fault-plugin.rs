@@ -1,0 +1,237 @@
+//! A deliberately faulty Docker-protocol plugin for the fault-matrix tests: it answers
+//! `/Plugin.Activate` and every `VolumeDriver.*`, `NetworkDriver.*`, `IpamDriver.*` and
+//! `AuthZPlugin.*` call like a healthy plugin, except the one call chosen with `--on PATH`, where
+//! it misbehaves as `--fault` says. Raw HTTP over tokio (no HTTP library) so it can break the
+//! protocol in every way a real plugin might:
+//!
+//! - `hang`: reads the request, never answers (the connection stays open);
+//! - `trickle`: sends the status line and headers, then one body byte every 100 ms, forever;
+//! - `status500`: `500 {"Err":"fault: status500"}`;
+//! - `err200`: `200 {"Err":"fault: err200"}`;
+//! - `nonjson`: `200` with an HTML body;
+//! - `wrongtype`: a correct JSON answer labelled `Content-Type: text/html` (must be accepted);
+//! - `huge`: a chunked `200` body that never ends;
+//! - `crash`: the process exits while the call is in flight;
+//! - `close`: answers correctly, then closes the connection (keep-alive dropped between calls).
+//!
+//! With `--on /Plugin.Activate` the handshake itself is the faulty call. Each call is logged as a
+//! line `PATH` to `--log`.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// Socket path.
+    #[arg(long)]
+    socket: PathBuf,
+    /// The call that misbehaves, e.g. `/VolumeDriver.Create`.
+    #[arg(long, default_value = "")]
+    on: String,
+    /// How it misbehaves (see the module doc).
+    #[arg(long, default_value = "none")]
+    fault: String,
+    /// `Implements` of the handshake (comma list).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "VolumeDriver,NetworkDriver,IpamDriver,authz"
+    )]
+    implements: Vec<String>,
+    /// Directory handed out as the Mountpoint of every volume.
+    #[arg(long, default_value = "/tmp")]
+    mountpoint: String,
+    /// Append each call's path to this file.
+    #[arg(long)]
+    log: Option<PathBuf>,
+}
+
+/// The volumes created so far (a healthy driver knows its volumes).
+static VOLUMES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+fn volumes() -> std::sync::MutexGuard<'static, BTreeSet<String>> {
+    VOLUMES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A healthy plugin's answer to `path`.
+fn healthy(args: &Args, path: &str, body: &Value) -> Value {
+    let name = body["Name"].as_str().unwrap_or_default();
+    match path {
+        "/Plugin.Activate" => json!({"Implements": args.implements}),
+        "/VolumeDriver.Create" => {
+            volumes().insert(name.to_owned());
+            json!({})
+        }
+        "/VolumeDriver.Remove" => {
+            volumes().remove(name);
+            json!({})
+        }
+        "/VolumeDriver.Get" if !volumes().contains(name) => {
+            json!({"Err": format!("no such volume {name}")})
+        }
+        "/VolumeDriver.Get" => json!({"Volume": {"Name": name, "Mountpoint": args.mountpoint}}),
+        "/VolumeDriver.List" => {
+            let list: Vec<Value> = volumes()
+                .iter()
+                .map(|n| json!({"Name": n, "Mountpoint": args.mountpoint}))
+                .collect();
+            json!({ "Volumes": list })
+        }
+        "/VolumeDriver.Mount" | "/VolumeDriver.Path" => json!({"Mountpoint": args.mountpoint}),
+        "/VolumeDriver.Capabilities" => json!({"Capabilities": {"Scope": "local"}}),
+        "/NetworkDriver.GetCapabilities" => json!({"Scope": "local"}),
+        "/IpamDriver.GetDefaultAddressSpaces" => {
+            json!({"LocalDefaultAddressSpace": "l", "GlobalDefaultAddressSpace": "g"})
+        }
+        "/IpamDriver.RequestPool" => json!({"PoolID": body["Pool"], "Pool": body["Pool"]}),
+        "/AuthZPlugin.AuthZReq" | "/AuthZPlugin.AuthZRes" => json!({"Allow": true}),
+        _ => json!({}),
+    }
+}
+
+fn response(status: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Reads one request: `(path, body)`, or `None` when the client closed.
+async fn read_request(s: &mut UnixStream) -> Option<(String, Value)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
+    Some((path, body))
+}
+
+fn log(args: &Args, path: &str) {
+    if let Some(log) = &args.log
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+    {
+        let _ = writeln!(f, "{path}");
+    }
+}
+
+async fn serve(args: Args, mut s: UnixStream) {
+    while let Some((path, body)) = read_request(&mut s).await {
+        log(&args, &path);
+        if path != args.on {
+            let ok = healthy(&args, &path, &body).to_string();
+            if s.write_all(response("200 OK", "application/json", &ok).as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
+        // The faulty call: a correct answer where one is sent at all.
+        let ok = healthy(&args, &path, &body).to_string();
+        match args.fault.as_str() {
+            "hang" => std::future::pending::<()>().await,
+            "trickle" => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n";
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if s.write_all(b" ").await.is_err() {
+                        return;
+                    }
+                }
+            }
+            "status500" => {
+                let r = response(
+                    "500 Internal Server Error",
+                    "application/json",
+                    r#"{"Err":"fault: status500"}"#,
+                );
+                let _ = s.write_all(r.as_bytes()).await;
+            }
+            "err200" => {
+                let r = response("200 OK", "application/json", r#"{"Err":"fault: err200"}"#);
+                let _ = s.write_all(r.as_bytes()).await;
+            }
+            "nonjson" => {
+                let r = response("200 OK", "text/html", "<html>fault: nonjson</html>");
+                let _ = s.write_all(r.as_bytes()).await;
+            }
+            "wrongtype" => {
+                let _ = s
+                    .write_all(response("200 OK", "text/html", &ok).as_bytes())
+                    .await;
+            }
+            "huge" => {
+                let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+                while s.write_all(chunk.as_bytes()).await.is_ok() {}
+                return;
+            }
+            "crash" => std::process::exit(3),
+            "close" => {
+                let _ = s
+                    .write_all(response("200 OK", "application/json", &ok).as_bytes())
+                    .await;
+                return;
+            }
+            _ => {
+                let _ = s
+                    .write_all(response("200 OK", "application/json", &ok).as_bytes())
+                    .await;
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = std::fs::remove_file(&args.socket);
+    let listener = UnixListener::bind(&args.socket)?;
+    loop {
+        let (s, _) = listener.accept().await?;
+        tokio::spawn(serve(args.clone(), s));
+    }
+}
