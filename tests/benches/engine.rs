@@ -134,6 +134,15 @@ fn container_body(auto_remove: bool) -> serde_json::Value {
     })
 }
 
+/// The hardened variant of the `run --rm` body: a memory and a pids limit (cgroup files written
+/// at start, read at exit).
+fn limited_body() -> serde_json::Value {
+    let mut body = container_body(true);
+    body["HostConfig"]["Memory"] = serde_json::json!(64 << 20);
+    body["HostConfig"]["PidsLimit"] = serde_json::json!(100);
+    body
+}
+
 async fn container_create_rm(api: &mut Api) {
     let body = api
         .call(
@@ -155,10 +164,16 @@ async fn container_create_rm(api: &mut Api) {
 
 /// `docker run --rm host true` on the wire: create, attach (hijacked), wait for `removed`
 /// (headers first), start, then the wait's status and the attach stream's end.
-/// `security_opt` goes to `HostConfig.SecurityOpt` (empty: Docker's default confinement, seccomp
-/// included).
-async fn run_rm_true(api: &mut Api, waiter: &mut Api, socket: &Path, security_opt: &[&str]) {
-    let mut create = container_body(true);
+/// `body` is the create body; `security_opt` goes to its `HostConfig.SecurityOpt` (empty:
+/// Docker's default confinement, seccomp included).
+async fn run_rm_true(
+    api: &mut Api,
+    waiter: &mut Api,
+    socket: &Path,
+    body: &serde_json::Value,
+    security_opt: &[&str],
+) {
+    let mut create = body.clone();
     if !security_opt.is_empty() {
         create["HostConfig"]["SecurityOpt"] = serde_json::json!(security_opt);
     }
@@ -351,12 +366,23 @@ fn bench_api(c: &mut Criterion, d: &Daemon, rt: &tokio::runtime::Runtime) {
     timed!("container_create_rm", {
         container_create_rm(&mut api).await;
     });
+    let (plain, limited) = (container_body(true), limited_body());
     timed!("run_rm_true", {
-        run_rm_true(&mut api, &mut waiter, &socket, &[]).await;
+        run_rm_true(&mut api, &mut waiter, &socket, &plain, &[]).await;
+    });
+    timed!("run_rm_true_limits", {
+        run_rm_true(&mut api, &mut waiter, &socket, &limited, &[]).await;
     });
     // The same without the seccomp filter: the price of seccomp per container.
     timed!("run_rm_true_no_seccomp", {
-        run_rm_true(&mut api, &mut waiter, &socket, &["seccomp=unconfined"]).await;
+        run_rm_true(
+            &mut api,
+            &mut waiter,
+            &socket,
+            &plain,
+            &["seccomp=unconfined"],
+        )
+        .await;
     });
     g.finish();
 }

@@ -396,6 +396,10 @@ fn table(r: &BTreeMap<String, Est>) -> String {
             ),
             ("container_create_rm", "container create + rm"),
             ("run_rm_true", "`run --rm --network none host true`"),
+            (
+                "run_rm_true_limits",
+                "the same with `-m 64m --pids-limit 100` (cgroup limits written at start)",
+            ),
         ] {
             let api = get(&format!("engine_api/{k}"));
             let cli = get(&format!("engine_cli/{k}"));

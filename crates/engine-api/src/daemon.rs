@@ -36,6 +36,8 @@ pub struct DaemonConfig {
     pub plugin_dir: PathBuf,
     /// Docker authorization plugins, in order (`--authorization-plugin`, repeatable).
     pub authorization_plugins: Vec<String>,
+    /// The group that owns the API socket (`--group`; default `berth` when it exists, else root).
+    pub group: Option<String>,
     /// Engine-wide plugin call bounds: deadline caps per call family (`--plugin-deadline-api`,
     /// `--plugin-deadline-volume`, `--plugin-deadline-default`) and reply size limits.
     pub plugin_caps: PluginCaps,
@@ -53,6 +55,8 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Hygiene(#[from] crate::hygiene::HygieneError),
     #[error("serving the API: {0}")]
     Serve(std::io::Error),
     #[error("failed to validate authorization plugin {name}: {reason}")]
@@ -178,6 +182,7 @@ impl EngineSocketServer for PluginSockets {
             .upgrade()
             .ok_or_else(|| "the engine has shut down".to_owned())?;
         let listener = bind_unix(socket).map_err(|e| e.to_string())?;
+        crate::hygiene::secure_plugin_socket(socket).map_err(|e| e.to_string())?;
         let weak = self.engine.clone();
         let dir = socket_dir.to_owned();
         let fallback = fallback.to_owned();
@@ -216,6 +221,10 @@ pub async fn run(
     config: DaemonConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    // One daemon per root and per socket: both checked before anything is touched.
+    let _root_lock = crate::hygiene::lock_root(&config.root)?;
+    crate::hygiene::check_socket_free(&config.socket)?;
+    let socket_group = crate::hygiene::socket_group(config.group.as_deref())?;
     // The composition root. Built in dependency order, each piece handed what it needs at
     // construction: the engine-socket server (weak handle to the engine) → the launcher (weak
     // handle, server) → the plugin host (launcher) → the engine (host, runtime). The weak
@@ -254,6 +263,7 @@ pub async fn run(
     let (Some(host), Some(sockets)) = (engine.plugins().cloned(), built_sockets) else {
         unreachable!("open_wired returns an engine only after wire succeeded");
     };
+    crate::hygiene::fix_modes(&config.root)?;
     // Bridges a killed engine left behind go before anything is wired again.
     engine.networks.sweep_idle_bridges().await;
     let gate = Gate::closed(config.plugin_timeout, Some(host.readiness()));
@@ -262,6 +272,7 @@ pub async fn run(
         path: config.socket.clone(),
         source,
     })?;
+    crate::hygiene::secure_socket(&config.socket, socket_group)?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "berth daemon listening");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

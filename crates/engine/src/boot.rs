@@ -175,6 +175,9 @@ impl Engine {
                 .by_id
                 .insert(config.id.clone(), Container::new(config, state, dir));
         }
+        // The engine root holds `containers/`.
+        let root = containers_dir.parent().unwrap_or(containers_dir);
+        crate::cgroups::sweep_at_boot(root, &table.by_id);
         Ok((table, interrupted, warnings))
     }
 

@@ -192,6 +192,9 @@ pub struct ContainerConfig {
     pub volume_driver: String,
     /// Hidden system container (plugins and `--system` agents).
     pub system: bool,
+    /// Resource limits (`HostConfig.Memory`, `NanoCpus`, …); absent in old records.
+    #[serde(default)]
+    pub resources: crate::limits::Resources,
     /// Capabilities, privileged mode, seccomp and the other confinement settings.
     #[serde(default)]
     pub security: SecurityOptions,
@@ -228,6 +231,9 @@ pub struct ContainerState {
     /// Set by stop/kill; keeps `always`/`unless-stopped` from restarting until the next start.
     pub manually_stopped: bool,
     pub mounts: Vec<ResolvedMount>,
+    /// The last run ended with an OOM kill in the container's memory cgroup.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 impl ContainerState {
@@ -242,6 +248,7 @@ impl ContainerState {
             restart_count: 0,
             manually_stopped: false,
             mounts: Vec::new(),
+            oom_killed: false,
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct CreateContainer {
     pub ipv4_address: String,
     pub volume_driver: String,
     pub system: bool,
+    /// `HostConfig` resource limits.
+    pub resources: crate::limits::Resources,
     /// Capabilities, privileged mode, seccomp, read-only root, extra groups, tmpfs mounts.
     pub security: crate::container::SecurityOptions,
 }
@@ -135,6 +137,7 @@ impl Engine {
         }
         self.networks
             .check_attach(&req.network_mode, &req.ipv4_address)?;
+        req.resources.validate()?;
 
         let id = berth_state::new_id();
         // Reserve the name (or generate one) atomically.
@@ -170,6 +173,11 @@ impl Engine {
         let dir = self.containers_dir.join(&id);
         undo.check(
             std::fs::create_dir_all(&dir)
+                .and_then(|()| {
+                    // Private: the config holds the environment, the upper dir the files.
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                })
                 .map_err(EngineError::io(format!("creating {}", dir.display()))),
         )
         .await?;
@@ -258,6 +266,7 @@ impl Engine {
             },
             volume_driver: req.volume_driver.clone(),
             system: req.system,
+            resources: req.resources,
             security: req.security.clone(),
         }
     }

@@ -36,6 +36,8 @@ pub enum EngineError {
     /// The runtime could not start the process; the message says which step failed.
     #[error("failed to start container: {0}")]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -57,7 +59,7 @@ impl EngineError {
             EngineError::Volume(e) => e.kind(),
             EngineError::Network(e) => e.kind(),
             EngineError::State(e) => e.kind(),
-            EngineError::Io { .. } => ErrorKind::Internal,
+            EngineError::Io { .. } | EngineError::Cgroup(_) => ErrorKind::Internal,
         }
     }
 

@@ -18,10 +18,12 @@ impl Engine {
         self.networks.detach(c.id()).await;
         *lock(&c.pty) = None;
         *c.stdin() = StdinSlot::fresh(c.config.open_stdin);
+        let oom_killed = self.runtime.cgroup_exited(&self.root, c.id()).await;
         let mut restart = false;
         let updated = c.update(|st| {
             st.status = Status::Exited;
             st.exit_code = code;
+            st.oom_killed = oom_killed;
             st.pid = 0;
             st.finished_at = Some(Utc::now());
             restart =

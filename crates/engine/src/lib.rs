@@ -4,6 +4,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod boot;
+pub mod cgroups;
 mod connect;
 pub mod container;
 mod create;
@@ -13,6 +14,7 @@ pub mod events;
 mod exit;
 pub mod handle;
 pub mod images;
+pub mod limits;
 pub mod logs;
 mod mounts;
 pub mod plugins;
@@ -21,6 +23,7 @@ mod resources;
 pub mod runtime;
 pub mod security;
 mod start;
+pub mod stats;
 mod stop;
 mod streams;
 

@@ -1,8 +1,15 @@
 //! Container output: the json-file log (Docker's format, one JSON object per line:
 //! `{"log":"hi\n","stream":"stdout","time":"…"}`) written by a per-run pump, the live broadcast of
 //! output chunks to attached clients, and the log reader behind `GET /containers/{id}/logs`.
+//!
+//! Lines longer than [`MAX_ENTRY`] (16 KiB) are split as Docker 20.10's json-file does: each full
+//! 16 KiB piece is its own entry without a trailing `\n` (a partial message), the rest of the line
+//! ends with `\n`; `docker logs` prints the pieces back to back, so the output is the line. The
+//! writer scans each byte once and buffers at most one entry per stream, however long the line;
+//! readers read bounded batches, and `tail=N` seeks from the end of the file.
 
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -42,6 +49,13 @@ pub struct LogEntry {
     pub stream: String,
     pub time: DateTime<Utc>,
 }
+
+/// The most bytes of output in one log entry (Docker's json-file buffer size); a longer line
+/// becomes several entries.
+pub const MAX_ENTRY: usize = 16 * 1024;
+
+/// The most entries one [`read_entries`] call returns.
+pub const READ_BATCH: usize = 1024;
 
 /// Where a container's log lives.
 pub fn log_path(dir: &Path, id: &str) -> PathBuf {
@@ -93,7 +107,7 @@ pub async fn write_log(
             return;
         }
     };
-    let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut partial: [Vec<u8>; 2] = [Vec::with_capacity(MAX_ENTRY), Vec::with_capacity(MAX_ENTRY)];
     let mut out = Vec::new();
     let encode = |out: &mut Vec<u8>, kind: StreamKind, bytes: &[u8]| {
         let entry = LogEntry {
@@ -107,11 +121,7 @@ pub async fn write_log(
     };
     while let Some((kind, chunk)) = rx.recv().await {
         let pending = &mut partial[kind as usize - 1];
-        pending.extend_from_slice(&chunk);
-        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=pos).collect();
-            encode(&mut out, kind, &line);
-        }
+        split_entries(pending, &chunk, |entry| encode(&mut out, kind, entry));
         if !out.is_empty() {
             if let Err(e) = file.write_all(&out).await {
                 tracing::warn!(error = %e, "writing container log");
@@ -134,6 +144,38 @@ pub async fn write_log(
     }
     let _ = file.flush().await;
     seq.send_modify(|s| *s += 1);
+}
+
+/// Cuts `data` (the next bytes of one stream, after what `pending` holds) into log entries: each
+/// line with its `\n`, and each [`MAX_ENTRY`] bytes of a longer line as a partial entry. What is
+/// left without a newline stays in `pending` (never more than `MAX_ENTRY` bytes). Each byte is
+/// looked at once.
+pub fn split_entries(pending: &mut Vec<u8>, mut data: &[u8], mut emit: impl FnMut(&[u8])) {
+    while !data.is_empty() {
+        let room = MAX_ENTRY - pending.len();
+        // A line may use all the room and still end with its newline.
+        let window = &data[..data.len().min(room + 1)];
+        if let Some(i) = memchr::memchr(b'\n', window) {
+            let line = &window[..=i];
+            if pending.is_empty() {
+                emit(line);
+            } else {
+                pending.extend_from_slice(line);
+                emit(pending);
+                pending.clear();
+            }
+            data = &data[i + 1..];
+        } else if window.len() > room {
+            // Full without a newline: a partial entry of exactly MAX_ENTRY bytes.
+            pending.extend_from_slice(&window[..room]);
+            emit(pending);
+            pending.clear();
+            data = &data[room..];
+        } else {
+            pending.extend_from_slice(window);
+            data = &[];
+        }
+    }
 }
 
 /// What `GET /logs` asks for.
@@ -161,21 +203,25 @@ impl LogOptions {
     }
 }
 
-/// Reads complete lines from `offset` on; returns the entries and the new offset. Blocking.
-pub fn read_entries(path: &Path, offset: u64) -> std::io::Result<(Vec<LogEntry>, u64)> {
+/// Reads complete lines from `offset` on, at most `max` of them; returns the entries and the
+/// offset after the last one read. Blocking.
+pub fn read_entries(path: &Path, offset: u64, max: usize) -> std::io::Result<(Vec<LogEntry>, u64)> {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
         Err(e) => return Err(e),
     };
     file.seek(SeekFrom::Start(offset))?;
+    // An entry is at most MAX_ENTRY bytes of output, escaped (≤ 6 bytes each), plus its fields.
     let mut reader = BufReader::new(file);
     let mut entries = Vec::new();
     let mut pos = offset;
     let mut line = String::new();
-    loop {
+    while entries.len() < max {
         line.clear();
-        let n = reader.read_line(&mut line)?;
+        let n = (&mut reader)
+            .take(MAX_ENTRY as u64 * 6 + 1024)
+            .read_line(&mut line)?;
         if n == 0 || !line.ends_with('\n') {
             break;
         }
@@ -185,6 +231,32 @@ pub fn read_entries(path: &Path, offset: u64) -> std::io::Result<(Vec<LogEntry>,
         }
     }
     Ok((entries, pos))
+}
+
+/// The offset where the last `n` complete entries of the log begin (the end of the last complete
+/// entry for 0), found by reading the file backwards in blocks. Blocking.
+pub fn tail_offset(path: &Path, n: usize) -> std::io::Result<u64> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut end = file.metadata()?.len();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut newlines = 0usize;
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let block = &mut buf[..(end - start) as usize];
+        file.read_exact_at(block, start)?;
+        for i in memchr::memrchr_iter(b'\n', block) {
+            newlines += 1;
+            if newlines == n + 1 {
+                return Ok(start + i as u64 + 1);
+            }
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -209,7 +281,7 @@ mod tests {
             .unwrap();
         drop(tx);
         writer.await.unwrap();
-        let (entries, off) = read_entries(&path, 0).unwrap();
+        let (entries, off) = read_entries(&path, 0, READ_BATCH).unwrap();
         let logs: Vec<_> = entries
             .iter()
             .map(|e| (e.stream.as_str(), e.log.as_str()))
@@ -230,5 +302,65 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(entries.iter().filter(|e| opts.wants(e)).count(), 1);
+    }
+
+    #[test]
+    fn long_lines_split_at_16k_like_docker() {
+        let mut pending = Vec::new();
+        let mut entries: Vec<Vec<u8>> = Vec::new();
+        let line = vec![b'a'; 2 * MAX_ENTRY + 10];
+        // Fed in odd-sized chunks, with the newline and a short line after it.
+        let mut data = line.clone();
+        data.extend_from_slice(b"\nshort\n");
+        for chunk in data.chunks(5000) {
+            split_entries(&mut pending, chunk, |e| entries.push(e.to_vec()));
+        }
+        let lens: Vec<usize> = entries.iter().map(Vec::len).collect();
+        assert_eq!(lens, [MAX_ENTRY, MAX_ENTRY, 11, 6]);
+        assert!(!entries[0].ends_with(b"\n") && entries[2].ends_with(b"\n"));
+        assert_eq!(entries.concat(), data);
+        assert!(pending.is_empty());
+        // Exactly MAX_ENTRY bytes and the newline: one entry.
+        entries.clear();
+        let mut exact = vec![b'b'; MAX_ENTRY];
+        exact.push(b'\n');
+        split_entries(&mut pending, &exact, |e| entries.push(e.to_vec()));
+        assert_eq!(entries, [exact]);
+        // No newline at all: partial entries, never more than MAX_ENTRY buffered.
+        entries.clear();
+        for _ in 0..100 {
+            split_entries(&mut pending, &[b'c'; 1000], |e| entries.push(e.to_vec()));
+            assert!(pending.len() <= MAX_ENTRY);
+        }
+        assert_eq!(entries.len(), 100_000 / MAX_ENTRY);
+    }
+
+    #[test]
+    fn tail_offset_finds_the_last_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut text = String::new();
+        for i in 0..20_000 {
+            let entry = LogEntry {
+                log: format!("line {i}\n"),
+                stream: "stdout".into(),
+                time: Utc::now(),
+            };
+            text.push_str(&serde_json::to_string(&entry).unwrap());
+            text.push('\n');
+        }
+        // A half-written entry at the end is not counted.
+        text.push_str("{\"log\":\"half");
+        std::fs::write(&path, &text).unwrap();
+        let off = tail_offset(&path, 3).unwrap();
+        let (entries, _) = read_entries(&path, off, READ_BATCH).unwrap();
+        let logs: Vec<&str> = entries.iter().map(|e| e.log.as_str()).collect();
+        assert_eq!(logs, ["line 19997\n", "line 19998\n", "line 19999\n"]);
+        assert_eq!(tail_offset(&path, 100_000).unwrap(), 0);
+        let end = tail_offset(&path, 0).unwrap();
+        assert!(read_entries(&path, end, READ_BATCH).unwrap().0.is_empty());
+        assert_eq!(tail_offset(&dir.path().join("none"), 5).unwrap(), 0);
+        let (batch, _) = read_entries(&path, 0, 10).unwrap();
+        assert_eq!(batch.len(), 10);
     }
 }

@@ -57,10 +57,11 @@ impl Engine {
                 table.names.remove(&c.config.name);
             }
         }
-        let dir = c.dir.clone();
+        let (dir, root, id) = (c.dir.clone(), self.root.clone(), c.id().to_owned());
         let runtime = self.runtime.clone();
         tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
             runtime.cleanup(&dir)?;
+            runtime.remove_cgroup(&root, &id)?;
             berth_state::remove_dir_durable(&dir)?;
             Ok(())
         })

@@ -214,6 +214,12 @@ impl Engine {
             tty: c.config.tty,
             open_stdin: c.config.open_stdin,
             net,
+            cgroup_procs: self.runtime.create_cgroup(
+                &self.root,
+                c.id(),
+                &c.config.resources,
+                c.config.security.privileged,
+            )?,
             user: c.config.user.clone(),
             security: c.config.security.clone(),
         };

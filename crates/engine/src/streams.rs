@@ -1,5 +1,7 @@
 //! The streams a client reads from a container: `wait`, `attach`, `resize` and `logs`.
 
+use std::path::Path;
+
 use tokio::sync::mpsc;
 
 use crate::engine::Engine;
@@ -72,27 +74,24 @@ impl Engine {
             let path = logs::log_path(&c.dir, c.id());
             let mut seq = c.log_seq.subscribe();
             let mut observed = c.observed.subscribe();
-            let read = |offset: u64| {
-                let path = path.clone();
-                async move {
-                    tokio::task::spawn_blocking(move || logs::read_entries(&path, offset))
+            let mut active = observed.borrow_and_update().status.is_active();
+            // `tail=N`: from the N-th last entry, found from the end of the file.
+            let start = match opts.tail {
+                None => Some(0),
+                Some(n) => {
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || logs::tail_offset(&path, n))
                         .await
-                        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                        .ok()
+                        .and_then(Result::ok)
                 }
             };
-            let mut active = observed.borrow_and_update().status.is_active();
-            let Ok((entries, mut offset)) = read(0).await else {
+            let Some(mut offset) = start else {
                 return;
             };
-            let mut wanted: Vec<_> = entries.into_iter().filter(|e| opts.wants(e)).collect();
-            if let Some(n) = opts.tail {
-                let skip = wanted.len().saturating_sub(n);
-                wanted.drain(..skip);
-            }
-            for e in wanted {
-                if tx.send(e).await.is_err() {
-                    return;
-                }
+            match send_entries(&path, offset, &opts, &tx).await {
+                Some(next) => offset = next,
+                None => return,
             }
             if !opts.follow {
                 return;
@@ -100,13 +99,7 @@ impl Engine {
             loop {
                 if !active {
                     // One last read after the container stopped: its output is complete.
-                    if let Ok((entries, _)) = read(offset).await {
-                        for e in entries.into_iter().filter(|e| opts.wants(e)) {
-                            if tx.send(e).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
+                    send_entries(&path, offset, &opts, &tx).await;
                     return;
                 }
                 tokio::select! {
@@ -116,17 +109,38 @@ impl Engine {
                 }
                 seq.borrow_and_update();
                 active = observed.borrow_and_update().status.is_active();
-                let Ok((entries, next)) = read(offset).await else {
-                    return;
-                };
-                offset = next;
-                for e in entries.into_iter().filter(|e| opts.wants(e)) {
-                    if tx.send(e).await.is_err() {
-                        return;
-                    }
+                match send_entries(&path, offset, &opts, &tx).await {
+                    Some(next) => offset = next,
+                    None => return,
                 }
             }
         });
         Ok((tty, rx))
+    }
+}
+
+/// Sends the wanted entries of the log from `offset` to its current end, in bounded batches;
+/// returns the offset reached, or `None` when the client left or the file cannot be read.
+async fn send_entries(
+    path: &Path,
+    mut offset: u64,
+    opts: &LogOptions,
+    tx: &mpsc::Sender<LogEntry>,
+) -> Option<u64> {
+    loop {
+        let p = path.to_owned();
+        let (entries, next) =
+            tokio::task::spawn_blocking(move || logs::read_entries(&p, offset, logs::READ_BATCH))
+                .await
+                .ok()?
+                .ok()?;
+        let done = entries.len() < logs::READ_BATCH;
+        offset = next;
+        for e in entries.into_iter().filter(|e| opts.wants(e)) {
+            tx.send(e).await.ok()?;
+        }
+        if done {
+            return Some(offset);
+        }
     }
 }

@@ -32,6 +32,9 @@ pub struct DaemonArgs {
     /// Docker authorization plugin to consult, in order (repeatable).
     #[arg(long = "authorization-plugin", value_name = "NAME")]
     pub authorization_plugins: Vec<String>,
+    /// Group that owns the API socket (mode 0660); default `berth` when it exists, else root.
+    #[arg(short = 'G', long)]
+    pub group: Option<String>,
     /// Cap on the deadline of api pre/post hooks and authorization calls; a plugin may ask for
     /// less, never more.
     #[arg(long, default_value = "10s", value_parser = parse::duration)]
@@ -56,6 +59,7 @@ pub fn config(args: DaemonArgs, host: Option<&str>) -> Result<DaemonConfig, Stri
         plugin_timeout: args.plugin_timeout,
         plugin_dir: args.plugin_dir,
         authorization_plugins: args.authorization_plugins,
+        group: args.group,
         plugin_caps: Caps {
             api: args.plugin_deadline_api,
             volume: args.plugin_deadline_volume,

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use berth_engine::container::{MountKind, MountSpec, RestartPolicy, SecurityOptions};
+use berth_engine::limits::Resources;
 use berth_engine::logs::LogOptions;
 use berth_engine::{ContainerView, CreateContainer, WaitCondition, parse_signal};
 use bytes::Bytes;
@@ -115,6 +116,38 @@ struct HostConfigBody {
     security_opt: Option<Vec<String>>,
     group_add: Option<Vec<String>>,
     tmpfs: Option<BTreeMap<String, String>>,
+    memory: Option<i64>,
+    memory_swap: Option<i64>,
+    nano_cpus: Option<i64>,
+    cpu_quota: Option<i64>,
+    cpu_period: Option<i64>,
+    cpu_shares: Option<i64>,
+    pids_limit: Option<i64>,
+}
+
+impl HostConfigBody {
+    fn resources(&self) -> Resources {
+        Resources {
+            memory: self.memory.unwrap_or(0),
+            memory_swap: self.memory_swap.unwrap_or(0),
+            nano_cpus: self.nano_cpus.unwrap_or(0),
+            cpu_quota: self.cpu_quota.unwrap_or(0),
+            cpu_period: self.cpu_period.unwrap_or(0),
+            cpu_shares: self.cpu_shares.unwrap_or(0),
+            pids_limit: self.pids_limit.unwrap_or(0),
+        }
+    }
+}
+
+/// The limits as `HostConfig` shows them (`MemorySwap` resolved as Docker does, `PidsLimit` null
+/// when unlimited).
+fn resources_json(r: &Resources) -> Value {
+    json!({
+        "Memory": r.memory,
+        "MemorySwap": if r.memory > 0 { r.memory_swap_limit().unwrap_or(-1) } else { r.memory_swap },
+        "NanoCpus": r.nano_cpus, "CpuQuota": r.cpu_quota, "CpuPeriod": r.cpu_period,
+        "CpuShares": r.cpu_shares, "PidsLimit": r.pids(),
+    })
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -153,6 +186,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         .filter(|i| !i.is_empty())
         .ok_or_else(|| ApiError::bad_request("field Image: an image is required"))?;
     let mut hc = body.host_config.unwrap_or_default();
+    let resources = hc.resources();
     let security = SecurityOptions {
         cap_add: hc.cap_add.take().unwrap_or_default(),
         cap_drop: hc.cap_drop.take().unwrap_or_default(),
@@ -233,6 +267,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         network_mode: hc.network_mode.unwrap_or_default(),
         volume_driver,
         system,
+        resources,
         security,
     })
 }
@@ -369,12 +404,12 @@ fn rfc3339(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
     let st = &v.state;
     let c = &v.config;
-    json!({
+    let mut out = json!({
         "Id": c.id, "Created": rfc3339(Some(c.created)), "Path": c.path, "Args": c.args,
         "State": {
             "Status": st.status.as_str(), "Running": st.status == berth_engine::container::Status::Running,
             "Paused": false, "Restarting": st.status == berth_engine::container::Status::Restarting,
-            "OOMKilled": false, "Dead": false, "Pid": st.pid, "ExitCode": st.exit_code, "Error": st.error,
+            "OOMKilled": st.oom_killed, "Dead": false, "Pid": st.pid, "ExitCode": st.exit_code, "Error": st.error,
             "StartedAt": rfc3339(st.started_at), "FinishedAt": rfc3339(st.finished_at)
         },
         "Image": c.image_id, "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "",
@@ -405,7 +440,14 @@ fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
             "Gateway": "", "MacAddress": "", "Networks": networks_json(s, v)
         },
         "BerthSystem": c.system
-    })
+    });
+    if let (Some(hc), Value::Object(limits)) = (
+        out.get_mut("HostConfig").and_then(Value::as_object_mut),
+        resources_json(&c.resources),
+    ) {
+        hc.extend(limits);
+    }
+    out
 }
 
 async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<Value>>> {

@@ -13,6 +13,7 @@ pub mod events;
 pub mod images;
 pub mod networks;
 pub mod plugins;
+pub mod stats;
 pub mod system;
 pub mod volumes;
 
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(containers::routes())
+        .merge(stats::routes())
         .merge(images::routes())
         .merge(volumes::routes())
         .merge(networks::routes())

@@ -74,6 +74,7 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let cgroups = berth_engine::cgroups::version() != "none";
     let ncpu = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -106,7 +107,11 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "Containers": total, "ContainersRunning": running, "ContainersPaused": 0, "ContainersStopped": stopped,
         "Images": engine.images.list().len(),
         "Plugins": {"Volume": volume_drivers, "Network": ["host", "null"], "Log": ["json-file"], "Authorization": null},
-        "LoggingDriver": "json-file", "CgroupDriver": "none",
+        "LoggingDriver": "json-file",
+        "CgroupDriver": if cgroups { "cgroupfs" } else { "none" },
+        "CgroupVersion": berth_engine::cgroups::version().trim_start_matches('v'),
+        "MemoryLimit": cgroups, "SwapLimit": cgroups, "CpuCfsPeriod": cgroups, "CpuCfsQuota": cgroups,
+        "CPUShares": cgroups, "PidsLimit": cgroups,
         "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": false},
         "Warnings": warnings
     }))

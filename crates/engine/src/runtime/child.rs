@@ -70,10 +70,11 @@ pub(super) enum Step {
     ReadonlyRoot,
     SetUser,
     Seccomp,
+    JoinCgroup,
 }
 
 impl Step {
-    const ALL: [Step; 37] = [
+    const ALL: [Step; 38] = [
         Step::Setsid,
         Step::JoinNetns,
         Step::Unshare,
@@ -111,6 +112,7 @@ impl Step {
         Step::ReadonlyRoot,
         Step::SetUser,
         Step::Seccomp,
+        Step::JoinCgroup,
     ];
 
     pub(super) fn from_u32(value: u32) -> Option<Step> {
@@ -158,7 +160,12 @@ pub(super) struct Fds {
     pub(super) devnull: c_int,
     /// A network namespace to join, or -1.
     pub(super) netns: c_int,
+    /// `cgroup.procs` files to join (write `0`), -1 for unused slots.
+    pub(super) cgroup_procs: [c_int; MAX_CGROUPS],
 }
+
+/// Slots in [`Fds::cgroup_procs`]: one per v1 hierarchy Berth uses, with room to spare.
+pub(super) const MAX_CGROUPS: usize = 8;
 
 /// Symlinks created in the container's `/dev`: name, target.
 pub(super) const DEV_LINKS: [(&CStr, &CStr); 6] = [
@@ -510,6 +517,14 @@ pub(super) unsafe fn shim_main(plan: &Plan, fds: &Fds) -> ! {
             0,
             0,
         );
+        // Into the container's cgroups first: pid 1, forked below, starts inside them.
+        for (i, fd) in fds.cgroup_procs.iter().enumerate() {
+            if *fd >= 0 {
+                let n = libc::write(*fd, c"0".as_ptr().cast::<c_void>(), 1);
+                ctx.check(n as c_long, Step::JoinCgroup, i as u32);
+                libc::close(*fd);
+            }
+        }
         // A session of its own: terminal signals aimed at the engine's group don't reach it.
         ctx.check(libc::setsid(), Step::Setsid, 0);
         if fds.netns >= 0 {

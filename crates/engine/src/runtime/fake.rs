@@ -33,7 +33,7 @@ use super::{ContainerRuntime, Io, RunSpec, RuntimeError, Spawned};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
     /// `spawn` (also recorded when it was made to fail).
-    Spawn(RunSpec),
+    Spawn(Box<RunSpec>),
     /// `signal` to the process of container `id` (empty when the pid was not running).
     Signal {
         id: String,
@@ -44,6 +44,16 @@ pub enum Call {
     Resize { rows: u16, cols: u16 },
     /// `cleanup` of a bundle directory.
     Cleanup(PathBuf),
+    /// `create_cgroup` for container `id` (no cgroup is made; the spec gets no `cgroup_procs`).
+    CreateCgroup {
+        id: String,
+        resources: crate::limits::Resources,
+        privileged: bool,
+    },
+    /// `cgroup_exited` for container `id` (never OOM-killed).
+    CgroupExited(String),
+    /// `remove_cgroup` for container `id`.
+    RemoveCgroup(String),
 }
 
 struct Proc {
@@ -117,7 +127,7 @@ impl FakeRuntime {
             .calls
             .iter()
             .filter_map(|c| match c {
-                Call::Spawn(s) if s.id == id => Some(s.clone()),
+                Call::Spawn(s) if s.id == id => Some(RunSpec::clone(s)),
                 _ => None,
             })
             .collect()
@@ -227,7 +237,7 @@ impl FakeRuntime {
 
     fn spawn_now(&self, spec: RunSpec) -> Result<Spawned, RuntimeError> {
         let mut st = self.lock();
-        st.calls.push(Call::Spawn(spec.clone()));
+        st.calls.push(Call::Spawn(Box::new(spec.clone())));
         if let Some(reason) = st.spawn_failures.pop_front() {
             drop(st);
             self.bump();
@@ -320,6 +330,34 @@ impl ContainerRuntime for FakeRuntime {
 
     fn resize(&self, _pty: &OwnedFd, rows: u16, cols: u16) -> Result<(), RuntimeError> {
         self.lock().calls.push(Call::Resize { rows, cols });
+        self.bump();
+        Ok(())
+    }
+
+    fn create_cgroup(
+        &self,
+        _root: &Path,
+        id: &str,
+        res: &crate::limits::Resources,
+        privileged: bool,
+    ) -> Result<Vec<PathBuf>, crate::cgroups::CgroupError> {
+        self.lock().calls.push(Call::CreateCgroup {
+            id: id.to_owned(),
+            resources: *res,
+            privileged,
+        });
+        self.bump();
+        Ok(Vec::new())
+    }
+
+    fn cgroup_exited(&self, _root: &Path, id: &str) -> BoxFuture<'static, bool> {
+        self.lock().calls.push(Call::CgroupExited(id.to_owned()));
+        self.bump();
+        Box::pin(async { false })
+    }
+
+    fn remove_cgroup(&self, _root: &Path, id: &str) -> Result<(), crate::cgroups::CgroupError> {
+        self.lock().calls.push(Call::RemoveCgroup(id.to_owned()));
         self.bump();
         Ok(())
     }

@@ -16,14 +16,16 @@
 //!   reuses an existing upper dir, so a restarted container keeps its writable layer.
 //!
 //! How: a tokio `Command` whose `pre_exec` turns the forked child into the shim (`child.rs`),
-//! which unshares the namespaces and forks pid 1; pid 1 mounts an overlay (lower = image dir or
-//! host `/`, upper/work in the bundle), `/proc`, a `nodev` tmpfs `/dev` (Docker's default nodes
-//! bound from the host, `pts` newinstance, `shm`), `/sys` read-only, Docker's masked and read-only
-//! paths, the bind mounts and `--tmpfs` mounts (all `nodev`), sets the hostname, `pivot_root`s,
-//! then installs the seccomp programs, sets the capability sets, the user and groups, and execs
-//! (`harden.rs`; see `docs/security.md`). Everything the children need is allocated before the
-//! fork (`plan.rs`, `confine.rs`, `seccomp/`, `users.rs`); errors come back as raw errno records
-//! on a pipe. No cgroups here.
+//! which joins the container's cgroups, unshares the namespaces and forks pid 1; pid 1 mounts an
+//! overlay (lower = image dir or host `/`, upper/work in the bundle), `/proc`, a `nodev` tmpfs
+//! `/dev` (Docker's default nodes bound from the host, `pts` newinstance, `shm`), `/sys`
+//! read-only, Docker's masked and read-only paths, the bind mounts and `--tmpfs` mounts (all
+//! `nodev`), sets the hostname, `pivot_root`s, then installs the seccomp programs, sets the
+//! capability sets, the user and groups, and execs (`harden.rs`; see `docs/security.md`).
+//! Everything the children need is allocated before the fork (`plan.rs`, `confine.rs`,
+//! `seccomp/`, `users.rs`); errors come back as raw errno records on a pipe. Cgroups are the
+//! engine's (`crate::cgroups`): the runtime only joins the `cgroup.procs` files it is given,
+//! first thing in the shim.
 //!
 //! Requires Linux ≥ 5.12 (openat2, close_range, pidfd_open, mount_setattr) and root.
 
@@ -114,12 +116,19 @@ pub struct RunSpec {
     /// slave with nobody writing to it).
     pub open_stdin: bool,
     pub net: NetMode,
+    /// `cgroup.procs` files of the container's cgroups (one per v1 hierarchy, or the one v2
+    /// file), opened before the fork; the shim writes `0` to each as its first step, so the shim
+    /// and pid 1 (forked after) run inside them. At most [`MAX_CGROUPS`].
+    pub cgroup_procs: Vec<PathBuf>,
     /// `NAME|UID[:GROUP|GID]`, resolved in the container's `/etc/passwd` and `/etc/group`;
     /// empty = root.
     pub user: String,
     /// Capabilities, seccomp, privileged mode, read-only root, extra groups, tmpfs mounts.
     pub security: crate::container::SecurityOptions,
 }
+
+/// The most `cgroup.procs` files a container joins (one per v1 hierarchy).
+pub const MAX_CGROUPS: usize = child::MAX_CGROUPS;
 
 /// The container's stdio, engine side.
 pub struct Io {
@@ -381,6 +390,7 @@ fn start(spec: RunSpec) -> Result<Started, RuntimeError> {
         ),
         _ => None,
     };
+    let cgroups = open_cgroup_procs(&spec.cgroup_procs)?;
     let pty = if spec.tty {
         Some(pty::open().map_err(host("open pty"))?)
     } else {
@@ -418,6 +428,13 @@ fn start(spec: RunSpec) -> Result<Started, RuntimeError> {
         alive_r,
         devnull: devnull.as_raw_fd(),
         netns: netns.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+        cgroup_procs: {
+            let mut raw = [-1; child::MAX_CGROUPS];
+            for (slot, fd) in raw.iter_mut().zip(&cgroups) {
+                *slot = fd.as_raw_fd();
+            }
+            raw
+        },
     };
     // SAFETY: the closure runs in the forked child, where it only executes the
     // async-signal-safe code of `child.rs` on data allocated before the fork, and never returns.
@@ -428,7 +445,7 @@ fn start(spec: RunSpec) -> Result<Started, RuntimeError> {
     // Close the engine's copies of the child's ends (and the plan): only the shim and pid 1
     // hold them now, so the pipes reach EOF when those are done.
     drop(cmd);
-    drop((report_w, err_w, devnull, netns));
+    drop((report_w, err_w, devnull, netns, cgroups));
     let master = pty.map(|pty| pty.master);
     Ok(Started {
         child,
@@ -437,6 +454,32 @@ fn start(spec: RunSpec) -> Result<Started, RuntimeError> {
         describe,
         master,
     })
+}
+
+/// Opens each `cgroup.procs` file for writing (CLOEXEC, above the stdio fds).
+fn open_cgroup_procs(paths: &[PathBuf]) -> Result<Vec<OwnedFd>, RuntimeError> {
+    if paths.len() > child::MAX_CGROUPS {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "{} cgroups to join; at most {}",
+            paths.len(),
+            child::MAX_CGROUPS
+        )));
+    }
+    paths
+        .iter()
+        .map(|path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map(OwnedFd::from)
+                .and_then(above_stdio)
+                .map_err(|source| RuntimeError::Prepare {
+                    step: "open cgroup",
+                    path: path.clone(),
+                    source,
+                })
+        })
+        .collect()
 }
 
 /// Turns the child's pipes or the pty master into [`Io`].

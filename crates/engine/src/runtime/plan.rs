@@ -126,6 +126,7 @@ pub(super) struct Describe {
     binds: Vec<(PathBuf, String)>,
     cwd: String,
     argv0: String,
+    cgroups: Vec<PathBuf>,
     confine: ConfineNames,
 }
 
@@ -167,6 +168,13 @@ impl Describe {
                 };
             }
             Some(Step::Setsid) => "create session".to_string(),
+            Some(Step::JoinCgroup) => format!(
+                "join cgroup {}",
+                self.cgroups
+                    .get(index)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ),
             Some(Step::JoinNetns) => format!(
                 "join network namespace {}",
                 self.netns.as_deref().unwrap_or(Path::new("?")).display()
@@ -457,6 +465,7 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
         binds: bind_names,
         cwd: cwd_path,
         argv0,
+        cgroups: spec.cgroup_procs.clone(),
         confine: confine_names,
     };
     Ok((plan, describe))

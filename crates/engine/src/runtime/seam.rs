@@ -10,6 +10,10 @@
 //!   a "process" exits and with which code, or make a spawn fail. Needs nothing: the lifecycle
 //!   unit tests (`crate::tests`) run on it as any user.
 //!
+//! Cgroups go through the seam too (`create_cgroup`, `cgroup_exited`, `remove_cgroup`): the
+//! namespace runtime uses [`crate::cgroups`], the fake records the calls and touches no cgroup,
+//! so tests on the fake need no root and leave nothing in `/sys/fs/cgroup`.
+//!
 //! The spawn argument stays [`RunSpec`] (what the confinement work extends); the result stays
 //! [`Spawned`]: pid 1, its stdio, and the future that resolves with its exit code.
 //!
@@ -17,12 +21,14 @@
 
 use std::fmt;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use futures::future::BoxFuture;
 use nix::sys::signal::Signal;
 
 use super::{RunSpec, RuntimeError, Spawned};
+use crate::cgroups::{self, CgroupError};
+use crate::limits::Resources;
 
 /// What the engine needs from a container runtime (see the contract in the parent module).
 pub trait ContainerRuntime: Send + Sync + fmt::Debug + 'static {
@@ -34,6 +40,20 @@ pub trait ContainerRuntime: Send + Sync + fmt::Debug + 'static {
     fn resize(&self, pty: &OwnedFd, rows: u16, cols: u16) -> Result<(), RuntimeError>;
     /// Removes what `spawn` left in the bundle directory (blocking; idempotent).
     fn cleanup(&self, bundle: &Path) -> Result<(), RuntimeError>;
+    /// Creates the cgroup of container `id` of the engine on `root` with its limits (device
+    /// rules unless `privileged`); returns the `cgroup.procs` files for [`RunSpec::cgroup_procs`]
+    /// (blocking; see [`cgroups::for_start`]).
+    fn create_cgroup(
+        &self,
+        root: &Path,
+        id: &str,
+        res: &Resources,
+        privileged: bool,
+    ) -> Result<Vec<PathBuf>, CgroupError>;
+    /// After the container's last process exited: whether it was OOM-killed; removes its cgroup.
+    fn cgroup_exited(&self, root: &Path, id: &str) -> BoxFuture<'static, bool>;
+    /// Removes the container's cgroup (at `rm`; blocking; idempotent).
+    fn remove_cgroup(&self, root: &Path, id: &str) -> Result<(), CgroupError>;
 }
 
 /// The real runtime: Linux namespaces, an overlay root and the `berth-shim` process.
@@ -55,5 +75,24 @@ impl ContainerRuntime for NamespaceRuntime {
 
     fn cleanup(&self, bundle: &Path) -> Result<(), RuntimeError> {
         super::cleanup(bundle)
+    }
+
+    fn create_cgroup(
+        &self,
+        root: &Path,
+        id: &str,
+        res: &Resources,
+        privileged: bool,
+    ) -> Result<Vec<PathBuf>, CgroupError> {
+        cgroups::for_start(root, id, res, privileged)
+    }
+
+    fn cgroup_exited(&self, root: &Path, id: &str) -> BoxFuture<'static, bool> {
+        let (root, id) = (root.to_owned(), id.to_owned());
+        Box::pin(async move { cgroups::after_exit(&root, &id).await })
+    }
+
+    fn remove_cgroup(&self, root: &Path, id: &str) -> Result<(), CgroupError> {
+        cgroups::remove(root, id)
     }
 }

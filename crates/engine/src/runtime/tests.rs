@@ -74,6 +74,7 @@ fn spec_at(bundle: &Path, argv: &[&str]) -> RunSpec {
         tty: false,
         open_stdin: false,
         net: NetMode::Host,
+        cgroup_procs: Vec::new(),
         user: String::new(),
         security: Default::default(),
     }
@@ -840,10 +841,10 @@ fn record_roundtrip_and_messages() {
         b
     };
     assert_eq!(Record::from_bytes(&bytes), record);
-    for value in 1..=30 {
+    for value in 1..=38 {
         assert!(child::Step::from_u32(value).is_some(), "step {value}");
     }
-    assert!(child::Step::from_u32(38).is_none());
+    assert!(child::Step::from_u32(39).is_none());
 }
 
 /// Not a test on its own: the "engine" process of [`engine_kill_9_kills_its_containers`], run as

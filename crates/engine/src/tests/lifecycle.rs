@@ -192,7 +192,10 @@ async fn remove_cleans_the_bundle_and_frees_the_name() {
     let id = rig.create(req("web")).await;
     let dir = rig.engine.container(&id).expect("c").dir.clone();
     rig.engine.remove(&id, false).await.expect("rm");
-    assert_eq!(rig.fake.calls(), [Call::Cleanup(dir.clone())]);
+    assert_eq!(
+        rig.fake.calls(),
+        [Call::Cleanup(dir.clone()), Call::RemoveCgroup(id.clone())]
+    );
     assert!(!dir.exists());
     assert!(matches!(
         rig.engine.container(&id),
@@ -421,4 +424,43 @@ async fn shutdown_stops_running_containers_and_keeps_their_policy_intent() {
     // A daemon stop is not a user stop: `always` comes back at the next boot.
     assert!(!st.manually_stopped);
     assert!(rig.fake.signals(&idle).is_empty());
+}
+
+#[tokio::test]
+async fn start_creates_the_cgroup_through_the_runtime_with_the_privileged_flag() {
+    let rig = Rig::new();
+    let resources = crate::limits::Resources {
+        memory: 64 << 20,
+        pids_limit: 10,
+        ..Default::default()
+    };
+    for privileged in [false, true] {
+        let mut r = req(if privileged { "priv" } else { "plain" });
+        r.resources = resources;
+        r.security.privileged = privileged;
+        let id = rig.run(r).await;
+        let calls = rig.fake.calls();
+        let create = calls
+            .iter()
+            .position(|c| {
+                *c == Call::CreateCgroup {
+                    id: id.clone(),
+                    resources,
+                    privileged,
+                }
+            })
+            .unwrap_or_else(|| panic!("no CreateCgroup for {id}: {calls:?}"));
+        let spawn = calls
+            .iter()
+            .position(|c| matches!(c, Call::Spawn(s) if s.id == id))
+            .expect("spawn");
+        assert!(create < spawn, "{calls:?}");
+        assert!(rig.fake.exit(&id, 0));
+        assert!(
+            rig.fake
+                .wait_for(DEADLINE, |c| c.contains(&Call::CgroupExited(id.clone())))
+                .await,
+            "no CgroupExited for {id}"
+        );
+    }
 }

@@ -69,6 +69,21 @@ pub struct ContainerFlags {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Memory limit (`32m`, `1g`, bytes without a unit; at least 6m).
+    #[arg(short = 'm', long, value_parser = parse_bytes, value_name = "BYTES")]
+    pub memory: Option<i64>,
+    /// Memory plus swap limit (`-1` = unlimited swap; default twice `--memory`).
+    #[arg(long, value_parser = parse_swap, value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory_swap: Option<i64>,
+    /// Number of CPUs (`1.5`).
+    #[arg(long, value_parser = parse_cpus, value_name = "N")]
+    pub cpus: Option<i64>,
+    /// CPU shares (relative weight, default 1024).
+    #[arg(long)]
+    pub cpu_shares: Option<i64>,
+    /// Tune the container's pids limit (`-1` = unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
     /// User and group: `NAME|UID[:GROUP|GID]`, resolved in the container's `/etc/passwd`.
     #[arg(short = 'u', long)]
     pub user: Option<String>,
@@ -141,6 +156,56 @@ pub fn parse_restart(text: &str) -> Result<RestartPolicy, String> {
         name: Some(name_enum),
         maximum_retry_count: Some(maximum_retry_count),
     })
+}
+
+/// Parses a size as docker's `-m` does: a number with an optional `b`, `k`, `m` or `g` suffix
+/// (binary units).
+pub fn parse_bytes(text: &str) -> Result<i64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let lower = lower
+        .strip_suffix('b')
+        .filter(|l| !l.is_empty())
+        .unwrap_or(&lower);
+    let (digits, unit) = match lower.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&lower[..i], c),
+        _ => (lower, ' '),
+    };
+    let shift = match unit {
+        ' ' => 0,
+        'k' => 10,
+        'm' => 20,
+        'g' => 30,
+        't' => 40,
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: use a number with b, k, m or g"
+            ));
+        }
+    };
+    let value: f64 = digits
+        .parse()
+        .ok()
+        .filter(|v: &f64| *v >= 0.0)
+        .ok_or_else(|| format!("invalid size {text:?}: use a number with b, k, m or g"))?;
+    Ok((value * (1u64 << shift) as f64) as i64)
+}
+
+/// `--memory-swap`: a size, or `-1` for unlimited.
+fn parse_swap(text: &str) -> Result<i64, String> {
+    if text.trim() == "-1" {
+        Ok(-1)
+    } else {
+        parse_bytes(text)
+    }
+}
+
+/// `--cpus 1.5` → nano CPUs.
+pub fn parse_cpus(text: &str) -> Result<i64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| (v * 1e9).round() as i64)
+        .ok_or_else(|| format!("invalid --cpus {text:?}: use a number of CPUs, like 1.5"))
 }
 
 /// One `-v` flag, classified.
@@ -390,6 +455,11 @@ pub fn build_body(flags: &ContainerFlags, attached: bool) -> Result<ContainerCre
         })),
         auto_remove: Some(flags.rm),
         volume_driver: flags.volume_driver.clone(),
+        memory: flags.memory,
+        memory_swap: flags.memory_swap,
+        nano_cpus: flags.cpus,
+        cpu_shares: flags.cpu_shares,
+        pids_limit: flags.pids_limit,
         cap_add: (!flags.cap_add.is_empty()).then(|| flags.cap_add.clone()),
         cap_drop: (!flags.cap_drop.is_empty()).then(|| flags.cap_drop.clone()),
         privileged: Some(flags.privileged),
@@ -523,6 +593,31 @@ mod tests {
         let mut all = vec!["create"];
         all.extend_from_slice(args);
         Wrap::try_parse_from(all).unwrap().flags
+    }
+
+    #[test]
+    fn resource_flags() {
+        assert_eq!(parse_bytes("32m"), Ok(32 << 20));
+        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
+        assert_eq!(parse_bytes("512kb"), Ok(512 << 10));
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert!(parse_bytes("lots").is_err());
+        assert_eq!(parse_cpus("1.5"), Ok(1_500_000_000));
+        let f = flags(&[
+            "-m",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "10",
+            "--cpu-shares",
+            "512",
+            "img",
+        ]);
+        assert_eq!(
+            (f.memory, f.cpus, f.pids_limit, f.cpu_shares),
+            (Some(64 << 20), Some(500_000_000), Some(10), Some(512))
+        );
     }
 
     #[test]

@@ -1,0 +1,131 @@
+//! Runs against the host's real cgroup hierarchy (the tests run as root).
+
+use super::*;
+
+fn test_id(tag: &str) -> String {
+    format!("berth-unit-{tag}-{}", std::process::id())
+}
+
+/// A root of its own per test, so the tests' sweeps never see each other's cgroups.
+fn test_root(tag: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "/nonexistent/berth-unit-{tag}-{}",
+        std::process::id()
+    ))
+}
+
+#[test]
+fn parents_are_per_root() {
+    assert_eq!(parent_for(Path::new(DEFAULT_ROOT)), "berth");
+    let other = parent_for(Path::new("/tmp/x"));
+    assert!(
+        other.starts_with("berth-") && other.len() == "berth-".len() + 12,
+        "{other}"
+    );
+    assert_ne!(other, parent_for(Path::new("/tmp/y")));
+}
+
+#[test]
+fn shares_convert_like_runc() {
+    assert_eq!(v2::shares_to_weight(2), 1);
+    assert_eq!(v2::shares_to_weight(1024), 39);
+    assert_eq!(v2::shares_to_weight(262_144), 10_000);
+}
+
+#[test]
+fn create_applies_limits_and_remove_deletes() {
+    if !needs_root() {
+        return;
+    }
+    let id = test_id("limits");
+    let root = test_root("limits");
+    let res = Resources {
+        memory: 64 << 20,
+        pids_limit: 10,
+        nano_cpus: 500_000_000,
+        cpu_shares: 512,
+        ..Default::default()
+    };
+    let procs = create(&root, &id, &res, true).unwrap();
+    assert!(!procs.is_empty());
+    assert!(procs.iter().all(|p| p.exists()), "{procs:?}");
+    let dirs = existing_dirs(&root, &id);
+    let read = |file: &str| {
+        dirs.iter()
+            .find_map(|d| std::fs::read_to_string(d.join(file)).ok())
+            .unwrap_or_else(|| panic!("no {file} in {dirs:?}"))
+    };
+    match version() {
+        "v1" => {
+            assert_eq!(
+                read("memory.limit_in_bytes").trim(),
+                (64u64 << 20).to_string()
+            );
+            assert_eq!(read("pids.max").trim(), "10");
+            assert_eq!(read("cpu.cfs_quota_us").trim(), "50000");
+            assert_eq!(read("cpu.shares").trim(), "512");
+            let list = read("devices.list");
+            assert!(
+                list.contains("c 1:3 rwm") && !list.contains("a *:* rwm"),
+                "{list}"
+            );
+        }
+        _ => {
+            assert_eq!(read("memory.max").trim(), (64u64 << 20).to_string());
+            assert_eq!(read("pids.max").trim(), "10");
+            assert_eq!(read("cpu.max").trim(), "50000 100000");
+        }
+    }
+    let s = stats(&root, &id).unwrap();
+    assert_eq!(s.pids_limit, Some(10));
+    assert_eq!(s.memory_limit, 64 << 20);
+    assert!(!oom_killed(&root, &id));
+    remove(&root, &id).unwrap();
+    assert!(existing_dirs(&root, &id).is_empty());
+    remove(&root, &id).unwrap();
+    assert_parents_gone(&root);
+}
+
+#[test]
+fn sweep_removes_only_unknown_containers() {
+    if !needs_root() {
+        return;
+    }
+    let root = test_root("sweep");
+    let (stale, kept) = (test_id("stale"), test_id("kept"));
+    create(&root, &stale, &Resources::default(), true).unwrap();
+    create(&root, &kept, &Resources::default(), true).unwrap();
+    // Another engine's cgroup is never swept.
+    let other = test_root("other");
+    create(&other, &stale, &Resources::default(), true).unwrap();
+    let swept = sweep(&root, &HashSet::from([kept.clone()]));
+    assert_eq!(swept, vec![stale.clone()]);
+    assert!(existing_dirs(&root, &stale).is_empty());
+    assert!(!existing_dirs(&root, &kept).is_empty());
+    assert!(!existing_dirs(&other, &stale).is_empty());
+    // A parent that still holds a container's cgroup stays.
+    remove_parent_if_empty(&root);
+    assert!(!existing_dirs(&root, &kept).is_empty());
+    remove(&root, &kept).unwrap();
+    remove(&other, &stale).unwrap();
+    assert_parents_gone(&root);
+    assert_parents_gone(&other);
+}
+
+/// The engine's `berth-<hash>` parents went with its last container's cgroup (no pile-up of
+/// empty parents, one set per temporary engine root).
+fn assert_parents_gone(root: &Path) {
+    for p in hierarchy().unwrap().parents(&parent_for(root)) {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}
+
+/// True when the test can run (cgroups need root); skips loudly (or fails under CI) otherwise.
+fn needs_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "cgroup tests need root");
+    eprintln!("SKIPPED: cgroup tests need root");
+    false
+}

@@ -1,0 +1,168 @@
+//! cgroup v1 (and the hybrid layout): one `berth/<id>` directory per controller hierarchy.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{
+    CgroupError, CgroupStats, DEVICE_ALLOW, Hierarchy, host_memory, read_keyed, read_u64, write,
+};
+use crate::limits::Resources;
+
+/// The controllers Berth puts a container in.
+const CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "pids", "devices"];
+
+/// The mount points of the v1 hierarchies, by controller.
+pub(super) struct V1 {
+    mounts: BTreeMap<&'static str, PathBuf>,
+}
+
+impl V1 {
+    /// Finds the v1 hierarchies in `/proc/self/mountinfo`; `None` without a memory hierarchy.
+    pub(super) fn detect() -> Option<V1> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let mut mounts = BTreeMap::new();
+        for line in info.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mut r = right.split(' ');
+            if r.next() != Some("cgroup") {
+                continue;
+            }
+            let super_opts = r.nth(1).unwrap_or_default();
+            let Some(point) = left.split(' ').nth(4) else {
+                continue;
+            };
+            for c in CONTROLLERS {
+                if super_opts.split(',').any(|o| o == c) {
+                    mounts.entry(c).or_insert_with(|| PathBuf::from(point));
+                }
+            }
+        }
+        mounts.contains_key("memory").then_some(V1 { mounts })
+    }
+
+    fn dir(&self, controller: &str, rel: &str) -> Option<PathBuf> {
+        self.mounts.get(controller).map(|m| m.join(rel))
+    }
+}
+
+impl Hierarchy for V1 {
+    fn create(
+        &self,
+        rel: &str,
+        res: &Resources,
+        restrict_devices: bool,
+    ) -> Result<Vec<PathBuf>, CgroupError> {
+        let mut procs = Vec::new();
+        for dir in self.dirs(rel) {
+            std::fs::create_dir_all(&dir).map_err(CgroupError::io("create", &dir))?;
+            procs.push(dir.join("cgroup.procs"));
+        }
+        if let (Some(mem), true) = (self.dir("memory", rel), res.memory > 0) {
+            write(&mem, "memory.limit_in_bytes", &res.memory.to_string())?;
+            // Only where swap accounting exists (memsw files).
+            if mem.join("memory.memsw.limit_in_bytes").exists() {
+                let swap = res.memory_swap_limit().unwrap_or(-1);
+                write(&mem, "memory.memsw.limit_in_bytes", &swap.to_string())?;
+            }
+        }
+        if let Some(cpu) = self.dir("cpu", rel) {
+            if let Some((quota, period)) = res.cfs() {
+                write(&cpu, "cpu.cfs_period_us", &period.to_string())?;
+                write(&cpu, "cpu.cfs_quota_us", &quota.to_string())?;
+            }
+            if res.cpu_shares > 0 {
+                write(&cpu, "cpu.shares", &res.cpu_shares.max(2).to_string())?;
+            }
+        }
+        if let (Some(pids), Some(max)) = (self.dir("pids", rel), res.pids()) {
+            write(&pids, "pids.max", &max.to_string())?;
+        }
+        if let (Some(devices), true) = (self.dir("devices", rel), restrict_devices) {
+            write(&devices, "devices.deny", "a")?;
+            for rule in DEVICE_ALLOW {
+                write(&devices, "devices.allow", rule)?;
+            }
+        }
+        Ok(procs)
+    }
+
+    fn dirs(&self, rel: &str) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = CONTROLLERS
+            .iter()
+            .filter_map(|c| self.dir(c, rel))
+            .collect();
+        // `cpu,cpuacct` co-mounted: one directory.
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
+    fn parents(&self, parent: &str) -> Vec<PathBuf> {
+        let mut p: Vec<PathBuf> = self.mounts.values().map(|m| m.join(parent)).collect();
+        p.sort();
+        p.dedup();
+        p
+    }
+
+    fn oom_kills(&self, rel: &str) -> u64 {
+        self.dir("memory", rel)
+            .map(|d| read_keyed(&d, "memory.oom_control"))
+            .and_then(|m| m.get("oom_kill").copied())
+            .unwrap_or(0)
+    }
+
+    fn stats(&self, rel: &str) -> Result<CgroupStats, CgroupError> {
+        let mem = self.dir("memory", rel).ok_or(CgroupError::Unavailable)?;
+        if !mem.exists() {
+            return Err(CgroupError::Io {
+                step: "read",
+                path: mem,
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        let mut s = CgroupStats {
+            memory_usage: read_u64(&mem, "memory.usage_in_bytes").unwrap_or(0),
+            memory_max_usage: read_u64(&mem, "memory.max_usage_in_bytes").unwrap_or(0),
+            memory_failcnt: read_u64(&mem, "memory.failcnt").unwrap_or(0),
+            memory_stat: read_keyed(&mem, "memory.stat"),
+            memory_limit: read_u64(&mem, "memory.limit_in_bytes")
+                .unwrap_or(u64::MAX)
+                .min(host_memory()),
+            ..Default::default()
+        };
+        if let Some(acct) = self.dir("cpuacct", rel) {
+            s.cpu_total = read_u64(&acct, "cpuacct.usage").unwrap_or(0);
+            s.cpu_percpu = std::fs::read_to_string(acct.join("cpuacct.usage_percpu"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            // cpuacct.stat is in USER_HZ ticks.
+            let ticks = read_keyed(&acct, "cpuacct.stat");
+            // SAFETY: sysconf has no memory effects.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+            s.cpu_user = ticks.get("user").copied().unwrap_or(0) * (1_000_000_000 / hz);
+            s.cpu_system = ticks.get("system").copied().unwrap_or(0) * (1_000_000_000 / hz);
+        }
+        if let Some(cpu) = self.dir("cpu", rel) {
+            let t = read_keyed(&cpu, "cpu.stat");
+            let get = |k: &str| t.get(k).copied().unwrap_or(0);
+            s.throttling = (
+                get("nr_periods"),
+                get("nr_throttled"),
+                get("throttled_time"),
+            );
+        }
+        if let Some(pids) = self.dir("pids", rel) {
+            s.pids_current = read_u64(&pids, "pids.current").unwrap_or(0);
+            s.pids_limit = read_u64(&pids, "pids.max");
+        }
+        Ok(s)
+    }
+
+    fn version(&self) -> &'static str {
+        "v1"
+    }
+}
