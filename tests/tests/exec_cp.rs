@@ -100,7 +100,8 @@ fn cp_in_and_out() {
 
 /// Needs root. Symlinks the container made towards host paths resolve inside the container's
 /// root: copying into `c:/evil/` (a link to a real host directory) does not write on the host,
-/// and copying out of `c:/leak/...` (absolute and `../` links to a host file) does not read it.
+/// and copying out through absolute and `../` links to a host file does not read it; nor does
+/// naming the host path directly.
 #[test]
 fn cp_symlink_escape_stays_in_the_container() {
     let d = daemon_with_bb();
@@ -117,7 +118,15 @@ fn cp_symlink_escape_stays_in_the_container() {
     );
     let payload = d.dir().join("pwned.txt");
     fs::write(&payload, "pwned").unwrap();
-    for dest in ["c2:/evil/", "c2:/evil/pwned.txt", "c2:/tmp/rel/pwned.txt"] {
+    // The host path itself, as an absolute path in the container, is the container's path too.
+    let direct_dir = format!("c2:{hp}/");
+    let direct_file = format!("c2:{hp}/secret.txt");
+    for dest in [
+        "c2:/evil/",
+        "c2:/evil/pwned.txt",
+        "c2:/tmp/rel/pwned.txt",
+        direct_dir.as_str(),
+    ] {
         let out = d.docker(&["cp", payload.to_str().unwrap(), dest]);
         assert!(
             !host.join("pwned.txt").exists(),
@@ -125,7 +134,11 @@ fn cp_symlink_escape_stays_in_the_container() {
             out.describe()
         );
     }
-    for src in ["c2:/evil/secret.txt", "c2:/tmp/rel/secret.txt"] {
+    for src in [
+        "c2:/evil/secret.txt",
+        "c2:/tmp/rel/secret.txt",
+        direct_file.as_str(),
+    ] {
         let out = d.docker(&["cp", src, "-"]);
         assert!(
             !out.stdout.contains("host-secret"),
