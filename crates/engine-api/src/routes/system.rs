@@ -88,6 +88,14 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         .unwrap_or(0)
         * 1024;
     let volume_drivers: Vec<String> = vec![berth_volumes::LOCAL_DRIVER.to_owned()];
+    // Records the daemon could not load at boot (quarantined, or data without a record): the
+    // docker CLI prints these under `docker info`, as it does Docker's own warnings.
+    let warnings: Vec<String> = engine
+        .load_warnings()
+        .iter()
+        .map(|w| format!("WARNING: {w}"))
+        .collect();
+    let warnings = (!warnings.is_empty()).then_some(warnings);
     Json(json!({
         "ID": "berth", "Name": hostname, "ServerVersion": env!("CARGO_PKG_VERSION"),
         "OperatingSystem": "Berth", "OSType": "linux", "Architecture": std::env::consts::ARCH,
@@ -100,6 +108,6 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "Plugins": {"Volume": volume_drivers, "Network": ["host", "null"], "Log": ["json-file"], "Authorization": null},
         "LoggingDriver": "json-file", "CgroupDriver": "none",
         "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": false},
-        "Warnings": null
+        "Warnings": warnings
     }))
 }
