@@ -12,7 +12,7 @@
 //! - only JSON (or empty) request bodies are shown to hooks and may be rewritten (JSON routes
 //!   always carry JSON, see [`crate::canonical`]); other bodies (e.g. an image tar) stream through
 //!   unchanged with `Body: null`;
-//! - streaming and hijacked endpoints (attach, wait, logs, events) get pre-hooks only;
+//! - streaming and hijacked endpoints (attach, wait, logs, events, archive) get pre-hooks only;
 //! - a pre-hook answering 4xx rejects the request: its status and `Err` text go to the client;
 //! - any other hook failure aborts with 502 naming the plugin (policy `abort`) or is skipped
 //!   (policy `ignore`); a post-hook failure never loses the operation's result: the client gets
@@ -49,6 +49,7 @@ pub fn is_streaming(path: &str) -> bool {
         || path.ends_with("/attach")
         || path.ends_with("/wait")
         || (path.starts_with("/containers/") && path.ends_with("/logs"))
+        || (path.starts_with("/containers/") && path.ends_with("/archive"))
         || path == "/images/create"
 }
 

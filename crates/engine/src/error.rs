@@ -14,6 +14,9 @@ pub enum EngineError {
     NoSuchContainer(String),
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    /// Something named in the request does not exist (a path inside a container).
+    #[error("{0}")]
+    NotFound(String),
     /// The object is in a state that forbids the operation, or a name is taken.
     #[error("{0}")]
     Conflict(String),
@@ -49,7 +52,9 @@ impl EngineError {
     /// The class of this failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::NoSuchContainer(_) | EngineError::NoSuchImage(_) => ErrorKind::NotFound,
+            EngineError::NoSuchContainer(_)
+            | EngineError::NoSuchImage(_)
+            | EngineError::NotFound(_) => ErrorKind::NotFound,
             EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::Invalid(_) | EngineError::Name(_) | EngineError::Runtime(_) => {
                 ErrorKind::InvalidArgument

@@ -3,6 +3,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod archive;
 mod boot;
 pub mod cgroups;
 mod connect;

@@ -280,12 +280,16 @@ impl ContainerLauncher {
             return None;
         }
         let path = crate::logs::log_path(&c.dir, c.id());
-        let entries = tokio::task::spawn_blocking(move || crate::logs::read_entries(&path, 0))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|(e, _)| e)
-            .unwrap_or_default();
+        let entries = tokio::task::spawn_blocking(move || {
+            // The last lines only: start at the tail instead of reading the whole log.
+            let from = crate::logs::tail_offset(&path, EXIT_OUTPUT_LINES)?;
+            crate::logs::read_entries(&path, from, crate::logs::READ_BATCH)
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|(e, _)| e)
+        .unwrap_or_default();
         let lines: Vec<String> = entries
             .iter()
             .flat_map(|e| e.log.lines().map(str::to_owned).collect::<Vec<_>>())

@@ -8,6 +8,7 @@ use berth_engine::Engine;
 
 use crate::error::ApiError;
 
+pub mod archive;
 pub mod containers;
 pub mod events;
 pub mod images;
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .merge(system::routes())
         .merge(containers::routes())
         .merge(stats::routes())
+        .merge(archive::routes())
         .merge(images::routes())
         .merge(volumes::routes())
         .merge(networks::routes())

@@ -233,19 +233,25 @@ async fn berth_logs(
             "plugin \"{name}\" is not loaded, and no output of a failed load of it is kept"
         )));
     }
-    let entries = tokio::task::spawn_blocking(move || berth_engine::logs::read_entries(&path, 0))
-        .await
-        .map_err(|e| ApiError::new(berth_state::ErrorKind::Internal, e.to_string()))?
-        .map_err(|e| {
-            ApiError::new(
-                berth_state::ErrorKind::Internal,
-                format!("reading the kept plugin log: {e}"),
-            )
-        })?
-        .0;
-    let skip = tail.map_or(0, |n| entries.len().saturating_sub(n));
+    // The kept log is capped at 1 MiB when it is saved; `--tail` starts from the end.
+    let entries = tokio::task::spawn_blocking(move || {
+        let from = match tail {
+            Some(n) => berth_engine::logs::tail_offset(&path, n)?,
+            None => 0,
+        };
+        berth_engine::logs::read_entries(&path, from, usize::MAX)
+    })
+    .await
+    .map_err(|e| ApiError::new(berth_state::ErrorKind::Internal, e.to_string()))?
+    .map_err(|e| {
+        ApiError::new(
+            berth_state::ErrorKind::Internal,
+            format!("reading the kept plugin log: {e}"),
+        )
+    })?
+    .0;
     let (tx, rx) = tokio::sync::mpsc::channel(entries.len().max(1));
-    for e in entries.into_iter().skip(skip) {
+    for e in entries {
         let _ = tx.try_send(e);
     }
     Ok(text(rx))
