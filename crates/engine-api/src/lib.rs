@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod gate;
 pub mod hooks;
+pub mod inspect_defaults;
 pub mod present;
 pub mod routes;
 pub mod streams;

@@ -13,6 +13,7 @@ pub mod events;
 pub mod images;
 pub mod networks;
 pub mod plugins;
+pub mod swarm;
 pub mod system;
 pub mod volumes;
 
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(networks::routes())
         .merge(events::routes())
         .merge(plugins::routes())
+        .merge(swarm::routes())
         .fallback(|uri: axum::http::Uri| async move {
             ApiError {
                 status: StatusCode::NOT_FOUND,

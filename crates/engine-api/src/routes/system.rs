@@ -87,8 +87,9 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         })
         .unwrap_or(0)
         * 1024;
+    let cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let volume_drivers: Vec<String> = vec![berth_volumes::LOCAL_DRIVER.to_owned()];
-    Json(json!({
+    let mut out = json!({
         "ID": "berth", "Name": hostname, "ServerVersion": env!("CARGO_PKG_VERSION"),
         "OperatingSystem": "Berth", "OSType": "linux", "Architecture": std::env::consts::ARCH,
         "KernelVersion": kernel_version(), "NCPU": ncpu, "MemTotal": mem_total, "Driver": "overlay",
@@ -99,7 +100,34 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "Images": engine.images.list().len(),
         "Plugins": {"Volume": volume_drivers, "Network": ["host", "null"], "Log": ["json-file"], "Authorization": null},
         "LoggingDriver": "json-file", "CgroupDriver": "none",
-        "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": false},
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false,
+                  "Error": "", "RemoteManagers": null},
         "Warnings": null
-    }))
+    });
+    // The rest of Docker's SystemInfo, so clients that index these keys find them.
+    let rest = json!({
+        "DriverStatus": [], "MemoryLimit": cgroup_v2, "SwapLimit": cgroup_v2,
+        "CpuCfsPeriod": cgroup_v2, "CpuCfsQuota": cgroup_v2, "CPUShares": cgroup_v2, "CPUSet": cgroup_v2,
+        "PidsLimit": cgroup_v2, "OomKillDisable": false, "KernelMemory": false, "KernelMemoryTCP": false,
+        "IPv4Forwarding": true, "BridgeNfIptables": false, "BridgeNfIp6tables": false,
+        "Debug": tracing::enabled!(tracing::Level::DEBUG),
+        "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "CgroupVersion": if cgroup_v2 { "2" } else { "1" }, "NEventsListener": 0,
+    });
+    let rest2 = json!({
+        "OSVersion": "", "IndexServerAddress": "", "RegistryConfig": null, "GenericResources": null,
+        "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Labels": [], "ExperimentalBuild": false,
+        "Runtimes": {"berth": {"path": "berth"}}, "DefaultRuntime": "berth", "LiveRestoreEnabled": false,
+        "Isolation": "", "InitBinary": "", "ContainerdCommit": {"ID": "", "Expected": ""},
+        "RuncCommit": {"ID": "", "Expected": ""}, "InitCommit": {"ID": "", "Expected": ""},
+        "SecurityOptions": [], "ProductLicense": "", "DefaultAddressPools": [], "CDISpecDirs": []
+    });
+    if let Some(out) = out.as_object_mut() {
+        for part in [rest, rest2] {
+            if let serde_json::Value::Object(part) = part {
+                out.extend(part);
+            }
+        }
+    }
+    Json(out)
 }
