@@ -12,6 +12,9 @@
 //!   with 4 idle `api-policy` plugins (subscribed only to `POST /containers/create` and
 //!   `GET /version`), interleaved round by round so drift hits both alike; `GET /version` (which
 //!   the plugins do subscribe to) is measured the same way for scale;
+//! - `engine_isolation/*`: plugin fault isolation: 32 concurrent `run --rm -v V:/d` on a volume
+//!   driver whose `Mount` sleeps 100 ms against one such run, and the latency of an unrelated
+//!   `rm -f` while another plugin call hangs against its idle latency;
 //! - `engine_restart/*`: daemon restart to ready (spawn of `berth daemon` to the first
 //!   `GET /containers/json` answering 200, i.e. the readiness gate open) with 0 and 16 plugins
 //!   loaded (`test-plugin` processes on sockets, hand-shaken again at boot).
@@ -620,6 +623,268 @@ fn bench_restart(n: usize, out: &mut serde_json::Map<String, serde_json::Value>)
     drop(procs);
 }
 
+/// Starts `flocker` as `name` with `extra` flags (e.g. `--delay Mount=100`), loaded with a
+/// 10-minute deadline (a hung call stays hung for the whole measurement).
+fn start_slow_flocker(d: &Daemon, name: &str, extra: &[&str]) -> PluginProc {
+    let sock = d.dir().join(format!("{name}.sock"));
+    let storage = d.dir().join(format!("{name}-storage"));
+    std::fs::create_dir_all(&storage).expect("flocker storage");
+    let mut args = vec![
+        "--socket",
+        sock.to_str().expect("utf-8 path"),
+        "--name",
+        name,
+        "--storage",
+        storage.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let p = spawn_plugin(&plugin_bin("flocker"), &args);
+    let body =
+        serde_json::json!({"Name": name, "Socket": sock, "Timeout": "20s", "Deadline": "600s"});
+    let r = d.raw_json("POST", "/berth/plugins/load", &body);
+    assert_eq!(r.status, 200, "load {name}: {}", r.text());
+    p
+}
+
+/// `run --rm -v VOLUME:/d host true` on the wire without attaching: create (AutoRemove),
+/// wait for `removed` (headers first), start, then the wait's status.
+async fn run_rm_volume(socket: &Path, volume: &str) {
+    let mut api = Api::connect(socket).await;
+    let mut waiter = Api::connect(socket).await;
+    let body = serde_json::json!({
+        "Image": "host",
+        "Cmd": ["true"],
+        "HostConfig": {
+            "NetworkMode": "none",
+            "AutoRemove": true,
+            "Binds": [format!("{volume}:/d")],
+        },
+    });
+    let created = api
+        .call(
+            Method::POST,
+            "/containers/create",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = id_of(&created);
+    let wait = waiter
+        .send(
+            Method::POST,
+            &format!("/containers/{id}/wait?condition=removed"),
+            None,
+        )
+        .await;
+    assert_eq!(wait.status(), StatusCode::OK);
+    api.call(
+        Method::POST,
+        &format!("/containers/{id}/start"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    let status = wait
+        .into_body()
+        .collect()
+        .await
+        .expect("wait body")
+        .to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&status).expect("wait json");
+    assert_eq!(v["StatusCode"], 0, "true exits 0: {v}");
+}
+
+/// Creates (`driver`) or removes (`None`) the volumes `names` through the API.
+async fn volumes(api: &mut Api, names: &[String], driver: Option<&str>) {
+    for name in names {
+        match driver {
+            Some(driver) => {
+                api.call(
+                    Method::POST,
+                    "/volumes/create",
+                    Some(serde_json::json!({"Name": name, "Driver": driver})),
+                    StatusCode::CREATED,
+                )
+                .await;
+            }
+            None => {
+                api.call(
+                    Method::DELETE,
+                    &format!("/volumes/{name}"),
+                    None,
+                    StatusCode::NO_CONTENT,
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// Creates and starts a `sleep 600` container with a local volume on the default bridge, then
+/// times its `DELETE ?force=1`.
+async fn rm_f(api: &mut Api) -> f64 {
+    let body = serde_json::json!({
+        "Image": "host",
+        "Cmd": ["sleep", "600"],
+        "HostConfig": {"Binds": ["benchlocal:/d"]},
+    });
+    let created = api
+        .call(
+            Method::POST,
+            "/containers/create",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = id_of(&created);
+    api.call(
+        Method::POST,
+        &format!("/containers/{id}/start"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    let t = Instant::now();
+    api.call(
+        Method::DELETE,
+        &format!("/containers/{id}?force=1"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    t.elapsed().as_nanos() as f64
+}
+
+/// Plugin fault isolation (issue 13), two timing loops:
+/// - `engine_isolation/slow_mount/*`: `run --rm -v V:/d host true` on a volume driver whose
+///   `Mount` sleeps 100 ms: one run alone, then 32 at once (32 different volumes of that driver),
+///   wall time of the batch; `batch_ratio` is batch / single per round (a lock shared by every
+///   mount makes it ~32, per-volume locks ~1);
+/// - `engine_isolation/rm_f/*`: `DELETE /containers/{id}?force=1` of a running container with
+///   only a local volume on the default bridge, idle, then while another plugin's
+///   `VolumeDriver.Create` hangs (a request left waiting on it the whole time).
+fn bench_isolation(
+    rt: &tokio::runtime::Runtime,
+    out: &mut serde_json::Map<String, serde_json::Value>,
+) {
+    const BATCH: usize = 32;
+    let d = Daemon::start();
+    let slow = start_slow_flocker(&d, "slowmount", &["--delay", "Mount=100"]);
+    let hung_log = d.dir().join("hungcreate.log");
+    let hung = start_slow_flocker(
+        &d,
+        "hungcreate",
+        &[
+            "--delay",
+            "Create=600000",
+            "--log",
+            hung_log.to_str().expect("utf-8 path"),
+        ],
+    );
+    let socket = d.socket();
+    let rounds = if quick() { 2 } else { 8 };
+    let (mut single, mut batch, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut local_batch = Vec::new();
+    let (mut idle, mut hanging) = (Vec::new(), Vec::new());
+    rt.block_on(async {
+        let mut api = Api::connect(&socket).await;
+        // (a) one run against 32 at once.
+        for round in 0..=rounds {
+            let names: Vec<String> = (0..=BATCH).map(|_| unique("slowvol")).collect();
+            volumes(&mut api, &names, Some("slowmount")).await;
+            let t = Instant::now();
+            run_rm_volume(&socket, &names[BATCH]).await;
+            let one = t.elapsed().as_nanos() as f64;
+            let t = Instant::now();
+            futures::future::join_all(names[..BATCH].iter().map(|n| run_rm_volume(&socket, n)))
+                .await;
+            let all = t.elapsed().as_nanos() as f64;
+            volumes(&mut api, &names, None).await;
+            // Control: the same batch on local volumes (what 32 containers cost this machine
+            // without any plugin).
+            let locals: Vec<String> = (0..BATCH).map(|_| unique("localvol")).collect();
+            let t = Instant::now();
+            futures::future::join_all(locals.iter().map(|n| run_rm_volume(&socket, n))).await;
+            let local_all = t.elapsed().as_nanos() as f64;
+            volumes(&mut api, &locals, None).await;
+            // Round 0 warms up (page cache, plugin connections).
+            if round > 0 {
+                single.push(one);
+                batch.push(all);
+                local_batch.push(local_all);
+                ratios.push(all / one);
+            }
+        }
+        // (b) rm -f, idle and while another plugin call hangs.
+        let n = if quick() { 3 } else { 15 };
+        rm_f(&mut api).await;
+        for _ in 0..n {
+            idle.push(rm_f(&mut api).await);
+        }
+        let mut stuck = Api::connect(&socket).await;
+        let hang = tokio::spawn(async move {
+            let body = serde_json::json!({"Name": "stuck", "Driver": "hungcreate"});
+            let _ = stuck
+                .send(Method::POST, "/volumes/create", Some(body))
+                .await;
+        });
+        // The hung Create reaches the plugin before the first timed rm -f.
+        let t = Instant::now();
+        while !std::fs::read_to_string(&hung_log)
+            .unwrap_or_default()
+            .contains("VolumeDriver.Create stuck")
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "the Create never came"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!hang.is_finished(), "the hung volume create returned");
+        for _ in 0..n {
+            hanging.push(rm_f(&mut api).await);
+        }
+        assert!(!hang.is_finished(), "the hung volume create returned");
+        hang.abort();
+    });
+    drop(hung);
+    drop(slow);
+    drop(d);
+    for (id, samples) in [
+        ("engine_isolation/slow_mount/1_run", single),
+        ("engine_isolation/slow_mount/32_concurrent_runs", batch),
+        (
+            "engine_isolation/slow_mount/32_concurrent_runs_local_volumes",
+            local_batch,
+        ),
+        ("engine_isolation/rm_f/idle", idle.clone()),
+        (
+            "engine_isolation/rm_f/while_a_plugin_call_hangs",
+            hanging.clone(),
+        ),
+    ] {
+        let v = summary(samples);
+        print_row(id, &v);
+        out.insert(id.to_owned(), v);
+    }
+    let idle_median = summary(idle)["median"].as_f64().unwrap_or(0.0);
+    let hang_ratios: Vec<f64> = hanging.iter().map(|h| h / idle_median).collect();
+    for (id, samples) in [
+        ("engine_isolation/slow_mount/batch_ratio", ratios),
+        ("engine_isolation/rm_f/hang_ratio", hang_ratios),
+    ] {
+        let v = summary(samples);
+        println!(
+            "{id:<55} median {:>10.2}×  [p10 {:.2}, p90 {:.2}]  n={}",
+            v["median"].as_f64().unwrap_or(0.0),
+            v["p10"].as_f64().unwrap_or(0.0),
+            v["p90"].as_f64().unwrap_or(0.0),
+            v["n"]
+        );
+        out.insert(id.to_owned(), v);
+    }
+}
+
 fn main() {
     let mut c = configure(Criterion::default()).configure_from_args();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -645,6 +910,7 @@ fn main() {
 
     // The timing loops (not criterion): idle api hooks and restart to ready.
     let mut manual = serde_json::Map::new();
+    bench_isolation(&rt, &mut manual);
     bench_idle_hooks(&rt, &mut manual);
     bench_restart(0, &mut manual);
     bench_restart(16, &mut manual);

@@ -2,7 +2,8 @@
 //! `crates/plugin-host/benches/fanout.rs`, engine operations on a real daemon in
 //! `tests/benches/engine.rs`), reads the medians from `target/criterion/**/new/estimates.json`
 //! and from the benches' own timing loops (`target/bench/manual/plugin_host.json`: the paired
-//! plugin-call and fan-out ratios; `target/bench/manual/engine.json`: idle api hooks, restart to ready),
+//! plugin-call and fan-out ratios; `target/bench/manual/engine.json`: plugin fault isolation,
+//! idle api hooks, restart to ready),
 //! prints a table with the ratios to the floors measured in the same run and to Docker 20.10's
 //! reference figures, and draws the fan-out plot (latency per event against N, sequential and
 //! concurrent, with the floors) with `plotters`.
@@ -463,6 +464,46 @@ fn table(r: &BTreeMap<String, Est>) -> String {
                 ratio(Some(per_hook), call),
             ));
         }
+    }
+    if r.keys().any(|k| k.starts_with("engine_isolation/")) {
+        s.push_str(
+            "\n### Plugin fault isolation (medians; targets ≤ 2×)\n\n\
+             (a) `run --rm -v V:/d host true` on a volume driver whose `Mount` sleeps 100 ms: one \
+             run, and 32 at once (32 volumes of that driver); the ratio is the median of per-round \
+             batch / single ratios (one lock for every mount gives ~32×). (b) `rm -f` of a running \
+             container with only a local volume, idle and while another plugin's \
+             `VolumeDriver.Create` hangs; the ratio is each hung-phase sample over the idle median.\n\n\
+             The control row is the same batch of 32 on local volumes: what 32 containers cost \
+             this machine with no plugin in the way.\n\n\
+             | measurement | baseline | under load | ratio |\n|---|---:|---:|---:|\n",
+        );
+        let rr = |k: &str| {
+            get(k)
+                .map(|v| format!("{v:.2}×"))
+                .unwrap_or_else(|| "–".into())
+        };
+        let cell = |k: &str| get(k).map(fmt_ns).unwrap_or_else(|| "–".into());
+        s.push_str(&format!(
+            "| (a) 32 concurrent `run --rm -v V:/d`, `Mount` 100 ms | {} | {} | {} |\n",
+            cell("engine_isolation/slow_mount/1_run"),
+            cell("engine_isolation/slow_mount/32_concurrent_runs"),
+            rr("engine_isolation/slow_mount/batch_ratio"),
+        ));
+        s.push_str(&format!(
+            "| control: 32 concurrent `run --rm -v V:/d`, local volumes | {} | {} | {} |\n",
+            cell("engine_isolation/slow_mount/1_run"),
+            cell("engine_isolation/slow_mount/32_concurrent_runs_local_volumes"),
+            ratio(
+                get("engine_isolation/slow_mount/32_concurrent_runs_local_volumes"),
+                get("engine_isolation/slow_mount/1_run")
+            ),
+        ));
+        s.push_str(&format!(
+            "| (b) unrelated `rm -f` while a plugin call hangs | {} | {} | {} |\n",
+            cell("engine_isolation/rm_f/idle"),
+            cell("engine_isolation/rm_f/while_a_plugin_call_hangs"),
+            rr("engine_isolation/rm_f/hang_ratio"),
+        ));
     }
     if r.keys().any(|k| k.starts_with("engine_restart/")) {
         s.push_str(

@@ -35,6 +35,9 @@ impl NetworkStore {
         ifname: &str,
         netns_path: &Path,
     ) -> Result<(), NetworkError> {
+        // This network's lock, held until the endpoint is recorded: the address picked from
+        // `used` below stays free until then. Other networks never wait for it.
+        let _net = self.network_ops.lock(network_id).await;
         let n = self.get(network_id)?;
         let member =
             n.members
@@ -230,6 +233,7 @@ impl NetworkStore {
         ep: &Endpoint,
         path: &Path,
     ) {
+        let _net = self.network_ops.lock(&n.id).await;
         if let (Ok(driver), Some(pool)) = (self.driver(&n.driver).await, n.pool) {
             let info = EndpointInfo {
                 id: ep.id.clone(),

@@ -1,4 +1,9 @@
 //! Creating and removing a network (its pool, the driver's `CreateNetwork`/`DeleteNetwork`).
+//!
+//! Locking: a create claims its name (and its built-in pool) in the store's `pending` table
+//! for its length instead of holding a lock across the driver and IPAM calls, so a hung plugin
+//! delays only the creates that use it. A remove takes the network's own lock and takes the
+//! record out of the table before calling the plugins.
 
 use std::collections::BTreeMap;
 
@@ -21,10 +26,7 @@ impl NetworkStore {
     /// host interface is picked), tells the driver, persists.
     pub async fn create(&self, req: CreateNetwork) -> Result<Network, NetworkError> {
         berth_state::validate_name("network", &req.name)?;
-        let _ops = self.ops.lock().await;
-        if self.get(&req.name).is_ok() {
-            return Err(NetworkError::NameInUse(req.name));
-        }
+        let _claim = self.claim_name(&req.name)?;
         let driver_name = if req.driver.is_empty() {
             "bridge".to_owned()
         } else {
@@ -72,7 +74,7 @@ impl NetworkStore {
                 .await
                 .map(|p| (p.pool, Some(p.pool_id))),
             None => self
-                .builtin_pool(&subnet, &gateway, &range)
+                .builtin_pool(&req.name, &subnet, &gateway, &range)
                 .await
                 .map(|p| (p, None)),
         };
@@ -123,64 +125,81 @@ impl NetworkStore {
         Ok(n)
     }
 
-    /// The built-in IPAM's pool for a new network: the user's subnet (refused when it overlaps
-    /// another network), else a default pool not used by another network or a host interface.
+    /// Claims `name` for a create in flight: refused when a network or another create has it.
+    /// The claim (and any pool [`Self::builtin_pool`] adds to it) is given back when dropped.
+    fn claim_name(&self, name: &str) -> Result<Claim<'_>, NetworkError> {
+        let mut pending = lock(&self.pending);
+        if pending.names.contains(name) || self.get(name).is_ok() {
+            return Err(NetworkError::NameInUse(name.to_owned()));
+        }
+        pending.names.insert(name.to_owned());
+        Ok(Claim {
+            store: self,
+            name: name.to_owned(),
+        })
+    }
+
+    /// The built-in IPAM's pool for network `name`: the user's subnet (refused when it overlaps
+    /// another network or a create in flight), else a default pool not used by another network,
+    /// a create in flight or a host interface. The pool is claimed for `name`'s create.
     pub(crate) async fn builtin_pool(
         &self,
+        name: &str,
         subnet: &str,
         gateway: &str,
         range: &str,
     ) -> Result<Pool, NetworkError> {
-        let others: Vec<(String, Subnet)> = lock(&self.networks)
+        let host = if subnet.is_empty() {
+            match netns::host_subnets().await {
+                Ok(host) => host,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing host subnets for the default pool");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let mut pending = lock(&self.pending);
+        let mut others: Vec<(String, Subnet)> = lock(&self.networks)
             .iter()
             .filter_map(|n| n.pool.map(|p| (n.name.clone(), p.subnet)))
             .collect();
-        if !subnet.is_empty() {
-            let pool = Pool::from_config(
-                subnet,
-                (!gateway.is_empty()).then_some(gateway),
-                (!range.is_empty()).then_some(range),
-            )?;
-            if let Some((other, other_subnet)) =
-                others.iter().find(|(_, s)| s.overlaps(&pool.subnet))
-            {
-                return Err(NetworkError::Overlap {
-                    subnet: pool.subnet,
-                    other: other.clone(),
-                    other_subnet: *other_subnet,
-                });
-            }
-            return Ok(pool);
-        }
-        let mut in_use: Vec<Subnet> = others.iter().map(|(_, s)| *s).collect();
-        match netns::host_subnets().await {
-            Ok(host) => in_use.extend(host),
-            Err(e) => {
-                tracing::warn!(error = %e, "listing host subnets for the default pool")
-            }
-        }
-        Ok(Pool::default_for(ipam::pick_default(&in_use)?))
+        others.extend(pending.subnets.iter().cloned());
+        let pool = pick_pool(&others, &host, subnet, gateway, range)?;
+        pending.subnets.push((name.to_owned(), pool.subnet));
+        Ok(pool)
     }
 
     /// Removes a network: refused for the pre-defined ones and while containers are connected.
     pub async fn remove(&self, reference: &str) -> Result<Network, NetworkError> {
-        let _ops = self.ops.lock().await;
-        let n = self.get(reference)?;
-        if PREDEFINED.contains(&n.name.as_str()) {
-            return Err(NetworkError::Predefined(n.name));
+        let found = self.get(reference)?;
+        if PREDEFINED.contains(&found.name.as_str()) {
+            return Err(NetworkError::Predefined(found.name));
         }
-        if !n.members.is_empty() {
-            return Err(NetworkError::ActiveEndpoints {
-                name: n.name.clone(),
-                id: n.id.clone(),
-                containers: n
-                    .members
-                    .values()
-                    .map(|m| m.container_name.clone())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
+        let _net = self.network_ops.lock(&found.id).await;
+        // Checked and taken out of the table in one step: no container can become a member
+        // while the plugins are told.
+        let n = {
+            let mut all = lock(&self.networks);
+            let Some(at) = all.iter().position(|n| n.id == found.id) else {
+                return Err(NetworkError::NotFound(reference.to_owned()));
+            };
+            let n = &all[at];
+            if !n.members.is_empty() {
+                return Err(NetworkError::ActiveEndpoints {
+                    name: n.name.clone(),
+                    id: n.id.clone(),
+                    containers: n
+                        .members
+                        .values()
+                        .map(|m| m.container_name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            all.remove(at)
+        };
         // After the fact: IPAM, driver and hook failures are warnings (`docs/semantics.md` §3: "after").
         // Docker's order: ReleaseAddress (gateway) → ReleasePool → DeleteNetwork.
         if let (Some(pool_id), Some(pool)) = (&n.ipam_pool_id, n.pool) {
@@ -206,11 +225,57 @@ impl NetworkStore {
             }
             Err(e) => tracing::warn!(network = n.name, error = %e, "network driver gone"),
         }
-        self.records.remove(&n.id)?;
-        lock(&self.networks).retain(|x| x.id != n.id);
+        if let Err(e) = self.records.remove(&n.id) {
+            // The record is still on disk: keep it in the table too.
+            lock(&self.networks).push(n);
+            return Err(e.into());
+        }
         for w in mvp::notify(self.host(), NetworkEvent::Delete, &mvp::network_message(&n)).await {
             tracing::warn!(network = n.name, warning = %w, "network delete hook");
         }
         Ok(n)
+    }
+}
+
+/// The user's subnet (refused when it overlaps one of `others`), else a default pool not in
+/// `others` nor `host`.
+fn pick_pool(
+    others: &[(String, Subnet)],
+    host: &[Subnet],
+    subnet: &str,
+    gateway: &str,
+    range: &str,
+) -> Result<Pool, NetworkError> {
+    if !subnet.is_empty() {
+        let pool = Pool::from_config(
+            subnet,
+            (!gateway.is_empty()).then_some(gateway),
+            (!range.is_empty()).then_some(range),
+        )?;
+        if let Some((other, other_subnet)) = others.iter().find(|(_, s)| s.overlaps(&pool.subnet)) {
+            return Err(NetworkError::Overlap {
+                subnet: pool.subnet,
+                other: other.clone(),
+                other_subnet: *other_subnet,
+            });
+        }
+        return Ok(pool);
+    }
+    let mut in_use: Vec<Subnet> = others.iter().map(|(_, s)| *s).collect();
+    in_use.extend_from_slice(host);
+    Ok(Pool::default_for(ipam::pick_default(&in_use)?))
+}
+
+/// A create's claim on a network name (and its pool), given back when the create ends.
+struct Claim<'a> {
+    store: &'a NetworkStore,
+    name: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut pending = lock(&self.store.pending);
+        pending.names.remove(&self.name);
+        pending.subnets.retain(|(n, _)| n != &self.name);
     }
 }

@@ -1,5 +1,9 @@
 //! Membership of containers in networks: a member from create (or connect) until remove (or
 //! disconnect), with an endpoint only while it runs (attach before start, detach after exit).
+//!
+//! Locking: attach, detach, connect and disconnect hold the container's own lock; each endpoint
+//! join or leave inside them holds that network's lock too (container first, then one network
+//! at a time). A container on `host` or `none`, or with no endpoint, takes no network lock.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -94,7 +98,7 @@ impl NetworkStore {
         if self.for_mode(mode)?.attachment != Attachment::Driver {
             return Ok(None);
         }
-        let _ops = self.ops.lock().await;
+        let _container = self.container_ops.lock(container_id).await;
         let path = self.netns_path(container_id);
         self.detach_locked(container_id).await;
         netns::create(&path).await?;
@@ -117,7 +121,7 @@ impl NetworkStore {
     /// After a container stopped (or when its start failed): leaves every network (reverse
     /// order), releases the leases and deletes the namespace. Idempotent; failures are logged.
     pub async fn detach(&self, container_id: &str) {
-        let _ops = self.ops.lock().await;
+        let _container = self.container_ops.lock(container_id).await;
         self.detach_locked(container_id).await;
     }
 
@@ -142,7 +146,7 @@ impl NetworkStore {
         ip: &str,
         running: bool,
     ) -> Result<(), NetworkError> {
-        let _ops = self.ops.lock().await;
+        let _container = self.container_ops.lock(container_id).await;
         let n = self.get(network)?;
         let primary = self.for_mode(mode)?;
         if n.attachment != Attachment::Driver || primary.attachment != Attachment::Driver {
@@ -205,7 +209,7 @@ impl NetworkStore {
         container_id: &str,
         container_name: &str,
     ) -> Result<(), NetworkError> {
-        let _ops = self.ops.lock().await;
+        let _container = self.container_ops.lock(container_id).await;
         let n = self.get(network)?;
         let Some(m) = n.members.get(container_id).cloned() else {
             return Err(NetworkError::NotConnected {

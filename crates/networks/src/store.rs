@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use berth_state::{LoadWarning, RecordDir, lock};
+use berth_state::{KeyedLocks, LoadWarning, RecordDir, lock};
 
 use chrono::Utc;
 
@@ -16,7 +16,7 @@ use berth_plugin_host::protocol::legacy::{IPAM_DRIVER, NETWORK_DRIVER};
 
 use crate::driver::NetworkDriver;
 use crate::error::NetworkError;
-use crate::ipam::Pool;
+use crate::ipam::{Pool, Subnet};
 use crate::model::{Attachment, Member, Network, builtin};
 use crate::remote::{RemoteDriver, RemoteIpam};
 use crate::{bridge, ipam, netns, remote};
@@ -27,15 +27,31 @@ pub struct NetworkStore {
     /// What the load at open could not take as it was (see [`berth_state::records`]).
     load_warnings: Vec<LoadWarning>,
     pub(crate) netns_dir: PathBuf,
+    /// The records. Locked only to read, insert or update them (never across a plugin call).
     pub(crate) networks: Mutex<Vec<Network>>,
-    /// Serialises every operation that changes kernel state or leases.
-    pub(crate) ops: tokio::sync::Mutex<()>,
+    /// One lock per network id: serialises the endpoint joins and leaves of that network
+    /// (address allocation, driver `Join`/`Leave`) and its removal.
+    pub(crate) network_ops: KeyedLocks,
+    /// One lock per container id: serialises a container's attach, detach, connect and
+    /// disconnect.
+    pub(crate) container_ops: KeyedLocks,
+    /// Names and subnets of networks being created (claimed before the driver is called, so two
+    /// creates cannot take one name or overlapping pools, without a lock across the calls).
+    pub(crate) pending: Mutex<Pending>,
     pub(crate) drivers: Mutex<BTreeMap<String, Arc<dyn NetworkDriver>>>,
     /// The plugin host: driver plugins and MVP network hooks (absent in store-only tests).
     pub(crate) plugins: OnceLock<Arc<PluginHost>>,
     /// Endpoints a previous engine left recorded (dropped at open), as (network id, endpoint
     /// id): [`Self::sweep_idle_bridges`] deletes their interfaces.
     pub(crate) stale: Mutex<Vec<(String, String)>>,
+}
+
+/// What creates in flight have claimed (see [`NetworkStore::pending`]).
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    pub(crate) names: std::collections::BTreeSet<String>,
+    /// (network name, subnet) of the built-in IPAM pools picked by creates in flight.
+    pub(crate) subnets: Vec<(String, Subnet)>,
 }
 
 /// The record file in each network's directory.
@@ -76,7 +92,9 @@ impl NetworkStore {
             load_warnings: loaded.warnings,
             netns_dir,
             networks: Mutex::new(networks),
-            ops: tokio::sync::Mutex::new(()),
+            network_ops: KeyedLocks::new(),
+            container_ops: KeyedLocks::new(),
+            pending: Mutex::new(Pending::default()),
             drivers: Mutex::new(BTreeMap::new()),
             plugins: OnceLock::new(),
             stale: Mutex::new(stale),

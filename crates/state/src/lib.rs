@@ -10,12 +10,15 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+pub mod keyed;
 pub mod records;
 pub mod rollback;
 pub mod sync;
 
 pub use records::{LoadWarning, Loaded, RecordDir};
 pub use sync::lock;
+
+pub use keyed::{KeyedGuard, KeyedLocks};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -7,6 +7,12 @@
 //! Mount counts: the first container using a volume gets `Mount {Name, ID}` with a fresh 64-hex
 //! ID; later containers share that mount point without another call; the last one to stop gets
 //! `Unmount` with the same ID. Counts are in memory (containers do not outlive the daemon).
+//!
+//! Locking: each volume has its own async lock (the store's `ops`, keyed by name), held across
+//! that volume's driver calls (`Create`, `Mount`, `Unmount`, `Remove`), so two containers
+//! mounting the same volume see one `Mount` and the last `Unmount` never overtakes a `Mount`.
+//! No lock another volume needs is held across a plugin call: a hung `Mount` of one volume
+//! delays only the operations on that volume. `Get`, `List` and `Snapshot` take no lock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -165,13 +171,19 @@ impl VolumeStore {
             }
             return Ok((existing, false));
         }
-        if is_local(&driver) {
-            return self.create(req);
-        }
         let name = req.name.clone().unwrap_or_else(berth_state::new_id);
         berth_state::validate_name("volume", &name)?;
+        if is_local(&driver) {
+            // The name's lock: a plugin create of the same name in flight finishes first.
+            let _ops = self.ops.lock(&name).await;
+            return self.create(CreateVolume {
+                name: Some(name),
+                ..req
+            });
+        }
         let plugin = self.driver_plugin(host, &name, &driver).await?;
-        let _ops = self.driver_ops.lock().await;
+        // Only this volume's lock is held across the plugin calls below.
+        let _ops = self.ops.lock(&name).await;
         if let Ok(existing) = self.get(&name) {
             return Ok((existing, false));
         }
@@ -348,7 +360,7 @@ impl VolumeStore {
             return Ok(v.mountpoint.to_string_lossy().into_owned());
         }
         let plugin = self.driver_plugin(host, name, &v.driver).await?;
-        let _ops = self.driver_ops.lock().await;
+        let _ops = self.ops.lock(name).await;
         if let Some(a) = self.active_lock().get_mut(name) {
             a.users.insert(container_id.to_owned());
             return Ok(a.mountpoint.clone());
@@ -409,7 +421,7 @@ impl VolumeStore {
         name: &str,
         container_id: &str,
     ) -> Result<(), VolumeError> {
-        let _ops = self.driver_ops.lock().await;
+        let _ops = self.ops.lock(name).await;
         let id = {
             let mut active = self.active_lock();
             let Some(a) = active.get_mut(name) else {
@@ -455,25 +467,30 @@ impl VolumeStore {
         users: &[String],
     ) -> Result<(), VolumeError> {
         let v = self.get(name)?;
-        let mut users = users.to_vec();
-        if let Some(a) = self.active_lock().get(name) {
-            users.extend(
-                a.users
-                    .iter()
-                    .filter(|u| !users.contains(u))
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            );
-        }
-        if is_local(&v.driver) || !users.is_empty() {
-            return self.remove(name, &users);
+        if is_local(&v.driver) {
+            let _ops = self.ops.lock(name).await;
+            return self.remove(name, &self.all_users(name, users));
         }
         let plugin = self.driver_plugin(host, name, &v.driver).await?;
-        let _ops = self.driver_ops.lock().await;
+        // This volume's lock only: a mount of it in flight completes (and counts) first.
+        let _ops = self.ops.lock(name).await;
+        let users = self.all_users(name, users);
+        if !users.is_empty() {
+            return self.remove(name, &users);
+        }
         let _: ErrResponse = call(&plugin, "Remove", &NameRequest { name: name.into() })
             .await
             .map_err(Self::driver_err("remove", name))?;
         self.remove(name, &[])
+    }
+
+    /// `users` (the engine's) plus the containers the mount count still holds for `name`.
+    fn all_users(&self, name: &str, users: &[String]) -> Vec<String> {
+        let mut all = users.to_vec();
+        if let Some(a) = self.active_lock().get(name) {
+            all.extend(a.users.iter().filter(|u| !users.contains(u)).cloned());
+        }
+        all
     }
 
     /// Berth's `volume snapshot`: `POST /VolumeDriver.Snapshot {Name, Snapshot}` on the volume's

@@ -132,8 +132,10 @@ pub struct VolumeStore {
     volumes: Mutex<BTreeMap<String, Volume>>,
     /// Plugin-driver volumes currently mounted: mount id and users (see [`driver`]).
     active: Mutex<BTreeMap<String, driver::Active>>,
-    /// Serialises plugin-driver operations (create/mount/unmount/remove) so counts stay exact.
-    driver_ops: tokio::sync::Mutex<()>,
+    /// One lock per volume name: serialises the plugin-driver operations on that volume
+    /// (create, mount, unmount, remove) so mount counts stay exact. A plugin call holds only its
+    /// own volume's lock; `volumes` and `active` are held for lookups and inserts only.
+    ops: berth_state::KeyedLocks,
     load_warnings: Vec<LoadWarning>,
 }
 
@@ -159,7 +161,7 @@ impl VolumeStore {
             records,
             volumes: Mutex::new(volumes),
             active: Mutex::new(BTreeMap::new()),
-            driver_ops: tokio::sync::Mutex::new(()),
+            ops: berth_state::KeyedLocks::new(),
             load_warnings: loaded.warnings,
         })
     }

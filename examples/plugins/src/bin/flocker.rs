@@ -10,7 +10,8 @@
 //!   copies the dataset to `<storage>/.snapshots/NAME/SNAPSHOT`.
 //!
 //! Test knobs: `--log FILE` appends every call, `--fail METHOD=MESSAGE` fails a call
-//! (`volume` for the hook), `--err-status 200` sends failures as 200 + `Err` (else 500 + `Err`).
+//! (`volume` for the hook), `--err-status 200` sends failures as 200 + `Err` (else 500 + `Err`),
+//! `--delay METHOD=MS` answers a driver call late (a slow or hung plugin).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -56,6 +57,10 @@ struct Args {
     /// Status of failure replies: 500 (go-plugins-helpers style) or 200 (+ Err).
     #[arg(long, default_value_t = 500)]
     err_status: u16,
+    /// Answer a `VolumeDriver` call this many milliseconds late: `Mount=100` (a slow driver),
+    /// `Create=600000` (a hung one); repeatable. The call is logged when it arrives.
+    #[arg(long, value_name = "METHOD=MS")]
+    delay: Vec<String>,
 }
 
 /// The plugin's state: metadata of named volumes, mount IDs, leases.
@@ -84,6 +89,15 @@ impl Flocker {
         {
             let _ = writeln!(f, "{} {call} {detail}", self.args.name);
         }
+    }
+
+    fn delay(&self, method: &str) -> Option<std::time::Duration> {
+        self.args.delay.iter().find_map(|f| {
+            f.split_once('=')
+                .filter(|(m, _)| m.eq_ignore_ascii_case(method))
+                .and_then(|(_, ms)| ms.parse().ok())
+                .map(std::time::Duration::from_millis)
+        })
     }
 
     fn injected(&self, method: &str) -> Option<String> {
@@ -387,6 +401,9 @@ where
                 .collect::<Vec<_>>()
                 .join(" ");
             fl.log(&format!("VolumeDriver.{method}"), &detail);
+            if let Some(d) = fl.delay(method) {
+                tokio::time::sleep(d).await;
+            }
             let res = match fl.injected(method) {
                 Some(msg) => Err(HandlerError::new(msg)),
                 None => f(&fl, req),

@@ -8,7 +8,8 @@
 //!
 //! For tests and demos: `--log FILE` appends one JSON line per call (`{"call", "body"}`),
 //! `--fail METHOD=500|200` makes a call fail (500 + `Err`, or 200 + `Err`/IPAM `Error`; `Join`
-//! fails after its veth pair was made, to show the engine cleans up), and `--mvp` also answers the
+//! fails after its veth pair was made, to show the engine cleans up), `--delay METHOD=MS` answers a
+//! call late (a slow or hung plugin), and `--mvp` also answers the
 //! MVP v2 handshake and network messages, appending its name to the `chain` option of `create`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +43,10 @@ struct Args {
     /// `METHOD=500` or `METHOD=200`: fail that call (e.g. `Join=500`, `RequestAddress=200`).
     #[arg(long)]
     fail: Vec<String>,
+    /// `METHOD=MS`: answer that call this many milliseconds late (`CreateNetwork=600000` is a
+    /// hung plugin); the call is logged when it arrives. Repeatable.
+    #[arg(long, value_name = "METHOD=MS")]
+    delay: Vec<String>,
     /// Also speak the MVP v2 handshake and network messages.
     #[arg(long)]
     mvp: bool,
@@ -64,6 +69,7 @@ struct Ctx {
     name: String,
     log: Option<PathBuf>,
     fail: BTreeMap<String, u16>,
+    delay: BTreeMap<String, u64>,
     src_name: Option<String>,
     state: Mutex<State>,
 }
@@ -135,12 +141,14 @@ fn mask(prefix: u8) -> u32 {
     }
 }
 
-/// Adds a route for `Interface.Method` that logs the call, applies `--fail`, and runs `f`.
+/// Adds a route for `Interface.Method` that logs the call, applies `--delay` and `--fail`, and
+/// runs `f`.
 fn route<F>(b: PluginBuilder, ctx: &Shared, interface: &str, method: &str, f: F) -> PluginBuilder
 where
     F: Fn(&Ctx, &Value) -> Result<Value, String> + Send + Sync + 'static,
 {
     let ctx = ctx.clone();
+    let f = Arc::new(f);
     let call = format!("{interface}.{method}");
     let err_key = if interface == "IpamDriver" {
         "Error"
@@ -148,26 +156,28 @@ where
         "Err"
     };
     b.route_raw(format!("/{call}"), move |body| {
-        let ctx = ctx.clone();
-        let call = call.clone();
-        let result = {
+        let (ctx, f, call) = (ctx.clone(), f.clone(), call.clone());
+        async move {
             let req: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
             ctx.record(&call, &req);
             let method = call.split('.').nth(1).unwrap_or_default();
+            // A delayed call does its work only when the delay is over (a hung call makes
+            // nothing).
+            if let Some(ms) = ctx.delay.get(method) {
+                tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+            }
             let injected = ctx
                 .fail
                 .get(method)
                 .map(|code| (*code, format!("{} refuses {method} (injected)", ctx.name)));
-            match injected {
+            let result = match injected {
                 // Join fails after its work (the veth pair exists), the others before theirs.
                 Some(err) if method == "Join" => {
                     f(&ctx, &req).and(Err(err.1)).map_err(|e| (err.0, e))
                 }
                 Some(err) => Err(err),
                 None => f(&ctx, &req).map_err(|e| (500, e)),
-            }
-        };
-        async move {
+            };
             match result {
                 Ok(v) => Reply::json(&v),
                 Err((200, msg)) => Reply::json(&json!({ err_key: msg })),
@@ -320,10 +330,18 @@ async fn main() -> anyhow::Result<()> {
         let (m, code) = f.split_once('=').unwrap_or((f.as_str(), "500"));
         fail.insert(m.to_owned(), code.parse::<u16>()?);
     }
+    let mut delay = BTreeMap::new();
+    for d in &args.delay {
+        let (m, ms) = d
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--delay {d}: want METHOD=MS"))?;
+        delay.insert(m.to_owned(), ms.parse::<u64>()?);
+    }
     let ctx: Shared = Arc::new(Ctx {
         name: args.name.clone(),
         log: args.log.clone(),
         fail,
+        delay,
         src_name: args.src_name.clone(),
         state: Mutex::new(State::default()),
     });
