@@ -132,3 +132,29 @@ fn inspect_has_docker_host_config_keys() {
     }
     assert!(inspect["Config"].get("OnBuild").is_some(), "{inspect}");
 }
+
+/// `POST /images/{name}/tag` adds a name the image answers to (201); a missing image is 404;
+/// the built-in `host` image cannot be tagged (403).
+#[test]
+fn image_tag_adds_a_name() {
+    let d = Daemon::start();
+    d.import_busybox("tagme:v1");
+    let r = d.raw(
+        "POST",
+        "/v1.41/images/tagme:v1/tag?repo=example/other&tag=v2",
+        None,
+        b"",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = d.raw("GET", "/v1.41/images/example/other:v2/json", None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let tags = r.json()["RepoTags"].clone();
+    assert!(
+        tags.as_array().is_some_and(|t| t.len() == 2),
+        "both names: {tags}"
+    );
+    let r = d.raw("POST", "/v1.41/images/nosuch/tag?repo=x", None, b"");
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = d.raw("POST", "/v1.41/images/host/tag?repo=x", None, b"");
+    assert_eq!(r.status, 403, "{}", r.text());
+}

@@ -22,7 +22,12 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/images/create", post(create))
         .route("/images/json", get(list))
-        .route("/images/{*rest}", get(inspect).delete(remove))
+        .route(
+            "/images/{*rest}",
+            get(inspect)
+                .delete(remove)
+                .post(super::images_extra::post_rest),
+        )
 }
 
 fn summary(img: &Image) -> Value {

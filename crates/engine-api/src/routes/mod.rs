@@ -11,6 +11,7 @@ use crate::error::ApiError;
 pub mod containers;
 pub mod events;
 pub mod images;
+pub mod images_extra;
 pub mod networks;
 pub mod plugins;
 pub mod swarm;
