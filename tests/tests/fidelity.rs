@@ -158,3 +158,28 @@ fn image_tag_adds_a_name() {
     let r = d.raw("POST", "/v1.41/images/host/tag?repo=x", None, b"");
     assert_eq!(r.status, 403, "{}", r.text());
 }
+
+/// `GET /images/json` with a `reference` filter lists only the images that name matches.
+#[test]
+fn image_list_reference_filter() {
+    let d = Daemon::start();
+    d.import_busybox("one:v1");
+    d.import_busybox("two:v1");
+    let r = d.raw(
+        "GET",
+        "/v1.41/images/json?filters=%7B%22reference%22%3A%5B%22one%22%5D%7D",
+        None,
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let list = r.json();
+    let tags: Vec<String> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|i| i["RepoTags"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    assert!(tags.contains(&"one:v1".to_owned()), "{list}");
+    assert!(!tags.iter().any(|t| t == "host:latest"), "{list}");
+}
