@@ -257,7 +257,16 @@ fn crashed_plugin_fails_fast_and_is_restarted_by_policy() {
 fn docker_plugin_disable_and_enable() {
     let mut d = Daemon::start();
     let args_v = test_plugin_args("sfx", &["--suffix", "/inner"]);
-    let mut args = vec!["plugin", "load", "--name", "sfx", "host"];
+    // Policy ignore: a disabled plugin is skipped with a warning (under abort it fails closed).
+    let mut args = vec![
+        "plugin",
+        "load",
+        "--name",
+        "sfx",
+        "--on-failure",
+        "ignore",
+        "host",
+    ];
     args.extend(args_v.iter().map(String::as_str));
     d.berth(&args).expect_code(0);
     let src = d.dir().join("src");

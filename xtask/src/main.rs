@@ -1,12 +1,14 @@
 //! Project tasks: `cargo xtask demo` (the seed's demo, end to end, on real engines),
 //! `cargo xtask test` (prerequisites, build, the whole test suite) and `cargo xtask bench`
-//! (criterion benches, table of medians and the fan-out plot).
+//! (criterion benches, table of medians and the fan-out plot), `cargo xtask torture --rounds N`
+//! (the kill -9 torture test, long).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod bench;
 mod demo;
 mod test;
+mod torture;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +27,8 @@ enum Task {
     Test(test::Opts),
     /// Run the criterion benches, print the medians with their ratios, draw the fan-out plot.
     Bench(bench::Opts),
+    /// Run the kill -9 torture test for `--rounds N` rounds (needs root).
+    Torture(torture::Opts),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Task::Demo => demo::run(),
         Task::Test(opts) => test::run(opts),
         Task::Bench(opts) => bench::run(opts),
+        Task::Torture(opts) => torture::run(opts),
     }
 }

@@ -15,7 +15,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::client::{Client, describe_error};
-use crate::commands::{Exit, container, daemon, image, network, plugin, system, volume};
+use crate::commands::{
+    Exit, container, daemon, image, network, plugin, system, system_check, volume,
+};
 
 /// Berth: a small container engine speaking the Docker Engine API, with the plugins MVP.
 #[derive(Debug, Parser)]
@@ -75,6 +77,9 @@ enum Command {
     Version(system::VersionArgs),
     /// Show engine-wide information.
     Info(system::InfoArgs),
+    /// Check the state root for quarantined records and leftovers of a crash.
+    #[command(subcommand)]
+    System(system_check::SystemCommand),
 }
 
 fn main() -> ExitCode {
@@ -118,6 +123,8 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Plugin(plugin::PluginCommand::Check(args)) => {
             crate::commands::plugin_check::run(args).await
         }
+        // Needs no daemon: reads the state root.
+        Command::System(system_check::SystemCommand::Check(args)) => system_check::run(args),
         other => match Client::connect(host.as_deref()) {
             Ok(client) => run_client(&client, other).await,
             Err(err) => Err(err),
@@ -157,6 +164,7 @@ async fn run_client(client: &Client, command: Command) -> anyhow::Result<()> {
         Command::Events(args) => system::events(client, args).await,
         Command::Version(args) => system::version(client, args).await,
         Command::Info(args) => system::info(client, args).await,
+        Command::System(system_check::SystemCommand::Check(args)) => system_check::run(args),
     }
 }
 

@@ -283,27 +283,22 @@ pub async fn canonicalize(req: Request) -> Result<Request, ApiError> {
     parts.uri = canonical.route_uri()?;
     let body = if is_json_route(&parts.method, canonical.route_path()) {
         check_json_content_type(&parts.headers)?;
-        let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
-            || parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .is_some_and(|v| v.as_bytes() != b"0");
-        if has_body {
-            let bytes = json_body(body).await?;
-            parts.headers.remove(header::TRANSFER_ENCODING);
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        // The body is read whatever the framing headers say (an in-process caller may send a
+        // body with neither Content-Length nor Transfer-Encoding): what the handler parses is
+        // exactly what the hooks and authorization were shown.
+        let bytes = json_body(body).await?;
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        if bytes.is_empty() {
+            Body::empty()
+        } else {
             parts.headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
             Body::from(bytes)
-        } else {
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-            Body::empty()
         }
     } else {
         body

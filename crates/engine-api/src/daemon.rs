@@ -284,6 +284,8 @@ pub async fn run(
     for (name, reason) in host.start_all().await {
         tracing::warn!(plugin = %name, %reason, "plugin failed to come up");
     }
+    // A plugin container no record names (a crash between launch and plugins.json) goes.
+    engine.remove_orphan_plugin_containers().await;
     // Authorization plugins must be reachable before anything passes the gate (fail-closed).
     if let Err(e) = activate_authz(&host, &authz).await {
         sockets.stop_all();

@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use berth_engine::Engine;
 use berth_plugin_host::protocol::FailurePolicy;
 use berth_plugin_host::protocol::powerstrip::{ClientRequest, ServerResponse};
-use berth_plugin_host::{CallErrorKind, LoadedPlugin, PluginError, PluginState, hooks};
+use berth_plugin_host::{CallErrorKind, LoadedPlugin, PluginError, hooks};
 
 use crate::authz::{self, AuthzState};
 use crate::canonical::Canonical;
@@ -73,7 +73,12 @@ fn body_is_empty(headers: &axum::http::HeaderMap) -> bool {
 
 fn failure(p: &LoadedPlugin, phase: &str, e: &PluginError) -> ApiError {
     ApiError {
-        status: StatusCode::BAD_GATEWAY,
+        // Fail closed: an abort-policy hook that is not Active is 503 (`docs/semantics.md`).
+        status: if e.is_not_active() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::BAD_GATEWAY
+        },
         message: format!("api {phase} of plugin \"{}\" failed: {}", p.name(), e.kind),
     }
 }
@@ -113,7 +118,9 @@ fn subscribers(
                 } else {
                     subs.wants_api_pre(method, requested)
                 };
-                wants && !own(p) && p.state() == PluginState::Active
+                // Every state: a hook that is not Active fails closed (policy abort) or becomes a
+                // warning (policy ignore) when called.
+                wants && !own(p)
             })
             .cloned()
             .collect()

@@ -8,6 +8,7 @@ use chrono::Utc;
 
 use berth_networks::NetworkStore;
 use berth_plugin_host::PluginHost;
+use berth_state::records::{LoadWarning, RecordDir};
 use berth_volumes::VolumeStore;
 
 use crate::container::{ContainerConfig, ContainerState, RestartPolicy, Status};
@@ -72,8 +73,17 @@ impl Engine {
         let images = ImageStore::open(root).map_err(OpenError::Engine)?;
         let volumes = VolumeStore::open(root).map_err(|e| OpenError::Engine(e.into()))?;
         let networks = NetworkStore::open(root).map_err(|e| OpenError::Engine(e.into()))?;
-        let (table, interrupted) =
+        let (table, interrupted, mut load_warnings) =
             Self::load_containers(&containers_dir).map_err(OpenError::Engine)?;
+        let boot_plugin_containers: Vec<String> = table
+            .by_id
+            .values()
+            .filter(|c| {
+                c.config.system && c.config.labels.contains_key(crate::plugins::LABEL_PLUGIN)
+            })
+            .map(|c| c.id().to_owned())
+            .collect();
+        load_warnings.extend(images.load_warnings().iter().cloned());
         let mut failed = None;
         let engine = Arc::new_cyclic(|weak| {
             let plugins = match wire(weak) {
@@ -95,6 +105,8 @@ impl Engine {
                 networks,
                 events: EventBus::new(),
                 interrupted: Mutex::new(interrupted),
+                load_warnings,
+                boot_plugin_containers: Mutex::new(boot_plugin_containers),
                 plugins,
                 runtime,
             }
@@ -106,23 +118,43 @@ impl Engine {
         }
     }
 
-    /// Loads the container records under `containers_dir`, reconciling them (see
-    /// [`Engine::open_wired`]). Returns the table and the ids of the containers that were running.
-    fn load_containers(containers_dir: &Path) -> Result<(Table, Vec<String>), EngineError> {
+    /// Loads the container records under `containers_dir` through one
+    /// [`RecordDir`](berth_state::records::RecordDir) (unreadable `config.json` or `state.json`,
+    /// stray files: quarantined and returned as warnings), reconciling them (see
+    /// [`Engine::open_wired`]). Returns the table, the ids of the containers that were running,
+    /// and the warnings.
+    fn load_containers(
+        containers_dir: &Path,
+    ) -> Result<(Table, Vec<String>, Vec<LoadWarning>), EngineError> {
         let mut table = Table::default();
         let mut interrupted = Vec::new();
-        let entries =
-            std::fs::read_dir(containers_dir).map_err(EngineError::io("reading containers"))?;
-        for entry in entries.flatten() {
-            let dir = entry.path();
-            let Some(config) = berth_state::load_json::<ContainerConfig>(&dir.join("config.json"))?
-            else {
-                tracing::info!(dir = %dir.display(), "removing a container that was never fully created");
-                berth_state::remove_dir_durable(&dir)?;
-                continue;
+        let records: RecordDir<ContainerConfig> =
+            RecordDir::open(containers_dir, "config.json", "container")?;
+        let loaded = records.load_all()?;
+        let mut warnings = Vec::new();
+        for w in loaded.warnings {
+            match w {
+                // No config.json: create writes it last, so this container was never fully
+                // created (a crash mid-create); nothing in it belongs to a user.
+                LoadWarning::Orphan { path, .. } => {
+                    tracing::info!(dir = %path.display(), "removing a container that was never fully created");
+                    berth_state::remove_dir_durable(&path)?;
+                }
+                w => warnings.push(w),
+            }
+        }
+        for (name, config) in loaded.records {
+            let dir = records.dir(&name);
+            let state = match berth_state::load_json::<ContainerState>(&dir.join("state.json")) {
+                Ok(state) => state,
+                Err(e) => {
+                    let w = records.quarantine(&name, &e);
+                    tracing::warn!("{w}");
+                    warnings.push(w);
+                    continue;
+                }
             };
-            let mut state = berth_state::load_json::<ContainerState>(&dir.join("state.json"))?
-                .unwrap_or_default();
+            let mut state = state.unwrap_or_default();
             if state.status.is_active() || state.status == Status::Removing {
                 if state.status == Status::Running {
                     interrupted.push(config.id.clone());
@@ -132,14 +164,56 @@ impl Engine {
                 state.exit_code = 137;
                 state.error = "the engine stopped while the container was running".into();
                 state.finished_at = Some(Utc::now());
-                berth_state::store_json(&dir.join("state.json"), &state)?;
+                // Best effort: a full disk must not stop the boot (the state is rebuilt the
+                // same way at the next boot).
+                if let Err(e) = berth_state::store_json(&dir.join("state.json"), &state) {
+                    tracing::warn!(id = %config.id, error = %e, "recording the interrupted run");
+                }
             }
             table.names.insert(config.name.clone(), config.id.clone());
             table
                 .by_id
                 .insert(config.id.clone(), Container::new(config, state, dir));
         }
-        Ok((table, interrupted))
+        Ok((table, interrupted, warnings))
+    }
+
+    /// Boot reconciliation of plugin containers, once the plugin host brought its plugins up
+    /// (before the readiness gate opens and before restart policies run): a hidden plugin
+    /// container that no plugin record names is the leftover of a crash between "plugin
+    /// container launched" and "plugins.json saved" (or of a record that was quarantined); it
+    /// would otherwise be restarted by its `always` policy at every boot. It is removed. Only
+    /// containers loaded from disk at open are considered, so a plugin load racing with the boot
+    /// is never touched. Returns the ids removed.
+    pub async fn remove_orphan_plugin_containers(self: &Arc<Self>) -> Vec<String> {
+        let named: Vec<String> = self
+            .plugins()
+            .map(|h| {
+                h.snapshot()
+                    .iter()
+                    .filter_map(|p| p.record().container_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let booted = std::mem::take(&mut *lock(&self.boot_plugin_containers));
+        let mut removed = Vec::new();
+        for id in booted {
+            if named.contains(&id) {
+                continue;
+            }
+            let Ok(c) = self.container(&id) else {
+                continue;
+            };
+            let _op = c.op.lock().await;
+            tracing::warn!(id = %id, plugin = ?c.config.labels.get(crate::plugins::LABEL_PLUGIN), "removing a plugin container no plugin record names");
+            match self.remove_locked(&c, true).await {
+                Ok(()) => removed.push(id),
+                Err(e) => {
+                    tracing::warn!(id = %id, error = %e, "removing an orphan plugin container")
+                }
+            }
+        }
+        removed
     }
 
     /// After the readiness gate opens: restart containers per policy (always; unless-stopped when

@@ -156,8 +156,11 @@ pub struct ResolvedMount {
     pub driver: Option<String>,
 }
 
-/// The immutable part of a container (`config.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The immutable part of a container (`config.json`). Fields a record lacks (written by an
+/// older version) decode to their defaults; fields it has that this version does not know are
+/// ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ContainerConfig {
     pub id: String,
     pub name: String,
@@ -211,8 +214,9 @@ pub struct SecurityOptions {
     pub tmpfs: BTreeMap<String, String>,
 }
 
-/// The mutable part of a container (`state.json`).
+/// The mutable part of a container (`state.json`); missing fields decode to their defaults.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ContainerState {
     pub status: Status,
     pub pid: i32,

@@ -35,6 +35,10 @@ pub struct Engine {
     pub events: EventBus,
     /// Containers that were running when the engine last stopped, for boot-time restarts.
     pub(crate) interrupted: Mutex<Vec<String>>,
+    /// What the engine's own stores (containers, images) could not load at open.
+    pub(crate) load_warnings: Vec<berth_state::records::LoadWarning>,
+    /// Plugin containers loaded at open, for [`Engine::remove_orphan_plugin_containers`].
+    pub(crate) boot_plugin_containers: Mutex<Vec<String>>,
     /// The plugin host, given at construction (absent in engine-only servers and tests).
     pub(crate) plugins: Option<Arc<berth_plugin_host::PluginHost>>,
     /// The container runtime: the namespace runtime, or a recording fake in tests.
@@ -50,6 +54,19 @@ impl Engine {
     /// The container runtime this engine was opened with.
     pub fn runtime(&self) -> &Arc<dyn ContainerRuntime> {
         &self.runtime
+    }
+
+    /// Everything the stores could not load at open (quarantined records, directories with data
+    /// but no record), for `docker info` warnings: containers, images, volumes, networks and the
+    /// plugin load order.
+    pub fn load_warnings(&self) -> Vec<berth_state::records::LoadWarning> {
+        let mut all = self.load_warnings.clone();
+        all.extend(self.volumes.load_warnings().iter().cloned());
+        all.extend(self.networks.load_warnings().iter().cloned());
+        if let Some(host) = &self.plugins {
+            all.extend(host.load_warnings().iter().cloned());
+        }
+        all
     }
 
     /// The state root.

@@ -13,6 +13,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use berth_state::records::{LoadWarning, RecordDir};
+
 use crate::error::EngineError;
 use crate::runtime::Rootfs;
 
@@ -21,7 +23,7 @@ pub const HOST_IMAGE: &str = "host";
 
 /// The parts of an image's config that a container inherits.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", default)]
 pub struct ImageConfig {
     pub cmd: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
@@ -29,9 +31,9 @@ pub struct ImageConfig {
     pub working_dir: String,
 }
 
-/// One image record (`image.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// One image record (`image.json`); missing fields decode to their defaults.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 pub struct Image {
     /// `sha256:<64 hex>`.
     pub id: String,
@@ -54,7 +56,47 @@ impl Image {
 /// The store.
 pub struct ImageStore {
     dir: PathBuf,
+    records: RecordDir<Image>,
     images: Mutex<BTreeMap<String, Image>>,
+    load_warnings: Vec<LoadWarning>,
+}
+
+/// Prefix of the work directory an import unpacks into (hidden: never taken for an image).
+const IMPORT_PREFIX: &str = ".import-";
+
+/// Removes the work directories (and uploaded tars) of imports a crash interrupted.
+fn sweep_import_dirs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if name.starts_with(IMPORT_PREFIX) || (!is_dir && name.starts_with("import-")) {
+            tracing::info!(path = %e.path().display(), "removing an interrupted import");
+            let removed = if is_dir {
+                berth_state::remove_dir_durable(&e.path())
+            } else {
+                std::fs::remove_file(e.path()).map_err(|source| berth_state::StateError::Write {
+                    path: e.path(),
+                    source,
+                })
+            };
+            if let Err(err) = removed {
+                tracing::warn!(path = %e.path().display(), "removing an interrupted import: {err}");
+            }
+        }
+    }
+}
+
+/// Flushes every dirty file of the filesystem holding `dir` (the unpacked image files, before
+/// the record that says the image is complete).
+fn sync_filesystem(dir: &Path) -> Result<(), EngineError> {
+    let f = std::fs::File::open(dir).map_err(EngineError::io("opening the image directory"))?;
+    nix::unistd::syncfs(&f).map_err(|e| EngineError::Io {
+        context: "syncing the unpacked image".into(),
+        source: e.into(),
+    })
 }
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -110,32 +152,36 @@ fn validate_tag(tag: &str) -> Result<(), EngineError> {
 }
 
 impl ImageStore {
-    /// Opens the store under `<root>/images`, with the built-in `host` image.
+    /// Opens the store under `<root>/images`, with the built-in `host` image. Records go through
+    /// one [`RecordDir`]: an unreadable `image.json` or a stray file is quarantined (see
+    /// [`Self::load_warnings`]), an image directory without a record is a leftover and removed
+    /// unless it holds files (kept and reported), and the work directories of imports a crash
+    /// interrupted (`.import-*`) are removed.
     pub fn open(root: &Path) -> Result<Self, EngineError> {
-        let dir = root.join("images");
-        std::fs::create_dir_all(&dir)
-            .map_err(EngineError::io(format!("creating {}", dir.display())))?;
+        let records: RecordDir<Image> =
+            RecordDir::open(root.join("images"), "image.json", "image")?;
+        let dir = records.path().to_owned();
+        sweep_import_dirs(&dir);
+        // The uploaded tars of imports a crash interrupted (`<root>/tmp/import-*.tar`).
+        sweep_import_dirs(&root.join("tmp"));
         let mut images = BTreeMap::new();
         let host = host_image();
         images.insert(host.id.clone(), host);
-        for entry in std::fs::read_dir(&dir)
-            .map_err(EngineError::io("reading images"))?
-            .flatten()
-        {
-            match berth_state::load_json::<Image>(&entry.path().join("image.json")) {
-                Ok(Some(img)) => {
-                    images.insert(img.id.clone(), img);
-                }
-                Ok(None) => {
-                    let _ = berth_state::remove_dir_durable(&entry.path());
-                }
-                Err(e) => tracing::warn!(error = %e, "skipping unreadable image record"),
-            }
+        let loaded = records.load_all()?;
+        for (_, img) in loaded.records {
+            images.insert(img.id.clone(), img);
         }
         Ok(ImageStore {
             dir,
+            records,
             images: Mutex::new(images),
+            load_warnings: loaded.warnings,
         })
+    }
+
+    /// What could not be loaded at open (already logged).
+    pub fn load_warnings(&self) -> &[LoadWarning] {
+        &self.load_warnings
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Image>> {
@@ -214,10 +260,17 @@ impl ImageStore {
         let id = format!("sha256:{hex}");
         let idir = self.dir.join(&hex);
         let exists = self.lock().contains_key(&id);
-        if !exists {
-            let rootfs = idir.join("rootfs");
-            let _ = std::fs::remove_dir_all(&idir);
-            std::fs::create_dir_all(&rootfs)
+        // A new image unpacks into a work directory of its own (two imports of the same tar
+        // never share one), synced, and renamed into place with its record below.
+        let work = if exists {
+            None
+        } else {
+            let work = tempfile::Builder::new()
+                .prefix(IMPORT_PREFIX)
+                .tempdir_in(&self.dir)
+                .map_err(EngineError::io("creating the import directory"))?;
+            let rootfs = work.path().join("rootfs");
+            std::fs::create_dir(&rootfs)
                 .map_err(EngineError::io("creating the image directory"))?;
             let unpacked = std::fs::File::open(tar_path).and_then(|f| {
                 let mut archive = tar::Archive::new(f);
@@ -227,12 +280,21 @@ impl ImageStore {
                 archive.unpack(&rootfs)
             });
             if let Err(e) = unpacked {
-                let _ = std::fs::remove_dir_all(&idir);
+                if e.raw_os_error() == Some(nix::libc::ENOSPC)
+                    || e.kind() == std::io::ErrorKind::StorageFull
+                {
+                    return Err(EngineError::Io {
+                        context: "importing image: unpacking".into(),
+                        source: e,
+                    });
+                }
                 return Err(EngineError::Invalid(format!(
                     "importing image: not a valid tar archive: {e}"
                 )));
             }
-        }
+            sync_filesystem(work.path())?;
+            Some(work)
+        };
         let mut images = self.lock();
         // Move the tag to the new image.
         if let Some(t) = &tag {
@@ -240,7 +302,7 @@ impl ImageStore {
                 if img.id != id && img.repo_tags.contains(t) {
                     img.repo_tags.retain(|x| x != t);
                     if !img.builtin {
-                        berth_state::store_json(&self.dir.join(img.hex()).join("image.json"), img)?;
+                        self.records.store(img.hex(), img)?;
                     }
                 }
             }
@@ -263,7 +325,26 @@ impl ImageStore {
                 builtin: false,
             },
         };
-        berth_state::store_json(&idir.join("image.json"), &image)?;
+        match work {
+            // Another import of the same tar finished first: its files are the image's.
+            Some(work) if images.contains_key(&id) => drop(work),
+            Some(work) => {
+                berth_state::store_json(&work.path().join("image.json"), &image)?;
+                // A directory left without a record (an older crash) gives way to this one.
+                if idir.exists() {
+                    berth_state::remove_dir_durable(&idir)?;
+                }
+                let work = work.keep();
+                if let Err(e) = std::fs::rename(&work, &idir) {
+                    let _ = berth_state::remove_dir_durable(&work);
+                    return Err(EngineError::io("moving the imported image into place")(e));
+                }
+                std::fs::File::open(&self.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(EngineError::io("syncing the image directory"))?;
+            }
+            None => self.records.store(&hex, &image)?,
+        }
         images.insert(id, image.clone());
         Ok(image)
     }
@@ -284,11 +365,10 @@ impl ImageStore {
         }
         let wanted = normalize_reference(reference);
         let mut images = self.lock();
-        let idir = self.dir.join(image.hex());
         if image.repo_tags.len() > 1 && image.repo_tags.contains(&wanted) {
             let mut img = image.clone();
             img.repo_tags.retain(|t| t != &wanted);
-            berth_state::store_json(&idir.join("image.json"), &img)?;
+            self.records.store(image.hex(), &img)?;
             images.insert(img.id.clone(), img);
             return Ok(vec![("Untagged".to_owned(), wanted)]);
         }
@@ -299,7 +379,7 @@ impl ImageStore {
                 &image.hex()[..12]
             )));
         }
-        berth_state::remove_dir_durable(&idir)?;
+        self.records.remove(image.hex())?;
         images.remove(&image.id);
         let mut out: Vec<_> = image
             .repo_tags

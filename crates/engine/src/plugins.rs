@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
-use berth_plugin_host::{LaunchError, LaunchSpec, Launched, PluginLauncher};
+use berth_plugin_host::{Exited, LaunchError, LaunchSpec, Launched, PluginLauncher};
 use futures::future::BoxFuture;
 
 use crate::container::{MountSpec, RestartPolicy};
@@ -214,7 +214,7 @@ impl ContainerLauncher {
         Ok(Launched { container_id: id })
     }
 
-    async fn stop_inner(&self, id: &str) -> Result<(), LaunchError> {
+    async fn stop_inner(&self, id: &str, grace: Option<i64>) -> Result<(), LaunchError> {
         let engine = self.engine()?;
         let c = match engine.container(id) {
             Ok(c) => c,
@@ -222,7 +222,10 @@ impl ContainerLauncher {
             Err(e) => return Err(launch_err("finding the plugin container", e)),
         };
         let engine_sock = c.config.labels.get(LABEL_ENGINE_SOCKET).map(PathBuf::from);
-        match engine.stop(id, Some(self.stop_timeout), None).await {
+        match engine
+            .stop(id, Some(grace.unwrap_or(self.stop_timeout)), None)
+            .await
+        {
             Ok(()) | Err(EngineError::NotModified(_)) => {}
             Err(e) => tracing::warn!(container = id, error = %e, "stopping plugin container"),
         }
@@ -266,14 +269,70 @@ impl ContainerLauncher {
     }
 }
 
+/// How many output lines an exit report carries.
+const EXIT_OUTPUT_LINES: usize = 20;
+
+impl ContainerLauncher {
+    async fn exited_inner(&self, id: &str) -> Option<Exited> {
+        let c = self.engine().ok()?.container(id).ok()?;
+        let st = c.state();
+        if st.finished_at.is_none() && st.restart_count == 0 {
+            return None;
+        }
+        let path = crate::logs::log_path(&c.dir, c.id());
+        let entries = tokio::task::spawn_blocking(move || crate::logs::read_entries(&path, 0))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|(e, _)| e)
+            .unwrap_or_default();
+        let lines: Vec<String> = entries
+            .iter()
+            .flat_map(|e| e.log.lines().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        let skip = lines.len().saturating_sub(EXIT_OUTPUT_LINES);
+        Some(Exited {
+            exit_code: st.exit_code,
+            restarts: st.restart_count,
+            output: lines[skip..].to_vec(),
+        })
+    }
+}
+
 impl PluginLauncher for ContainerLauncher {
+    fn exited(&self, container_id: &str) -> BoxFuture<'_, Option<Exited>> {
+        let id = container_id.to_owned();
+        Box::pin(async move { self.exited_inner(&id).await })
+    }
+
+    fn stop_grace(&self) -> Option<std::time::Duration> {
+        u64::try_from(self.stop_timeout)
+            .ok()
+            .map(std::time::Duration::from_secs)
+    }
+
+    fn log_file(&self, container_id: &str) -> Option<PathBuf> {
+        let c = self.engine().ok()?.container(container_id).ok()?;
+        Some(crate::logs::log_path(&c.dir, c.id()))
+    }
+
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Launched, LaunchError>> {
         Box::pin(self.launch_inner(spec))
     }
 
     fn stop(&self, container_id: &str) -> BoxFuture<'_, Result<(), LaunchError>> {
         let id = container_id.to_owned();
-        Box::pin(async move { self.stop_inner(&id).await })
+        Box::pin(async move { self.stop_inner(&id, None).await })
+    }
+
+    fn stop_with_grace(
+        &self,
+        container_id: &str,
+        grace: Option<std::time::Duration>,
+    ) -> BoxFuture<'_, Result<(), LaunchError>> {
+        let id = container_id.to_owned();
+        let secs = grace.map(|g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX));
+        Box::pin(async move { self.stop_inner(&id, secs).await })
     }
 
     fn restart(&self, container_id: &str) -> BoxFuture<'_, Result<(), LaunchError>> {

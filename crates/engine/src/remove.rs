@@ -35,7 +35,11 @@ impl Engine {
                     c.config.name
                 )));
             }
-            c.update(|st| st.manually_stopped = true)?;
+            // Removal must work on a full disk: nothing is written before the files go (the
+            // state is updated in memory; the directory is removed below).
+            if let Err(e) = c.update(|st| st.manually_stopped = true) {
+                tracing::warn!(id = c.id(), error = %e, "recording a manual stop before removal");
+            }
             if st.status == Status::Running {
                 let rx = c.observed.subscribe();
                 let exits = rx.borrow().exits;

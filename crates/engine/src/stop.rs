@@ -11,6 +11,9 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::handle::Container;
 
+/// How long `kill` with SIGKILL waits for the container's exit to be recorded.
+const KILL_WAIT: Duration = Duration::from_secs(30);
+
 /// Parses a signal as Docker accepts it: `KILL`, `SIGKILL`, `9`.
 pub fn parse_signal(s: &str) -> Result<Signal, EngineError> {
     let bad = || EngineError::Invalid(format!("invalid signal: {s}"));
@@ -58,7 +61,10 @@ impl Engine {
             Status::Running => {}
             _ => return Err(EngineError::NotModified("container already stopped".into())),
         }
-        c.update(|st| st.manually_stopped = true)?;
+        // Stopping must work on a full disk: the intent is kept in memory even if not on disk.
+        if let Err(e) = c.update(|st| st.manually_stopped = true) {
+            tracing::warn!(id = c.id(), error = %e, "recording a manual stop");
+        }
         let rx = c.observed.subscribe();
         let exits = rx.borrow().exits;
         let _ = self
@@ -101,12 +107,33 @@ impl Engine {
         }
         let sig = signal.unwrap_or(Signal::SIGKILL);
         if sig == Signal::SIGKILL {
-            c.update(|st| st.manually_stopped = true)?;
+            // Recorded in memory even when the disk is full (the kill must still happen).
+            if let Err(e) = c.update(|st| st.manually_stopped = true) {
+                tracing::warn!(id = c.id(), error = %e, "recording a manual stop");
+            }
         }
+        let rx = c.observed.subscribe();
+        let exits = rx.borrow().exits;
         self.runtime.signal(st.pid, sig)?;
         let mut attrs = c.attributes();
         attrs.insert("signal".into(), (sig as i32).to_string());
         self.events.publish("container", "kill", c.id(), attrs);
+        if sig == Signal::SIGKILL {
+            // As Docker does: a SIGKILL returns once the container no longer runs (its exit
+            // recorded), so `kill; inspect` sees it exited. Bounded: a process stuck in the
+            // kernel is reported, not waited for forever.
+            let exited = tokio::time::timeout(KILL_WAIT, c.wait_exit_after(rx, exits)).await;
+            if exited.is_err() {
+                return Err(EngineError::Io {
+                    context: format!(
+                        "container {} did not exit within {}s of SIGKILL",
+                        c.id(),
+                        KILL_WAIT.as_secs()
+                    ),
+                    source: std::io::ErrorKind::TimedOut.into(),
+                });
+            }
+        }
         Ok(())
     }
 

@@ -99,6 +99,9 @@ impl NetworkError {
                 ErrorKind::InvalidArgument
             }
             NetworkError::NotADriver { .. } => ErrorKind::InvalidArgument,
+            // Fail closed: a needed plugin that is not Active is 503 (`docs/semantics.md`).
+            NetworkError::Plugin { source, .. } if source.is_not_active() => ErrorKind::Unavailable,
+            NetworkError::Hook(e) if e.reason.is_not_active() => ErrorKind::Unavailable,
             NetworkError::Driver { .. }
             | NetworkError::Plugin { .. }
             | NetworkError::Hook(_)
@@ -119,6 +122,7 @@ pub(crate) fn ipam_kind(e: &IpamError) -> ErrorKind {
 pub(crate) fn driver_error(n: &Network, e: NetworkError) -> NetworkError {
     match e {
         NetworkError::Driver { .. } => e,
+        NetworkError::Plugin { ref source, .. } if source.is_not_active() => e,
         other => NetworkError::Driver {
             network: n.name.clone(),
             driver: n.driver.clone(),

@@ -54,6 +54,11 @@ impl PluginError {
         matches!(self.kind, CallErrorKind::NotUp { .. })
     }
 
+    /// The plugin is not Active (failed, crashed, disabled, still starting): the call was not made.
+    pub fn is_not_active(&self) -> bool {
+        matches!(self.kind, CallErrorKind::NotActive { .. })
+    }
+
     /// The call's deadline fired.
     pub fn is_deadline(&self) -> bool {
         matches!(self.kind, CallErrorKind::Deadline(_))
@@ -71,6 +76,14 @@ pub enum CallErrorKind {
     /// The deadline fired before a complete answer.
     #[error("deadline {} exceeded", fmt_duration(*.0))]
     Deadline(Duration),
+    /// The plugin is not Active, so the call was not made (fail closed, `docs/semantics.md`).
+    #[error("plugin is not active (state {state}): {reason}")]
+    NotActive {
+        /// The plugin's state (`disabled`, `failed`, `pending`).
+        state: String,
+        /// Why (the operator disabled it, or its last error).
+        reason: String,
+    },
     /// Socket missing or connection refused.
     #[error("plugin not up: connecting to {socket}: {reason}")]
     NotUp {

@@ -34,6 +34,18 @@ pub enum HostError {
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
     /// The launcher failed.
+    /// The plugin container exited before it answered a handshake.
+    #[error("plugin \"{plugin}\": its container exited with code {exit_code} before answering a handshake (restarts: {restarts}); {}", fmt_output(.output))]
+    Exited {
+        /// Plugin name (or image when no name was given).
+        plugin: String,
+        /// Exit code of its last run.
+        exit_code: i32,
+        /// Restarts so far.
+        restarts: u32,
+        /// Its last output lines.
+        output: Vec<String>,
+    },
     #[error("launching plugin image {image}: {reason}")]
     Launch {
         /// Image.
@@ -96,10 +108,19 @@ impl HostError {
             | HostError::Mount { .. }
             | HostError::Network(_)
             | HostError::Discovery(_) => ErrorKind::InvalidArgument,
-            HostError::Handshake(_) | HostError::Launch { .. } => ErrorKind::Unavailable,
+            HostError::Handshake(_) | HostError::Exited { .. } | HostError::Launch { .. } => {
+                ErrorKind::Unavailable
+            }
             HostError::State(_) | HostError::Io { .. } | HostError::NoLauncher => {
                 ErrorKind::Internal
             }
         }
     }
+}
+
+fn fmt_output(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return "it printed nothing".to_owned();
+    }
+    format!("its last output:\n{}", lines.join("\n"))
 }

@@ -35,6 +35,17 @@ pub struct Launched {
     pub container_id: String,
 }
 
+/// A plugin container that exited at least once since it was launched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exited {
+    /// Exit code of its last run.
+    pub exit_code: i32,
+    /// How many times the restart policy started it again.
+    pub restarts: u32,
+    /// The last lines of its output (stdout and stderr).
+    pub output: Vec<String>,
+}
+
 /// A launcher failure.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -46,6 +57,28 @@ pub trait PluginLauncher: Send + Sync {
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Launched, LaunchError>>;
     /// Stops (and removes) a plugin container.
     fn stop(&self, container_id: &str) -> BoxFuture<'_, Result<(), LaunchError>>;
+    /// Whether the container exited since it was launched (`None` while its first run lasts, or
+    /// when the launcher cannot tell): a load fails at once instead of waiting for the deadline.
+    fn exited(&self, _container_id: &str) -> BoxFuture<'_, Option<Exited>> {
+        Box::pin(async { None })
+    }
+    /// The container's log file (Docker's json-file format), kept by the host when a load fails.
+    fn log_file(&self, _container_id: &str) -> Option<PathBuf> {
+        None
+    }
+    /// Stops (and removes) a plugin container, giving it `grace` between SIGTERM and SIGKILL
+    /// (`None`: the launcher's default). The default ignores `grace`.
+    fn stop_with_grace(
+        &self,
+        container_id: &str,
+        _grace: Option<std::time::Duration>,
+    ) -> BoxFuture<'_, Result<(), LaunchError>> {
+        self.stop(container_id)
+    }
+    /// How long a stopped plugin container gets between SIGTERM and SIGKILL, when known.
+    fn stop_grace(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Starts an existing plugin container again (daemon boot). The default launches nothing and
     /// fails, so the host launches a fresh container from the record's spec instead.
     fn restart(&self, container_id: &str) -> BoxFuture<'_, Result<(), LaunchError>> {

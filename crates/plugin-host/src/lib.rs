@@ -41,7 +41,7 @@ pub use dispatch::{ChainError, ChainOutcome, chain, notify_all, teardown};
 pub use drivers::{DriverLookupError, find_driver};
 pub use error::HostError;
 pub use handshake::{HandshakeError, Negotiated, PluginInfo, negotiate};
-pub use launcher::{LaunchError, LaunchSpec, Launched, PluginLauncher};
+pub use launcher::{Exited, LaunchError, LaunchSpec, Launched, PluginLauncher};
 pub use plugin::LoadedPlugin;
 pub use readiness::{Readiness, ReadyState};
 pub use record::{

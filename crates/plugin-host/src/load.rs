@@ -19,6 +19,11 @@ use crate::record::{
 };
 use crate::registry::{PLUGIN_SOCKET, PluginHost};
 
+/// How often a launch checks whether the plugin container exited while it waits for a handshake.
+const EXIT_POLL: Duration = Duration::from_millis(50);
+/// The most of a failed plugin's log kept (the tail).
+const FAILED_LOG_MAX: usize = 1 << 20;
+
 impl PluginHost {
     pub(crate) fn build_record(
         &self,
@@ -61,6 +66,7 @@ impl PluginHost {
             options: opts.clone(),
             last_error: None,
             disabled: false,
+            warnings: negotiated.warnings,
         })
     }
 
@@ -86,6 +92,8 @@ impl PluginHost {
         undo.check(self.persist()).await?;
         undo.commit();
         self.readiness.set(plugin.name(), ReadyState::Ready);
+        // The output of an earlier failed load of this name is kept until this load.
+        let _ = std::fs::remove_file(self.failed_log_path(plugin.name()));
         Ok(plugin)
     }
 
@@ -245,29 +253,89 @@ impl PluginHost {
             self.stop_quietly(&id).await;
         });
         let socket = socket_dir.join(PLUGIN_SOCKET);
-        let client = PluginClient::new(
-            opts.name.clone().unwrap_or_else(|| image.to_owned()),
-            socket.clone(),
-        );
+        let label = opts.name.clone().unwrap_or_else(|| image.to_owned());
+        let client = PluginClient::new(label.clone(), socket.clone());
         let source = PluginSource::Container {
             image: image.to_owned(),
             args,
             env,
             socket_dir,
         };
-        let negotiated = handshake::negotiate(&client, &self.offer(), self.load_deadline(opts))
-            .await
-            .map_err(HostError::from);
-        let negotiated = undo.check(negotiated).await?;
-        let record = self.build_record(
-            negotiated,
-            None,
-            source,
-            socket,
-            Some(launched.container_id),
-            opts,
-        );
+        let id = launched.container_id.clone();
+        let offer = self.offer();
+        let negotiation = handshake::negotiate(&client, &offer, self.load_deadline(opts));
+        // The container exiting ends the load at once: no handshake can come any more.
+        let exit_watch = async {
+            loop {
+                tokio::time::sleep(EXIT_POLL).await;
+                if let Some(x) = launcher.exited(&id).await {
+                    return x;
+                }
+            }
+        };
+        let negotiated = tokio::select! {
+            n = negotiation => n.map_err(HostError::from),
+            x = exit_watch => Err(HostError::Exited {
+                plugin: label.clone(),
+                exit_code: x.exit_code,
+                restarts: x.restarts,
+                output: x.output,
+            }),
+        };
+        let record = negotiated
+            .and_then(|n| self.build_record(n, None, source, socket, Some(id.clone()), opts));
+        if let Err(e) = &record {
+            // Kept before the rollback stops and removes the container.
+            let keep_as = match e {
+                HostError::Handshake(_) | HostError::Exited { .. } => Some(label.as_str()),
+                _ => opts.name.as_deref(),
+            };
+            if let Some(name) = keep_as {
+                self.keep_failed_log(launcher.as_ref(), &id, name);
+            }
+        }
         undo.check(record).await
+    }
+
+    /// Where the output of the last failed load of plugin `name` is kept (until its next load).
+    pub fn failed_log_path(&self, name: &str) -> PathBuf {
+        self.config
+            .root
+            .join("plugins")
+            .join("failed-logs")
+            .join(format!("{name}-json.log"))
+    }
+
+    /// Keeps the last [`FAILED_LOG_MAX`] bytes of a failed plugin container's log.
+    fn keep_failed_log(&self, launcher: &dyn PluginLauncher, container_id: &str, name: &str) {
+        if berth_state::validate_name("plugin", name).is_err() {
+            return;
+        }
+        let Some(src) = launcher.log_file(container_id) else {
+            return;
+        };
+        let dest = self.failed_log_path(name);
+        let kept = std::fs::read(&src).map(|bytes| {
+            let start = bytes.len().saturating_sub(FAILED_LOG_MAX);
+            // Start at a line boundary so every kept line is a whole JSON entry.
+            let start = match start {
+                0 => 0,
+                s => bytes[s..]
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map_or(bytes.len(), |p| s + p + 1),
+            };
+            bytes[start..].to_vec()
+        });
+        let written = kept.and_then(|b| {
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            berth_state::write_durable(&dest, &b).map_err(std::io::Error::other)
+        });
+        if let Err(e) = written {
+            tracing::warn!(plugin = name, "keeping the failed plugin's log: {e}");
+        }
     }
 
     pub(crate) async fn stop_quietly(&self, container_id: &str) {

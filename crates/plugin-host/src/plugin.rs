@@ -213,9 +213,9 @@ impl LoadedPlugin {
             return Err(PluginError {
                 plugin: self.record.name.clone(),
                 call: format!("POST {path}"),
-                kind: CallErrorKind::NotUp {
-                    socket: self.record.socket.display().to_string(),
-                    reason: format!("plugin not active: {why}"),
+                kind: CallErrorKind::NotActive {
+                    state: format!("{state:?}").to_lowercase(),
+                    reason: why,
                 },
             });
         }

@@ -156,6 +156,9 @@ pub struct PluginRecord {
     /// Disabled by the operator (`plugin disable`): kept across daemon restarts.
     #[serde(default)]
     pub disabled: bool,
+    /// Handshake warnings (unknown keys, with a did-you-mean), shown by `plugin status`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Call statistics of one hook (`volume.create`, `VolumeDriver.Mount`, ...).

@@ -140,11 +140,14 @@ impl PluginHost {
         berth_state::sync::read(&self.plugins).clone()
     }
 
-    /// Active plugins matching `pred`, in load order.
+    /// Plugins matching `pred`, in load order, whatever their state: a call to one that is not
+    /// Active fails at once with [`crate::CallErrorKind::NotActive`], which a chain turns into an
+    /// abort (policy `abort`) or a warning (policy `ignore`). Fail closed: nothing is skipped
+    /// silently (`docs/semantics.md`).
     pub fn subscribers(&self, pred: impl Fn(&LoadedPlugin) -> bool) -> Vec<Arc<LoadedPlugin>> {
         self.snapshot()
             .iter()
-            .filter(|p| p.state() == PluginState::Active && pred(p))
+            .filter(|p| pred(p))
             .cloned()
             .collect()
     }

@@ -34,7 +34,7 @@ pub enum UpgradeTo {
 impl PluginHost {
     /// Waits (up to the drain grace) until nobody holds `old` any more — every dispatch snapshot
     /// that contained it is finished — then stops its container.
-    async fn retire(&self, old: Arc<LoadedPlugin>) {
+    async fn retire(&self, old: Arc<LoadedPlugin>, grace: Option<Duration>) {
         let until = Instant::now() + self.config.drain_grace;
         while Arc::strong_count(&old) > 1 && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -43,7 +43,11 @@ impl PluginHost {
         if let (Some(id), PluginSource::Container { socket_dir, .. }) =
             (&old.record.container_id, &old.record.source)
         {
-            self.stop_quietly(id).await;
+            if let Some(l) = &self.launcher
+                && let Err(e) = l.stop_with_grace(id, grace).await
+            {
+                tracing::warn!("stopping plugin container {id}: {e}");
+            }
             let _ = std::fs::remove_dir_all(socket_dir);
         }
     }
@@ -51,6 +55,16 @@ impl PluginHost {
     /// Removes `name` from the order, persists, then (after calls in flight finish) stops its
     /// container.
     pub async fn unload(&self, name: &str) -> Result<PluginRecord, HostError> {
+        self.unload_with_grace(name, None).await
+    }
+
+    /// [`PluginHost::unload`], giving the container `grace` between SIGTERM and SIGKILL (`None`:
+    /// the launcher's default, 10 s).
+    pub async fn unload_with_grace(
+        &self,
+        name: &str,
+        grace: Option<Duration>,
+    ) -> Result<PluginRecord, HostError> {
         self.check_unlocked(name, "unloaded")?;
         let old = {
             let _ops = self.ops.lock().await;
@@ -63,7 +77,7 @@ impl PluginHost {
             old
         };
         let record = old.current_record();
-        self.retire(old).await;
+        self.retire(old, grace).await;
         Ok(record)
     }
 
@@ -72,7 +86,20 @@ impl PluginHost {
     /// the steps taken are undone newest first (one [`Rollback`]): the old plugin is swapped back
     /// in, the new container stopped and its socket dir removed; the old one stays.
     pub async fn upgrade(&self, name: &str, to: UpgradeTo) -> Result<Arc<LoadedPlugin>, HostError> {
+        self.upgrade_with_progress(name, to, None, &|_| {}).await
+    }
+
+    /// [`PluginHost::upgrade`], telling `progress` what it is doing at each step (starting the
+    /// new plugin, its answer, stopping the old container and its grace period).
+    pub async fn upgrade_with_progress(
+        &self,
+        name: &str,
+        to: UpgradeTo,
+        grace: Option<Duration>,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<Arc<LoadedPlugin>, HostError> {
         self.check_unlocked(name, "upgraded")?;
+        let started = Instant::now();
         let old = self
             .get(name)
             .ok_or_else(|| HostError::NotFound(name.to_owned()))?;
@@ -81,10 +108,17 @@ impl PluginHost {
         let mut undo = Rollback::new("plugin upgrade");
         let record = match to {
             UpgradeTo::Container { image, args, env } => {
+                progress(format!(
+                    "starting the new {name} container from image {image} and waiting for it to shake hands"
+                ));
                 self.launch_and_negotiate(&image, args, env, &opts, &mut undo)
                     .await?
             }
             UpgradeTo::Socket(socket) => {
+                progress(format!(
+                    "waiting for the new {name} on {} to shake hands",
+                    socket.display()
+                ));
                 let client = PluginClient::new(name.to_owned(), socket.clone());
                 let n =
                     handshake::negotiate(&client, &self.offer(), self.load_deadline(&opts)).await?;
@@ -97,6 +131,10 @@ impl PluginHost {
                 self.build_record(n, Some(name), PluginSource::Socket, socket, None, &opts)?
             }
         };
+        progress(format!(
+            "the new {name} answered after {}; swapping it in at the same place in the load order",
+            crate::client::fmt_duration(started.elapsed())
+        ));
         let state = old.carried_state();
         let record = PluginRecord {
             disabled: state == PluginState::Disabled,
@@ -125,7 +163,17 @@ impl PluginHost {
         }
         undo.commit();
         self.readiness.set(name, ReadyState::Ready);
-        self.retire(old).await;
+        if old.record.container_id.is_some() {
+            let shown = grace
+                .or_else(|| self.launcher.as_ref().and_then(|l| l.stop_grace()))
+                .map_or(String::new(), |g| {
+                    format!(", {} grace", crate::client::fmt_duration(g))
+                });
+            progress(format!(
+                "the new {name} is serving; stopping the old container once its calls in flight finish (SIGTERM{shown}, then SIGKILL)"
+            ));
+        }
+        self.retire(old, grace).await;
         Ok(new)
     }
 }

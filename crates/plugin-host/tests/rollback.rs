@@ -63,7 +63,11 @@ impl PluginLauncher for FakeLauncher {
                 .push(spec.socket_dir.clone());
             if self.serve.load(std::sync::atomic::Ordering::SeqCst) {
                 let (tx, rx) = oneshot::channel();
-                let plugin = Plugin::builder("fake").version("1.0").build();
+                let plugin = Plugin::builder("fake")
+                    .version("1.0")
+                    // A plugin with no interests is refused at the handshake.
+                    .volume(|m| async move { Ok::<_, berth_plugin_sdk::HandlerError>(m) })
+                    .build();
                 let socket = spec.socket_dir.join("plugin.sock");
                 tokio::spawn(async move {
                     let _ = plugin

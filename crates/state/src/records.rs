@@ -20,9 +20,11 @@
 //!   nothing a user may have written is ever deleted by a load;
 //! - a directory without its record file that holds no file at all (an empty tree, or only
 //!   temporary files) is a create that never completed: it is removed durably;
-//! - temporary files a crash left inside record directories (`.<file>.tmp<pid>.<seq>`) are swept.
+//! - temporary files a crash left inside record directories (`.<file>.tmp<pid>.<seq>`) are swept;
+//! - a stray file where only object directories belong is quarantined; every quarantined record
+//!   gets a `<target>.reason` file beside it.
 //!
-//! Using it for another kind of object (containers and images are the next ones): keep the object
+//! Volumes, networks, containers and images use it. For another kind of object: keep the object
 //! in `RecordDir<T>` under its id or name, call [`RecordDir::load_all`] at open and log or surface
 //! the returned warnings, [`RecordDir::create_dir`] then [`RecordDir::store`] (or
 //! [`RecordDir::create`]) on create, [`RecordDir::store`] on change, [`RecordDir::remove`] on
@@ -42,6 +44,9 @@ use crate::StateError;
 
 /// Name of the directory, beside the record directories, that receives quarantined records.
 pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// Suffix of the file, beside a quarantined record, that holds the reason it was moved.
+pub const REASON_SUFFIX: &str = ".reason";
 
 /// Something a load could not take as it was, and what it did about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +211,20 @@ impl<T: Serialize + DeserializeOwned> RecordDir<T> {
         crate::remove_dir_durable(&self.dir(name))
     }
 
+    /// Moves object `name` (its directory, or a stray file of that name) to the quarantine
+    /// directory, with a `<target>.reason` file saying why, and returns the warning (not logged:
+    /// the caller logs it). For a second file of an object that cannot be decoded after its
+    /// record loaded (a container's `state.json`).
+    pub fn quarantine(&self, name: &str, reason: &StateError) -> LoadWarning {
+        quarantine(
+            &self.dir(name),
+            &self.quarantine_dir(),
+            self.kind,
+            name,
+            reason,
+        )
+    }
+
     /// Loads every record, applying the policy of the module docs: unreadable records are
     /// quarantined, directories without a record but with data are kept, empty leftovers of an
     /// incomplete create are removed, temporary files are swept. Only a failure to list `dir`
@@ -215,17 +234,35 @@ impl<T: Serialize + DeserializeOwned> RecordDir<T> {
             path: self.dir.clone(),
             source,
         })?;
-        let mut names: Vec<String> = entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        names.sort();
         let mut loaded = Loaded {
             records: Vec::new(),
             warnings: Vec::new(),
         };
+        let mut names = Vec::new();
+        for e in entries.flatten() {
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if is_temp_file(&name) && !is_dir {
+                // A temporary file of a durable write straight in `dir`: swept.
+                if let Err(err) = fs::remove_file(e.path()) {
+                    tracing::warn!(path = %e.path().display(), "removing a temporary file: {err}");
+                }
+            } else if name.starts_with('.') {
+                // Hidden entries belong to the store (work directories it sweeps itself).
+            } else if is_dir {
+                names.push(name);
+            } else {
+                // A stray file where only object directories belong: moved aside, reported.
+                let reason = StateError::Read {
+                    path: e.path(),
+                    source: io::Error::other("not a record directory"),
+                };
+                loaded.warnings.push(self.quarantine(&name, &reason));
+            }
+        }
+        names.sort();
         for name in names {
             let path = self.dir(&name);
             sweep_temp_files(&path);
@@ -242,13 +279,7 @@ impl<T: Serialize + DeserializeOwned> RecordDir<T> {
                         tracing::warn!(kind = self.kind, %name, "removing an empty record dir: {e}");
                     }
                 }
-                Err(e) => loaded.warnings.push(quarantine(
-                    &path,
-                    &self.quarantine_dir(),
-                    self.kind,
-                    &name,
-                    &e,
-                )),
+                Err(e) => loaded.warnings.push(self.quarantine(&name, &e)),
             }
         }
         for w in &loaded.warnings {
@@ -312,6 +343,11 @@ fn quarantine(
             n += 1;
         }
         fs::rename(path, &target)?;
+        // The reason beside it, for `berth system check` and the operator (best effort: the
+        // move is what matters, and a full disk must not stop it).
+        let mut reason_path = target.clone().into_os_string();
+        reason_path.push(REASON_SUFFIX);
+        let _ = crate::write_durable(Path::new(&reason_path), format!("{reason}\n").as_bytes());
         File::open(qdir)?.sync_all()?;
         if let Some(parent) = path.parent() {
             File::open(parent)?.sync_all()?;
@@ -334,7 +370,7 @@ fn quarantine(
 }
 
 /// Whether `name` is a temporary file of [`crate::write_durable`] (`.<file>.tmp<pid>.<seq>`).
-fn is_temp_file(name: &str) -> bool {
+pub fn is_temp_file(name: &str) -> bool {
     name.starts_with('.') && name.contains(".tmp")
 }
 
@@ -477,6 +513,30 @@ mod tests {
         );
         assert_eq!(fs::read(kept.join("_data/sub/file")).unwrap(), b"precious");
         assert!(!empty.exists(), "an empty leftover of a create is removed");
+    }
+
+    #[test]
+    fn a_stray_file_is_quarantined_and_a_stray_temp_file_swept() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = open(root.path());
+        dir.create("a", &rec("a", 1)).unwrap();
+        fs::write(dir.path().join("stray"), b"junk").unwrap();
+        fs::write(dir.path().join(".x.tmp1.1"), b"junk").unwrap();
+        let loaded = dir.load_all().unwrap();
+        assert_eq!(loaded.records, vec![("a".to_owned(), rec("a", 1))]);
+        let [LoadWarning::Quarantined { name, moved_to, .. }] = loaded.warnings.as_slice() else {
+            panic!("expected one quarantine, got {:?}", loaded.warnings);
+        };
+        assert_eq!(name, "stray");
+        assert_eq!(fs::read(moved_to).unwrap(), b"junk");
+        let mut reason = moved_to.clone().into_os_string();
+        reason.push(REASON_SUFFIX);
+        assert!(
+            fs::read_to_string(reason)
+                .unwrap()
+                .contains("not a record directory")
+        );
+        assert!(!dir.path().join(".x.tmp1.1").exists());
     }
 
     #[test]

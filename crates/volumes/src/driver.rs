@@ -202,7 +202,8 @@ impl VolumeStore {
             Ok(_) => (false, String::new(), None),
             Err(e)
                 if matches!(e.kind, berth_plugin_host::CallErrorKind::Deadline(_))
-                    || e.is_not_up() =>
+                    || e.is_not_up()
+                    || e.is_not_active() =>
             {
                 return Err(err(e));
             }

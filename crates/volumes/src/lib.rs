@@ -85,6 +85,9 @@ impl VolumeError {
     /// The class of this failure, for the API's status mapping.
     pub fn kind(&self) -> ErrorKind {
         match self {
+            // Fail closed: a needed plugin that is not Active is 503 (`docs/semantics.md`).
+            VolumeError::Driver { source, .. } if source.is_not_active() => ErrorKind::Unavailable,
+            VolumeError::Hook(e) if e.reason.is_not_active() => ErrorKind::Unavailable,
             VolumeError::NotFound(_)
             | VolumeError::UnknownDriver { .. }
             | VolumeError::NotADriver { .. } => ErrorKind::NotFound,

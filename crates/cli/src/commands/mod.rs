@@ -8,6 +8,7 @@ pub mod network;
 pub mod plugin;
 pub mod plugin_check;
 pub mod system;
+pub mod system_check;
 pub mod volume;
 
 use std::future::Future;

@@ -32,8 +32,24 @@ pub enum PluginCommand {
     /// Unload a plugin (refused while volumes depend on it, unless --force).
     #[command(alias = "rm")]
     Unload(UnloadArgs),
+    /// Show a plugin's output (its container's stdout and stderr); for a plugin that failed to
+    /// load, the output of that failed load.
+    Logs(LogsArgs),
     /// Check a plugin against the protocol rules (conformance kit; needs no daemon).
     Check(crate::commands::plugin_check::CheckArgs),
+}
+
+/// Flags of `plugin logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow the output until the plugin's container stops.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<u64>,
+    /// Plugin name.
+    pub name: String,
 }
 
 /// Flags of `plugin load`.
@@ -106,6 +122,9 @@ pub struct StatusArgs {
 /// Flags of `plugin upgrade`.
 #[derive(Debug, Args)]
 pub struct UpgradeArgs {
+    /// Time the old container gets between SIGTERM and SIGKILL (default 10s).
+    #[arg(short = 't', long, value_name = "DUR", value_parser = parse::duration)]
+    pub grace: Option<std::time::Duration>,
     /// Environment of the new container (`K=V`, repeatable; default: the old one's).
     #[arg(short = 'e', long = "env", value_name = "K=V")]
     pub env: Vec<String>,
@@ -128,6 +147,9 @@ pub struct UnloadArgs {
     /// Unload even while volumes depend on it.
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Time the plugin's container gets between SIGTERM and SIGKILL (default 10s).
+    #[arg(short = 't', long, value_name = "DUR", value_parser = parse::duration)]
+    pub grace: Option<std::time::Duration>,
     /// Plugin name.
     pub name: String,
 }
@@ -140,6 +162,7 @@ pub async fn run(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Status(a) => status(client, a).await,
         PluginCommand::Upgrade(a) => upgrade(client, a).await,
         PluginCommand::Unload(a) => unload(client, a).await,
+        PluginCommand::Logs(a) => logs(client, a).await,
         PluginCommand::Check(a) => crate::commands::plugin_check::run(a).await,
     }
 }
@@ -299,6 +322,12 @@ async fn upgrade(client: &Client, a: UpgradeArgs) -> anyhow::Result<()> {
         if let Some(s) = &a.socket {
             o.insert("Socket".into(), json!(s));
         }
+        if let Some(g) = a.grace {
+            o.insert(
+                "Grace".into(),
+                json!(u64::try_from(g.as_millis()).unwrap_or(u64::MAX)),
+            );
+        }
         if !a.args.is_empty() {
             o.insert("Args".into(), json!(a.args));
         }
@@ -312,6 +341,18 @@ async fn upgrade(client: &Client, a: UpgradeArgs) -> anyhow::Result<()> {
     println!("{}", first.replace("loaded", "upgraded"));
     println!("Plugin {} activated.", a.name);
     Ok(())
+}
+
+/// `restarting (3 restarts, last exit 1)` for a crash-looping plugin, else its state.
+fn state_cell(p: &Value) -> String {
+    let state = p["State"].as_str().unwrap_or_default();
+    if state != "restarting" {
+        return state.to_owned();
+    }
+    let exit = p["LastExitCode"]
+        .as_i64()
+        .map_or(String::new(), |c| format!(", last exit {c}"));
+    format!("restarting ({} restarts{exit})", p["Restarts"])
 }
 
 /// The `plugin ls` table.
@@ -336,7 +377,7 @@ pub fn ls_table(plugins: &[Value]) -> Table {
             image,
             p["Protocol"].as_str().unwrap_or_default().to_owned(),
             interests,
-            p["State"].as_str().unwrap_or_default().to_owned(),
+            state_cell(p),
         ]);
     }
     t
@@ -380,7 +421,7 @@ async fn status(client: &Client, a: StatusArgs) -> anyhow::Result<()> {
         "Order:          {}",
         p["Position"].as_u64().map(|n| n + 1).unwrap_or(0)
     );
-    println!("State:          {}", s("State"));
+    println!("State:          {}", state_cell(&p));
     println!("Source:         {}", s("Source"));
     println!("Image:          {}", s("Image"));
     println!("Args:           {}", list(&p["Args"]));
@@ -390,6 +431,10 @@ async fn status(client: &Client, a: StatusArgs) -> anyhow::Result<()> {
     println!("Protocol:       {}", s("Protocol"));
     println!("Interests:      {}", list(&p["Interests"]));
     println!("Implements:     {}", list(&p["Implements"]));
+    if p["Protocol"] == "v2" {
+        println!("Subscriptions:  {}", p["Subscriptions"]);
+    }
+    println!("Warnings:       {}", list(&p["Warnings"]));
     println!("Privileged:     {}", s("Privileged"));
     println!("Network:        {}", s("Network"));
     let d = &p["Deadlines"];
@@ -423,10 +468,53 @@ async fn status(client: &Client, a: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn logs(client: &Client, a: LogsArgs) -> anyhow::Result<()> {
+    let mut q = vec![(
+        "follow",
+        if a.follow {
+            "1".to_owned()
+        } else {
+            "0".to_owned()
+        },
+    )];
+    if let Some(n) = a.tail {
+        q.push(("tail", n.to_string()));
+    }
+    let path = raw::with_query(&format!("/berth/plugins/{}/logs", a.name), &q)?;
+    let resp = client
+        .raw
+        .send(Method::GET, &path, None, raw::empty())
+        .await?;
+    let mut body = resp.into_body();
+    let mut out = std::io::stdout();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.context("reading the plugin's output")?;
+        if let Some(data) = frame.data_ref() {
+            out.write_all(data)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
 async fn unload(client: &Client, a: UnloadArgs) -> anyhow::Result<()> {
     let path = raw::with_query(
         &format!("/berth/plugins/{}", a.name),
-        &[("force", if a.force { "1" } else { "0" })],
+        &[
+            (
+                "force",
+                if a.force {
+                    "1".to_owned()
+                } else {
+                    "0".to_owned()
+                },
+            ),
+            (
+                "grace",
+                a.grace
+                    .map_or(String::new(), |g| format!("{}ms", g.as_millis())),
+            ),
+        ],
     )?;
     match client.raw.call::<()>(Method::DELETE, &path, None).await {
         Ok(_) => {

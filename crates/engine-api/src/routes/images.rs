@@ -84,7 +84,13 @@ async fn create(State(s): State<AppState>, q: Query, body: Body) -> ApiResult<Re
             format!("creating {}: {e}", tmp_dir.display()),
         )
     })?;
-    let tmp = tmp_dir.join(format!("import-{}.tar", berth_state::new_id()));
+    // Removed when this handler ends, however it ends: a client that disconnects mid-upload
+    // drops the handler's future, and the guard with it. A daemon crash leaves the file for the
+    // next boot to sweep (see `ImageStore::open`).
+    let tmp = tempfile::TempPath::try_from_path(
+        tmp_dir.join(format!("import-{}.tar", berth_state::new_id())),
+    )
+    .map_err(|e| ApiError::new(berth_state::ErrorKind::Internal, format!("import: {e}")))?;
     let written = async {
         let mut file = tokio::fs::File::create(&tmp).await?;
         let mut stream = body.into_data_stream();
@@ -98,14 +104,14 @@ async fn create(State(s): State<AppState>, q: Query, body: Body) -> ApiResult<Re
     let result = match written {
         Ok(()) => s
             .engine
-            .import_image(tmp.clone(), repo, changes)
+            .import_image(tmp.to_path_buf(), repo, changes)
             .await
             .map_err(ApiError::from),
         Err(e) => Err(ApiError::bad_request(format!(
             "reading the image tar from the request: {e}"
         ))),
     };
-    let _ = tokio::fs::remove_file(&tmp).await;
+    drop(tmp);
     let image = result?;
     let line = format!("{}\n", json!({"status": image.id}));
     let body = Body::from_stream(futures::stream::once(

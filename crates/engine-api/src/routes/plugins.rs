@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
             get(berth_status).delete(berth_unload),
         )
         .route("/berth/plugins/{name}/upgrade", post(berth_upgrade))
+        .route("/berth/plugins/{name}/logs", get(berth_logs))
         .route("/plugins", get(docker_list))
         .route("/plugins/{name}/json", get(docker_inspect))
         .route("/plugins/{name}/enable", post(docker_enable))
@@ -107,6 +108,8 @@ pub fn status_json(st: &PluginStatus) -> Value {
         "Protocol": protocol_name(r.protocol),
         "Interests": r.interests,
         "Implements": r.implements,
+        "Subscriptions": r.subscriptions,
+        "Warnings": r.warnings,
         "State": state_name(st.state),
         "ContainerID": r.container_id,
         "Socket": r.socket,
@@ -125,6 +128,36 @@ pub fn status_json(st: &PluginStatus) -> Value {
     })
 }
 
+/// A plugin whose container restarted and has not run this long since is crash-looping.
+const STEADY_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
+/// Adds what the plugin's container shows (`Restarts`, `LastExitCode`) to a status object, and
+/// turns `active` into `restarting` while the container crash-loops: it is down between restarts
+/// (the engine's back-off, 100 ms doubling up to 30 s), or has not stayed up 10 s since its last
+/// restart.
+fn with_container(engine: &berth_engine::Engine, st: &PluginStatus, mut v: Value) -> Value {
+    let Some(id) = &st.record.container_id else {
+        return v;
+    };
+    let Ok(c) = engine.container(id) else {
+        return v;
+    };
+    let cs = c.state();
+    v["Restarts"] = json!(cs.restart_count);
+    let running = cs.status == berth_engine::container::Status::Running;
+    // A start resets the exit code: it is the last exit only while the container is down.
+    if cs.finished_at.is_some() && !running {
+        v["LastExitCode"] = json!(cs.exit_code);
+    }
+    let recent = cs
+        .started_at
+        .is_some_and(|t| chrono::Utc::now() - t < STEADY_AFTER);
+    if st.state == PluginState::Active && cs.restart_count > 0 && (!running || recent) {
+        v["State"] = json!("restarting");
+    }
+    v
+}
+
 fn find_status(host: &PluginHost, name: &str) -> ApiResult<PluginStatus> {
     host.list()
         .into_iter()
@@ -133,7 +166,12 @@ fn find_status(host: &PluginHost, name: &str) -> ApiResult<PluginStatus> {
 }
 
 async fn berth_list(State(s): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
-    Ok(Json(host(&s)?.list().iter().map(status_json).collect()))
+    let list = host(&s)?.list();
+    Ok(Json(
+        list.iter()
+            .map(|st| with_container(&s.engine, st, status_json(st)))
+            .collect(),
+    ))
 }
 
 async fn berth_status(
@@ -141,7 +179,76 @@ async fn berth_status(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let h = host(&s)?;
-    Ok(Json(status_json(&find_status(&h, &name)?)))
+    let st = find_status(&h, &name)?;
+    Ok(Json(with_container(&s.engine, &st, status_json(&st))))
+}
+
+/// `GET /berth/plugins/{name}/logs[?follow=1&tail=N]`: the output of the plugin's container as
+/// plain text; for a plugin that is not loaded, the output of its last failed load (kept until
+/// its next load).
+async fn berth_logs(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Query,
+) -> ApiResult<Response> {
+    let h = host(&s)?;
+    let tail = match q.int("tail")? {
+        Some(n) if n >= 0 => Some(n as usize),
+        _ => None,
+    };
+    let follow = q.bool("follow")?;
+    let text = |rx: tokio::sync::mpsc::Receiver<berth_engine::logs::LogEntry>| {
+        use tokio_stream::StreamExt;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|e| Ok::<_, Infallible>(Bytes::from(e.log)));
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            Body::from_stream(stream),
+        )
+            .into_response()
+    };
+    if let Some(st) = h.list().into_iter().find(|p| p.record.name == name) {
+        let Some(id) = st.record.container_id else {
+            return Err(ApiError::bad_request(format!(
+                "plugin \"{name}\" runs on a socket Berth did not start ({}): its output is wherever its process writes it",
+                st.record.socket.display()
+            )));
+        };
+        let opts = berth_engine::logs::LogOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            tail,
+            ..Default::default()
+        };
+        let (_tty, rx) = s.engine.logs(&id, opts)?;
+        return Ok(text(rx));
+    }
+    berth_state::validate_name("plugin", &name)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let path = h.failed_log_path(&name);
+    if !path.exists() {
+        return Err(ApiError::not_found(format!(
+            "plugin \"{name}\" is not loaded, and no output of a failed load of it is kept"
+        )));
+    }
+    let entries = tokio::task::spawn_blocking(move || berth_engine::logs::read_entries(&path, 0))
+        .await
+        .map_err(|e| ApiError::new(berth_state::ErrorKind::Internal, e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                berth_state::ErrorKind::Internal,
+                format!("reading the kept plugin log: {e}"),
+            )
+        })?
+        .0;
+    let skip = tail.map_or(0, |n| entries.len().saturating_sub(n));
+    let (tx, rx) = tokio::sync::mpsc::channel(entries.len().max(1));
+    for e in entries.into_iter().skip(skip) {
+        let _ = tx.try_send(e);
+    }
+    Ok(text(rx))
 }
 
 /// Parses a duration: a number of milliseconds, or a string like `500ms`, `5s`, `2m`, `1h`.
@@ -215,9 +322,12 @@ fn line(v: Value) -> Result<Bytes, Infallible> {
 }
 
 /// Streams `{"Status"}`, then `{"Progress"}` every second while `op` runs, then its outcome.
+/// `phases`, when given, tells the steps of `op`: each new one is a `{"Status"}` line and the
+/// text of the following progress lines.
 fn stream_op(
     status: String,
-    waiting: String,
+    mut waiting: String,
+    mut phases: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
     op: impl Future<Output = Result<Value, ApiError>> + Send + 'static,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
@@ -230,6 +340,20 @@ fn stream_op(
         let outcome = loop {
             tokio::select! {
                 res = &mut op => break res,
+                phase = async {
+                    match phases.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match phase {
+                        Some(p) => {
+                            waiting = p;
+                            let _ = tx.send(line(json!({ "Status": waiting.clone() }))).await;
+                        }
+                        None => phases = None,
+                    }
+                }
                 _ = tick.tick() => {
                     let secs = started.elapsed().as_secs();
                     // A client that went away does not cancel the operation.
@@ -318,11 +442,15 @@ async fn berth_load(State(s): State<AppState>, body: Bytes) -> ApiResult<Respons
         .or(req.socket.clone())
         .or(req.discover.clone())
         .unwrap_or_default();
-    let status = match (&req.image, &req.socket) {
-        (Some(i), _) => format!("Loading plugin from image {i}"),
-        (_, Some(p)) => format!("Loading plugin on socket {p}"),
+    let status = match (&req.name, &req.image, &req.socket) {
+        (Some(n), Some(i), _) => format!("Loading plugin {n} from image {i}"),
+        (None, Some(i), _) => format!("Loading plugin from image {i}"),
+        (Some(n), _, Some(p)) => format!("Loading plugin {n} on socket {p}"),
+        (None, _, Some(p)) => format!("Loading plugin on socket {p}"),
         _ => format!("Looking for plugin {what}"),
     };
+    // Progress names the plugin by its name when one was given, not by its image.
+    let what = req.name.clone().unwrap_or(what);
     let deadline = opts
         .load_deadline_ms
         .map(Duration::from_millis)
@@ -348,7 +476,7 @@ async fn berth_load(State(s): State<AppState>, body: Bytes) -> ApiResult<Respons
         }?;
         Ok(status_json(&find_status(&host, loaded.name())?))
     };
-    Ok(stream_op(status, waiting, op))
+    Ok(stream_op(status, waiting, None, op))
 }
 
 /// `POST /berth/plugins/{name}/upgrade` body.
@@ -359,6 +487,8 @@ pub struct UpgradeBody {
     pub args: Option<Vec<String>>,
     pub env: Option<Vec<String>>,
     pub socket: Option<String>,
+    /// How long the old container gets between SIGTERM and SIGKILL (default 10 s).
+    pub grace: Option<Value>,
 }
 
 async fn berth_upgrade(
@@ -367,6 +497,7 @@ async fn berth_upgrade(
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: UpgradeBody = parse_json(&body)?;
+    let grace = req.grace.as_ref().map(parse_duration).transpose()?;
     let host = host(&s)?;
     let old = find_status(&host, &name)?;
     // Refused before the progress stream starts, so the client gets the 409 itself.
@@ -390,11 +521,18 @@ async fn berth_upgrade(
     };
     let status = format!("Upgrading plugin {name}");
     let waiting = format!("Waiting for the new {name} to shake hands");
+    // A handful of steps per upgrade: unbounded is bounded by the operation itself.
+    let (phase_tx, phase_rx) = tokio::sync::mpsc::unbounded_channel();
     let op = async move {
-        let p = host.upgrade(&name, to).await?;
+        let progress = move |p: String| {
+            let _ = phase_tx.send(p);
+        };
+        let p = host
+            .upgrade_with_progress(&name, to, grace, &progress)
+            .await?;
         Ok(status_json(&find_status(&host, p.name())?))
     };
-    Ok(stream_op(status, waiting, op))
+    Ok(stream_op(status, waiting, Some(phase_rx), op))
 }
 
 /// Volumes and networks whose driver (or IPAM driver) is the plugin `name` (what an unload would
@@ -424,6 +562,11 @@ async fn berth_unload(
 ) -> ApiResult<Json<Value>> {
     let host = host(&s)?;
     let force = q.bool_or("force", false)?;
+    let grace = q
+        .get("grace")
+        .filter(|g| !g.is_empty())
+        .map(|g| parse_duration(&json!(g)))
+        .transpose()?;
     find_status(&host, &name)?;
     let deps = dependents(&s, &name);
     if !deps.is_empty() && !force {
@@ -435,7 +578,7 @@ async fn berth_unload(
             ),
         ));
     }
-    let record = host.unload(&name).await?;
+    let record = host.unload_with_grace(&name, grace).await?;
     Ok(Json(
         json!({ "Name": record.name, "ContainerID": record.container_id }),
     ))

@@ -89,6 +89,14 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         * 1024;
     let cgroup_v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let volume_drivers: Vec<String> = vec![berth_volumes::LOCAL_DRIVER.to_owned()];
+    // Records the daemon could not load at boot (quarantined, or data without a record): the
+    // docker CLI prints these under `docker info`, as it does Docker's own warnings.
+    let warnings: Vec<String> = engine
+        .load_warnings()
+        .iter()
+        .map(|w| format!("WARNING: {w}"))
+        .collect();
+    let warnings = (!warnings.is_empty()).then_some(warnings);
     let mut out = json!({
         "ID": "berth", "Name": hostname, "ServerVersion": env!("CARGO_PKG_VERSION"),
         "OperatingSystem": "Berth", "OSType": "linux", "Architecture": std::env::consts::ARCH,
@@ -102,7 +110,7 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "LoggingDriver": "json-file", "CgroupDriver": "none",
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false,
                   "Error": "", "RemoteManagers": null},
-        "Warnings": null
+        "Warnings": warnings
     });
     // The rest of Docker's SystemInfo, so clients that index these keys find them.
     let rest = json!({

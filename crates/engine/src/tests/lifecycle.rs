@@ -123,6 +123,26 @@ async fn kill_defaults_to_sigkill_and_counts_as_a_manual_stop() {
     assert_eq!(rig.fake.spawns(&id).len(), 1);
 }
 
+#[tokio::test]
+async fn kill_returns_once_the_container_no_longer_runs() {
+    let rig = Rig::new();
+    let id = rig.run(req("k")).await;
+    rig.engine.kill(&id, None).await.expect("kill");
+    // No waiting here: the exit is recorded before kill returns, as with Docker.
+    let st = rig.engine.container(&id).expect("c").state();
+    assert_eq!((st.status, st.exit_code, st.pid), (Status::Exited, 137, 0));
+    assert_eq!(rig.fake.running(), 0);
+}
+
+#[tokio::test]
+async fn force_remove_returns_once_the_container_no_longer_runs() {
+    let rig = Rig::new();
+    let id = rig.run(req("r")).await;
+    rig.engine.remove(&id, true).await.expect("rm -f");
+    assert_eq!(rig.fake.running(), 0);
+    assert!(rig.engine.container(&id).is_err());
+}
+
 fn with_always(name: &str) -> CreateContainer {
     super::with_policy(name, RestartPolicy::Always)
 }
