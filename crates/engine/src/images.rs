@@ -2,6 +2,8 @@
 //! unpacked under `<root>/images/<hex>/rootfs`, and the built-in `host` image whose root filesystem
 //! is the host's `/`. Resolves references (name, name:tag, docker.io/library/name, id, id prefix).
 
+mod tag;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -499,7 +499,9 @@ fn matches_filters(v: &ContainerView, filters: &BTreeMap<String, Vec<String>>) -
 
 async fn inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let c = s.engine.container(&id)?;
-    Ok(Json(inspect_json(&s, &s.engine.view(&c))))
+    let mut out = inspect_json(&s, &s.engine.view(&c));
+    crate::inspect_defaults::fill(&mut out);
+    Ok(Json(out))
 }
 
 async fn start(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {

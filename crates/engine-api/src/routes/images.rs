@@ -22,7 +22,12 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/images/create", post(create))
         .route("/images/json", get(list))
-        .route("/images/{*rest}", get(inspect).delete(remove))
+        .route(
+            "/images/{*rest}",
+            get(inspect)
+                .delete(remove)
+                .post(super::images_extra::post_rest),
+        )
 }
 
 fn summary(img: &Image) -> Value {
@@ -115,8 +120,21 @@ async fn create(State(s): State<AppState>, q: Query, body: Body) -> ApiResult<Re
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-async fn list(State(s): State<AppState>) -> Json<Vec<Value>> {
-    Json(s.engine.images.list().iter().map(summary).collect())
+async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<Value>>> {
+    let mut refs = q.filters()?.remove("reference").unwrap_or_default();
+    refs.extend(q.get("filter").filter(|f| !f.is_empty()).map(str::to_owned));
+    Ok(Json(
+        s.engine
+            .images
+            .list()
+            .iter()
+            .filter(|i| {
+                refs.iter()
+                    .all(|r| super::images_extra::matches_reference(&i.repo_tags, r))
+            })
+            .map(summary)
+            .collect(),
+    ))
 }
 
 async fn inspect(State(s): State<AppState>, Path(rest): Path<String>) -> ApiResult<Json<Value>> {

@@ -12,9 +12,11 @@ pub mod archive;
 pub mod containers;
 pub mod events;
 pub mod images;
+pub mod images_extra;
 pub mod networks;
 pub mod plugins;
 pub mod stats;
+pub mod swarm;
 pub mod system;
 pub mod volumes;
 
@@ -36,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(networks::routes())
         .merge(events::routes())
         .merge(plugins::routes())
+        .merge(swarm::routes())
         .fallback(|uri: axum::http::Uri| async move {
             ApiError {
                 status: StatusCode::NOT_FOUND,

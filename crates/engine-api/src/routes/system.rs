@@ -97,7 +97,7 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         .map(|w| format!("WARNING: {w}"))
         .collect();
     let warnings = (!warnings.is_empty()).then_some(warnings);
-    Json(json!({
+    let mut out = json!({
         "ID": "berth", "Name": hostname, "ServerVersion": env!("CARGO_PKG_VERSION"),
         "OperatingSystem": "Berth", "OSType": "linux", "Architecture": std::env::consts::ARCH,
         "KernelVersion": kernel_version(), "NCPU": ncpu, "MemTotal": mem_total, "Driver": "overlay",
@@ -112,7 +112,32 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "CgroupVersion": berth_engine::cgroups::version().trim_start_matches('v'),
         "MemoryLimit": cgroups, "SwapLimit": cgroups, "CpuCfsPeriod": cgroups, "CpuCfsQuota": cgroups,
         "CPUShares": cgroups, "PidsLimit": cgroups,
-        "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": false},
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false,
+                  "Error": "", "RemoteManagers": null},
         "Warnings": warnings
-    }))
+    });
+    // The rest of Docker's SystemInfo, so clients that index these keys find them.
+    let rest = json!({
+        "DriverStatus": [], "CPUSet": false, "OomKillDisable": false, "KernelMemory": false, "KernelMemoryTCP": false,
+        "IPv4Forwarding": true, "BridgeNfIptables": false, "BridgeNfIp6tables": false,
+        "Debug": tracing::enabled!(tracing::Level::DEBUG),
+        "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "NEventsListener": 0,
+    });
+    let rest2 = json!({
+        "OSVersion": "", "IndexServerAddress": "", "RegistryConfig": null, "GenericResources": null,
+        "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Labels": [], "ExperimentalBuild": false,
+        "Runtimes": {"berth": {"path": "berth"}}, "DefaultRuntime": "berth", "LiveRestoreEnabled": false,
+        "Isolation": "", "InitBinary": "", "ContainerdCommit": {"ID": "", "Expected": ""},
+        "RuncCommit": {"ID": "", "Expected": ""}, "InitCommit": {"ID": "", "Expected": ""},
+        "SecurityOptions": [], "ProductLicense": "", "DefaultAddressPools": [], "CDISpecDirs": []
+    });
+    if let Some(out) = out.as_object_mut() {
+        for part in [rest, rest2] {
+            if let serde_json::Value::Object(part) = part {
+                out.extend(part);
+            }
+        }
+    }
+    Json(out)
 }
