@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_plugin_host::protocol::FailurePolicy;
+use berth_plugin_host::protocol::mvp::VolumeEvent;
 use berth_plugin_host::{
     HostConfig, LoadOptions, LoadedPlugin, PluginClient, PluginHost, chain, encode_json, notify_all,
 };
@@ -152,6 +153,9 @@ async fn serve_plugin(role: Role, socket: &Path) {
     let plugin = Plugin::builder(format!("bench-{}", role.as_str()))
         .author("Berth benches")
         .version("1.0")
+        // A plugin with no interest is refused at load; the benches call PATH directly, so the
+        // one subscription (volume create, never sent here) only makes the handshake valid.
+        .volume_events(&[VolumeEvent::Create])
         .route_raw(PATH, move |_body| async move {
             match role {
                 Role::Slow => tokio::time::sleep(Duration::from_millis(5)).await,

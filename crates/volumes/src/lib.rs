@@ -355,11 +355,13 @@ mod tests {
         )));
         assert_eq!(std::fs::read(vols.join("orphan/_data/f")).unwrap(), b"data");
         assert!(!vols.join("bad").exists());
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("quarantine"))
-                .unwrap()
-                .count(),
-            1
-        );
+        // One quarantined record, with the file that says why beside it.
+        let mut moved: Vec<String> = std::fs::read_dir(dir.path().join("quarantine"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        moved.sort();
+        assert_eq!(moved.len(), 2, "{moved:?}");
+        assert_eq!(format!("{}.reason", moved[0]), moved[1], "{moved:?}");
     }
 }

@@ -610,13 +610,19 @@ async fn registry_is_persisted_and_reloaded_in_order() {
     assert_eq!(list[2].record.protocol, Protocol::V1);
     let err = hooks::volume(&h.get("b").unwrap(), VolumeEvent::Create, &vol("/x")).await;
     let err = err.unwrap_err();
+    // Fail closed: a call to a plugin that is not Active fails at once, naming its state.
     assert!(
-        err.is_not_up() && err.to_string().contains("plugin not active"),
+        err.is_not_active()
+            && err
+                .to_string()
+                .contains("plugin is not active (state failed)"),
         "{err}"
     );
+    // The failed plugin stays among the subscribers, so each caller applies its failure policy
+    // (abort: the operation fails; ignore: skipped with a warning) instead of skipping silently.
     assert!(
-        h.subscribers(|_| true).iter().all(|p| p.name() != "b"),
-        "failed plugins get no events"
+        h.subscribers(|_| true).iter().any(|p| p.name() == "b"),
+        "failed plugins are still offered to callers"
     );
 }
 
