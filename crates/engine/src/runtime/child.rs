@@ -191,6 +191,11 @@ pub(super) struct Ctx {
 }
 
 impl Ctx {
+    /// A context reporting on the error pipe's write end `err_w`.
+    pub(super) fn new(err_w: c_int) -> Ctx {
+        Ctx { err_w }
+    }
+
     /// Writes a failure record and exits with 127.
     pub(super) fn fail(&self, step: Step, index: u32, errno: i32) -> ! {
         let bytes = Record {
