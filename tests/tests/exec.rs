@@ -172,3 +172,22 @@ fn exec_is_confined_like_the_container() {
         .count();
     assert!(numeric <= 3, "only the container's processes: {pids}");
 }
+
+/// Needs root. `berth exec` (the project's own CLI): output, `-e`/`-w`, the exit code.
+#[test]
+fn berth_exec_cli() {
+    let d = daemon_with_c();
+    let out = d.berth(&[
+        "exec",
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp",
+        "c",
+        "sh",
+        "-c",
+        "echo $A $(pwd)",
+    ]);
+    assert_eq!(out.ok(), "1 /tmp\n");
+    d.berth(&["exec", "c", "sh", "-c", "exit 3"]).expect_code(3);
+}
