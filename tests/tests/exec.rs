@@ -191,3 +191,22 @@ fn berth_exec_cli() {
     assert_eq!(out.ok(), "1 /tmp\n");
     d.berth(&["exec", "c", "sh", "-c", "exit 3"]).expect_code(3);
 }
+
+/// Needs root. docker-py `exec_run`: exit code and output, demultiplexed streams, environment,
+/// working directory and user.
+#[test]
+fn docker_py_exec_run() {
+    let d = daemon_with_c();
+    let out = d.python(
+        r#"
+c = client.containers.get("c")
+r = c.exec_run(["sh", "-c", "echo out; echo err >&2; exit 3"], demux=True)
+assert r.exit_code == 3, r
+assert r.output == (b"out\n", b"err\n"), r.output
+r = c.exec_run("sh -c 'echo $X $(pwd) $(id -u)'", environment={"X": "x1"}, workdir="/tmp", user="65534")
+assert r.exit_code == 0 and r.output == b"x1 /tmp 65534\n", r
+print("done")
+"#,
+    );
+    assert!(out.ok().contains("done"), "{}", out.describe());
+}
