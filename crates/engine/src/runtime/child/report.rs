@@ -132,6 +132,11 @@ pub(in crate::runtime) struct Ctx {
 }
 
 impl Ctx {
+    /// A context reporting on the error pipe's write end `err_w`.
+    pub(in crate::runtime) fn new(err_w: c_int) -> Ctx {
+        Ctx { err_w }
+    }
+
     /// Writes a failure record and exits with 127.
     pub(in crate::runtime) fn fail(&self, step: Step, index: u32, errno: i32) -> ! {
         let bytes = Record {
