@@ -39,6 +39,8 @@ enum Command {
     Run(container::run::RunArgs),
     /// Create a container without starting it.
     Create(container::create::CreateArgs),
+    /// Run a command in a running container.
+    Exec(container::exec::ExecArgs),
     /// Start stopped containers.
     Start(container::StartArgs),
     /// Stop running containers.
@@ -147,6 +149,7 @@ async fn run_client(client: &Client, command: Command) -> anyhow::Result<()> {
         Command::Daemon(_) => Ok(()),
         Command::Run(args) => container::run::run(client, args).await,
         Command::Create(args) => container::create::create(client, args).await,
+        Command::Exec(args) => container::exec::exec(client, args).await,
         Command::Start(args) => container::start(client, args).await,
         Command::Stop(args) => container::stop(client, args).await,
         Command::Kill(args) => container::kill(client, args).await,

@@ -50,6 +50,7 @@ pub fn is_streaming(path: &str) -> bool {
         || path.ends_with("/wait")
         || (path.starts_with("/containers/") && path.ends_with("/logs"))
         || (path.starts_with("/containers/") && path.ends_with("/archive"))
+        || (path.starts_with("/exec/") && path.ends_with("/start"))
         || path == "/images/create"
 }
 
@@ -434,6 +435,7 @@ mod tests {
         assert!(is_streaming("/containers/abc/logs"));
         assert!(is_streaming("/events"));
         assert!(is_streaming("/containers/abc/wait"));
+        assert!(is_streaming("/exec/abc/start"));
         assert!(!is_streaming("/containers/create"));
         assert!(!is_streaming("/containers/json"));
     }

@@ -109,6 +109,7 @@ impl Engine {
                 boot_plugin_containers: Mutex::new(boot_plugin_containers),
                 plugins,
                 runtime,
+                execs: Default::default(),
             }
         });
         match failed {

@@ -43,6 +43,8 @@ pub struct Engine {
     pub(crate) plugins: Option<Arc<berth_plugin_host::PluginHost>>,
     /// The container runtime: the namespace runtime, or a recording fake in tests.
     pub(crate) runtime: Arc<dyn ContainerRuntime>,
+    /// `docker exec` instances (see [`crate::exec`]).
+    pub(crate) execs: Arc<crate::exec::ExecTable>,
 }
 
 impl Engine {

@@ -12,6 +12,7 @@ mod create;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod exec;
 mod exit;
 pub mod handle;
 pub mod images;

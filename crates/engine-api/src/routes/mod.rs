@@ -11,6 +11,7 @@ use crate::error::ApiError;
 pub mod archive;
 pub mod containers;
 pub mod events;
+pub mod exec;
 pub mod images;
 pub mod images_extra;
 pub mod networks;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(containers::routes())
         .merge(stats::routes())
         .merge(archive::routes())
+        .merge(exec::routes())
         .merge(images::routes())
         .merge(volumes::routes())
         .merge(networks::routes())

@@ -31,6 +31,7 @@
 
 mod child;
 mod confine;
+mod exec;
 pub mod fake;
 mod harden;
 pub mod options;
@@ -57,6 +58,7 @@ use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
 
 use child::{RECORD_LEN, Record};
+pub use exec::ExecSpec;
 pub use seam::{ContainerRuntime, NamespaceRuntime};
 
 /// The container's root filesystem (the read-only lower layer of its overlay).

@@ -39,7 +39,7 @@ unsafe impl Send for CStrArray {}
 unsafe impl Sync for CStrArray {}
 
 impl CStrArray {
-    fn new(owned: Vec<CString>) -> Self {
+    pub(super) fn new(owned: Vec<CString>) -> Self {
         let ptrs = owned
             .iter()
             .map(|s| s.as_ptr())
@@ -538,7 +538,7 @@ fn path_cstring(path: &Path) -> Result<CString, RuntimeError> {
 }
 
 /// The highest capability number the running kernel knows (40 on 5.9+ kernels).
-fn last_cap() -> u32 {
+pub(super) fn last_cap() -> u32 {
     static LAST_CAP: OnceLock<u32> = OnceLock::new();
     *LAST_CAP.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")

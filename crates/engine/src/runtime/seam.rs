@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use futures::future::BoxFuture;
 use nix::sys::signal::Signal;
 
-use super::{RunSpec, RuntimeError, Spawned};
+use super::{ExecSpec, RunSpec, RuntimeError, Spawned};
 use crate::cgroups::{self, CgroupError};
 use crate::limits::Resources;
 
@@ -54,6 +54,20 @@ pub trait ContainerRuntime: Send + Sync + fmt::Debug + 'static {
     fn cgroup_exited(&self, root: &Path, id: &str) -> BoxFuture<'static, bool>;
     /// Removes the container's cgroup (at `rm`; blocking; idempotent).
     fn remove_cgroup(&self, root: &Path, id: &str) -> Result<(), CgroupError>;
+    /// Starts a process inside a running container (`docker exec`, see [`super::exec`]): the
+    /// returned child has piped stdio and exits with the command's code. Runtimes without it
+    /// refuse.
+    fn exec(
+        &self,
+        spec: ExecSpec,
+    ) -> BoxFuture<'static, Result<tokio::process::Child, RuntimeError>> {
+        drop(spec);
+        Box::pin(async {
+            Err(RuntimeError::InvalidSpec(
+                "exec is not supported by this runtime".into(),
+            ))
+        })
+    }
 }
 
 /// The real runtime: Linux namespaces, an overlay root and the `berth-shim` process.
@@ -94,5 +108,12 @@ impl ContainerRuntime for NamespaceRuntime {
 
     fn remove_cgroup(&self, root: &Path, id: &str) -> Result<(), CgroupError> {
         cgroups::remove(root, id)
+    }
+
+    fn exec(
+        &self,
+        spec: ExecSpec,
+    ) -> BoxFuture<'static, Result<tokio::process::Child, RuntimeError>> {
+        Box::pin(super::exec::exec(spec))
     }
 }

@@ -2,6 +2,7 @@
 //! `restart`, `rm`, `ps`, `logs`, `wait`.
 
 pub mod create;
+pub mod exec;
 pub mod run;
 
 use std::io::Write;

@@ -1,0 +1,250 @@
+//! `docker exec`: the exec table (id → config, running, exit code, pid) and the operations on
+//! it: [`Engine::create_exec`], [`Engine::start_exec`], [`Engine::exec_inspect`].
+//!
+//! The process itself is started by the runtime ([`ContainerRuntime::exec`]) inside the
+//! running container's namespaces and cgroup, with the container's confinement (capabilities,
+//! seccomp, no_new_privs) and its environment plus the exec's `Env`. Only pipes: a pty
+//! (`Tty: true`) is refused with 400. Execs are kept in memory only, until the engine stops.
+//!
+//! [`ContainerRuntime::exec`]: crate::runtime::ContainerRuntime::exec
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
+use tokio::sync::oneshot;
+
+use crate::container::Status;
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::runtime::ExecSpec;
+
+/// The most execs kept in the table (finished ones are dropped first, oldest first).
+const MAX_EXECS: usize = 1024;
+
+/// What `POST /containers/{id}/exec` asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ExecConfig {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+}
+
+/// One exec, as `GET /exec/{id}/json` shows it.
+#[derive(Debug, Clone)]
+pub struct ExecRecord {
+    pub id: String,
+    pub container_id: String,
+    pub config: ExecConfig,
+    pub running: bool,
+    pub started: bool,
+    pub exit_code: Option<i32>,
+    pub pid: i32,
+    seq: u64,
+}
+
+/// The exec table of an engine.
+#[derive(Debug, Default)]
+pub struct ExecTable {
+    inner: Mutex<(u64, HashMap<String, ExecRecord>)>,
+}
+
+/// A started exec: its stdio and a signal once its exit code is recorded.
+#[derive(Debug)]
+pub struct ExecStarted {
+    pub stdin: Option<ChildStdin>,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+    /// Resolves (with the exit code) after the table has it.
+    pub exited: oneshot::Receiver<i32>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Engine {
+    /// Registers an exec in a running container; returns its id.
+    pub fn create_exec(&self, reference: &str, config: ExecConfig) -> Result<String, EngineError> {
+        let c = self.container(reference)?;
+        if c.state().status != Status::Running {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not running",
+                c.id()
+            )));
+        }
+        if config.cmd.is_empty() || config.cmd[0].is_empty() {
+            return Err(EngineError::Invalid("exec: Cmd is required".into()));
+        }
+        if !config.working_dir.is_empty() && !config.working_dir.starts_with('/') {
+            return Err(EngineError::Invalid(format!(
+                "exec: WorkingDir {:?} is not an absolute path",
+                config.working_dir
+            )));
+        }
+        if let Some(bad) = config
+            .env
+            .iter()
+            .find(|e| !e.contains('=') || e.starts_with('='))
+        {
+            return Err(EngineError::Invalid(format!(
+                "exec: Env entry {bad:?} is not KEY=VALUE"
+            )));
+        }
+        let id = berth_state::new_id();
+        let mut t = lock(&self.execs.inner);
+        if t.1.len() >= MAX_EXECS {
+            let oldest =
+                t.1.values()
+                    .filter(|r| !r.running)
+                    .min_by_key(|r| r.seq)
+                    .map(|r| r.id.clone());
+            match oldest {
+                Some(old) => {
+                    t.1.remove(&old);
+                }
+                None => {
+                    return Err(EngineError::Conflict(format!(
+                        "too many running execs (at most {MAX_EXECS})"
+                    )));
+                }
+            }
+        }
+        t.0 += 1;
+        let seq = t.0;
+        t.1.insert(
+            id.clone(),
+            ExecRecord {
+                id: id.clone(),
+                container_id: c.id().to_owned(),
+                config,
+                running: false,
+                started: false,
+                exit_code: None,
+                pid: 0,
+                seq,
+            },
+        );
+        Ok(id)
+    }
+
+    /// The record of exec `id`.
+    pub fn exec_inspect(&self, id: &str) -> Result<ExecRecord, EngineError> {
+        lock(&self.execs.inner)
+            .1
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {id}")))
+    }
+
+    /// Starts exec `id` (once); the returned stdio is the process's.
+    pub async fn start_exec(&self, id: &str) -> Result<ExecStarted, EngineError> {
+        let (container_id, config) = {
+            let mut t = lock(&self.execs.inner);
+            let r =
+                t.1.get_mut(id)
+                    .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {id}")))?;
+            if r.started {
+                return Err(EngineError::Conflict(format!(
+                    "exec {id} has already been started"
+                )));
+            }
+            r.started = true;
+            (r.container_id.clone(), r.config.clone())
+        };
+        let c = self.container(&container_id)?;
+        let pid1 = {
+            let st = c.state();
+            if st.status != Status::Running || st.pid <= 0 {
+                return Err(EngineError::Conflict(format!(
+                    "container {container_id} is not running"
+                )));
+            }
+            st.pid
+        };
+        let mut env = c.config.env.clone();
+        for add in &config.env {
+            let key = add.split('=').next().unwrap_or_default();
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(add.clone());
+        }
+        let user = if config.user.is_empty() {
+            c.config.user.clone()
+        } else {
+            config.user.clone()
+        };
+        let cwd = if config.working_dir.is_empty() {
+            c.config.working_dir.clone()
+        } else {
+            config.working_dir.clone()
+        };
+        let spec = ExecSpec {
+            pid1,
+            argv: config.cmd.clone(),
+            env,
+            cwd,
+            user,
+            security: c.config.security.clone(),
+            cgroup_procs: crate::cgroups::existing_dirs(&self.root, &container_id)
+                .into_iter()
+                .map(|d| d.join("cgroup.procs"))
+                .collect(),
+        };
+        let child = self.runtime.exec(spec).await;
+        // The pid could have been reused while the namespaces were opened.
+        if c.state().pid != pid1 {
+            if let Ok(mut child) = child {
+                let _ = child.start_kill();
+            }
+            return Err(EngineError::Conflict(format!(
+                "container {container_id} stopped during the exec"
+            )));
+        }
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(r) = lock(&self.execs.inner).1.get_mut(id) {
+                    r.exit_code = Some(126);
+                }
+                return Err(e.into());
+            }
+        };
+        let stdin = child.stdin.take().filter(|_| config.attach_stdin);
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        if let Some(r) = lock(&self.execs.inner).1.get_mut(id) {
+            r.running = true;
+            r.pid = child.id().map(|p| p as i32).unwrap_or(0);
+        }
+        let (tx, exited) = oneshot::channel();
+        let table = Arc::clone(&self.execs);
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            let code = match child.wait().await {
+                Ok(status) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    status
+                        .code()
+                        .or_else(|| status.signal().map(|s| 128 + s))
+                        .unwrap_or(-1)
+                }
+                Err(_) => -1,
+            };
+            if let Some(r) = lock(&table.inner).1.get_mut(&id) {
+                r.running = false;
+                r.exit_code = Some(code);
+            }
+            let _ = tx.send(code);
+        });
+        Ok(ExecStarted {
+            stdin,
+            stdout,
+            stderr,
+            exited,
+        })
+    }
+}

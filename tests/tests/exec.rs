@@ -1,0 +1,212 @@
+//! `docker exec` through the real docker CLI against a real daemon: output, exit codes, `-e`,
+//! `-w`, `-u`, `-d`, stdin with `-i`, the exec API's inspect, the refusal of `-t`, and the
+//! confinement of the exec'd process (the container's seccomp filter, capabilities and pid
+//! namespace).
+//!
+//! Needs root (the daemon makes namespaces and mounts), the `docker` CLI and Debian's
+//! `busybox-static`; CI runs them as root.
+
+// Test code: a panic is how a test fails, so unwrap is fine in helpers too.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use berth_tests::{Daemon, poll_until};
+use serde_json::json;
+
+/// A daemon with busybox imported as `bb` and container `c` running (pid 1 is `sleep`).
+fn daemon_with_c() -> Daemon {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "-e",
+        "FROM_RUN=yes",
+        "bb",
+        "sh",
+        "-c",
+        "echo ready; exec sleep 1000",
+    ])
+    .ok();
+    poll_until("container ready", Duration::from_secs(20), || {
+        d.docker(&["logs", "c"])
+            .stdout
+            .contains("ready")
+            .then_some(())
+    });
+    d
+}
+
+/// Needs root. Output, exit codes (CLI and inspect), `-e`, `-w`, `-u`, `-d`, `-i`, `-t` refused.
+#[test]
+fn exec_runs_commands_in_the_container() {
+    let d = daemon_with_c();
+    let hostname = d
+        .docker(&["inspect", "-f", "{{.Config.Hostname}}", "c"])
+        .ok()
+        .trim()
+        .to_string();
+    assert_eq!(d.docker(&["exec", "c", "hostname"]).ok().trim(), hostname);
+
+    let out = d.docker(&["exec", "c", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    out.expect_code(3);
+    assert_eq!(out.stdout, "out\n", "{}", out.describe());
+    assert_eq!(out.stderr, "err\n", "{}", out.describe());
+
+    let out = d.docker(&[
+        "exec",
+        "-e",
+        "GREETING=hi",
+        "c",
+        "sh",
+        "-c",
+        "echo $GREETING $FROM_RUN",
+    ]);
+    assert_eq!(out.ok(), "hi yes\n");
+    assert_eq!(d.docker(&["exec", "-w", "/tmp", "c", "pwd"]).ok(), "/tmp\n");
+    assert_eq!(
+        d.docker(&["exec", "-u", "65534", "c", "id", "-u"]).ok(),
+        "65534\n"
+    );
+
+    let out = d.docker_with(
+        &["exec", "-i", "c", "cat"],
+        Some(b"hi\n"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.ok(), "hi\n");
+
+    d.docker(&["exec", "-d", "c", "sh", "-c", "echo detached > /tmp/d"])
+        .ok();
+    poll_until("detached exec ran", Duration::from_secs(20), || {
+        d.docker(&["exec", "c", "cat", "/tmp/d"])
+            .stdout
+            .contains("detached")
+            .then_some(())
+    });
+
+    let missing = d.docker(&["exec", "c", "no-such-command"]);
+    assert!(!missing.success(), "{}", missing.describe());
+
+    let tty = d.docker(&["exec", "-t", "c", "true"]);
+    assert!(!tty.success(), "{}", tty.describe());
+    assert!(tty.stderr.contains("tty"), "{}", tty.describe());
+
+    // The API: create, start detached, inspect until it finished.
+    let created = d.raw_json(
+        "POST",
+        "/containers/c/exec",
+        &json!({"Cmd": ["sh", "-c", "exit 3"], "AttachStdout": true}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["Id"].as_str().unwrap().to_string();
+    let started = d.raw_json(
+        "POST",
+        &format!("/exec/{id}/start"),
+        &json!({"Detach": true}),
+    );
+    assert_eq!(started.status, 200, "{}", started.text());
+    let info = poll_until("exec finished", Duration::from_secs(20), || {
+        let info = d
+            .raw_json("GET", &format!("/exec/{id}/json"), &json!(null))
+            .json();
+        (info["Running"] == json!(false)).then_some(info)
+    });
+    assert_eq!(info["ExitCode"], json!(3), "{info}");
+    assert_eq!(info["CanRemove"], json!(false), "{info}");
+    assert_eq!(info["ProcessConfig"]["entrypoint"], json!("sh"), "{info}");
+    let again = d.raw_json(
+        "POST",
+        &format!("/exec/{id}/start"),
+        &json!({"Detach": true}),
+    );
+    assert_eq!(again.status, 409, "{}", again.text());
+}
+
+fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Needs root. The exec'd process is confined like the container's pid 1: seccomp filter
+/// (`Seccomp: 2`), the same effective capabilities, and the container's pid namespace (its pid 1
+/// is the container's `sleep`; the daemon's pid is not visible).
+#[test]
+fn exec_is_confined_like_the_container() {
+    let d = daemon_with_c();
+    let own = d
+        .docker(&["exec", "c", "cat", "/proc/self/status"])
+        .ok()
+        .to_string();
+    let pid1 = d
+        .docker(&["exec", "c", "cat", "/proc/1/status"])
+        .ok()
+        .to_string();
+    assert_eq!(status_field(&own, "Seccomp:"), "2", "{own}");
+    assert_eq!(
+        status_field(&own, "CapEff:"),
+        status_field(&pid1, "CapEff:"),
+        "{own}\n{pid1}"
+    );
+    assert_ne!(status_field(&own, "CapEff:"), "000001ffffffffff", "{own}");
+    assert_eq!(status_field(&pid1, "Name:"), "sleep", "{pid1}");
+    let daemon_pid = d.pid().unwrap();
+    let probe = d.docker(&[
+        "exec",
+        "c",
+        "test",
+        "-e",
+        &format!("/proc/{daemon_pid}/status"),
+    ]);
+    probe.expect_code(1);
+    let pids = d.docker(&["exec", "c", "ls", "/proc"]).ok().to_string();
+    let numeric = pids
+        .split_whitespace()
+        .filter(|p| p.chars().all(|c| c.is_ascii_digit()))
+        .count();
+    assert!(numeric <= 3, "only the container's processes: {pids}");
+}
+
+/// Needs root. `berth exec` (the project's own CLI): output, `-e`/`-w`, the exit code.
+#[test]
+fn berth_exec_cli() {
+    let d = daemon_with_c();
+    let out = d.berth(&[
+        "exec",
+        "-e",
+        "A=1",
+        "-w",
+        "/tmp",
+        "c",
+        "sh",
+        "-c",
+        "echo $A $(pwd)",
+    ]);
+    assert_eq!(out.ok(), "1 /tmp\n");
+    d.berth(&["exec", "c", "sh", "-c", "exit 3"]).expect_code(3);
+}
+
+/// Needs root. docker-py `exec_run`: exit code and output, demultiplexed streams, environment,
+/// working directory and user.
+#[test]
+fn docker_py_exec_run() {
+    let d = daemon_with_c();
+    let out = d.python(
+        r#"
+c = client.containers.get("c")
+r = c.exec_run(["sh", "-c", "echo out; echo err >&2; exit 3"], demux=True)
+assert r.exit_code == 3, r
+assert r.output == (b"out\n", b"err\n"), r.output
+r = c.exec_run("sh -c 'echo $X $(pwd) $(id -u)'", environment={"X": "x1"}, workdir="/tmp", user="65534")
+assert r.exit_code == 0 and r.output == b"x1 /tmp 65534\n", r
+print("done")
+"#,
+    );
+    assert!(out.ok().contains("done"), "{}", out.describe());
+}
