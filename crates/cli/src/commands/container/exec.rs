@@ -2,13 +2,9 @@
 //! running container through the exec API, streams its stdout/stderr, forwards stdin (`-i`)
 //! and exits with the command's exit code. `-t` is refused by the engine (no exec pty yet).
 
-use std::io::Write;
-
-use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
 use clap::Args;
-use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::client::{Client, describe_error};
@@ -76,7 +72,7 @@ pub async fn exec(client: &Client, args: ExecArgs) -> anyhow::Result<()> {
         .start_exec(&created.id, Some(options))
         .await
         .map_err(fail)?;
-    let StartExecResults::Attached { mut output, input } = started else {
+    let StartExecResults::Attached { output, input } = started else {
         return Ok(());
     };
     let mut input = input;
@@ -89,25 +85,7 @@ pub async fn exec(client: &Client, args: ExecArgs) -> anyhow::Result<()> {
             let _ = input.shutdown().await;
         })
     });
-    while let Some(item) = output.next().await {
-        match item {
-            Ok(LogOutput::StdErr { message }) => {
-                let mut err = std::io::stderr().lock();
-                let _ = err.write_all(&message);
-                let _ = err.flush();
-            }
-            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(&message);
-                let _ = out.flush();
-            }
-            Ok(LogOutput::StdIn { .. }) => {}
-            Err(err) => {
-                tracing::debug!(%err, "exec stream ended with an error");
-                break;
-            }
-        }
-    }
+    super::run::print_output(output, "exec").await;
     if let Some(task) = stdin_task {
         task.abort();
     }

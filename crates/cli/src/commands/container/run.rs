@@ -157,26 +157,7 @@ pub(super) async fn attach_start_wait(
     let signal_task = (!session.tty)
         .then(|| tokio::spawn(forward_signals(client.docker.clone(), id.to_string())));
 
-    let mut output = attached.output;
-    while let Some(item) = output.next().await {
-        match item {
-            Ok(LogOutput::StdErr { message }) => {
-                let mut err = std::io::stderr().lock();
-                let _ = err.write_all(&message);
-                let _ = err.flush();
-            }
-            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(&message);
-                let _ = out.flush();
-            }
-            Ok(LogOutput::StdIn { .. }) => {}
-            Err(err) => {
-                tracing::debug!(%err, "attach stream ended with an error");
-                break;
-            }
-        }
-    }
+    print_output(attached.output, "attach").await;
     if let Some(task) = stdin_task {
         task.abort();
     }
@@ -281,6 +262,33 @@ impl Drop for RawTerminal {
     fn drop(&mut self) {
         use nix::sys::termios::{SetArg, tcsetattr};
         let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Copies a multiplexed attach or exec stream (`what` names it in the debug log) to this
+/// process's stdout and stderr until it ends.
+pub(super) async fn print_output<S>(mut output: S, what: &str)
+where
+    S: futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Unpin,
+{
+    while let Some(item) = output.next().await {
+        match item {
+            Ok(LogOutput::StdErr { message }) => {
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(&message);
+                let _ = err.flush();
+            }
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&message);
+                let _ = out.flush();
+            }
+            Ok(LogOutput::StdIn { .. }) => {}
+            Err(err) => {
+                tracing::debug!(%err, what, "stream ended with an error");
+                break;
+            }
+        }
     }
 }
 
