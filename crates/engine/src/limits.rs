@@ -83,17 +83,8 @@ impl Resources {
             );
         }
         let cpus = online_cpus() as i64;
-        if self.nano_cpus < 0 || self.nano_cpus > cpus * 1_000_000_000 {
-            return bad(
-                "NanoCpus",
-                "--cpus",
-                self.nano_cpus,
-                format!(
-                    "Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
-                ),
-            );
-        }
-        if self.nano_cpus > 0 && self.nano_cpus < 10_000_000 {
+        let below_min = self.nano_cpus > 0 && self.nano_cpus < 10_000_000;
+        if self.nano_cpus < 0 || self.nano_cpus > cpus * 1_000_000_000 || below_min {
             return bad(
                 "NanoCpus",
                 "--cpus",
