@@ -6,3 +6,4 @@
 //! `tests/shapes.rs` pins the key set and types of each body.
 
 pub mod container;
+pub mod system;
