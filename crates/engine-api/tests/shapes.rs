@@ -236,3 +236,45 @@ async fn volume_image_network_plugin_shapes() {
         &api.json(Method::GET, "/plugins", "", ok).await,
     );
 }
+
+/// A loaded container plugin with hook counters, as the plugin host reports it.
+fn plugin_status() -> berth_plugin_host::PluginStatus {
+    serde_json::from_value(serde_json::json!({
+        "position": 0,
+        "state": "active",
+        "hooks": {"volume.mount": {"calls": 4, "failures": 1, "total_latency_us": 400,
+                                   "max_latency_us": 200}},
+        "deadlines": {"Api": 1000, "Volume": 30000, "Default": 5000},
+        "record": {
+            "name": "flocker",
+            "source": {"kind": "container", "image": "host", "args": ["/bin/flocker"],
+                       "env": ["A=1"], "socket_dir": "/run/berth/plugins/flocker"},
+            "socket": "/run/berth/plugins/flocker/plugin.sock",
+            "protocol": "v2",
+            "interests": ["volume"],
+            "implements": ["VolumeDriver"],
+            "deadline_ms": 5000,
+            "failure_policy": "abort",
+            "privileged": false,
+            "container_id": "c0ffee",
+            "options": {"mounts": ["/srv/flocker:/data:ro"]},
+            "last_error": null,
+            "warnings": ["w"]
+        }
+    }))
+    .unwrap()
+}
+
+#[test]
+fn plugin_shapes() {
+    use berth_engine_api::routes::plugins;
+    let st = plugin_status();
+    assert_shape(
+        "plugin_status",
+        &serde_json::to_value(plugins::status_body(&st)).unwrap(),
+    );
+    assert_shape(
+        "plugin_docker",
+        &serde_json::to_value(plugins::docker_plugin(&st)).unwrap(),
+    );
+}

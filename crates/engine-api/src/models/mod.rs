@@ -8,6 +8,7 @@
 pub mod container;
 pub mod exec;
 pub mod image;
+pub mod plugin;
 pub mod system;
 pub mod volume;
 
@@ -72,5 +73,21 @@ mod tests {
         ] {
             assert!(v.get(key).is_some(), "exec inspect lacks {key}: {v}");
         }
+    }
+
+    #[test]
+    fn plugin_stream_lines_keep_their_shape() {
+        use plugin::OpLine;
+        let text = |l: OpLine| serde_json::to_string(&l).unwrap_or_default();
+        assert_eq!(text(OpLine::Status("s".into())), r#"{"Status":"s"}"#);
+        assert_eq!(
+            text(OpLine::Progress("p (1s)".into())),
+            r#"{"Progress":"p (1s)"}"#
+        );
+        let err = OpLine::Error {
+            error: "boom".into(),
+            code: 409,
+        };
+        assert_eq!(text(err), r#"{"Error":"boom","Code":409}"#);
     }
 }
