@@ -82,22 +82,37 @@ struct CreateBody {
     networking_config: Option<Value>,
 }
 
-/// `NetworkingConfig.EndpointsConfig.<net>.IPAMConfig.IPv4Address` for the container's network
-/// (`--ip`); the entry named like `NetworkMode`, else the only one.
-fn requested_ip(networking: Option<&Value>, mode: &str) -> String {
-    let Some(eps) = networking
+/// `NetworkingConfig.EndpointsConfig.<net>` for the container's network: the entry named like
+/// `NetworkMode`, else the only one.
+fn primary_endpoint<'a>(networking: Option<&'a Value>, mode: &str) -> Option<&'a Value> {
+    let eps = networking
         .and_then(|n| n.get("EndpointsConfig"))
-        .and_then(Value::as_object)
-    else {
-        return String::new();
-    };
-    let ep = eps
-        .get(mode)
-        .or_else(|| (eps.len() == 1).then(|| eps.values().next()).flatten());
-    ep.and_then(|e| e.pointer("/IPAMConfig/IPv4Address"))
+        .and_then(Value::as_object)?;
+    eps.get(mode)
+        .or_else(|| (eps.len() == 1).then(|| eps.values().next()).flatten())
+}
+
+/// The endpoint's `IPAMConfig.IPv4Address` (`--ip`), empty = none.
+fn requested_ip(networking: Option<&Value>, mode: &str) -> String {
+    primary_endpoint(networking, mode)
+        .and_then(|e| e.pointer("/IPAMConfig/IPv4Address"))
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The endpoint's `Aliases` (`--network-alias`, compose service names).
+fn requested_aliases(networking: Option<&Value>, mode: &str) -> Vec<String> {
+    primary_endpoint(networking, mode)
+        .and_then(|e| e.get("Aliases"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -261,6 +276,10 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         restart_policy,
         auto_remove: hc.auto_remove.unwrap_or(false),
         ipv4_address: requested_ip(
+            body.networking_config.as_ref(),
+            hc.network_mode.as_deref().unwrap_or_default(),
+        ),
+        aliases: requested_aliases(
             body.networking_config.as_ref(),
             hc.network_mode.as_deref().unwrap_or_default(),
         ),
@@ -469,31 +488,39 @@ async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<Value>>
 
 fn matches_filters(v: &ContainerView, filters: &BTreeMap<String, Vec<String>>) -> bool {
     filters.iter().all(|(k, vals)| {
+        // Docker ANDs `label` filters (compose lists by project *and* service labels) and ORs
+        // the values of every other key.
+        let every = k == "label";
+        let check = |val: &String| match k.as_str() {
+            "name" => v.config.name.contains(val.trim_start_matches('/')),
+            "id" => v.config.id.starts_with(val.as_str()),
+            "status" => v.state.status.as_str() == val,
+            "label" => {
+                let (lk, lv) = val
+                    .split_once('=')
+                    .map(|(a, b)| (a, Some(b)))
+                    .unwrap_or((val.as_str(), None));
+                v.config
+                    .labels
+                    .get(lk)
+                    .is_some_and(|x| lv.is_none_or(|lv| x == lv))
+            }
+            "ancestor" => v.config.image == *val || v.config.image_id.contains(val.as_str()),
+            "exited" => v.state.exit_code.to_string() == *val,
+            "volume" => v
+                .config
+                .mounts
+                .iter()
+                .any(|m| m.source == *val || m.destination == *val),
+            "network" => v.network == *val,
+            _ => true,
+        };
         vals.is_empty()
-            || vals.iter().any(|val| match k.as_str() {
-                "name" => v.config.name.contains(val.trim_start_matches('/')),
-                "id" => v.config.id.starts_with(val.as_str()),
-                "status" => v.state.status.as_str() == val,
-                "label" => {
-                    let (lk, lv) = val
-                        .split_once('=')
-                        .map(|(a, b)| (a, Some(b)))
-                        .unwrap_or((val.as_str(), None));
-                    v.config
-                        .labels
-                        .get(lk)
-                        .is_some_and(|x| lv.is_none_or(|lv| x == lv))
-                }
-                "ancestor" => v.config.image == *val || v.config.image_id.contains(val.as_str()),
-                "exited" => v.state.exit_code.to_string() == *val,
-                "volume" => v
-                    .config
-                    .mounts
-                    .iter()
-                    .any(|m| m.source == *val || m.destination == *val),
-                "network" => v.network == *val,
-                _ => true,
-            })
+            || if every {
+                vals.iter().all(check)
+            } else {
+                vals.iter().any(check)
+            }
     })
 }
 

@@ -45,7 +45,13 @@ fn detail(img: &Image) -> Value {
         "Container": "", "DockerVersion": "", "Author": "", "Architecture": "amd64", "Os": "linux",
         "Size": img.size, "VirtualSize": img.size,
         "Config": {"Cmd": img.config.cmd, "Entrypoint": img.config.entrypoint, "Env": img.config.env,
-                   "WorkingDir": img.config.working_dir, "Labels": null},
+                   "WorkingDir": img.config.working_dir, "Labels": null, "Volumes": null},
+        // The legacy config of the container an image was committed from: Docker 20.10 always
+        // sends it (empty for imported images) and docker-compose 1.29 reads its `Volumes`.
+        "ContainerConfig": {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": false,
+                   "AttachStdout": false, "AttachStderr": false, "Tty": false, "OpenStdin": false,
+                   "StdinOnce": false, "Env": null, "Cmd": null, "Image": "", "Volumes": null,
+                   "WorkingDir": "", "Entrypoint": null, "OnBuild": null, "Labels": null},
         "RootFS": {"Type": "layers", "Layers": []}, "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}
     })
 }
