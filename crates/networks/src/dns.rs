@@ -89,8 +89,7 @@ impl Resolvers {
 /// Whether members of `n` resolve each other by name: user-defined networks wired by a driver.
 pub(crate) fn resolves_names(n: &Network) -> bool {
     n.attachment == Attachment::Driver
-        && n
-            .options
+        && n.options
             .get("com.docker.network.bridge.default_bridge")
             .is_none_or(|v| v != "true")
 }
