@@ -367,10 +367,15 @@ impl Plugin {
 
     /// Whether the faulty call has reached the plugin.
     fn faulty_call_seen(&self) -> bool {
+        self.logged(" fault")
+    }
+
+    /// Whether a log line ends with `suffix`.
+    fn logged(&self, suffix: &str) -> bool {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
-            .any(|l| l.ends_with(" fault"))
+            .any(|l| l.ends_with(suffix))
     }
 }
 
@@ -380,6 +385,8 @@ struct Bench {
     authz_sock: Option<PathBuf>,
     /// The healthy authorization plugin between cases (replaced by each case's faulty one).
     authz_proc: Option<Plugin>,
+    /// Every object the cases so far left in place: none may go missing from the lists later.
+    kept: ops::Kept,
 }
 
 const AUTHZ: &str = "fz";
@@ -390,6 +397,7 @@ fn bench(site: Site) -> Bench {
             d: Daemon::start_with(|_| cap_flags()),
             authz_sock: None,
             authz_proc: None,
+            kept: ops::Kept::default(),
         };
     }
     let mut healthy = None;
@@ -413,6 +421,7 @@ fn bench(site: Site) -> Bench {
         d,
         authz_sock: sock,
         authz_proc: healthy,
+        kept: ops::Kept::default(),
     }
 }
 
@@ -527,6 +536,15 @@ fn run_case(b: &mut Bench, site: Site, fault: Fault) -> String {
             "{what}: the unrelated rm -f waited for the plugin call"
         );
     }
+    if matches!(fault, Fault::Hang | Fault::Trickle | Fault::Huge) {
+        // The engine let go of the connection when it gave up on the call: no connection (fd,
+        // task, buffer) is kept per hung or endless call.
+        poll_until(
+            &format!("{what}: the engine to close the faulty call's connection"),
+            Duration::from_secs(5),
+            || plugin.logged(" closed").then_some(()),
+        );
+    }
     let call = site.path().trim_start_matches('/');
     let short_call = call.rsplit(['.', '/']).next().unwrap_or(call);
     let healthy = fault.succeeds();
@@ -592,6 +610,8 @@ fn run_case(b: &mut Bench, site: Site, fault: Fault) -> String {
         drop(plugin);
     }
     check_records(d, site, fault, &case, out.ok, &what);
+    b.kept.add(d, &case);
+    b.kept.check_listed(d, &what);
     // Nothing of the operation stays mounted (a failed start gives back its rootfs and binds;
     // a container that ran `true` is gone from the mount table once its exit is handled).
     poll_until(
@@ -608,6 +628,11 @@ fn run_site(site: Site) {
         .iter()
         .map(|&fault| run_case(&mut b, site, fault))
         .collect();
+    let log = b.d.log();
+    assert!(
+        !log.contains("panicked"),
+        "{site:?}: the daemon panicked:\n{log}"
+    );
     check_docs_row(site, &cells);
 }
 

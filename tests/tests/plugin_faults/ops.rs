@@ -314,3 +314,75 @@ fn record_file_problems(root: &Path) -> Vec<String> {
     }
     problems
 }
+
+/// The objects (by name) the cases of one daemon left in place.
+#[derive(Default)]
+pub struct Kept {
+    containers: Vec<String>,
+    volumes: Vec<String>,
+    networks: Vec<String>,
+}
+
+impl Kept {
+    /// Adds the case's objects that exist now.
+    pub fn add(&mut self, d: &Daemon, name: &str) {
+        let (c, v, n) = (
+            format!("{name}-c"),
+            format!("{name}-v"),
+            format!("{name}-n"),
+        );
+        if status_of(d, &format!("/containers/{c}/json")) == 200 {
+            self.containers.push(c);
+        }
+        if status_of(d, &format!("/volumes/{v}")) == 200 {
+            self.volumes.push(v);
+        }
+        if status_of(d, &format!("/networks/{n}")) == 200 {
+            self.networks.push(n);
+        }
+    }
+
+    /// `ps -a`, `volume ls` and `network ls` still list every kept object: a later fault lost
+    /// none of them, and a listing does not drop the objects of a plugin that is down.
+    pub fn check_listed(&self, d: &Daemon, what: &str) {
+        let names = |path: &str, pick: &dyn Fn(&Value) -> Vec<String>| {
+            let r = d.raw("GET", path, None, b"");
+            assert_eq!(r.status, 200, "{what}: {path}: {}", r.text());
+            pick(&r.json())
+        };
+        let containers = names("/containers/json?all=1", &|v| {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["Names"][0].as_str())
+                .map(|n| n.trim_start_matches('/').to_owned())
+                .collect()
+        });
+        let volumes = names("/volumes", &|v| {
+            v["Volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v["Name"].as_str().map(str::to_owned))
+                .collect()
+        });
+        let networks = names("/networks", &|v| {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n["Name"].as_str().map(str::to_owned))
+                .collect()
+        });
+        for (kind, kept, listed) in [
+            ("ps -a", &self.containers, &containers),
+            ("volume ls", &self.volumes, &volumes),
+            ("network ls", &self.networks, &networks),
+        ] {
+            let lost: Vec<&String> = kept.iter().filter(|k| !listed.contains(k)).collect();
+            assert!(
+                lost.is_empty(),
+                "{what}: {kind} lost {lost:?} (lists {listed:?})"
+            );
+        }
+    }
+}

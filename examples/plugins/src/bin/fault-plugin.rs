@@ -4,7 +4,7 @@
 //! it misbehaves as `--fault` says. Raw HTTP over tokio (no HTTP library) so it can break the
 //! protocol in every way a real plugin might:
 //!
-//! - `hang`: reads the request, never answers (the connection stays open);
+//! - `hang`: reads the request, never answers (the connection stays open until the engine drops it);
 //! - `trickle`: sends the status line and headers, then one body byte every 100 ms, forever;
 //! - `status500`: `500 {"Err":"fault: status500"}`;
 //! - `err200`: `200 {"Err":"fault: err200"}`;
@@ -21,7 +21,8 @@
 //! call: `--match TEXT` (only calls whose request body contains TEXT, e.g. one API route among
 //! all the requests an api hook or an authorization plugin sees) and `--skip N` (the first N
 //! such calls are answered healthily, e.g. the volume hook at create before the one at start).
-//! Each call is logged as a line `PATH` to `--log` (the faulty one as `PATH fault`).
+//! Each call is logged as a line `PATH` to `--log` (the faulty one as `PATH fault`); when the
+//! engine drops the connection of a `hang`, `trickle` or `huge` call, `PATH closed` follows.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -219,7 +220,13 @@ async fn serve(args: Args, mut s: UnixStream) {
         // The faulty call: a correct answer where one is sent at all.
         let ok = healthy(&args, &path, &body).to_string();
         match args.fault.as_str() {
-            "hang" => std::future::pending::<()>().await,
+            "hang" => {
+                // Never answer; note when the engine gives the connection up.
+                let mut sink = [0u8; 4096];
+                while s.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+                log(&args, &format!("{path} closed"));
+                return;
+            }
             "trickle" => {
                 let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n";
                 if s.write_all(head.as_bytes()).await.is_err() {
@@ -228,6 +235,7 @@ async fn serve(args: Args, mut s: UnixStream) {
                 loop {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     if s.write_all(b" ").await.is_err() {
+                        log(&args, &format!("{path} closed"));
                         return;
                     }
                 }
@@ -260,6 +268,7 @@ async fn serve(args: Args, mut s: UnixStream) {
                 }
                 let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
                 while s.write_all(chunk.as_bytes()).await.is_ok() {}
+                log(&args, &format!("{path} closed"));
                 return;
             }
             "crash" => std::process::exit(3),
