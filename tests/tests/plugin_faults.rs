@@ -510,16 +510,17 @@ fn run_case(b: &mut Bench, site: Site, fault: Fault) -> String {
             poll_until("the faulty call", Duration::from_secs(10), || {
                 plugin.faulty_call_seen().then_some(())
             });
+            let sent = Instant::now();
             let r = d.raw(
                 "DELETE",
                 &format!("/containers/{bystander}?force=1"),
                 None,
                 b"",
             );
-            rm = Some((r, Instant::now()));
+            rm = Some((r, sent, Instant::now()));
         }
         let (out, op_done) = op.join().unwrap();
-        (out, rm.map(|(r, at)| (r, at, op_done)))
+        (out, rm.map(|(r, sent, at)| (r, sent, at, op_done)))
     });
     let took = t.elapsed();
     assert!(
@@ -529,8 +530,13 @@ fn run_case(b: &mut Bench, site: Site, fault: Fault) -> String {
         out.status,
         out.text
     );
-    if let Some((r, rm_at, op_at)) = rm {
+    if let Some((r, rm_sent, rm_at, op_at)) = rm {
         assert_eq!(r.status, 204, "{what}: the bystander's rm -f: {}", r.text());
+        eprintln!(
+            "{what}: the unrelated rm -f took {:?}; the faulty call ended {:?} after it",
+            rm_at - rm_sent,
+            op_at.saturating_duration_since(rm_at)
+        );
         assert!(
             rm_at < op_at,
             "{what}: the unrelated rm -f waited for the plugin call"
