@@ -382,12 +382,13 @@ pub fn fields_problems(proto: Protocol, v: &Value) -> Vec<String> {
                     Some(x) => p.push(format!("Subscriptions must be an object, got {x}")),
                 }
             }
-            if !points
-                .iter()
-                .any(|i| matches!(i.as_str(), "volume" | "network" | "api"))
-            {
+            // `sync` (v2 only) is a point too: a v2 driver plugin may declare nothing else.
+            if !points.iter().any(|i| {
+                matches!(i.as_str(), "volume" | "network" | "api")
+                    || (proto == Protocol::V2 && i == "sync")
+            }) {
                 p.push(
-                    "declares no known extension point (volume, network, api): it would get no calls"
+                    "declares no known extension point (volume, network, api; sync for v2): it would get no calls"
                         .to_owned(),
                 );
             }

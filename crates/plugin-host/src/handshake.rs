@@ -532,6 +532,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sync_is_a_v2_interest_and_ignored_over_v1() {
+        use berth_plugin_protocol::sync::SyncReason;
+        let n = run(&[(
+            "/v2/handshake",
+            "200 OK",
+            r#"{"Name":"drv","Subscriptions":{"sync":{"Reasons":["restart"]}}}"#,
+        )])
+        .await
+        .unwrap();
+        assert_eq!(n.interests, vec!["sync"]);
+        assert!(n.subscriptions.wants_sync(SyncReason::Restart));
+        assert!(!n.subscriptions.wants_sync(SyncReason::Load));
+        let n = run(&[(
+            "/v1/handshake",
+            "200 OK",
+            r#"{"Name":"old","InterestedIn":["volume","sync"]}"#,
+        )])
+        .await
+        .unwrap();
+        assert_eq!(n.interests, vec!["volume"]);
+        assert!(n.subscriptions.sync.is_none());
+        let e = run(&[(
+            "/v2/handshake",
+            "200 OK",
+            r#"{"Name":"typo","InterestedIn":["volume"],"Subscriptions":{"synk":{}}}"#,
+        )])
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("did you mean \"sync\""), "{e}");
+    }
+
+    #[tokio::test]
     async fn empty_v2_and_v1_answers_fall_back_to_activate() {
         let n = run(&[
             ("/v2/handshake", "200 OK", "{}"),
