@@ -28,4 +28,4 @@ pub mod store;
 pub use error::NetworkError;
 pub use model::{Attachment, CreateNetwork, Endpoint, Member, Network};
 pub use owed::PaidLeaves;
-pub use store::NetworkStore;
+pub use store::{LoadedNetworks, NetworkStore};
