@@ -105,3 +105,80 @@ impl NetworkStore {
         paid
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::ipam::Pool;
+    use crate::model::{Attachment, Endpoint, Member, builtin};
+
+    /// A network record with one member whose endpoint a dead daemon left.
+    fn with_endpoint(name: &str, driver: &str, ipam_pool: Option<&str>) -> Network {
+        let mut n = builtin(name, driver, Attachment::Driver);
+        n.id = berth_state::new_id();
+        n.pool = Some(Pool::default_for("10.9.0.0/24".parse().unwrap()));
+        n.ipam_pool_id = ipam_pool.map(str::to_owned);
+        if ipam_pool.is_some() {
+            n.ipam_driver = "ipamplug".into();
+        }
+        n.members.insert(
+            "c1".into(),
+            Member {
+                container_name: "web".into(),
+                primary: true,
+                requested_ip: None,
+                endpoint: Some(Endpoint {
+                    id: "e1".into(),
+                    address: Ipv4Addr::new(10, 9, 0, 2),
+                    prefix: 24,
+                    gateway: Ipv4Addr::new(10, 9, 0, 1),
+                    mac: String::new(),
+                    ifname: "eth0".into(),
+                }),
+                seq: 0,
+            },
+        );
+        n
+    }
+
+    #[tokio::test]
+    async fn endpoints_owed_to_plugins_survive_the_load_and_stay_owed_while_the_plugin_is_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = berth_state::RecordDir::<Network>::open(
+            dir.path().join("networks"),
+            "network.json",
+            "network",
+        )
+        .unwrap();
+        let on_plugin = with_endpoint("pnet", "netplug", None);
+        let on_ipam = with_endpoint("inet", "bridge", Some("pool-1"));
+        let builtin_only = with_endpoint("bnet", "bridge", None);
+        for n in [&on_plugin, &on_ipam, &builtin_only] {
+            records.create(&n.id, n).unwrap();
+        }
+
+        let store = NetworkStore::open(dir.path(), None).unwrap();
+        let owed: Vec<String> = store
+            .owed_leaves(&|_| false)
+            .into_iter()
+            .map(|(n, c)| format!("{}:{c}", n.name))
+            .collect();
+        assert_eq!(owed.len(), 2, "{owed:?}");
+        assert!(owed.contains(&"pnet:c1".to_owned()) && owed.contains(&"inet:c1".to_owned()));
+        // A running container owes nothing.
+        assert!(store.owed_leaves(&|_| true).is_empty());
+
+        // No plugin host: nothing can be sent, everything stays owed, on disk too.
+        let paid = store.pay_owed_leaves(&|_| false).await;
+        assert!(paid.sent.is_empty());
+        assert_eq!(paid.still_owed.len(), 2, "{paid:?}");
+        let again = NetworkStore::open(dir.path(), None).unwrap();
+        assert_eq!(again.owed_leaves(&|_| false).len(), 2);
+        assert!(
+            again.get("bnet").unwrap().members["c1"].endpoint.is_none(),
+            "a built-in network's endpoint is dropped at load"
+        );
+    }
+}
