@@ -195,6 +195,15 @@ fn assert_lists(
     assert_eq!(c["State"], state, "{sync:#}");
 }
 
+/// The ledger's books (`POST /Ledger.State` on its socket).
+fn ledger_books(d: &Daemon) -> Value {
+    let st = d.raw("GET", "/berth/plugins/ledger", None, b"").json();
+    let socket = PathBuf::from(st["Socket"].as_str().unwrap());
+    let r = berth_tests::raw_request(&socket, "POST", "/Ledger.State", None, b"").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
 fn plugin_container_pid(d: &Daemon) -> i64 {
     let st = d.raw("GET", "/berth/plugins/ledger", None, b"").json();
     let cid = st["ContainerID"].as_str().unwrap().to_owned();
@@ -232,6 +241,8 @@ fn a_v2_plugin_gets_a_sync_after_a_restart_and_an_upgrade() {
     .unwrap();
     let restart = wait_sync(&d, "restart", 1);
     assert_lists(&restart, &cid, Some(&mount_id), Some(&ep), "running");
+    // The restarted ledger rebuilt its books from the sync: it knows the live mount's id.
+    assert_eq!(ledger_books(&d)["mounts"]["lvol"], json!([mount_id]));
 
     let args = ledger_args(&d, "2.0");
     let mut cmd = vec!["plugin", "upgrade", "ledger", "host"];

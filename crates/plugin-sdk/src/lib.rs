@@ -580,7 +580,9 @@ impl PluginBuilder {
 
     /// Finishes the plugin: adds the handshake routes.
     pub fn build(mut self) -> Plugin {
-        if self.answers.v1 {
+        // `sync` is a v2 message: a plugin with no other interest has nothing to say over v1.
+        let v1_points = self.interests.iter().filter(|i| *i != mvp::SYNC).count();
+        if self.answers.v1 && (v1_points > 0 || self.interests.is_empty()) {
             let hs = HandshakeV1 {
                 // `sync` is a v2 message.
                 interested_in: self

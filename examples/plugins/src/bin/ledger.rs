@@ -5,9 +5,11 @@
 //!   plugin with `-v DIR:DIR`). Mounts are counted per mount `ID`.
 //! - Networks get no interface (`Join` hands over none, as Docker allows); the IPAM hands out
 //!   addresses of /24 pools (`10.77.0.0/24` unless the network asks for another /24).
-//! - On `sync` the plugin replaces its mount table with the engine's (the mounts the engine holds
-//!   now, with their ids) and forgets endpoints the engine no longer lists: what a restarted or
-//!   upgraded plugin needs to know to release what nobody uses.
+//! - The books live in memory. On `sync` the plugin replaces them with the engine's view: the
+//!   mounts the engine holds now (with their ids), the endpoints it lists, the pools of its
+//!   networks with the addresses in use. That is what a restarted or upgraded plugin needs to
+//!   serve the next `Unmount`, `RequestAddress` or `ReleaseAddress` correctly. Volumes are also
+//!   found again on disk at start.
 //!
 //! Every call is appended to `--log` as one JSON line `{"Call": "VolumeDriver.Mount", "Body":
 //! {…}}` (the e2e catch-up tests read it). `POST /Ledger.State` answers the books.
@@ -17,6 +19,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use berth_plugin_sdk::protocol::Protocol;
 use berth_plugin_sdk::protocol::legacy::ipam::{
     AddressSpacesResponse, ReleaseAddressRequest, RequestAddressRequest, RequestAddressResponse,
     RequestPoolRequest, RequestPoolResponse,
@@ -105,9 +108,20 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.dir)?;
     let state: Shared = Arc::default();
+    // The volumes are the directories under `--dir`: they outlive the process.
+    for e in std::fs::read_dir(&args.dir)?.flatten() {
+        if let Ok(name) = e.file_name().into_string() {
+            books(&state).mounts.insert(name, BTreeSet::new());
+        }
+    }
+    // Docker engines find the driver roles through `/Plugin.Activate`; Berth negotiates v2.
     let mut b = Plugin::builder(args.name.clone())
+        .answer_only(&[Protocol::V2, Protocol::Activate])
         .version(args.version.clone())
-        .author("Berth examples");
+        .author("Berth examples")
+        .implements("VolumeDriver")
+        .implements("NetworkDriver")
+        .implements("IpamDriver");
 
     // The catch-up: the engine's view replaces the plugin's.
     {
@@ -115,7 +129,6 @@ async fn main() -> anyhow::Result<()> {
         b = b.sync(move |req: SyncRequest| {
             let (state, log) = (state.clone(), log.clone());
             async move {
-                log_call(&log, "sync", &req);
                 let mut s = books(&state);
                 s.mounts = req
                     .volumes
@@ -131,8 +144,32 @@ async fn main() -> anyhow::Result<()> {
                     .flat_map(|n| &n.endpoints)
                     .map(|e| (e.endpoint_id.clone(), e.container_id.clone()))
                     .collect();
+                // The pools of the networks whose IPAM this is, with the addresses in use (the
+                // gateway's and the endpoints').
+                s.leases = req
+                    .networks
+                    .iter()
+                    .filter(|n| n.ipam.driver == req.plugin && !n.ipam.pool_id.is_empty())
+                    .map(|n| {
+                        let prefix = prefix_of(&n.ipam.pool_id).unwrap_or_default();
+                        let host = |a: &str| {
+                            a.split('/')
+                                .next()
+                                .and_then(|a| a.strip_prefix(&prefix))
+                                .and_then(|h| h.parse::<u8>().ok())
+                        };
+                        let used = std::iter::once(n.ipam.gateway.as_str())
+                            .chain(n.endpoints.iter().map(|e| e.address.as_str()))
+                            .filter_map(host)
+                            .collect();
+                        (n.ipam.pool_id.clone(), used)
+                    })
+                    .collect();
                 let reason = req.reason.map_or("none", |r| r.as_str());
                 *s.syncs.entry(reason.to_owned()).or_default() += 1;
+                drop(s);
+                // Logged once the books are rebuilt: a reader of the log sees them done.
+                log_call(&log, "sync", &req);
                 Ok::<_, HandlerError>(())
             }
         });
@@ -169,7 +206,10 @@ async fn main() -> anyhow::Result<()> {
         Ok(json!({}))
     });
     route!(b, "VolumeDriver.Mount", |r: MountRequest, s| {
-        s.mounts.entry(r.name.clone()).or_default().insert(r.id);
+        let Some(ids) = s.mounts.get_mut(&r.name) else {
+            return Err(HandlerError::new(format!("no volume {}", r.name)));
+        };
+        ids.insert(r.id);
         Ok(MountResponse {
             mountpoint: path_of(&r.name),
             err: String::new(),
@@ -290,7 +330,9 @@ async fn main() -> anyhow::Result<()> {
         "IpamDriver.RequestAddress",
         |r: RequestAddressRequest, s| {
             let prefix = prefix_of(&r.pool_id)?;
-            let leases = s.leases.entry(r.pool_id.clone()).or_default();
+            let Some(leases) = s.leases.get_mut(&r.pool_id) else {
+                return Err(HandlerError::new(format!("no pool {}", r.pool_id)));
+            };
             let host = match r.address.split('/').next().unwrap_or_default() {
                 "" if r.options.values().any(|v| v.ends_with("gateway")) => 1,
                 "" => (2..=254)
@@ -308,11 +350,13 @@ async fn main() -> anyhow::Result<()> {
             })
         }
     );
+    // Releasing what is not leased succeeds: after a crash the engine sends the releases it owed
+    // before the plugin's books are rebuilt (idempotent, as CNI's DEL).
     route!(
         b,
         "IpamDriver.ReleaseAddress",
         |r: ReleaseAddressRequest, s| {
-            let prefix = prefix_of(&r.pool_id)?;
+            let prefix = prefix_of(&r.pool_id).unwrap_or_default();
             let host = r
                 .address
                 .split('/')
