@@ -18,7 +18,9 @@ use tokio::io::AsyncWriteExt;
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
-use crate::models::image::{ImageConfig, ImageInspect, ImageMetadata, ImageSummary, RootFs};
+use crate::models::image::{
+    ImageConfig, ImageInspect, ImageMetadata, ImageSummary, LegacyContainerConfig, RootFs,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -75,7 +77,9 @@ fn detail(img: &Image) -> ImageInspect {
             env: img.config.env.clone(),
             working_dir: img.config.working_dir.clone(),
             labels: None,
+            volumes: None,
         },
+        container_config: LegacyContainerConfig::default(),
         root_fs: RootFs {
             kind: "layers".into(),
             layers: Vec::new(),
