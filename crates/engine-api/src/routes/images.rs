@@ -18,9 +18,7 @@ use tokio::io::AsyncWriteExt;
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
-use crate::models::image::{
-    ImageConfig, ImageInspect, ImageMetadata, ImageSummary, LegacyContainerConfig, RootFs,
-};
+use crate::models::image::{ImageConfig, ImageInspect, ImageMetadata, ImageSummary, RootFs};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -79,7 +77,7 @@ fn detail(img: &Image) -> ImageInspect {
             labels: None,
             volumes: None,
         },
-        container_config: LegacyContainerConfig::default(),
+        container_config: Default::default(),
         root_fs: RootFs {
             kind: "layers".into(),
             layers: Vec::new(),
