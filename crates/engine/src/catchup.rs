@@ -3,9 +3,9 @@
 //!
 //! - [`Engine::catch_up`] runs at daemon boot once the plugins are up, before the readiness gate
 //!   opens and before restart policies run: for the containers that died with the previous daemon
-//!   it sends the tear-down calls a normal exit would have sent, in the same order: the `stop`
-//!   volume hooks of their bind mounts, every owed `VolumeDriver.Unmount` (with the mount id sent
-//!   at `Mount`), then per endpoint `RevokeExternalConnectivity`, `Leave`, `DeleteEndpoint`,
+//!   it sends the tear-down calls a normal exit would have sent, volumes before networks: the
+//!   `stop` volume hooks of their bind mounts, every owed `VolumeDriver.Unmount` (with the mount id
+//!   sent at `Mount`), then per endpoint `RevokeExternalConnectivity`, `Leave`, `DeleteEndpoint`,
 //!   `IpamDriver.ReleaseAddress` and the MVP `disconnect` hook. What is owed is on disk: the
 //!   volume store's `mount.json` records and the endpoints kept in `network.json`.
 //! - [`Engine::sync_objects`] lists the objects a plugin handles for its v2 `sync` message
