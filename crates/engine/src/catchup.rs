@@ -43,7 +43,7 @@ impl Engine {
         let interrupted = lock(&self.interrupted).clone();
         for id in interrupted {
             let Ok(c) = self.container(&id) else { continue };
-            if c.config.system {
+            if c.config.spec.system {
                 continue;
             }
             let _op = c.op.lock().await;

@@ -81,7 +81,7 @@ impl Engine {
         }
         // A plugin's container came back: once it answers, it gets a `restart` sync (v2
         // plugins that subscribed), off this container's lock.
-        if c.config.system
+        if c.config.spec.system
             && let Some(host) = self.plugins().cloned()
             && host.plugin_of_container(c.id()).is_some()
         {

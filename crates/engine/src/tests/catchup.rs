@@ -10,7 +10,7 @@ use berth_plugin_sdk::protocol::legacy::volume::{MountRequest, MountResponse, Na
 use berth_plugin_sdk::{HandlerError, Plugin};
 use serde_json::{Value, json};
 
-use super::{Log, Rig, entries, req};
+use super::{Log, Rig, entries, req, with_spec};
 use crate::container::{MountKind, MountSpec, Status};
 use crate::{CreateContainer, Engine};
 
@@ -80,8 +80,8 @@ async fn host(root: &Path, socket: Option<&Path>) -> Arc<PluginHost> {
 }
 
 fn with_volume(name: &str) -> CreateContainer {
-    CreateContainer {
-        mounts: vec![MountSpec {
+    with_spec(req(name), |s| {
+        s.mounts = vec![MountSpec {
             kind: MountKind::Volume,
             source: "vol".into(),
             destination: "/data".into(),
@@ -89,9 +89,8 @@ fn with_volume(name: &str) -> CreateContainer {
             mode: String::new(),
             driver: Some("drv".into()),
             create_source: false,
-        }],
-        ..req(name)
-    }
+        }];
+    })
 }
 
 /// Opens a second engine on the rig's root, as the next daemon would.
@@ -212,11 +211,10 @@ async fn bind_plugins_get_the_stop_a_crash_left_owed() {
     let rig = Rig::with_plugins(dir, &[&p1]).await;
     let src = rig.source("web");
     let id = rig
-        .run(CreateContainer {
-            binds: vec![format!("{src}:/data")],
-            mounts: vec![MountSpec::bind(src.clone(), "/data", false)],
-            ..req("web")
-        })
+        .run(with_spec(req("web"), |s| {
+            s.binds = vec![format!("{src}:/data")];
+            s.mounts = vec![MountSpec::bind(src.clone(), "/data", false)];
+        }))
         .await;
     assert_eq!(
         entries(&log),
