@@ -188,6 +188,7 @@ async fn serve(
             return;
         }
     };
+    streams::head_read(conn.as_ref()).await;
     let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
     let stdin_task = tokio::spawn(async move {
         let Some(mut stdin) = stdin else { return };
