@@ -198,6 +198,9 @@ pub struct ContainerConfig {
     /// Capabilities, privileged mode, seccomp and the other confinement settings.
     #[serde(default)]
     pub security: SecurityOptions,
+    /// Published ports (`HostConfig.PortBindings`), checked at create.
+    #[serde(default)]
+    pub port_bindings: Vec<crate::ports::PortBinding>,
 }
 
 /// How a container is confined, as the client asked (`HostConfig.CapAdd`, `CapDrop`,

@@ -51,6 +51,8 @@ pub struct CreateContainer {
     pub resources: crate::limits::Resources,
     /// Capabilities, privileged mode, seccomp, read-only root, extra groups, tmpfs mounts.
     pub security: crate::container::SecurityOptions,
+    /// Published ports, parsed by [`crate::ports::parse`].
+    pub port_bindings: Vec<crate::ports::PortBinding>,
 }
 
 impl Engine {
@@ -268,6 +270,7 @@ impl Engine {
             system: req.system,
             resources: req.resources,
             security: req.security.clone(),
+            port_bindings: req.port_bindings.clone(),
         }
     }
 }

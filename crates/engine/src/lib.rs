@@ -20,6 +20,7 @@ pub mod limits;
 pub mod logs;
 mod mounts;
 pub mod plugins;
+pub mod ports;
 mod remove;
 mod resources;
 pub mod runtime;

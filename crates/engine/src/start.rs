@@ -92,6 +92,17 @@ impl Engine {
         undo.push("attach the network", move || async move {
             self.networks.detach(c.id()).await;
         });
+        let published = self.publish_ports(c).await;
+        if let Err(e) = undo.check(published).await {
+            c.update(|st| {
+                st.error = e.to_string();
+                st.exit_code = 128;
+            })?;
+            return Err(e);
+        }
+        undo.push("publish the ports", move || async move {
+            self.unpublish_ports(c.id()).await;
+        });
         let spawned = self.runtime.spawn(spec).await;
         let Spawned { pid1, io, exit } = match undo.check(spawned).await {
             Ok(s) => s,

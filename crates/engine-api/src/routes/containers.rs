@@ -123,6 +123,7 @@ struct HostConfigBody {
     cpu_period: Option<i64>,
     cpu_shares: Option<i64>,
     pids_limit: Option<i64>,
+    port_bindings: Option<super::ports::PortBindingsBody>,
 }
 
 impl HostConfigBody {
@@ -187,6 +188,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         .ok_or_else(|| ApiError::bad_request("field Image: an image is required"))?;
     let mut hc = body.host_config.unwrap_or_default();
     let resources = hc.resources();
+    let port_bindings = super::ports::bindings(hc.port_bindings.take())?;
     let security = SecurityOptions {
         cap_add: hc.cap_add.take().unwrap_or_default(),
         cap_drop: hc.cap_drop.take().unwrap_or_default(),
@@ -269,6 +271,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         system,
         resources,
         security,
+        port_bindings,
     })
 }
 
@@ -388,7 +391,7 @@ fn summary_json(s: &AppState, v: &ContainerView) -> Value {
     json!({
         "Id": v.config.id, "Names": [format!("/{}", v.config.name)], "Image": v.config.image,
         "ImageID": v.config.image_id, "Command": command_line(v), "Created": v.config.created.timestamp(),
-        "State": v.state.status.as_str(), "Status": present::status(&v.state, chrono::Utc::now()), "Ports": [],
+        "State": v.state.status.as_str(), "Status": present::status(&v.state, chrono::Utc::now()), "Ports": super::ports::summary_json(s, v),
         "Labels": v.config.labels, "SizeRw": 0, "SizeRootFs": 0,
         "HostConfig": {"NetworkMode": v.config.network_mode},
         "NetworkSettings": {"Networks": networks_json(s, v)},
@@ -419,7 +422,7 @@ fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
             "Binds": c.binds, "NetworkMode": c.network_mode, "AutoRemove": c.auto_remove,
             "LogConfig": {"Type": "json-file", "Config": {}},
             "RestartPolicy": {"Name": c.restart_policy.name(), "MaximumRetryCount": c.restart_policy.max_retries()},
-            "VolumeDriver": c.volume_driver, "Privileged": c.security.privileged, "PortBindings": {},
+            "VolumeDriver": c.volume_driver, "Privileged": c.security.privileged, "PortBindings": super::ports::host_config_json(&c.port_bindings),
             "CapAdd": non_empty(&c.security.cap_add), "CapDrop": non_empty(&c.security.cap_drop),
             "ReadonlyRootfs": c.security.readonly_rootfs, "SecurityOpt": non_empty(&c.security.security_opt),
             "GroupAdd": non_empty(&c.security.group_add),
@@ -436,7 +439,7 @@ fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
             "WorkingDir": c.working_dir, "Entrypoint": c.entrypoint, "Labels": c.labels
         },
         "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "Ports": {}, "SandboxKey": "", "IPAddress": "", "IPPrefixLen": 0,
+            "Bridge": "", "SandboxID": "", "Ports": super::ports::settings_json(s, v), "SandboxKey": "", "IPAddress": "", "IPPrefixLen": 0,
             "Gateway": "", "MacAddress": "", "Networks": networks_json(s, v)
         },
         "BerthSystem": c.system
