@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use berth_engine::ContainerView;
 use berth_engine::ports::{PortBinding, Published};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::AppState;
 use crate::error::ApiResult;
@@ -45,19 +45,24 @@ pub fn bindings(body: Option<PortBindingsBody>) -> ApiResult<Vec<PortBinding>> {
     Ok(berth_engine::ports::parse(&map)?)
 }
 
+/// One host side in Docker's shape: `{"HostIp": …, "HostPort": …}`.
+fn host_side(ip: String, port: String) -> BTreeMap<String, String> {
+    BTreeMap::from([("HostIp".to_owned(), ip), ("HostPort".to_owned(), port)])
+}
+
 /// `HostConfig.PortBindings` as the client gave them.
-pub fn host_config_json(bindings: &[PortBinding]) -> Value {
-    let mut out = Map::new();
+pub fn host_config(bindings: &[PortBinding]) -> BTreeMap<String, Vec<BTreeMap<String, String>>> {
+    let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for b in bindings {
-        let entry = out.entry(b.key()).or_insert_with(|| json!([]));
-        if let Some(list) = entry.as_array_mut() {
-            list.push(json!({
-                "HostIp": b.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                "HostPort": if b.host_port == 0 { String::new() } else { b.host_port.to_string() },
-            }));
-        }
+        let port = if b.host_port == 0 {
+            String::new()
+        } else {
+            b.host_port.to_string()
+        };
+        let ip = b.host_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        out.entry(b.key()).or_default().push(host_side(ip, port));
     }
-    Value::Object(out)
+    out
 }
 
 fn published(s: &AppState, v: &ContainerView) -> Vec<Published> {
@@ -65,33 +70,31 @@ fn published(s: &AppState, v: &ContainerView) -> Vec<Published> {
 }
 
 /// `NetworkSettings.Ports`: each bound port with its host sides while the container runs.
-pub fn settings_json(s: &AppState, v: &ContainerView) -> Value {
-    let mut out = Map::new();
+pub fn settings(
+    s: &AppState,
+    v: &ContainerView,
+) -> BTreeMap<String, Option<Vec<BTreeMap<String, String>>>> {
+    let mut out: BTreeMap<String, Option<Vec<_>>> = BTreeMap::new();
     for p in published(s, v) {
-        let entry = out.entry(p.binding.key()).or_insert_with(|| json!([]));
-        if let Some(list) = entry.as_array_mut() {
-            list.push(json!({
-                "HostIp": p.binding.host_ip_str(),
-                "HostPort": p.host_port.to_string(),
-            }));
-        }
+        out.entry(p.binding.key())
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(host_side(p.binding.host_ip_str(), p.host_port.to_string()));
     }
-    Value::Object(out)
+    out
 }
 
 /// `Ports` of a `GET /containers/json` entry.
-pub fn summary_json(s: &AppState, v: &ContainerView) -> Value {
-    Value::Array(
-        published(s, v)
-            .into_iter()
-            .map(|p| {
-                json!({
-                    "IP": p.binding.host_ip_str(),
-                    "PrivatePort": p.binding.container_port,
-                    "PublicPort": p.host_port,
-                    "Type": p.binding.proto.as_str(),
-                })
+pub fn summary(s: &AppState, v: &ContainerView) -> Vec<Value> {
+    published(s, v)
+        .into_iter()
+        .map(|p| {
+            json!({
+                "IP": p.binding.host_ip_str(),
+                "PrivatePort": p.binding.container_port,
+                "PublicPort": p.host_port,
+                "Type": p.binding.proto.as_str(),
             })
-            .collect(),
-    )
+        })
+        .collect()
 }
