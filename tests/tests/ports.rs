@@ -249,3 +249,36 @@ fn rules_left_by_a_killed_daemon_are_swept_at_boot() {
     );
     d.docker(&["rm", "-f", &id]).ok();
 }
+
+/// Needs root. docker-py `containers.run(ports=...)`: a fixed loopback binding and a host port
+/// chosen by the daemon (`-p 127.0.0.1::80`), both reachable, and `container.ports` (inspect's
+/// `NetworkSettings.Ports`) names the chosen one.
+#[test]
+fn docker_py_publishes_fixed_and_chosen_ports() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let out = d.python(&format!(
+        r#"
+import time, urllib.request
+c = client.containers.run("bb", ["sh", "-c", {HTTPD:?}], detach=True, name="pyweb",
+                          ports={{"80/tcp": [("127.0.0.1", 18086), ("127.0.0.1", None)]}})
+c.reload()
+hosts = c.ports["80/tcp"]
+chosen = [int(h["HostPort"]) for h in hosts if h["HostPort"] != "18086"]
+assert len(hosts) == 2 and len(chosen) == 1 and chosen[0] > 0, hosts
+for port in (18086, chosen[0]):
+    deadline = time.time() + 30
+    while True:
+        try:
+            body = urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=3).read()
+            break
+        except OSError:
+            assert time.time() < deadline, port
+            time.sleep(0.2)
+    assert body == b"hello-berth\n", body
+c.remove(force=True)
+print("done")
+"#
+    ));
+    assert!(out.ok().contains("done"), "{}", out.describe());
+}

@@ -156,3 +156,114 @@ async fn serve_udp(socket: Arc<UdpSocket>, target: SocketAddrV4, bridge: String)
         let _ = upstream.send(&buf[..n]).await;
     }
 }
+
+/// Needs root (`SO_BINDTODEVICE`; skips loudly without, fails under CI): both proxies carry
+/// traffic both ways to an echo server on the loopback (standing in for the bridge), a taken port
+/// is a 409 naming it, and aborting the task frees the port.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> bool {
+        if nix::unistd::geteuid().is_root() {
+            return true;
+        }
+        assert!(std::env::var_os("CI").is_none(), "proxy tests need root");
+        eprintln!("SKIPPED: proxy tests need root");
+        false
+    }
+
+    fn binding(proto: Proto) -> PortBinding {
+        PortBinding {
+            container_port: 0,
+            proto,
+            host_ip: Some(Ipv4Addr::LOCALHOST),
+            host_port: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn udp_and_tcp_round_trip_and_free_the_port() {
+        if !root() {
+            return;
+        }
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // UDP echo "container".
+        let echo = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let echo_addr = echo.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+                let _ = echo.send_to(&buf[..n], from).await;
+            }
+        });
+        let SocketAddr::V4(target) = echo_addr else {
+            unreachable!()
+        };
+        let bound = bind(&binding(Proto::Udp)).await.unwrap();
+        let port = bound.port();
+        let task = serve(bound, target, "lo".into());
+        let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        client.connect((Ipv4Addr::LOCALHOST, port)).await.unwrap();
+        client.send(b"ping").await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(10), client.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        task.abort();
+        let _ = task.await;
+        UdpSocket::bind((Ipv4Addr::LOCALHOST, port))
+            .await
+            .expect("the UDP port is free again");
+
+        // TCP echo "container".
+        let echo = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let SocketAddr::V4(target) = echo.local_addr().unwrap() else {
+            unreachable!()
+        };
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let bound = bind(&binding(Proto::Tcp)).await.unwrap();
+        let port = bound.port();
+        let taken = PortBinding {
+            host_port: port,
+            ..binding(Proto::Tcp)
+        };
+        let err = bind(&taken).await.err().expect("port taken");
+        assert!(
+            matches!(err, EngineError::Conflict(_))
+                && err.to_string().contains(&format!(":{port}/tcp")),
+            "{err}"
+        );
+        let task = serve(bound, target, "lo".into());
+        let mut c = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap();
+        c.write_all(b"hello").await.unwrap();
+        let mut got = [0u8; 5];
+        tokio::time::timeout(Duration::from_secs(10), c.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got, b"hello");
+        task.abort();
+        let _ = task.await;
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(n, 0, "the open connection ended with the port");
+        TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+            .await
+            .expect("the TCP port is free again");
+    }
+}
