@@ -2,8 +2,8 @@
 //! host's loopback reaches the container through the userland proxy, another host address
 //! through the DNAT rule (its packet counter moves), `docker port`,
 //! `Ports` in `docker ps`, `PortBindings`/`Ports` in inspect, the error for a taken host port,
-//! rules and proxies gone after `rm`, and the rules a `kill -9`'d daemon left swept at its next
-//! boot.
+//! rules and proxies gone after `rm`, the rules a `kill -9`'d daemon left swept at its next
+//! boot, and the chain gone at a graceful stop.
 //!
 //! Needs root (namespaces, bridges, iptables), the `docker` CLI, Debian's `busybox-static` (the
 //! server is busybox `httpd`) and `iptables`.
@@ -221,8 +221,17 @@ fn published_port_on_a_host_address_goes_through_dnat() {
     assert_eq!(rules_of(&id), Vec::<String>::new());
 }
 
-/// Needs root. A daemon killed with `kill -9` leaves its DNAT rules; its next boot empties its
-/// chain before anything is published again.
+/// The lines of the `nat` table that name `chain` (its `-N`, its rules, the jumps to it).
+fn chain_lines(chain: &str) -> Vec<String> {
+    nat_rules()
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w == chain))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Needs root. A daemon killed with `kill -9` leaves its chain, rules and jumps; its next boot
+/// removes them before anything is published again; a graceful stop removes them too.
 #[test]
 fn rules_left_by_a_killed_daemon_are_swept_at_boot() {
     let mut d = Daemon::start();
@@ -232,7 +241,12 @@ fn rules_left_by_a_killed_daemon_are_swept_at_boot() {
         .ok()
         .trim()
         .to_owned();
-    assert_eq!(rules_of(&id).len(), 1, "{}", nat_rules());
+    let rules = rules_of(&id);
+    assert_eq!(rules.len(), 1, "{}", nat_rules());
+    let chain = rules[0].split_whitespace().nth(1).unwrap().to_owned();
+    assert!(chain.starts_with("BERTH"), "{chain}");
+    // The chain, its rule and the jumps from PREROUTING and OUTPUT.
+    assert_eq!(chain_lines(&chain).len(), 4, "{}", nat_rules());
     d.kill9();
     assert_eq!(
         rules_of(&id).len(),
@@ -242,12 +256,22 @@ fn rules_left_by_a_killed_daemon_are_swept_at_boot() {
     );
     d.restart();
     assert_eq!(
-        rules_of(&id),
+        chain_lines(&chain),
         Vec::<String>::new(),
         "swept at boot: {}",
         nat_rules()
     );
     d.docker(&["rm", "-f", &id]).ok();
+    d.docker(&["run", "-d", "-p", "18085:80", "bb", "sleep", "1000"])
+        .ok();
+    assert_eq!(chain_lines(&chain).len(), 4, "{}", nat_rules());
+    d.stop(Duration::from_secs(30));
+    assert_eq!(
+        chain_lines(&chain),
+        Vec::<String>::new(),
+        "gone at a graceful stop: {}",
+        nat_rules()
+    );
 }
 
 /// Needs root. docker-py `containers.run(ports=...)`: a fixed loopback binding and a host port

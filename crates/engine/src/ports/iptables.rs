@@ -6,8 +6,9 @@
 //! The chain is reached from `PREROUTING` and `OUTPUT` for packets to a local address (`OUTPUT`
 //! leaves 127.0.0.0/8 alone: loopback is the userland proxy's, so no `route_localnet` is needed).
 //! Each rule is `-p PROTO [-d HOST_IP] --dport HOST_PORT ! -i BRIDGE -j DNAT --to-destination
-//! CONTAINER_IP:PORT`, tagged with a comment naming the container. At boot the chain is flushed:
-//! rules a killed engine left behind go before anything is published again.
+//! CONTAINER_IP:PORT`, tagged with a comment naming the container. The chain is made at the first
+//! publish and removed (with its jumps) at a graceful stop; at boot a chain a killed engine left
+//! behind is removed before anything is published again.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -144,14 +145,24 @@ impl Firewall {
         &self.chain
     }
 
-    /// Creates the chain and its jumps when missing, and empties it (boot: a killed engine's
-    /// rules go).
+    /// Boot: removes the chain, its rules and its jumps if a killed engine left them (nothing is
+    /// published yet; the first publish makes the chain again).
     pub async fn sweep(&self) -> Result<(), EngineError> {
+        if iptables(&["-t", "nat", "-S", self.chain.as_str()])
+            .await
+            .is_ok()
+        {
+            self.remove().await;
+        }
+        Ok(())
+    }
+
+    /// Creates the chain and its jumps when missing (before the first publish).
+    pub async fn ensure(&self) -> Result<(), EngineError> {
         let c = self.chain.as_str();
         if iptables(&["-t", "nat", "-S", c]).await.is_err() {
             iptables(&["-t", "nat", "-N", c]).await?;
         }
-        iptables(&["-t", "nat", "-F", c]).await?;
         for (builtin, matches) in jumps() {
             let mut rule = matches.clone();
             rule.extend(["-j", c]);
@@ -166,7 +177,7 @@ impl Firewall {
         Ok(())
     }
 
-    /// Removes the jumps and the chain (graceful daemon stop, after every rule went).
+    /// Removes the jumps, the rules and the chain (graceful daemon stop, boot sweep).
     pub async fn remove(&self) {
         let c = self.chain.as_str();
         for (builtin, matches) in jumps() {

@@ -5,9 +5,9 @@
 //! - unless the host address is a loopback one, a DNAT rule in the engine's own `iptables`
 //!   chain ([`iptables`]) for traffic to the host's other addresses.
 //!
-//! Both go when the container stops (or is removed); the chain goes at a graceful daemon stop and
-//! is emptied at boot, so a daemon killed with `kill -9` leaves nothing behind after its next
-//! start on the same root. Ports of containers on
+//! Both go when the container stops (or is removed); the chain (made at the first publish) goes at
+//! a graceful daemon stop and is swept at boot, so a daemon killed with `kill -9` leaves nothing
+//! behind after its next start on the same root. Ports of containers on
 //! `host`, `none` or plugin-driven networks are not published (Docker discards them for `host`).
 //! Without an `iptables` binary only the proxy runs (logged once).
 
@@ -50,7 +50,7 @@ struct Active {
 pub struct PortTable {
     /// `None` when the host has no `iptables`.
     firewall: Option<Firewall>,
-    /// The chain is made (and emptied) once per engine: at boot or at the first publish.
+    /// The chain is made once per engine, at the first publish.
     ready: OnceCell<()>,
     active: Mutex<HashMap<String, Active>>,
 }
@@ -78,7 +78,7 @@ impl PortTable {
         let Some(fw) = &self.firewall else {
             return Ok(());
         };
-        self.ready.get_or_try_init(|| fw.sweep()).await.map(|_| ())
+        self.ready.get_or_try_init(|| fw.ensure()).await.map(|_| ())
     }
 
     async fn undo(&self, active: Active) {
@@ -97,9 +97,12 @@ impl PortTable {
 }
 
 impl Engine {
-    /// Boot: makes the engine's chain and empties it (rules a killed engine left behind).
+    /// Boot: removes the engine's chain with the rules a killed engine left behind.
     pub async fn sweep_ports(&self) -> Result<(), EngineError> {
-        self.ports.ready().await
+        match &self.ports.firewall {
+            Some(fw) => fw.sweep().await,
+            None => Ok(()),
+        }
     }
 
     /// What container `id` has published (empty unless it runs with port bindings).
