@@ -116,7 +116,7 @@ impl Engine {
     /// Publishes the container's ports (after its network is attached). On failure nothing of
     /// it is left.
     pub(crate) async fn publish_ports(&self, c: &Container) -> Result<(), EngineError> {
-        let bindings = &c.config.port_bindings;
+        let bindings = &c.config.spec.port_bindings;
         if bindings.is_empty() {
             return Ok(());
         }
