@@ -15,6 +15,7 @@ impl Engine {
         // The process is gone: unmount driver volumes and send `stop` to bind plugins before
         // the state says Exited, so a returning `stop` or `wait` sees them released.
         self.release_mounts(&c.config, &c.state().mounts).await;
+        self.unpublish_ports(c.id()).await;
         self.networks.detach(c.id()).await;
         *lock(&c.pty) = None;
         *c.stdin() = StdinSlot::fresh(c.config.spec.open_stdin);

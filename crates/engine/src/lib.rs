@@ -22,6 +22,7 @@ pub mod limits;
 pub mod logs;
 mod mounts;
 pub mod plugins;
+pub mod ports;
 mod remove;
 mod rename;
 mod resources;
