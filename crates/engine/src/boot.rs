@@ -229,7 +229,7 @@ impl Engine {
         candidates.sort_by_key(|c| !c.config.system);
         for c in candidates {
             let st = c.state();
-            let wanted = match c.config.restart_policy {
+            let wanted = match c.restart_policy() {
                 RestartPolicy::Always => true,
                 RestartPolicy::UnlessStopped => !st.manually_stopped,
                 RestartPolicy::OnFailure { .. } => interrupted.contains(&c.config.id),

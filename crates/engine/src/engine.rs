@@ -110,9 +110,16 @@ impl Engine {
 
     /// Snapshot of one container.
     pub fn view(&self, c: &Container) -> ContainerView {
+        let state = c.state();
+        let mut config = c.config.clone();
+        // What `docker update` changed replaces the create-time settings (see `update.rs`).
+        if let Some(u) = &state.updated {
+            config.resources = u.resources;
+            config.restart_policy = u.restart_policy.clone();
+        }
         ContainerView {
-            config: c.config.clone(),
-            state: c.state(),
+            config,
+            state,
             log_path: logs::log_path(&c.dir, c.id()),
             network: self
                 .networks

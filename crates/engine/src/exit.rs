@@ -26,10 +26,12 @@ impl Engine {
             st.oom_killed = oom_killed;
             st.pid = 0;
             st.finished_at = Some(Utc::now());
-            restart =
-                c.config
-                    .restart_policy
-                    .should_restart(code, st.restart_count, st.manually_stopped);
+            st.paused = false;
+            restart = crate::update::restart_policy(&c.config, st).should_restart(
+                code,
+                st.restart_count,
+                st.manually_stopped,
+            );
             if restart {
                 st.status = Status::Restarting;
             }

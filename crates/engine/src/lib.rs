@@ -4,11 +4,15 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod archive;
+mod archive_images;
 mod boot;
 pub mod cgroups;
+pub mod changes;
+pub mod commit;
 mod connect;
 pub mod container;
 mod create;
+pub mod df;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -19,7 +23,9 @@ pub mod images;
 pub mod limits;
 pub mod logs;
 mod mounts;
+pub mod pause;
 pub mod plugins;
+pub mod prune;
 mod remove;
 mod resources;
 pub mod runtime;
@@ -28,6 +34,8 @@ mod start;
 pub mod stats;
 mod stop;
 mod streams;
+pub mod top;
+pub mod update;
 
 pub use boot::OpenError;
 pub use create::CreateContainer;

@@ -217,7 +217,7 @@ impl Engine {
             cgroup_procs: self.runtime.create_cgroup(
                 &self.root,
                 c.id(),
-                &c.config.resources,
+                &c.resources(),
                 c.config.security.privileged,
             )?,
             user: c.config.user.clone(),

@@ -388,7 +388,7 @@ fn summary_json(s: &AppState, v: &ContainerView) -> Value {
     json!({
         "Id": v.config.id, "Names": [format!("/{}", v.config.name)], "Image": v.config.image,
         "ImageID": v.config.image_id, "Command": command_line(v), "Created": v.config.created.timestamp(),
-        "State": v.state.status.as_str(), "Status": present::status(&v.state, chrono::Utc::now()), "Ports": [],
+        "State": v.state.status_name(), "Status": present::status(&v.state, chrono::Utc::now()), "Ports": [],
         "Labels": v.config.labels, "SizeRw": 0, "SizeRootFs": 0,
         "HostConfig": {"NetworkMode": v.config.network_mode},
         "NetworkSettings": {"Networks": networks_json(s, v)},
@@ -407,8 +407,8 @@ fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
     let mut out = json!({
         "Id": c.id, "Created": rfc3339(Some(c.created)), "Path": c.path, "Args": c.args,
         "State": {
-            "Status": st.status.as_str(), "Running": st.status == berth_engine::container::Status::Running,
-            "Paused": false, "Restarting": st.status == berth_engine::container::Status::Restarting,
+            "Status": st.status_name(), "Running": st.status == berth_engine::container::Status::Running,
+            "Paused": st.paused, "Restarting": st.status == berth_engine::container::Status::Restarting,
             "OOMKilled": st.oom_killed, "Dead": false, "Pid": st.pid, "ExitCode": st.exit_code, "Error": st.error,
             "StartedAt": rfc3339(st.started_at), "FinishedAt": rfc3339(st.finished_at)
         },
@@ -473,7 +473,7 @@ fn matches_filters(v: &ContainerView, filters: &BTreeMap<String, Vec<String>>) -
             || vals.iter().any(|val| match k.as_str() {
                 "name" => v.config.name.contains(val.trim_start_matches('/')),
                 "id" => v.config.id.starts_with(val.as_str()),
-                "status" => v.state.status.as_str() == val,
+                "status" => v.state.status_name() == val,
                 "label" => {
                     let (lk, lv) = val
                         .split_once('=')

@@ -32,20 +32,33 @@ pub fn routes() -> Router<AppState> {
 
 fn summary(img: &Image) -> Value {
     json!({
-        "Id": img.id, "ParentId": "", "RepoTags": img.repo_tags, "RepoDigests": [],
+        "Id": img.id, "ParentId": img.parent, "RepoTags": img.repo_tags, "RepoDigests": [],
         "Created": img.created.timestamp(), "Size": img.size, "SharedSize": -1, "VirtualSize": img.size,
         "Labels": {}, "Containers": -1
     })
 }
 
+/// Docker's set shape (`{"8000/tcp": {}}`), `null` when empty.
+fn ports_json(items: &[String]) -> Value {
+    if items.is_empty() {
+        return Value::Null;
+    }
+    Value::Object(items.iter().map(|p| (p.clone(), json!({}))).collect())
+}
+
 fn detail(img: &Image) -> Value {
     json!({
-        "Id": img.id, "RepoTags": img.repo_tags, "RepoDigests": [], "Parent": "", "Comment": if img.builtin { "built-in: the host's root filesystem" } else { "imported" },
+        "Id": img.id, "RepoTags": img.repo_tags, "RepoDigests": [], "Parent": img.parent,
+        "Comment": if img.builtin { "built-in: the host's root filesystem" } else if img.container.is_empty() && img.comment.is_empty() { "imported" } else { img.comment.as_str() },
         "Created": img.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        "Container": "", "DockerVersion": "", "Author": "", "Architecture": "amd64", "Os": "linux",
+        "Container": img.container, "DockerVersion": "", "Author": img.author, "Architecture": "amd64", "Os": "linux",
         "Size": img.size, "VirtualSize": img.size,
         "Config": {"Cmd": img.config.cmd, "Entrypoint": img.config.entrypoint, "Env": img.config.env,
-                   "WorkingDir": img.config.working_dir, "Labels": null},
+                   "WorkingDir": img.config.working_dir, "User": img.config.user,
+                   "Labels": if img.config.labels.is_empty() { Value::Null } else { json!(img.config.labels) },
+                   "ExposedPorts": ports_json(&img.config.exposed_ports),
+                   "Volumes": ports_json(&img.config.volumes),
+                   "StopSignal": img.config.stop_signal},
         "RootFS": {"Type": "layers", "Layers": []}, "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}
     })
 }
@@ -137,13 +150,16 @@ async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<Value>>
     ))
 }
 
-async fn inspect(State(s): State<AppState>, Path(rest): Path<String>) -> ApiResult<Json<Value>> {
+async fn inspect(State(s): State<AppState>, Path(rest): Path<String>) -> ApiResult<Response> {
+    if let Some(name) = rest.strip_suffix("/get") {
+        return super::image_archive::save_one(s, name).await;
+    }
     let Some(name) = rest.strip_suffix("/json") else {
         return Err(ApiError::not_found(format!(
             "page not found: /images/{rest}"
         )));
     };
-    Ok(Json(detail(&s.engine.images.get(name)?)))
+    Ok(Json(detail(&s.engine.images.get(name)?)).into_response())
 }
 
 async fn remove(

@@ -17,6 +17,7 @@
 //! `0` to each `cgroup.procs` returned by [`create`] in the shim, before pid 1 is forked).
 //! Every container gets a cgroup, limited or not, as Docker does: stats need the counters.
 
+mod live;
 mod v1;
 mod v2;
 
@@ -27,6 +28,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::limits::Resources;
+
+pub use live::{freeze, pids, set_limits};
 
 /// The parent directory of the containers' cgroups, under each controller, for the default
 /// root (`/var/lib/berth`); an engine on another root uses `berth-<12 hex of its path's
@@ -132,6 +135,10 @@ trait Hierarchy: Send + Sync {
     fn stats(&self, rel: &str) -> Result<CgroupStats, CgroupError>;
     /// `"v1"` or `"v2"`.
     fn version(&self) -> &'static str;
+    /// Freezes (or thaws) every process of the container; returns once the kernel says so.
+    fn freeze(&self, rel: &str, frozen: bool) -> Result<(), CgroupError>;
+    /// Writes the limits of `res` into the container's existing cgroup (`docker update`).
+    fn set_limits(&self, rel: &str, res: &Resources) -> Result<(), CgroupError>;
 }
 
 fn hierarchy() -> Option<&'static dyn Hierarchy> {
