@@ -738,3 +738,54 @@ fn system_df_measures_images_containers_and_volumes() {
         "{out}"
     );
 }
+
+/// Needs root. `POST /volumes/prune` honours `label` filters and reports the space its local
+/// volumes held; a volume a stopped container names in its `Binds` is in use and stays.
+#[test]
+fn volume_prune_filters_and_space() {
+    let d = daemon_with_bb();
+    for (name, label) in [
+        ("keep", "tier=gold"),
+        ("drop", "tier=tin"),
+        ("held", "tier=tin"),
+    ] {
+        d.docker(&["volume", "create", "--label", label, name]).ok();
+    }
+    d.docker(&[
+        "run",
+        "-v",
+        "drop:/data",
+        "bb",
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > /data/x",
+    ])
+    .ok();
+    // The container that wrote to `drop` goes; `held`'s stays (stopped).
+    d.docker(&["container", "prune", "-f"]).ok();
+    d.docker(&["create", "-v", "held:/data", "bb", "true"]).ok();
+    let q = "/v1.41/volumes/prune?filters=%7B%22all%22%3A%5B%22true%22%5D%2C%22label%22%3A%5B%22tier%3Dtin%22%5D%7D";
+    let r = d.raw("POST", q, None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(
+        body["VolumesDeleted"],
+        serde_json::json!(["drop"]),
+        "{body}"
+    );
+    assert!(
+        body["SpaceReclaimed"].as_u64().unwrap() >= 100_000,
+        "{body}"
+    );
+    let left = d.docker(&["volume", "ls", "-q"]).ok().to_owned();
+    assert!(
+        left.contains("keep") && left.contains("held") && !left.contains("drop"),
+        "{left}"
+    );
+    let out = d.docker(&["volume", "rm", "held"]);
+    assert!(
+        !out.success(),
+        "a volume a container names in Binds is in use: {}",
+        out.describe()
+    );
+}

@@ -162,6 +162,35 @@ pub(crate) fn disk_usage(path: &Path) -> u64 {
 }
 
 impl Engine {
+    /// Removes unused volumes matching `f` (only anonymous ones, named by a 64-hex id, unless
+    /// `all`); returns their names and the bytes their local data held.
+    pub async fn prune_volumes_filtered(&self, all: bool, f: &PruneFilters) -> (Vec<String>, u64) {
+        let mut removed = Vec::new();
+        let mut space = 0;
+        for v in self.volumes.list() {
+            let labels = v.labels.clone().unwrap_or_default();
+            if !(all || berth_state::is_full_id(&v.name))
+                || !self.volume_users(&v.name).is_empty()
+                || !f.matches(&labels, v.created_at)
+            {
+                continue;
+            }
+            let size = if v.driver == "local" {
+                let dir = v.mountpoint.clone();
+                tokio::task::spawn_blocking(move || disk_usage(&dir))
+                    .await
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            if self.remove_volume(&v.name).await.is_ok() {
+                space += size;
+                removed.push(v.name);
+            }
+        }
+        (removed, space)
+    }
+
     /// Removes stopped user containers matching `f`.
     pub async fn prune_containers(self: &Arc<Self>, f: &PruneFilters) -> Pruned {
         let mut out = Pruned::default();
