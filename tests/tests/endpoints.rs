@@ -116,6 +116,15 @@ fn pause_freezes_and_unpause_thaws() {
         ),
         "paused true true"
     );
+    let info = d.raw("GET", "/v1.41/info", None, b"").json();
+    assert_eq!(
+        (
+            info["ContainersPaused"].as_u64(),
+            info["ContainersRunning"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{info}"
+    );
     let ps = d.docker(&[
         "ps",
         "--filter",
@@ -133,6 +142,12 @@ fn pause_freezes_and_unpause_thaws() {
     }
     assert_eq!(count(), at_pause, "a frozen container advanced its counter");
 
+    let exec = d.docker(&["exec", "ticker", "true"]);
+    assert!(
+        !exec.success() && exec.stderr.contains("is paused"),
+        "exec into a frozen container would hang: {}",
+        exec.describe()
+    );
     let again = d.docker(&["pause", "ticker"]);
     assert!(
         !again.success() && again.stderr.contains("already paused"),

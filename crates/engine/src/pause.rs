@@ -10,6 +10,18 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::handle::Container;
 
+/// Docker's refusal of an exec into a paused container (its process would join the frozen
+/// cgroup and hang until the unpause).
+pub(crate) fn refuse_if_paused(c: &Container) -> Result<(), EngineError> {
+    if c.state().paused {
+        return Err(EngineError::Conflict(format!(
+            "Container {} is paused, unpause the container before exec",
+            c.id()
+        )));
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Freezes a running container.
     pub async fn pause(self: &Arc<Self>, reference: &str) -> Result<(), EngineError> {

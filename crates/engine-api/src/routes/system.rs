@@ -71,6 +71,12 @@ async fn version() -> Json<serde_json::Value> {
 async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
     let engine = &state.engine;
     let (total, running, stopped) = engine.counts();
+    // Docker counts a paused container as paused, not running.
+    let paused = engine
+        .list(false, false)
+        .iter()
+        .filter(|v| v.state.paused)
+        .count();
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -104,7 +110,7 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "DockerRootDir": engine.root().to_string_lossy(),
         "NGoroutines": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
         "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
-        "Containers": total, "ContainersRunning": running, "ContainersPaused": 0, "ContainersStopped": stopped,
+        "Containers": total, "ContainersRunning": running - paused, "ContainersPaused": paused, "ContainersStopped": stopped,
         "Images": engine.images.list().len(),
         "Plugins": {"Volume": volume_drivers, "Network": ["host", "null"], "Log": ["json-file"], "Authorization": null},
         "LoggingDriver": "json-file",
