@@ -804,3 +804,40 @@ fn volume_prune_filters_and_space() {
         out.describe()
     );
 }
+
+/// Needs root. `docker import -c` applies every change given (the query repeats `changes`),
+/// including the ones commit added (`USER`, `EXPOSE`, `LABEL`, ...).
+#[test]
+fn import_applies_every_change() {
+    let d = Daemon::start();
+    let tar = d.dir().join("one.tar");
+    std::fs::write(&tar, tar_of(&[("hello", b"hi")])).unwrap();
+    d.docker(&[
+        "import",
+        "-c",
+        "USER foobar",
+        "-c",
+        r#"CMD ["echo"]"#,
+        "-c",
+        "EXPOSE 80/udp",
+        "-c",
+        "LABEL a=b",
+        tar.to_str().unwrap(),
+        "changed",
+    ])
+    .ok();
+    assert_eq!(
+        inspect(
+            &d,
+            "changed",
+            "{{.Config.User}} {{json .Config.Cmd}} {{json .Config.ExposedPorts}} {{json .Config.Labels}}"
+        ),
+        r#"foobar ["echo"] {"80/udp":{}} {"a":"b"}"#
+    );
+    let out = d.docker(&["import", "-c", "ONBUILD x", tar.to_str().unwrap(), "bad"]);
+    assert!(
+        !out.success() && out.stderr.contains("ONBUILD"),
+        "{}",
+        out.describe()
+    );
+}

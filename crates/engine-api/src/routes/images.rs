@@ -115,11 +115,8 @@ async fn create(State(s): State<AppState>, q: Query, body: Body) -> ApiResult<Re
             None => r.to_owned(),
         }
     });
-    let changes: Vec<String> =
-        q.0.iter()
-            .filter(|(k, _)| k.as_str() == "changes")
-            .map(|(_, v)| v.clone())
-            .collect();
+    // Every `changes` value (the query map alone keeps only the last of a repeated key).
+    let changes: Vec<String> = q.all("changes").into_iter().map(str::to_owned).collect();
     let tmp_dir = s.engine.root().join("tmp");
     tokio::fs::create_dir_all(&tmp_dir).await.map_err(|e| {
         ApiError::new(
