@@ -96,7 +96,12 @@ fn pause_freezes_and_unpause_thaws() {
             "i=0; while true; do i=$((i+1)); echo $i > /share/n; sleep 0.02; done",
         ],
     );
-    let count = || read(&share.join("n")).parse::<u64>().unwrap_or(0);
+    let count = || {
+        std::fs::read_to_string(share.join("n"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     poll_until("ticker running", Duration::from_secs(20), || {
         (count() > 2).then_some(())
     });

@@ -112,6 +112,7 @@ impl Engine {
     pub fn view(&self, c: &Container) -> ContainerView {
         let state = c.state();
         let mut config = c.config.clone();
+        config.name = c.name();
         // What `docker update` changed replaces the create-time settings (see `update.rs`).
         if let Some(u) = &state.updated {
             config.resources = u.resources;

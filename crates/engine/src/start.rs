@@ -55,7 +55,7 @@ impl Engine {
             Status::Removing | Status::Dead => {
                 return Err(EngineError::Conflict(format!(
                     "container {} is being removed",
-                    c.config.name
+                    c.name()
                 )));
             }
             _ => {}
@@ -65,7 +65,7 @@ impl Engine {
         let mut undo = Rollback::new("start");
         // The image and the mounts (the volume plugins' `start` hooks; prepare_run gives back its
         // own partial work).
-        let (spec, resolved) = match self.prepare_run(c).await {
+        let (mut spec, resolved) = match self.prepare_run(c).await {
             Ok(prepared) => prepared,
             Err(e) => {
                 let msg = e.to_string();
@@ -92,6 +92,18 @@ impl Engine {
         undo.push("attach the network", move || async move {
             self.networks.detach(c.id()).await;
         });
+        let etc = self.etc_files(c, &spec);
+        match undo.check(etc).await {
+            Ok(binds) => spec.mounts.extend(binds),
+            Err(e) => {
+                let msg = e.to_string();
+                c.update(|st| {
+                    st.error = msg;
+                    st.exit_code = 127;
+                })?;
+                return Err(e);
+            }
+        }
         let spawned = self.runtime.spawn(spec).await;
         let Spawned { pid1, io, exit } = match undo.check(spawned).await {
             Ok(s) => s,
@@ -171,6 +183,34 @@ impl Engine {
             engine.on_exit(&container, code).await;
         });
         Ok(())
+    }
+
+    /// Writes the container's `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` (after the
+    /// network is attached: they hold its addresses) and gives their bind mounts.
+    fn etc_files(&self, c: &Container, spec: &RunSpec) -> Result<Vec<BindMount>, EngineError> {
+        let addresses: Vec<_> = self
+            .networks
+            .container_networks(c.id())
+            .into_iter()
+            .filter_map(|(_, m)| m.endpoint.map(|e| e.address))
+            .collect();
+        let net = crate::etc::NetView {
+            mode: &spec.net,
+            addresses: &addresses,
+            embedded_dns: self.networks.wants_resolver(c.id()),
+        };
+        let taken: Vec<String> = spec.mounts.iter().map(|m| m.target.clone()).collect();
+        crate::etc::prepare(
+            &c.dir,
+            &spec.hostname,
+            &net,
+            &crate::etc::HostFiles::system(),
+            &taken,
+        )
+        .map_err(|source| EngineError::Io {
+            context: "writing the container's /etc files".into(),
+            source,
+        })
     }
 
     pub(crate) async fn prepare_run(

@@ -21,6 +21,7 @@ pub mod networks;
 pub mod pause;
 pub mod plugins;
 pub mod prune;
+pub mod rename;
 pub mod stats;
 pub mod swarm;
 pub mod system;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(system::routes())
         .merge(containers::routes())
         .merge(stats::routes())
+        .merge(rename::routes())
         .merge(archive::routes())
         .merge(exec::routes())
         .merge(images::routes())
