@@ -67,14 +67,7 @@ impl Engine {
         // own partial work).
         let (mut spec, resolved) = match self.prepare_run(c).await {
             Ok(prepared) => prepared,
-            Err(e) => {
-                let msg = e.to_string();
-                c.update(|st| {
-                    st.error = msg;
-                    st.exit_code = 127;
-                })?;
-                return Err(e);
-            }
+            Err(e) => return Err(not_started(c, e.to_string(), e)),
         };
         let held = resolved.clone();
         undo.push("resolve the mounts", move || async move {
@@ -82,12 +75,7 @@ impl Engine {
         });
         let attached = self.networks.attach(c.id(), &c.config.network_mode).await;
         if let Err(e) = undo.check(attached).await {
-            let msg = format!("network setup: {e}");
-            c.update(|st| {
-                st.error = msg;
-                st.exit_code = 127;
-            })?;
-            return Err(e.into());
+            return Err(not_started(c, format!("network setup: {e}"), e.into()));
         }
         undo.push("attach the network", move || async move {
             self.networks.detach(c.id()).await;
@@ -95,14 +83,7 @@ impl Engine {
         let etc = self.etc_files(c, &spec);
         match undo.check(etc).await {
             Ok(binds) => spec.mounts.extend(binds),
-            Err(e) => {
-                let msg = e.to_string();
-                c.update(|st| {
-                    st.error = msg;
-                    st.exit_code = 127;
-                })?;
-                return Err(e);
-            }
+            Err(e) => return Err(not_started(c, e.to_string(), e)),
         }
         let spawned = self.runtime.spawn(spec).await;
         let Spawned { pid1, io, exit } = match undo.check(spawned).await {
@@ -264,5 +245,17 @@ impl Engine {
             security: c.config.security.clone(),
         };
         Ok((spec, resolved))
+    }
+}
+
+/// Records why a start failed before the process ran (`error`, exit code 127, as Docker) and
+/// gives back the error to return (the recording's own failure, if the state could not be saved).
+fn not_started(c: &Container, msg: String, e: EngineError) -> EngineError {
+    match c.update(|st| {
+        st.error = msg;
+        st.exit_code = 127;
+    }) {
+        Ok(_) => e,
+        Err(saving) => saving,
     }
 }

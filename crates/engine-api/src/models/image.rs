@@ -41,9 +41,9 @@ pub struct ImageInspect {
     pub virtual_size: u64,
     pub config: ImageConfig,
     /// The legacy config of the container an image was committed from: Docker 20.10 always
-    /// sends it (empty for imported images), and docker-compose 1.29 reads its `Volumes` to
-    /// recreate a container.
-    pub container_config: LegacyContainerConfig,
+    /// sends it (empty for imported images: [`Default`]), and docker-compose 1.29 reads its
+    /// `Volumes` to recreate a container.
+    pub container_config: super::container::ContainerConfig,
     #[serde(rename = "RootFS")]
     pub root_fs: RootFs,
     pub metadata: ImageMetadata,
@@ -73,30 +73,6 @@ pub struct Empty {}
 /// Docker's set shape from a list; `None` (`null`) when empty.
 pub fn set_of(items: &[String]) -> Option<BTreeMap<String, Empty>> {
     (!items.is_empty()).then(|| items.iter().map(|i| (i.clone(), Empty {})).collect())
-}
-
-/// `ContainerConfig` of image inspect, as Docker 20.10 shows it for an image that was not
-/// committed from a container: every key present, all empty.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct LegacyContainerConfig {
-    pub hostname: String,
-    pub domainname: String,
-    pub user: String,
-    pub attach_stdin: bool,
-    pub attach_stdout: bool,
-    pub attach_stderr: bool,
-    pub tty: bool,
-    pub open_stdin: bool,
-    pub stdin_once: bool,
-    pub env: Option<Vec<String>>,
-    pub cmd: Option<Vec<String>>,
-    pub image: String,
-    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
-    pub working_dir: String,
-    pub entrypoint: Option<Vec<String>>,
-    pub on_build: Option<Vec<String>>,
-    pub labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -18,7 +18,7 @@ use super::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
 use crate::models::image::{
-    ImageConfig, ImageInspect, ImageMetadata, ImageSummary, LegacyContainerConfig, RootFs, set_of,
+    ImageConfig, ImageInspect, ImageMetadata, ImageSummary, RootFs, set_of,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -83,7 +83,7 @@ fn detail(img: &Image) -> ImageInspect {
             volumes: set_of(&img.config.volumes),
             stop_signal: img.config.stop_signal.clone(),
         },
-        container_config: LegacyContainerConfig::default(),
+        container_config: Default::default(),
         root_fs: RootFs {
             kind: "layers".into(),
             layers: Vec::new(),
