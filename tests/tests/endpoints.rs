@@ -846,3 +846,35 @@ fn import_applies_every_change() {
         out.describe()
     );
 }
+
+/// Needs root. An engine killed (SIGKILL) while a container is paused leaves its cgroup frozen;
+/// the next boot thaws it, so the old processes die instead of lingering frozen, the record says
+/// exited and not paused, and a new start runs unfrozen.
+#[test]
+fn a_paused_container_survives_an_engine_crash() {
+    let mut d = daemon_with_bb();
+    run_d(&d, &["--name", "p", "bb", "sleep", "600"]);
+    let old = inspect(&d, "p", "{{.State.Pid}}");
+    d.docker(&["pause", "p"]).ok();
+    assert!(frozen(&old));
+    d.kill9();
+    d.restart();
+    poll_until(
+        "the old frozen process ends",
+        Duration::from_secs(20),
+        || (!Path::new(&format!("/proc/{old}")).exists()).then_some(()),
+    );
+    assert_eq!(
+        inspect(&d, "p", "{{.State.Status}} {{.State.Paused}}"),
+        "exited false"
+    );
+    d.docker(&["start", "p"]).ok();
+    let new = inspect(&d, "p", "{{.State.Pid}}");
+    assert!(!frozen(&new), "a fresh start must not run frozen");
+    assert_eq!(
+        inspect(&d, "p", "{{.State.Status}} {{.State.Paused}}"),
+        "running false"
+    );
+    d.docker(&["pause", "p"]).ok();
+    d.docker(&["unpause", "p"]).ok();
+}

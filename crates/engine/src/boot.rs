@@ -161,6 +161,7 @@ impl Engine {
                 }
                 state.status = Status::Exited;
                 state.pid = 0;
+                state.paused = false;
                 state.exit_code = 137;
                 state.error = "the engine stopped while the container was running".into();
                 state.finished_at = Some(Utc::now());

@@ -106,6 +106,8 @@ impl Engine {
         c.update(|st| {
             st.status = Status::Running;
             st.pid = pid1;
+            // A fresh process is never frozen (a record left paused by a killed engine).
+            st.paused = false;
             st.exit_code = 0;
             st.error.clear();
             st.started_at = Some(Utc::now());
