@@ -86,11 +86,12 @@ pub(crate) fn mount_points(c: &Container) -> HashSet<String> {
     let st = c.state();
     let dests = c
         .config
+        .spec
         .mounts
         .iter()
         .map(|m| m.destination.clone())
         .chain(st.mounts.iter().map(|m| m.spec.destination.clone()))
-        .chain(c.config.security.tmpfs.keys().cloned());
+        .chain(c.config.spec.security.tmpfs.keys().cloned());
     for d in dests {
         let clean = format!("/{}", d.trim_matches('/'));
         skip.insert(clean);

@@ -64,12 +64,12 @@ impl Engine {
             )));
         }
         let mut config = ImageConfig {
-            cmd: c.config.cmd.clone(),
-            entrypoint: c.config.entrypoint.clone(),
-            env: c.config.env.clone(),
-            working_dir: c.config.working_dir.clone(),
-            labels: c.config.labels.clone(),
-            user: c.config.user.clone(),
+            cmd: c.config.spec.cmd.clone(),
+            entrypoint: c.config.spec.entrypoint.clone(),
+            env: c.config.spec.env.clone(),
+            working_dir: c.config.spec.working_dir.clone(),
+            labels: c.config.spec.labels.clone(),
+            user: c.config.spec.user.clone(),
             ..parent
                 .as_ref()
                 .map(|p| p.config.clone())

@@ -75,7 +75,7 @@ impl Engine {
                 size,
             });
         }
-        for c in containers.iter().filter(|c| !c.config.system) {
+        for c in containers.iter().filter(|c| !c.config.spec.system) {
             let size_rw = disk_usage(&c.dir.join(crate::runtime::UPPER_DIR)) as i64;
             let base = image_sizes.get(&c.config.image_id).copied().unwrap_or(0);
             out.containers.push(ContainerUsage {

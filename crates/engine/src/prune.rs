@@ -196,10 +196,10 @@ impl Engine {
         let mut out = Pruned::default();
         for c in self.all() {
             let st = c.state();
-            if c.config.system
+            if c.config.spec.system
                 || st.status.is_active()
                 || st.paused
-                || !f.matches(&c.config.labels, c.config.created)
+                || !f.matches(&c.config.spec.labels, c.config.created)
             {
                 continue;
             }
@@ -264,7 +264,7 @@ impl Engine {
         let wanted: HashSet<String> = self
             .all()
             .iter()
-            .map(|c| c.config.network_mode.clone())
+            .map(|c| c.config.spec.network_mode.clone())
             .collect();
         let mut out = Vec::new();
         for n in self.networks.list() {

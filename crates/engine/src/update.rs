@@ -42,7 +42,7 @@ pub(crate) fn restart_policy<'a>(
     state
         .updated
         .as_ref()
-        .map_or(&config.restart_policy, |u| &u.restart_policy)
+        .map_or(&config.spec.restart_policy, |u| &u.restart_policy)
 }
 
 impl Container {
@@ -50,7 +50,7 @@ impl Container {
     pub fn resources(&self) -> Resources {
         self.state()
             .updated
-            .map_or(self.config.resources, |u| u.resources)
+            .map_or(self.config.spec.resources, |u| u.resources)
     }
 
     /// The restart policy in force (updated or create-time).
@@ -95,7 +95,7 @@ impl Engine {
             .restart_policy
             .clone()
             .unwrap_or_else(|| restart_policy(&c.config, &st).clone());
-        if c.config.auto_remove && policy != RestartPolicy::No {
+        if c.config.spec.auto_remove && policy != RestartPolicy::No {
             return Err(EngineError::Invalid(
                 "Restart policy cannot be updated because AutoRemove is enabled for the container"
                     .into(),
