@@ -41,6 +41,9 @@ fn since(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> String {
 pub fn status(state: &ContainerState, now: DateTime<Utc>) -> String {
     match state.status {
         Status::Created => "Created".to_owned(),
+        Status::Running if state.paused => {
+            format!("Up {} (Paused)", since(now, state.started_at))
+        }
         Status::Running => format!("Up {}", since(now, state.started_at)),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",

@@ -166,6 +166,7 @@ impl Engine {
                 }
                 state.status = Status::Exited;
                 state.pid = 0;
+                state.paused = false;
                 state.exit_code = 137;
                 state.error = "the engine stopped while the container was running".into();
                 state.finished_at = Some(Utc::now());
@@ -233,7 +234,7 @@ impl Engine {
         candidates.sort_by_key(|c| !c.config.spec.system);
         for c in candidates {
             let st = c.state();
-            let wanted = match c.config.spec.restart_policy {
+            let wanted = match c.restart_policy() {
                 RestartPolicy::Always => true,
                 RestartPolicy::UnlessStopped => !st.manually_stopped,
                 RestartPolicy::OnFailure { .. } => interrupted.contains(&c.config.id),

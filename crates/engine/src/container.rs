@@ -250,6 +250,24 @@ pub struct ContainerState {
     /// The last run ended with an OOM kill in the container's memory cgroup.
     #[serde(default)]
     pub oom_killed: bool,
+    /// The running container's processes are frozen (`docker pause`, see `pause.rs`).
+    #[serde(default)]
+    pub paused: bool,
+    /// Limits and restart policy set by `docker update` (see `update.rs`); they replace the
+    /// config's from then on.
+    #[serde(default)]
+    pub updated: Option<crate::update::Updated>,
+}
+
+impl ContainerState {
+    /// The `State.Status` word: the lifecycle status, or `paused` for a frozen running one.
+    pub fn status_name(&self) -> &'static str {
+        if self.paused && self.status == Status::Running {
+            "paused"
+        } else {
+            self.status.as_str()
+        }
+    }
 }
 
 impl ContainerState {
@@ -265,6 +283,8 @@ impl ContainerState {
             manually_stopped: false,
             mounts: Vec::new(),
             oom_killed: false,
+            paused: false,
+            updated: None,
         }
     }
 }

@@ -112,11 +112,17 @@ impl Engine {
 
     /// Snapshot of one container.
     pub fn view(&self, c: &Container) -> ContainerView {
+        let state = c.state();
         let mut config = c.config.clone();
         config.name = c.name();
+        // What `docker update` changed replaces the create-time settings (see `update.rs`).
+        if let Some(u) = &state.updated {
+            config.spec.resources = u.resources;
+            config.spec.restart_policy = u.restart_policy.clone();
+        }
         ContainerView {
             config,
-            state: c.state(),
+            state,
             log_path: logs::log_path(&c.dir, c.id()),
             network: self
                 .networks

@@ -102,6 +102,7 @@ impl Engine {
                 c.id()
             )));
         }
+        crate::pause::refuse_if_paused(&c)?;
         if config.cmd.is_empty() || config.cmd[0].is_empty() {
             return Err(EngineError::Invalid("exec: Cmd is required".into()));
         }
@@ -195,6 +196,8 @@ impl Engine {
                     "container {container_id} is not running"
                 )));
             }
+            // A process started in a frozen cgroup would hang until the unpause.
+            crate::pause::refuse_if_paused(&c)?;
             st.pid
         };
         let mut env = c.config.spec.env.clone();

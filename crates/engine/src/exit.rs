@@ -27,7 +27,8 @@ impl Engine {
             st.oom_killed = oom_killed;
             st.pid = 0;
             st.finished_at = Some(Utc::now());
-            restart = c.config.spec.restart_policy.should_restart(
+            st.paused = false;
+            restart = crate::update::restart_policy(&c.config, st).should_restart(
                 code,
                 st.restart_count,
                 st.manually_stopped,

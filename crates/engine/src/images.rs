@@ -2,7 +2,11 @@
 //! unpacked under `<root>/images/<hex>/rootfs`, and the built-in `host` image whose root filesystem
 //! is the host's `/`. Resolves references (name, name:tag, docker.io/library/name, id, id prefix).
 
+mod load;
+mod save;
 mod tag;
+
+pub use load::Loaded;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -29,6 +33,24 @@ pub struct ImageConfig {
     pub entrypoint: Option<Vec<String>>,
     pub env: Vec<String>,
     pub working_dir: String,
+    /// `EXPOSE`d ports (`8000/tcp`).
+    pub exposed_ports: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub user: String,
+    /// `VOLUME` paths.
+    pub volumes: Vec<String>,
+    pub stop_signal: String,
+}
+
+/// What an image records about where it came from (`docker commit`, `docker load`).
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The image the committed container ran (`Parent`).
+    pub parent: String,
+    /// The committed container's id.
+    pub container: String,
+    pub comment: String,
+    pub author: String,
 }
 
 /// One image record (`image.json`); missing fields decode to their defaults.
@@ -44,6 +66,15 @@ pub struct Image {
     /// True for the built-in `host` image.
     #[serde(default)]
     pub builtin: bool,
+    /// `docker commit`: the image of the committed container, the container, its message and
+    /// author.
+    pub parent: String,
+    pub container: String,
+    pub comment: String,
+    pub author: String,
+    /// The sha256 of the layer tar `docker save` wrote for this image, so that loading that
+    /// archive again finds this image instead of making a copy (`images/load.rs`).
+    pub saved_layer: String,
 }
 
 impl Image {
@@ -114,6 +145,7 @@ fn host_image() -> Image {
             ..Default::default()
         },
         builtin: true,
+        ..Default::default()
     }
 }
 
@@ -230,16 +262,28 @@ impl ImageStore {
         repo: Option<&str>,
         changes: &[String],
     ) -> Result<Image, EngineError> {
-        let tag = repo.map(normalize_reference);
-        if let Some(t) = &tag {
-            validate_tag(t)?;
-        }
         let mut config = ImageConfig {
             env: vec![DEFAULT_PATH.to_owned()],
             ..Default::default()
         };
         for change in changes {
             apply_change(&mut config, change)?;
+        }
+        self.import_with(tar_path, repo, config, Origin::default())
+    }
+
+    /// Imports the tar file at `tar_path` (a root filesystem) as an image with `config`, tagged
+    /// `repo` if given. The id is the sha256 of the tar. Blocking.
+    pub fn import_with(
+        &self,
+        tar_path: &Path,
+        repo: Option<&str>,
+        config: ImageConfig,
+        origin: Origin,
+    ) -> Result<Image, EngineError> {
+        let tag = repo.map(normalize_reference);
+        if let Some(t) = &tag {
+            validate_tag(t)?;
         }
         let mut hasher = Sha256::new();
         let mut f =
@@ -323,6 +367,11 @@ impl ImageStore {
                 size,
                 config,
                 builtin: false,
+                parent: origin.parent,
+                container: origin.container,
+                comment: origin.comment,
+                author: origin.author,
+                saved_layer: String::new(),
             },
         };
         match work {
@@ -391,8 +440,8 @@ impl ImageStore {
     }
 }
 
-/// Applies one Dockerfile instruction of `docker import -c`.
-fn apply_change(config: &mut ImageConfig, change: &str) -> Result<(), EngineError> {
+/// Applies one Dockerfile instruction of `docker import -c` or `docker commit -c`.
+pub fn apply_change(config: &mut ImageConfig, change: &str) -> Result<(), EngineError> {
     let (instr, rest) = change
         .trim()
         .split_once(char::is_whitespace)
@@ -406,6 +455,36 @@ fn apply_change(config: &mut ImageConfig, change: &str) -> Result<(), EngineErro
         "CMD" => config.cmd = Some(words(rest)),
         "ENTRYPOINT" => config.entrypoint = Some(words(rest)),
         "WORKDIR" => config.working_dir = rest.to_owned(),
+        "USER" => config.user = rest.to_owned(),
+        "STOPSIGNAL" => config.stop_signal = rest.to_owned(),
+        "EXPOSE" => {
+            for port in rest.split_whitespace() {
+                let port = if port.contains('/') {
+                    port.to_owned()
+                } else {
+                    format!("{port}/tcp")
+                };
+                if !config.exposed_ports.contains(&port) {
+                    config.exposed_ports.push(port);
+                }
+            }
+        }
+        "VOLUME" => {
+            let paths = serde_json::from_str::<Vec<String>>(rest)
+                .unwrap_or_else(|_| rest.split_whitespace().map(str::to_owned).collect());
+            for p in paths {
+                if !config.volumes.contains(&p) {
+                    config.volumes.push(p);
+                }
+            }
+        }
+        "LABEL" => {
+            let (k, v) = rest.split_once('=').unwrap_or((rest, ""));
+            config.labels.insert(
+                k.trim().trim_matches('"').to_owned(),
+                v.trim().trim_matches('"').to_owned(),
+            );
+        }
         "ENV" => {
             let kv = match rest.split_once('=') {
                 Some((k, v)) => format!("{}={}", k.trim(), v.trim()),
@@ -422,7 +501,7 @@ fn apply_change(config: &mut ImageConfig, change: &str) -> Result<(), EngineErro
         }
         other => {
             return Err(EngineError::Invalid(format!(
-                "import change {other:?} is not supported (CMD, ENTRYPOINT, ENV, WORKDIR are)"
+                "change {other:?} is not supported (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, VOLUME, LABEL, STOPSIGNAL are)"
             )));
         }
     }

@@ -12,7 +12,8 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 
 impl Engine {
-    /// Ids of containers whose mounts name volume `name`.
+    /// Ids of containers whose mounts (`Mounts`, or `Binds` entries `name:/dest`) name volume
+    /// `name`.
     pub fn volume_users(&self, name: &str) -> Vec<String> {
         self.all()
             .iter()
@@ -22,6 +23,11 @@ impl Engine {
                     .mounts
                     .iter()
                     .any(|m| m.kind == MountKind::Volume && m.source == name)
+                    || c.config
+                        .spec
+                        .binds
+                        .iter()
+                        .any(|b| b.split(':').next() == Some(name))
             })
             .map(|c| c.id().to_owned())
             .collect()

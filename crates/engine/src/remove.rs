@@ -44,6 +44,7 @@ impl Engine {
                 let rx = c.observed.subscribe();
                 let exits = rx.borrow().exits;
                 let _ = self.runtime.signal(st.pid, Signal::SIGKILL);
+                self.thaw_after_signal(c).await;
                 c.wait_exit_after(rx, exits).await;
             }
         }

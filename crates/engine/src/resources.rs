@@ -93,16 +93,7 @@ impl Engine {
     /// Removes unused volumes (only anonymous ones, named by a 64-hex id, unless `all`); returns
     /// their names.
     pub async fn prune_volumes(&self, all: bool) -> Vec<String> {
-        let mut removed = Vec::new();
-        for v in self.volumes.list() {
-            let eligible = all || berth_state::is_full_id(&v.name);
-            if eligible
-                && self.volume_users(&v.name).is_empty()
-                && self.remove_volume(&v.name).await.is_ok()
-            {
-                removed.push(v.name);
-            }
-        }
-        removed
+        let any = crate::prune::PruneFilters::default();
+        self.prune_volumes_filtered(all, &any).await.0
     }
 }

@@ -116,6 +116,8 @@ impl Engine {
         c.update(|st| {
             st.status = Status::Running;
             st.pid = pid1;
+            // A fresh process is never frozen (a record left paused by a killed engine).
+            st.paused = false;
             st.exit_code = 0;
             st.error.clear();
             st.started_at = Some(Utc::now());
@@ -248,7 +250,7 @@ impl Engine {
             cgroup_procs: self.runtime.create_cgroup(
                 &self.root,
                 c.id(),
-                &c.config.spec.resources,
+                &c.resources(),
                 c.config.spec.security.privileged,
             )?,
             user: c.config.spec.user.clone(),

@@ -70,6 +70,7 @@ impl Engine {
         let _ = self
             .runtime
             .signal(st.pid, signal.unwrap_or(Signal::SIGTERM));
+        self.thaw_after_signal(c).await;
         let grace = timeout.unwrap_or(10);
         let waited = if grace < 0 {
             c.wait_exit_after(rx.clone(), exits).await;
@@ -115,6 +116,9 @@ impl Engine {
         let rx = c.observed.subscribe();
         let exits = rx.borrow().exits;
         self.runtime.signal(st.pid, sig)?;
+        if sig == Signal::SIGKILL {
+            self.thaw_after_signal(&c).await;
+        }
         let mut attrs = c.attributes();
         attrs.insert("signal".into(), (sig as i32).to_string());
         self.events.publish("container", "kill", c.id(), attrs);

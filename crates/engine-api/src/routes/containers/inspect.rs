@@ -173,9 +173,9 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         path: c.path.clone(),
         args: c.args.clone(),
         state: ContainerState {
-            status: st.status.as_str(),
+            status: st.status_name(),
             running: st.status == Status::Running,
-            paused: false,
+            paused: st.paused,
             restarting: st.status == Status::Restarting,
             oom_killed: st.oom_killed,
             dead: false,

@@ -28,7 +28,7 @@ fn summary(s: &AppState, v: &ContainerView) -> ContainerSummary {
         image_id: v.config.image_id.clone(),
         command: command_line(v),
         created: v.config.created.timestamp(),
-        state: v.state.status.as_str(),
+        state: v.state.status_name(),
         status: present::status(&v.state, chrono::Utc::now()),
         ports: crate::routes::ports::summary(s, v),
         labels: v.config.spec.labels.clone(),
@@ -72,7 +72,7 @@ fn matches_filters(v: &ContainerView, filters: &BTreeMap<String, Vec<String>>) -
         let check = |val: &String| match k.as_str() {
             "name" => v.config.name.contains(val.trim_start_matches('/')),
             "id" => v.config.id.starts_with(val.as_str()),
-            "status" => v.state.status.as_str() == val,
+            "status" => v.state.status_name() == val,
             "label" => {
                 let (lk, lv) = val
                     .split_once('=')
