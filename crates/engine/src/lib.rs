@@ -24,6 +24,7 @@ mod remove;
 mod resources;
 pub mod runtime;
 pub mod security;
+pub mod standalone;
 mod start;
 pub mod stats;
 mod stop;
