@@ -632,6 +632,20 @@ impl Daemon {
         run_command(cmd, stdin, timeout)
     }
 
+    /// Runs Debian's `docker-compose` (1.29) in `dir` against this daemon, project `project`.
+    pub fn compose(&self, dir: &Path, project: &str, args: &[&str]) -> CmdOutput {
+        let mut cmd = Command::new("docker-compose");
+        cmd.current_dir(dir)
+            .args(["--ansi", "never"])
+            .args(["-p", project])
+            .args(args)
+            .env("DOCKER_HOST", self.host())
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION")
+            .env_remove("DOCKER_TLS_VERIFY");
+        run_command(cmd, None, COMMAND_TIMEOUT)
+    }
+
     /// Runs a python script with `docker`, `json`, `sys` imported and `client` bound to
     /// `docker.DockerClient(base_url="unix://…")`.
     pub fn python(&self, script: &str) -> CmdOutput {
@@ -785,7 +799,8 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "ash", "echo", "cat", "ls", "sleep", "true", "false", "env", "hostname", "id", "mkdir",
     "rm", "touch", "pwd", "ps", "kill", "grep", "head", "tail", "wc", "test", "[", "printf",
-    "mount", "readlink", "stat", "uname", "date", "seq", "tr", "cut", "dd", "yes",
+    "mount", "readlink", "stat", "uname", "date", "seq", "tr", "cut", "dd", "yes", "nslookup",
+    "wget", "httpd", "nc", "cp",
 ];
 
 /// A tar of a minimal rootfs: `bin/busybox` plus applet symlinks, `usr/bin/env`, and the usual

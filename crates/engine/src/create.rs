@@ -45,6 +45,8 @@ pub struct CreateContainer {
     pub network_mode: String,
     /// `NetworkingConfig.EndpointsConfig.<net>.IPAMConfig.IPv4Address` (`--ip`); empty = none.
     pub ipv4_address: String,
+    /// `NetworkingConfig.EndpointsConfig.<net>.Aliases` (`--network-alias`).
+    pub aliases: Vec<String>,
     pub volume_driver: String,
     pub system: bool,
     /// `HostConfig` resource limits.
@@ -200,9 +202,13 @@ impl Engine {
             // config.json last: its presence marks a complete record.
             .and_then(|()| berth_state::store_json(&dir.join("config.json"), &config));
         undo.check(stored.map_err(EngineError::from)).await?;
-        let registered = self
-            .networks
-            .register(&id, &name, &req.network_mode, &req.ipv4_address);
+        let registered = self.networks.register(
+            &id,
+            &name,
+            &req.network_mode,
+            &req.ipv4_address,
+            &req.aliases,
+        );
         undo.check(registered.map_err(EngineError::from)).await?;
         undo.commit();
         let c = Container::new(config, state, dir);

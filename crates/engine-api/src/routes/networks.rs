@@ -38,7 +38,7 @@ fn network_body(s: &AppState, n: &Network) -> NetworkInspect {
         let name = s
             .engine
             .container(cid)
-            .map(|c| c.config.name.clone())
+            .map(|c| c.name())
             .unwrap_or_else(|_| m.container_name.clone());
         containers.insert(
             cid.clone(),
@@ -224,6 +224,7 @@ struct EndpointIpam {
 struct EndpointBody {
     #[serde(rename = "IPAMConfig")]
     ipam_config: Option<EndpointIpam>,
+    aliases: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -241,13 +242,14 @@ async fn connect(
     let body: ConnectBody = extract::parse_json::<Option<ConnectBody>>(&body)?.unwrap_or_default();
     // Docker answers 404 for an unknown network before looking at the container.
     s.engine.networks.get(&id)?;
-    let ip = body
-        .endpoint_config
-        .and_then(|e| e.ipam_config)
+    let endpoint = body.endpoint_config.unwrap_or_default();
+    let ip = endpoint
+        .ipam_config
         .and_then(|i| i.ipv4_address)
         .unwrap_or_default();
+    let aliases = endpoint.aliases.unwrap_or_default();
     s.engine
-        .connect(&id, body.container.as_deref().unwrap_or(""), &ip)
+        .connect(&id, body.container.as_deref().unwrap_or(""), &ip, &aliases)
         .await?;
     Ok(StatusCode::OK)
 }

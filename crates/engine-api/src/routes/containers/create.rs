@@ -61,22 +61,37 @@ struct CreateBody {
     networking_config: Option<Value>,
 }
 
-/// `NetworkingConfig.EndpointsConfig.<net>.IPAMConfig.IPv4Address` for the container's network
-/// (`--ip`); the entry named like `NetworkMode`, else the only one.
-fn requested_ip(networking: Option<&Value>, mode: &str) -> String {
-    let Some(eps) = networking
+/// `NetworkingConfig.EndpointsConfig.<net>` for the container's network: the entry named like
+/// `NetworkMode`, else the only one.
+fn primary_endpoint<'a>(networking: Option<&'a Value>, mode: &str) -> Option<&'a Value> {
+    let eps = networking
         .and_then(|n| n.get("EndpointsConfig"))
-        .and_then(Value::as_object)
-    else {
-        return String::new();
-    };
-    let ep = eps
-        .get(mode)
-        .or_else(|| (eps.len() == 1).then(|| eps.values().next()).flatten());
-    ep.and_then(|e| e.pointer("/IPAMConfig/IPv4Address"))
+        .and_then(Value::as_object)?;
+    eps.get(mode)
+        .or_else(|| (eps.len() == 1).then(|| eps.values().next()).flatten())
+}
+
+/// The endpoint's `IPAMConfig.IPv4Address` (`--ip`), empty = none.
+fn requested_ip(networking: Option<&Value>, mode: &str) -> String {
+    primary_endpoint(networking, mode)
+        .and_then(|e| e.pointer("/IPAMConfig/IPv4Address"))
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The endpoint's `Aliases` (`--network-alias`, compose service names).
+fn requested_aliases(networking: Option<&Value>, mode: &str) -> Vec<String> {
+    primary_endpoint(networking, mode)
+        .and_then(|e| e.get("Aliases"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -229,6 +244,10 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         restart_policy,
         auto_remove: hc.auto_remove.unwrap_or(false),
         ipv4_address: requested_ip(
+            body.networking_config.as_ref(),
+            hc.network_mode.as_deref().unwrap_or_default(),
+        ),
+        aliases: requested_aliases(
             body.networking_config.as_ref(),
             hc.network_mode.as_deref().unwrap_or_default(),
         ),
