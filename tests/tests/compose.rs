@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use berth_tests::{Daemon, example_plugin, spawn_plugin};
+use berth_tests::Daemon;
 use serde_json::{Value, json};
 
 /// A /24 unlikely to collide with other test runs on this machine.
@@ -225,29 +225,9 @@ fn docker_compose_project_with_a_plugin_volume_and_a_user_network() {
     let d = Daemon::start();
     d.import_busybox("bb");
     let storage = d.dir().join("storage");
-    let sock = d.dir().join("flo.sock");
     let log = d.dir().join("flo.log");
-    let _flocker = spawn_plugin(
-        &example_plugin("flocker"),
-        &[
-            "--socket",
-            sock.to_str().unwrap(),
-            "--name",
-            "flo",
-            "--storage",
-            storage.to_str().unwrap(),
-            "--log",
-            log.to_str().unwrap(),
-            "--answer",
-            "activate",
-        ],
-    );
-    let r = d.raw_json(
-        "POST",
-        "/berth/plugins/load",
-        &json!({"Name": "flo", "Socket": sock, "Timeout": "20s"}),
-    );
-    assert_eq!(r.status, 200, "load flo: {}", r.text());
+    let (_flocker, sock) = d.spawn_flocker("flo", &storage, &log, &["--answer", "activate"]);
+    d.load_socket("flo", &sock, None);
 
     let project = d.dir().join("project");
     std::fs::create_dir_all(&project).unwrap();

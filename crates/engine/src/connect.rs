@@ -24,7 +24,7 @@ impl Engine {
                 network,
                 c.id(),
                 &c.name(),
-                &c.config.network_mode,
+                &c.config.spec.network_mode,
                 ip,
                 aliases,
                 running,

@@ -17,7 +17,7 @@ impl Engine {
         self.release_mounts(&c.config, &c.state().mounts).await;
         self.networks.detach(c.id()).await;
         *lock(&c.pty) = None;
-        *c.stdin() = StdinSlot::fresh(c.config.open_stdin);
+        *c.stdin() = StdinSlot::fresh(c.config.spec.open_stdin);
         let oom_killed = self.runtime.cgroup_exited(&self.root, c.id()).await;
         // A plugin container that crash-loops past the plugin host's limit is not started again:
         // its plugin is Failed (docs/plugins.md, "If the plugin crashes").
@@ -30,7 +30,7 @@ impl Engine {
             st.pid = 0;
             st.finished_at = Some(Utc::now());
             restart = !given_up
-                && c.config.restart_policy.should_restart(
+                && c.config.spec.restart_policy.should_restart(
                     code,
                     st.restart_count,
                     st.manually_stopped,
@@ -50,7 +50,7 @@ impl Engine {
             let engine = self.clone();
             let container = c.clone();
             tokio::spawn(async move { engine.restart_by_policy(container).await });
-        } else if c.config.auto_remove {
+        } else if c.config.spec.auto_remove {
             let engine = self.clone();
             let container = c.clone();
             tokio::spawn(async move {
@@ -65,10 +65,10 @@ impl Engine {
     /// Whether the plugin host gives up on the plugin running in `c` (a plugin container) after
     /// this exit: it crash-looped past its limit.
     fn plugin_gives_up(&self, c: &Container, code: i32) -> bool {
-        let is_plugin =
-            c.config.system && c.config.labels.contains_key(crate::plugins::LABEL_PLUGIN);
+        let spec = &c.config.spec;
+        let is_plugin = spec.system && spec.labels.contains_key(crate::plugins::LABEL_PLUGIN);
         is_plugin
-            && c.config
+            && spec
                 .restart_policy
                 .should_restart(code, c.state().restart_count, false)
             && self
