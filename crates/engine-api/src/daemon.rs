@@ -41,6 +41,9 @@ pub struct DaemonConfig {
     /// Engine-wide plugin call bounds: deadline caps per call family (`--plugin-deadline-api`,
     /// `--plugin-deadline-volume`, `--plugin-deadline-default`) and reply size limits.
     pub plugin_caps: PluginCaps,
+    /// When a crash-looping container plugin is given up on (`--plugin-max-restarts` within
+    /// `--plugin-restart-window`, default 5 within 60 s).
+    pub plugin_crash_loop: berth_plugin_host::CrashLoopLimit,
 }
 
 /// Errors that stop the daemon from starting or serving.
@@ -235,6 +238,7 @@ pub async fn run(
     host_config.discovery_dirs = vec![config.plugin_dir.clone()];
     host_config.load_deadline = config.plugin_timeout;
     host_config.caps = config.plugin_caps;
+    host_config.crash_loop = config.plugin_crash_loop;
     for name in &config.authorization_plugins {
         host_config.locked.insert(
             name.clone(),

@@ -253,6 +253,11 @@ impl Engine {
     /// system agents; then plugins one by one in reverse load order (plugins start first and
     /// stop last: docs/semantics.md).
     pub async fn shutdown(self: &Arc<Self>) {
+        // Old plugin containers an upgrade left stopping in the background are stopped and
+        // removed first: nothing is left for the next boot's sweep.
+        if let Some(h) = self.plugins() {
+            h.finish_retiring().await;
+        }
         // Plugin containers, in load order: they stop last, one by one, in reverse.
         let plugin_order: Vec<String> = self
             .plugins()

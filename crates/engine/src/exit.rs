@@ -20,6 +20,9 @@ impl Engine {
         *lock(&c.pty) = None;
         *c.stdin() = StdinSlot::fresh(c.config.spec.open_stdin);
         let oom_killed = self.runtime.cgroup_exited(&self.root, c.id()).await;
+        // A plugin container that crash-loops past the plugin host's limit is not started again:
+        // its plugin is Failed (docs/plugins.md, "If the plugin crashes").
+        let given_up = !c.state().manually_stopped && self.plugin_gives_up(c, code);
         let mut restart = false;
         let updated = c.update(|st| {
             st.status = Status::Exited;
@@ -28,11 +31,12 @@ impl Engine {
             st.pid = 0;
             st.finished_at = Some(Utc::now());
             st.paused = false;
-            restart = crate::update::restart_policy(&c.config, st).should_restart(
-                code,
-                st.restart_count,
-                st.manually_stopped,
-            );
+            restart = !given_up
+                && crate::update::restart_policy(&c.config, st).should_restart(
+                    code,
+                    st.restart_count,
+                    st.manually_stopped,
+                );
             if restart {
                 st.status = Status::Restarting;
             }
@@ -58,6 +62,20 @@ impl Engine {
                 }
             });
         }
+    }
+
+    /// Whether the plugin host gives up on the plugin running in `c` (a plugin container) after
+    /// this exit: it crash-looped past its limit.
+    fn plugin_gives_up(&self, c: &Container, code: i32) -> bool {
+        let spec = &c.config.spec;
+        let is_plugin = spec.system && spec.labels.contains_key(crate::plugins::LABEL_PLUGIN);
+        is_plugin
+            && spec
+                .restart_policy
+                .should_restart(code, c.state().restart_count, false)
+            && self
+                .plugins()
+                .is_some_and(|h| h.container_exited(c.id(), code))
     }
 
     pub(crate) async fn restart_by_policy(self: Arc<Self>, c: Arc<Container>) {

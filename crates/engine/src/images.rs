@@ -132,6 +132,37 @@ fn sync_filesystem(dir: &Path) -> Result<(), EngineError> {
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Finds `reference` (a tag, or an id prefix of at least 4 hex digits naming one image).
+fn find<'a>(
+    images: impl Iterator<Item = &'a Image> + Clone,
+    reference: &str,
+) -> Result<Image, EngineError> {
+    let wanted = normalize_reference(reference);
+    if let Some(img) = images
+        .clone()
+        .find(|i| i.repo_tags.iter().any(|t| t == &wanted))
+    {
+        return Ok(img.clone());
+    }
+    let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+    if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut hits = images.filter(|i| i.hex().starts_with(hex));
+        if let (Some(img), None) = (hits.next(), hits.next()) {
+            return Ok(img.clone());
+        }
+    }
+    Err(EngineError::NoSuchImage(wanted))
+}
+
+/// The root filesystem of `image` in the image directory `dir`.
+fn rootfs_in(dir: &Path, image: &Image) -> Rootfs {
+    if image.builtin {
+        Rootfs::Host
+    } else {
+        Rootfs::Dir(dir.join(image.hex()).join("rootfs"))
+    }
+}
+
 fn host_image() -> Image {
     let digest = Sha256::digest(b"berth built-in image: host root filesystem");
     Image {
@@ -227,31 +258,34 @@ impl ImageStore {
 
     /// Resolves a reference to an image.
     pub fn get(&self, reference: &str) -> Result<Image, EngineError> {
-        let images = self.lock();
-        let wanted = normalize_reference(reference);
-        if let Some(img) = images
-            .values()
-            .find(|i| i.repo_tags.iter().any(|t| t == &wanted))
-        {
-            return Ok(img.clone());
-        }
-        let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
-        if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let mut hits = images.values().filter(|i| i.hex().starts_with(hex));
-            if let (Some(img), None) = (hits.next(), hits.next()) {
-                return Ok(img.clone());
-            }
-        }
-        Err(EngineError::NoSuchImage(wanted))
+        find(self.lock().values(), reference)
     }
 
     /// The root filesystem a container of `image` runs on.
     pub fn rootfs(&self, image: &Image) -> Rootfs {
-        if image.builtin {
-            Rootfs::Host
-        } else {
-            Rootfs::Dir(self.dir.join(image.hex()).join("rootfs"))
+        rootfs_in(&self.dir, image)
+    }
+
+    /// Resolves `reference` among the images of the engine on `root` without opening the store:
+    /// only `image.json` records are read, nothing is swept, quarantined or written, so it is
+    /// safe while a daemon runs on `root` (`berth plugin check --image`). Returns the image and
+    /// the root filesystem a container of it runs on.
+    pub fn find_read_only(root: &Path, reference: &str) -> Result<(Image, Rootfs), EngineError> {
+        let dir = root.join("images");
+        let mut images = vec![host_image()];
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let Ok(bytes) = std::fs::read(entry.path().join("image.json")) else {
+                    continue;
+                };
+                if let Ok(img) = serde_json::from_slice::<Image>(&bytes) {
+                    images.push(img);
+                }
+            }
         }
+        let image = find(images.iter(), reference)?;
+        let rootfs = rootfs_in(&dir, &image);
+        Ok((image, rootfs))
     }
 
     /// Imports the tar file at `tar_path` as an image tagged `repo` (if given), applying Dockerfile

@@ -34,6 +34,7 @@ mod rename;
 mod resources;
 pub mod runtime;
 pub mod security;
+pub mod standalone;
 mod start;
 pub mod stats;
 mod stop;

@@ -248,6 +248,18 @@ impl ContainerLauncher {
         }
     }
 
+    /// Stops a plugin container (SIGTERM, `grace` seconds, SIGKILL) and keeps it.
+    async fn halt_inner(&self, id: &str, grace: Option<i64>) -> Result<(), LaunchError> {
+        let engine = self.engine()?;
+        match engine
+            .stop(id, Some(grace.unwrap_or(self.stop_timeout)), None)
+            .await
+        {
+            Ok(()) | Err(EngineError::NotModified(_) | EngineError::NoSuchContainer(_)) => Ok(()),
+            Err(e) => Err(launch_err("stopping the plugin container", e)),
+        }
+    }
+
     async fn restart_inner(&self, id: &str) -> Result<(), LaunchError> {
         let engine = self.engine()?;
         let c = engine
@@ -348,6 +360,16 @@ impl PluginLauncher for ContainerLauncher {
         let id = container_id.to_owned();
         let secs = grace.map(|g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX));
         Box::pin(async move { self.stop_inner(&id, secs).await })
+    }
+
+    fn halt(
+        &self,
+        container_id: &str,
+        grace: Option<std::time::Duration>,
+    ) -> BoxFuture<'_, Result<(), LaunchError>> {
+        let id = container_id.to_owned();
+        let secs = grace.map(|g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX));
+        Box::pin(async move { self.halt_inner(&id, secs).await })
     }
 
     fn restart(&self, container_id: &str) -> BoxFuture<'_, Result<(), LaunchError>> {

@@ -77,6 +77,16 @@ pub trait PluginLauncher: Send + Sync {
     ) -> BoxFuture<'_, Result<(), LaunchError>> {
         self.stop(container_id)
     }
+    /// Stops a plugin container without removing it (SIGTERM, `grace`, SIGKILL), so progress can
+    /// tell the stop from the removal; [`Self::stop_with_grace`] then removes it. The default does
+    /// nothing (the removal stops it).
+    fn halt(
+        &self,
+        _container_id: &str,
+        _grace: Option<std::time::Duration>,
+    ) -> BoxFuture<'_, Result<(), LaunchError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// How long a stopped plugin container gets between SIGTERM and SIGKILL, when known.
     fn stop_grace(&self) -> Option<std::time::Duration> {
         None

@@ -7,6 +7,7 @@
 //! - [`plugin`]: one [`LoadedPlugin`] (client, counters, the instrumented hook call);
 //! - [`load`], [`upgrade`], [`boot`]: the operations on the registry (load from a socket, by
 //!   discovery or as a container via [`PluginLauncher`]; upgrade and unload; boot and shutdown);
+//! - [`crash_loop`]: when a crash-looping plugin is given up on (Failed), and its revival;
 //! - [`error`]: the [`HostError`] type;
 //! - [`drivers`]: driver lookup (a loaded or discovered plugin implementing the interface), for
 //!   volume, network and IPAM drivers alike;
@@ -21,6 +22,7 @@
 
 pub mod boot;
 pub mod client;
+pub mod crash_loop;
 pub mod discovery;
 pub mod dispatch;
 pub mod drivers;
@@ -39,6 +41,7 @@ pub mod upgrade;
 
 pub use berth_plugin_protocol as protocol;
 pub use client::{CallErrorKind, PluginClient, PluginError, encode_json};
+pub use crash_loop::CrashLoopLimit;
 pub use dispatch::{ChainError, ChainOutcome, chain, notify_all, teardown};
 pub use drivers::{DriverLookupError, find_driver};
 pub use error::HostError;
