@@ -198,6 +198,8 @@ pub struct ContainerConfig {
     /// Capabilities, privileged mode, seccomp and the other confinement settings.
     #[serde(default)]
     pub security: SecurityOptions,
+    /// `Config.Healthcheck`, merged with the image's at create.
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 
 /// How a container is confined, as the client asked (`HostConfig.CapAdd`, `CapDrop`,
@@ -234,6 +236,8 @@ pub struct ContainerState {
     /// The last run ended with an OOM kill in the container's memory cgroup.
     #[serde(default)]
     pub oom_killed: bool,
+    /// `State.Health`: present once a run with a healthcheck started.
+    pub health: Option<crate::health::Health>,
 }
 
 impl ContainerState {
@@ -249,6 +253,7 @@ impl ContainerState {
             manually_stopped: false,
             mounts: Vec::new(),
             oom_killed: false,
+            health: None,
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct CreateContainer {
     pub resources: crate::limits::Resources,
     /// Capabilities, privileged mode, seccomp, read-only root, extra groups, tmpfs mounts.
     pub security: crate::container::SecurityOptions,
+    /// `Config.Healthcheck` (unset parts come from the image's).
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 
 impl Engine {
@@ -70,6 +72,9 @@ impl Engine {
         };
         crate::security::validate(&req.security)?;
         crate::security::validate_user(&req.user)?;
+        if let Some(h) = &req.healthcheck {
+            h.validate()?;
+        }
         let image = self.images.get(&req.image)?;
         let entrypoint = req.entrypoint.clone().filter(|e| !e.is_empty());
         let cmd = match (&req.cmd, &entrypoint) {
@@ -268,6 +273,10 @@ impl Engine {
             system: req.system,
             resources: req.resources,
             security: req.security.clone(),
+            healthcheck: crate::health::HealthConfig::merged(
+                req.healthcheck.clone(),
+                image.config.healthcheck.as_ref(),
+            ),
         }
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use crate::container::Status;
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::handle::Container;
 use crate::runtime::ExecSpec;
 
 /// The most execs kept in the table (finished ones are dropped first, oldest first).
@@ -68,6 +69,54 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Engine {
+    /// What the runtime needs to run `argv` in running container `c`: its pid 1, its
+    /// environment with `env_add` replacing or adding entries, `user` and `cwd` (empty: the
+    /// container's), its confinement and cgroups. Used by `docker exec` and the healthchecks.
+    pub(crate) fn exec_spec(
+        &self,
+        c: &Container,
+        argv: Vec<String>,
+        env_add: &[String],
+        user: &str,
+        cwd: &str,
+    ) -> Result<ExecSpec, EngineError> {
+        let pid1 = {
+            let st = c.state();
+            if st.status != Status::Running || st.pid <= 0 {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is not running",
+                    c.id()
+                )));
+            }
+            st.pid
+        };
+        let mut env = c.config.env.clone();
+        for add in env_add {
+            let key = add.split('=').next().unwrap_or_default();
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(add.clone());
+        }
+        let pick = |given: &str, default: &str| {
+            if given.is_empty() {
+                default.to_owned()
+            } else {
+                given.to_owned()
+            }
+        };
+        Ok(ExecSpec {
+            pid1,
+            argv,
+            env,
+            cwd: pick(cwd, &c.config.working_dir),
+            user: pick(user, &c.config.user),
+            security: c.config.security.clone(),
+            cgroup_procs: crate::cgroups::existing_dirs(&self.root, c.id())
+                .into_iter()
+                .map(|d| d.join("cgroup.procs"))
+                .collect(),
+        })
+    }
+
     /// Registers an exec in a running container; returns its id.
     pub fn create_exec(&self, reference: &str, config: ExecConfig) -> Result<String, EngineError> {
         let c = self.container(reference)?;
@@ -157,43 +206,14 @@ impl Engine {
             (r.container_id.clone(), r.config.clone())
         };
         let c = self.container(&container_id)?;
-        let pid1 = {
-            let st = c.state();
-            if st.status != Status::Running || st.pid <= 0 {
-                return Err(EngineError::Conflict(format!(
-                    "container {container_id} is not running"
-                )));
-            }
-            st.pid
-        };
-        let mut env = c.config.env.clone();
-        for add in &config.env {
-            let key = add.split('=').next().unwrap_or_default();
-            env.retain(|e| e.split('=').next() != Some(key));
-            env.push(add.clone());
-        }
-        let user = if config.user.is_empty() {
-            c.config.user.clone()
-        } else {
-            config.user.clone()
-        };
-        let cwd = if config.working_dir.is_empty() {
-            c.config.working_dir.clone()
-        } else {
-            config.working_dir.clone()
-        };
-        let spec = ExecSpec {
-            pid1,
-            argv: config.cmd.clone(),
-            env,
-            cwd,
-            user,
-            security: c.config.security.clone(),
-            cgroup_procs: crate::cgroups::existing_dirs(&self.root, &container_id)
-                .into_iter()
-                .map(|d| d.join("cgroup.procs"))
-                .collect(),
-        };
+        let spec = self.exec_spec(
+            &c,
+            config.cmd.clone(),
+            &config.env,
+            &config.user,
+            &config.working_dir,
+        )?;
+        let pid1 = spec.pid1;
         let child = self.runtime.exec(spec).await;
         // The pid could have been reused while the namespaces were opened.
         if c.state().pid != pid1 {

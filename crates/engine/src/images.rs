@@ -29,6 +29,9 @@ pub struct ImageConfig {
     pub entrypoint: Option<Vec<String>>,
     pub env: Vec<String>,
     pub working_dir: String,
+    /// The image's `HEALTHCHECK`, inherited by its containers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 
 /// One image record (`image.json`); missing fields decode to their defaults.

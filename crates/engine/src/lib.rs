@@ -15,6 +15,7 @@ pub mod events;
 pub mod exec;
 mod exit;
 pub mod handle;
+pub mod health;
 pub mod images;
 pub mod limits;
 pub mod logs;

@@ -159,6 +159,7 @@ impl Engine {
         drop(log_tx);
         self.events
             .publish("container", "start", c.id(), c.attributes());
+        self.start_health_monitor(c);
         let engine = self.clone();
         let container = c.clone();
         tokio::spawn(async move {

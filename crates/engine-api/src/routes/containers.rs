@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use berth_engine::container::{MountKind, MountSpec, RestartPolicy, SecurityOptions};
+use berth_engine::health::HealthConfig;
 use berth_engine::limits::Resources;
 use berth_engine::logs::LogOptions;
 use berth_engine::{ContainerView, CreateContainer, WaitCondition, parse_signal};
@@ -80,6 +81,7 @@ struct CreateBody {
     labels: Option<BTreeMap<String, String>>,
     host_config: Option<HostConfigBody>,
     networking_config: Option<Value>,
+    healthcheck: Option<HealthConfig>,
 }
 
 /// `NetworkingConfig.EndpointsConfig.<net>.IPAMConfig.IPv4Address` for the container's network
@@ -269,6 +271,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         system,
         resources,
         security,
+        healthcheck: body.healthcheck,
     })
 }
 
@@ -410,7 +413,8 @@ fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
             "Status": st.status.as_str(), "Running": st.status == berth_engine::container::Status::Running,
             "Paused": false, "Restarting": st.status == berth_engine::container::Status::Restarting,
             "OOMKilled": st.oom_killed, "Dead": false, "Pid": st.pid, "ExitCode": st.exit_code, "Error": st.error,
-            "StartedAt": rfc3339(st.started_at), "FinishedAt": rfc3339(st.finished_at)
+            "StartedAt": rfc3339(st.started_at), "FinishedAt": rfc3339(st.finished_at),
+            "Health": st.health
         },
         "Image": c.image_id, "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "",
         "LogPath": v.log_path.to_string_lossy(), "Name": format!("/{}", c.name), "RestartCount": st.restart_count,
@@ -433,7 +437,8 @@ fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
             "Hostname": c.hostname, "Domainname": "", "User": c.user, "AttachStdin": c.attach_stdin,
             "AttachStdout": c.attach_stdout, "AttachStderr": c.attach_stderr, "Tty": c.tty, "OpenStdin": c.open_stdin,
             "StdinOnce": c.stdin_once, "Env": c.env, "Cmd": c.cmd, "Image": c.image, "Volumes": null,
-            "WorkingDir": c.working_dir, "Entrypoint": c.entrypoint, "Labels": c.labels
+            "WorkingDir": c.working_dir, "Entrypoint": c.entrypoint, "Labels": c.labels,
+            "Healthcheck": c.healthcheck
         },
         "NetworkSettings": {
             "Bridge": "", "SandboxID": "", "Ports": {}, "SandboxKey": "", "IPAddress": "", "IPPrefixLen": 0,
@@ -446,6 +451,14 @@ fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
         resources_json(&c.resources),
     ) {
         hc.extend(limits);
+    }
+    // Docker leaves both out when there is no healthcheck.
+    for (section, key) in [("State", "Health"), ("Config", "Healthcheck")] {
+        if let Some(o) = out.get_mut(section).and_then(Value::as_object_mut)
+            && o.get(key).is_some_and(Value::is_null)
+        {
+            o.remove(key);
+        }
     }
     out
 }
@@ -492,6 +505,10 @@ fn matches_filters(v: &ContainerView, filters: &BTreeMap<String, Vec<String>>) -
                     .iter()
                     .any(|m| m.source == *val || m.destination == *val),
                 "network" => v.network == *val,
+                "health" => {
+                    let h = v.state.health.as_ref().map(|h| h.status.as_str());
+                    h.unwrap_or("none") == val
+                }
                 _ => true,
             })
     })

@@ -1,0 +1,247 @@
+//! Engine API fidelity, second part: healthchecks (`Config.Healthcheck`, `State.Health`, the
+//! `(healthy)` status of `docker ps`, `health_status` events), checked against a real daemon
+//! with the real docker CLI.
+//!
+//! Needs root (the daemon makes namespaces and mounts): we run as root in CI.
+
+use std::time::Duration;
+
+use berth_tests::{Daemon, poll_until};
+use serde_json::Value;
+
+fn inspect(d: &Daemon, name: &str) -> Value {
+    let r = d.raw("GET", &format!("/v1.41/containers/{name}/json"), None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// Waits until the container's `State.Health` satisfies `f`, and returns it.
+fn wait_health(d: &Daemon, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    poll_until(what, Duration::from_secs(30), || {
+        let h = inspect(d, name)["State"]["Health"].clone();
+        f(&h).then_some(h)
+    })
+}
+
+/// `docker run --health-cmd`: the probe runs in the container, a passing probe makes it
+/// `healthy` (inspect, `docker ps`, the `health` filter, a `health_status: healthy` event),
+/// a failing one `unhealthy` after `Retries` failures with the log bounded to 5 results.
+#[test]
+fn healthchecks_probe_the_container_and_report_their_status() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let since = berth_tests::unix_now();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "good",
+        "--health-cmd",
+        "echo probed from $(hostname); touch /tmp/probed",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        "--hostname",
+        "inside",
+        "bb",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    let cfg = inspect(&d, "good")["Config"]["Healthcheck"].clone();
+    assert_eq!(
+        cfg["Test"],
+        serde_json::json!([
+            "CMD-SHELL",
+            "echo probed from $(hostname); touch /tmp/probed"
+        ]),
+        "{cfg}"
+    );
+    assert_eq!(cfg["Interval"], 200_000_000, "{cfg}");
+    assert_eq!(cfg["Retries"], 1, "{cfg}");
+    assert!(
+        cfg.get("Timeout").is_none(),
+        "zero durations are left out: {cfg}"
+    );
+    let h = wait_health(&d, "good", "good to be healthy", |h| {
+        h["Status"] == "healthy"
+    });
+    assert_eq!(h["FailingStreak"], 0, "{h}");
+    let last = &h["Log"][h["Log"].as_array().map_or(0, Vec::len) - 1];
+    assert_eq!(last["ExitCode"], 0, "{h}");
+    // It ran inside the container: its UTS namespace, its filesystem.
+    assert_eq!(last["Output"], "probed from inside\n", "{h}");
+    d.docker(&["exec", "good", "test", "-f", "/tmp/probed"])
+        .ok();
+    let ps = d.docker(&["ps", "--filter", "name=good", "--format", "{{.Status}}"]);
+    assert!(ps.ok().contains("(healthy)"), "{}", ps.ok());
+
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "bad",
+        "--health-cmd",
+        "echo failing; exit 3",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "bb",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    let h = wait_health(&d, "bad", "bad to fail 7 times", |h| {
+        h["FailingStreak"].as_u64().unwrap_or(0) >= 7
+    });
+    assert_eq!(h["Status"], "unhealthy", "{h}");
+    let log = h["Log"].as_array().cloned().unwrap_or_default();
+    assert_eq!(log.len(), 5, "the log keeps the last 5 results: {h}");
+    assert!(
+        log.iter()
+            .all(|r| r["ExitCode"] == 3 && r["Output"] == "failing\n"),
+        "{h}"
+    );
+    let ps = d.docker(&["ps", "--filter", "name=bad", "--format", "{{.Status}}"]);
+    assert!(ps.ok().contains("(unhealthy)"), "{}", ps.ok());
+    let healthy = d.docker(&["ps", "--filter", "health=healthy", "--format", "{{.Names}}"]);
+    assert_eq!(healthy.ok().trim(), "good");
+    let unhealthy = d.docker(&[
+        "ps",
+        "--filter",
+        "health=unhealthy",
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert_eq!(unhealthy.ok().trim(), "bad");
+
+    let until = berth_tests::unix_now() + 1;
+    let r = d.raw(
+        "GET",
+        &format!("/v1.41/events?since={since}&until={until}"),
+        None,
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let actions: Vec<String> = r
+        .text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| {
+            e["Action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("health_status"))
+        })
+        .map(|e| format!("{} {}", e["Actor"]["Attributes"]["name"], e["Action"]))
+        .collect();
+    assert!(
+        actions.contains(&"\"good\" \"health_status: healthy\"".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"\"bad\" \"health_status: unhealthy\"".to_owned()),
+        "{actions:?}"
+    );
+    // One event per change of status, not one per probe.
+    assert_eq!(
+        actions.iter().filter(|a| a.starts_with("\"bad\"")).count(),
+        1,
+        "{actions:?}"
+    );
+
+    // Stopped: the monitor ends; a new start begins again at `starting`.
+    d.docker(&["stop", "-t", "1", "bad"]).ok();
+    let streak = inspect(&d, "bad")["State"]["Health"]["FailingStreak"].clone();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        inspect(&d, "bad")["State"]["Health"]["FailingStreak"],
+        streak,
+        "no probe runs in a stopped container"
+    );
+}
+
+/// A probe that outlives `--health-timeout` counts as failed with exit code -1 and Docker's
+/// message, and is killed: probes do not pile up in the container.
+#[test]
+fn a_probe_past_its_timeout_is_killed_and_fails() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "exec sleep 7",
+        "--health-interval",
+        "100ms",
+        "--health-timeout",
+        "200ms",
+        "--health-retries",
+        "3",
+        "bb",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    let h = wait_health(&d, "slow", "slow to fail 4 times", |h| {
+        h["FailingStreak"].as_u64().unwrap_or(0) >= 4
+    });
+    assert_eq!(h["Status"], "unhealthy", "{h}");
+    assert_eq!(h["Log"][0]["ExitCode"], -1, "{h}");
+    assert_eq!(
+        h["Log"][0]["Output"], "Health check exceeded timeout (200ms)",
+        "{h}"
+    );
+    // Four probes of 7 s each started within about 1.2 s: without the kill at the timeout
+    // they would all still run.
+    let ps = d.docker(&["exec", "slow", "ps", "-o", "args"]);
+    let running = ps.ok().lines().filter(|l| l.trim() == "sleep 7").count();
+    assert!(running <= 1, "timed-out probes still running:\n{}", ps.ok());
+}
+
+/// Create refuses the healthcheck settings Docker refuses, with Docker's messages and 400;
+/// a healthcheck given as `NONE` leaves `State.Health` out, as no healthcheck does.
+#[test]
+fn healthcheck_settings_are_validated_at_create() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    for (hc, msg) in [
+        (
+            serde_json::json!({"Test": ["CMD", "true"], "Interval": 999_999}),
+            "Interval in Healthcheck cannot be less than 1ms",
+        ),
+        (
+            serde_json::json!({"Test": ["CMD", "true"], "Timeout": 5}),
+            "Timeout in Healthcheck cannot be less than 1ms",
+        ),
+        (
+            serde_json::json!({"Test": ["CMD", "true"], "StartPeriod": 1}),
+            "StartPeriod in Healthcheck cannot be less than 1ms",
+        ),
+        (
+            serde_json::json!({"Test": ["CMD", "true"], "Retries": -1}),
+            "Retries in Healthcheck cannot be negative",
+        ),
+    ] {
+        let body = serde_json::json!({"Image": "bb", "Cmd": ["true"], "Healthcheck": hc});
+        let r = d.raw_json("POST", "/v1.41/containers/create", &body);
+        assert_eq!(r.status, 400, "{hc}: {}", r.text());
+        assert_eq!(r.message(), msg, "{hc}");
+    }
+    let body = serde_json::json!({"Image": "bb", "Cmd": ["sleep", "30"],
+        "Healthcheck": {"Test": ["NONE"]}});
+    let r = d.raw_json("POST", "/v1.41/containers/create?name=none", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    d.docker(&["start", "none"]).ok();
+    let i = inspect(&d, "none");
+    assert_eq!(
+        i["Config"]["Healthcheck"]["Test"],
+        serde_json::json!(["NONE"])
+    );
+    assert!(i["State"].get("Health").is_none(), "{}", i["State"]);
+    let ps = d.docker(&["ps", "--filter", "name=none", "--format", "{{.Status}}"]);
+    assert!(!ps.ok().contains("health"), "{}", ps.ok());
+}
