@@ -245,3 +245,221 @@ fn healthcheck_settings_are_validated_at_create() {
     let ps = d.docker(&["ps", "--filter", "name=none", "--format", "{{.Status}}"]);
     assert!(!ps.ok().contains("health"), "{}", ps.ok());
 }
+
+/// `HostConfig.LogConfig`: json-file with its options is kept and shown, an empty type is
+/// json-file, an unknown driver is refused with Docker's message, and `none` keeps nothing
+/// (`docker logs` is refused, attached clients still see the output).
+#[test]
+fn log_config_is_validated_kept_and_applied() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let create = |name: &str, log: Value| {
+        let body = serde_json::json!({"Image": "bb", "Cmd": ["echo", "hello"],
+            "HostConfig": {"LogConfig": log}});
+        d.raw_json(
+            "POST",
+            &format!("/v1.41/containers/create?name={name}"),
+            &body,
+        )
+    };
+    let r = create(
+        "kept",
+        serde_json::json!({"Type": "json-file", "Config": {"max-file": "100"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        inspect(&d, "kept")["HostConfig"]["LogConfig"],
+        serde_json::json!({"Type": "json-file", "Config": {"max-file": "100"}})
+    );
+    let r = create("deflt", serde_json::json!({"Type": "", "Config": null}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        inspect(&d, "deflt")["HostConfig"]["LogConfig"],
+        serde_json::json!({"Type": "json-file", "Config": {}})
+    );
+    let r = create("unknown", serde_json::json!({"Type": "asdf", "Config": {}}));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        "logger: no log driver named 'asdf' is registered"
+    );
+    let r = create(
+        "badopt",
+        serde_json::json!({"Type": "json-file", "Config": {"colour": "red"}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        "unknown log opt 'colour' for json-file log driver"
+    );
+    assert_eq!(
+        d.docker(&["ps", "-a", "--format", "{{.Names}}"])
+            .ok()
+            .lines()
+            .filter(|n| *n == "unknown" || *n == "badopt")
+            .count(),
+        0,
+        "a refused create leaves no container"
+    );
+
+    let out = d.docker(&[
+        "run",
+        "--name",
+        "quiet",
+        "--log-driver",
+        "none",
+        "bb",
+        "echo",
+        "seen",
+    ]);
+    assert_eq!(out.ok(), "seen\n", "attached output still flows");
+    let logs = d.docker(&["logs", "quiet"]);
+    assert!(!logs.success(), "{}", logs.describe());
+    assert!(
+        logs.describe()
+            .contains("configured logging driver does not support reading"),
+        "{}",
+        logs.describe()
+    );
+    assert_eq!(
+        inspect(&d, "quiet")["HostConfig"]["LogConfig"]["Type"],
+        "none"
+    );
+}
+
+/// `Config.StopTimeout` is kept and is the grace `stop` gives when the request names none.
+#[test]
+fn stop_timeout_is_the_default_grace_of_stop() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let body = serde_json::json!({"Image": "bb", "StopTimeout": 1,
+        "Cmd": ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]});
+    let r = d.raw_json("POST", "/v1.41/containers/create?name=stubborn", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(inspect(&d, "stubborn")["Config"]["StopTimeout"], 1);
+    d.docker(&["start", "stubborn"]).ok();
+    let started = std::time::Instant::now();
+    // No `t`: the container's own 1 s, not the default 10 s.
+    let r = d.raw("POST", "/v1.41/containers/stubborn/stop", None, b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "stop waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(inspect(&d, "stubborn")["State"]["ExitCode"], 137);
+    let r = d.raw_json(
+        "POST",
+        "/v1.41/containers/create?name=plain",
+        &serde_json::json!({"Image": "bb", "Cmd": ["true"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(inspect(&d, "plain")["Config"].get("StopTimeout").is_none());
+}
+
+/// `wait` on a container whose restart policy starts it again ends at its exit (Docker's
+/// waiters fire on every exit), with `not-running` (the default) and `next-exit`.
+#[test]
+fn wait_ends_at_an_exit_even_when_the_policy_restarts() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "again",
+        "--restart",
+        "always",
+        "bb",
+        "sh",
+        "-c",
+        "sleep 1; exit 3",
+    ])
+    .ok();
+    for condition in ["not-running", "next-exit"] {
+        let r = berth_tests::raw_request_timeout(
+            &d.socket(),
+            "POST",
+            &format!("/v1.41/containers/again/wait?condition={condition}"),
+            None,
+            b"",
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|e| panic!("wait {condition} did not answer: {e}"));
+        assert_eq!(r.status, 200, "{condition}: {}", r.text());
+        assert_eq!(r.json()["StatusCode"], 3, "{condition}: {}", r.text());
+    }
+    let r = d.raw("DELETE", "/v1.41/containers/again", None, b"");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(
+        r.message().contains("stop the container before"),
+        "{}",
+        r.message()
+    );
+    let r = d.raw("DELETE", "/v1.41/containers/again?force=1", None, b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+}
+
+/// Attach: the detach sequence (default ctrl-p ctrl-q, `detachKeys` to change it) ends the
+/// session of a tty container and leaves it running; bytes that only start the sequence still
+/// reach the container; `logs=1&stream=0` sends the log so far and ends.
+#[test]
+fn attach_detaches_on_the_keys_and_replays_logs() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let script = r#"
+import socket, time
+api = client.api
+def session(keys, inputs, params):
+    c = api.create_container("bb", "cat", detach=True, stdin_open=True, tty=True)
+    api.start(c)
+    sock = api.attach_socket(c, dict(params, stdin=True, stream=True, stdout=True))
+    raw = sock._sock
+    raw.settimeout(10)
+    for chunk in inputs:
+        raw.sendall(chunk)
+        time.sleep(0.2)
+    # The session ends: the daemon closes the connection.
+    got = b""
+    while True:
+        data = raw.recv(4096)
+        if not data:
+            break
+        got += data
+    running = api.inspect_container(c)["State"]["Running"]
+    api.remove_container(c, force=True)
+    return got, running
+
+got, running = session("default", [b"a\x10b", b"\x10\x11"], {})
+print("default", repr(got), running)
+got, running = session("ctrl-x", [b"\x10\x11", b"\x18"], {"detachKeys": "ctrl-x"})
+print("ctrl-x", repr(got), running)
+c = api.create_container("bb", "echo hello")
+api.start(c)
+api.wait(c, condition="not-running")
+print("logs", repr(api.attach(c, stream=False, logs=True)))
+"#;
+    let out = d.python(script);
+    let text = out.ok().to_owned();
+    let line = |p: &str| {
+        text.lines()
+            .find(|l| l.starts_with(p))
+            .unwrap_or_else(|| panic!("no {p} line in {text}"))
+            .to_owned()
+    };
+    // The tty echoes what cat received: `a`, then the held ctrl-p and `b` once broken.
+    let default = line("default ");
+    assert!(default.ends_with(" True"), "{default}");
+    assert!(
+        default.contains("a^Pb"),
+        "the broken prefix reaches the container: {default}"
+    );
+    let custom = line("ctrl-x ");
+    assert!(custom.ends_with(" True"), "{custom}");
+    // (The tty's flow control takes ctrl-q itself; ctrl-p is echoed.)
+    assert!(
+        custom.contains("^P"),
+        "ctrl-p ctrl-q are plain input then: {custom}"
+    );
+    assert_eq!(line("logs "), "logs b'hello\\n'");
+}

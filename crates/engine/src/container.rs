@@ -200,6 +200,10 @@ pub struct ContainerConfig {
     pub security: SecurityOptions,
     /// `Config.Healthcheck`, merged with the image's at create.
     pub healthcheck: Option<crate::health::HealthConfig>,
+    /// `Config.StopTimeout`: seconds `stop` waits before SIGKILL when the request gives none.
+    pub stop_timeout: Option<i64>,
+    /// `HostConfig.LogConfig` (json-file when absent in old records).
+    pub log_config: crate::log_config::LogConfig,
 }
 
 /// How a container is confined, as the client asked (`HostConfig.CapAdd`, `CapDrop`,

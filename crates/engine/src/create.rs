@@ -53,6 +53,10 @@ pub struct CreateContainer {
     pub security: crate::container::SecurityOptions,
     /// `Config.Healthcheck` (unset parts come from the image's).
     pub healthcheck: Option<crate::health::HealthConfig>,
+    /// `Config.StopTimeout` (seconds; `None` = 10).
+    pub stop_timeout: Option<i64>,
+    /// `HostConfig.LogConfig` (an empty type is json-file).
+    pub log_config: crate::log_config::LogConfig,
 }
 
 impl Engine {
@@ -60,7 +64,7 @@ impl Engine {
     /// leaves no record and no directory.
     pub async fn create(
         self: &Arc<Self>,
-        req: CreateContainer,
+        mut req: CreateContainer,
     ) -> Result<(String, Vec<String>), EngineError> {
         let name = match &req.name {
             Some(n) if !n.is_empty() => {
@@ -75,6 +79,7 @@ impl Engine {
         if let Some(h) = &req.healthcheck {
             h.validate()?;
         }
+        req.log_config = std::mem::take(&mut req.log_config).validated()?;
         let image = self.images.get(&req.image)?;
         let entrypoint = req.entrypoint.clone().filter(|e| !e.is_empty());
         let cmd = match (&req.cmd, &entrypoint) {
@@ -277,6 +282,8 @@ impl Engine {
                 req.healthcheck.clone(),
                 image.config.healthcheck.as_ref(),
             ),
+            stop_timeout: req.stop_timeout,
+            log_config: req.log_config.clone(),
         }
     }
 }

@@ -136,12 +136,17 @@ impl Engine {
                 });
             }
         }
-        let (log_tx, log_rx) = mpsc::channel(256);
-        let writer = tokio::spawn(logs::write_log(
-            logs::log_path(&c.dir, c.id()),
-            log_rx,
-            c.log_seq.clone(),
-        ));
+        let (log_tx, mut log_rx) = mpsc::channel(256);
+        let writer = if c.config.log_config.keeps_logs() {
+            tokio::spawn(logs::write_log(
+                logs::log_path(&c.dir, c.id()),
+                log_rx,
+                c.log_seq.clone(),
+            ))
+        } else {
+            // Log driver `none`: output still reaches attached clients, nothing is kept.
+            tokio::spawn(async move { while log_rx.recv().await.is_some() {} })
+        };
         let mut pumps = vec![tokio::spawn(logs::pump(
             StreamKind::Stdout,
             io.stdout,

@@ -14,6 +14,7 @@ use axum::{Extension, Json, Router};
 use berth_engine::container::{MountKind, MountSpec, RestartPolicy, SecurityOptions};
 use berth_engine::health::HealthConfig;
 use berth_engine::limits::Resources;
+use berth_engine::log_config::LogConfig;
 use berth_engine::logs::LogOptions;
 use berth_engine::{ContainerView, CreateContainer, WaitCondition, parse_signal};
 use bytes::Bytes;
@@ -82,6 +83,7 @@ struct CreateBody {
     host_config: Option<HostConfigBody>,
     networking_config: Option<Value>,
     healthcheck: Option<HealthConfig>,
+    stop_timeout: Option<i64>,
 }
 
 /// `NetworkingConfig.EndpointsConfig.<net>.IPAMConfig.IPv4Address` for the container's network
@@ -125,6 +127,16 @@ struct HostConfigBody {
     cpu_period: Option<i64>,
     cpu_shares: Option<i64>,
     pids_limit: Option<i64>,
+    log_config: Option<LogConfigBody>,
+}
+
+/// `HostConfig.LogConfig` as clients send it (`Config` may be null).
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct LogConfigBody {
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    config: Option<BTreeMap<String, String>>,
 }
 
 impl HostConfigBody {
@@ -272,6 +284,14 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         resources,
         security,
         healthcheck: body.healthcheck,
+        stop_timeout: body.stop_timeout,
+        log_config: hc
+            .log_config
+            .map(|l| LogConfig {
+                kind: l.kind.unwrap_or_default(),
+                config: l.config.unwrap_or_default(),
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -421,7 +441,7 @@ fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
         "Driver": "overlay", "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "HostConfig": {
             "Binds": c.binds, "NetworkMode": c.network_mode, "AutoRemove": c.auto_remove,
-            "LogConfig": {"Type": "json-file", "Config": {}},
+            "LogConfig": c.log_config,
             "RestartPolicy": {"Name": c.restart_policy.name(), "MaximumRetryCount": c.restart_policy.max_retries()},
             "VolumeDriver": c.volume_driver, "Privileged": c.security.privileged, "PortBindings": {},
             "CapAdd": non_empty(&c.security.cap_add), "CapDrop": non_empty(&c.security.cap_drop),
@@ -438,7 +458,7 @@ fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
             "AttachStdout": c.attach_stdout, "AttachStderr": c.attach_stderr, "Tty": c.tty, "OpenStdin": c.open_stdin,
             "StdinOnce": c.stdin_once, "Env": c.env, "Cmd": c.cmd, "Image": c.image, "Volumes": null,
             "WorkingDir": c.working_dir, "Entrypoint": c.entrypoint, "Labels": c.labels,
-            "Healthcheck": c.healthcheck
+            "Healthcheck": c.healthcheck, "StopTimeout": c.stop_timeout
         },
         "NetworkSettings": {
             "Bridge": "", "SandboxID": "", "Ports": {}, "SandboxKey": "", "IPAddress": "", "IPPrefixLen": 0,
@@ -452,8 +472,12 @@ fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
     ) {
         hc.extend(limits);
     }
-    // Docker leaves both out when there is no healthcheck.
-    for (section, key) in [("State", "Health"), ("Config", "Healthcheck")] {
+    // Docker leaves these out when unset.
+    for (section, key) in [
+        ("State", "Health"),
+        ("Config", "Healthcheck"),
+        ("Config", "StopTimeout"),
+    ] {
         if let Some(o) = out.get_mut(section).and_then(Value::as_object_mut)
             && o.get(key).is_some_and(Value::is_null)
         {
@@ -609,15 +633,41 @@ async fn attach(
     let want_stdin = q.bool("stdin")?;
     let want_stdout = q.bool("stdout")?;
     let want_stderr = q.bool("stderr")?;
+    let detach_keys = streams::parse_detach_keys(q.get("detachKeys").unwrap_or_default())
+        .map_err(ApiError::bad_request)?;
     let attached = s.engine.attach(&id, want_stdin)?;
+    let logs = if q.bool("logs")? && (want_stdout || want_stderr) {
+        let opts = LogOptions {
+            follow: false,
+            stdout: want_stdout,
+            stderr: want_stderr,
+            tail: None,
+            since: None,
+            until: None,
+        };
+        match s.engine.logs(&id, opts) {
+            Ok((_, rx)) => Some(rx),
+            // Log driver `none`: nothing to replay.
+            Err(e) if e.kind() == berth_state::ErrorKind::InvalidArgument => None,
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
     let tty = attached.tty;
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(streams::serve_attach(
         on_upgrade,
         conn.map(|c| c.0),
         attached,
-        want_stdout,
-        want_stderr,
+        streams::AttachOptions {
+            stdout: want_stdout,
+            stderr: want_stderr,
+            // Docker's default when the client does not say.
+            stream: q.get("stream").is_none() || q.bool("stream")?,
+            logs,
+            detach_keys,
+        },
     ));
     let content_type = if tty {
         "application/vnd.docker.raw-stream"
