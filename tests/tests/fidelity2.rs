@@ -463,3 +463,95 @@ print("logs", repr(api.attach(c, stream=False, logs=True)))
     );
     assert_eq!(line("logs "), "logs b'hello\\n'");
 }
+
+/// Legacy links on the default bridge: `ALIAS_NAME` and `ALIAS_ENV_*` for the process and its
+/// execs (the container's own variables win), `HostConfig.Links` in Docker's form, a missing or
+/// stopped linked container refused, and `DELETE /containers/parent/alias?link=1`.
+#[test]
+fn legacy_links_give_variables_and_can_be_removed() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "-e",
+        "FOO=1",
+        "-e",
+        "SHARED=db",
+        "bb",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    let out = d.docker(&[
+        "run",
+        "--name",
+        "web",
+        "--link",
+        "db:my-db",
+        "-e",
+        "MY_DB_ENV_SHARED=own",
+        "bb",
+        "env",
+    ]);
+    let env: Vec<&str> = out.ok().lines().collect();
+    assert!(env.contains(&"MY_DB_NAME=/web/my-db"), "{env:?}");
+    assert!(env.contains(&"MY_DB_ENV_FOO=1"), "{env:?}");
+    assert!(env.contains(&"MY_DB_ENV_SHARED=own"), "{env:?}");
+    assert!(
+        !env.iter().any(|e| e.starts_with("MY_DB_ENV_PATH=")),
+        "{env:?}"
+    );
+    assert_eq!(
+        inspect(&d, "web")["HostConfig"]["Links"],
+        serde_json::json!(["/db:/web/my-db"])
+    );
+
+    let body =
+        serde_json::json!({"Image": "bb", "Cmd": ["true"], "HostConfig": {"Links": ["nope:x"]}});
+    let r = d.raw_json("POST", "/v1.41/containers/create?name=orphan", &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.message().contains("could not get container for nope"),
+        "{}",
+        r.message()
+    );
+
+    d.docker(&["create", "--name", "idle", "bb", "true"]).ok();
+    d.docker(&[
+        "create",
+        "--name",
+        "needs-idle",
+        "--link",
+        "idle",
+        "bb",
+        "true",
+    ])
+    .ok();
+    let r = d.raw("POST", "/v1.41/containers/needs-idle/start", None, b"");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        "Cannot link to a non running container: /idle AS /needs-idle/idle"
+    );
+
+    d.docker(&[
+        "run", "-d", "--name", "web3", "--link", "db", "bb", "sleep", "300",
+    ])
+    .ok();
+    let exec_env = d.docker(&["exec", "web3", "env"]);
+    assert!(
+        exec_env.ok().lines().any(|l| l == "DB_NAME=/web3/db"),
+        "{}",
+        exec_env.ok()
+    );
+    let r = d.raw("DELETE", "/v1.41/containers/web3/db?link=1", None, b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert!(inspect(&d, "web3")["HostConfig"]["Links"].is_null());
+    let r = d.raw("DELETE", "/v1.41/containers/web3/db?link=1", None, b"");
+    assert_eq!(r.status, 404, "{}", r.text());
+    // The linked container itself is untouched.
+    assert_eq!(inspect(&d, "db")["State"]["Running"], true);
+}

@@ -242,6 +242,8 @@ pub struct ContainerState {
     pub oom_killed: bool,
     /// `State.Health`: present once a run with a healthcheck started.
     pub health: Option<crate::health::Health>,
+    /// Legacy links (`HostConfig.Links`); here because `DELETE ?link=1` removes them.
+    pub links: Vec<crate::links::Link>,
 }
 
 impl ContainerState {
@@ -258,6 +260,7 @@ impl ContainerState {
             mounts: Vec::new(),
             oom_killed: false,
             health: None,
+            links: Vec::new(),
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct CreateContainer {
     pub stop_timeout: Option<i64>,
     /// `HostConfig.LogConfig` (an empty type is json-file).
     pub log_config: crate::log_config::LogConfig,
+    /// `HostConfig.Links`: `name[:alias]` of existing containers.
+    pub links: Vec<String>,
 }
 
 impl Engine {
@@ -80,6 +82,7 @@ impl Engine {
             h.validate()?;
         }
         req.log_config = std::mem::take(&mut req.log_config).validated()?;
+        let links = self.resolve_links(&req.links, &req.network_mode)?;
         let image = self.images.get(&req.image)?;
         let entrypoint = req.entrypoint.clone().filter(|e| !e.is_empty());
         let cmd = match (&req.cmd, &entrypoint) {
@@ -206,6 +209,7 @@ impl Engine {
         });
         let mut state = ContainerState::new();
         state.mounts = resolved;
+        state.links = links;
         let stored = berth_state::store_json(&dir.join("state.json"), &state)
             // config.json last: its presence marks a complete record.
             .and_then(|()| berth_state::store_json(&dir.join("config.json"), &config));

@@ -90,7 +90,8 @@ impl Engine {
             }
             st.pid
         };
-        let mut env = c.config.env.clone();
+        let linked = self.link_env(c).unwrap_or_default();
+        let mut env = crate::links::merge_env(linked, &c.config.env);
         for add in env_add {
             let key = add.split('=').next().unwrap_or_default();
             env.retain(|e| e.split('=').next() != Some(key));

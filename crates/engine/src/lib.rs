@@ -18,6 +18,7 @@ pub mod handle;
 pub mod health;
 pub mod images;
 pub mod limits;
+pub mod links;
 pub mod log_config;
 pub mod logs;
 mod mounts;

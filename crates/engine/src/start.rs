@@ -184,6 +184,7 @@ impl Engine {
         c: &Container,
     ) -> Result<(RunSpec, Vec<ResolvedMount>), EngineError> {
         let image = self.images.get(&c.config.image_id)?;
+        let env = crate::links::merge_env(self.link_env(c)?, &c.config.env);
         let resolved = self
             .resolve_mounts(&c.config, true, &mut Vec::new())
             .await?;
@@ -212,7 +213,7 @@ impl Engine {
                 })
                 .collect(),
             hostname: c.config.hostname.clone(),
-            env: c.config.env.clone(),
+            env,
             cwd: c.config.working_dir.clone(),
             argv: std::iter::once(c.config.path.clone())
                 .chain(c.config.args.iter().cloned())

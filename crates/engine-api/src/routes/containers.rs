@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/resize", post(resize))
         .route("/containers/{id}/logs", get(logs))
         .route("/containers/{id}", delete(remove))
+        .route("/containers/{id}/{alias}", delete(remove_link))
 }
 
 /// `Cmd`/`Entrypoint` may be a list or (old clients) a single string.
@@ -128,6 +129,7 @@ struct HostConfigBody {
     cpu_shares: Option<i64>,
     pids_limit: Option<i64>,
     log_config: Option<LogConfigBody>,
+    links: Option<Vec<String>>,
 }
 
 /// `HostConfig.LogConfig` as clients send it (`Config` may be null).
@@ -285,6 +287,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         security,
         healthcheck: body.healthcheck,
         stop_timeout: body.stop_timeout,
+        links: hc.links.take().unwrap_or_default(),
         log_config: hc
             .log_config
             .map(|l| LogConfig {
@@ -441,7 +444,7 @@ fn inspect_json(s: &AppState, v: &ContainerView) -> Value {
         "Driver": "overlay", "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "HostConfig": {
             "Binds": c.binds, "NetworkMode": c.network_mode, "AutoRemove": c.auto_remove,
-            "LogConfig": c.log_config,
+            "LogConfig": c.log_config, "Links": non_empty(&s.engine.link_names(&c.name, &st.links)),
             "RestartPolicy": {"Name": c.restart_policy.name(), "MaximumRetryCount": c.restart_policy.max_retries()},
             "VolumeDriver": c.volume_driver, "Privileged": c.security.privileged, "PortBindings": {},
             "CapAdd": non_empty(&c.security.cap_add), "CapDrop": non_empty(&c.security.cap_drop),
@@ -595,6 +598,20 @@ async fn remove(
 
 /// Headers go out at once; the body follows when the condition holds (the docker CLI sends
 /// `start` only after it saw the wait's headers).
+/// `DELETE /containers/{parent}/{alias}?link=1`: removes a legacy link (without `link=1` the
+/// path names no container, as in Docker).
+async fn remove_link(
+    State(s): State<AppState>,
+    Path((parent, alias)): Path<(String, String)>,
+    q: Query,
+) -> ApiResult<StatusCode> {
+    if !q.bool("link")? {
+        return Err(berth_engine::EngineError::NoSuchContainer(format!("{parent}/{alias}")).into());
+    }
+    s.engine.remove_link(&parent, &alias)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn wait(State(s): State<AppState>, Path(id): Path<String>, q: Query) -> ApiResult<Response> {
     let condition: WaitCondition = q.get("condition").unwrap_or("").parse()?;
     let fut = s.engine.wait(&id, condition)?;
