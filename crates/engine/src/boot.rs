@@ -72,7 +72,7 @@ impl Engine {
             .map_err(OpenError::Engine)?;
         let images = ImageStore::open(root).map_err(OpenError::Engine)?;
         let volumes = VolumeStore::open(root).map_err(|e| OpenError::Engine(e.into()))?;
-        let networks = NetworkStore::open(root).map_err(|e| OpenError::Engine(e.into()))?;
+        let networks = NetworkStore::load(root).map_err(|e| OpenError::Engine(e.into()))?;
         let (table, interrupted, mut load_warnings) =
             Self::load_containers(&containers_dir).map_err(OpenError::Engine)?;
         let boot_plugin_containers: Vec<String> = table
@@ -93,9 +93,8 @@ impl Engine {
                     None
                 }
             };
-            if let Some(host) = &plugins {
-                networks.set_plugins(host.clone());
-            }
+            // The network store gets the host at construction: nothing is wired later.
+            let networks = NetworkStore::new(networks, plugins.clone());
             Engine {
                 root: root.to_owned(),
                 containers_dir,

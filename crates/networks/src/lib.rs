@@ -26,4 +26,4 @@ pub mod store;
 
 pub use error::NetworkError;
 pub use model::{Attachment, CreateNetwork, Endpoint, Member, Network};
-pub use store::NetworkStore;
+pub use store::{LoadedNetworks, NetworkStore};
