@@ -555,3 +555,138 @@ fn legacy_links_give_variables_and_can_be_removed() {
     // The linked container itself is untouched.
     assert_eq!(inspect(&d, "db")["State"]["Running"], true);
 }
+
+/// Networks read back what was created (`Internal`, `EnableIPv6`, `Attachable`, labels,
+/// options; no IPAM options when none were given), take names with spaces as Docker does, and
+/// an internal network gives its containers no default route.
+#[test]
+fn networks_keep_their_settings_and_take_spaced_names() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let body = serde_json::json!({"Name": "inner", "Internal": true, "EnableIPv6": true,
+        "Attachable": true, "Labels": {"com.example": "l"}, "Options": {"k": "v"},
+        "IPAM": {"Driver": "default", "Config": [{"Subnet": "2001:389::/64"}]}});
+    let r = d.raw_json("POST", "/v1.41/networks/create", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let n = d.raw("GET", "/v1.41/networks/inner", None, b"").json();
+    assert_eq!(n["Internal"], true, "{n}");
+    assert_eq!(n["EnableIPv6"], true, "{n}");
+    assert_eq!(n["Attachable"], true, "{n}");
+    assert_eq!(n["Labels"], serde_json::json!({"com.example": "l"}), "{n}");
+    assert_eq!(n["Options"], serde_json::json!({"k": "v"}), "{n}");
+    assert!(n["IPAM"].get("Options").is_none(), "{n}");
+
+    let r = d.raw_json(
+        "POST",
+        "/v1.41/networks/create",
+        &serde_json::json!({"Name": "test 01"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = d.raw("GET", "/v1.41/networks/test%2001", None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Name"], "test 01");
+    let r = d.raw("DELETE", "/v1.41/networks/test%2001", None, b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = d.raw_json(
+        "POST",
+        "/v1.41/networks/create",
+        &serde_json::json!({"Name": "a/b"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    d.docker(&["network", "create", "outer"]).ok();
+    let default_routes = |net: &str| {
+        let out = d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "bb",
+            "cat",
+            "/proc/net/route",
+        ]);
+        out.ok()
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("00000000"))
+            .count()
+    };
+    assert_eq!(default_routes("outer"), 1, "a plain network routes out");
+    assert_eq!(
+        default_routes("inner"),
+        0,
+        "an internal network gives no way out"
+    );
+}
+
+/// `NetworkingConfig.EndpointsConfig` at create and `EndpointConfig` at connect: aliases,
+/// links, driver options, the requested addresses and the MAC address are kept and shown, the
+/// MAC address is the interface's; two endpoints at create are refused as Docker 20.10 does.
+#[test]
+fn endpoint_settings_are_kept_and_the_mac_applied() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    d.docker(&["network", "create", "--subnet", "10.77.0.0/24", "epnet"])
+        .ok();
+    let body = serde_json::json!({"Image": "bb", "Cmd": ["sleep", "300"],
+        "HostConfig": {"NetworkMode": "epnet"},
+        "NetworkingConfig": {"EndpointsConfig": {"epnet": {
+            "Aliases": ["foo", "bar"], "Links": ["up:bar"], "DriverOpts": {"com.example": "on"},
+            "MacAddress": "02:42:ac:11:00:0a",
+            "IPAMConfig": {"IPv4Address": "10.77.0.23", "LinkLocalIPs": ["169.254.8.8"]}}}}});
+    let r = d.raw_json("POST", "/v1.41/containers/create?name=ep", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    d.docker(&["start", "ep"]).ok();
+    let net = inspect(&d, "ep")["NetworkSettings"]["Networks"]["epnet"].clone();
+    assert_eq!(net["Aliases"], serde_json::json!(["foo", "bar"]), "{net}");
+    assert_eq!(net["Links"], serde_json::json!(["up:bar"]), "{net}");
+    assert_eq!(
+        net["DriverOpts"],
+        serde_json::json!({"com.example": "on"}),
+        "{net}"
+    );
+    assert_eq!(net["MacAddress"], "02:42:ac:11:00:0a", "{net}");
+    assert_eq!(net["IPAddress"], "10.77.0.23", "{net}");
+    assert_eq!(
+        net["IPAMConfig"],
+        serde_json::json!({"IPv4Address": "10.77.0.23", "LinkLocalIPs": ["169.254.8.8"]}),
+        "{net}"
+    );
+    let mac = d.docker(&["exec", "ep", "cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(mac.ok().trim(), "02:42:ac:11:00:0a");
+
+    // Config.MacAddress on the default bridge, shown at the top level too.
+    let body = serde_json::json!({"Image": "bb", "Cmd": ["sleep", "300"],
+        "MacAddress": "02:42:ac:11:00:0b"});
+    let r = d.raw_json("POST", "/v1.41/containers/create?name=onbridge", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    d.docker(&["start", "onbridge"]).ok();
+    let ns = inspect(&d, "onbridge")["NetworkSettings"].clone();
+    assert_eq!(ns["MacAddress"], "02:42:ac:11:00:0b", "{ns}");
+    assert_eq!(
+        ns["IPAddress"], ns["Networks"]["bridge"]["IPAddress"],
+        "{ns}"
+    );
+
+    // Connect with aliases and a MAC address, to a running container.
+    let body = serde_json::json!({"Container": "onbridge",
+        "EndpointConfig": {"Aliases": ["late"], "MacAddress": "02:42:ac:11:00:0c"}});
+    let r = d.raw_json("POST", "/v1.41/networks/epnet/connect", &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let net = inspect(&d, "onbridge")["NetworkSettings"]["Networks"]["epnet"].clone();
+    assert_eq!(net["Aliases"], serde_json::json!(["late"]), "{net}");
+    assert_eq!(net["MacAddress"], "02:42:ac:11:00:0c", "{net}");
+
+    let body = serde_json::json!({"Image": "bb", "Cmd": ["true"],
+        "HostConfig": {"NetworkMode": "epnet"},
+        "NetworkingConfig": {"EndpointsConfig": {"epnet": {}, "bar": {}}}});
+    let r = d.raw_json("POST", "/v1.41/containers/create?name=two", &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        "Container cannot be connected to network endpoints: bar, epnet"
+    );
+    let body =
+        serde_json::json!({"Image": "bb", "Cmd": ["true"], "MacAddress": "01:00:5e:00:00:01"});
+    let r = d.raw_json("POST", "/v1.41/containers/create?name=mcast", &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+}

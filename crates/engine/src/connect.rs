@@ -15,17 +15,30 @@ impl Engine {
         reference: &str,
         ip: &str,
     ) -> Result<(), EngineError> {
+        self.connect_with(network, reference, ip, Default::default())
+            .await
+    }
+
+    /// [`Engine::connect`] with the endpoint's settings (aliases, links, MAC address, ...).
+    pub async fn connect_with(
+        &self,
+        network: &str,
+        reference: &str,
+        ip: &str,
+        endpoint: berth_networks::EndpointConfig,
+    ) -> Result<(), EngineError> {
         let c = self.container(reference)?;
         let _op = c.op.lock().await;
         let running = c.state().status == Status::Running;
         self.networks
-            .connect(
+            .connect_with(
                 network,
                 c.id(),
                 &c.config.name,
                 &c.config.network_mode,
                 ip,
                 running,
+                endpoint,
             )
             .await?;
         self.publish_network_event("connect", network, c.id());

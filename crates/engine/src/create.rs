@@ -59,6 +59,9 @@ pub struct CreateContainer {
     pub log_config: crate::log_config::LogConfig,
     /// `HostConfig.Links`: `name[:alias]` of existing containers.
     pub links: Vec<String>,
+    /// `NetworkingConfig.EndpointsConfig.<net>` of the container's network (aliases, MAC
+    /// address, ...; `Config.MacAddress` lands here too).
+    pub endpoint: berth_networks::EndpointConfig,
 }
 
 impl Engine {
@@ -83,6 +86,7 @@ impl Engine {
         }
         req.log_config = std::mem::take(&mut req.log_config).validated()?;
         let links = self.resolve_links(&req.links, &req.network_mode)?;
+        req.endpoint.validate()?;
         let image = self.images.get(&req.image)?;
         let entrypoint = req.entrypoint.clone().filter(|e| !e.is_empty());
         let cmd = match (&req.cmd, &entrypoint) {
@@ -214,9 +218,13 @@ impl Engine {
             // config.json last: its presence marks a complete record.
             .and_then(|()| berth_state::store_json(&dir.join("config.json"), &config));
         undo.check(stored.map_err(EngineError::from)).await?;
-        let registered = self
-            .networks
-            .register(&id, &name, &req.network_mode, &req.ipv4_address);
+        let registered = self.networks.register_with(
+            &id,
+            &name,
+            &req.network_mode,
+            &req.ipv4_address,
+            req.endpoint.clone(),
+        );
         undo.check(registered.map_err(EngineError::from)).await?;
         undo.commit();
         let c = Container::new(config, state, dir);

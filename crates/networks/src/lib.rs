@@ -14,6 +14,7 @@
 pub mod bridge;
 pub mod driver;
 pub mod endpoint;
+pub mod endpoint_config;
 pub mod error;
 pub mod ipam;
 pub mod lifecycle;
@@ -24,6 +25,7 @@ pub mod netns;
 pub mod remote;
 pub mod store;
 
+pub use endpoint_config::EndpointConfig;
 pub use error::NetworkError;
 pub use model::{Attachment, CreateNetwork, Endpoint, Member, Network};
 pub use store::{LoadedNetworks, NetworkStore};

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use berth_state::rollback::Rollback;
 
+use crate::EndpointConfig;
 use crate::error::NetworkError;
 use crate::model::{Attachment, Member, Network};
 use crate::store::NetworkStore;
@@ -55,6 +56,25 @@ impl NetworkStore {
         mode: &str,
         ip: &str,
     ) -> Result<(), NetworkError> {
+        self.register_with(
+            container_id,
+            container_name,
+            mode,
+            ip,
+            EndpointConfig::default(),
+        )
+    }
+
+    /// [`NetworkStore::register`] with the endpoint's settings (aliases, MAC address, ...).
+    pub fn register_with(
+        &self,
+        container_id: &str,
+        container_name: &str,
+        mode: &str,
+        ip: &str,
+        config: EndpointConfig,
+    ) -> Result<(), NetworkError> {
+        config.validate()?;
         let n = self.for_mode(mode)?;
         if n.attachment != Attachment::Driver {
             return Ok(());
@@ -69,6 +89,7 @@ impl NetworkStore {
                     requested_ip,
                     endpoint: None,
                     seq: 0,
+                    config,
                 },
             );
         })?;
@@ -146,6 +167,31 @@ impl NetworkStore {
         ip: &str,
         running: bool,
     ) -> Result<(), NetworkError> {
+        self.connect_with(
+            network,
+            container_id,
+            container_name,
+            mode,
+            ip,
+            running,
+            EndpointConfig::default(),
+        )
+        .await
+    }
+
+    /// [`NetworkStore::connect`] with the endpoint's settings (aliases, MAC address, ...).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn connect_with(
+        &self,
+        network: &str,
+        container_id: &str,
+        container_name: &str,
+        mode: &str,
+        ip: &str,
+        running: bool,
+        config: EndpointConfig,
+    ) -> Result<(), NetworkError> {
+        config.validate()?;
         let _container = self.container_ops.lock(container_id).await;
         let n = self.get(network)?;
         let primary = self.for_mode(mode)?;
@@ -176,6 +222,7 @@ impl NetworkStore {
                     requested_ip,
                     endpoint: None,
                     seq,
+                    config,
                 },
             );
         })?;

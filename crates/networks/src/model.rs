@@ -50,6 +50,9 @@ pub struct Member {
     /// Order of connection (interfaces are numbered in this order at start).
     #[serde(default)]
     pub seq: u64,
+    /// Aliases, links, driver options, MAC address as asked for.
+    #[serde(default)]
+    pub config: crate::EndpointConfig,
 }
 
 /// One network as the engine knows it (persisted for the non-host, non-none networks).
@@ -76,6 +79,15 @@ pub struct Network {
     /// Containers connected, by container id.
     #[serde(default)]
     pub members: BTreeMap<String, Member>,
+    /// No default route for its containers: they reach each other and nothing beyond.
+    #[serde(default)]
+    pub internal: bool,
+    /// Kept and shown; Berth assigns no IPv6 addresses (a documented difference).
+    #[serde(default, rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    /// Kept and shown (every Berth network takes `network connect`).
+    #[serde(default)]
+    pub attachable: bool,
 }
 
 pub(crate) fn default_ipam() -> String {
@@ -110,6 +122,9 @@ pub struct CreateNetwork {
     pub ipam_config: Vec<(String, Option<String>, Option<String>)>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    pub internal: bool,
+    pub enable_ipv6: bool,
+    pub attachable: bool,
 }
 
 pub(crate) fn builtin(name: &str, driver: &str, attachment: Attachment) -> Network {
@@ -129,6 +144,9 @@ pub(crate) fn builtin(name: &str, driver: &str, attachment: Attachment) -> Netwo
         pool: None,
         ipam_pool_id: None,
         members: BTreeMap::new(),
+        internal: false,
+        enable_ipv6: false,
+        attachable: false,
     }
 }
 

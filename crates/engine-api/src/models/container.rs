@@ -319,11 +319,16 @@ pub struct NetworkSettings {
     pub networks: BTreeMap<String, EndpointSettings>,
 }
 
-/// `IPAMConfig` of an endpoint: the address asked for with `--ip`.
+/// `IPAMConfig` of an endpoint: the addresses asked for (`--ip`, `--ip6`, `--link-local-ip`);
+/// Docker leaves out the ones not asked for.
 #[derive(Debug, Clone, Serialize)]
 pub struct EndpointIpamConfig {
-    #[serde(rename = "IPv4Address")]
+    #[serde(rename = "IPv4Address", skip_serializing_if = "String::is_empty")]
     pub ipv4_address: String,
+    #[serde(rename = "IPv6Address", skip_serializing_if = "String::is_empty")]
+    pub ipv6_address: String,
+    #[serde(rename = "LinkLocalIPs", skip_serializing_if = "Vec::is_empty")]
+    pub link_local_ips: Vec<String>,
 }
 
 /// One network of a container (`NetworkSettings.Networks.<name>`), in inspect and in the list.

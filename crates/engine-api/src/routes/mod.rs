@@ -10,6 +10,7 @@ use crate::error::ApiError;
 
 pub mod archive;
 pub mod containers;
+pub(crate) mod endpoint;
 pub mod events;
 pub mod exec;
 pub mod images;

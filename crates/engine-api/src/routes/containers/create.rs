@@ -16,13 +16,13 @@ use berth_engine::log_config::LogConfig;
 use bollard_stubs::models::ContainerCreateResponse;
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, Query};
 use crate::gate::Caller;
 use crate::present;
 use crate::routes::AppState;
+use crate::routes::endpoint::NetworkingConfigBody;
 
 /// `Cmd`/`Entrypoint` may be a list or (old clients) a single string.
 #[derive(Debug, Deserialize)]
@@ -60,27 +60,10 @@ struct CreateBody {
     working_dir: Option<String>,
     labels: Option<BTreeMap<String, String>>,
     host_config: Option<HostConfigBody>,
-    networking_config: Option<Value>,
+    networking_config: Option<NetworkingConfigBody>,
+    mac_address: Option<String>,
     healthcheck: Option<HealthConfig>,
     stop_timeout: Option<i64>,
-}
-
-/// `NetworkingConfig.EndpointsConfig.<net>.IPAMConfig.IPv4Address` for the container's network
-/// (`--ip`); the entry named like `NetworkMode`, else the only one.
-fn requested_ip(networking: Option<&Value>, mode: &str) -> String {
-    let Some(eps) = networking
-        .and_then(|n| n.get("EndpointsConfig"))
-        .and_then(Value::as_object)
-    else {
-        return String::new();
-    };
-    let ep = eps
-        .get(mode)
-        .or_else(|| (eps.len() == 1).then(|| eps.values().next()).flatten());
-    ep.and_then(|e| e.pointer("/IPAMConfig/IPv4Address"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -223,6 +206,14 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
             create_source: false,
         });
     }
+    let (ipv4_address, mut endpoint) = body
+        .networking_config
+        .unwrap_or_default()
+        .for_mode(hc.network_mode.as_deref().unwrap_or_default())?;
+    // `Config.MacAddress` (API < 1.44's place for it) when the endpoint names none.
+    if endpoint.mac_address.is_empty() {
+        endpoint.mac_address = body.mac_address.unwrap_or_default();
+    }
     Ok(CreateContainer {
         name,
         image,
@@ -243,10 +234,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         mounts,
         restart_policy,
         auto_remove: hc.auto_remove.unwrap_or(false),
-        ipv4_address: requested_ip(
-            body.networking_config.as_ref(),
-            hc.network_mode.as_deref().unwrap_or_default(),
-        ),
+        ipv4_address,
         network_mode: hc.network_mode.unwrap_or_default(),
         volume_driver,
         system,
@@ -255,6 +243,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         healthcheck: body.healthcheck,
         stop_timeout: body.stop_timeout,
         links: hc.links.take().unwrap_or_default(),
+        endpoint,
         log_config: hc
             .log_config
             .map(|l| LogConfig {

@@ -82,10 +82,19 @@ pub(super) fn networks(s: &AppState, v: &ContainerView) -> BTreeMap<String, Endp
         .into_iter()
         .map(|(n, m)| {
             let ep = m.endpoint.as_ref();
+            let cfg = &m.config;
+            let asked = m.requested_ip.is_some()
+                || !cfg.ipv6_address.is_empty()
+                || !cfg.link_local_ips.is_empty();
             let settings = EndpointSettings {
-                ipam_config: m.requested_ip.map(|ip| EndpointIpamConfig {
-                    ipv4_address: ip.to_string(),
+                ipam_config: asked.then(|| EndpointIpamConfig {
+                    ipv4_address: m.requested_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    ipv6_address: cfg.ipv6_address.clone(),
+                    link_local_ips: cfg.link_local_ips.clone(),
                 }),
+                links: non_empty(&cfg.links),
+                aliases: non_empty(&cfg.aliases),
+                driver_opts: (!cfg.driver_opts.is_empty()).then(|| cfg.driver_opts.clone()),
                 network_id: n.id,
                 endpoint_id: ep.map(|e| e.id.clone()).unwrap_or_default(),
                 gateway: ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
@@ -219,16 +228,21 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
             healthcheck: c.healthcheck.clone(),
             stop_timeout: c.stop_timeout,
         },
-        network_settings: NetworkSettings {
-            bridge: String::new(),
-            sandbox_id: String::new(),
-            ports: BTreeMap::new(),
-            sandbox_key: String::new(),
-            ip_address: String::new(),
-            ip_prefix_len: 0,
-            gateway: String::new(),
-            mac_address: String::new(),
-            networks: networks(s, v),
+        network_settings: {
+            let networks = networks(s, v);
+            // Docker repeats the default bridge's endpoint at the top level.
+            let bridge = networks.get("bridge").cloned().unwrap_or_default();
+            NetworkSettings {
+                bridge: String::new(),
+                sandbox_id: String::new(),
+                ports: BTreeMap::new(),
+                sandbox_key: String::new(),
+                ip_address: bridge.ip_address,
+                ip_prefix_len: bridge.ip_prefix_len,
+                gateway: bridge.gateway,
+                mac_address: bridge.mac_address,
+                networks,
+            }
         },
         berth_system: c.system,
     }
