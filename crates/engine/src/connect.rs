@@ -8,23 +8,25 @@ use crate::error::EngineError;
 
 impl Engine {
     /// `network connect`: connects a container (running or not) to a network, with `--ip`
-    /// (`ip`, empty = none); a running container gets its interface at once.
+    /// (`ip`, empty = none) and `--alias`es; a running container gets its interface at once.
     pub async fn connect(
         &self,
         network: &str,
         reference: &str,
         ip: &str,
+        aliases: &[String],
     ) -> Result<(), EngineError> {
-        self.connect_with(network, reference, ip, Default::default())
+        self.connect_with(network, reference, ip, aliases, Default::default())
             .await
     }
 
-    /// [`Engine::connect`] with the endpoint's settings (aliases, links, MAC address, ...).
+    /// [`Engine::connect`] with the endpoint's other settings (links, MAC address, ...).
     pub async fn connect_with(
         &self,
         network: &str,
         reference: &str,
         ip: &str,
+        aliases: &[String],
         endpoint: berth_networks::EndpointConfig,
     ) -> Result<(), EngineError> {
         let c = self.container(reference)?;
@@ -34,9 +36,10 @@ impl Engine {
             .connect_with(
                 network,
                 c.id(),
-                &c.config.name,
+                &c.name(),
                 &c.config.network_mode,
                 ip,
+                aliases,
                 running,
                 endpoint,
             )
@@ -49,9 +52,7 @@ impl Engine {
     pub async fn disconnect(&self, network: &str, reference: &str) -> Result<(), EngineError> {
         let c = self.container(reference)?;
         let _op = c.op.lock().await;
-        self.networks
-            .disconnect(network, c.id(), &c.config.name)
-            .await?;
+        self.networks.disconnect(network, c.id(), &c.name()).await?;
         self.publish_network_event("disconnect", network, c.id());
         Ok(())
     }

@@ -45,6 +45,8 @@ pub struct CreateContainer {
     pub network_mode: String,
     /// `NetworkingConfig.EndpointsConfig.<net>.IPAMConfig.IPv4Address` (`--ip`); empty = none.
     pub ipv4_address: String,
+    /// `NetworkingConfig.EndpointsConfig.<net>.Aliases` (`--network-alias`).
+    pub aliases: Vec<String>,
     pub volume_driver: String,
     pub system: bool,
     /// `HostConfig` resource limits.
@@ -223,6 +225,7 @@ impl Engine {
             &name,
             &req.network_mode,
             &req.ipv4_address,
+            &req.aliases,
             req.endpoint.clone(),
         );
         undo.check(registered.map_err(EngineError::from)).await?;

@@ -110,8 +110,10 @@ impl Engine {
 
     /// Snapshot of one container.
     pub fn view(&self, c: &Container) -> ContainerView {
+        let mut config = c.config.clone();
+        config.name = c.name();
         ContainerView {
-            config: c.config.clone(),
+            config,
             state: c.state(),
             log_path: logs::log_path(&c.dir, c.id()),
             network: self

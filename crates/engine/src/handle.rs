@@ -95,7 +95,10 @@ impl StdinSlot {
 
 /// One container: its immutable config, mutable state and the channels of its current run.
 pub struct Container {
+    /// As created; the name may change since (see [`Container::name`]).
     pub config: ContainerConfig,
+    /// The current name (`rename` changes it and rewrites `config.json`).
+    pub(crate) name: Mutex<String>,
     pub(crate) dir: PathBuf,
     pub(crate) state: Mutex<ContainerState>,
     pub(crate) observed: watch::Sender<Observed>,
@@ -120,6 +123,7 @@ impl Container {
         };
         let open_stdin = config.open_stdin;
         Arc::new(Container {
+            name: Mutex::new(config.name.clone()),
             config,
             dir,
             state: Mutex::new(state),
@@ -134,6 +138,11 @@ impl Container {
 
     pub fn id(&self) -> &str {
         &self.config.id
+    }
+
+    /// The container's current name (without the leading `/`).
+    pub fn name(&self) -> String {
+        lock(&self.name).clone()
     }
 
     pub fn state(&self) -> ContainerState {
@@ -165,7 +174,7 @@ impl Container {
     pub(crate) fn attributes(&self) -> BTreeMap<String, String> {
         let mut attrs = self.config.labels.clone();
         attrs.insert("image".into(), self.config.image.clone());
-        attrs.insert("name".into(), self.config.name.clone());
+        attrs.insert("name".into(), self.name());
         attrs
     }
 

@@ -100,7 +100,7 @@ impl Engine {
         }
         let mut env = Vec::new();
         for link in links {
-            let full = format!("/{}/{}", c.config.name, link.alias);
+            let full = format!("/{}/{}", c.name(), link.alias);
             let child = self
                 .container(&link.container)
                 .ok()
@@ -109,7 +109,7 @@ impl Engine {
                     EngineError::Conflict(format!(
                         "Cannot link to a non running container: {} AS {full}",
                         self.container(&link.container)
-                            .map(|ch| format!("/{}", ch.config.name))
+                            .map(|ch| format!("/{}", ch.name()))
                             .unwrap_or_else(|_| link.container.clone())
                     ))
                 })?;
@@ -134,7 +134,7 @@ impl Engine {
             .map(|l| {
                 let child = self
                     .container(&l.container)
-                    .map(|ch| ch.config.name.clone())
+                    .map(|ch| ch.name())
                     .unwrap_or_else(|_| l.container.clone());
                 format!("/{child}:/{parent}/{}", l.alias)
             })
@@ -147,7 +147,7 @@ impl Engine {
         if !c.state().links.iter().any(|l| l.alias == alias) {
             return Err(EngineError::NotFound(format!(
                 "No such link: /{}/{alias}",
-                c.config.name
+                c.name()
             )));
         }
         c.update(|st| st.links.retain(|l| l.alias != alias))?;

@@ -55,7 +55,7 @@ impl Engine {
             Status::Removing | Status::Dead => {
                 return Err(EngineError::Conflict(format!(
                     "container {} is being removed",
-                    c.config.name
+                    c.name()
                 )));
             }
             _ => {}
@@ -65,16 +65,9 @@ impl Engine {
         let mut undo = Rollback::new("start");
         // The image and the mounts (the volume plugins' `start` hooks; prepare_run gives back its
         // own partial work).
-        let (spec, resolved) = match self.prepare_run(c).await {
+        let (mut spec, resolved) = match self.prepare_run(c).await {
             Ok(prepared) => prepared,
-            Err(e) => {
-                let msg = e.to_string();
-                c.update(|st| {
-                    st.error = msg;
-                    st.exit_code = 127;
-                })?;
-                return Err(e);
-            }
+            Err(e) => return Err(not_started(c, e.to_string(), e)),
         };
         let held = resolved.clone();
         undo.push("resolve the mounts", move || async move {
@@ -82,16 +75,16 @@ impl Engine {
         });
         let attached = self.networks.attach(c.id(), &c.config.network_mode).await;
         if let Err(e) = undo.check(attached).await {
-            let msg = format!("network setup: {e}");
-            c.update(|st| {
-                st.error = msg;
-                st.exit_code = 127;
-            })?;
-            return Err(e.into());
+            return Err(not_started(c, format!("network setup: {e}"), e.into()));
         }
         undo.push("attach the network", move || async move {
             self.networks.detach(c.id()).await;
         });
+        let etc = self.etc_files(c, &spec);
+        match undo.check(etc).await {
+            Ok(binds) => spec.mounts.extend(binds),
+            Err(e) => return Err(not_started(c, e.to_string(), e)),
+        }
         let spawned = self.runtime.spawn(spec).await;
         let Spawned { pid1, io, exit } = match undo.check(spawned).await {
             Ok(s) => s,
@@ -179,6 +172,34 @@ impl Engine {
         Ok(())
     }
 
+    /// Writes the container's `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` (after the
+    /// network is attached: they hold its addresses) and gives their bind mounts.
+    fn etc_files(&self, c: &Container, spec: &RunSpec) -> Result<Vec<BindMount>, EngineError> {
+        let addresses: Vec<_> = self
+            .networks
+            .container_networks(c.id())
+            .into_iter()
+            .filter_map(|(_, m)| m.endpoint.map(|e| e.address))
+            .collect();
+        let net = crate::etc::NetView {
+            mode: &spec.net,
+            addresses: &addresses,
+            embedded_dns: self.networks.wants_resolver(c.id()),
+        };
+        let taken: Vec<String> = spec.mounts.iter().map(|m| m.target.clone()).collect();
+        crate::etc::prepare(
+            &c.dir,
+            &spec.hostname,
+            &net,
+            &crate::etc::HostFiles::system(),
+            &taken,
+        )
+        .map_err(|source| EngineError::Io {
+            context: "writing the container's /etc files".into(),
+            source,
+        })
+    }
+
     pub(crate) async fn prepare_run(
         &self,
         c: &Container,
@@ -231,5 +252,17 @@ impl Engine {
             security: c.config.security.clone(),
         };
         Ok((spec, resolved))
+    }
+}
+
+/// Records why a start failed before the process ran (`error`, exit code 127, as Docker) and
+/// gives back the error to return (the recording's own failure, if the state could not be saved).
+fn not_started(c: &Container, msg: String, e: EngineError) -> EngineError {
+    match c.update(|st| {
+        st.error = msg;
+        st.exit_code = 127;
+    }) {
+        Ok(_) => e,
+        Err(saving) => saving,
     }
 }

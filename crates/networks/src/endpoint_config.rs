@@ -1,9 +1,10 @@
 //! What a client asks of one container's endpoint on one network
 //! (`NetworkingConfig.EndpointsConfig.<net>` at create, `EndpointConfig` of `network connect`),
-//! kept on the membership for inspect: aliases, links, driver options, the requested IPv6 and
+//! kept on the membership for inspect: links, driver options, the requested IPv6 and
 //! link-local addresses, and the MAC address (applied to the interface when it is wired).
 //!
-//! The static IPv4 address is kept apart (`Member::requested_ip`, checked against the pool).
+//! The static IPv4 address and the aliases are kept apart (`Member::requested_ip`, checked
+//! against the pool; `Member::aliases`, which the embedded resolver answers).
 //! Berth's networks are IPv4 only: a requested IPv6 or link-local address is kept and shown,
 //! not configured (a documented difference).
 
@@ -17,7 +18,6 @@ use crate::error::NetworkError;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct EndpointConfig {
-    pub aliases: Vec<String>,
     /// `container:alias` entries (Docker resolves them through its DNS on user networks).
     pub links: Vec<String>,
     pub driver_opts: BTreeMap<String, String>,

@@ -50,7 +50,11 @@ pub struct Member {
     /// Order of connection (interfaces are numbered in this order at start).
     #[serde(default)]
     pub seq: u64,
-    /// Aliases, links, driver options, MAC address as asked for.
+    /// Other names the container answers to on this network (`--network-alias`, compose
+    /// service names), for the embedded resolver ([`crate::dns`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Links, driver options, IPv6/link-local addresses, MAC address as asked for.
     #[serde(default)]
     pub config: crate::EndpointConfig,
 }

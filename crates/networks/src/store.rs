@@ -28,7 +28,8 @@ pub struct NetworkStore {
     load_warnings: Vec<LoadWarning>,
     pub(crate) netns_dir: PathBuf,
     /// The records. Locked only to read, insert or update them (never across a plugin call).
-    pub(crate) networks: Mutex<Vec<Network>>,
+    /// Shared with the containers' resolvers ([`crate::dns`]), which read it per query.
+    pub(crate) networks: Arc<Mutex<Vec<Network>>>,
     /// One lock per network id: serialises the endpoint joins and leaves of that network
     /// (address allocation, driver `Join`/`Leave`) and its removal.
     pub(crate) network_ops: KeyedLocks,
@@ -45,6 +46,8 @@ pub struct NetworkStore {
     /// Endpoints a previous engine left recorded (dropped at open), as (network id, endpoint
     /// id): [`Self::sweep_idle_bridges`] deletes their interfaces.
     pub(crate) stale: Mutex<Vec<(String, String)>>,
+    /// The embedded resolvers of running containers on user-defined networks.
+    pub(crate) resolvers: crate::dns::Resolvers,
 }
 
 /// What creates in flight have claimed (see [`NetworkStore::pending`]).
@@ -132,13 +135,14 @@ impl NetworkStore {
             records: loaded.records,
             load_warnings: loaded.load_warnings,
             netns_dir: loaded.netns_dir,
-            networks: Mutex::new(loaded.networks),
+            networks: Arc::new(Mutex::new(loaded.networks)),
             network_ops: KeyedLocks::new(),
             container_ops: KeyedLocks::new(),
             pending: Mutex::new(Pending::default()),
             drivers: Mutex::new(BTreeMap::new()),
             plugins,
             stale: Mutex::new(loaded.stale),
+            resolvers: crate::dns::Resolvers::default(),
         };
         store.register_driver(Arc::new(bridge::BridgeDriver));
         store
@@ -392,7 +396,7 @@ mod tests {
             ErrorKind::InvalidArgument
         );
         store
-            .register(&"a".repeat(64), "c1", "greatnet", "10.77.0.5")
+            .register(&"a".repeat(64), "c1", "greatnet", "10.77.0.5", &[])
             .unwrap();
         assert_eq!(
             store

@@ -163,7 +163,7 @@ async fn a_held_driver_call_blocks_only_its_own_network() {
     assert!(store.get("pn1").is_err());
     assert_eq!(
         store
-            .register(&"d".repeat(64), "d", "pn1", "")
+            .register(&"d".repeat(64), "d", "pn1", "", &[])
             .unwrap_err()
             .kind(),
         ErrorKind::NotFound

@@ -58,7 +58,7 @@ pub struct ContainerState {
 }
 
 /// `Config` of inspect: the settings the container was created with.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerConfig {
     pub hostname: String,

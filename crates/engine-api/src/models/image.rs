@@ -40,6 +40,10 @@ pub struct ImageInspect {
     pub size: u64,
     pub virtual_size: u64,
     pub config: ImageConfig,
+    /// The legacy config of the container an image was committed from: Docker 20.10 always
+    /// sends it (empty for imported images: [`Default`]), and docker-compose 1.29 reads its
+    /// `Volumes` to recreate a container.
+    pub container_config: super::container::ContainerConfig,
     #[serde(rename = "RootFS")]
     pub root_fs: RootFs,
     pub metadata: ImageMetadata,
@@ -54,6 +58,7 @@ pub struct ImageConfig {
     pub env: Vec<String>,
     pub working_dir: String,
     pub labels: Option<BTreeMap<String, String>>,
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -33,13 +33,13 @@ pub(crate) struct EndpointBody {
 }
 
 impl EndpointBody {
-    /// The static IPv4 address asked for (empty = none) and the rest of the settings.
-    pub(crate) fn into_parts(self) -> (String, EndpointConfig) {
+    /// The static IPv4 address asked for (empty = none), the aliases, and the other settings.
+    pub(crate) fn into_parts(self) -> (String, Vec<String>, EndpointConfig) {
         let ipam = self.ipam_config.unwrap_or_default();
         (
             ipam.ipv4_address.unwrap_or_default(),
+            self.aliases.unwrap_or_default(),
             EndpointConfig {
-                aliases: self.aliases.unwrap_or_default(),
                 links: self.links.unwrap_or_default(),
                 driver_opts: self.driver_opts.unwrap_or_default(),
                 ipv6_address: ipam.ipv6_address.unwrap_or_default(),
@@ -61,7 +61,7 @@ impl NetworkingConfigBody {
     /// The settings for the container's network `mode`: the entry of that name, else the only
     /// one. More than one entry is refused as Docker refuses it before API 1.44 (a container is
     /// created on one network; `network connect` adds the others).
-    pub(crate) fn for_mode(self, mode: &str) -> ApiResult<(String, EndpointConfig)> {
+    pub(crate) fn for_mode(self, mode: &str) -> ApiResult<(String, Vec<String>, EndpointConfig)> {
         let mut eps = self.endpoints_config.unwrap_or_default();
         if eps.len() > 1 {
             let names: Vec<&str> = eps.keys().map(String::as_str).collect();
@@ -96,9 +96,9 @@ mod tests {
                 "DriverOpts": {"k": "v"}, "MacAddress": "02:42:ac:11:00:02"}}}"#,
         )
         .unwrap();
-        let (ip, cfg) = one.for_mode("other").unwrap();
+        let (ip, aliases, cfg) = one.for_mode("other").unwrap();
         assert_eq!(ip, "10.0.0.5");
-        assert_eq!(cfg.aliases, ["x"]);
+        assert_eq!(aliases, ["x"]);
         assert_eq!(cfg.mac_address, "02:42:ac:11:00:02");
         assert_eq!(cfg.driver_opts.get("k").map(String::as_str), Some("v"));
     }

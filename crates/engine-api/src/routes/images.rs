@@ -75,7 +75,9 @@ fn detail(img: &Image) -> ImageInspect {
             env: img.config.env.clone(),
             working_dir: img.config.working_dir.clone(),
             labels: None,
+            volumes: None,
         },
+        container_config: Default::default(),
         root_fs: RootFs {
             kind: "layers".into(),
             layers: Vec::new(),

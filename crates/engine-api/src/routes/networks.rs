@@ -39,7 +39,7 @@ fn network_body(s: &AppState, n: &Network) -> NetworkInspect {
         let name = s
             .engine
             .container(cid)
-            .map(|c| c.config.name.clone())
+            .map(|c| c.name())
             .unwrap_or_else(|_| m.container_name.clone());
         containers.insert(
             cid.clone(),
@@ -236,9 +236,15 @@ async fn connect(
     let body: ConnectBody = extract::parse_json::<Option<ConnectBody>>(&body)?.unwrap_or_default();
     // Docker answers 404 for an unknown network before looking at the container.
     s.engine.networks.get(&id)?;
-    let (ip, endpoint) = body.endpoint_config.unwrap_or_default().into_parts();
+    let (ip, aliases, endpoint) = body.endpoint_config.unwrap_or_default().into_parts();
     s.engine
-        .connect_with(&id, body.container.as_deref().unwrap_or(""), &ip, endpoint)
+        .connect_with(
+            &id,
+            body.container.as_deref().unwrap_or(""),
+            &ip,
+            &aliases,
+            endpoint,
+        )
         .await?;
     Ok(StatusCode::OK)
 }

@@ -66,9 +66,13 @@ async fn a_run_calls_the_hooks_in_load_order_and_the_after_ones_in_reverse() {
         ]
     );
     let spec = &rig.fake.spawns(&id)[0];
-    assert_eq!(spec.mounts.len(), 1);
+    // The volume's bind, then the /etc files every container gets.
+    let targets: Vec<&str> = spec.mounts.iter().map(|m| m.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        ["/data", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
+    );
     assert_eq!(spec.mounts[0].source.display().to_string(), src);
-    assert_eq!(spec.mounts[0].target, "/data");
 }
 
 #[tokio::test]

@@ -206,7 +206,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
             create_source: false,
         });
     }
-    let (ipv4_address, mut endpoint) = body
+    let (ipv4_address, aliases, mut endpoint) = body
         .networking_config
         .unwrap_or_default()
         .for_mode(hc.network_mode.as_deref().unwrap_or_default())?;
@@ -235,6 +235,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         restart_policy,
         auto_remove: hc.auto_remove.unwrap_or(false),
         ipv4_address,
+        aliases,
         network_mode: hc.network_mode.unwrap_or_default(),
         volume_driver,
         system,

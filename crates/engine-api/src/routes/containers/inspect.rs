@@ -93,7 +93,7 @@ pub(super) fn networks(s: &AppState, v: &ContainerView) -> BTreeMap<String, Endp
                     link_local_ips: cfg.link_local_ips.clone(),
                 }),
                 links: non_empty(&cfg.links),
-                aliases: non_empty(&cfg.aliases),
+                aliases: non_empty(&m.aliases),
                 driver_opts: (!cfg.driver_opts.is_empty()).then(|| cfg.driver_opts.clone()),
                 network_id: n.id,
                 endpoint_id: ep.map(|e| e.id.clone()).unwrap_or_default(),

@@ -66,34 +66,42 @@ pub(super) async fn list(
 
 fn matches_filters(v: &ContainerView, filters: &BTreeMap<String, Vec<String>>) -> bool {
     filters.iter().all(|(k, vals)| {
+        // Docker ANDs `label` filters (compose lists by project *and* service labels) and ORs
+        // the values of every other key.
+        let every = k == "label";
+        let check = |val: &String| match k.as_str() {
+            "name" => v.config.name.contains(val.trim_start_matches('/')),
+            "id" => v.config.id.starts_with(val.as_str()),
+            "status" => v.state.status.as_str() == val,
+            "label" => {
+                let (lk, lv) = val
+                    .split_once('=')
+                    .map(|(a, b)| (a, Some(b)))
+                    .unwrap_or((val.as_str(), None));
+                v.config
+                    .labels
+                    .get(lk)
+                    .is_some_and(|x| lv.is_none_or(|lv| x == lv))
+            }
+            "ancestor" => v.config.image == *val || v.config.image_id.contains(val.as_str()),
+            "exited" => v.state.exit_code.to_string() == *val,
+            "volume" => v
+                .config
+                .mounts
+                .iter()
+                .any(|m| m.source == *val || m.destination == *val),
+            "network" => v.network == *val,
+            "health" => {
+                let h = v.state.health.as_ref().map(|h| h.status.as_str());
+                h.unwrap_or("none") == val
+            }
+            _ => true,
+        };
         vals.is_empty()
-            || vals.iter().any(|val| match k.as_str() {
-                "name" => v.config.name.contains(val.trim_start_matches('/')),
-                "id" => v.config.id.starts_with(val.as_str()),
-                "status" => v.state.status.as_str() == val,
-                "label" => {
-                    let (lk, lv) = val
-                        .split_once('=')
-                        .map(|(a, b)| (a, Some(b)))
-                        .unwrap_or((val.as_str(), None));
-                    v.config
-                        .labels
-                        .get(lk)
-                        .is_some_and(|x| lv.is_none_or(|lv| x == lv))
-                }
-                "ancestor" => v.config.image == *val || v.config.image_id.contains(val.as_str()),
-                "exited" => v.state.exit_code.to_string() == *val,
-                "volume" => v
-                    .config
-                    .mounts
-                    .iter()
-                    .any(|m| m.source == *val || m.destination == *val),
-                "network" => v.network == *val,
-                "health" => {
-                    let h = v.state.health.as_ref().map(|h| h.status.as_str());
-                    h.unwrap_or("none") == val
-                }
-                _ => true,
-            })
+            || if every {
+                vals.iter().all(check)
+            } else {
+                vals.iter().any(check)
+            }
     })
 }
