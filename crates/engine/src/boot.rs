@@ -79,7 +79,11 @@ impl Engine {
             .by_id
             .values()
             .filter(|c| {
-                c.config.system && c.config.labels.contains_key(crate::plugins::LABEL_PLUGIN)
+                c.config.spec.system
+                    && c.config
+                        .spec
+                        .labels
+                        .contains_key(crate::plugins::LABEL_PLUGIN)
             })
             .map(|c| c.id().to_owned())
             .collect();
@@ -208,7 +212,7 @@ impl Engine {
                 continue;
             };
             let _op = c.op.lock().await;
-            tracing::warn!(id = %id, plugin = ?c.config.labels.get(crate::plugins::LABEL_PLUGIN), "removing a plugin container no plugin record names");
+            tracing::warn!(id = %id, plugin = ?c.config.spec.labels.get(crate::plugins::LABEL_PLUGIN), "removing a plugin container no plugin record names");
             match self.remove_locked(&c, true).await {
                 Ok(()) => removed.push(id),
                 Err(e) => {
@@ -225,10 +229,10 @@ impl Engine {
         let interrupted = std::mem::take(&mut *lock(&self.interrupted));
         let mut candidates: Vec<_> = self.all();
         // System containers first.
-        candidates.sort_by_key(|c| !c.config.system);
+        candidates.sort_by_key(|c| !c.config.spec.system);
         for c in candidates {
             let st = c.state();
-            let wanted = match c.config.restart_policy {
+            let wanted = match c.config.spec.restart_policy {
                 RestartPolicy::Always => true,
                 RestartPolicy::UnlessStopped => !st.manually_stopped,
                 RestartPolicy::OnFailure { .. } => interrupted.contains(&c.config.id),
@@ -265,7 +269,8 @@ impl Engine {
         let (plugins, others): (Vec<_>, Vec<_>) = running
             .into_iter()
             .partition(|c| plugin_order.iter().any(|id| id == c.id()));
-        let (system, user): (Vec<_>, Vec<_>) = others.into_iter().partition(|c| c.config.system);
+        let (system, user): (Vec<_>, Vec<_>) =
+            others.into_iter().partition(|c| c.config.spec.system);
         // User containers all at once (each has its own grace period), then system agents.
         for wave in [user, system] {
             futures::future::join_all(wave.iter().map(|c| self.stop_for_shutdown(c))).await;

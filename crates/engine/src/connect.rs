@@ -37,7 +37,7 @@ impl Engine {
                 network,
                 c.id(),
                 &c.name(),
-                &c.config.network_mode,
+                &c.config.spec.network_mode,
                 ip,
                 aliases,
                 running,

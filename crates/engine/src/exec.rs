@@ -70,8 +70,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Engine {
     /// What the runtime needs to run `argv` in running container `c`: its pid 1, its
-    /// environment with `env_add` replacing or adding entries, `user` and `cwd` (empty: the
-    /// container's), its confinement and cgroups. Used by `docker exec` and the healthchecks.
+    /// environment (with its links' variables) with `env_add` replacing or adding entries,
+    /// `user` and `cwd` (empty: the container's), its confinement and cgroups. Used by
+    /// `docker exec` and the healthchecks.
     pub(crate) fn exec_spec(
         &self,
         c: &Container,
@@ -91,7 +92,7 @@ impl Engine {
             st.pid
         };
         let linked = self.link_env(c).unwrap_or_default();
-        let mut env = crate::links::merge_env(linked, &c.config.env);
+        let mut env = crate::links::merge_env(linked, &c.config.spec.env);
         for add in env_add {
             let key = add.split('=').next().unwrap_or_default();
             env.retain(|e| e.split('=').next() != Some(key));
@@ -108,9 +109,9 @@ impl Engine {
             pid1,
             argv,
             env,
-            cwd: pick(cwd, &c.config.working_dir),
-            user: pick(user, &c.config.user),
-            security: c.config.security.clone(),
+            cwd: pick(cwd, &c.config.spec.working_dir),
+            user: pick(user, &c.config.spec.user),
+            security: c.config.spec.security.clone(),
             cgroup_procs: crate::cgroups::existing_dirs(&self.root, c.id())
                 .into_iter()
                 .map(|d| d.join("cgroup.procs"))

@@ -331,7 +331,7 @@ impl Engine {
     /// Resets `State.Health` and starts the monitor for the run that just started (no-op
     /// without a healthcheck). Called by `start` once the state says running.
     pub(crate) fn start_health_monitor(self: &Arc<Self>, c: &Arc<Container>) {
-        let Some(config) = c.config.healthcheck.clone() else {
+        let Some(config) = c.config.spec.healthcheck.clone() else {
             return;
         };
         let Some(argv) = config.probe_argv() else {

@@ -95,7 +95,7 @@ impl Engine {
     /// Every linked container must be running.
     pub(crate) fn link_env(&self, c: &Container) -> Result<Vec<String>, EngineError> {
         let links = c.state().links;
-        if links.is_empty() || !is_default_bridge(&c.config.network_mode) {
+        if links.is_empty() || !is_default_bridge(&c.config.spec.network_mode) {
             return Ok(Vec::new());
         }
         let mut env = Vec::new();
@@ -115,7 +115,7 @@ impl Engine {
                 })?;
             let prefix = env_prefix(&link.alias);
             env.push(format!("{prefix}_NAME={full}"));
-            for kv in &child.config.env {
+            for kv in &child.config.spec.env {
                 let Some((k, v)) = kv.split_once('=') else {
                     continue;
                 };

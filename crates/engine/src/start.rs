@@ -24,7 +24,7 @@ impl Engine {
         let c = self.container(reference)?;
         let _op = c.op.lock().await;
         let result = self.start_locked(&c, false).await;
-        if result.is_err() && c.config.auto_remove && c.state().status != Status::Running {
+        if result.is_err() && c.config.spec.auto_remove && c.state().status != Status::Running {
             // `docker run --rm` waits for `removed` even when start failed.
             if let Err(e) = self.remove_locked(&c, true).await {
                 tracing::warn!(id = c.id(), error = %e, "auto-remove after a failed start");
@@ -73,7 +73,10 @@ impl Engine {
         undo.push("resolve the mounts", move || async move {
             self.release_mounts(&c.config, &held).await;
         });
-        let attached = self.networks.attach(c.id(), &c.config.network_mode).await;
+        let attached = self
+            .networks
+            .attach(c.id(), &c.config.spec.network_mode)
+            .await;
         if let Err(e) = undo.check(attached).await {
             return Err(not_started(c, format!("network setup: {e}"), e.into()));
         }
@@ -130,7 +133,7 @@ impl Engine {
             }
         }
         let (log_tx, mut log_rx) = mpsc::channel(256);
-        let writer = if c.config.log_config.keeps_logs() {
+        let writer = if c.config.spec.log_config.keeps_logs() {
             tokio::spawn(logs::write_log(
                 logs::log_path(&c.dir, c.id()),
                 log_rx,
@@ -205,11 +208,11 @@ impl Engine {
         c: &Container,
     ) -> Result<(RunSpec, Vec<ResolvedMount>), EngineError> {
         let image = self.images.get(&c.config.image_id)?;
-        let env = crate::links::merge_env(self.link_env(c)?, &c.config.env);
+        let env = crate::links::merge_env(self.link_env(c)?, &c.config.spec.env);
         let resolved = self
             .resolve_mounts(&c.config, true, &mut Vec::new())
             .await?;
-        let mode = match self.networks.for_mode(&c.config.network_mode) {
+        let mode = match self.networks.for_mode(&c.config.spec.network_mode) {
             Ok(m) => m,
             Err(e) => {
                 self.release_mounts(&c.config, &resolved).await;
@@ -233,23 +236,23 @@ impl Engine {
                     readonly: m.spec.read_only,
                 })
                 .collect(),
-            hostname: c.config.hostname.clone(),
+            hostname: c.config.spec.hostname.clone(),
             env,
-            cwd: c.config.working_dir.clone(),
+            cwd: c.config.spec.working_dir.clone(),
             argv: std::iter::once(c.config.path.clone())
                 .chain(c.config.args.iter().cloned())
                 .collect(),
-            tty: c.config.tty,
-            open_stdin: c.config.open_stdin,
+            tty: c.config.spec.tty,
+            open_stdin: c.config.spec.open_stdin,
             net,
             cgroup_procs: self.runtime.create_cgroup(
                 &self.root,
                 c.id(),
-                &c.config.resources,
-                c.config.security.privileged,
+                &c.config.spec.resources,
+                c.config.spec.security.privileged,
             )?,
-            user: c.config.user.clone(),
-            security: c.config.security.clone(),
+            user: c.config.spec.user.clone(),
+            security: c.config.spec.security.clone(),
         };
         Ok((spec, resolved))
     }

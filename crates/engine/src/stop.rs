@@ -70,7 +70,7 @@ impl Engine {
         let _ = self
             .runtime
             .signal(st.pid, signal.unwrap_or(Signal::SIGTERM));
-        let grace = timeout.or(c.config.stop_timeout).unwrap_or(10);
+        let grace = timeout.or(c.config.spec.stop_timeout).unwrap_or(10);
         let waited = if grace < 0 {
             c.wait_exit_after(rx.clone(), exits).await;
             true

@@ -46,7 +46,7 @@ impl Engine {
         let output = c.output.subscribe();
         let stdin = if stdin { c.stdin().tx.clone() } else { None };
         Ok(Attached {
-            tty: c.config.tty,
+            tty: c.config.spec.tty,
             output,
             stdin,
             container: c,
@@ -70,13 +70,13 @@ impl Engine {
         opts: LogOptions,
     ) -> Result<(bool, mpsc::Receiver<LogEntry>), EngineError> {
         let c = self.container(reference)?;
-        if !c.config.log_config.keeps_logs() {
+        if !c.config.spec.log_config.keeps_logs() {
             return Err(EngineError::Invalid(
                 "configured logging driver does not support reading".into(),
             ));
         }
         let (tx, rx) = mpsc::channel(256);
-        let tty = c.config.tty;
+        let tty = c.config.spec.tty;
         tokio::spawn(async move {
             let path = logs::log_path(&c.dir, c.id());
             let mut seq = c.log_seq.subscribe();

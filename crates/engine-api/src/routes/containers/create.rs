@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_engine::CreateContainer;
-use berth_engine::container::{MountKind, MountSpec, RestartPolicy, SecurityOptions};
+use berth_engine::container::{
+    ContainerSpec, MountKind, MountSpec, RestartPolicy, SecurityOptions,
+};
 use berth_engine::health::HealthConfig;
 use berth_engine::limits::Resources;
 use berth_engine::log_config::LogConfig;
@@ -206,52 +208,54 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
             create_source: false,
         });
     }
-    let (ipv4_address, aliases, mut endpoint) = body
-        .networking_config
-        .unwrap_or_default()
-        .for_mode(hc.network_mode.as_deref().unwrap_or_default())?;
+    let mode = hc.network_mode.as_deref().unwrap_or_default();
+    let (ipv4_address, aliases, mut endpoint) =
+        body.networking_config.unwrap_or_default().for_mode(mode)?;
     // `Config.MacAddress` (API < 1.44's place for it) when the endpoint names none.
     if endpoint.mac_address.is_empty() {
         endpoint.mac_address = body.mac_address.unwrap_or_default();
     }
     Ok(CreateContainer {
         name,
-        image,
-        cmd: body.cmd.map(StrOrVec::into_vec),
-        entrypoint: body.entrypoint.map(StrOrVec::into_vec),
-        env: body.env.unwrap_or_default(),
-        working_dir: body.working_dir.unwrap_or_default(),
-        hostname: body.hostname.unwrap_or_default(),
-        user: body.user.unwrap_or_default(),
-        tty: body.tty.unwrap_or(false),
-        open_stdin: body.open_stdin.unwrap_or(false),
-        stdin_once: body.stdin_once.unwrap_or(false),
-        attach_stdin: body.attach_stdin.unwrap_or(false),
-        attach_stdout: body.attach_stdout.unwrap_or(false),
-        attach_stderr: body.attach_stderr.unwrap_or(false),
-        labels: body.labels.unwrap_or_default(),
-        binds,
-        mounts,
-        restart_policy,
-        auto_remove: hc.auto_remove.unwrap_or(false),
         ipv4_address,
         aliases,
-        network_mode: hc.network_mode.unwrap_or_default(),
-        volume_driver,
-        system,
-        resources,
-        security,
-        healthcheck: body.healthcheck,
-        stop_timeout: body.stop_timeout,
         links: hc.links.take().unwrap_or_default(),
         endpoint,
-        log_config: hc
-            .log_config
-            .map(|l| LogConfig {
-                kind: l.kind.unwrap_or_default(),
-                config: l.config.unwrap_or_default(),
-            })
-            .unwrap_or_default(),
+        spec: ContainerSpec {
+            image,
+            cmd: body.cmd.map(StrOrVec::into_vec),
+            entrypoint: body.entrypoint.map(StrOrVec::into_vec),
+            env: body.env.unwrap_or_default(),
+            working_dir: body.working_dir.unwrap_or_default(),
+            hostname: body.hostname.unwrap_or_default(),
+            user: body.user.unwrap_or_default(),
+            tty: body.tty.unwrap_or(false),
+            open_stdin: body.open_stdin.unwrap_or(false),
+            stdin_once: body.stdin_once.unwrap_or(false),
+            attach_stdin: body.attach_stdin.unwrap_or(false),
+            attach_stdout: body.attach_stdout.unwrap_or(false),
+            attach_stderr: body.attach_stderr.unwrap_or(false),
+            labels: body.labels.unwrap_or_default(),
+            binds,
+            mounts,
+            restart_policy,
+            auto_remove: hc.auto_remove.unwrap_or(false),
+            network_mode: hc.network_mode.unwrap_or_default(),
+            volume_driver,
+            system,
+            resources,
+            security,
+            healthcheck: body.healthcheck,
+            stop_timeout: body.stop_timeout,
+            log_config: hc
+                .log_config
+                .take()
+                .map(|l| LogConfig {
+                    kind: l.kind.unwrap_or_default(),
+                    config: l.config.unwrap_or_default(),
+                })
+                .unwrap_or_default(),
+        },
     })
 }
 
@@ -305,19 +309,19 @@ mod tests {
         )
         .unwrap();
         let req = to_request(body, Some("c1".into()), false).unwrap();
-        assert_eq!(req.cmd, Some(vec!["true".to_owned()]));
-        assert_eq!(req.binds, ["/a:/b"]);
+        assert_eq!(req.spec.cmd, Some(vec!["true".to_owned()]));
+        assert_eq!(req.spec.binds, ["/a:/b"]);
         assert_eq!(
-            req.restart_policy,
+            req.spec.restart_policy,
             RestartPolicy::OnFailure { max_retries: 2 }
         );
         // The parsed `Binds` come first, then `Mounts`.
         assert_eq!(
-            (req.mounts[0].kind, req.mounts[0].source.as_str()),
+            (req.spec.mounts[0].kind, req.spec.mounts[0].source.as_str()),
             (MountKind::Bind, "/a")
         );
-        assert!(req.mounts[0].create_source);
-        assert_eq!(req.mounts[1].driver.as_deref(), Some("fl"));
+        assert!(req.spec.mounts[0].create_source);
+        assert_eq!(req.spec.mounts[1].driver.as_deref(), Some("fl"));
         let err = to_request(CreateBody::default(), None, false).unwrap_err();
         assert!(err.message.contains("Image"));
     }

@@ -125,14 +125,16 @@ fn memory_swap(r: &Resources) -> i64 {
 fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
     let st = &v.state;
     let c = &v.config;
-    let sec = &c.security;
-    let r = &c.resources;
+    let sec = &c.spec.security;
+    let r = &c.spec.resources;
     // `--mount`s: the mounts no `Binds` entry produced.
     let host_mounts = c
+        .spec
         .mounts
         .iter()
         .filter(|m| {
-            !c.binds
+            !c.spec
+                .binds
                 .iter()
                 .any(|b| b.starts_with(&format!("{}:", m.source)))
         })
@@ -144,19 +146,19 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         })
         .collect();
     let host_config = HostConfig {
-        binds: Some(c.binds.clone()),
-        network_mode: c.network_mode.clone(),
-        auto_remove: c.auto_remove,
+        binds: Some(c.spec.binds.clone()),
+        network_mode: c.spec.network_mode.clone(),
+        auto_remove: c.spec.auto_remove,
         log_config: LogConfig {
-            kind: c.log_config.kind.clone(),
-            config: c.log_config.config.clone(),
+            kind: c.spec.log_config.kind.clone(),
+            config: c.spec.log_config.config.clone(),
         },
         links: non_empty(&s.engine.link_names(&c.name, &st.links)),
         restart_policy: RestartPolicy {
-            name: c.restart_policy.name(),
-            maximum_retry_count: c.restart_policy.max_retries().into(),
+            name: c.spec.restart_policy.name(),
+            maximum_retry_count: c.spec.restart_policy.max_retries().into(),
         },
-        volume_driver: c.volume_driver.clone(),
+        volume_driver: c.spec.volume_driver.clone(),
         privileged: sec.privileged,
         cap_add: non_empty(&sec.cap_add),
         cap_drop: non_empty(&sec.cap_drop),
@@ -208,25 +210,25 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         host_config,
         mounts: mount_points(v),
         config: ContainerConfig {
-            hostname: c.hostname.clone(),
+            hostname: c.spec.hostname.clone(),
             domainname: String::new(),
-            user: c.user.clone(),
-            attach_stdin: c.attach_stdin,
-            attach_stdout: c.attach_stdout,
-            attach_stderr: c.attach_stderr,
-            tty: c.tty,
-            open_stdin: c.open_stdin,
-            stdin_once: c.stdin_once,
-            env: c.env.clone(),
-            cmd: c.cmd.clone(),
-            image: c.image.clone(),
+            user: c.spec.user.clone(),
+            attach_stdin: c.spec.attach_stdin,
+            attach_stdout: c.spec.attach_stdout,
+            attach_stderr: c.spec.attach_stderr,
+            tty: c.spec.tty,
+            open_stdin: c.spec.open_stdin,
+            stdin_once: c.spec.stdin_once,
+            env: c.spec.env.clone(),
+            cmd: c.spec.cmd.clone(),
+            image: c.spec.image.clone(),
             volumes: None,
-            working_dir: c.working_dir.clone(),
-            entrypoint: c.entrypoint.clone(),
-            labels: c.labels.clone(),
+            working_dir: c.spec.working_dir.clone(),
+            entrypoint: c.spec.entrypoint.clone(),
+            labels: c.spec.labels.clone(),
             on_build: None,
-            healthcheck: c.healthcheck.clone(),
-            stop_timeout: c.stop_timeout,
+            healthcheck: c.spec.healthcheck.clone(),
+            stop_timeout: c.spec.stop_timeout,
         },
         network_settings: {
             let networks = networks(s, v);
@@ -244,6 +246,6 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
                 networks,
             }
         },
-        berth_system: c.system,
+        berth_system: c.spec.system,
     }
 }
