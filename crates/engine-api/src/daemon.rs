@@ -303,6 +303,11 @@ pub async fn run(
         engine.shutdown().await;
         return Err(e);
     }
+    // Catch-up: the tear-downs owed for containers that died with the previous daemon, then a
+    // `boot` sync to the v2 plugins that asked for one (docs/semantics.md#catch-up).
+    engine.catch_up().await;
+    host.sync_all(berth_plugin_host::protocol::sync::SyncReason::Boot)
+        .await;
     gate.open();
     tracing::info!("readiness gate open");
     engine.start_restart_policy_containers().await;

@@ -77,6 +77,18 @@ impl Engine {
                 st.status = Status::Exited;
                 st.finished_at = Some(Utc::now());
             });
+            return;
+        }
+        // A plugin's container came back: once it answers, it gets a `restart` sync (v2
+        // plugins that subscribed), off this container's lock.
+        if c.config.spec.system
+            && let Some(host) = self.plugins().cloned()
+            && host.plugin_of_container(c.id()).is_some()
+        {
+            let id = c.id().to_owned();
+            tokio::spawn(async move {
+                host.resync_after_restart(&id).await;
+            });
         }
     }
 }

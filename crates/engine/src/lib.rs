@@ -5,6 +5,7 @@
 
 pub mod archive;
 mod boot;
+pub mod catchup;
 pub mod cgroups;
 mod connect;
 pub mod container;
