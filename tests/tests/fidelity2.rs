@@ -437,6 +437,10 @@ print("ctrl-x", repr(got), running)
 c = api.create_container("bb", "echo hello")
 api.start(c)
 api.wait(c, condition="not-running")
+# (The replay is what is checked here: wait until the log has the line.)
+deadline = time.time() + 20
+while b"hello" not in api.logs(c) and time.time() < deadline:
+    time.sleep(0.1)
 print("logs", repr(api.attach(c, stream=False, logs=True)))
 "#;
     let out = d.python(script);
