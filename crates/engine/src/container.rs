@@ -214,6 +214,12 @@ pub struct ContainerSpec {
     /// Published ports (`HostConfig.PortBindings`), checked at create.
     #[serde(default)]
     pub port_bindings: Vec<crate::ports::PortBinding>,
+    /// `Config.Healthcheck`, merged with the image's at create.
+    pub healthcheck: Option<crate::health::HealthConfig>,
+    /// `Config.StopTimeout`: seconds `stop` waits before SIGKILL when the request gives none.
+    pub stop_timeout: Option<i64>,
+    /// `HostConfig.LogConfig` (json-file when absent in old records).
+    pub log_config: crate::log_config::LogConfig,
 }
 
 /// How a container is confined, as the client asked (`HostConfig.CapAdd`, `CapDrop`,
@@ -257,6 +263,10 @@ pub struct ContainerState {
     /// config's from then on.
     #[serde(default)]
     pub updated: Option<crate::update::Updated>,
+    /// `State.Health`: present once a run with a healthcheck started.
+    pub health: Option<crate::health::Health>,
+    /// Legacy links (`HostConfig.Links`); here because `DELETE ?link=1` removes them.
+    pub links: Vec<crate::links::Link>,
 }
 
 impl ContainerState {
@@ -285,6 +295,8 @@ impl ContainerState {
             oom_killed: false,
             paused: false,
             updated: None,
+            health: None,
+            links: Vec::new(),
         }
     }
 }

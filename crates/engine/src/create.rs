@@ -25,6 +25,11 @@ pub struct CreateContainer {
     pub ipv4_address: String,
     /// `NetworkingConfig.EndpointsConfig.<net>.Aliases` (`--network-alias`).
     pub aliases: Vec<String>,
+    /// `HostConfig.Links`: `name[:alias]` of existing containers.
+    pub links: Vec<String>,
+    /// The other settings of `NetworkingConfig.EndpointsConfig.<net>` (links, MAC address,
+    /// ...; `Config.MacAddress` lands here too).
+    pub endpoint: berth_networks::EndpointConfig,
     /// The settings; `create` fills the empty ones from the image and the defaults.
     pub spec: ContainerSpec,
 }
@@ -34,7 +39,7 @@ impl Engine {
     /// leaves no record and no directory.
     pub async fn create(
         self: &Arc<Self>,
-        req: CreateContainer,
+        mut req: CreateContainer,
     ) -> Result<(String, Vec<String>), EngineError> {
         let name = match &req.name {
             Some(n) if !n.is_empty() => {
@@ -46,6 +51,12 @@ impl Engine {
         };
         crate::security::validate(&req.spec.security)?;
         crate::security::validate_user(&req.spec.user)?;
+        if let Some(h) = &req.spec.healthcheck {
+            h.validate()?;
+        }
+        req.spec.log_config = std::mem::take(&mut req.spec.log_config).validated()?;
+        let links = self.resolve_links(&req.links, &req.spec.network_mode)?;
+        req.endpoint.validate()?;
         let image = self.images.get(&req.spec.image)?;
         let entrypoint = req.spec.entrypoint.clone().filter(|e| !e.is_empty());
         let cmd = match (&req.spec.cmd, &entrypoint) {
@@ -172,16 +183,18 @@ impl Engine {
         });
         let mut state = ContainerState::new();
         state.mounts = resolved;
+        state.links = links;
         let stored = berth_state::store_json(&dir.join("state.json"), &state)
             // config.json last: its presence marks a complete record.
             .and_then(|()| berth_state::store_json(&dir.join("config.json"), &config));
         undo.check(stored.map_err(EngineError::from)).await?;
-        let registered = self.networks.register(
+        let registered = self.networks.register_with(
             &id,
             &name,
             &req.spec.network_mode,
             &req.ipv4_address,
             &req.aliases,
+            req.endpoint.clone(),
         );
         undo.check(registered.map_err(EngineError::from)).await?;
         undo.commit();
@@ -234,6 +247,10 @@ impl Engine {
                 } else {
                     spec.network_mode.clone()
                 },
+                healthcheck: crate::health::HealthConfig::merged(
+                    spec.healthcheck.clone(),
+                    image.config.healthcheck.as_ref(),
+                ),
                 ..spec.clone()
             },
         }

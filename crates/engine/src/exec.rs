@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use crate::container::Status;
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::handle::Container;
 use crate::runtime::ExecSpec;
 
 /// The most execs kept in the table (finished ones are dropped first, oldest first).
@@ -93,6 +94,62 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Engine {
+    /// What the runtime needs to run `argv` in running container `c`: its pid 1, its
+    /// environment (with its links' variables) with `env_add` replacing or adding entries,
+    /// `user` and `cwd` (empty: the container's), its confinement and cgroups. Used by
+    /// `docker exec` and the healthchecks.
+    pub(crate) fn exec_spec(
+        &self,
+        c: &Container,
+        argv: Vec<String>,
+        env_add: &[String],
+        user: &str,
+        cwd: &str,
+    ) -> Result<ExecSpec, EngineError> {
+        let pid1 = {
+            let st = c.state();
+            if st.status != Status::Running || st.pid <= 0 {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is not running",
+                    c.id()
+                )));
+            }
+            // A process started in a frozen cgroup would hang until the unpause.
+            crate::pause::refuse_if_paused(c)?;
+            st.pid
+        };
+        let linked = self.link_env(c).unwrap_or_default();
+        let mut env = crate::links::merge_env(linked, &c.config.spec.env);
+        for add in env_add {
+            let key = add.split('=').next().unwrap_or_default();
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(add.clone());
+        }
+        let pick = |given: &str, default: &str| {
+            if given.is_empty() {
+                default.to_owned()
+            } else {
+                given.to_owned()
+            }
+        };
+        Ok(ExecSpec {
+            pid1,
+            argv,
+            env,
+            cwd: pick(cwd, &c.config.spec.working_dir),
+            user: pick(user, &c.config.spec.user),
+            security: c.config.spec.security.clone(),
+            cgroup_procs: crate::cgroups::existing_dirs(&self.root, c.id())
+                .into_iter()
+                .map(|d| d.join("cgroup.procs"))
+                .collect(),
+            tty: false,
+            privileged: false,
+            open_stdin: false,
+            console_size: None,
+        })
+    }
+
     /// Registers an exec in a running container; returns its id.
     pub fn create_exec(&self, reference: &str, config: ExecConfig) -> Result<String, EngineError> {
         let c = self.container(reference)?;
@@ -189,52 +246,21 @@ impl Engine {
             (r.container_id.clone(), r.config.clone())
         };
         let c = self.container(&container_id)?;
-        let pid1 = {
-            let st = c.state();
-            if st.status != Status::Running || st.pid <= 0 {
-                return Err(EngineError::Conflict(format!(
-                    "container {container_id} is not running"
-                )));
-            }
-            // A process started in a frozen cgroup would hang until the unpause.
-            crate::pause::refuse_if_paused(&c)?;
-            st.pid
-        };
-        let mut env = c.config.spec.env.clone();
-        if config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-            env.push("TERM=xterm".into());
+        let mut spec = self.exec_spec(
+            &c,
+            config.cmd.clone(),
+            &config.env,
+            &config.user,
+            &config.working_dir,
+        )?;
+        if config.tty && !spec.env.iter().any(|e| e.starts_with("TERM=")) {
+            spec.env.push("TERM=xterm".into());
         }
-        for add in &config.env {
-            let key = add.split('=').next().unwrap_or_default();
-            env.retain(|e| e.split('=').next() != Some(key));
-            env.push(add.clone());
-        }
-        let user = if config.user.is_empty() {
-            c.config.spec.user.clone()
-        } else {
-            config.user.clone()
-        };
-        let cwd = if config.working_dir.is_empty() {
-            c.config.spec.working_dir.clone()
-        } else {
-            config.working_dir.clone()
-        };
-        let spec = ExecSpec {
-            pid1,
-            argv: config.cmd.clone(),
-            env,
-            cwd,
-            user,
-            security: c.config.spec.security.clone(),
-            cgroup_procs: crate::cgroups::existing_dirs(&self.root, &container_id)
-                .into_iter()
-                .map(|d| d.join("cgroup.procs"))
-                .collect(),
-            tty: config.tty,
-            privileged: config.privileged,
-            open_stdin: config.attach_stdin,
-            console_size: console_size.or(config.console_size),
-        };
+        spec.tty = config.tty;
+        spec.privileged = config.privileged;
+        spec.open_stdin = config.attach_stdin;
+        spec.console_size = console_size.or(config.console_size);
+        let pid1 = spec.pid1;
         let child = self.runtime.exec(spec).await;
         // The pid could have been reused while the namespaces were opened.
         if c.state().pid != pid1 {

@@ -40,6 +40,9 @@ pub struct ImageConfig {
     /// `VOLUME` paths.
     pub volumes: Vec<String>,
     pub stop_signal: String,
+    /// The image's `HEALTHCHECK`, inherited by its containers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 
 /// What an image records about where it came from (`docker commit`, `docker load`).

@@ -141,12 +141,17 @@ impl Engine {
                 });
             }
         }
-        let (log_tx, log_rx) = mpsc::channel(256);
-        let writer = tokio::spawn(logs::write_log(
-            logs::log_path(&c.dir, c.id()),
-            log_rx,
-            c.log_seq.clone(),
-        ));
+        let (log_tx, mut log_rx) = mpsc::channel(256);
+        let writer = if c.config.spec.log_config.keeps_logs() {
+            tokio::spawn(logs::write_log(
+                logs::log_path(&c.dir, c.id()),
+                log_rx,
+                c.log_seq.clone(),
+            ))
+        } else {
+            // Log driver `none`: output still reaches attached clients, nothing is kept.
+            tokio::spawn(async move { while log_rx.recv().await.is_some() {} })
+        };
         let mut pumps = vec![tokio::spawn(logs::pump(
             StreamKind::Stdout,
             io.stdout,
@@ -164,6 +169,7 @@ impl Engine {
         drop(log_tx);
         self.events
             .publish("container", "start", c.id(), c.attributes());
+        self.start_health_monitor(c);
         let engine = self.clone();
         let container = c.clone();
         tokio::spawn(async move {
@@ -211,6 +217,7 @@ impl Engine {
         c: &Container,
     ) -> Result<(RunSpec, Vec<ResolvedMount>), EngineError> {
         let image = self.images.get(&c.config.image_id)?;
+        let env = crate::links::merge_env(self.link_env(c)?, &c.config.spec.env);
         let resolved = self
             .resolve_mounts(&c.config, true, &mut Vec::new())
             .await?;
@@ -239,7 +246,7 @@ impl Engine {
                 })
                 .collect(),
             hostname: c.config.spec.hostname.clone(),
-            env: c.config.spec.env.clone(),
+            env,
             cwd: c.config.spec.working_dir.clone(),
             argv: std::iter::once(c.config.path.clone())
                 .chain(c.config.args.iter().cloned())

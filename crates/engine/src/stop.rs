@@ -71,7 +71,7 @@ impl Engine {
             .runtime
             .signal(st.pid, signal.unwrap_or(Signal::SIGTERM));
         self.thaw_after_signal(c).await;
-        let grace = timeout.unwrap_or(10);
+        let grace = timeout.or(c.config.spec.stop_timeout).unwrap_or(10);
         let waited = if grace < 0 {
             c.wait_exit_after(rx.clone(), exits).await;
             true

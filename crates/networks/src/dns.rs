@@ -318,6 +318,7 @@ mod tests {
             }),
             seq: 0,
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            config: Default::default(),
         }
     }
 

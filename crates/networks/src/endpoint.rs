@@ -169,6 +169,10 @@ impl NetworkStore {
             ),
             None => ifname.to_owned(),
         };
+        let mac = match member.config.mac() {
+            Ok(m) => m,
+            Err(e) => return Err(fail(e, true).await),
+        };
         let mac = if joined.src_name.is_empty() {
             // Docker: an empty SrcName moves nothing into the sandbox.
             String::new()
@@ -195,8 +199,10 @@ impl NetworkStore {
                     address,
                     prefix: pool.subnet.prefix,
                     gateway: Some(gateway),
-                    default_route: joined.default_route && member.primary,
+                    // An internal network gives no way out.
+                    default_route: joined.default_route && member.primary && !n.internal,
                     routes: joined.static_routes.clone(),
+                    mac,
                 },
             )
             .await;

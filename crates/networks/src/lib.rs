@@ -16,6 +16,7 @@ pub mod bridge;
 pub mod dns;
 pub mod driver;
 pub mod endpoint;
+pub mod endpoint_config;
 pub mod error;
 pub mod ipam;
 pub mod lifecycle;
@@ -27,6 +28,7 @@ pub mod owed;
 pub mod remote;
 pub mod store;
 
+pub use endpoint_config::EndpointConfig;
 pub use error::NetworkError;
 pub use model::{Attachment, CreateNetwork, Endpoint, Member, Network};
 pub use owed::PaidLeaves;

@@ -54,6 +54,9 @@ pub struct Member {
     /// service names), for the embedded resolver ([`crate::dns`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Links, driver options, IPv6/link-local addresses, MAC address as asked for.
+    #[serde(default)]
+    pub config: crate::EndpointConfig,
 }
 
 /// One network as the engine knows it (persisted for the non-host, non-none networks).
@@ -80,6 +83,15 @@ pub struct Network {
     /// Containers connected, by container id.
     #[serde(default)]
     pub members: BTreeMap<String, Member>,
+    /// No default route for its containers: they reach each other and nothing beyond.
+    #[serde(default)]
+    pub internal: bool,
+    /// Kept and shown; Berth assigns no IPv6 addresses (a documented difference).
+    #[serde(default, rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    /// Kept and shown (every Berth network takes `network connect`).
+    #[serde(default)]
+    pub attachable: bool,
 }
 
 pub(crate) fn default_ipam() -> String {
@@ -114,6 +126,9 @@ pub struct CreateNetwork {
     pub ipam_config: Vec<(String, Option<String>, Option<String>)>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    pub internal: bool,
+    pub enable_ipv6: bool,
+    pub attachable: bool,
 }
 
 pub(crate) fn builtin(name: &str, driver: &str, attachment: Attachment) -> Network {
@@ -133,6 +148,9 @@ pub(crate) fn builtin(name: &str, driver: &str, attachment: Attachment) -> Netwo
         pool: None,
         ipam_pool_id: None,
         members: BTreeMap::new(),
+        internal: false,
+        enable_ipv6: false,
+        attachable: false,
     }
 }
 

@@ -138,6 +138,7 @@ mod tests {
                     ifname: "eth0".into(),
                 }),
                 seq: 0,
+                config: Default::default(),
                 aliases: Vec::new(),
             },
         );

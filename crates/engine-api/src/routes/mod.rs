@@ -12,6 +12,7 @@ pub mod archive;
 pub mod commit;
 pub mod containers;
 pub mod df;
+pub(crate) mod endpoint;
 pub mod events;
 pub mod exec;
 pub mod image_archive;

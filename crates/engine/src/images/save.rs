@@ -105,6 +105,7 @@ impl ContainerConfigFile {
             user: self.user.clone(),
             volumes: keys(&self.volumes),
             stop_signal: self.stop_signal.clone(),
+            healthcheck: None,
         }
     }
 }

@@ -12,17 +12,19 @@ use berth_engine::CreateContainer;
 use berth_engine::container::{
     ContainerSpec, MountKind, MountSpec, RestartPolicy, SecurityOptions,
 };
+use berth_engine::health::HealthConfig;
 use berth_engine::limits::Resources;
+use berth_engine::log_config::LogConfig;
 use bollard_stubs::models::ContainerCreateResponse;
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, Query};
 use crate::gate::Caller;
 use crate::present;
 use crate::routes::AppState;
+use crate::routes::endpoint::NetworkingConfigBody;
 
 /// `Cmd`/`Entrypoint` may be a list or (old clients) a single string.
 #[derive(Debug, Deserialize)]
@@ -60,40 +62,10 @@ struct CreateBody {
     working_dir: Option<String>,
     labels: Option<BTreeMap<String, String>>,
     host_config: Option<HostConfigBody>,
-    networking_config: Option<Value>,
-}
-
-/// `NetworkingConfig.EndpointsConfig.<net>` for the container's network: the entry named like
-/// `NetworkMode`, else the only one.
-fn primary_endpoint<'a>(networking: Option<&'a Value>, mode: &str) -> Option<&'a Value> {
-    let eps = networking
-        .and_then(|n| n.get("EndpointsConfig"))
-        .and_then(Value::as_object)?;
-    eps.get(mode)
-        .or_else(|| (eps.len() == 1).then(|| eps.values().next()).flatten())
-}
-
-/// The endpoint's `IPAMConfig.IPv4Address` (`--ip`), empty = none.
-fn requested_ip(networking: Option<&Value>, mode: &str) -> String {
-    primary_endpoint(networking, mode)
-        .and_then(|e| e.pointer("/IPAMConfig/IPv4Address"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// The endpoint's `Aliases` (`--network-alias`, compose service names).
-fn requested_aliases(networking: Option<&Value>, mode: &str) -> Vec<String> {
-    primary_endpoint(networking, mode)
-        .and_then(|e| e.get("Aliases"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+    networking_config: Option<NetworkingConfigBody>,
+    mac_address: Option<String>,
+    healthcheck: Option<HealthConfig>,
+    stop_timeout: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -120,6 +92,17 @@ struct HostConfigBody {
     cpu_shares: Option<i64>,
     pids_limit: Option<i64>,
     port_bindings: Option<crate::routes::ports::PortBindingsBody>,
+    log_config: Option<LogConfigBody>,
+    links: Option<Vec<String>>,
+}
+
+/// `HostConfig.LogConfig` as clients send it (`Config` may be null).
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct LogConfigBody {
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    config: Option<BTreeMap<String, String>>,
 }
 
 impl HostConfigBody {
@@ -228,12 +211,18 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         });
     }
     let mode = hc.network_mode.as_deref().unwrap_or_default();
-    let ipv4_address = requested_ip(body.networking_config.as_ref(), mode);
-    let aliases = requested_aliases(body.networking_config.as_ref(), mode);
+    let (ipv4_address, aliases, mut endpoint) =
+        body.networking_config.unwrap_or_default().for_mode(mode)?;
+    // `Config.MacAddress` (API < 1.44's place for it) when the endpoint names none.
+    if endpoint.mac_address.is_empty() {
+        endpoint.mac_address = body.mac_address.unwrap_or_default();
+    }
     Ok(CreateContainer {
         name,
         ipv4_address,
         aliases,
+        links: hc.links.take().unwrap_or_default(),
+        endpoint,
         spec: ContainerSpec {
             image,
             cmd: body.cmd.map(StrOrVec::into_vec),
@@ -259,6 +248,16 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
             resources,
             security,
             port_bindings,
+            healthcheck: body.healthcheck,
+            stop_timeout: body.stop_timeout,
+            log_config: hc
+                .log_config
+                .take()
+                .map(|l| LogConfig {
+                    kind: l.kind.unwrap_or_default(),
+                    config: l.config.unwrap_or_default(),
+                })
+                .unwrap_or_default(),
         },
     })
 }

@@ -82,10 +82,19 @@ pub(super) fn networks(s: &AppState, v: &ContainerView) -> BTreeMap<String, Endp
         .into_iter()
         .map(|(n, m)| {
             let ep = m.endpoint.as_ref();
+            let cfg = &m.config;
+            let asked = m.requested_ip.is_some()
+                || !cfg.ipv6_address.is_empty()
+                || !cfg.link_local_ips.is_empty();
             let settings = EndpointSettings {
-                ipam_config: m.requested_ip.map(|ip| EndpointIpamConfig {
-                    ipv4_address: ip.to_string(),
+                ipam_config: asked.then(|| EndpointIpamConfig {
+                    ipv4_address: m.requested_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    ipv6_address: cfg.ipv6_address.clone(),
+                    link_local_ips: cfg.link_local_ips.clone(),
                 }),
+                links: non_empty(&cfg.links),
+                aliases: non_empty(&m.aliases),
+                driver_opts: (!cfg.driver_opts.is_empty()).then(|| cfg.driver_opts.clone()),
                 network_id: n.id,
                 endpoint_id: ep.map(|e| e.id.clone()).unwrap_or_default(),
                 gateway: ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
@@ -142,9 +151,10 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         network_mode: c.spec.network_mode.clone(),
         auto_remove: c.spec.auto_remove,
         log_config: LogConfig {
-            kind: "json-file",
-            config: BTreeMap::new(),
+            kind: c.spec.log_config.kind.clone(),
+            config: c.spec.log_config.config.clone(),
         },
+        links: non_empty(&s.engine.link_names(&c.name, &st.links)),
         restart_policy: RestartPolicy {
             name: c.spec.restart_policy.name(),
             maximum_retry_count: c.spec.restart_policy.max_retries().into(),
@@ -184,6 +194,7 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
             error: st.error.clone(),
             started_at: rfc3339(st.started_at),
             finished_at: rfc3339(st.finished_at),
+            health: st.health.clone(),
         },
         image: c.image_id.clone(),
         resolv_conf_path: String::new(),
@@ -217,17 +228,24 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
             entrypoint: c.spec.entrypoint.clone(),
             labels: c.spec.labels.clone(),
             on_build: None,
+            healthcheck: c.spec.healthcheck.clone(),
+            stop_timeout: c.spec.stop_timeout,
         },
-        network_settings: NetworkSettings {
-            bridge: String::new(),
-            sandbox_id: String::new(),
-            ports: crate::routes::ports::settings(s, v),
-            sandbox_key: String::new(),
-            ip_address: String::new(),
-            ip_prefix_len: 0,
-            gateway: String::new(),
-            mac_address: String::new(),
-            networks: networks(s, v),
+        network_settings: {
+            let networks = networks(s, v);
+            // Docker repeats the default bridge's endpoint at the top level.
+            let bridge = networks.get("bridge").cloned().unwrap_or_default();
+            NetworkSettings {
+                bridge: String::new(),
+                sandbox_id: String::new(),
+                ports: crate::routes::ports::settings(s, v),
+                sandbox_key: String::new(),
+                ip_address: bridge.ip_address,
+                ip_prefix_len: bridge.ip_prefix_len,
+                gateway: bridge.gateway,
+                mac_address: bridge.mac_address,
+                networks,
+            }
         },
         berth_system: c.spec.system,
     }

@@ -93,6 +93,10 @@ fn matches_filters(v: &ContainerView, filters: &BTreeMap<String, Vec<String>>) -
                 .iter()
                 .any(|m| m.source == *val || m.destination == *val),
             "network" => v.network == *val,
+            "health" => {
+                let h = v.state.health.as_ref().map(|h| h.status.as_str());
+                h.unwrap_or("none") == val
+            }
             _ => true,
         };
         vals.is_empty()
