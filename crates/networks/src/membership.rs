@@ -68,6 +68,7 @@ impl NetworkStore {
                     primary: true,
                     requested_ip,
                     endpoint: None,
+                    pending_endpoint: None,
                     seq: 0,
                 },
             );
@@ -175,6 +176,7 @@ impl NetworkStore {
                     primary: false,
                     requested_ip,
                     endpoint: None,
+                    pending_endpoint: None,
                     seq,
                 },
             );

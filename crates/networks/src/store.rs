@@ -76,6 +76,9 @@ impl NetworkStore {
                 if let Some(ep) = m.endpoint.take() {
                     stale.push((n.id.clone(), ep.id));
                 }
+                if let Some(ep) = m.pending_endpoint.take() {
+                    stale.push((n.id.clone(), ep));
+                }
             }
             if stale.len() > before {
                 records.store(&dir_name, &n)?;
