@@ -650,6 +650,79 @@ impl Daemon {
         run_command(cmd, stdin, timeout)
     }
 
+    /// `berth plugin load --name NAME [flags] host <test-plugin> --socket
+    /// /var/run/docker/plugin.sock --name NAME [plugin_args]`: the example `test-plugin` as a
+    /// plugin container of the built-in `host` image.
+    pub fn load_test_plugin(&self, name: &str, flags: &[&str], plugin_args: &[&str]) -> CmdOutput {
+        let bin = example_plugin("test-plugin").display().to_string();
+        let mut args = vec!["plugin", "load", "--name", name];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[
+            "host",
+            &bin,
+            "--socket",
+            "/var/run/docker/plugin.sock",
+            "--name",
+            name,
+        ]);
+        args.extend_from_slice(plugin_args);
+        self.berth(&args)
+    }
+
+    /// Loads the plugin serving `sock` as `name` (`POST /berth/plugins/load`, 20 s handshake
+    /// timeout, optionally a per-call `deadline`), once the socket exists; panics unless 200.
+    #[track_caller]
+    pub fn load_socket(&self, name: &str, sock: &Path, deadline: Option<&str>) {
+        poll_until("the plugin socket", Duration::from_secs(20), || {
+            sock.exists().then_some(())
+        });
+        let mut body = serde_json::json!({"Name": name, "Socket": sock, "Timeout": "20s"});
+        if let Some(dl) = deadline {
+            body["Deadline"] = serde_json::json!(dl);
+        }
+        let r = self.raw_json("POST", "/berth/plugins/load", &body);
+        assert_eq!(r.status, 200, "load {name}: {}", r.text());
+    }
+
+    /// Starts the example `flocker` as `name`, serving `<dir>/<name>.sock` with its datasets in
+    /// `storage`, logging its calls to `log` (not loaded: see [`Daemon::load_socket`]). Returns
+    /// the process and the socket.
+    pub fn spawn_flocker(
+        &self,
+        name: &str,
+        storage: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> (PluginProc, PathBuf) {
+        let sock = self.dir().join(format!("{name}.sock"));
+        let mut args = vec![
+            "--socket",
+            sock.to_str().unwrap_or_default(),
+            "--name",
+            name,
+            "--storage",
+            storage.to_str().unwrap_or_default(),
+            "--log",
+            log.to_str().unwrap_or_default(),
+        ];
+        args.extend_from_slice(extra);
+        (spawn_plugin(&example_plugin("flocker"), &args), sock)
+    }
+
+    /// Runs Debian's `docker-compose` (1.29) in `dir` against this daemon, project `project`.
+    pub fn compose(&self, dir: &Path, project: &str, args: &[&str]) -> CmdOutput {
+        let mut cmd = Command::new("docker-compose");
+        cmd.current_dir(dir)
+            .args(["--ansi", "never"])
+            .args(["-p", project])
+            .args(args)
+            .env("DOCKER_HOST", self.host())
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION")
+            .env_remove("DOCKER_TLS_VERIFY");
+        run_command(cmd, None, COMMAND_TIMEOUT)
+    }
+
     /// Runs a python script with `docker`, `json`, `sys` imported and `client` bound to
     /// `docker.DockerClient(base_url="unix://…")`.
     pub fn python(&self, script: &str) -> CmdOutput {
@@ -803,7 +876,8 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "ash", "echo", "cat", "ls", "sleep", "true", "false", "env", "hostname", "id", "mkdir",
     "rm", "touch", "pwd", "ps", "kill", "grep", "head", "tail", "wc", "test", "[", "printf",
-    "mount", "readlink", "stat", "uname", "date", "seq", "tr", "cut", "dd", "yes",
+    "mount", "readlink", "stat", "uname", "date", "seq", "tr", "cut", "dd", "yes", "nslookup",
+    "wget", "httpd", "nc", "cp",
 ];
 
 /// A tar of a minimal rootfs: `bin/busybox` plus applet symlinks, `usr/bin/env`, and the usual

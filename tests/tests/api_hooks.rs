@@ -5,29 +5,15 @@
 //!
 //! Every test here needs root (namespaces, mounts): we run as root in CI.
 
-use berth_tests::{AuthzPlugin, Daemon, example_plugin, raw_request};
+use berth_tests::{AuthzPlugin, Daemon, raw_request};
 use serde_json::{Value, json};
 
 /// Loads `test-plugin` as an api plugin named `name` with failure policy `policy`.
 fn load_api_test_plugin(d: &Daemon, name: &str, policy: &str, extra: &[&str]) {
-    let bin = example_plugin("test-plugin").display().to_string();
-    let mut args = vec![
-        "plugin",
-        "load",
-        "--name",
-        name,
-        "--on-failure",
-        policy,
-        "host",
-        &bin,
-        "--socket",
-        "/var/run/docker/plugin.sock",
-        "--name",
-        name,
-        "--api",
-    ];
+    let mut args = vec!["--api"];
     args.extend_from_slice(extra);
-    d.berth(&args).expect_code(0);
+    d.load_test_plugin(name, &["--on-failure", policy], &args)
+        .expect_code(0);
 }
 
 fn hook_calls(d: &Daemon, plugin: &str, hook: &str) -> u64 {

@@ -8,28 +8,12 @@
 // Test code: a panic is how a test fails, so unwrap is fine in helpers too.
 #![allow(clippy::unwrap_used)]
 
-use berth_tests::{Daemon, example_plugin};
+use berth_tests::Daemon;
 
 /// Loads `test-plugin` as `name` (a bind-rewriting volume plugin: it appends `/inner`).
 fn load_rewriter(d: &Daemon, name: &str, policy: &str) {
-    let bin = example_plugin("test-plugin").display().to_string();
-    d.berth(&[
-        "plugin",
-        "load",
-        "--name",
-        name,
-        "--on-failure",
-        policy,
-        "host",
-        &bin,
-        "--socket",
-        "/var/run/docker/plugin.sock",
-        "--name",
-        name,
-        "--suffix",
-        "/inner",
-    ])
-    .expect_code(0);
+    d.load_test_plugin(name, &["--on-failure", policy], &["--suffix", "/inner"])
+        .expect_code(0);
 }
 
 /// A disabled abort-policy bind-rewriting plugin: `docker run -v /flocker/x:/d` fails with 503

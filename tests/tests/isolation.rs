@@ -16,7 +16,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use berth_tests::{Daemon, PluginProc, example_plugin, poll_until, spawn_plugin};
-use serde_json::json;
 
 /// Longer than any test: the plugin call is "hung".
 const HANG_MS: &str = "600000";
@@ -60,34 +59,12 @@ impl Drop for Pending {
     }
 }
 
-/// Loads the plugin on `sock` as `name` with the long deadline.
-fn load(d: &Daemon, name: &str, sock: &Path) {
-    poll_until("the plugin socket", Duration::from_secs(20), || {
-        sock.exists().then_some(())
-    });
-    let body = json!({"Name": name, "Socket": sock, "Timeout": "20s", "Deadline": DEADLINE});
-    let r = d.raw_json("POST", "/berth/plugins/load", &body);
-    assert_eq!(r.status, 200, "load {name}: {}", r.text());
-}
-
 /// Starts `flocker` as `name` with `extra` flags, loaded into `d`; its call log is returned.
 fn flocker(d: &Daemon, name: &str, extra: &[&str]) -> (PluginProc, PathBuf) {
-    let sock = d.dir().join(format!("{name}.sock"));
     let storage = d.dir().join(format!("{name}-storage"));
     let log = d.dir().join(format!("{name}.log"));
-    let mut args = vec![
-        "--socket",
-        sock.to_str().unwrap(),
-        "--name",
-        name,
-        "--storage",
-        storage.to_str().unwrap(),
-        "--log",
-        log.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let p = spawn_plugin(&example_plugin("flocker"), &args);
-    load(d, name, &sock);
+    let (p, sock) = d.spawn_flocker(name, &storage, &log, extra);
+    d.load_socket(name, &sock, Some(DEADLINE));
     (p, log)
 }
 
@@ -184,7 +161,7 @@ fn a_hung_network_driver_call_stalls_nothing_else() {
             &format!("CreateNetwork={HANG_MS}"),
         ],
     );
-    load(&d, "hungnet", &sock);
+    d.load_socket("hungnet", &sock, Some(DEADLINE));
     unrelated_container(&d, "bystander");
     let mut pending = Pending::start(
         &d,

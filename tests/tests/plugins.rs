@@ -8,30 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth_tests::{CmdOutput, Daemon, raw_request};
+use berth_tests::{Daemon, raw_request};
 use serde_json::Value;
-
-/// The `test-plugin` binary, built once.
-fn test_plugin() -> PathBuf {
-    berth_tests::example_plugin("test-plugin")
-}
-
-/// `berth plugin load --name NAME [flags] host <test-plugin> --socket … --name NAME [plugin args]`.
-fn load(d: &Daemon, name: &str, flags: &[&str], plugin_args: &[&str]) -> CmdOutput {
-    let bin = test_plugin().display().to_string();
-    let mut args = vec!["plugin", "load", "--name", name];
-    args.extend_from_slice(flags);
-    args.extend_from_slice(&[
-        "host",
-        &bin,
-        "--socket",
-        "/var/run/docker/plugin.sock",
-        "--name",
-        name,
-    ]);
-    args.extend_from_slice(plugin_args);
-    d.berth(&args)
-}
 
 fn plugins(d: &Daemon) -> Vec<Value> {
     let r = d.raw("GET", "/berth/plugins", None, b"");
@@ -64,7 +42,7 @@ fn container_pid(d: &Daemon, id: &str) -> i64 {
 #[test]
 fn handshake_families_as_hidden_system_containers() {
     let d = Daemon::start();
-    let out = load(&d, "pv1", &[], &["--answer", "v1"]);
+    let out = d.load_test_plugin("pv1", &[], &["--answer", "v1"]);
     let stdout = out.ok();
     assert!(
         stdout.contains("Plugin pv1 loaded and registered with extension points:")
@@ -77,9 +55,9 @@ fn handshake_families_as_hidden_system_containers() {
         "{}",
         out.describe()
     );
-    load(&d, "pv2", &[], &["--answer", "v2", "--version", "0.1"]).ok();
-    let out = load(
-        &d,
+    d.load_test_plugin("pv2", &[], &["--answer", "v2", "--version", "0.1"])
+        .ok();
+    let out = d.load_test_plugin(
         "pact",
         &[],
         &["--answer", "activate", "--implements", "VolumeDriver"],
@@ -169,7 +147,7 @@ fn handshake_families_as_hidden_system_containers() {
     );
 
     // Duplicate name: 409 before anything is launched.
-    let dup = load(&d, "pv1", &[], &[]);
+    let dup = d.load_test_plugin("pv1", &[], &[]);
     assert_eq!(dup.code, Some(1), "{}", dup.describe());
     assert!(dup.stderr.contains("already loaded"), "{}", dup.describe());
     assert_eq!(system_containers(&d).len(), 3);
@@ -182,12 +160,13 @@ fn handshake_families_as_hidden_system_containers() {
 fn late_plugin_loads_and_dead_plugin_fails_at_deadline() {
     let d = Daemon::start();
     let t = Instant::now();
-    load(&d, "late", &[], &["--start-delay-ms", "2000"]).ok();
+    d.load_test_plugin("late", &[], &["--start-delay-ms", "2000"])
+        .ok();
     assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
     assert_eq!(names(&d), vec!["late".to_owned()]);
 
     let t = Instant::now();
-    let out = load(&d, "dead", &["--timeout", "3s"], &["--never-answer"]);
+    let out = d.load_test_plugin("dead", &["--timeout", "3s"], &["--never-answer"]);
     let took = t.elapsed();
     assert_eq!(out.code, Some(1), "{}", out.describe());
     assert!(
@@ -216,9 +195,10 @@ fn late_plugin_loads_and_dead_plugin_fails_at_deadline() {
 #[test]
 fn load_order_survives_crash_and_gate_holds_user_requests() {
     let mut d = Daemon::start();
-    load(&d, "first", &[], &[]).ok();
-    load(&d, "slow", &[], &["--start-delay-ms", "3000"]).ok();
-    load(&d, "third", &[], &["--answer", "v1"]).ok();
+    d.load_test_plugin("first", &[], &[]).ok();
+    d.load_test_plugin("slow", &[], &["--start-delay-ms", "3000"])
+        .ok();
+    d.load_test_plugin("third", &[], &["--answer", "v1"]).ok();
     assert_eq!(names(&d), vec!["first", "slow", "third"]);
 
     d.kill9();
@@ -257,8 +237,8 @@ fn load_order_survives_crash_and_gate_holds_user_requests() {
 #[test]
 fn privileged_plugins_get_the_engine_socket() {
     let d = Daemon::start();
-    load(&d, "priv", &["--privileged"], &[]).ok();
-    load(&d, "plain", &[], &[]).ok();
+    d.load_test_plugin("priv", &["--privileged"], &[]).ok();
+    d.load_test_plugin("plain", &[], &[]).ok();
     let by_name = |n: &str| {
         plugins(&d)
             .into_iter()
@@ -288,7 +268,7 @@ fn privileged_plugins_get_the_engine_socket() {
 #[test]
 fn unload_refused_while_in_use() {
     let mut d = Daemon::start();
-    load(&d, "vp", &[], &[]).ok();
+    d.load_test_plugin("vp", &[], &[]).ok();
     // A volume driven by `vp` (written as the volume store persists it; volume plugin drivers
     // are another issue), picked up at the next start.
     d.stop(Duration::from_secs(30));

@@ -43,45 +43,6 @@ fn test_plugin(d: &Daemon, name: &str, log: &Path, extra: &[&str]) -> (PluginPro
     (spawn("test-plugin", &args), sock)
 }
 
-/// Starts `flocker` named `name` with datasets in `storage`.
-fn flocker(
-    d: &Daemon,
-    name: &str,
-    storage: &Path,
-    log: &Path,
-    extra: &[&str],
-) -> (PluginProc, PathBuf) {
-    let sock = d.dir().join(format!("{name}.sock"));
-    let mut args = vec![
-        "--socket",
-        sock.to_str().unwrap(),
-        "--name",
-        name,
-        "--storage",
-        storage.to_str().unwrap(),
-        "--log",
-        log.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    (spawn("flocker", &args), sock)
-}
-
-/// Loads the plugin on `sock` as `name` (optionally with a per-call deadline).
-fn load(d: &Daemon, name: &str, sock: &Path, deadline: Option<&str>) {
-    let mut body = json!({"Name": name, "Socket": sock, "Timeout": "20s"});
-    if let Some(dl) = deadline {
-        body["Deadline"] = json!(dl);
-    }
-    let r = d.raw_json("POST", "/berth/plugins/load", &body);
-    assert_eq!(r.status, 200, "load {name}: {}", r.text());
-    let list = d.raw("GET", "/berth/plugins", None, b"").text();
-    assert!(
-        list.contains(name),
-        "{name} not listed after load: {list}; load said: {}",
-        r.text()
-    );
-}
-
 fn log_lines(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -145,12 +106,12 @@ fn three_plugins_chain_and_a_404_is_ignored() {
     std::fs::write(last.join("marker"), "chained\n").unwrap();
     let (_a, sa) = test_plugin(&d, "a", &log, &["--suffix=-a", "--answer", "v2"]);
     let (_b, sb) = test_plugin(&d, "b", &log, &["--suffix=-b", "--answer", "v1"]);
-    let (_n, sn) = flocker(&d, "nf", &d.dir().join("st"), &log, &["--answer", "v1"]);
+    let (_n, sn) = d.spawn_flocker("nf", &d.dir().join("st"), &log, &["--answer", "v1"]);
     let (_c, sc) = test_plugin(&d, "c", &log, &["--suffix=-c", "--answer", "v2"]);
-    load(&d, "a", &sa, None);
-    load(&d, "b", &sb, None);
-    load(&d, "nf", &sn, None);
-    load(&d, "c", &sc, None);
+    d.load_socket("a", &sa, None);
+    d.load_socket("b", &sb, None);
+    d.load_socket("nf", &sn, None);
+    d.load_socket("c", &sc, None);
 
     let id = create_ok(
         &d,
@@ -215,7 +176,7 @@ fn start_time_resolution_differs_from_create_time() {
     std::fs::create_dir_all(d.dir().join("data-a")).unwrap();
     std::fs::write(d.dir().join("data-a-b/where"), "moved\n").unwrap();
     let (_a, sa) = test_plugin(&d, "a", &log, &["--suffix=-a"]);
-    load(&d, "a", &sa, None);
+    d.load_socket("a", &sa, None);
     let id = create_ok(
         &d,
         &[format!("{}:/d", src.display())],
@@ -227,7 +188,7 @@ fn start_time_resolution_differs_from_create_time() {
         json!(d.dir().join("data-a").display().to_string())
     );
     let (_b, sb) = test_plugin(&d, "b", &log, &["--suffix=-b"]);
-    load(&d, "b", &sb, None);
+    d.load_socket("b", &sb, None);
     let r = d.raw("POST", &format!("/containers/{id}/start"), None, b"");
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(wait_exit(&d, &id), 0);
@@ -248,8 +209,8 @@ fn failing_plugin_aborts_create_and_compensates() {
     std::fs::create_dir_all(d.dir().join("s-a")).unwrap();
     let (_a, sa) = test_plugin(&d, "a", &log, &["--suffix=-a"]);
     let (_b, sb) = test_plugin(&d, "b", &log, &["--fail", "no quota left"]);
-    load(&d, "a", &sa, None);
-    load(&d, "b", &sb, None);
+    d.load_socket("a", &sa, None);
+    d.load_socket("b", &sb, None);
     let r = create(&d, &[format!("{}:/d", src.display())], &["true"], None);
     assert_eq!(r.status, 500, "{}", r.text());
     let msg = r.message();
@@ -276,7 +237,7 @@ fn missing_resolved_path_fails_create() {
     let d = Daemon::start();
     let log = d.dir().join("calls.log");
     let (_a, sa) = test_plugin(&d, "a", &log, &["--suffix=-nowhere"]);
-    load(&d, "a", &sa, None);
+    d.load_socket("a", &sa, None);
     let src = d.dir().join("x");
     let r = create(&d, &[format!("{}:/d", src.display())], &["true"], None);
     assert_eq!(r.status, 500, "{}", r.text());
@@ -295,7 +256,7 @@ fn hung_plugin_fails_at_its_deadline() {
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["Id"].as_str().unwrap().to_owned();
     let (_h, sh) = test_plugin(&d, "hang", &log, &["--latency-ms", "30000"]);
-    load(&d, "hang", &sh, Some("700ms"));
+    d.load_socket("hang", &sh, Some("700ms"));
     let t = Instant::now();
     let r = d.raw("POST", &format!("/containers/{id}/start"), None, b"");
     assert!(
@@ -323,8 +284,8 @@ fn docker_protocol_driver_lifecycle() {
     let d = Daemon::start();
     let log = d.dir().join("calls.log");
     let storage = d.dir().join("storage");
-    let (_f, sf) = flocker(&d, "flo", &storage, &log, &["--answer", "activate"]);
-    load(&d, "flo", &sf, None);
+    let (_f, sf) = d.spawn_flocker("flo", &storage, &log, &["--answer", "activate"]);
+    d.load_socket("flo", &sf, None);
     let out = d.docker(&["volume", "create", "-d", "flo", "-o", "size=1G", "v1"]);
     assert_eq!(out.ok().trim(), "v1");
     let out = d.docker(&[
@@ -398,8 +359,7 @@ fn driver_error_styles_surface_with_plugin_name() {
     let log = d.dir().join("calls.log");
     let storage = d.dir().join("storage");
     for (name, status) in [("e500", "500"), ("e200", "200")] {
-        let (_f, sf) = flocker(
-            &d,
+        let (_f, sf) = d.spawn_flocker(
             name,
             &storage,
             &log,
@@ -412,7 +372,7 @@ fn driver_error_styles_surface_with_plugin_name() {
                 status,
             ],
         );
-        load(&d, name, &sf, None);
+        d.load_socket(name, &sf, None);
         let vol = format!("vol-{name}");
         d.docker(&["volume", "create", "-d", name, &vol]).ok();
         let out = d.docker(&["run", "--rm", "-v", &format!("{vol}:/d"), "host", "true"]);
@@ -433,8 +393,8 @@ fn shared_volume_unmounts_after_last_container() {
     let d = Daemon::start();
     let log = d.dir().join("calls.log");
     let storage = d.dir().join("storage");
-    let (_f, sf) = flocker(&d, "flocker", &storage, &log, &[]);
-    load(&d, "flocker", &sf, None);
+    let (_f, sf) = d.spawn_flocker("flocker", &storage, &log, &[]);
+    d.load_socket("flocker", &sf, None);
     let r = d.raw_json(
         "POST",
         "/volumes/create",
@@ -494,10 +454,10 @@ fn flocker_two_engines_share_a_dataset() {
     let n1 = Daemon::start();
     let n2 = Daemon::start();
     let storage = n1.dir().join("shared-storage");
-    let (_f1, s1) = flocker(&n1, "flocker", &storage, &n1.dir().join("f.log"), &[]);
-    let (_f2, s2) = flocker(&n2, "flocker", &storage, &n2.dir().join("f.log"), &[]);
-    load(&n1, "flocker", &s1, None);
-    load(&n2, "flocker", &s2, None);
+    let (_f1, s1) = n1.spawn_flocker("flocker", &storage, &n1.dir().join("f.log"), &[]);
+    let (_f2, s2) = n2.spawn_flocker("flocker", &storage, &n2.dir().join("f.log"), &[]);
+    n1.load_socket("flocker", &s1, None);
+    n2.load_socket("flocker", &s2, None);
     n1.docker(&[
         "run",
         "--rm",

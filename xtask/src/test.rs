@@ -1,6 +1,6 @@
 //! `cargo xtask test`: the README's test command. Installs what the tests need when it is
-//! missing (`busybox-static` for a tiny test image and `iproute2` from Debian, the Python `docker`
-//! package for the docker-py tests), builds every workspace binary (the end-to-end tests drive
+//! missing (`busybox-static` for a tiny test image, `iproute2` and `docker-compose` 1.29 from
+//! Debian, the Python `docker` package for the docker-py tests), builds every workspace binary (the end-to-end tests drive
 //! `target/<profile>/berth` and the example plugins and never build them themselves), then runs
 //! `cargo test --workspace --no-fail-fast` with any extra arguments passed after `--`.
 
@@ -51,8 +51,14 @@ fn prerequisites() -> Result<()> {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !busybox || !ip {
-        println!("==== installing busybox-static and iproute2 (apt-get) ====");
+    let compose = Command::new("docker-compose")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !busybox || !ip || !compose {
+        println!("==== installing busybox-static, iproute2 and docker-compose (apt-get) ====");
         run_checked(Command::new("apt-get").args(["update", "-qq"]))?;
         run_checked(
             Command::new("apt-get")
@@ -63,6 +69,7 @@ fn prerequisites() -> Result<()> {
                     "--no-install-recommends",
                     "busybox-static",
                     "iproute2",
+                    "docker-compose",
                 ])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;

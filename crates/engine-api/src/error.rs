@@ -1,11 +1,13 @@
 //! The one place where failures become HTTP responses: every layer's error carries an
-//! [`ErrorKind`]; this module maps the kind to a status and renders Docker's `{"message": "..."}`.
+//! [`ErrorKind`]; this module maps the kind to a status and renders Docker's
+//! `{"message": "..."}` (bollard's `ErrorResponse`).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_engine::EngineError;
 use berth_state::ErrorKind;
+use bollard_stubs::models::ErrorResponse;
 
 /// An error on its way to the client.
 #[derive(Debug)]
@@ -81,7 +83,9 @@ impl IntoResponse for ApiError {
         }
         (
             self.status,
-            Json(serde_json::json!({ "message": self.message })),
+            Json(ErrorResponse {
+                message: self.message,
+            }),
         )
             .into_response()
     }

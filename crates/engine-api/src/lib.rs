@@ -12,7 +12,7 @@ pub mod extract;
 pub mod gate;
 pub mod hooks;
 pub mod hygiene;
-pub mod inspect_defaults;
+pub mod models;
 pub mod present;
 pub mod routes;
 pub mod streams;

@@ -72,14 +72,18 @@ impl Engine {
             .map_err(OpenError::Engine)?;
         let images = ImageStore::open(root).map_err(OpenError::Engine)?;
         let volumes = VolumeStore::open(root).map_err(|e| OpenError::Engine(e.into()))?;
-        let networks = NetworkStore::open(root).map_err(|e| OpenError::Engine(e.into()))?;
+        let networks = NetworkStore::load(root).map_err(|e| OpenError::Engine(e.into()))?;
         let (table, interrupted, mut load_warnings) =
             Self::load_containers(&containers_dir).map_err(OpenError::Engine)?;
         let boot_plugin_containers: Vec<String> = table
             .by_id
             .values()
             .filter(|c| {
-                c.config.system && c.config.labels.contains_key(crate::plugins::LABEL_PLUGIN)
+                c.config.spec.system
+                    && c.config
+                        .spec
+                        .labels
+                        .contains_key(crate::plugins::LABEL_PLUGIN)
             })
             .map(|c| c.id().to_owned())
             .collect();
@@ -93,9 +97,8 @@ impl Engine {
                     None
                 }
             };
-            if let Some(host) = &plugins {
-                networks.set_plugins(host.clone());
-            }
+            // The network store gets the host at construction: nothing is wired later.
+            let networks = NetworkStore::new(networks, plugins.clone());
             Engine {
                 root: root.to_owned(),
                 containers_dir,
@@ -209,7 +212,7 @@ impl Engine {
                 continue;
             };
             let _op = c.op.lock().await;
-            tracing::warn!(id = %id, plugin = ?c.config.labels.get(crate::plugins::LABEL_PLUGIN), "removing a plugin container no plugin record names");
+            tracing::warn!(id = %id, plugin = ?c.config.spec.labels.get(crate::plugins::LABEL_PLUGIN), "removing a plugin container no plugin record names");
             match self.remove_locked(&c, true).await {
                 Ok(()) => removed.push(id),
                 Err(e) => {
@@ -226,10 +229,10 @@ impl Engine {
         let interrupted = std::mem::take(&mut *lock(&self.interrupted));
         let mut candidates: Vec<_> = self.all();
         // System containers first.
-        candidates.sort_by_key(|c| !c.config.system);
+        candidates.sort_by_key(|c| !c.config.spec.system);
         for c in candidates {
             let st = c.state();
-            let wanted = match c.config.restart_policy {
+            let wanted = match c.config.spec.restart_policy {
                 RestartPolicy::Always => true,
                 RestartPolicy::UnlessStopped => !st.manually_stopped,
                 RestartPolicy::OnFailure { .. } => interrupted.contains(&c.config.id),
@@ -266,7 +269,8 @@ impl Engine {
         let (plugins, others): (Vec<_>, Vec<_>) = running
             .into_iter()
             .partition(|c| plugin_order.iter().any(|id| id == c.id()));
-        let (system, user): (Vec<_>, Vec<_>) = others.into_iter().partition(|c| c.config.system);
+        let (system, user): (Vec<_>, Vec<_>) =
+            others.into_iter().partition(|c| c.config.spec.system);
         // User containers all at once (each has its own grace period), then system agents.
         for wave in [user, system] {
             futures::future::join_all(wave.iter().map(|c| self.stop_for_shutdown(c))).await;

@@ -8,12 +8,13 @@ use crate::error::EngineError;
 
 impl Engine {
     /// `network connect`: connects a container (running or not) to a network, with `--ip`
-    /// (`ip`, empty = none); a running container gets its interface at once.
+    /// (`ip`, empty = none) and `--alias`es; a running container gets its interface at once.
     pub async fn connect(
         &self,
         network: &str,
         reference: &str,
         ip: &str,
+        aliases: &[String],
     ) -> Result<(), EngineError> {
         let c = self.container(reference)?;
         let _op = c.op.lock().await;
@@ -22,9 +23,10 @@ impl Engine {
             .connect(
                 network,
                 c.id(),
-                &c.config.name,
-                &c.config.network_mode,
+                &c.name(),
+                &c.config.spec.network_mode,
                 ip,
+                aliases,
                 running,
             )
             .await?;
@@ -36,9 +38,7 @@ impl Engine {
     pub async fn disconnect(&self, network: &str, reference: &str) -> Result<(), EngineError> {
         let c = self.container(reference)?;
         let _op = c.op.lock().await;
-        self.networks
-            .disconnect(network, c.id(), &c.config.name)
-            .await?;
+        self.networks.disconnect(network, c.id(), &c.name()).await?;
         self.publish_network_event("disconnect", network, c.id());
         Ok(())
     }

@@ -110,15 +110,17 @@ impl Engine {
 
     /// Snapshot of one container.
     pub fn view(&self, c: &Container) -> ContainerView {
+        let mut config = c.config.clone();
+        config.name = c.name();
         ContainerView {
-            config: c.config.clone(),
+            config,
             state: c.state(),
             log_path: logs::log_path(&c.dir, c.id()),
             network: self
                 .networks
-                .for_mode(&c.config.network_mode)
+                .for_mode(&c.config.spec.network_mode)
                 .map(|n| n.name)
-                .unwrap_or_else(|_| c.config.network_mode.clone()),
+                .unwrap_or_else(|_| c.config.spec.network_mode.clone()),
         }
     }
 
@@ -127,7 +129,7 @@ impl Engine {
         let mut views: Vec<_> = self
             .all()
             .iter()
-            .filter(|c| c.config.system == system)
+            .filter(|c| c.config.spec.system == system)
             .map(|c| self.view(c))
             .filter(|v| all || v.state.status.is_active())
             .collect();

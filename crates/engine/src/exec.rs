@@ -166,19 +166,19 @@ impl Engine {
             }
             st.pid
         };
-        let mut env = c.config.env.clone();
+        let mut env = c.config.spec.env.clone();
         for add in &config.env {
             let key = add.split('=').next().unwrap_or_default();
             env.retain(|e| e.split('=').next() != Some(key));
             env.push(add.clone());
         }
         let user = if config.user.is_empty() {
-            c.config.user.clone()
+            c.config.spec.user.clone()
         } else {
             config.user.clone()
         };
         let cwd = if config.working_dir.is_empty() {
-            c.config.working_dir.clone()
+            c.config.spec.working_dir.clone()
         } else {
             config.working_dir.clone()
         };
@@ -188,7 +188,7 @@ impl Engine {
             env,
             cwd,
             user,
-            security: c.config.security.clone(),
+            security: c.config.spec.security.clone(),
             cgroup_procs: crate::cgroups::existing_dirs(&self.root, &container_id)
                 .into_iter()
                 .map(|d| d.join("cgroup.procs"))

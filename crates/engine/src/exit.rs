@@ -17,7 +17,7 @@ impl Engine {
         self.release_mounts(&c.config, &c.state().mounts).await;
         self.networks.detach(c.id()).await;
         *lock(&c.pty) = None;
-        *c.stdin() = StdinSlot::fresh(c.config.open_stdin);
+        *c.stdin() = StdinSlot::fresh(c.config.spec.open_stdin);
         let oom_killed = self.runtime.cgroup_exited(&self.root, c.id()).await;
         let mut restart = false;
         let updated = c.update(|st| {
@@ -26,10 +26,11 @@ impl Engine {
             st.oom_killed = oom_killed;
             st.pid = 0;
             st.finished_at = Some(Utc::now());
-            restart =
-                c.config
-                    .restart_policy
-                    .should_restart(code, st.restart_count, st.manually_stopped);
+            restart = c.config.spec.restart_policy.should_restart(
+                code,
+                st.restart_count,
+                st.manually_stopped,
+            );
             if restart {
                 st.status = Status::Restarting;
             }
@@ -45,7 +46,7 @@ impl Engine {
             let engine = self.clone();
             let container = c.clone();
             tokio::spawn(async move { engine.restart_by_policy(container).await });
-        } else if c.config.auto_remove {
+        } else if c.config.spec.auto_remove {
             let engine = self.clone();
             let container = c.clone();
             tokio::spawn(async move {

@@ -68,7 +68,7 @@ impl Attached {
     /// The client closed its stdin: close the container's when it was started with StdinOnce.
     pub fn stdin_closed(&mut self) {
         self.stdin = None;
-        if self.container.config.stdin_once {
+        if self.container.config.spec.stdin_once {
             self.container.stdin().tx = None;
         }
     }
@@ -95,7 +95,10 @@ impl StdinSlot {
 
 /// One container: its immutable config, mutable state and the channels of its current run.
 pub struct Container {
+    /// As created; the name may change since (see [`Container::name`]).
     pub config: ContainerConfig,
+    /// The current name (`rename` changes it and rewrites `config.json`).
+    pub(crate) name: Mutex<String>,
     pub(crate) dir: PathBuf,
     pub(crate) state: Mutex<ContainerState>,
     pub(crate) observed: watch::Sender<Observed>,
@@ -118,8 +121,9 @@ impl Container {
             exit_code: state.exit_code,
             removed: false,
         };
-        let open_stdin = config.open_stdin;
+        let open_stdin = config.spec.open_stdin;
         Arc::new(Container {
+            name: Mutex::new(config.name.clone()),
             config,
             dir,
             state: Mutex::new(state),
@@ -134,6 +138,11 @@ impl Container {
 
     pub fn id(&self) -> &str {
         &self.config.id
+    }
+
+    /// The container's current name (without the leading `/`).
+    pub fn name(&self) -> String {
+        lock(&self.name).clone()
     }
 
     pub fn state(&self) -> ContainerState {
@@ -163,9 +172,9 @@ impl Container {
     }
 
     pub(crate) fn attributes(&self) -> BTreeMap<String, String> {
-        let mut attrs = self.config.labels.clone();
-        attrs.insert("image".into(), self.config.image.clone());
-        attrs.insert("name".into(), self.config.name.clone());
+        let mut attrs = self.config.spec.labels.clone();
+        attrs.insert("image".into(), self.config.spec.image.clone());
+        attrs.insert("name".into(), self.name());
         attrs
     }
 

@@ -32,7 +32,7 @@ impl Engine {
             if !force {
                 return Err(EngineError::Conflict(format!(
                     "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
-                    c.config.name
+                    c.name()
                 )));
             }
             // Removal must work on a full disk: nothing is written before the files go (the
@@ -53,8 +53,9 @@ impl Engine {
         {
             let mut table = lock(&self.table);
             table.by_id.remove(c.id());
-            if table.names.get(&c.config.name).map(String::as_str) == Some(c.id()) {
-                table.names.remove(&c.config.name);
+            let name = c.name();
+            if table.names.get(&name).map(String::as_str) == Some(c.id()) {
+                table.names.remove(&name);
             }
         }
         let (dir, root, id) = (c.dir.clone(), self.root.clone(), c.id().to_owned());

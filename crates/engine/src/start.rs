@@ -24,7 +24,7 @@ impl Engine {
         let c = self.container(reference)?;
         let _op = c.op.lock().await;
         let result = self.start_locked(&c, false).await;
-        if result.is_err() && c.config.auto_remove && c.state().status != Status::Running {
+        if result.is_err() && c.config.spec.auto_remove && c.state().status != Status::Running {
             // `docker run --rm` waits for `removed` even when start failed.
             if let Err(e) = self.remove_locked(&c, true).await {
                 tracing::warn!(id = c.id(), error = %e, "auto-remove after a failed start");
@@ -55,7 +55,7 @@ impl Engine {
             Status::Removing | Status::Dead => {
                 return Err(EngineError::Conflict(format!(
                     "container {} is being removed",
-                    c.config.name
+                    c.name()
                 )));
             }
             _ => {}
@@ -65,33 +65,29 @@ impl Engine {
         let mut undo = Rollback::new("start");
         // The image and the mounts (the volume plugins' `start` hooks; prepare_run gives back its
         // own partial work).
-        let (spec, resolved) = match self.prepare_run(c).await {
+        let (mut spec, resolved) = match self.prepare_run(c).await {
             Ok(prepared) => prepared,
-            Err(e) => {
-                let msg = e.to_string();
-                c.update(|st| {
-                    st.error = msg;
-                    st.exit_code = 127;
-                })?;
-                return Err(e);
-            }
+            Err(e) => return Err(not_started(c, e.to_string(), e)),
         };
         let held = resolved.clone();
         undo.push("resolve the mounts", move || async move {
             self.release_mounts(&c.config, &held).await;
         });
-        let attached = self.networks.attach(c.id(), &c.config.network_mode).await;
+        let attached = self
+            .networks
+            .attach(c.id(), &c.config.spec.network_mode)
+            .await;
         if let Err(e) = undo.check(attached).await {
-            let msg = format!("network setup: {e}");
-            c.update(|st| {
-                st.error = msg;
-                st.exit_code = 127;
-            })?;
-            return Err(e.into());
+            return Err(not_started(c, format!("network setup: {e}"), e.into()));
         }
         undo.push("attach the network", move || async move {
             self.networks.detach(c.id()).await;
         });
+        let etc = self.etc_files(c, &spec);
+        match undo.check(etc).await {
+            Ok(binds) => spec.mounts.extend(binds),
+            Err(e) => return Err(not_started(c, e.to_string(), e)),
+        }
         let spawned = self.runtime.spawn(spec).await;
         let Spawned { pid1, io, exit } = match undo.check(spawned).await {
             Ok(s) => s,
@@ -173,6 +169,34 @@ impl Engine {
         Ok(())
     }
 
+    /// Writes the container's `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` (after the
+    /// network is attached: they hold its addresses) and gives their bind mounts.
+    fn etc_files(&self, c: &Container, spec: &RunSpec) -> Result<Vec<BindMount>, EngineError> {
+        let addresses: Vec<_> = self
+            .networks
+            .container_networks(c.id())
+            .into_iter()
+            .filter_map(|(_, m)| m.endpoint.map(|e| e.address))
+            .collect();
+        let net = crate::etc::NetView {
+            mode: &spec.net,
+            addresses: &addresses,
+            embedded_dns: self.networks.wants_resolver(c.id()),
+        };
+        let taken: Vec<String> = spec.mounts.iter().map(|m| m.target.clone()).collect();
+        crate::etc::prepare(
+            &c.dir,
+            &spec.hostname,
+            &net,
+            &crate::etc::HostFiles::system(),
+            &taken,
+        )
+        .map_err(|source| EngineError::Io {
+            context: "writing the container's /etc files".into(),
+            source,
+        })
+    }
+
     pub(crate) async fn prepare_run(
         &self,
         c: &Container,
@@ -181,7 +205,7 @@ impl Engine {
         let resolved = self
             .resolve_mounts(&c.config, true, &mut Vec::new())
             .await?;
-        let mode = match self.networks.for_mode(&c.config.network_mode) {
+        let mode = match self.networks.for_mode(&c.config.spec.network_mode) {
             Ok(m) => m,
             Err(e) => {
                 self.release_mounts(&c.config, &resolved).await;
@@ -205,24 +229,36 @@ impl Engine {
                     readonly: m.spec.read_only,
                 })
                 .collect(),
-            hostname: c.config.hostname.clone(),
-            env: c.config.env.clone(),
-            cwd: c.config.working_dir.clone(),
+            hostname: c.config.spec.hostname.clone(),
+            env: c.config.spec.env.clone(),
+            cwd: c.config.spec.working_dir.clone(),
             argv: std::iter::once(c.config.path.clone())
                 .chain(c.config.args.iter().cloned())
                 .collect(),
-            tty: c.config.tty,
-            open_stdin: c.config.open_stdin,
+            tty: c.config.spec.tty,
+            open_stdin: c.config.spec.open_stdin,
             net,
             cgroup_procs: self.runtime.create_cgroup(
                 &self.root,
                 c.id(),
-                &c.config.resources,
-                c.config.security.privileged,
+                &c.config.spec.resources,
+                c.config.spec.security.privileged,
             )?,
-            user: c.config.user.clone(),
-            security: c.config.security.clone(),
+            user: c.config.spec.user.clone(),
+            security: c.config.spec.security.clone(),
         };
         Ok((spec, resolved))
+    }
+}
+
+/// Records why a start failed before the process ran (`error`, exit code 127, as Docker) and
+/// gives back the error to return (the recording's own failure, if the state could not be saved).
+fn not_started(c: &Container, msg: String, e: EngineError) -> EngineError {
+    match c.update(|st| {
+        st.error = msg;
+        st.exit_code = 127;
+    }) {
+        Ok(_) => e,
+        Err(saving) => saving,
     }
 }

@@ -36,7 +36,7 @@ impl Engine {
         };
         Ok(StatsSample {
             id: c.id().to_owned(),
-            name: format!("/{}", c.config.name),
+            name: format!("/{}", c.name()),
             read: Utc::now(),
             running,
             cgroup,

@@ -44,7 +44,7 @@ impl Engine {
         let output = c.output.subscribe();
         let stdin = if stdin { c.stdin().tx.clone() } else { None };
         Ok(Attached {
-            tty: c.config.tty,
+            tty: c.config.spec.tty,
             output,
             stdin,
             container: c,
@@ -69,7 +69,7 @@ impl Engine {
     ) -> Result<(bool, mpsc::Receiver<LogEntry>), EngineError> {
         let c = self.container(reference)?;
         let (tx, rx) = mpsc::channel(256);
-        let tty = c.config.tty;
+        let tty = c.config.spec.tty;
         tokio::spawn(async move {
             let path = logs::log_path(&c.dir, c.id());
             let mut seq = c.log_seq.subscribe();

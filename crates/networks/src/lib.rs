@@ -8,10 +8,12 @@
 //! Lifecycle: a container is a *member* of a network from create (or connect) until remove (or
 //! disconnect); it has an *endpoint* (address lease, interface) only while it runs:
 //! [`NetworkStore::attach`] before the process starts, [`NetworkStore::detach`] after it exits.
+//! Members of user-defined networks resolve each other by name through [`dns`].
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod bridge;
+pub mod dns;
 pub mod driver;
 pub mod endpoint;
 pub mod error;
@@ -26,4 +28,4 @@ pub mod store;
 
 pub use error::NetworkError;
 pub use model::{Attachment, CreateNetwork, Endpoint, Member, Network};
-pub use store::NetworkStore;
+pub use store::{LoadedNetworks, NetworkStore};

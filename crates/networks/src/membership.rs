@@ -47,13 +47,14 @@ impl NetworkStore {
     }
 
     /// Records a new container as a member of the network of its `NetworkMode` (nothing for
-    /// `host`/`none`).
+    /// `host`/`none`), with its aliases there.
     pub fn register(
         &self,
         container_id: &str,
         container_name: &str,
         mode: &str,
         ip: &str,
+        aliases: &[String],
     ) -> Result<(), NetworkError> {
         let n = self.for_mode(mode)?;
         if n.attachment != Attachment::Driver {
@@ -70,6 +71,7 @@ impl NetworkStore {
                     endpoint: None,
                     pending_endpoint: None,
                     seq: 0,
+                    aliases: aliases.to_vec(),
                 },
             );
         })?;
@@ -116,6 +118,9 @@ impl NetworkStore {
                 return Err(e);
             }
         }
+        if self.wants_resolver(container_id) {
+            self.start_resolver(container_id, &path);
+        }
         Ok(Some(path))
     }
 
@@ -127,6 +132,7 @@ impl NetworkStore {
     }
 
     pub(crate) async fn detach_locked(&self, container_id: &str) {
+        self.resolvers.stop(container_id);
         let path = self.netns_path(container_id);
         for (n, m) in self.container_networks(container_id).into_iter().rev() {
             if let Some(ep) = m.endpoint {
@@ -136,8 +142,9 @@ impl NetworkStore {
         netns::remove(&path);
     }
 
-    /// `network connect`: makes the container a member of `network` (with `--ip`, empty = none);
-    /// when `running`, wires the interface at once (`eth<N>`, next free number).
+    /// `network connect`: makes the container a member of `network` (with `--ip`, empty = none,
+    /// and `--alias`es); when `running`, wires the interface at once (`eth<N>`, next free number).
+    #[allow(clippy::too_many_arguments)]
     pub async fn connect(
         &self,
         network: &str,
@@ -145,6 +152,7 @@ impl NetworkStore {
         container_name: &str,
         mode: &str,
         ip: &str,
+        aliases: &[String],
         running: bool,
     ) -> Result<(), NetworkError> {
         let _container = self.container_ops.lock(container_id).await;
@@ -178,6 +186,7 @@ impl NetworkStore {
                     endpoint: None,
                     pending_endpoint: None,
                     seq,
+                    aliases: aliases.to_vec(),
                 },
             );
         })?;
@@ -199,9 +208,46 @@ impl NetworkStore {
             let path = self.netns_path(container_id);
             let joined = self.join_one(&n.id, container_id, &ifname, &path).await;
             undo.check(joined).await?;
+            if crate::dns::resolves_names(&n) {
+                // Joining a first user-defined network starts the resolver (its resolv.conf
+                // names the host's resolvers until the next start, as with Docker).
+                self.start_resolver(container_id, &path);
+            }
         }
         undo.commit();
         Ok(())
+    }
+
+    /// Whether `container_id` is a member of a network whose members resolve each other by name
+    /// (its `/etc/resolv.conf` then names the embedded resolver, see [`crate::dns`]).
+    pub fn wants_resolver(&self, container_id: &str) -> bool {
+        self.container_networks(container_id)
+            .iter()
+            .any(|(n, _)| crate::dns::resolves_names(n))
+    }
+
+    /// Starts the container's resolver; a failure is logged (names then do not resolve, the
+    /// container still runs, as when Docker's resolver fails to start).
+    fn start_resolver(&self, container_id: &str, netns: &std::path::Path) {
+        if let Err(e) = self
+            .resolvers
+            .start(container_id, netns, self.networks.clone())
+        {
+            tracing::warn!(container = %container_id, "starting the embedded resolver: {e}");
+        }
+    }
+
+    /// A renamed container answers to its new name (and no longer to the old one).
+    pub fn rename_member(&self, container_id: &str, new_name: &str) {
+        for (n, _) in self.container_networks(container_id) {
+            if let Err(e) = self.update(&n.id, |n| {
+                if let Some(m) = n.members.get_mut(container_id) {
+                    m.container_name = new_name.to_owned();
+                }
+            }) {
+                tracing::warn!(network = n.name, error = %e, "recording a container's new name");
+            }
+        }
     }
 
     /// `network disconnect`: leaves (if wired) and forgets the membership.

@@ -54,6 +54,10 @@ pub struct Member {
     /// Order of connection (interfaces are numbered in this order at start).
     #[serde(default)]
     pub seq: u64,
+    /// Other names the container answers to on this network (`--network-alias`, compose
+    /// service names), for the embedded resolver ([`crate::dns`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// One network as the engine knows it (persisted for the non-host, non-none networks).

@@ -98,17 +98,25 @@ pub struct RemoteDriver {
 }
 
 impl RemoteDriver {
-    /// Asks the plugin for its capabilities (`GetCapabilities`); a plugin that does not answer
-    /// it, or answers a scope other than `local`/`global`, is not usable as a network driver.
+    /// Asks the plugin for its capabilities (`GetCapabilities`); a plugin that does not
+    /// implement it (404), or answers a scope other than `local`/`global`, is not usable as a
+    /// network driver (400). A plugin that is down, not Active or times out is a plugin failure
+    /// like any other call's (500; 503 when not Active), not the user's mistake.
     pub async fn connect(plugin: Arc<LoadedPlugin>) -> Result<RemoteDriver, NetworkError> {
         let name = plugin.name().to_owned();
         let caps: CapabilitiesResponse =
             call(&plugin, NETWORK_DRIVER, "GetCapabilities", &json!({}))
                 .await
-                .map_err(|e| NetworkError::NotADriver {
-                    driver: name.clone(),
-                    role: NETWORK_DRIVER.into(),
-                    reason: format!("GetCapabilities: {e}"),
+                .map_err(|e| {
+                    if e.is_not_found() {
+                        NetworkError::NotADriver {
+                            driver: name.clone(),
+                            role: NETWORK_DRIVER.into(),
+                            reason: format!("GetCapabilities: {e}"),
+                        }
+                    } else {
+                        plugin_err(&name, e)
+                    }
                 })?;
         if caps.scope != "local" && caps.scope != "global" {
             return Err(NetworkError::NotADriver {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use berth_state::{KeyedLocks, LoadWarning, RecordDir, lock};
 
@@ -28,7 +28,8 @@ pub struct NetworkStore {
     load_warnings: Vec<LoadWarning>,
     pub(crate) netns_dir: PathBuf,
     /// The records. Locked only to read, insert or update them (never across a plugin call).
-    pub(crate) networks: Mutex<Vec<Network>>,
+    /// Shared with the containers' resolvers ([`crate::dns`]), which read it per query.
+    pub(crate) networks: Arc<Mutex<Vec<Network>>>,
     /// One lock per network id: serialises the endpoint joins and leaves of that network
     /// (address allocation, driver `Join`/`Leave`) and its removal.
     pub(crate) network_ops: KeyedLocks,
@@ -39,11 +40,14 @@ pub struct NetworkStore {
     /// creates cannot take one name or overlapping pools, without a lock across the calls).
     pub(crate) pending: Mutex<Pending>,
     pub(crate) drivers: Mutex<BTreeMap<String, Arc<dyn NetworkDriver>>>,
-    /// The plugin host: driver plugins and MVP network hooks (absent in store-only tests).
-    pub(crate) plugins: OnceLock<Arc<PluginHost>>,
+    /// The plugin host: driver plugins and MVP network hooks (absent in store-only tests and
+    /// engine-only servers). Given at construction, never set later.
+    pub(crate) plugins: Option<Arc<PluginHost>>,
     /// Endpoints a previous engine left recorded (dropped at open), as (network id, endpoint
     /// id): [`Self::sweep_idle_bridges`] deletes their interfaces.
     pub(crate) stale: Mutex<Vec<(String, String)>>,
+    /// The embedded resolvers of running containers on user-defined networks.
+    pub(crate) resolvers: crate::dns::Resolvers,
 }
 
 /// What creates in flight have claimed (see [`NetworkStore::pending`]).
@@ -57,11 +61,27 @@ pub(crate) struct Pending {
 /// The record file in each network's directory.
 const RECORD_FILE: &str = "network.json";
 
+/// What [`NetworkStore::load`] read from disk: the store's state before it is given its plugin
+/// host ([`NetworkStore::new`]). The engine's composition root loads first, then builds the
+/// plugin host, then the store.
+pub struct LoadedNetworks {
+    records: RecordDir<Network>,
+    load_warnings: Vec<LoadWarning>,
+    netns_dir: PathBuf,
+    networks: Vec<Network>,
+    stale: Vec<(String, String)>,
+}
+
 impl NetworkStore {
-    /// Opens the store under `root`: loads `<root>/networks/*/network.json`, creates the default
-    /// `bridge` network on first use, and drops endpoints a previous engine left behind (their
-    /// containers are not running any more; starting them wires new endpoints).
-    pub fn open(root: &Path) -> Result<Self, NetworkError> {
+    /// Opens the store under `root` ([`Self::load`], then [`Self::new`] with `plugins`).
+    pub fn open(root: &Path, plugins: Option<Arc<PluginHost>>) -> Result<Self, NetworkError> {
+        Ok(Self::new(Self::load(root)?, plugins))
+    }
+
+    /// Loads `<root>/networks/*/network.json`, creates the default `bridge` network on first
+    /// use, and drops endpoints a previous engine left behind (their containers are not running
+    /// any more; starting them wires new endpoints).
+    pub fn load(root: &Path) -> Result<LoadedNetworks, NetworkError> {
         let records = RecordDir::<Network>::open(root.join("networks"), RECORD_FILE, "network")?;
         let netns_dir = root.join("netns");
         let mut networks = vec![
@@ -90,20 +110,7 @@ impl NetworkStore {
                 netns::remove(&e.path());
             }
         }
-        let store = NetworkStore {
-            records,
-            load_warnings: loaded.warnings,
-            netns_dir,
-            networks: Mutex::new(networks),
-            network_ops: KeyedLocks::new(),
-            container_ops: KeyedLocks::new(),
-            pending: Mutex::new(Pending::default()),
-            drivers: Mutex::new(BTreeMap::new()),
-            plugins: OnceLock::new(),
-            stale: Mutex::new(stale),
-        };
-        store.register_driver(Arc::new(bridge::BridgeDriver));
-        if store.get("bridge").is_err() {
+        if !networks.iter().any(|n| n.name == "bridge") {
             let mut n = builtin("bridge", "bridge", Attachment::Driver);
             n.id = berth_state::new_id();
             n.created = Utc::now();
@@ -112,10 +119,36 @@ impl NetworkStore {
                 "true".into(),
             );
             n.pool = Some(Pool::default_for(ipam::DEFAULT_BRIDGE_SUBNET));
-            store.records.create(&n.id, &n)?;
-            lock(&store.networks).push(n);
+            records.create(&n.id, &n)?;
+            networks.push(n);
         }
-        Ok(store)
+        Ok(LoadedNetworks {
+            records,
+            load_warnings: loaded.warnings,
+            netns_dir,
+            networks,
+            stale,
+        })
+    }
+
+    /// The store over what [`Self::load`] read, with its plugin host (drivers not built in are
+    /// looked up as plugins, and MVP network hooks are sent) and the built-in bridge driver.
+    pub fn new(loaded: LoadedNetworks, plugins: Option<Arc<PluginHost>>) -> Self {
+        let store = NetworkStore {
+            records: loaded.records,
+            load_warnings: loaded.load_warnings,
+            netns_dir: loaded.netns_dir,
+            networks: Arc::new(Mutex::new(loaded.networks)),
+            network_ops: KeyedLocks::new(),
+            container_ops: KeyedLocks::new(),
+            pending: Mutex::new(Pending::default()),
+            drivers: Mutex::new(BTreeMap::new()),
+            plugins,
+            stale: Mutex::new(loaded.stale),
+            resolvers: crate::dns::Resolvers::default(),
+        };
+        store.register_driver(Arc::new(bridge::BridgeDriver));
+        store
     }
 
     /// Deletes what a killed engine left on the host (daemon boot, after [`Self::open`] dropped
@@ -160,14 +193,8 @@ impl NetworkStore {
         lock(&self.drivers).insert(driver.name().to_owned(), driver);
     }
 
-    /// Hands the store the plugin host (once, at daemon start-up): drivers not built in are
-    /// then looked up as plugins, and MVP network hooks are sent.
-    pub fn set_plugins(&self, host: Arc<PluginHost>) {
-        let _ = self.plugins.set(host);
-    }
-
     pub(crate) fn host(&self) -> Option<&PluginHost> {
-        self.plugins.get().map(|h| h.as_ref())
+        self.plugins.as_deref()
     }
 
     /// The driver called `name`: a registered one (the built-in bridge), else a plugin acting as
@@ -287,7 +314,7 @@ mod tests {
     #[test]
     fn builtins_resolve_by_name_id_and_prefix() {
         let root = tempfile::tempdir().unwrap();
-        let store = NetworkStore::open(root.path()).unwrap();
+        let store = NetworkStore::open(root.path(), None).unwrap();
         let names: Vec<_> = store.list().into_iter().map(|n| n.name).collect();
         assert_eq!(names, ["bridge", "host", "none"]);
         let host = store.get("host").unwrap();
@@ -302,21 +329,21 @@ mod tests {
         // The default bridge keeps its id across reopen.
         let id = store.get("bridge").unwrap().id;
         drop(store);
-        let again = NetworkStore::open(root.path()).unwrap();
+        let again = NetworkStore::open(root.path(), None).unwrap();
         assert_eq!(again.get("bridge").unwrap().id, id);
     }
 
     #[test]
     fn an_unreadable_record_is_quarantined_and_the_store_opens() {
         let root = tempfile::tempdir().unwrap();
-        let bridge = NetworkStore::open(root.path())
+        let bridge = NetworkStore::open(root.path(), None)
             .unwrap()
             .get("bridge")
             .unwrap();
         let bad = root.path().join("networks").join("f".repeat(64));
         std::fs::create_dir_all(&bad).unwrap();
         std::fs::write(bad.join(RECORD_FILE), b"{\"Name\": 1").unwrap();
-        let store = NetworkStore::open(root.path()).unwrap();
+        let store = NetworkStore::open(root.path(), None).unwrap();
         assert_eq!(store.get("bridge").unwrap().id, bridge.id);
         assert!(matches!(
             store.load_warnings(),
@@ -332,7 +359,7 @@ mod tests {
     #[tokio::test]
     async fn create_validates_and_persists() {
         let root = tempfile::tempdir().unwrap();
-        let store = NetworkStore::open(root.path()).unwrap();
+        let store = NetworkStore::open(root.path(), None).unwrap();
         let req = |name: &str, subnet: &str| CreateNetwork {
             name: name.into(),
             ipam_config: vec![(subnet.into(), None, None)],
@@ -372,7 +399,7 @@ mod tests {
             ErrorKind::InvalidArgument
         );
         store
-            .register(&"a".repeat(64), "c1", "greatnet", "10.77.0.5")
+            .register(&"a".repeat(64), "c1", "greatnet", "10.77.0.5", &[])
             .unwrap();
         assert_eq!(
             store
@@ -395,7 +422,7 @@ mod tests {
             ErrorKind::Forbidden
         );
         drop(store);
-        let again = NetworkStore::open(root.path()).unwrap();
+        let again = NetworkStore::open(root.path(), None).unwrap();
         let n2 = again.get("greatnet").unwrap();
         assert_eq!(n2.id, n.id);
         assert_eq!(n2.members.len(), 1);

@@ -78,7 +78,7 @@ fn req(name: &str, driver: &str, subnet: &str) -> CreateNetwork {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_driver_call_blocks_only_its_own_network() {
     let root = tempfile::tempdir().unwrap();
-    let store = Arc::new(NetworkStore::open(root.path()).unwrap());
+    let store = Arc::new(NetworkStore::open(root.path(), None).unwrap());
     let (held, held_rx) = watch::channel(BTreeSet::new());
     let (tx, mut arrivals) = mpsc::unbounded_channel();
     store.register_driver(Arc::new(HeldDriver {
@@ -163,7 +163,7 @@ async fn a_held_driver_call_blocks_only_its_own_network() {
     assert!(store.get("pn1").is_err());
     assert_eq!(
         store
-            .register(&"d".repeat(64), "d", "pn1", "")
+            .register(&"d".repeat(64), "d", "pn1", "", &[])
             .unwrap_err()
             .kind(),
         ErrorKind::NotFound

@@ -121,6 +121,26 @@ enum SendError {
     Other(String),
 }
 
+/// The plugin's end of a kept-alive connection was gone before it took the whole request:
+/// writing it failed (`EPIPE`), or the plugin closed with our bytes unread (`ECONNRESET`). This
+/// is the keep-alive race (the plugin closed the idle connection just as the next call took
+/// it), and the plugin cannot have acted on the request, so it is safe to send again. A plugin
+/// that read the request and then died ends the connection with EOF instead, which is never
+/// retried.
+fn never_taken(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            );
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// The request headers every call carries (built once, cloned per call).
 const HOST: HeaderValue = HeaderValue::from_static("plugin.berth.localhost");
 const ACCEPT: HeaderValue = HeaderValue::from_static(DOCKER_PLUGIN_MEDIA_TYPE);
@@ -299,7 +319,7 @@ impl PluginClient {
         headers.insert(DEADLINE_HEADER, HeaderValue::from(budget));
         let resp = match driving(&mut driver, sender.send_request(req)).await {
             Ok(r) => r,
-            Err(e) if reused && (e.is_canceled() || e.is_closed()) => {
+            Err(e) if reused && (e.is_canceled() || e.is_closed() || never_taken(&e)) => {
                 return Err(SendError::Stale(e.to_string()));
             }
             Err(e) => return Err(SendError::Other(e.to_string())),

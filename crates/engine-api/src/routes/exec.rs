@@ -12,17 +12,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use berth_engine::exec::{ExecConfig, ExecStarted};
+use bollard_stubs::models::ProcessConfig;
 use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, parse_json};
+use crate::models::IdResponse;
+use crate::models::exec::ExecInspect;
 use crate::streams::{self, ConnFd};
 
 /// Largest `POST /exec/{id}/start` body read.
@@ -78,7 +80,7 @@ async fn create(
         attach_stderr: body.attach_stderr,
     };
     let exec_id = s.engine.create_exec(&id, config)?;
-    Ok((StatusCode::CREATED, axum::Json(json!({"Id": exec_id}))).into_response())
+    Ok((StatusCode::CREATED, axum::Json(IdResponse { id: exec_id })).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,31 +231,31 @@ async fn serve(
 async fn inspect(
     State(s): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<ExecInspect>> {
     let r = s.engine.exec_inspect(&id)?;
     let (entrypoint, arguments) = match r.config.cmd.split_first() {
         Some((first, rest)) => (first.clone(), rest.to_vec()),
         None => (String::new(), Vec::new()),
     };
-    Ok(axum::Json(json!({
-        "ID": r.id,
-        "Running": r.running,
-        "ExitCode": r.exit_code,
-        "ProcessConfig": {
-            "tty": false,
-            "entrypoint": entrypoint,
-            "arguments": arguments,
-            "privileged": false,
-            "user": r.config.user,
+    Ok(axum::Json(ExecInspect {
+        id: r.id,
+        running: r.running,
+        exit_code: r.exit_code.map(i64::from),
+        process_config: ProcessConfig {
+            tty: Some(false),
+            entrypoint: Some(entrypoint),
+            arguments: Some(arguments),
+            privileged: Some(false),
+            user: Some(r.config.user),
         },
-        "OpenStdin": r.config.attach_stdin,
-        "OpenStderr": r.config.attach_stderr,
-        "OpenStdout": r.config.attach_stdout,
-        "CanRemove": false,
-        "ContainerID": r.container_id,
-        "DetachKeys": "",
-        "Pid": r.pid,
-    })))
+        open_stdin: r.config.attach_stdin,
+        open_stderr: r.config.attach_stderr,
+        open_stdout: r.config.attach_stdout,
+        can_remove: false,
+        container_id: r.container_id,
+        detach_keys: String::new(),
+        pid: r.pid.into(),
+    }))
 }
 
 async fn resize(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {

@@ -1,6 +1,7 @@
 //! `/images/...`: `docker import` (`POST /images/create?fromSrc=-`, a chunked tar body), list,
 //! inspect and remove. There is no registry: a pull (`fromImage`) answers 404 with the reason.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 
 use axum::body::Body;
@@ -10,13 +11,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_engine::images::Image;
+use bollard_stubs::models::{CreateImageInfo, ImageDeleteResponseItem};
 use futures::StreamExt;
-use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
+use crate::models::image::{ImageConfig, ImageInspect, ImageMetadata, ImageSummary, RootFs};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -30,24 +32,60 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-fn summary(img: &Image) -> Value {
-    json!({
-        "Id": img.id, "ParentId": "", "RepoTags": img.repo_tags, "RepoDigests": [],
-        "Created": img.created.timestamp(), "Size": img.size, "SharedSize": -1, "VirtualSize": img.size,
-        "Labels": {}, "Containers": -1
-    })
+fn summary(img: &Image) -> ImageSummary {
+    ImageSummary {
+        id: img.id.clone(),
+        parent_id: String::new(),
+        repo_tags: img.repo_tags.clone(),
+        repo_digests: Vec::new(),
+        created: img.created.timestamp(),
+        size: img.size,
+        shared_size: -1,
+        virtual_size: img.size,
+        labels: BTreeMap::new(),
+        containers: -1,
+    }
 }
 
-fn detail(img: &Image) -> Value {
-    json!({
-        "Id": img.id, "RepoTags": img.repo_tags, "RepoDigests": [], "Parent": "", "Comment": if img.builtin { "built-in: the host's root filesystem" } else { "imported" },
-        "Created": img.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        "Container": "", "DockerVersion": "", "Author": "", "Architecture": "amd64", "Os": "linux",
-        "Size": img.size, "VirtualSize": img.size,
-        "Config": {"Cmd": img.config.cmd, "Entrypoint": img.config.entrypoint, "Env": img.config.env,
-                   "WorkingDir": img.config.working_dir, "Labels": null},
-        "RootFS": {"Type": "layers", "Layers": []}, "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}
-    })
+fn detail(img: &Image) -> ImageInspect {
+    let comment = if img.builtin {
+        "built-in: the host's root filesystem"
+    } else {
+        "imported"
+    };
+    ImageInspect {
+        id: img.id.clone(),
+        repo_tags: img.repo_tags.clone(),
+        repo_digests: Vec::new(),
+        parent: String::new(),
+        comment: comment.into(),
+        created: img
+            .created
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        container: String::new(),
+        docker_version: String::new(),
+        author: String::new(),
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        size: img.size,
+        virtual_size: img.size,
+        config: ImageConfig {
+            cmd: img.config.cmd.clone(),
+            entrypoint: img.config.entrypoint.clone(),
+            env: img.config.env.clone(),
+            working_dir: img.config.working_dir.clone(),
+            labels: None,
+            volumes: None,
+        },
+        container_config: Default::default(),
+        root_fs: RootFs {
+            kind: "layers".into(),
+            layers: Vec::new(),
+        },
+        metadata: ImageMetadata {
+            last_tag_time: "0001-01-01T00:00:00Z".into(),
+        },
+    }
 }
 
 async fn create(State(s): State<AppState>, q: Query, body: Body) -> ApiResult<Response> {
@@ -113,14 +151,19 @@ async fn create(State(s): State<AppState>, q: Query, body: Body) -> ApiResult<Re
     };
     drop(tmp);
     let image = result?;
-    let line = format!("{}\n", json!({"status": image.id}));
+    let status = CreateImageInfo {
+        status: Some(image.id),
+        ..CreateImageInfo::default()
+    };
+    let mut line = serde_json::to_string(&status).unwrap_or_default();
+    line.push('\n');
     let body = Body::from_stream(futures::stream::once(
         async move { Ok::<_, Infallible>(line) },
     ));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<Value>>> {
+async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<ImageSummary>>> {
     let mut refs = q.filters()?.remove("reference").unwrap_or_default();
     refs.extend(q.get("filter").filter(|f| !f.is_empty()).map(str::to_owned));
     Ok(Json(
@@ -137,7 +180,10 @@ async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<Value>>
     ))
 }
 
-async fn inspect(State(s): State<AppState>, Path(rest): Path<String>) -> ApiResult<Json<Value>> {
+async fn inspect(
+    State(s): State<AppState>,
+    Path(rest): Path<String>,
+) -> ApiResult<Json<ImageInspect>> {
     let Some(name) = rest.strip_suffix("/json") else {
         return Err(ApiError::not_found(format!(
             "page not found: /images/{rest}"
@@ -149,9 +195,20 @@ async fn inspect(State(s): State<AppState>, Path(rest): Path<String>) -> ApiResu
 async fn remove(
     State(s): State<AppState>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<ImageDeleteResponseItem>>> {
     let out = s.engine.remove_image(&name)?;
     Ok(Json(
-        out.into_iter().map(|(k, v)| json!({ k: v })).collect(),
+        out.into_iter()
+            .map(|(k, v)| match k.as_str() {
+                "Untagged" => ImageDeleteResponseItem {
+                    untagged: Some(v),
+                    deleted: None,
+                },
+                _ => ImageDeleteResponseItem {
+                    untagged: None,
+                    deleted: Some(v),
+                },
+            })
+            .collect(),
     ))
 }

@@ -16,6 +16,7 @@ pub mod images;
 pub mod images_extra;
 pub mod networks;
 pub mod plugins;
+pub mod rename;
 pub mod stats;
 pub mod swarm;
 pub mod system;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(system::routes())
         .merge(containers::routes())
         .merge(stats::routes())
+        .merge(rename::routes())
         .merge(archive::routes())
         .merge(exec::routes())
         .merge(images::routes())

@@ -3,7 +3,7 @@
 //! containers and their addresses), remove, connect (`EndpointConfig.IPAMConfig.IPv4Address`)
 //! and disconnect. The network layer (`berth_networks`) does the work and gives the reasons.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,8 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_networks::{CreateNetwork, Network};
+use bollard_stubs::models::{
+    ConfigReference, EndpointResource, Ipam, IpamConfig, NetworkCreateResponse, NetworkInspect,
+};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::AppState;
 use crate::error::ApiResult;
@@ -27,39 +29,67 @@ pub fn routes() -> Router<AppState> {
         .route("/networks/{id}/disconnect", post(disconnect))
 }
 
-fn network_json(s: &AppState, n: &Network) -> Value {
-    let mut containers = serde_json::Map::new();
+/// A network in Docker's shape (inspect and the list entries): bollard's `NetworkInspect`,
+/// every field set, so every key Docker sends is present.
+fn network_body(s: &AppState, n: &Network) -> NetworkInspect {
+    let mut containers = HashMap::new();
     for (cid, m) in &n.members {
         let Some(ep) = &m.endpoint else { continue };
         let name = s
             .engine
             .container(cid)
-            .map(|c| c.config.name.clone())
+            .map(|c| c.name())
             .unwrap_or_else(|_| m.container_name.clone());
         containers.insert(
             cid.clone(),
-            json!({"Name": name, "EndpointID": ep.id, "MacAddress": ep.mac,
-                   "IPv4Address": format!("{}/{}", ep.address, ep.prefix), "IPv6Address": ""}),
+            EndpointResource {
+                name: Some(name),
+                endpoint_id: Some(ep.id.clone()),
+                mac_address: Some(ep.mac.clone()),
+                ipv4_address: Some(format!("{}/{}", ep.address, ep.prefix)),
+                ipv6_address: Some(String::new()),
+            },
         );
     }
-    let config: Vec<Value> = n
+    let config = n
         .pool
         .iter()
-        .map(|p| {
-            let mut c = json!({"Subnet": p.subnet.to_string(), "Gateway": p.gateway.to_string()});
-            if let Some(r) = p.ip_range {
-                c["IPRange"] = json!(r.to_string());
-            }
-            c
+        .map(|p| IpamConfig {
+            subnet: Some(p.subnet.to_string()),
+            gateway: Some(p.gateway.to_string()),
+            ip_range: p.ip_range.map(|r| r.to_string()),
+            auxiliary_addresses: None,
         })
         .collect();
-    json!({
-        "Name": n.name, "Id": n.id, "Created": n.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        "Scope": "local", "Driver": n.driver, "EnableIPv4": true, "EnableIPv6": false,
-        "IPAM": {"Driver": n.ipam_driver, "Options": {}, "Config": config},
-        "Internal": false, "Attachable": false, "Ingress": false, "ConfigFrom": {"Network": ""}, "ConfigOnly": false,
-        "Containers": containers, "Options": n.options, "Labels": n.labels
-    })
+    let map = |m: &BTreeMap<String, String>| Some(m.clone().into_iter().collect());
+    NetworkInspect {
+        name: Some(n.name.clone()),
+        id: Some(n.id.clone()),
+        created: Some(
+            n.created
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        ),
+        scope: Some("local".into()),
+        driver: Some(n.driver.clone()),
+        enable_ipv4: Some(true),
+        enable_ipv6: Some(false),
+        ipam: Some(Ipam {
+            driver: Some(n.ipam_driver.clone()),
+            config: Some(config),
+            options: Some(HashMap::new()),
+        }),
+        internal: Some(false),
+        attachable: Some(false),
+        ingress: Some(false),
+        config_from: Some(ConfigReference {
+            network: Some(String::new()),
+        }),
+        config_only: Some(false),
+        containers: Some(containers),
+        options: map(&n.options),
+        labels: map(&n.labels),
+        ..NetworkInspect::default()
+    }
 }
 
 fn matches(n: &Network, key: &str, val: &str) -> bool {
@@ -79,7 +109,7 @@ fn matches(n: &Network, key: &str, val: &str) -> bool {
     }
 }
 
-async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<Value>>> {
+async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<NetworkInspect>>> {
     let filters = q.filters()?;
     let nets = s.engine.networks.list();
     Ok(Json(
@@ -89,13 +119,16 @@ async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<Value>>
                     vals.is_empty() || vals.iter().any(|v| matches(n, k.as_str(), v.as_str()))
                 })
             })
-            .map(|n| network_json(&s, n))
+            .map(|n| network_body(&s, n))
             .collect(),
     ))
 }
 
-async fn inspect(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(network_json(&s, &s.engine.networks.get(&id)?)))
+async fn inspect(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<NetworkInspect>> {
+    Ok(Json(network_body(&s, &s.engine.networks.get(&id)?)))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -160,7 +193,10 @@ async fn create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult<Resp
     );
     Ok((
         StatusCode::CREATED,
-        Json(json!({"Id": n.id, "Warning": ""})),
+        Json(NetworkCreateResponse {
+            id: n.id,
+            warning: String::new(),
+        }),
     )
         .into_response())
 }
@@ -188,6 +224,7 @@ struct EndpointIpam {
 struct EndpointBody {
     #[serde(rename = "IPAMConfig")]
     ipam_config: Option<EndpointIpam>,
+    aliases: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -205,13 +242,14 @@ async fn connect(
     let body: ConnectBody = extract::parse_json::<Option<ConnectBody>>(&body)?.unwrap_or_default();
     // Docker answers 404 for an unknown network before looking at the container.
     s.engine.networks.get(&id)?;
-    let ip = body
-        .endpoint_config
-        .and_then(|e| e.ipam_config)
+    let endpoint = body.endpoint_config.unwrap_or_default();
+    let ip = endpoint
+        .ipam_config
         .and_then(|i| i.ipv4_address)
         .unwrap_or_default();
+    let aliases = endpoint.aliases.unwrap_or_default();
     s.engine
-        .connect(&id, body.container.as_deref().unwrap_or(""), &ip)
+        .connect(&id, body.container.as_deref().unwrap_or(""), &ip, &aliases)
         .await?;
     Ok(StatusCode::OK)
 }

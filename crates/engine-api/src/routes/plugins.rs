@@ -22,16 +22,17 @@ use berth_plugin_host::{
 };
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, Query, parse_json};
+use crate::models::plugin::{HookStatsBody, OpLine, PluginStatusBody, Unloaded};
 
 mod docker;
 mod logs;
 
-pub use docker::docker_json;
+pub use docker::docker_plugin;
 use docker::{docker_disable, docker_enable, docker_inspect, docker_list};
 use logs::berth_logs;
 pub use logs::parse_duration;
@@ -83,7 +84,7 @@ fn state_name(s: PluginState) -> &'static str {
 }
 
 /// Berth's status view of one plugin (`plugin ls`, `plugin status`).
-pub fn status_json(st: &PluginStatus) -> Value {
+pub fn status_body(st: &PluginStatus) -> PluginStatusBody {
     let r = &st.record;
     let (kind, image, args, env) = match &r.source {
         PluginSource::Container {
@@ -92,57 +93,68 @@ pub fn status_json(st: &PluginStatus) -> Value {
         PluginSource::Socket => ("socket", String::new(), Vec::new(), Vec::new()),
         PluginSource::Discovered { .. } => ("discovered", String::new(), Vec::new(), Vec::new()),
     };
-    let hooks: serde_json::Map<String, Value> = st
+    let hooks = st
         .hooks
         .iter()
         .map(|(k, h)| {
-            let avg = h.total_latency_us.checked_div(h.calls).unwrap_or(0);
-            (
-                k.clone(),
-                json!({"Calls": h.calls, "Failures": h.failures,
-                       "AvgLatencyUs": avg, "MaxLatencyUs": h.max_latency_us}),
-            )
+            let stats = HookStatsBody {
+                calls: h.calls,
+                failures: h.failures,
+                avg_latency_us: h.total_latency_us.checked_div(h.calls).unwrap_or(0),
+                max_latency_us: h.max_latency_us,
+            };
+            (k.clone(), stats)
         })
         .collect();
-    json!({
-        "Position": st.position,
-        "Name": r.name,
-        "Source": kind,
-        "Image": image,
-        "Args": args,
-        "Env": env,
-        "Mounts": r.options.mounts,
-        "Protocol": protocol_name(r.protocol),
-        "Interests": r.interests,
-        "Implements": r.implements,
-        "Subscriptions": r.subscriptions,
-        "Warnings": r.warnings,
-        "State": state_name(st.state),
-        "ContainerID": r.container_id,
-        "Socket": r.socket,
-        "Privileged": r.privileged,
-        "Network": r.options.network.clone().unwrap_or_else(|| "none".to_owned()),
-        "DeadlineMs": r.deadline_ms,
-        "RequestedDeadlineMs": r.requested_deadline_ms,
-        "Deadlines": st.deadlines,
-        "FailurePolicy": r.failure_policy.to_string(),
-        "Author": r.info.author,
-        "Org": r.info.org,
-        "Website": r.info.website,
-        "Version": r.info.version,
-        "LastError": r.last_error,
-        "Hooks": hooks,
-    })
+    PluginStatusBody {
+        position: st.position,
+        name: r.name.clone(),
+        source: kind,
+        image,
+        args,
+        env,
+        mounts: r.options.mounts.clone(),
+        protocol: protocol_name(r.protocol),
+        interests: r.interests.clone(),
+        implements: r.implements.clone(),
+        subscriptions: r.subscriptions.clone(),
+        warnings: r.warnings.clone(),
+        state: state_name(st.state),
+        container_id: r.container_id.clone(),
+        socket: r.socket.to_string_lossy().into_owned(),
+        privileged: r.privileged,
+        network: r
+            .options
+            .network
+            .clone()
+            .unwrap_or_else(|| "none".to_owned()),
+        deadline_ms: r.deadline_ms,
+        requested_deadline_ms: r.requested_deadline_ms,
+        deadlines: st.deadlines,
+        failure_policy: r.failure_policy.to_string(),
+        author: r.info.author.clone(),
+        org: r.info.org.clone(),
+        website: r.info.website.clone(),
+        version: r.info.version.clone(),
+        last_error: r.last_error.clone(),
+        hooks,
+        restarts: None,
+        last_exit_code: None,
+    }
 }
 
 /// A plugin whose container restarted and has not run this long since is crash-looping.
 const STEADY_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 
-/// Adds what the plugin's container shows (`Restarts`, `LastExitCode`) to a status object, and
-/// turns `active` into `restarting` while the container crash-loops: it is down between restarts
-/// (the engine's back-off, 100 ms doubling up to 30 s), or has not stayed up 10 s since its last
+/// Adds what the plugin's container shows (`Restarts`, `LastExitCode`) to a status, and turns
+/// `active` into `restarting` while the container crash-loops: it is down between restarts (the
+/// engine's back-off, 100 ms doubling up to 30 s), or has not stayed up 10 s since its last
 /// restart.
-fn with_container(engine: &berth_engine::Engine, st: &PluginStatus, mut v: Value) -> Value {
+fn with_container(
+    engine: &berth_engine::Engine,
+    st: &PluginStatus,
+    mut v: PluginStatusBody,
+) -> PluginStatusBody {
     let Some(id) = &st.record.container_id else {
         return v;
     };
@@ -150,17 +162,17 @@ fn with_container(engine: &berth_engine::Engine, st: &PluginStatus, mut v: Value
         return v;
     };
     let cs = c.state();
-    v["Restarts"] = json!(cs.restart_count);
+    v.restarts = Some(cs.restart_count);
     let running = cs.status == berth_engine::container::Status::Running;
     // A start resets the exit code: it is the last exit only while the container is down.
     if cs.finished_at.is_some() && !running {
-        v["LastExitCode"] = json!(cs.exit_code);
+        v.last_exit_code = Some(cs.exit_code);
     }
     let recent = cs
         .started_at
         .is_some_and(|t| chrono::Utc::now() - t < STEADY_AFTER);
     if st.state == PluginState::Active && cs.restart_count > 0 && (!running || recent) {
-        v["State"] = json!("restarting");
+        v.state = "restarting";
     }
     v
 }
@@ -172,11 +184,11 @@ fn find_status(host: &PluginHost, name: &str) -> ApiResult<PluginStatus> {
         .ok_or_else(|| ApiError::not_found(format!("plugin \"{name}\" is not loaded")))
 }
 
-async fn berth_list(State(s): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
+async fn berth_list(State(s): State<AppState>) -> ApiResult<Json<Vec<PluginStatusBody>>> {
     let list = host(&s)?.list();
     Ok(Json(
         list.iter()
-            .map(|st| with_container(&s.engine, st, status_json(st)))
+            .map(|st| with_container(&s.engine, st, status_body(st)))
             .collect(),
     ))
 }
@@ -184,10 +196,10 @@ async fn berth_list(State(s): State<AppState>) -> ApiResult<Json<Vec<Value>>> {
 async fn berth_status(
     State(s): State<AppState>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PluginStatusBody>> {
     let h = host(&s)?;
     let st = find_status(&h, &name)?;
-    Ok(Json(with_container(&s.engine, &st, status_json(&st))))
+    Ok(Json(with_container(&s.engine, &st, status_body(&st))))
 }
 
 /// `POST /berth/plugins/load` body.
@@ -226,7 +238,7 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn line(v: Value) -> Result<Bytes, Infallible> {
+fn line(v: OpLine) -> Result<Bytes, Infallible> {
     let mut b = serde_json::to_vec(&v).unwrap_or_default();
     b.push(b'\n');
     Ok(Bytes::from(b))
@@ -239,11 +251,11 @@ fn stream_op(
     status: String,
     mut waiting: String,
     mut phases: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
-    op: impl Future<Output = Result<Value, ApiError>> + Send + 'static,
+    op: impl Future<Output = Result<PluginStatusBody, ApiError>> + Send + 'static,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
     tokio::spawn(async move {
-        let _ = tx.send(line(json!({ "Status": status }))).await;
+        let _ = tx.send(line(OpLine::Status(status))).await;
         let started = tokio::time::Instant::now();
         let mut tick =
             tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
@@ -260,7 +272,7 @@ fn stream_op(
                     match phase {
                         Some(p) => {
                             waiting = p;
-                            let _ = tx.send(line(json!({ "Status": waiting.clone() }))).await;
+                            let _ = tx.send(line(OpLine::Status(waiting.clone()))).await;
                         }
                         None => phases = None,
                     }
@@ -268,13 +280,16 @@ fn stream_op(
                 _ = tick.tick() => {
                     let secs = started.elapsed().as_secs();
                     // A client that went away does not cancel the operation.
-                    let _ = tx.send(line(json!({ "Progress": format!("{waiting} ({secs}s)") }))).await;
+                    let _ = tx.send(line(OpLine::Progress(format!("{waiting} ({secs}s)")))).await;
                 }
             }
         };
         let last = match outcome {
-            Ok(v) => json!({ "Plugin": v }),
-            Err(e) => json!({ "Error": e.message, "Code": e.status.as_u16() }),
+            Ok(v) => OpLine::Plugin(Box::new(v)),
+            Err(e) => OpLine::Error {
+                error: e.message,
+                code: e.status.as_u16(),
+            },
         };
         let _ = tx.send(line(last)).await;
     });
@@ -385,7 +400,7 @@ async fn berth_load(State(s): State<AppState>, body: Bytes) -> ApiResult<Respons
             (_, _, Some(name)) => host.load_discovered(&name, opts).await,
             _ => return Err(ApiError::bad_request("nothing to load")),
         }?;
-        Ok(status_json(&find_status(&host, loaded.name())?))
+        Ok(status_body(&find_status(&host, loaded.name())?))
     };
     Ok(stream_op(status, waiting, None, op))
 }
@@ -441,7 +456,7 @@ async fn berth_upgrade(
         let p = host
             .upgrade_with_progress(&name, to, grace, &progress)
             .await?;
-        Ok(status_json(&find_status(&host, p.name())?))
+        Ok(status_body(&find_status(&host, p.name())?))
     };
     Ok(stream_op(status, waiting, Some(phase_rx), op))
 }
@@ -470,13 +485,13 @@ async fn berth_unload(
     State(s): State<AppState>,
     Path(name): Path<String>,
     q: Query,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Unloaded>> {
     let host = host(&s)?;
     let force = q.bool_or("force", false)?;
     let grace = q
         .get("grace")
         .filter(|g| !g.is_empty())
-        .map(|g| parse_duration(&json!(g)))
+        .map(|g| parse_duration(&Value::String(g.to_owned())))
         .transpose()?;
     find_status(&host, &name)?;
     let deps = dependents(&s, &name);
@@ -490,7 +505,8 @@ async fn berth_unload(
         ));
     }
     let record = host.unload_with_grace(&name, grace).await?;
-    Ok(Json(
-        json!({ "Name": record.name, "ContainerID": record.container_id }),
-    ))
+    Ok(Json(Unloaded {
+        name: record.name,
+        container_id: record.container_id,
+    }))
 }

@@ -5,9 +5,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
+use bollard_stubs::models::{SystemVersion, SystemVersionComponents, SystemVersionPlatform};
 
 use super::AppState;
+use crate::models::system::{Commit, PluginsInfo, Runtime, SwarmInfo, SystemInfo};
 use crate::{API_VERSION, MIN_API_VERSION};
 
 pub fn routes() -> Router<AppState> {
@@ -52,23 +53,44 @@ fn arch() -> &'static str {
     }
 }
 
-async fn version() -> Json<serde_json::Value> {
+async fn version() -> Json<SystemVersion> {
     let v = env!("CARGO_PKG_VERSION");
-    Json(json!({
-        "Platform": {"Name": "Berth"},
-        "Components": [{
-            "Name": "Engine", "Version": v,
-            "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
-                        "Arch": arch(), "KernelVersion": kernel_version(), "Experimental": "false",
-                        "GitCommit": "", "GoVersion": "rust"}
-        }],
-        "Version": v, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-        "Os": "linux", "Arch": arch(), "KernelVersion": kernel_version(),
-        "GitCommit": "", "GoVersion": "rust", "BuildTime": "", "Experimental": false
-    }))
+    let details = [
+        ("ApiVersion", API_VERSION.to_owned()),
+        ("MinAPIVersion", MIN_API_VERSION.to_owned()),
+        ("Os", "linux".to_owned()),
+        ("Arch", arch().to_owned()),
+        ("KernelVersion", kernel_version()),
+        ("Experimental", "false".to_owned()),
+        ("GitCommit", String::new()),
+        ("GoVersion", "rust".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    Json(SystemVersion {
+        platform: Some(SystemVersionPlatform {
+            name: "Berth".into(),
+        }),
+        components: Some(vec![SystemVersionComponents {
+            name: "Engine".into(),
+            version: v.into(),
+            details: Some(details),
+        }]),
+        version: Some(v.into()),
+        api_version: Some(API_VERSION.into()),
+        min_api_version: Some(MIN_API_VERSION.into()),
+        git_commit: Some(String::new()),
+        go_version: Some("rust".into()),
+        os: Some("linux".into()),
+        arch: Some(arch().into()),
+        kernel_version: Some(kernel_version()),
+        experimental: Some(false),
+        build_time: Some(String::new()),
+    })
 }
 
-async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
+async fn info(State(state): State<AppState>) -> Json<SystemInfo> {
     let engine = &state.engine;
     let (total, running, stopped) = engine.counts();
     let hostname = nix::unistd::gethostname()
@@ -88,7 +110,6 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         })
         .unwrap_or(0)
         * 1024;
-    let volume_drivers: Vec<String> = vec![berth_volumes::LOCAL_DRIVER.to_owned()];
     // Records the daemon could not load at boot (quarantined, or data without a record): the
     // docker CLI prints these under `docker info`, as it does Docker's own warnings.
     let warnings: Vec<String> = engine
@@ -96,48 +117,86 @@ async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         .iter()
         .map(|w| format!("WARNING: {w}"))
         .collect();
-    let warnings = (!warnings.is_empty()).then_some(warnings);
-    let mut out = json!({
-        "ID": "berth", "Name": hostname, "ServerVersion": env!("CARGO_PKG_VERSION"),
-        "OperatingSystem": "Berth", "OSType": "linux", "Architecture": std::env::consts::ARCH,
-        "KernelVersion": kernel_version(), "NCPU": ncpu, "MemTotal": mem_total, "Driver": "overlay",
-        "DockerRootDir": engine.root().to_string_lossy(),
-        "NGoroutines": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
-        "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
-        "Containers": total, "ContainersRunning": running, "ContainersPaused": 0, "ContainersStopped": stopped,
-        "Images": engine.images.list().len(),
-        "Plugins": {"Volume": volume_drivers, "Network": ["host", "null"], "Log": ["json-file"], "Authorization": null},
-        "LoggingDriver": "json-file",
-        "CgroupDriver": if cgroups { "cgroupfs" } else { "none" },
-        "CgroupVersion": berth_engine::cgroups::version().trim_start_matches('v'),
-        "MemoryLimit": cgroups, "SwapLimit": cgroups, "CpuCfsPeriod": cgroups, "CpuCfsQuota": cgroups,
-        "CPUShares": cgroups, "PidsLimit": cgroups,
-        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false,
-                  "Error": "", "RemoteManagers": null},
-        "Warnings": warnings
-    });
-    // The rest of Docker's SystemInfo, so clients that index these keys find them.
-    let rest = json!({
-        "DriverStatus": [], "CPUSet": false, "OomKillDisable": false, "KernelMemory": false, "KernelMemoryTCP": false,
-        "IPv4Forwarding": true, "BridgeNfIptables": false, "BridgeNfIp6tables": false,
-        "Debug": tracing::enabled!(tracing::Level::DEBUG),
-        "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        "NEventsListener": 0,
-    });
-    let rest2 = json!({
-        "OSVersion": "", "IndexServerAddress": "", "RegistryConfig": null, "GenericResources": null,
-        "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Labels": [], "ExperimentalBuild": false,
-        "Runtimes": {"berth": {"path": "berth"}}, "DefaultRuntime": "berth", "LiveRestoreEnabled": false,
-        "Isolation": "", "InitBinary": "", "ContainerdCommit": {"ID": "", "Expected": ""},
-        "RuncCommit": {"ID": "", "Expected": ""}, "InitCommit": {"ID": "", "Expected": ""},
-        "SecurityOptions": [], "ProductLicense": "", "DefaultAddressPools": [], "CDISpecDirs": []
-    });
-    if let Some(out) = out.as_object_mut() {
-        for part in [rest, rest2] {
-            if let serde_json::Value::Object(part) = part {
-                out.extend(part);
-            }
-        }
-    }
-    Json(out)
+    let strings = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    Json(SystemInfo {
+        id: "berth".into(),
+        name: hostname,
+        server_version: env!("CARGO_PKG_VERSION").into(),
+        operating_system: "Berth".into(),
+        os_type: "linux".into(),
+        os_version: String::new(),
+        architecture: std::env::consts::ARCH.into(),
+        kernel_version: kernel_version(),
+        ncpu,
+        mem_total,
+        driver: "overlay".into(),
+        driver_status: Vec::new(),
+        docker_root_dir: engine.root().to_string_lossy().into_owned(),
+        n_goroutines: tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+        n_fd: std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count())
+            .unwrap_or(0),
+        n_events_listener: 0,
+        containers: total,
+        containers_running: running,
+        containers_paused: 0,
+        containers_stopped: stopped,
+        images: engine.images.list().len(),
+        plugins: PluginsInfo {
+            volume: vec![berth_volumes::LOCAL_DRIVER.to_owned()],
+            network: strings(&["host", "null"]),
+            authorization: None,
+            log: strings(&["json-file"]),
+        },
+        logging_driver: "json-file".into(),
+        cgroup_driver: if cgroups { "cgroupfs" } else { "none" }.into(),
+        cgroup_version: berth_engine::cgroups::version()
+            .trim_start_matches('v')
+            .to_owned(),
+        memory_limit: cgroups,
+        swap_limit: cgroups,
+        cpu_cfs_period: cgroups,
+        cpu_cfs_quota: cgroups,
+        cpu_shares: cgroups,
+        cpu_set: false,
+        pids_limit: cgroups,
+        oom_kill_disable: false,
+        kernel_memory: false,
+        kernel_memory_tcp: false,
+        ipv4_forwarding: true,
+        bridge_nf_iptables: false,
+        bridge_nf_ip6tables: false,
+        debug: tracing::enabled!(tracing::Level::DEBUG),
+        system_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        index_server_address: String::new(),
+        registry_config: None,
+        generic_resources: None,
+        http_proxy: String::new(),
+        https_proxy: String::new(),
+        no_proxy: String::new(),
+        labels: Vec::new(),
+        experimental_build: false,
+        runtimes: [(
+            "berth".to_owned(),
+            Runtime {
+                path: "berth".into(),
+            },
+        )]
+        .into(),
+        default_runtime: "berth".into(),
+        live_restore_enabled: false,
+        isolation: String::new(),
+        init_binary: String::new(),
+        containerd_commit: Commit::default(),
+        runc_commit: Commit::default(),
+        init_commit: Commit::default(),
+        security_options: Vec::new(),
+        product_license: String::new(),
+        default_address_pools: Vec::new(),
+        cdi_spec_dirs: Vec::new(),
+        swarm: SwarmInfo::inactive(),
+        warnings: (!warnings.is_empty()).then_some(warnings),
+    })
 }

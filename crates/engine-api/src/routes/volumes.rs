@@ -9,13 +9,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use berth_volumes::{CreateVolume, Volume};
+use berth_volumes::CreateVolume;
+use bollard_stubs::models::VolumePruneResponse;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::AppState;
 use crate::error::ApiResult;
 use crate::extract::{self, Query};
+use crate::models::volume::{Volume, VolumeList};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,14 +36,6 @@ struct CreateBody {
     labels: Option<BTreeMap<String, String>>,
 }
 
-fn volume_json(v: &Volume) -> Value {
-    json!({
-        "Name": v.name, "Driver": v.driver, "Mountpoint": v.mountpoint,
-        "CreatedAt": v.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "Labels": v.labels, "Options": v.options, "Scope": v.scope, "Status": v.status
-    })
-}
-
 async fn create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult<Response> {
     let body: CreateBody = extract::parse_json::<Option<CreateBody>>(&body)?.unwrap_or_default();
     extract::driver_name("volume driver", body.driver.as_deref())?;
@@ -55,13 +48,13 @@ async fn create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult<Resp
             labels: body.labels.unwrap_or_default(),
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(volume_json(&v))).into_response())
+    Ok((StatusCode::CREATED, Json(Volume::from(&v))).into_response())
 }
 
-async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Value>> {
+async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<VolumeList>> {
     let filters = q.filters()?;
     let host = s.engine.plugins().cloned();
-    let vols: Vec<Value> = s
+    let volumes: Vec<Volume> = s
         .engine
         .volumes
         .list_with(host.as_deref())
@@ -91,14 +84,17 @@ async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Value>> {
                     })
             })
         })
-        .map(volume_json)
+        .map(Volume::from)
         .collect();
-    Ok(Json(json!({"Volumes": vols, "Warnings": null})))
+    Ok(Json(VolumeList {
+        volumes,
+        warnings: None,
+    }))
 }
 
-async fn inspect(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+async fn inspect(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Volume>> {
     let host = s.engine.plugins().cloned();
-    Ok(Json(volume_json(
+    Ok(Json(Volume::from(
         &s.engine
             .volumes
             .inspect_with(host.as_deref(), &name)
@@ -123,15 +119,16 @@ async fn remove(
 
 /// Removes unused volumes. Without the `all=true` filter only anonymous volumes (those the engine
 /// named with a 64-hex id) go, as with API ≥ 1.42.
-async fn prune(State(s): State<AppState>, q: Query) -> ApiResult<Json<Value>> {
+async fn prune(State(s): State<AppState>, q: Query) -> ApiResult<Json<VolumePruneResponse>> {
     let filters = q.filters()?;
     let all = filters
         .get("all")
         .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
     let removed = s.engine.prune_volumes(all).await;
-    Ok(Json(
-        json!({"VolumesDeleted": removed, "SpaceReclaimed": 0}),
-    ))
+    Ok(Json(VolumePruneResponse {
+        volumes_deleted: Some(removed),
+        space_reclaimed: Some(0),
+    }))
 }
 
 /// `POST /volumes/{name}/snapshot?snapshot=SNAP` (Berth): 204, or 400 when the driver does not

@@ -305,3 +305,38 @@ async fn each_call_carries_its_remaining_budget() {
         .unwrap_or_else(|| panic!("no budget header in {head}"));
     assert!((2000..=2500).contains(&ms), "{ms}");
 }
+
+/// Answers the first request of each connection (keep-alive, no `Connection: close`), then
+/// closes the connection at once: a plugin that drops keep-alive between calls.
+fn answers_then_closes(dir: &Path) -> PathBuf {
+    let sock = dir.join("closes.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+                let _ = s.write_all(ok.as_bytes()).await;
+            });
+        }
+    });
+    sock
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_plugin_closed_between_calls_is_never_an_error() {
+    // The next call may take the idle connection before the client has seen the plugin's
+    // close: writing the request then fails (the plugin never got it), and the call is sent
+    // again on a fresh connection instead of failing.
+    let d = tempfile::tempdir().unwrap();
+    let sock = answers_then_closes(d.path());
+    let c = PluginClient::new("p", &sock);
+    for i in 0..300 {
+        let r: Result<serde_json::Value, _> = c
+            .call("/x", &serde_json::json!({"i": i}), Duration::from_secs(5))
+            .await;
+        assert!(r.is_ok(), "call {i}: {}", r.unwrap_err());
+    }
+}

@@ -4,7 +4,7 @@
 //! it misbehaves as `--fault` says. Raw HTTP over tokio (no HTTP library) so it can break the
 //! protocol in every way a real plugin might:
 //!
-//! - `hang`: reads the request, never answers (the connection stays open);
+//! - `hang`: reads the request, never answers (the connection stays open until the engine drops it);
 //! - `trickle`: sends the status line and headers, then one body byte every 100 ms, forever;
 //! - `status500`: `500 {"Err":"fault: status500"}`;
 //! - `err200`: `200 {"Err":"fault: err200"}`;
@@ -14,8 +14,15 @@
 //! - `crash`: the process exits while the call is in flight;
 //! - `close`: answers correctly, then closes the connection (keep-alive dropped between calls).
 //!
-//! With `--on /Plugin.Activate` the handshake itself is the faulty call. Each call is logged as a
-//! line `PATH` to `--log`.
+//! With `--on /Plugin.Activate` the handshake itself is the faulty call. `--handshake v1` answers
+//! the MVP's `/v1/handshake` with `--interests` instead (volume hooks at `/v1/volume/volumes`, api
+//! hooks at `/v1/api/pre-hook` and `/v1/api/post-hook`, answered `{}`: nothing rewritten), while
+//! the `Plugin.Activate` families keep working on the same socket. Two filters narrow the faulty
+//! call: `--match TEXT` (only calls whose request body contains TEXT, e.g. one API route among
+//! all the requests an api hook or an authorization plugin sees) and `--skip N` (the first N
+//! such calls are answered healthily, e.g. the volume hook at create before the one at start).
+//! Each call is logged as a line `PATH` to `--log` (the faulty one as `PATH fault`); when the
+//! engine drops the connection of a `hang`, `trickle` or `huge` call, `PATH closed` follows.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -52,7 +59,24 @@ struct Args {
     /// Append each call's path to this file.
     #[arg(long)]
     log: Option<PathBuf>,
+    /// `activate` (Docker's `/Plugin.Activate` only) or `v1` (also the MVP's `/v1/handshake`).
+    #[arg(long, default_value = "activate")]
+    handshake: String,
+    /// `InterestedIn` of the v1 handshake (comma list).
+    #[arg(long, value_delimiter = ',', default_value = "volume")]
+    interests: Vec<String>,
+    /// Only calls whose request body contains this text misbehave.
+    #[arg(long, default_value = "")]
+    r#match: String,
+    /// The first N calls that would misbehave are answered healthily.
+    #[arg(long, default_value_t = 0)]
+    skip: u64,
 }
+
+/// Faulty calls passed over so far (`--skip`).
+static SKIPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Host part of the next address `IpamDriver.RequestAddress` hands out.
+static NEXT_HOST: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(10);
 
 /// The volumes created so far (a healthy driver knows its volumes).
 static VOLUMES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
@@ -66,6 +90,7 @@ fn healthy(args: &Args, path: &str, body: &Value) -> Value {
     let name = body["Name"].as_str().unwrap_or_default();
     match path {
         "/Plugin.Activate" => json!({"Implements": args.implements}),
+        "/v1/handshake" if args.handshake == "v1" => json!({"InterestedIn": args.interests}),
         "/VolumeDriver.Create" => {
             volumes().insert(name.to_owned());
             json!({})
@@ -92,6 +117,18 @@ fn healthy(args: &Args, path: &str, body: &Value) -> Value {
             json!({"LocalDefaultAddressSpace": "l", "GlobalDefaultAddressSpace": "g"})
         }
         "/IpamDriver.RequestPool" => json!({"PoolID": body["Pool"], "Pool": body["Pool"]}),
+        // The gateway request gets no address (the engine takes the pool's first); an endpoint
+        // gets the next host of the pool (PoolID is the pool's CIDR, `a.b.c.0/24`).
+        "/IpamDriver.RequestAddress" if !body["Options"]["RequestAddressType"].is_null() => {
+            json!({})
+        }
+        "/IpamDriver.RequestAddress" => {
+            let pool = body["PoolID"].as_str().unwrap_or_default();
+            let (net, prefix) = pool.split_once('/').unwrap_or((pool, "24"));
+            let base = net.rsplit_once('.').map_or(net, |(b, _)| b);
+            let host = NEXT_HOST.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            json!({"Address": format!("{base}.{host}/{prefix}")})
+        }
         "/AuthZPlugin.AuthZReq" | "/AuthZPlugin.AuthZRes" => json!({"Allow": true}),
         _ => json!({}),
     }
@@ -104,8 +141,8 @@ fn response(status: &str, content_type: &str, body: &str) -> String {
     )
 }
 
-/// Reads one request: `(path, body)`, or `None` when the client closed.
-async fn read_request(s: &mut UnixStream) -> Option<(String, Value)> {
+/// Reads one request: `(path, body, raw body)`, or `None` when the client closed.
+async fn read_request(s: &mut UnixStream) -> Option<(String, Value, String)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -135,8 +172,17 @@ async fn read_request(s: &mut UnixStream) -> Option<(String, Value)> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let body = serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
-    Some((path, body))
+    let raw = &buf[head_end..head_end + len];
+    let body = serde_json::from_slice(raw).unwrap_or(Value::Null);
+    Some((path, body, String::from_utf8_lossy(raw).into_owned()))
+}
+
+/// Whether this call is the faulty one (`--on`, `--match`, `--skip`).
+fn faulty(args: &Args, path: &str, raw: &str) -> bool {
+    if path != args.on || !raw.contains(&args.r#match) {
+        return false;
+    }
+    SKIPPED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= args.skip
 }
 
 fn log(args: &Args, path: &str) {
@@ -151,9 +197,17 @@ fn log(args: &Args, path: &str) {
 }
 
 async fn serve(args: Args, mut s: UnixStream) {
-    while let Some((path, body)) = read_request(&mut s).await {
-        log(&args, &path);
-        if path != args.on {
+    while let Some((path, body, raw)) = read_request(&mut s).await {
+        let fault = faulty(&args, &path, &raw);
+        log(
+            &args,
+            &if fault {
+                format!("{path} fault")
+            } else {
+                path.clone()
+            },
+        );
+        if !fault {
             let ok = healthy(&args, &path, &body).to_string();
             if s.write_all(response("200 OK", "application/json", &ok).as_bytes())
                 .await
@@ -166,7 +220,13 @@ async fn serve(args: Args, mut s: UnixStream) {
         // The faulty call: a correct answer where one is sent at all.
         let ok = healthy(&args, &path, &body).to_string();
         match args.fault.as_str() {
-            "hang" => std::future::pending::<()>().await,
+            "hang" => {
+                // Never answer; note when the engine gives the connection up.
+                let mut sink = [0u8; 4096];
+                while s.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+                log(&args, &format!("{path} closed"));
+                return;
+            }
             "trickle" => {
                 let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n";
                 if s.write_all(head.as_bytes()).await.is_err() {
@@ -175,6 +235,7 @@ async fn serve(args: Args, mut s: UnixStream) {
                 loop {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     if s.write_all(b" ").await.is_err() {
+                        log(&args, &format!("{path} closed"));
                         return;
                     }
                 }
@@ -207,6 +268,7 @@ async fn serve(args: Args, mut s: UnixStream) {
                 }
                 let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
                 while s.write_all(chunk.as_bytes()).await.is_ok() {}
+                log(&args, &format!("{path} closed"));
                 return;
             }
             "crash" => std::process::exit(3),

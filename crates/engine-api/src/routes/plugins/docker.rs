@@ -1,17 +1,22 @@
 //! Docker's `/plugins…` endpoints (list, inspect, enable, disable) and the shape of Docker's
 //! plugin object, so `docker plugin ls` and `docker plugin inspect` show Berth's plugins.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use berth_plugin_host::protocol::Protocol;
 use berth_plugin_host::{PluginHost, PluginSource, PluginState, PluginStatus};
-use serde_json::{Value, json};
 use sha2::Digest;
 
 use super::{dependents, host, protocol_name, state_name};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
+use crate::models::plugin::{
+    DockerPlugin, DockerPluginArgs, DockerPluginConfig, DockerPluginInterface, DockerPluginLinux,
+    DockerPluginMount, DockerPluginNetwork, DockerPluginRootfs, DockerPluginSettings,
+};
 use crate::routes::AppState;
 
 /// The Docker `Id` of a plugin: its container id, else a digest of its name.
@@ -44,27 +49,33 @@ fn docker_types(st: &PluginStatus) -> Vec<String> {
 }
 
 /// `SRC:DST[:ro]` mounts in the shape of Docker's `PluginMount`.
-fn docker_mounts(mounts: &[String]) -> Vec<Value> {
+fn docker_mounts(mounts: &[String]) -> Vec<DockerPluginMount> {
     mounts
         .iter()
         .map(|m| {
             let mut parts = m.splitn(3, ':');
-            let source = parts.next().unwrap_or_default();
-            let destination = parts.next().unwrap_or_default();
-            let mut options = vec!["rbind"];
-            options.push(if parts.next() == Some("ro") {
+            let source = parts.next().unwrap_or_default().to_owned();
+            let destination = parts.next().unwrap_or_default().to_owned();
+            let mode = if parts.next() == Some("ro") {
                 "ro"
             } else {
                 "rw"
-            });
-            json!({"Name": "", "Description": "", "Settable": [], "Source": source,
-                   "Destination": destination, "Type": "bind", "Options": options})
+            };
+            DockerPluginMount {
+                name: String::new(),
+                description: String::new(),
+                settable: Vec::new(),
+                source,
+                destination,
+                kind: "bind",
+                options: vec!["rbind", mode],
+            }
         })
         .collect()
 }
 
 /// Docker's plugin object (engine-api.md §4.24).
-pub fn docker_json(st: &PluginStatus) -> Value {
+pub fn docker_plugin(st: &PluginStatus) -> DockerPlugin {
     let r = &st.record;
     let (image, args, env) = match &r.source {
         PluginSource::Container {
@@ -85,31 +96,53 @@ pub fn docker_json(st: &PluginStatus) -> Value {
     if !r.info.author.is_empty() {
         description.push_str(&format!(" by {}", r.info.author));
     }
-    json!({
-        "Id": docker_id(st),
-        "Name": format!("{}:latest", r.name),
-        "Enabled": st.state == PluginState::Active,
-        "PluginReference": image,
-        "Settings": {"Mounts": docker_mounts(&r.options.mounts), "Env": env, "Args": args, "Devices": []},
-        "Config": {
-            "Description": description,
-            "Documentation": r.info.website,
-            "DockerVersion": "",
-            "Interface": {"Types": docker_types(st), "Socket": "plugin.sock"},
-            "Entrypoint": [],
-            "WorkDir": "",
-            "User": {},
-            "Network": {"Type": "host"},
-            "Linux": {"Capabilities": null, "AllowAllDevices": false, "Devices": null},
-            "PropagatedMount": "",
-            "IpcHost": false,
-            "PidHost": false,
-            "Mounts": null,
-            "Env": [],
-            "Args": {"Name": "", "Description": "", "Settable": null, "Value": null},
-            "rootfs": {"type": "layers", "diff_ids": []}
-        }
-    })
+    DockerPlugin {
+        id: docker_id(st),
+        name: format!("{}:latest", r.name),
+        enabled: st.state == PluginState::Active,
+        plugin_reference: image,
+        settings: DockerPluginSettings {
+            mounts: docker_mounts(&r.options.mounts),
+            env,
+            args,
+            devices: Vec::new(),
+        },
+        config: DockerPluginConfig {
+            description,
+            documentation: r.info.website.clone(),
+            docker_version: String::new(),
+            interface: DockerPluginInterface {
+                types: docker_types(st),
+                socket: "plugin.sock".into(),
+            },
+            entrypoint: Vec::new(),
+            work_dir: String::new(),
+            user: BTreeMap::new(),
+            network: DockerPluginNetwork {
+                kind: "host".into(),
+            },
+            linux: DockerPluginLinux {
+                capabilities: None,
+                allow_all_devices: false,
+                devices: None,
+            },
+            propagated_mount: String::new(),
+            ipc_host: false,
+            pid_host: false,
+            mounts: None,
+            env: Vec::new(),
+            args: DockerPluginArgs {
+                name: String::new(),
+                description: String::new(),
+                settable: None,
+                value: None,
+            },
+            rootfs: DockerPluginRootfs {
+                kind: "layers".into(),
+                diff_ids: Vec::new(),
+            },
+        },
+    }
 }
 
 /// Finds a plugin as Docker resolves it: `name`, `name:latest`, or its (prefix of) Id.
@@ -133,9 +166,9 @@ fn docker_find(host: &PluginHost, reference: &str) -> ApiResult<PluginStatus> {
     )))
 }
 
-pub(super) async fn docker_list(State(s): State<AppState>) -> Json<Vec<Value>> {
+pub(super) async fn docker_list(State(s): State<AppState>) -> Json<Vec<DockerPlugin>> {
     match s.engine.plugins() {
-        Some(h) => Json(h.list().iter().map(docker_json).collect()),
+        Some(h) => Json(h.list().iter().map(docker_plugin).collect()),
         None => Json(Vec::new()),
     }
 }
@@ -143,12 +176,12 @@ pub(super) async fn docker_list(State(s): State<AppState>) -> Json<Vec<Value>> {
 pub(super) async fn docker_inspect(
     State(s): State<AppState>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DockerPlugin>> {
     let h = s
         .engine
         .plugins()
         .ok_or_else(|| ApiError::not_found(format!("plugin \"{name}\" not found")))?;
-    Ok(Json(docker_json(&docker_find(h, &name)?)))
+    Ok(Json(docker_plugin(&docker_find(h, &name)?)))
 }
 
 pub(super) async fn docker_enable(
