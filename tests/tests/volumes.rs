@@ -622,8 +622,8 @@ fn a_volume_only_its_driver_knows_can_be_inspected_and_removed() {
     let d = Daemon::start();
     let log = d.dir().join("calls.log");
     let storage = d.dir().join("storage");
-    let (_f, sf) = flocker(&d, "flo", &storage, &log, &["--answer", "activate"]);
-    load(&d, "flo", &sf, None);
+    let (_f, sf) = d.spawn_flocker("flo", &storage, &log, &["--answer", "activate"]);
+    d.load_socket("flo", &sf, None);
     let r = d.raw_json(
         "POST",
         "/volumes/create",

@@ -42,20 +42,22 @@ impl NetworkDriver for HangingJoin {
     }
 }
 
+/// The on-disk record of the network `cn`.
 fn record(root: &std::path::Path) -> serde_json::Value {
-    let dir = std::fs::read_dir(root.join("networks"))
+    std::fs::read_dir(root.join("networks"))
         .unwrap()
         .flatten()
-        .find(|e| e.path().join("network.json").exists())
-        .unwrap();
-    serde_json::from_slice(&std::fs::read(dir.path().join("network.json")).unwrap()).unwrap()
+        .filter_map(|e| std::fs::read(e.path().join("network.json")).ok())
+        .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+        .find(|v| v["Name"] == "cn")
+        .unwrap()
 }
 
 /// Needs root (the join looks at the host's links first).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_is_recorded_before_its_driver_wires_it_and_swept_at_the_next_boot() {
     let root = tempfile::tempdir().unwrap();
-    let store = Arc::new(NetworkStore::open(root.path()).unwrap());
+    let store = Arc::new(NetworkStore::open(root.path(), None).unwrap());
     let (tx, mut joined) = mpsc::unbounded_channel();
     store.register_driver(Arc::new(HangingJoin(tx)));
     let req = CreateNetwork {
@@ -68,7 +70,8 @@ async fn an_endpoint_is_recorded_before_its_driver_wires_it_and_swept_at_the_nex
     let cid = "c".repeat(64);
     let s = store.clone();
     let c = cid.clone();
-    let connecting = tokio::spawn(async move { s.connect("cn", &c, "c", "cn", "", true).await });
+    let connecting =
+        tokio::spawn(async move { s.connect("cn", &c, "c", "cn", "", &[], true).await });
     let ep = tokio::time::timeout(Duration::from_secs(20), joined.recv())
         .await
         .expect("Join was never called")
@@ -81,7 +84,7 @@ async fn an_endpoint_is_recorded_before_its_driver_wires_it_and_swept_at_the_nex
     // The crash: the connect never finishes; the next engine opens the same root.
     connecting.abort();
     drop(store);
-    let reopened = NetworkStore::open(root.path()).unwrap();
+    let reopened = NetworkStore::open(root.path(), None).unwrap();
     let rec = record(root.path());
     assert!(
         rec["Members"][&cid].get("PendingEndpoint").is_none(),
