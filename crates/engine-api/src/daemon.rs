@@ -266,6 +266,10 @@ pub async fn run(
     crate::hygiene::fix_modes(&config.root)?;
     // Bridges a killed engine left behind go before anything is wired again.
     engine.networks.sweep_idle_bridges().await;
+    // And the published ports' rules it left (its chain is emptied).
+    if let Err(e) = engine.sweep_ports().await {
+        tracing::warn!(error = %e, "sweeping the published ports' rules");
+    }
     let gate = Gate::closed(config.plugin_timeout, Some(host.readiness()));
 
     let listener = bind_unix(&config.socket).map_err(|source| DaemonError::Bind {
@@ -303,6 +307,11 @@ pub async fn run(
         engine.shutdown().await;
         return Err(e);
     }
+    // Catch-up: the tear-downs owed for containers that died with the previous daemon, then a
+    // `boot` sync to the v2 plugins that asked for one (docs/semantics.md#catch-up).
+    engine.catch_up().await;
+    host.sync_all(berth_plugin_host::protocol::sync::SyncReason::Boot)
+        .await;
     gate.open();
     tracing::info!("readiness gate open");
     engine.start_restart_policy_containers().await;

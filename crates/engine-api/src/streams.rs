@@ -7,9 +7,14 @@
 //! client that is gone is seen as a hang-up (`POLLHUP`) on [`ConnFd`], a duplicate of the
 //! connection's descriptor watched apart from the stream itself, so a session whose container never
 //! prints (or never starts) still ends when its client leaves.
+//!
+//! No output is written before the client has read the `101` head ([`head_read`]): docker-py
+//! reads the head through a buffered reader and the stream from the raw socket after it, so bytes
+//! that arrived together with the head would be lost in that buffer.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use berth_engine::Attached;
 use berth_engine::logs::{OutputChunk, StreamKind};
@@ -33,6 +38,33 @@ pub fn frame(stream: u8, payload: &[u8]) -> Bytes {
 /// extension set by [`crate::serve_with`]).
 #[derive(Debug, Clone)]
 pub struct ConnFd(pub Arc<OwnedFd>);
+
+/// The longest a new session's output waits for its client to read the response head.
+const HEAD_READ_WAIT: Duration = Duration::from_secs(5);
+
+// `SIOCOUTQ` (= `TIOCOUTQ`): for a UNIX stream socket, the bytes written that the peer has not
+// received yet (for TCP, the bytes not yet acknowledged).
+nix::ioctl_read_bad!(outq_len, nix::libc::TIOCOUTQ, nix::libc::c_int);
+
+/// Resolves once the client has received everything written on `conn` so far (the kernel's
+/// `SIOCOUTQ` count is 0), so what is written next cannot share a read with the response head;
+/// or after [`HEAD_READ_WAIT`], or at once when the count cannot be read.
+pub async fn head_read(conn: Option<&ConnFd>) {
+    let Some(conn) = conn else { return };
+    let deadline = Instant::now() + HEAD_READ_WAIT;
+    let mut pause = Duration::from_micros(100);
+    loop {
+        let mut queued: nix::libc::c_int = 0;
+        // SAFETY: `TIOCOUTQ` writes one int through the pointer, which points at `queued`; the
+        // descriptor is owned by `conn` for the whole call.
+        let read = unsafe { outq_len(conn.0.as_raw_fd(), &mut queued) };
+        if read.is_err() || queued <= 0 || Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
 
 /// Resolves once the peer of `conn` hung up completely (not on a half-close); never without one.
 pub async fn hung_up(conn: Option<ConnFd>) {
@@ -76,6 +108,7 @@ pub async fn serve_attach(
             return;
         }
     };
+    head_read(conn.as_ref()).await;
     let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
     let stdin_tx = attached.stdin.clone();
     let mut stdin_task = tokio::spawn(async move {

@@ -113,6 +113,7 @@ impl Engine {
                 plugins,
                 runtime,
                 execs: Default::default(),
+                ports: crate::ports::PortTable::new(root),
             }
         });
         match failed {
@@ -280,6 +281,8 @@ impl Engine {
                 self.stop_for_shutdown(c).await;
             }
         }
+        // Whatever is still published (a container that would not die in time) goes now.
+        self.unpublish_all_ports().await;
     }
 
     /// Stops `c` for a daemon shutdown, keeping its restart-policy intent (a daemon stop is not a

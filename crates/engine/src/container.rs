@@ -211,6 +211,9 @@ pub struct ContainerSpec {
     pub resources: crate::limits::Resources,
     /// Capabilities, privileged mode, seccomp and the other confinement settings.
     pub security: SecurityOptions,
+    /// Published ports (`HostConfig.PortBindings`), checked at create.
+    #[serde(default)]
+    pub port_bindings: Vec<crate::ports::PortBinding>,
 }
 
 /// How a container is confined, as the client asked (`HostConfig.CapAdd`, `CapDrop`,

@@ -45,6 +45,8 @@ pub struct Engine {
     pub(crate) runtime: Arc<dyn ContainerRuntime>,
     /// `docker exec` instances (see [`crate::exec`]).
     pub(crate) execs: Arc<crate::exec::ExecTable>,
+    /// Published ports of running containers (see [`crate::ports`]).
+    pub(crate) ports: crate::ports::PortTable,
 }
 
 impl Engine {

@@ -3,15 +3,18 @@
 //!
 //! The process itself is started by the runtime ([`ContainerRuntime::exec`]) inside the
 //! running container's namespaces and cgroup, with the container's confinement (capabilities,
-//! seccomp, no_new_privs) and its environment plus the exec's `Env`. Only pipes: a pty
-//! (`Tty: true`) is refused with 400. Execs are kept in memory only, until the engine stops.
+//! seccomp, no_new_privs) and its environment plus the exec's `Env`. With `Tty` it runs on a
+//! new pty of the container (`TERM=xterm` unless the environment sets it; resized with
+//! [`Engine::resize_exec`]); `Privileged` gives it every capability the engine has. Execs are
+//! kept in memory only, until the engine stops.
 //!
 //! [`ContainerRuntime::exec`]: crate::runtime::ContainerRuntime::exec
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
-use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
 use crate::container::Status;
@@ -32,6 +35,14 @@ pub struct ExecConfig {
     pub attach_stdin: bool,
     pub attach_stdout: bool,
     pub attach_stderr: bool,
+    /// Run on a pty: one raw output stream, no frames.
+    pub tty: bool,
+    /// Every capability the engine has.
+    pub privileged: bool,
+    /// The initial terminal size, `(rows, cols)` (`ConsoleSize`).
+    pub console_size: Option<(u16, u16)>,
+    /// `DetachKeys` as given (empty: the default, ctrl-p ctrl-q).
+    pub detach_keys: String,
 }
 
 /// One exec, as `GET /exec/{id}/json` shows it.
@@ -44,6 +55,8 @@ pub struct ExecRecord {
     pub started: bool,
     pub exit_code: Option<i32>,
     pub pid: i32,
+    /// The pty master (tty execs, while known), for resizes.
+    pty: Option<Arc<OwnedFd>>,
     seq: u64,
 }
 
@@ -54,13 +67,25 @@ pub struct ExecTable {
 }
 
 /// A started exec: its stdio and a signal once its exit code is recorded.
-#[derive(Debug)]
 pub struct ExecStarted {
-    pub stdin: Option<ChildStdin>,
-    pub stdout: Option<ChildStdout>,
-    pub stderr: Option<ChildStderr>,
+    /// `Some` iff `AttachStdin`.
+    pub stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    /// With a tty: the terminal's output (stdout and stderr merged, raw).
+    pub stdout: Box<dyn AsyncRead + Send + Unpin>,
+    /// `None` with a tty.
+    pub stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    pub tty: bool,
     /// Resolves (with the exit code) after the table has it.
     pub exited: oneshot::Receiver<i32>,
+}
+
+impl std::fmt::Debug for ExecStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecStarted")
+            .field("stdin", &self.stdin.is_some())
+            .field("tty", &self.tty)
+            .finish_non_exhaustive()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -126,6 +151,7 @@ impl Engine {
                 started: false,
                 exit_code: None,
                 pid: 0,
+                pty: None,
                 seq,
             },
         );
@@ -141,8 +167,13 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {id}")))
     }
 
-    /// Starts exec `id` (once); the returned stdio is the process's.
-    pub async fn start_exec(&self, id: &str) -> Result<ExecStarted, EngineError> {
+    /// Starts exec `id` (once); the returned stdio is the process's. A tty gets `console_size`
+    /// (from the start request), else the create's `ConsoleSize`, before the command runs.
+    pub async fn start_exec(
+        &self,
+        id: &str,
+        console_size: Option<(u16, u16)>,
+    ) -> Result<ExecStarted, EngineError> {
         let (container_id, config) = {
             let mut t = lock(&self.execs.inner);
             let r =
@@ -167,6 +198,9 @@ impl Engine {
             st.pid
         };
         let mut env = c.config.spec.env.clone();
+        if config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
         for add in &config.env {
             let key = add.split('=').next().unwrap_or_default();
             env.retain(|e| e.split('=').next() != Some(key));
@@ -193,19 +227,23 @@ impl Engine {
                 .into_iter()
                 .map(|d| d.join("cgroup.procs"))
                 .collect(),
+            tty: config.tty,
+            privileged: config.privileged,
+            open_stdin: config.attach_stdin,
+            console_size: console_size.or(config.console_size),
         };
         let child = self.runtime.exec(spec).await;
         // The pid could have been reused while the namespaces were opened.
         if c.state().pid != pid1 {
-            if let Ok(mut child) = child {
-                let _ = child.start_kill();
+            if let Ok(mut process) = child {
+                let _ = process.child.start_kill();
             }
             return Err(EngineError::Conflict(format!(
                 "container {container_id} stopped during the exec"
             )));
         }
-        let mut child = match child {
-            Ok(child) => child,
+        let crate::runtime::ExecProcess { mut child, io } = match child {
+            Ok(process) => process,
             Err(e) => {
                 if let Some(r) = lock(&self.execs.inner).1.get_mut(id) {
                     r.exit_code = Some(126);
@@ -213,12 +251,11 @@ impl Engine {
                 return Err(e.into());
             }
         };
-        let stdin = child.stdin.take().filter(|_| config.attach_stdin);
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
+        let pty = io.pty.map(Arc::new);
         if let Some(r) = lock(&self.execs.inner).1.get_mut(id) {
             r.running = true;
             r.pid = child.id().map(|p| p as i32).unwrap_or(0);
+            r.pty = pty;
         }
         let (tx, exited) = oneshot::channel();
         let table = Arc::clone(&self.execs);
@@ -237,14 +274,32 @@ impl Engine {
             if let Some(r) = lock(&table.inner).1.get_mut(&id) {
                 r.running = false;
                 r.exit_code = Some(code);
+                r.pty = None;
             }
             let _ = tx.send(code);
         });
         Ok(ExecStarted {
-            stdin,
-            stdout,
-            stderr,
+            stdin: io.stdin,
+            stdout: io.stdout,
+            stderr: io.stderr,
+            tty: config.tty,
             exited,
         })
+    }
+
+    /// Sets the terminal size of exec `id` (`POST /exec/{id}/resize`); nothing to do for an
+    /// exec without a tty, or one that ended.
+    pub fn resize_exec(&self, id: &str, rows: u16, cols: u16) -> Result<(), EngineError> {
+        let pty = {
+            let t = lock(&self.execs.inner);
+            let r =
+                t.1.get(id)
+                    .ok_or_else(|| EngineError::NotFound(format!("No such exec instance: {id}")))?;
+            r.pty.clone()
+        };
+        match pty {
+            Some(pty) => Ok(self.runtime.resize(&pty, rows, cols)?),
+            None => Ok(()),
+        }
     }
 }

@@ -15,6 +15,7 @@ impl Engine {
         // The process is gone: unmount driver volumes and send `stop` to bind plugins before
         // the state says Exited, so a returning `stop` or `wait` sees them released.
         self.release_mounts(&c.config, &c.state().mounts).await;
+        self.unpublish_ports(c.id()).await;
         self.networks.detach(c.id()).await;
         *lock(&c.pty) = None;
         *c.stdin() = StdinSlot::fresh(c.config.spec.open_stdin);
@@ -76,6 +77,18 @@ impl Engine {
             let _ = c.update(|st| {
                 st.status = Status::Exited;
                 st.finished_at = Some(Utc::now());
+            });
+            return;
+        }
+        // A plugin's container came back: once it answers, it gets a `restart` sync (v2
+        // plugins that subscribed), off this container's lock.
+        if c.config.spec.system
+            && let Some(host) = self.plugins().cloned()
+            && host.plugin_of_container(c.id()).is_some()
+        {
+            let id = c.id().to_owned();
+            tokio::spawn(async move {
+                host.resync_after_restart(&id).await;
             });
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod archive;
 mod boot;
+pub mod catchup;
 pub mod cgroups;
 mod connect;
 pub mod container;
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod logs;
 mod mounts;
 pub mod plugins;
+pub mod ports;
 mod remove;
 mod rename;
 mod resources;

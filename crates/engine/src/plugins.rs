@@ -354,6 +354,10 @@ impl PluginLauncher for ContainerLauncher {
         let id = container_id.to_owned();
         Box::pin(async move { self.restart_inner(&id).await })
     }
+
+    fn sync_objects(&self, plugin: &str) -> Option<berth_plugin_host::protocol::sync::SyncRequest> {
+        Some(self.engine().ok()?.sync_objects(plugin))
+    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ impl Engine {
             }
         }
         let _ = c.update(|st| st.status = Status::Removing);
+        self.unpublish_ports(c.id()).await;
         self.networks.detach(c.id()).await;
         self.networks.unregister(c.id());
         {

@@ -83,6 +83,13 @@ impl Engine {
         undo.push("attach the network", move || async move {
             self.networks.detach(c.id()).await;
         });
+        let published = self.publish_ports(c).await;
+        if let Err(e) = undo.check(published).await {
+            return Err(not_started(c, e.to_string(), e));
+        }
+        undo.push("publish the ports", move || async move {
+            self.unpublish_ports(c.id()).await;
+        });
         let etc = self.etc_files(c, &spec);
         match undo.check(etc).await {
             Ok(binds) => spec.mounts.extend(binds),

@@ -23,9 +23,11 @@ pub mod membership;
 pub mod model;
 pub mod mvp;
 pub mod netns;
+pub mod owed;
 pub mod remote;
 pub mod store;
 
 pub use error::NetworkError;
 pub use model::{Attachment, CreateNetwork, Endpoint, Member, Network};
+pub use owed::PaidLeaves;
 pub use store::{LoadedNetworks, NetworkStore};

@@ -13,6 +13,7 @@
 //! - [`dispatch`]: ordered chain, reverse tear-down, concurrent notify;
 //! - [`hooks`]: typed volume/network/api calls per negotiated protocol;
 //! - [`readiness`]: the tracker behind the API gate;
+//! - [`sync`]: the v2 `sync` message sent after a load, boot, restart or upgrade;
 //! - [`discovery`]: Docker-style `/run/docker/plugins/NAME.sock` and spec files;
 //! - [`launcher`]: the [`PluginLauncher`] trait the engine implements.
 
@@ -33,6 +34,7 @@ pub mod plugin;
 pub mod readiness;
 pub mod record;
 pub mod registry;
+pub mod sync;
 pub mod upgrade;
 
 pub use berth_plugin_protocol as protocol;
@@ -49,4 +51,5 @@ pub use record::{
     validate_network,
 };
 pub use registry::{HostConfig, PluginHost, Snapshot};
+pub use sync::SyncOutcome;
 pub use upgrade::UpgradeTo;

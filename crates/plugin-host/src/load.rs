@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_plugin_protocol::sync::SyncReason;
 use berth_state::rollback::Rollback;
 
 use crate::client::PluginClient;
@@ -94,6 +95,8 @@ impl PluginHost {
         self.readiness.set(plugin.name(), ReadyState::Ready);
         // The output of an earlier failed load of this name is kept until this load.
         let _ = std::fs::remove_file(self.failed_log_path(plugin.name()));
+        // Catch-up (v2 plugins that subscribed): never fails the load.
+        self.sync_plugin(&plugin, SyncReason::Load).await;
         Ok(plugin)
     }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_plugin_protocol::sync::SyncReason;
 use berth_state::rollback::Rollback;
 
 use crate::client::PluginClient;
@@ -163,6 +164,8 @@ impl PluginHost {
         }
         undo.commit();
         self.readiness.set(name, ReadyState::Ready);
+        // The new plugin catches up before the old one is retired (never fails the upgrade).
+        self.sync_plugin(&new, SyncReason::Upgrade).await;
         if old.record.container_id.is_some() {
             let shown = grace
                 .or_else(|| self.launcher.as_ref().and_then(|l| l.stop_grace()))

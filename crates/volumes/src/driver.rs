@@ -6,7 +6,9 @@
 //!
 //! Mount counts: the first container using a volume gets `Mount {Name, ID}` with a fresh 64-hex
 //! ID; later containers share that mount point without another call; the last one to stop gets
-//! `Unmount` with the same ID. Counts are in memory (containers do not outlive the daemon).
+//! `Unmount` with the same ID. Counts are in memory (containers do not outlive the daemon); the
+//! mount's ID is also recorded on disk while it is mounted, so that after a daemon crash its
+//! `Unmount` is still sent ([`crate::owed`]).
 //!
 //! Locking: each volume has its own async lock (the store's `ops`, keyed by name), held across
 //! that volume's driver calls (`Create`, `Mount`, `Unmount`, `Remove`), so two containers
@@ -70,7 +72,11 @@ fn hook(method: &str) -> String {
     format!("volumedriver.{}", method.to_lowercase())
 }
 
-async fn call<Req, Resp>(p: &LoadedPlugin, method: &str, req: &Req) -> Result<Resp, PluginError>
+pub(crate) async fn call<Req, Resp>(
+    p: &LoadedPlugin,
+    method: &str,
+    req: &Req,
+) -> Result<Resp, PluginError>
 where
     Req: Serialize + ?Sized,
     Resp: serde::de::DeserializeOwned,
@@ -428,14 +434,23 @@ impl VolumeStore {
             a.users.insert(container_id.to_owned());
             return Ok(a.mountpoint.clone());
         }
+        // An Unmount a crashed daemon owed for this volume goes out before the next Mount.
+        if let Err(reason) = self.pay_owed_locked(host, name).await {
+            tracing::warn!(volume = name, %reason, "VolumeDriver.Unmount still owed");
+        }
         let id = berth_state::new_id();
         let req = MountRequest {
             name: name.to_owned(),
             id: id.clone(),
         };
-        let reply: MountResponse = call(&plugin, "Mount", &req)
-            .await
-            .map_err(Self::driver_err("mount", name))?;
+        self.record_mount(name, &id)?;
+        let reply: MountResponse = match call(&plugin, "Mount", &req).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.forget_mount(name);
+                return Err(Self::driver_err("mount", name)(e));
+            }
+        };
         let mp = reply.mountpoint;
         let bad = if mp.is_empty() {
             Some("which is empty")
@@ -452,6 +467,7 @@ impl VolumeStore {
             if let Err(e) = undo {
                 tracing::warn!(volume = name, error = %e, "VolumeDriver.Unmount after a bad mount");
             }
+            self.forget_mount(name);
             return Err(VolumeError::BadPath {
                 what: format!("volume driver \"{}\" mounted {name} at", plugin.name()),
                 path: mp,
@@ -502,7 +518,7 @@ impl VolumeStore {
         };
         let v = self.get(name)?;
         let plugin = self.driver_plugin(host, name, &v.driver).await?;
-        let _: ErrResponse = call(
+        let sent: Result<ErrResponse, _> = call(
             &plugin,
             "Unmount",
             &MountRequest {
@@ -510,8 +526,10 @@ impl VolumeStore {
                 id,
             },
         )
-        .await
-        .map_err(Self::driver_err("unmount", name))?;
+        .await;
+        // Sent (whatever the answer): nothing is owed any more.
+        self.forget_mount(name);
+        sent.map_err(Self::driver_err("unmount", name))?;
         Ok(())
     }
 
@@ -540,6 +558,10 @@ impl VolumeStore {
         let users = self.all_users(name, users);
         if !users.is_empty() {
             return self.remove(name, &users);
+        }
+        // An owed Unmount goes before the Remove.
+        if let Err(reason) = self.pay_owed_locked(host, name).await {
+            tracing::warn!(volume = name, %reason, "VolumeDriver.Unmount still owed");
         }
         let _: ErrResponse = call(&plugin, "Remove", &NameRequest { name: name.into() })
             .await
@@ -594,6 +616,18 @@ impl VolumeStore {
             .filter(|v| v.driver == driver)
             .map(|v| v.name.clone())
             .collect()
+    }
+
+    /// The mount of plugin volume `name` now: its mount id, mountpoint and users (`None`: not
+    /// mounted).
+    pub fn current_mount(&self, name: &str) -> Option<(String, String, Vec<String>)> {
+        self.active_lock().get(name).map(|a| {
+            (
+                a.id.clone(),
+                a.mountpoint.clone(),
+                a.users.iter().cloned().collect(),
+            )
+        })
     }
 
     fn active_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Active>> {

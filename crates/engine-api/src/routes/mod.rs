@@ -16,6 +16,7 @@ pub mod images;
 pub mod images_extra;
 pub mod networks;
 pub mod plugins;
+pub mod ports;
 pub mod rename;
 pub mod stats;
 pub mod swarm;

@@ -4,6 +4,7 @@
 //! are real ones served in-process by `berth-plugin-sdk` on a UNIX socket in the temp dir
 //! ([`VolumePlugin`]), loaded into a real plugin host.
 
+mod catchup;
 mod concurrent;
 mod lifecycle;
 mod plugins;

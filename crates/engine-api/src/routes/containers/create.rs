@@ -119,6 +119,7 @@ struct HostConfigBody {
     cpu_period: Option<i64>,
     cpu_shares: Option<i64>,
     pids_limit: Option<i64>,
+    port_bindings: Option<crate::routes::ports::PortBindingsBody>,
 }
 
 impl HostConfigBody {
@@ -172,6 +173,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         .ok_or_else(|| ApiError::bad_request("field Image: an image is required"))?;
     let mut hc = body.host_config.unwrap_or_default();
     let resources = hc.resources();
+    let port_bindings = crate::routes::ports::bindings(hc.port_bindings.take())?;
     let security = SecurityOptions {
         cap_add: hc.cap_add.take().unwrap_or_default(),
         cap_drop: hc.cap_drop.take().unwrap_or_default(),
@@ -256,6 +258,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
             system,
             resources,
             security,
+            port_bindings,
         },
     })
 }

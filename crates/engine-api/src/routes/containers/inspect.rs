@@ -138,6 +138,7 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         .collect();
     let host_config = HostConfig {
         binds: Some(c.spec.binds.clone()),
+        port_bindings: crate::routes::ports::host_config(&c.spec.port_bindings),
         network_mode: c.spec.network_mode.clone(),
         auto_remove: c.spec.auto_remove,
         log_config: LogConfig {
@@ -220,7 +221,7 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         network_settings: NetworkSettings {
             bridge: String::new(),
             sandbox_id: String::new(),
-            ports: BTreeMap::new(),
+            ports: crate::routes::ports::settings(s, v),
             sandbox_key: String::new(),
             ip_address: String::new(),
             ip_prefix_len: 0,

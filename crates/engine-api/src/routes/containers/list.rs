@@ -30,7 +30,7 @@ fn summary(s: &AppState, v: &ContainerView) -> ContainerSummary {
         created: v.config.created.timestamp(),
         state: v.state.status.as_str(),
         status: present::status(&v.state, chrono::Utc::now()),
-        ports: Vec::new(),
+        ports: crate::routes::ports::summary(s, v),
         labels: v.config.spec.labels.clone(),
         size_rw: 0,
         size_root_fs: 0,
