@@ -367,6 +367,9 @@ pub struct Daemon {
     groups: Vec<Pid>,
     /// Extra `berth daemon` arguments, kept for restarts.
     extra: Vec<String>,
+    /// A command the daemon is started under (`nsenter --net=…`), kept for restarts; it must exec
+    /// the daemon (so the child's pid is the daemon's).
+    wrap: Vec<String>,
 }
 
 impl Daemon {
@@ -378,6 +381,13 @@ impl Daemon {
     /// Like [`Daemon::start`], with extra `berth daemon` arguments computed from the temp dir
     /// (e.g. `--plugin-dir <dir>/plugins --authorization-plugin NAME`); restarts keep them.
     pub fn start_with(extra: impl FnOnce(&Path) -> Vec<String>) -> Daemon {
+        Daemon::start_wrapped(Vec::new(), extra)
+    }
+
+    /// Like [`Daemon::start_with`], the daemon started as `wrap… berth daemon …` (every
+    /// incarnation): `["nsenter", "--net=/run/netns/NAME"]` runs it in a network namespace of the
+    /// test's, so the links it makes can be told from those of other tests.
+    pub fn start_wrapped(wrap: Vec<String>, extra: impl FnOnce(&Path) -> Vec<String>) -> Daemon {
         let bin = berth_binary();
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
@@ -390,6 +400,7 @@ impl Daemon {
             child: None,
             groups: Vec::new(),
             extra,
+            wrap,
         };
         d.spawn(bin);
         d
@@ -473,7 +484,14 @@ impl Daemon {
             .expect("open daemon log");
         let mut marker = log.try_clone().expect("clone log fd");
         let _ = writeln!(marker, "==== berth-tests: starting daemon ====");
-        let mut cmd = Command::new(bin);
+        let mut cmd = match self.wrap.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(bin);
+                cmd
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("daemon")
             .arg("--root")
             .arg(self.root())

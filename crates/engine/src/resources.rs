@@ -78,8 +78,8 @@ impl Engine {
     /// Removes a volume unless a container uses it (a plugin driver gets `Remove`).
     pub async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
         let users = self.volume_users(name);
-        let v = self.volumes.get(name)?;
         let host = self.plugins().map(|h| h.as_ref());
+        let v = self.volumes.get_or_adopt(host, name).await?;
         self.volumes.remove_with(host, name, &users).await?;
         self.events.publish(
             "volume",

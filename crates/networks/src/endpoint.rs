@@ -142,6 +142,11 @@ impl NetworkStore {
                 setup.called.clone(),
                 setup.message.clone(),
             );
+            let _ = self.update(&n.id, |n| {
+                if let Some(m) = n.members.get_mut(container_id) {
+                    m.pending_endpoint = None;
+                }
+            });
             async move {
                 if left {
                     let _ = driver.leave(n, info).await;
@@ -157,6 +162,16 @@ impl NetworkStore {
             Ok(set) => std::sync::Arc::new(set),
             Err(e) => return Err(fail(e, false).await),
         };
+        // Write-ahead: the endpoint's id is recorded before the driver makes anything for it, so
+        // the boot after a crash between here and the record below sweeps what it made.
+        let pending = self.update(&n.id, |n| {
+            if let Some(m) = n.members.get_mut(container_id) {
+                m.pending_endpoint = Some(info.id.clone());
+            }
+        });
+        if let Err(e) = pending {
+            return Err(fail(e, false).await);
+        }
         let joined = match driver.join(&n, &info).await {
             Ok(j) => j,
             Err(e) => return Err(fail(driver_error(&n, e), true).await),
@@ -222,6 +237,7 @@ impl NetworkStore {
         let recorded = self.update(&n.id, |n| {
             if let Some(m) = n.members.get_mut(container_id) {
                 m.endpoint = Some(endpoint);
+                m.pending_endpoint = None;
             }
         });
         if let Err(e) = recorded {

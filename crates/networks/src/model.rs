@@ -47,6 +47,10 @@ pub struct Member {
     /// Present while the container runs.
     #[serde(default)]
     pub endpoint: Option<Endpoint>,
+    /// The id of an endpoint being wired (recorded before the driver makes its links, replaced
+    /// by `endpoint` once wired): what a crash in between left is found by it at the next boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_endpoint: Option<String>,
     /// Order of connection (interfaces are numbered in this order at start).
     #[serde(default)]
     pub seq: u64,

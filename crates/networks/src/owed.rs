@@ -137,6 +137,7 @@ mod tests {
                     mac: String::new(),
                     ifname: "eth0".into(),
                 }),
+                pending_endpoint: None,
                 seq: 0,
                 config: Default::default(),
                 aliases: Vec::new(),

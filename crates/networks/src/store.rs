@@ -96,6 +96,7 @@ impl NetworkStore {
             // (`crate::owed`); the others are dropped here.
             let keep = crate::owed::owes_plugins(&n);
             let before = stale.len();
+            let mut pending = false;
             for m in n.members.values_mut() {
                 let ep = if keep {
                     m.endpoint.clone()
@@ -105,8 +106,12 @@ impl NetworkStore {
                 if let Some(ep) = ep {
                     stale.push((n.id.clone(), ep.id));
                 }
+                if let Some(ep) = m.pending_endpoint.take() {
+                    stale.push((n.id.clone(), ep));
+                    pending = true;
+                }
             }
-            if stale.len() > before && !keep {
+            if (stale.len() > before && !keep) || pending {
                 records.store(&dir_name, &n)?;
             }
             networks.push(n);

@@ -258,6 +258,68 @@ impl VolumeStore {
         Ok((volume, true))
     }
 
+    /// The volume called `name`; one the store has no record of but a plugin driver in use
+    /// knows (`Get`) is adopted: recorded, as its create would have. That is the volume of a
+    /// create the engine's death cut between the driver's `Create` and the record, which
+    /// [`VolumeStore::list_with`] lists: without adoption it could be listed but neither
+    /// inspected nor removed.
+    pub async fn get_or_adopt(
+        &self,
+        host: Option<&PluginHost>,
+        name: &str,
+    ) -> Result<Volume, VolumeError> {
+        let missing = match self.get(name) {
+            Err(e @ VolumeError::NotFound(_)) => e,
+            found => return found,
+        };
+        let drivers: BTreeSet<String> = self
+            .list()
+            .into_iter()
+            .filter(|v| !is_local(&v.driver))
+            .map(|v| v.driver)
+            .collect();
+        for d in drivers {
+            let Ok(p) = self.driver_plugin(host, name, &d).await else {
+                continue;
+            };
+            let got: Result<GetResponse, PluginError> =
+                call(&p, "Get", &NameRequest { name: name.into() }).await;
+            let Ok(GetResponse {
+                volume: Some(x), ..
+            }) = got
+            else {
+                continue;
+            };
+            let _ops = self.ops.lock(name).await;
+            if let Ok(v) = self.get(name) {
+                return Ok(v);
+            }
+            let caps: Result<CapabilitiesResponse, PluginError> =
+                call(&p, "Capabilities", &serde_json::json!({})).await;
+            let scope = match caps {
+                Ok(c) if c.capabilities.scope == "global" => "global",
+                _ => "local",
+            };
+            let volume = Volume {
+                name: name.to_owned(),
+                driver: p.name().to_owned(),
+                mountpoint: PathBuf::from(x.mountpoint),
+                created_at: parse_created(&p, "Get", x.created_at.as_deref())
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(Utc::now),
+                labels: None,
+                options: None,
+                scope: scope.into(),
+                status: None,
+            };
+            tracing::info!(volume = name, driver = %d, "adopting a volume only its driver knew");
+            self.persist(&volume)?;
+            return Ok(volume);
+        }
+        Err(missing)
+    }
+
     /// The volume, refreshed from its plugin driver (`Get`: mountpoint, status, RFC 3339
     /// `CreatedAt`); a driver error is reported in `Status.Error` rather than failing inspect.
     pub async fn inspect_with(
@@ -265,7 +327,7 @@ impl VolumeStore {
         host: Option<&PluginHost>,
         name: &str,
     ) -> Result<Volume, VolumeError> {
-        let mut v = self.get(name)?;
+        let mut v = self.get_or_adopt(host, name).await?;
         if is_local(&v.driver) {
             return Ok(v);
         }
@@ -485,7 +547,7 @@ impl VolumeStore {
         name: &str,
         users: &[String],
     ) -> Result<(), VolumeError> {
-        let v = self.get(name)?;
+        let v = self.get_or_adopt(host, name).await?;
         if is_local(&v.driver) {
             let _ops = self.ops.lock(name).await;
             return self.remove(name, &self.all_users(name, users));
