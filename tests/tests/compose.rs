@@ -1,6 +1,6 @@
 //! Names on user networks (the embedded resolver, `/etc/hosts`, `/etc/resolv.conf`), `docker
 //! rename`, and docker-compose 1.29 driving a project with a plugin volume, a user network with a
-//! subnet, `depends_on`, `exec`, `logs` and `down -v`. Needs root (namespaces, bridges) and
+//! subnet, a published port, `depends_on`, `exec`, `logs` and `down -v`. Needs root (namespaces, bridges) and
 //! Debian's `docker-compose` (installed by `cargo xtask test`).
 
 use std::path::Path;
@@ -192,6 +192,8 @@ services:
     image: bb
     command: ["sh", "-c", "mkdir -p /www && cp /data/greeting /www/index.html && echo web ready && exec httpd -f -p 80 -h /www"]
     depends_on: [init]
+    ports:
+      - "127.0.0.1:18090:80"
     networks:
       front:
         aliases: [www]
@@ -217,9 +219,10 @@ volumes:
     driver: flo
 "#;
 
-/// docker-compose 1.29 (docker-py underneath) runs a project with a volume on a plugin driver
-/// and a user network with a subnet, reaches one service from another by its service name and
-/// alias, shows `ps` and `logs`, and `down -v` leaves nothing. Needs root.
+/// docker-compose 1.29 (docker-py underneath) runs a project with a volume on a plugin driver,
+/// a user network with a subnet and a published port, reaches one service from another by its
+/// service name and alias and from the host through the port, shows `ps` and `logs`, and
+/// `down -v` leaves nothing (the port is free again). Needs root.
 #[test]
 fn docker_compose_project_with_a_plugin_volume_and_a_user_network() {
     let d = Daemon::start();
@@ -265,6 +268,13 @@ fn docker_compose_project_with_a_plugin_volume_and_a_user_network() {
         ]);
         assert_eq!(out.ok(), "hello from the plugin volume\n", "{host}");
     }
+    // The published port reaches the web service from the host's loopback.
+    assert_eq!(
+        http_get("127.0.0.1:18090"),
+        Some("hello from the plugin volume\n".to_owned())
+    );
+    let ps = compose(&["ps"]);
+    assert!(ps.ok().contains("127.0.0.1:18090->80/tcp"), "{}", ps.stdout);
     // The network has the subnet the file asked for.
     let netw = inspect(&d, "demo_front");
     assert_eq!(netw["IPAM"]["Config"][0]["Subnet"], json!(net), "{netw}");
@@ -282,4 +292,22 @@ fn docker_compose_project_with_a_plugin_volume_and_a_user_network() {
         !Path::new(&storage.join("demo_data")).exists(),
         "the plugin still holds the volume's data"
     );
+    assert!(
+        std::net::TcpListener::bind("127.0.0.1:18090").is_ok(),
+        "the published port is still taken after down"
+    );
+}
+
+/// The body of `GET /` at `addr` (HTTP/1.0), or `None` when nothing answers.
+fn http_get(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
 }
