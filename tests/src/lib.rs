@@ -367,6 +367,8 @@ pub struct Daemon {
     groups: Vec<Pid>,
     /// Extra `berth daemon` arguments, kept for restarts.
     extra: Vec<String>,
+    /// The `berth` binary this daemon runs (restarts run it again).
+    bin: PathBuf,
 }
 
 impl Daemon {
@@ -378,7 +380,12 @@ impl Daemon {
     /// Like [`Daemon::start`], with extra `berth daemon` arguments computed from the temp dir
     /// (e.g. `--plugin-dir <dir>/plugins --authorization-plugin NAME`); restarts keep them.
     pub fn start_with(extra: impl FnOnce(&Path) -> Vec<String>) -> Daemon {
-        let bin = berth_binary();
+        Daemon::start_bin(berth_binary(), extra)
+    }
+
+    /// Like [`Daemon::start_with`], running the `berth` binary `bin` (the before/after bench runs
+    /// an older build beside the current one).
+    pub fn start_bin(bin: &Path, extra: impl FnOnce(&Path) -> Vec<String>) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -390,8 +397,9 @@ impl Daemon {
             child: None,
             groups: Vec::new(),
             extra,
+            bin: bin.to_path_buf(),
         };
-        d.spawn(bin);
+        d.spawn();
         d
     }
 
@@ -465,7 +473,8 @@ impl Daemon {
         self.child.as_ref().map(Child::id)
     }
 
-    fn spawn(&mut self, bin: &Path) {
+    fn spawn(&mut self) {
+        let bin = self.bin.clone();
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -473,7 +482,7 @@ impl Daemon {
             .expect("open daemon log");
         let mut marker = log.try_clone().expect("clone log fd");
         let _ = writeln!(marker, "==== berth-tests: starting daemon ====");
-        let mut cmd = Command::new(bin);
+        let mut cmd = Command::new(&bin);
         cmd.arg("daemon")
             .arg("--root")
             .arg(self.root())
@@ -543,7 +552,7 @@ impl Daemon {
             self.child.is_none(),
             "restart() while the daemon still runs"
         );
-        self.spawn(berth_binary());
+        self.spawn();
     }
 
     /// Graceful stop: SIGTERM, then SIGKILL of the whole process group after `grace`.
