@@ -22,7 +22,8 @@
 //! Needs root (the daemon creates namespaces and mounts). The client is a hyper keep-alive
 //! connection over the UNIX socket, opened outside the timed region. `BERTH_BENCH_QUICK=1`
 //! shortens every measurement for CI smoke runs; `BERTH_BENCH_NO_CLI=1` skips the docker CLI
-//! series; `BERTH_BENCH_PLUGIN_DIR` names a directory with optimised example plugin binaries
+//! series; `BERTH_BENCH_ONLY_ISOLATION=1` runs only the `engine_isolation` loops;
+//! `BERTH_BENCH_PLUGIN_DIR` names a directory with optimised example plugin binaries
 //! (`cargo xtask bench` passes `target/release`), else the harness builds debug ones.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -589,6 +590,13 @@ fn main() {
     if std::env::var_os("BERTH_BENCH_ONLY_HOOKS").is_some_and(|v| v != "0") {
         let mut manual = serde_json::Map::new();
         bench_idle_hooks(&rt, &mut manual);
+        return;
+    }
+    // `BERTH_BENCH_ONLY_ISOLATION=1`: only the plugin fault isolation loops (one batch of 32
+    // concurrent slow-mount runs against one run, interleaved round by round; rm -f while hung).
+    if std::env::var_os("BERTH_BENCH_ONLY_ISOLATION").is_some_and(|v| v != "0") {
+        let mut manual = serde_json::Map::new();
+        bench_isolation(&rt, &mut manual);
         return;
     }
     let d = Daemon::start();
