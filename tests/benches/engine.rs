@@ -2,8 +2,9 @@
 //! build, private temp root and socket, started by the e2e harness): API request latency
 //! (`GET /_ping` against `GET /containers/json`), volume create+rm with the local driver and with
 //! a plugin volume driver (the `flocker` example plugin as a separate process on a socket),
-//! container create+rm, and `run --rm host true` the way the docker CLI does it (create, attach,
-//! wait for `removed`, start). The same operations also run through the real `docker` CLI,
+//! container create+rm, `run --rm host true` the way the docker CLI does it (create, attach,
+//! wait for `removed`, start), and `exec C true` in a running container (create, hijacked start
+//! read to its end, inspect for the exit code, as `docker exec` does). The same operations also run through the real `docker` CLI,
 //! which is how Docker 20.10's reference figures were taken (CLI start and `/_ping` included).
 //!
 //! Two measurements are plain timing loops rather than criterion (they are written to
@@ -30,16 +31,83 @@
 
 use std::hint::black_box;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_tests::{Daemon, PluginProc, spawn_plugin};
 use criterion::{Criterion, SamplingMode};
 use http::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 
 mod common;
 use common::*;
+
+/// A running container (`sleep`, no network) for the exec rows; returns its id.
+async fn start_exec_target(api: &mut Api) -> String {
+    let mut body = container_body(false);
+    body["Cmd"] = serde_json::json!(["sleep", "1000000"]);
+    let created = api
+        .call(
+            Method::POST,
+            "/containers/create",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = id_of(&created);
+    api.call(
+        Method::POST,
+        &format!("/containers/{id}/start"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    id
+}
+
+/// `docker exec C true` on the wire: create, start (hijacked; read until the daemon closes the
+/// stream, which it does once the exit code is recorded), then inspect for the exit code.
+async fn exec_true(api: &mut Api, socket: &Path, container: &str) {
+    let created = api
+        .call(
+            Method::POST,
+            &format!("/containers/{container}/exec"),
+            Some(serde_json::json!({
+                "Cmd": ["true"], "AttachStdout": true, "AttachStderr": true,
+            })),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = id_of(&created);
+    let mut conn = UnixStream::connect(socket).await.expect("connect exec");
+    let payload = r#"{"Detach":false,"Tty":false}"#;
+    let head = format!(
+        "POST {API}/exec/{id}/start HTTP/1.1\r\nHost: api.berth.localhost\r\n\
+         Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    );
+    conn.write_all(head.as_bytes()).await.expect("exec start");
+    let mut got = Vec::new();
+    conn.read_to_end(&mut got).await.expect("exec stream");
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "exec start: {}",
+        String::from_utf8_lossy(&got)
+    );
+    let info = api
+        .call(
+            Method::GET,
+            &format!("/exec/{id}/json"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    let v: serde_json::Value = serde_json::from_slice(&info).expect("exec json");
+    assert_eq!(v["ExitCode"], 0, "true exits 0: {v}");
+}
 
 /// Names of the plugins the daemon reports `active`.
 fn active_plugins(d: &Daemon) -> usize {
@@ -110,6 +178,10 @@ fn bench_api(c: &mut Criterion, d: &Daemon, rt: &tokio::runtime::Runtime) {
     timed!("run_rm_true_limits", {
         run_rm_true(&mut api, &mut waiter, &socket, &limited, &[]).await;
     });
+    let target = rt.block_on(start_exec_target(&mut api));
+    timed!("exec_true", {
+        exec_true(&mut api, &socket, &target).await;
+    });
     // The same without the seccomp filter: the price of seccomp per container.
     timed!("run_rm_true_no_seccomp", {
         run_rm_true(
@@ -162,6 +234,16 @@ fn bench_cli(c: &mut Criterion, d: &Daemon) {
         b.iter(|| {
             d.docker(&["run", "--rm", "--network", "none", "host", "true"])
                 .ok();
+        })
+    });
+    let target = d
+        .docker(&["run", "-d", "--network", "none", "host", "sleep", "1000000"])
+        .ok()
+        .trim()
+        .to_owned();
+    g.bench_function("exec_true", |b| {
+        b.iter(|| {
+            d.docker(&["exec", &target, "true"]).ok();
         })
     });
     g.finish();

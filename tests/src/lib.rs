@@ -367,6 +367,9 @@ pub struct Daemon {
     groups: Vec<Pid>,
     /// Extra `berth daemon` arguments, kept for restarts.
     extra: Vec<String>,
+    /// A command the daemon is started under (`nsenter --net=…`), kept for restarts; it must exec
+    /// the daemon (so the child's pid is the daemon's).
+    wrap: Vec<String>,
     /// The `berth` binary this daemon runs (restarts run it again).
     bin: PathBuf,
 }
@@ -380,12 +383,23 @@ impl Daemon {
     /// Like [`Daemon::start`], with extra `berth daemon` arguments computed from the temp dir
     /// (e.g. `--plugin-dir <dir>/plugins --authorization-plugin NAME`); restarts keep them.
     pub fn start_with(extra: impl FnOnce(&Path) -> Vec<String>) -> Daemon {
-        Daemon::start_bin(berth_binary(), extra)
+        Daemon::start_wrapped(Vec::new(), extra)
+    }
+
+    /// Like [`Daemon::start_with`], the daemon started as `wrap… berth daemon …` (every
+    /// incarnation): `["nsenter", "--net=/run/netns/NAME"]` runs it in a network namespace of the
+    /// test's, so the links it makes can be told from those of other tests.
+    pub fn start_wrapped(wrap: Vec<String>, extra: impl FnOnce(&Path) -> Vec<String>) -> Daemon {
+        Daemon::launch(berth_binary(), wrap, extra)
     }
 
     /// Like [`Daemon::start_with`], running the `berth` binary `bin` (the before/after bench runs
     /// an older build beside the current one).
     pub fn start_bin(bin: &Path, extra: impl FnOnce(&Path) -> Vec<String>) -> Daemon {
+        Daemon::launch(bin, Vec::new(), extra)
+    }
+
+    fn launch(bin: &Path, wrap: Vec<String>, extra: impl FnOnce(&Path) -> Vec<String>) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -397,6 +411,7 @@ impl Daemon {
             child: None,
             groups: Vec::new(),
             extra,
+            wrap,
             bin: bin.to_path_buf(),
         };
         d.spawn();
@@ -482,7 +497,14 @@ impl Daemon {
             .expect("open daemon log");
         let mut marker = log.try_clone().expect("clone log fd");
         let _ = writeln!(marker, "==== berth-tests: starting daemon ====");
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match self.wrap.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(&bin);
+                cmd
+            }
+            None => Command::new(&bin),
+        };
         cmd.arg("daemon")
             .arg("--root")
             .arg(self.root())

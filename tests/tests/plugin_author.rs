@@ -1,6 +1,8 @@
 //! The plugin author's feedback loop, in a real daemon: a plugin that crashes at start fails the
-//! load at once with its exit code and output (kept for `berth plugin logs`), a misspelt handshake
-//! key is refused with a did-you-mean, and the Python plugin of docs/plugins.md ("A plugin in any
+//! load at once with its exit code and output (kept for `berth plugin logs`), a crash-looping one
+//! is given up on (Failed, fail closed) and brought back by `plugin enable` or a new load, unload
+//! and upgrade say what they do and an upgrade does not wait out the old container's grace
+//! period, a misspelt handshake key is refused with a did-you-mean, and the Python plugin of docs/plugins.md ("A plugin in any
 //! language", docs/examples/pyplug.py) loads and works as the doc says, v1 and v2.
 //!
 //! Every test here needs root (namespaces, mounts): we run as root in CI.
@@ -8,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth_tests::Daemon;
+use berth_tests::{Daemon, poll_until};
 use serde_json::json;
 
 fn doc_example(name: &str) -> PathBuf {
@@ -190,7 +192,7 @@ fn upgrade_progress_says_what_is_happening() {
     for want in [
         "starting the new stubborn container from image host",
         "the new stubborn answered after ",
-        "stopping the old container once its calls in flight finish (SIGTERM, 10s grace, then SIGKILL)",
+        "stopping the old container in the background once its calls in flight finish (SIGTERM, 10s grace, then SIGKILL)",
     ] {
         assert!(
             up.stderr.contains(want),
@@ -348,4 +350,329 @@ fn the_python_plugin_in_the_doc_is_the_tested_file() {
         file,
         "docs/plugins.md's copy differs from docs/examples/pyplug.py"
     );
+}
+
+/// A stdlib Python plugin (v1, volume interest, 404 for every hook) that answers its handshake,
+/// then exits 1, every run; while the file given as its argument exists it keeps serving instead.
+fn crash_looping_plugin(dir: &Path, name: &str) -> PathBuf {
+    let script = dir.join(format!("{name}.py"));
+    let src = format!(
+        r#"import os, socketserver, sys, threading, time
+from http.server import BaseHTTPRequestHandler
+SOCK = "/var/run/docker/plugin.sock"
+answered = threading.Event()
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        ok = self.path == "/v1/handshake"
+        data = b'{{"Name":"{name}","InterestedIn":["volume"]}}' if ok else b"{{}}"
+        self.send_response(200 if ok else 404)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+        if ok:
+            answered.set()
+    def log_message(self, *args):
+        pass
+if os.path.exists(SOCK):
+    os.unlink(SOCK)
+srv = socketserver.ThreadingUnixStreamServer(SOCK, H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+if os.path.exists(sys.argv[1]):
+    threading.Event().wait()
+answered.wait(2)
+time.sleep(0.1)
+print("{name}: exiting 1 on purpose", file=sys.stderr, flush=True)
+os._exit(1)
+"#
+    );
+    std::fs::write(&script, src).unwrap();
+    script
+}
+
+/// `GET /berth/plugins/NAME`.
+fn plugin_json(d: &Daemon, name: &str) -> serde_json::Value {
+    d.raw("GET", &format!("/berth/plugins/{name}"), None, b"")
+        .json()
+}
+
+/// Polls the plugin's state (every 20 ms) until it is `failed`; returns the states seen before.
+fn wait_failed(d: &Daemon, name: &str) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    poll_until(
+        &format!("plugin {name} to become failed"),
+        Duration::from_secs(60),
+        || {
+            let state = plugin_json(d, name)["State"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if seen.last() != Some(&state) {
+                seen.push(state.clone());
+            }
+            (state == "failed").then_some(())
+        },
+    );
+    seen
+}
+
+/// Needs root. With `--plugin-max-restarts 3`, a plugin that exits 1 after each handshake goes
+/// `restarting`, then `failed (3 restarts, last exit 1)` and its container is not started again;
+/// an operation that needs it fails closed (503 naming it and its state, no host directory made);
+/// `plugin logs` shows why; `plugin enable` starts it again (now healthy), and loading a failed
+/// plugin again replaces it at the same place in the load order.
+#[test]
+fn a_crash_looping_plugin_is_given_up_on_and_enable_or_a_new_load_brings_it_back() {
+    let d = Daemon::start_with(|_| {
+        vec![
+            "--plugin-max-restarts".into(),
+            "3".into(),
+            "--plugin-restart-window".into(),
+            "60s".into(),
+        ]
+    });
+    let healthy = d.dir().join("healthy");
+    let healthy_arg = healthy.display().to_string();
+    let script = crash_looping_plugin(d.dir(), "flappy")
+        .display()
+        .to_string();
+    d.berth(&[
+        "plugin",
+        "load",
+        "--name",
+        "flappy",
+        "host",
+        "python3",
+        &script,
+        &healthy_arg,
+    ])
+    .expect_code(0);
+    let seen = wait_failed(&d, "flappy");
+    assert!(
+        seen.iter().any(|s| s == "restarting"),
+        "restarting before failed: {seen:?}"
+    );
+    assert!(!seen.iter().any(|s| s == "pending"), "{seen:?}");
+    let v = plugin_json(&d, "flappy");
+    assert_eq!(v["Restarts"], 3, "{v}");
+    assert_eq!(v["LastExitCode"], 1, "{v}");
+    let why = v["LastError"].as_str().unwrap_or_default();
+    assert!(why.contains("crash loop"), "{v}");
+    assert!(why.contains("berth plugin enable flappy"), "{v}");
+    // Given up on: the container stays down (exited, not waiting for another restart).
+    let cid = v["ContainerID"].as_str().unwrap().to_owned();
+    let c = d.raw("GET", &format!("/containers/{cid}/json"), None, b"");
+    assert_eq!(c.json()["State"]["Status"], "exited", "{}", c.text());
+    let ls = d.berth(&["plugin", "ls"]);
+    assert!(
+        ls.ok().contains("failed (3 restarts, last exit 1)"),
+        "{}",
+        ls.describe()
+    );
+    let status = d.berth(&["plugin", "status", "flappy"]);
+    assert!(
+        status.ok().contains("failed (3 restarts, last exit 1)"),
+        "{}",
+        status.describe()
+    );
+    let logs = d.berth(&["plugin", "logs", "flappy"]);
+    assert!(
+        logs.ok().contains("flappy: exiting 1 on purpose"),
+        "{}",
+        logs.describe()
+    );
+
+    // Fail closed: a bind the plugin would be asked about is refused, not mounted from the host.
+    let src = d.dir().join("flappy-data").join("x");
+    let bind = format!("{}:/d", src.display());
+    let out = d.docker(&["run", "--rm", "-v", &bind, "host", "true"]);
+    assert!(!out.success(), "run must fail: {}", out.describe());
+    assert!(out.stderr.contains("flappy"), "{}", out.describe());
+    assert!(out.stderr.contains("failed"), "{}", out.describe());
+    assert!(
+        !src.exists(),
+        "no host directory made for {}",
+        src.display()
+    );
+
+    // Fixed: `plugin enable` starts it again, Active, and calls reach it.
+    std::fs::write(&healthy, "").unwrap();
+    let en = d.berth(&["plugin", "enable", "flappy"]);
+    en.expect_code(0);
+    let v = plugin_json(&d, "flappy");
+    assert_eq!(v["State"], "active", "{v}");
+    assert_eq!(v["Restarts"], 0, "{v}");
+    d.docker(&["run", "--rm", "-v", &bind, "host", "true"])
+        .expect_code(0);
+
+    // A second crash-looper, given up on, then loaded again (now healthy): it takes its place.
+    std::fs::remove_file(&healthy).unwrap();
+    let script2 = crash_looping_plugin(d.dir(), "flappy2")
+        .display()
+        .to_string();
+    let load2 = |_: ()| {
+        d.berth(&[
+            "plugin",
+            "load",
+            "--name",
+            "flappy2",
+            "host",
+            "python3",
+            &script2,
+            &healthy_arg,
+        ])
+    };
+    load2(()).expect_code(0);
+    wait_failed(&d, "flappy2");
+    let old = plugin_json(&d, "flappy2");
+    let old_cid = old["ContainerID"].as_str().unwrap().to_owned();
+    std::fs::write(&healthy, "").unwrap();
+    load2(()).expect_code(0);
+    let v = plugin_json(&d, "flappy2");
+    assert_eq!(v["State"], "active", "{v}");
+    assert_eq!(v["Position"], old["Position"], "same place: {v}");
+    assert_ne!(v["ContainerID"], old["ContainerID"], "{v}");
+    // The failed one's container goes.
+    poll_until(
+        "the failed container's removal",
+        Duration::from_secs(30),
+        || {
+            let r = d.raw("GET", &format!("/containers/{old_cid}/json"), None, b"");
+            (r.status == 404).then_some(())
+        },
+    );
+}
+
+/// Needs root. `plugin unload` says what it does, naming the plugin: stopping its container with
+/// the grace period, then removing it.
+#[test]
+fn unload_shows_its_steps() {
+    let d = Daemon::start();
+    let script = fixed_answer_plugin(
+        d.dir(),
+        "/v1/handshake",
+        r#"{"Name":"stubborn","InterestedIn":["volume"]}"#,
+    );
+    let script = script.display().to_string();
+    d.berth(&[
+        "plugin", "load", "--name", "stubborn", "host", "python3", &script,
+    ])
+    .expect_code(0);
+    let cid = plugin_json(&d, "stubborn")["ContainerID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = d.berth(&["plugin", "unload", "-t", "1s", "stubborn"]);
+    assert_eq!(out.ok().trim(), "stubborn", "{}", out.describe());
+    for want in [
+        "Unloading plugin stubborn",
+        &format!(
+            "stopping the stubborn container {} (SIGTERM, 1s grace, then SIGKILL)",
+            &cid[..12]
+        ),
+        "the stubborn container stopped after ",
+        "removing the container",
+        "removing the stubborn socket directory ",
+    ] {
+        assert!(
+            out.stderr.contains(want),
+            "{want:?} missing\n{}",
+            out.describe()
+        );
+    }
+    let r = d.raw("GET", &format!("/containers/{cid}/json"), None, b"");
+    assert_eq!(r.status, 404, "{}", r.text());
+    // Errors come before the stream: an unknown plugin is a plain 404.
+    let none = d.berth(&["plugin", "unload", "stubborn"]);
+    assert_eq!(none.code, Some(1), "{}", none.describe());
+    assert!(none.stderr.contains("not loaded"), "{}", none.describe());
+}
+
+/// Loads the SIGTERM-ignoring `stubborn` plugin (a Python script as pid 1) and returns its
+/// container id.
+fn load_stubborn(d: &Daemon) -> String {
+    let script = fixed_answer_plugin(
+        d.dir(),
+        "/v1/handshake",
+        r#"{"Name":"stubborn","InterestedIn":["volume"]}"#,
+    );
+    let script = script.display().to_string();
+    d.berth(&[
+        "plugin", "load", "--name", "stubborn", "host", "python3", &script,
+    ])
+    .expect_code(0);
+    plugin_json(d, "stubborn")["ContainerID"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Whether container `id` exists and its process still runs.
+fn running(d: &Daemon, id: &str) -> bool {
+    let r = d.raw("GET", &format!("/containers/{id}/json"), None, b"");
+    r.status == 200 && r.json()["State"]["Running"] == true
+}
+
+/// Needs root. An upgrade of a plugin that ignores SIGTERM, with the default 10 s grace, returns
+/// once the new plugin serves: when the command is back, the old container is still running out
+/// its grace period; it is stopped and removed later, in the background.
+#[test]
+fn upgrade_returns_before_the_old_container_stopped_and_it_goes_later() {
+    let d = Daemon::start();
+    let old = load_stubborn(&d);
+    let up = d.berth(&["plugin", "upgrade", "stubborn", "host"]);
+    up.expect_code(0);
+    assert!(
+        running(&d, &old),
+        "the upgrade waited for the old container\n{}",
+        up.describe()
+    );
+    let new = plugin_json(&d, "stubborn")["ContainerID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new, old);
+    assert!(running(&d, &new));
+    poll_until(
+        "the old container's removal",
+        Duration::from_secs(60),
+        || {
+            let r = d.raw("GET", &format!("/containers/{old}/json"), None, b"");
+            (r.status == 404).then_some(())
+        },
+    );
+    assert!(running(&d, &new), "the new one is untouched");
+}
+
+/// Needs root. A daemon shutdown right after an upgrade finishes the old container's stop and
+/// removes it (nothing left on disk for the next boot); a daemon killed right after one leaves the
+/// old container to the boot sweep, which removes it.
+#[test]
+fn an_old_container_stopping_in_the_background_is_not_leaked() {
+    let mut d = Daemon::start();
+    let old = load_stubborn(&d);
+    d.berth(&["plugin", "upgrade", "stubborn", "host"])
+        .expect_code(0);
+    assert!(running(&d, &old));
+    d.stop(Duration::from_secs(90));
+    let dir = d.root().join("containers").join(&old);
+    assert!(!dir.exists(), "{} left after shutdown", dir.display());
+
+    d.restart();
+    // Plugin management passes the readiness gate: wait for the boot to bring the plugin up.
+    let old = poll_until("stubborn up again", Duration::from_secs(60), || {
+        let v = plugin_json(&d, "stubborn");
+        (v["State"] == "active").then(|| v["ContainerID"].as_str().unwrap().to_owned())
+    });
+    d.berth(&["plugin", "upgrade", "stubborn", "host"])
+        .expect_code(0);
+    assert!(running(&d, &old));
+    d.kill9();
+    d.restart();
+    // The sweep runs before the readiness gate opens, and container inspect waits at the gate.
+    let r = d.raw("GET", &format!("/containers/{old}/json"), None, b"");
+    assert_eq!(r.status, 404, "the boot sweep removes it: {}", r.text());
+    assert_eq!(plugin_json(&d, "stubborn")["State"], "active");
 }

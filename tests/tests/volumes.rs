@@ -612,3 +612,50 @@ fn restart_always_container_on_a_plugin_volume_survives_a_daemon_restart() {
         204
     );
 }
+
+/// A volume its plugin driver made but the engine never recorded (the engine died between the
+/// driver's `Create` and its record: the kill -9 torture found it) is listed, as Docker lists a
+/// driver's volumes; it can then be inspected and removed too (adopted), not only listed. Needs
+/// root.
+#[test]
+fn a_volume_only_its_driver_knows_can_be_inspected_and_removed() {
+    let d = Daemon::start();
+    let log = d.dir().join("calls.log");
+    let storage = d.dir().join("storage");
+    let (_f, sf) = d.spawn_flocker("flo", &storage, &log, &["--answer", "activate"]);
+    d.load_socket("flo", &sf, None);
+    let r = d.raw_json(
+        "POST",
+        "/volumes/create",
+        &json!({"Name": "known", "Driver": "flo"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // The half of a create the engine did not live to record.
+    let r = berth_tests::raw_request(
+        &sf,
+        "POST",
+        "/VolumeDriver.Create",
+        Some("application/json"),
+        br#"{"Name": "cut"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(storage.join("cut").is_dir());
+    let listed = d.raw("GET", "/volumes", None, b"").json();
+    assert!(
+        listed["Volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["Name"] == "cut"),
+        "{listed}"
+    );
+    let r = d.raw("GET", "/volumes/cut", None, b"");
+    assert_eq!(r.status, 200, "inspect: {}", r.text());
+    assert_eq!(r.json()["Driver"], "flo");
+    let r = d.raw("DELETE", "/volumes/cut", None, b"");
+    assert_eq!(r.status, 204, "rm: {}", r.text());
+    assert!(!storage.join("cut").exists());
+    let r = d.raw("GET", "/volumes/cut", None, b"");
+    assert_eq!(r.status, 404, "{}", r.text());
+}

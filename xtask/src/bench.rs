@@ -441,6 +441,10 @@ fn table(r: &BTreeMap<String, Est>) -> String {
             ("container_create_rm", "container create + rm"),
             ("run_rm_true", "`run --rm --network none host true`"),
             (
+                "exec_true",
+                "`exec C true` (a running container; create, start, inspect)",
+            ),
+            (
                 "run_rm_true_limits",
                 "the same with `-m 64m --pids-limit 100` (cgroup limits written at start)",
             ),

@@ -1,6 +1,6 @@
 //! `cargo xtask torture --rounds N`: the kill -9 torture test (`tests/tests/torture.rs`) with as
 //! many rounds as asked (CI runs the default 20 inside the normal test command). Builds the
-//! binaries the test drives, then runs it with `BERTH_TORTURE_ROUNDS` (and `BERTH_TORTURE_SEED`
+//! binaries the test drives (`berth`, the example plugins), then runs it with `BERTH_TORTURE_ROUNDS` (and `BERTH_TORTURE_SEED`
 //! when `--seed` replays a run). Needs root.
 
 use std::path::Path;
@@ -26,10 +26,17 @@ pub fn run(opts: Opts) -> Result<()> {
         .unwrap_or_else(|| Path::new("."));
     let status = Command::new(env!("CARGO"))
         .current_dir(root)
-        .args(["build", "-p", "berth-cli"])
+        .args([
+            "build",
+            "-p",
+            "berth-cli",
+            "-p",
+            "berth-example-plugins",
+            "--bins",
+        ])
         .status()?;
     if !status.success() {
-        bail!("building berth failed");
+        bail!("building berth and the example plugins failed");
     }
     let mut test = Command::new(env!("CARGO"));
     test.current_dir(root)

@@ -1,5 +1,6 @@
 //! `berth plugin check` end to end (no daemon): exit status 0 / 1 / 2, `--format json`,
-//! `--only`, discovery by `--name`, and `--image … -- CMD` starting the plugin itself.
+//! `--only`, discovery by `--name`, and `--image … -- CMD` starting the plugin as a container
+//! (that part needs root).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -155,12 +156,17 @@ fn discovery_name_and_image_mode() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("plugin \"absent\" not found"));
 
-    // --image: the command is started with PLUGIN_SOCKET in a fresh directory, checked, stopped.
+    // --image (needs root): the plugin runs in a container of the image (here `host`, from an
+    // empty state root), serving /var/run/docker/plugin.sock, is checked, then removed.
+    let root = dir.path().join("root");
+    let root = root.display().to_string();
     let script = format!(
-        "exec python3 {} good \"$PLUGIN_SOCKET\"",
+        "exec python3 {} good /var/run/docker/plugin.sock",
         fixture().display()
     );
-    let out = berth(&["--image", "pycheck:1", "--", "sh", "-c", &script]);
+    let out = berth(&[
+        "--root", &root, "--image", "host", "--", "sh", "-c", &script,
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -177,8 +183,22 @@ fn discovery_name_and_image_mode() {
         !Path::new(sock).exists(),
         "the temporary plugin dir is removed after the check"
     );
-    let out = berth(&["--image", "x", "--", "sh", "-c", "echo broken >&2; exit 3"]);
+    let out = berth(&[
+        "--root",
+        &root,
+        "--image",
+        "host",
+        "--",
+        "sh",
+        "-c",
+        "echo broken >&2; exit 3",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("exited") && err.contains("broken"), "{err}");
+    // An image the state root does not have: exit 2, named.
+    let out = berth(&["--root", &root, "--image", "x", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No such image: x"), "{err}");
 }

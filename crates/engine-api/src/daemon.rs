@@ -41,6 +41,9 @@ pub struct DaemonConfig {
     /// Engine-wide plugin call bounds: deadline caps per call family (`--plugin-deadline-api`,
     /// `--plugin-deadline-volume`, `--plugin-deadline-default`) and reply size limits.
     pub plugin_caps: PluginCaps,
+    /// When a crash-looping container plugin is given up on (`--plugin-max-restarts` within
+    /// `--plugin-restart-window`, default 5 within 60 s).
+    pub plugin_crash_loop: berth_plugin_host::CrashLoopLimit,
 }
 
 /// Errors that stop the daemon from starting or serving.
@@ -235,6 +238,7 @@ pub async fn run(
     host_config.discovery_dirs = vec![config.plugin_dir.clone()];
     host_config.load_deadline = config.plugin_timeout;
     host_config.caps = config.plugin_caps;
+    host_config.crash_loop = config.plugin_crash_loop;
     for name in &config.authorization_plugins {
         host_config.locked.insert(
             name.clone(),
@@ -266,6 +270,10 @@ pub async fn run(
     crate::hygiene::fix_modes(&config.root)?;
     // Bridges a killed engine left behind go before anything is wired again.
     engine.networks.sweep_idle_bridges().await;
+    // And the published ports' rules it left (its chain is emptied).
+    if let Err(e) = engine.sweep_ports().await {
+        tracing::warn!(error = %e, "sweeping the published ports' rules");
+    }
     let gate = Gate::closed(config.plugin_timeout, Some(host.readiness()));
 
     let listener = bind_unix(&config.socket).map_err(|source| DaemonError::Bind {
@@ -303,6 +311,11 @@ pub async fn run(
         engine.shutdown().await;
         return Err(e);
     }
+    // Catch-up: the tear-downs owed for containers that died with the previous daemon, then a
+    // `boot` sync to the v2 plugins that asked for one (docs/semantics.md#catch-up).
+    engine.catch_up().await;
+    host.sync_all(berth_plugin_host::protocol::sync::SyncReason::Boot)
+        .await;
     gate.open();
     tracing::info!("readiness gate open");
     engine.start_restart_policy_containers().await;

@@ -7,6 +7,7 @@
 pub mod authz;
 pub mod canonical;
 pub mod daemon;
+pub mod detach;
 pub mod error;
 pub mod extract;
 pub mod gate;

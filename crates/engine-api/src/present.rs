@@ -41,7 +41,17 @@ fn since(now: DateTime<Utc>, then: Option<DateTime<Utc>>) -> String {
 pub fn status(state: &ContainerState, now: DateTime<Utc>) -> String {
     match state.status {
         Status::Created => "Created".to_owned(),
-        Status::Running => format!("Up {}", since(now, state.started_at)),
+        Status::Running if state.paused => {
+            format!("Up {} (Paused)", since(now, state.started_at))
+        }
+        Status::Running => match &state.health {
+            Some(h) => format!(
+                "Up {} {}",
+                since(now, state.started_at),
+                h.status.ps_suffix()
+            ),
+            None => format!("Up {}", since(now, state.started_at)),
+        },
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
             state.exit_code,

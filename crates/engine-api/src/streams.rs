@@ -7,9 +7,14 @@
 //! client that is gone is seen as a hang-up (`POLLHUP`) on [`ConnFd`], a duplicate of the
 //! connection's descriptor watched apart from the stream itself, so a session whose container never
 //! prints (or never starts) still ends when its client leaves.
+//!
+//! No output is written before the client has read the `101` head ([`head_read`]): docker-py
+//! reads the head through a buffered reader and the stream from the raw socket after it, so bytes
+//! that arrived together with the head would be lost in that buffer.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use berth_engine::Attached;
 use berth_engine::logs::{OutputChunk, StreamKind};
@@ -33,6 +38,33 @@ pub fn frame(stream: u8, payload: &[u8]) -> Bytes {
 /// extension set by [`crate::serve_with`]).
 #[derive(Debug, Clone)]
 pub struct ConnFd(pub Arc<OwnedFd>);
+
+/// The longest a new session's output waits for its client to read the response head.
+const HEAD_READ_WAIT: Duration = Duration::from_secs(5);
+
+// `SIOCOUTQ` (= `TIOCOUTQ`): for a UNIX stream socket, the bytes written that the peer has not
+// received yet (for TCP, the bytes not yet acknowledged).
+nix::ioctl_read_bad!(outq_len, nix::libc::TIOCOUTQ, nix::libc::c_int);
+
+/// Resolves once the client has received everything written on `conn` so far (the kernel's
+/// `SIOCOUTQ` count is 0), so what is written next cannot share a read with the response head;
+/// or after [`HEAD_READ_WAIT`], or at once when the count cannot be read.
+pub async fn head_read(conn: Option<&ConnFd>) {
+    let Some(conn) = conn else { return };
+    let deadline = Instant::now() + HEAD_READ_WAIT;
+    let mut pause = Duration::from_micros(100);
+    loop {
+        let mut queued: nix::libc::c_int = 0;
+        // SAFETY: `TIOCOUTQ` writes one int through the pointer, which points at `queued`; the
+        // descriptor is owned by `conn` for the whole call.
+        let read = unsafe { outq_len(conn.0.as_raw_fd(), &mut queued) };
+        if read.is_err() || queued <= 0 || Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
 
 /// Resolves once the peer of `conn` hung up completely (not on a half-close); never without one.
 pub async fn hung_up(conn: Option<ConnFd>) {
@@ -60,15 +92,102 @@ pub async fn hung_up(conn: Option<ConnFd>) {
     }
 }
 
+/// Docker's default detach sequence: ctrl-p, ctrl-q.
+pub const DEFAULT_DETACH_KEYS: [u8; 2] = [0x10, 0x11];
+
+/// Parses a `detachKeys` value as Docker does: comma-separated keys, each one character or
+/// `ctrl-<c>` (`a`–`z`, `@`, `[`, `\`, `]`, `^`, `_`). Empty means the default.
+pub fn parse_detach_keys(keys: &str) -> Result<Vec<u8>, String> {
+    if keys.is_empty() {
+        return Ok(DEFAULT_DETACH_KEYS.to_vec());
+    }
+    let bad = || format!("Invalid detach keys ({keys}) provided");
+    keys.split(',')
+        .map(|key| match key.strip_prefix("ctrl-").map(str::as_bytes) {
+            Some([c @ b'a'..=b'z']) => Ok(c - b'a' + 1),
+            Some([b'@']) => Ok(0),
+            Some([c @ b'['..=b'_']) => Ok(c - b'[' + 27),
+            Some(_) => Err(bad()),
+            None => match key.as_bytes() {
+                [c] => Ok(*c),
+                _ => Err(bad()),
+            },
+        })
+        .collect()
+}
+
+/// Watches stdin for the detach sequence: bytes that may start it are held back until it is
+/// complete (detach) or broken (they go to the container after all).
+struct DetachWatch {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachWatch {
+    /// Filters `input`; returns what goes to the container and whether to detach.
+    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        if self.keys.is_empty() {
+            out.extend_from_slice(input);
+            return (out, false);
+        }
+        for &b in input {
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+                continue;
+            }
+            out.extend_from_slice(&self.keys[..self.matched]);
+            self.matched = 0;
+            if b == self.keys[0] {
+                self.matched = 1;
+                if self.keys.len() == 1 {
+                    return (out, true);
+                }
+            } else {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+}
+
+/// What an attach session sends besides the live output.
+pub struct AttachOptions {
+    pub stdout: bool,
+    pub stderr: bool,
+    /// Follow the live output (`stream=1`); without it the session ends after the logs.
+    pub stream: bool,
+    /// The log so far (`logs=1`), sent first.
+    pub logs: Option<tokio::sync::mpsc::Receiver<berth_engine::logs::LogEntry>>,
+    /// The detach sequence (applies with a tty only, as in Docker).
+    pub detach_keys: Vec<u8>,
+}
+
+/// How the stdin side of a session ended.
+enum StdinEnd {
+    Closed,
+    Detached,
+}
+
 /// Serves one attach session on the upgraded connection until the container's process exits
-/// (then the connection is closed, which is what ends `docker run`) or the client hangs up.
+/// (then the connection is closed, which is what ends `docker run`), the client types the detach
+/// sequence (tty only; the container keeps running) or hangs up.
 pub async fn serve_attach(
     on_upgrade: OnUpgrade,
     conn: Option<ConnFd>,
     mut attached: Attached,
-    stdout: bool,
-    stderr: bool,
+    opts: AttachOptions,
 ) {
+    let AttachOptions {
+        stdout,
+        stderr,
+        stream,
+        logs,
+        detach_keys,
+    } = opts;
     let upgraded = match on_upgrade.await {
         Ok(u) => u,
         Err(e) => {
@@ -76,18 +195,50 @@ pub async fn serve_attach(
             return;
         }
     };
+    head_read(conn.as_ref()).await;
     let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+    if let Some(mut logs) = logs {
+        while let Some(entry) = logs.recv().await {
+            let kind = if entry.stream == "stderr" { 2 } else { 1 };
+            let bytes = if attached.tty {
+                Bytes::from(entry.log.into_bytes())
+            } else {
+                frame(kind, entry.log.as_bytes())
+            };
+            if writer.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    }
+    if !stream {
+        let _ = writer.flush().await;
+        let _ = writer.shutdown().await;
+        return;
+    }
     let stdin_tx = attached.stdin.clone();
+    let mut watch = DetachWatch {
+        keys: if attached.tty && attached.stdin.is_some() {
+            detach_keys
+        } else {
+            Vec::new()
+        },
+        matched: 0,
+    };
     let mut stdin_task = tokio::spawn(async move {
         let mut buf = vec![0u8; 8192];
         loop {
             match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return StdinEnd::Closed,
                 Ok(n) => {
+                    let (data, detach) = watch.feed(&buf[..n]);
                     if let Some(tx) = &stdin_tx
-                        && tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err()
+                        && !data.is_empty()
+                        && tx.send(Bytes::from(data)).await.is_err()
                     {
-                        return;
+                        return StdinEnd::Closed;
+                    }
+                    if detach {
+                        return StdinEnd::Detached;
                     }
                 }
             }
@@ -113,8 +264,11 @@ pub async fn serve_attach(
                 Ok(OutputChunk::Eof) | Err(RecvError::Closed) => break,
                 Err(RecvError::Lagged(n)) => tracing::warn!(skipped = n, "attach client too slow; output dropped"),
             },
-            _ = &mut stdin_task, if stdin_open => {
+            end = &mut stdin_task, if stdin_open => {
                 stdin_open = false;
+                if let Ok(StdinEnd::Detached) = end {
+                    break;
+                }
                 attached.stdin_closed();
             }
         }
@@ -126,6 +280,31 @@ pub async fn serve_attach(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_as_docker() {
+        assert_eq!(parse_detach_keys("").unwrap(), DEFAULT_DETACH_KEYS);
+        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), [16, 17]);
+        assert_eq!(parse_detach_keys("ctrl-x").unwrap(), [24]);
+        assert_eq!(parse_detach_keys("a,ctrl-@,ctrl-_").unwrap(), [b'a', 0, 31]);
+        assert!(parse_detach_keys("ctrl-").is_err());
+        assert!(parse_detach_keys("ab").is_err());
+    }
+
+    #[test]
+    fn detach_sequence_is_held_back_then_flushed_or_taken() {
+        let mut w = DetachWatch {
+            keys: vec![16, 17],
+            matched: 0,
+        };
+        assert_eq!(w.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        // Broken: the held ctrl-p goes through.
+        assert_eq!(w.feed(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(w.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
+        assert_eq!(w.feed(b"\x11rest"), (Vec::new(), true));
+    }
+
     #[test]
     fn frames_have_docker_header() {
         let f = super::frame(1, b"hello world\n");

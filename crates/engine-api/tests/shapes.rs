@@ -1,5 +1,5 @@
 //! Wire-shape tests: the key set and JSON type of every field of the main response bodies
-//! (container inspect and list, `/info`, `/version`, volumes, networks, images, plugins, the
+//! (container inspect, list and stats, `/info`, `/version`, volumes, networks, images, plugins, the
 //! error body), pinned against the files in `tests/shapes/`. Docker clients index these keys,
 //! including the ones Docker always sends as `null` or empty, so a key that vanishes or changes
 //! type fails here. Values that differ between runs (ids, times) are not compared, only shapes.
@@ -155,6 +155,15 @@ async fn container_shapes() {
         .await;
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
     assert_shape("container_list", &list);
+    let stats = api
+        .json(
+            Method::GET,
+            "/containers/plain/stats?stream=false&one-shot=true",
+            "",
+            ok,
+        )
+        .await;
+    assert_shape("container_stats_stopped", &stats);
 }
 
 #[tokio::test]

@@ -79,7 +79,11 @@ impl Engine {
             .by_id
             .values()
             .filter(|c| {
-                c.config.system && c.config.labels.contains_key(crate::plugins::LABEL_PLUGIN)
+                c.config.spec.system
+                    && c.config
+                        .spec
+                        .labels
+                        .contains_key(crate::plugins::LABEL_PLUGIN)
             })
             .map(|c| c.id().to_owned())
             .collect();
@@ -109,6 +113,7 @@ impl Engine {
                 plugins,
                 runtime,
                 execs: Default::default(),
+                ports: crate::ports::PortTable::new(root),
             }
         });
         match failed {
@@ -161,6 +166,7 @@ impl Engine {
                 }
                 state.status = Status::Exited;
                 state.pid = 0;
+                state.paused = false;
                 state.exit_code = 137;
                 state.error = "the engine stopped while the container was running".into();
                 state.finished_at = Some(Utc::now());
@@ -208,7 +214,7 @@ impl Engine {
                 continue;
             };
             let _op = c.op.lock().await;
-            tracing::warn!(id = %id, plugin = ?c.config.labels.get(crate::plugins::LABEL_PLUGIN), "removing a plugin container no plugin record names");
+            tracing::warn!(id = %id, plugin = ?c.config.spec.labels.get(crate::plugins::LABEL_PLUGIN), "removing a plugin container no plugin record names");
             match self.remove_locked(&c, true).await {
                 Ok(()) => removed.push(id),
                 Err(e) => {
@@ -225,10 +231,10 @@ impl Engine {
         let interrupted = std::mem::take(&mut *lock(&self.interrupted));
         let mut candidates: Vec<_> = self.all();
         // System containers first.
-        candidates.sort_by_key(|c| !c.config.system);
+        candidates.sort_by_key(|c| !c.config.spec.system);
         for c in candidates {
             let st = c.state();
-            let wanted = match c.config.restart_policy {
+            let wanted = match c.restart_policy() {
                 RestartPolicy::Always => true,
                 RestartPolicy::UnlessStopped => !st.manually_stopped,
                 RestartPolicy::OnFailure { .. } => interrupted.contains(&c.config.id),
@@ -247,6 +253,11 @@ impl Engine {
     /// system agents; then plugins one by one in reverse load order (plugins start first and
     /// stop last: docs/semantics.md).
     pub async fn shutdown(self: &Arc<Self>) {
+        // Old plugin containers an upgrade left stopping in the background are stopped and
+        // removed first: nothing is left for the next boot's sweep.
+        if let Some(h) = self.plugins() {
+            h.finish_retiring().await;
+        }
         // Plugin containers, in load order: they stop last, one by one, in reverse.
         let plugin_order: Vec<String> = self
             .plugins()
@@ -265,7 +276,8 @@ impl Engine {
         let (plugins, others): (Vec<_>, Vec<_>) = running
             .into_iter()
             .partition(|c| plugin_order.iter().any(|id| id == c.id()));
-        let (system, user): (Vec<_>, Vec<_>) = others.into_iter().partition(|c| c.config.system);
+        let (system, user): (Vec<_>, Vec<_>) =
+            others.into_iter().partition(|c| c.config.spec.system);
         // User containers all at once (each has its own grace period), then system agents.
         for wave in [user, system] {
             futures::future::join_all(wave.iter().map(|c| self.stop_for_shutdown(c))).await;
@@ -275,6 +287,8 @@ impl Engine {
                 self.stop_for_shutdown(c).await;
             }
         }
+        // Whatever is still published (a container that would not die in time) goes now.
+        self.unpublish_all_ports().await;
     }
 
     /// Stops `c` for a daemon shutdown, keeping its restart-policy intent (a daemon stop is not a

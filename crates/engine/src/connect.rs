@@ -16,18 +16,32 @@ impl Engine {
         ip: &str,
         aliases: &[String],
     ) -> Result<(), EngineError> {
+        self.connect_with(network, reference, ip, aliases, Default::default())
+            .await
+    }
+
+    /// [`Engine::connect`] with the endpoint's other settings (links, MAC address, ...).
+    pub async fn connect_with(
+        &self,
+        network: &str,
+        reference: &str,
+        ip: &str,
+        aliases: &[String],
+        endpoint: berth_networks::EndpointConfig,
+    ) -> Result<(), EngineError> {
         let c = self.container(reference)?;
         let _op = c.op.lock().await;
         let running = c.state().status == Status::Running;
         self.networks
-            .connect(
+            .connect_with(
                 network,
                 c.id(),
                 &c.name(),
-                &c.config.network_mode,
+                &c.config.spec.network_mode,
                 ip,
                 aliases,
                 running,
+                endpoint,
             )
             .await?;
         self.publish_network_event("connect", network, c.id());

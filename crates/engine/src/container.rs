@@ -156,21 +156,33 @@ pub struct ResolvedMount {
     pub driver: Option<String>,
 }
 
-/// The immutable part of a container (`config.json`). Fields a record lacks (written by an
-/// older version) decode to their defaults; fields it has that this version does not know are
-/// ignored.
+/// The immutable part of a container (`config.json`): its identity, what `create` resolved
+/// (image id, argv) and the [`ContainerSpec`] it runs with, flattened (the record's keys are the
+/// same as before the spec was a struct of its own). Fields a record lacks (written by an older
+/// version) decode to their defaults; fields it has that this version does not know are ignored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ContainerConfig {
     pub id: String,
     pub name: String,
     pub created: DateTime<Utc>,
-    /// The image reference as typed.
-    pub image: String,
     pub image_id: String,
     /// argv\[0\] and the rest, after Entrypoint/Cmd resolution.
     pub path: String,
     pub args: Vec<String>,
+    #[serde(flatten)]
+    pub spec: ContainerSpec,
+}
+
+/// A container's settings, as a create request asks for them ([`crate::CreateContainer`]) and
+/// as the record keeps them once `create` filled the gaps from the image and the defaults
+/// (`cmd`, `entrypoint`, `env`, `working_dir`, `hostname`, `network_mode`; `mounts` with their
+/// sources resolved).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerSpec {
+    /// The image reference as typed.
+    pub image: String,
     pub cmd: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
     pub env: Vec<String>,
@@ -184,7 +196,10 @@ pub struct ContainerConfig {
     pub attach_stdout: bool,
     pub attach_stderr: bool,
     pub labels: BTreeMap<String, String>,
+    /// `HostConfig.Binds` as the client wrote them, kept for inspect; their parsed form is in
+    /// `mounts` (the API layer parses Docker's `SRC:DST[:MODE]` syntax).
     pub binds: Vec<String>,
+    /// Every mount, in order: the parsed `Binds` first (`create_source`), then `Mounts`.
     pub mounts: Vec<MountSpec>,
     pub restart_policy: RestartPolicy,
     pub auto_remove: bool,
@@ -193,11 +208,18 @@ pub struct ContainerConfig {
     /// Hidden system container (plugins and `--system` agents).
     pub system: bool,
     /// Resource limits (`HostConfig.Memory`, `NanoCpus`, …); absent in old records.
-    #[serde(default)]
     pub resources: crate::limits::Resources,
     /// Capabilities, privileged mode, seccomp and the other confinement settings.
-    #[serde(default)]
     pub security: SecurityOptions,
+    /// Published ports (`HostConfig.PortBindings`), checked at create.
+    #[serde(default)]
+    pub port_bindings: Vec<crate::ports::PortBinding>,
+    /// `Config.Healthcheck`, merged with the image's at create.
+    pub healthcheck: Option<crate::health::HealthConfig>,
+    /// `Config.StopTimeout`: seconds `stop` waits before SIGKILL when the request gives none.
+    pub stop_timeout: Option<i64>,
+    /// `HostConfig.LogConfig` (json-file when absent in old records).
+    pub log_config: crate::log_config::LogConfig,
 }
 
 /// How a container is confined, as the client asked (`HostConfig.CapAdd`, `CapDrop`,
@@ -234,6 +256,28 @@ pub struct ContainerState {
     /// The last run ended with an OOM kill in the container's memory cgroup.
     #[serde(default)]
     pub oom_killed: bool,
+    /// The running container's processes are frozen (`docker pause`, see `pause.rs`).
+    #[serde(default)]
+    pub paused: bool,
+    /// Limits and restart policy set by `docker update` (see `update.rs`); they replace the
+    /// config's from then on.
+    #[serde(default)]
+    pub updated: Option<crate::update::Updated>,
+    /// `State.Health`: present once a run with a healthcheck started.
+    pub health: Option<crate::health::Health>,
+    /// Legacy links (`HostConfig.Links`); here because `DELETE ?link=1` removes them.
+    pub links: Vec<crate::links::Link>,
+}
+
+impl ContainerState {
+    /// The `State.Status` word: the lifecycle status, or `paused` for a frozen running one.
+    pub fn status_name(&self) -> &'static str {
+        if self.paused && self.status == Status::Running {
+            "paused"
+        } else {
+            self.status.as_str()
+        }
+    }
 }
 
 impl ContainerState {
@@ -249,6 +293,10 @@ impl ContainerState {
             manually_stopped: false,
             mounts: Vec::new(),
             oom_killed: false,
+            paused: false,
+            updated: None,
+            health: None,
+            links: Vec::new(),
         }
     }
 }
@@ -287,6 +335,54 @@ pub fn generated_name(id: &str, attempt: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `config.json` keeps its flat keys: a record written before the settings were a struct of
+    /// their own loads, and a new record has the same keys, none nested under `spec`.
+    #[test]
+    fn config_records_stay_flat() {
+        let old = r#"{"id":"abc","name":"web","created":"2026-01-02T03:04:05Z","image":"host",
+            "image_id":"sha256:1","path":"/bin/sh","args":["-c","true"],"cmd":["true"],
+            "entrypoint":null,"env":["A=1"],"working_dir":"/","hostname":"h","user":"",
+            "tty":true,"open_stdin":false,"stdin_once":false,"attach_stdin":false,
+            "attach_stdout":true,"attach_stderr":true,"labels":{"l":"v"},"binds":["/a:/b"],
+            "mounts":[],"restart_policy":{"OnFailure":{"max_retries":2}},"auto_remove":false,"network_mode":"none",
+            "volume_driver":"","system":true,"unknown_future_key":1}"#;
+        let c: ContainerConfig = serde_json::from_str(old).expect("old record loads");
+        assert_eq!(
+            (
+                c.id.as_str(),
+                c.spec.image.as_str(),
+                c.spec.hostname.as_str()
+            ),
+            ("abc", "host", "h")
+        );
+        assert!(c.spec.tty && c.spec.system);
+        assert_eq!(
+            c.spec.restart_policy,
+            RestartPolicy::OnFailure { max_retries: 2 }
+        );
+        assert_eq!(c.spec.labels.get("l").map(String::as_str), Some("v"));
+        assert_eq!(c.spec.resources, crate::limits::Resources::default());
+        let v = serde_json::to_value(&c).expect("serialize");
+        let keys: Vec<&str> = v
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert!(!keys.contains(&"spec"), "{keys:?}");
+        for k in [
+            "id",
+            "image",
+            "image_id",
+            "env",
+            "binds",
+            "resources",
+            "security",
+        ] {
+            assert!(keys.contains(&k), "{k} missing: {keys:?}");
+        }
+        let again: ContainerConfig = serde_json::from_value(v).expect("round trip");
+        assert_eq!(again.spec.binds, ["/a:/b"]);
+    }
 
     #[test]
     fn restart_rules() {

@@ -2,7 +2,6 @@
 //! mounts (volume plugins' `create` hooks, named volumes created on demand), then registers the
 //! container with its network.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,7 +9,8 @@ use berth_state::rollback::Rollback;
 use chrono::Utc;
 
 use crate::container::{
-    ContainerConfig, ContainerState, MountKind, MountSpec, RestartPolicy, generated_name,
+    ContainerConfig, ContainerSpec, ContainerState, MountKind, MountSpec, RestartPolicy,
+    generated_name,
 };
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -21,38 +21,17 @@ use crate::images::Image;
 #[derive(Debug, Clone, Default)]
 pub struct CreateContainer {
     pub name: Option<String>,
-    pub image: String,
-    pub cmd: Option<Vec<String>>,
-    pub entrypoint: Option<Vec<String>>,
-    pub env: Vec<String>,
-    pub working_dir: String,
-    pub hostname: String,
-    pub user: String,
-    pub tty: bool,
-    pub open_stdin: bool,
-    pub stdin_once: bool,
-    pub attach_stdin: bool,
-    pub attach_stdout: bool,
-    pub attach_stderr: bool,
-    pub labels: BTreeMap<String, String>,
-    /// `HostConfig.Binds` as the client wrote them, kept for inspect; their parsed form is in
-    /// `mounts` (the API layer parses Docker's `SRC:DST[:MODE]` syntax).
-    pub binds: Vec<String>,
-    /// Every mount, in order: the parsed `Binds` first (`create_source`), then `Mounts`.
-    pub mounts: Vec<MountSpec>,
-    pub restart_policy: RestartPolicy,
-    pub auto_remove: bool,
-    pub network_mode: String,
     /// `NetworkingConfig.EndpointsConfig.<net>.IPAMConfig.IPv4Address` (`--ip`); empty = none.
     pub ipv4_address: String,
     /// `NetworkingConfig.EndpointsConfig.<net>.Aliases` (`--network-alias`).
     pub aliases: Vec<String>,
-    pub volume_driver: String,
-    pub system: bool,
-    /// `HostConfig` resource limits.
-    pub resources: crate::limits::Resources,
-    /// Capabilities, privileged mode, seccomp, read-only root, extra groups, tmpfs mounts.
-    pub security: crate::container::SecurityOptions,
+    /// `HostConfig.Links`: `name[:alias]` of existing containers.
+    pub links: Vec<String>,
+    /// The other settings of `NetworkingConfig.EndpointsConfig.<net>` (links, MAC address,
+    /// ...; `Config.MacAddress` lands here too).
+    pub endpoint: berth_networks::EndpointConfig,
+    /// The settings; `create` fills the empty ones from the image and the defaults.
+    pub spec: ContainerSpec,
 }
 
 impl Engine {
@@ -60,7 +39,7 @@ impl Engine {
     /// leaves no record and no directory.
     pub async fn create(
         self: &Arc<Self>,
-        req: CreateContainer,
+        mut req: CreateContainer,
     ) -> Result<(String, Vec<String>), EngineError> {
         let name = match &req.name {
             Some(n) if !n.is_empty() => {
@@ -70,11 +49,17 @@ impl Engine {
             }
             _ => None,
         };
-        crate::security::validate(&req.security)?;
-        crate::security::validate_user(&req.user)?;
-        let image = self.images.get(&req.image)?;
-        let entrypoint = req.entrypoint.clone().filter(|e| !e.is_empty());
-        let cmd = match (&req.cmd, &entrypoint) {
+        crate::security::validate(&req.spec.security)?;
+        crate::security::validate_user(&req.spec.user)?;
+        if let Some(h) = &req.spec.healthcheck {
+            h.validate()?;
+        }
+        req.spec.log_config = std::mem::take(&mut req.spec.log_config).validated()?;
+        let links = self.resolve_links(&req.links, &req.spec.network_mode)?;
+        req.endpoint.validate()?;
+        let image = self.images.get(&req.spec.image)?;
+        let entrypoint = req.spec.entrypoint.clone().filter(|e| !e.is_empty());
+        let cmd = match (&req.spec.cmd, &entrypoint) {
             (Some(c), _) if !c.is_empty() => Some(c.clone()),
             (_, Some(_)) => None,
             _ => image.config.cmd.clone(),
@@ -93,7 +78,7 @@ impl Engine {
             ));
         };
         let mut env = image.config.env.clone();
-        for kv in &req.env {
+        for kv in &req.spec.env {
             let key = kv.split('=').next().unwrap_or_default();
             if key.is_empty() {
                 return Err(EngineError::Invalid(format!(
@@ -104,7 +89,7 @@ impl Engine {
             env.push(kv.clone());
         }
         let mut mounts = Vec::new();
-        for m in &req.mounts {
+        for m in &req.spec.mounts {
             if !m.destination.starts_with('/') {
                 return Err(EngineError::Invalid(format!(
                     "invalid mount config: the target {:?} must be an absolute path",
@@ -132,14 +117,14 @@ impl Engine {
                 )));
             }
         }
-        if req.auto_remove && req.restart_policy != RestartPolicy::No {
+        if req.spec.auto_remove && req.spec.restart_policy != RestartPolicy::No {
             return Err(EngineError::Invalid(
                 "conflicting options: cannot combine AutoRemove with a restart policy".into(),
             ));
         }
         self.networks
-            .check_attach(&req.network_mode, &req.ipv4_address)?;
-        req.resources.validate()?;
+            .check_attach(&req.spec.network_mode, &req.ipv4_address)?;
+        req.spec.resources.validate()?;
 
         let id = berth_state::new_id();
         // Reserve the name (or generate one) atomically.
@@ -198,16 +183,18 @@ impl Engine {
         });
         let mut state = ContainerState::new();
         state.mounts = resolved;
+        state.links = links;
         let stored = berth_state::store_json(&dir.join("state.json"), &state)
             // config.json last: its presence marks a complete record.
             .and_then(|()| berth_state::store_json(&dir.join("config.json"), &config));
         undo.check(stored.map_err(EngineError::from)).await?;
-        let registered = self.networks.register(
+        let registered = self.networks.register_with(
             &id,
             &name,
-            &req.network_mode,
+            &req.spec.network_mode,
             &req.ipv4_address,
             &req.aliases,
+            req.endpoint.clone(),
         );
         undo.check(registered.map_err(EngineError::from)).await?;
         undo.commit();
@@ -232,48 +219,40 @@ impl Engine {
         env: Vec<String>,
         mounts: Vec<MountSpec>,
     ) -> ContainerConfig {
+        let spec = &req.spec;
         ContainerConfig {
             id: id.to_owned(),
             name: name.to_owned(),
             created: Utc::now(),
-            image: req.image.clone(),
             image_id: image.id.clone(),
             path: path.to_owned(),
             args: args.to_vec(),
-            cmd,
-            entrypoint,
-            env,
-            working_dir: if req.working_dir.is_empty() {
-                image.config.working_dir.clone()
-            } else {
-                req.working_dir.clone()
+            spec: ContainerSpec {
+                cmd,
+                entrypoint,
+                env,
+                working_dir: if spec.working_dir.is_empty() {
+                    image.config.working_dir.clone()
+                } else {
+                    spec.working_dir.clone()
+                },
+                hostname: if spec.hostname.is_empty() {
+                    id[..12].to_owned()
+                } else {
+                    spec.hostname.clone()
+                },
+                mounts,
+                network_mode: if spec.network_mode.is_empty() {
+                    "default".into()
+                } else {
+                    spec.network_mode.clone()
+                },
+                healthcheck: crate::health::HealthConfig::merged(
+                    spec.healthcheck.clone(),
+                    image.config.healthcheck.as_ref(),
+                ),
+                ..spec.clone()
             },
-            hostname: if req.hostname.is_empty() {
-                id[..12].to_owned()
-            } else {
-                req.hostname.clone()
-            },
-            user: req.user.clone(),
-            tty: req.tty,
-            open_stdin: req.open_stdin,
-            stdin_once: req.stdin_once,
-            attach_stdin: req.attach_stdin,
-            attach_stdout: req.attach_stdout,
-            attach_stderr: req.attach_stderr,
-            labels: req.labels.clone(),
-            binds: req.binds.clone(),
-            mounts,
-            restart_policy: req.restart_policy.clone(),
-            auto_remove: req.auto_remove,
-            network_mode: if req.network_mode.is_empty() {
-                "default".into()
-            } else {
-                req.network_mode.clone()
-            },
-            volume_driver: req.volume_driver.clone(),
-            system: req.system,
-            resources: req.resources,
-            security: req.security.clone(),
         }
     }
 }

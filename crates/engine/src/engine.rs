@@ -45,6 +45,8 @@ pub struct Engine {
     pub(crate) runtime: Arc<dyn ContainerRuntime>,
     /// `docker exec` instances (see [`crate::exec`]).
     pub(crate) execs: Arc<crate::exec::ExecTable>,
+    /// Published ports of running containers (see [`crate::ports`]).
+    pub(crate) ports: crate::ports::PortTable,
 }
 
 impl Engine {
@@ -110,17 +112,23 @@ impl Engine {
 
     /// Snapshot of one container.
     pub fn view(&self, c: &Container) -> ContainerView {
+        let state = c.state();
         let mut config = c.config.clone();
         config.name = c.name();
+        // What `docker update` changed replaces the create-time settings (see `update.rs`).
+        if let Some(u) = &state.updated {
+            config.spec.resources = u.resources;
+            config.spec.restart_policy = u.restart_policy.clone();
+        }
         ContainerView {
             config,
-            state: c.state(),
+            state,
             log_path: logs::log_path(&c.dir, c.id()),
             network: self
                 .networks
-                .for_mode(&c.config.network_mode)
+                .for_mode(&c.config.spec.network_mode)
                 .map(|n| n.name)
-                .unwrap_or_else(|_| c.config.network_mode.clone()),
+                .unwrap_or_else(|_| c.config.spec.network_mode.clone()),
         }
     }
 
@@ -129,7 +137,7 @@ impl Engine {
         let mut views: Vec<_> = self
             .all()
             .iter()
-            .filter(|c| c.config.system == system)
+            .filter(|c| c.config.spec.system == system)
             .map(|c| self.view(c))
             .filter(|v| all || v.state.status.is_active())
             .collect();

@@ -41,6 +41,10 @@ pub enum EngineError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
+    /// An `iptables` call for a published port failed; the message has the command and its
+    /// error output.
+    #[error("publishing a port: {0}")]
+    Firewall(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -64,7 +68,9 @@ impl EngineError {
             EngineError::Volume(e) => e.kind(),
             EngineError::Network(e) => e.kind(),
             EngineError::State(e) => e.kind(),
-            EngineError::Io { .. } | EngineError::Cgroup(_) => ErrorKind::Internal,
+            EngineError::Io { .. } | EngineError::Cgroup(_) | EngineError::Firewall(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 

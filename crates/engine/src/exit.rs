@@ -15,10 +15,14 @@ impl Engine {
         // The process is gone: unmount driver volumes and send `stop` to bind plugins before
         // the state says Exited, so a returning `stop` or `wait` sees them released.
         self.release_mounts(&c.config, &c.state().mounts).await;
+        self.unpublish_ports(c.id()).await;
         self.networks.detach(c.id()).await;
         *lock(&c.pty) = None;
-        *c.stdin() = StdinSlot::fresh(c.config.open_stdin);
+        *c.stdin() = StdinSlot::fresh(c.config.spec.open_stdin);
         let oom_killed = self.runtime.cgroup_exited(&self.root, c.id()).await;
+        // A plugin container that crash-loops past the plugin host's limit is not started again:
+        // its plugin is Failed (docs/plugins.md, "If the plugin crashes").
+        let given_up = !c.state().manually_stopped && self.plugin_gives_up(c, code);
         let mut restart = false;
         let updated = c.update(|st| {
             st.status = Status::Exited;
@@ -26,10 +30,13 @@ impl Engine {
             st.oom_killed = oom_killed;
             st.pid = 0;
             st.finished_at = Some(Utc::now());
-            restart =
-                c.config
-                    .restart_policy
-                    .should_restart(code, st.restart_count, st.manually_stopped);
+            st.paused = false;
+            restart = !given_up
+                && crate::update::restart_policy(&c.config, st).should_restart(
+                    code,
+                    st.restart_count,
+                    st.manually_stopped,
+                );
             if restart {
                 st.status = Status::Restarting;
             }
@@ -45,7 +52,7 @@ impl Engine {
             let engine = self.clone();
             let container = c.clone();
             tokio::spawn(async move { engine.restart_by_policy(container).await });
-        } else if c.config.auto_remove {
+        } else if c.config.spec.auto_remove {
             let engine = self.clone();
             let container = c.clone();
             tokio::spawn(async move {
@@ -55,6 +62,20 @@ impl Engine {
                 }
             });
         }
+    }
+
+    /// Whether the plugin host gives up on the plugin running in `c` (a plugin container) after
+    /// this exit: it crash-looped past its limit.
+    fn plugin_gives_up(&self, c: &Container, code: i32) -> bool {
+        let spec = &c.config.spec;
+        let is_plugin = spec.system && spec.labels.contains_key(crate::plugins::LABEL_PLUGIN);
+        is_plugin
+            && spec
+                .restart_policy
+                .should_restart(code, c.state().restart_count, false)
+            && self
+                .plugins()
+                .is_some_and(|h| h.container_exited(c.id(), code))
     }
 
     pub(crate) async fn restart_by_policy(self: Arc<Self>, c: Arc<Container>) {
@@ -75,6 +96,18 @@ impl Engine {
             let _ = c.update(|st| {
                 st.status = Status::Exited;
                 st.finished_at = Some(Utc::now());
+            });
+            return;
+        }
+        // A plugin's container came back: once it answers, it gets a `restart` sync (v2
+        // plugins that subscribed), off this container's lock.
+        if c.config.spec.system
+            && let Some(host) = self.plugins().cloned()
+            && host.plugin_of_container(c.id()).is_some()
+        {
+            let id = c.id().to_owned();
+            tokio::spawn(async move {
+                host.resync_after_restart(&id).await;
             });
         }
     }

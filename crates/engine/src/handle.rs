@@ -68,7 +68,7 @@ impl Attached {
     /// The client closed its stdin: close the container's when it was started with StdinOnce.
     pub fn stdin_closed(&mut self) {
         self.stdin = None;
-        if self.container.config.stdin_once {
+        if self.container.config.spec.stdin_once {
             self.container.stdin().tx = None;
         }
     }
@@ -121,7 +121,7 @@ impl Container {
             exit_code: state.exit_code,
             removed: false,
         };
-        let open_stdin = config.open_stdin;
+        let open_stdin = config.spec.open_stdin;
         Arc::new(Container {
             name: Mutex::new(config.name.clone()),
             config,
@@ -172,8 +172,8 @@ impl Container {
     }
 
     pub(crate) fn attributes(&self) -> BTreeMap<String, String> {
-        let mut attrs = self.config.labels.clone();
-        attrs.insert("image".into(), self.config.image.clone());
+        let mut attrs = self.config.spec.labels.clone();
+        attrs.insert("image".into(), self.config.spec.image.clone());
         attrs.insert("name".into(), self.name());
         attrs
     }

@@ -2,7 +2,11 @@
 //! unpacked under `<root>/images/<hex>/rootfs`, and the built-in `host` image whose root filesystem
 //! is the host's `/`. Resolves references (name, name:tag, docker.io/library/name, id, id prefix).
 
+mod load;
+mod save;
 mod tag;
+
+pub use load::Loaded;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -29,6 +33,27 @@ pub struct ImageConfig {
     pub entrypoint: Option<Vec<String>>,
     pub env: Vec<String>,
     pub working_dir: String,
+    /// `EXPOSE`d ports (`8000/tcp`).
+    pub exposed_ports: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub user: String,
+    /// `VOLUME` paths.
+    pub volumes: Vec<String>,
+    pub stop_signal: String,
+    /// The image's `HEALTHCHECK`, inherited by its containers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::health::HealthConfig>,
+}
+
+/// What an image records about where it came from (`docker commit`, `docker load`).
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The image the committed container ran (`Parent`).
+    pub parent: String,
+    /// The committed container's id.
+    pub container: String,
+    pub comment: String,
+    pub author: String,
 }
 
 /// One image record (`image.json`); missing fields decode to their defaults.
@@ -44,6 +69,15 @@ pub struct Image {
     /// True for the built-in `host` image.
     #[serde(default)]
     pub builtin: bool,
+    /// `docker commit`: the image of the committed container, the container, its message and
+    /// author.
+    pub parent: String,
+    pub container: String,
+    pub comment: String,
+    pub author: String,
+    /// The sha256 of the layer tar `docker save` wrote for this image, so that loading that
+    /// archive again finds this image instead of making a copy (`images/load.rs`).
+    pub saved_layer: String,
 }
 
 impl Image {
@@ -101,6 +135,37 @@ fn sync_filesystem(dir: &Path) -> Result<(), EngineError> {
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Finds `reference` (a tag, or an id prefix of at least 4 hex digits naming one image).
+fn find<'a>(
+    images: impl Iterator<Item = &'a Image> + Clone,
+    reference: &str,
+) -> Result<Image, EngineError> {
+    let wanted = normalize_reference(reference);
+    if let Some(img) = images
+        .clone()
+        .find(|i| i.repo_tags.iter().any(|t| t == &wanted))
+    {
+        return Ok(img.clone());
+    }
+    let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+    if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut hits = images.filter(|i| i.hex().starts_with(hex));
+        if let (Some(img), None) = (hits.next(), hits.next()) {
+            return Ok(img.clone());
+        }
+    }
+    Err(EngineError::NoSuchImage(wanted))
+}
+
+/// The root filesystem of `image` in the image directory `dir`.
+fn rootfs_in(dir: &Path, image: &Image) -> Rootfs {
+    if image.builtin {
+        Rootfs::Host
+    } else {
+        Rootfs::Dir(dir.join(image.hex()).join("rootfs"))
+    }
+}
+
 fn host_image() -> Image {
     let digest = Sha256::digest(b"berth built-in image: host root filesystem");
     Image {
@@ -114,6 +179,7 @@ fn host_image() -> Image {
             ..Default::default()
         },
         builtin: true,
+        ..Default::default()
     }
 }
 
@@ -195,31 +261,34 @@ impl ImageStore {
 
     /// Resolves a reference to an image.
     pub fn get(&self, reference: &str) -> Result<Image, EngineError> {
-        let images = self.lock();
-        let wanted = normalize_reference(reference);
-        if let Some(img) = images
-            .values()
-            .find(|i| i.repo_tags.iter().any(|t| t == &wanted))
-        {
-            return Ok(img.clone());
-        }
-        let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
-        if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let mut hits = images.values().filter(|i| i.hex().starts_with(hex));
-            if let (Some(img), None) = (hits.next(), hits.next()) {
-                return Ok(img.clone());
-            }
-        }
-        Err(EngineError::NoSuchImage(wanted))
+        find(self.lock().values(), reference)
     }
 
     /// The root filesystem a container of `image` runs on.
     pub fn rootfs(&self, image: &Image) -> Rootfs {
-        if image.builtin {
-            Rootfs::Host
-        } else {
-            Rootfs::Dir(self.dir.join(image.hex()).join("rootfs"))
+        rootfs_in(&self.dir, image)
+    }
+
+    /// Resolves `reference` among the images of the engine on `root` without opening the store:
+    /// only `image.json` records are read, nothing is swept, quarantined or written, so it is
+    /// safe while a daemon runs on `root` (`berth plugin check --image`). Returns the image and
+    /// the root filesystem a container of it runs on.
+    pub fn find_read_only(root: &Path, reference: &str) -> Result<(Image, Rootfs), EngineError> {
+        let dir = root.join("images");
+        let mut images = vec![host_image()];
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let Ok(bytes) = std::fs::read(entry.path().join("image.json")) else {
+                    continue;
+                };
+                if let Ok(img) = serde_json::from_slice::<Image>(&bytes) {
+                    images.push(img);
+                }
+            }
         }
+        let image = find(images.iter(), reference)?;
+        let rootfs = rootfs_in(&dir, &image);
+        Ok((image, rootfs))
     }
 
     /// Imports the tar file at `tar_path` as an image tagged `repo` (if given), applying Dockerfile
@@ -230,16 +299,28 @@ impl ImageStore {
         repo: Option<&str>,
         changes: &[String],
     ) -> Result<Image, EngineError> {
-        let tag = repo.map(normalize_reference);
-        if let Some(t) = &tag {
-            validate_tag(t)?;
-        }
         let mut config = ImageConfig {
             env: vec![DEFAULT_PATH.to_owned()],
             ..Default::default()
         };
         for change in changes {
             apply_change(&mut config, change)?;
+        }
+        self.import_with(tar_path, repo, config, Origin::default())
+    }
+
+    /// Imports the tar file at `tar_path` (a root filesystem) as an image with `config`, tagged
+    /// `repo` if given. The id is the sha256 of the tar. Blocking.
+    pub fn import_with(
+        &self,
+        tar_path: &Path,
+        repo: Option<&str>,
+        config: ImageConfig,
+        origin: Origin,
+    ) -> Result<Image, EngineError> {
+        let tag = repo.map(normalize_reference);
+        if let Some(t) = &tag {
+            validate_tag(t)?;
         }
         let mut hasher = Sha256::new();
         let mut f =
@@ -323,6 +404,11 @@ impl ImageStore {
                 size,
                 config,
                 builtin: false,
+                parent: origin.parent,
+                container: origin.container,
+                comment: origin.comment,
+                author: origin.author,
+                saved_layer: String::new(),
             },
         };
         match work {
@@ -391,8 +477,8 @@ impl ImageStore {
     }
 }
 
-/// Applies one Dockerfile instruction of `docker import -c`.
-fn apply_change(config: &mut ImageConfig, change: &str) -> Result<(), EngineError> {
+/// Applies one Dockerfile instruction of `docker import -c` or `docker commit -c`.
+pub fn apply_change(config: &mut ImageConfig, change: &str) -> Result<(), EngineError> {
     let (instr, rest) = change
         .trim()
         .split_once(char::is_whitespace)
@@ -406,6 +492,36 @@ fn apply_change(config: &mut ImageConfig, change: &str) -> Result<(), EngineErro
         "CMD" => config.cmd = Some(words(rest)),
         "ENTRYPOINT" => config.entrypoint = Some(words(rest)),
         "WORKDIR" => config.working_dir = rest.to_owned(),
+        "USER" => config.user = rest.to_owned(),
+        "STOPSIGNAL" => config.stop_signal = rest.to_owned(),
+        "EXPOSE" => {
+            for port in rest.split_whitespace() {
+                let port = if port.contains('/') {
+                    port.to_owned()
+                } else {
+                    format!("{port}/tcp")
+                };
+                if !config.exposed_ports.contains(&port) {
+                    config.exposed_ports.push(port);
+                }
+            }
+        }
+        "VOLUME" => {
+            let paths = serde_json::from_str::<Vec<String>>(rest)
+                .unwrap_or_else(|_| rest.split_whitespace().map(str::to_owned).collect());
+            for p in paths {
+                if !config.volumes.contains(&p) {
+                    config.volumes.push(p);
+                }
+            }
+        }
+        "LABEL" => {
+            let (k, v) = rest.split_once('=').unwrap_or((rest, ""));
+            config.labels.insert(
+                k.trim().trim_matches('"').to_owned(),
+                v.trim().trim_matches('"').to_owned(),
+            );
+        }
         "ENV" => {
             let kv = match rest.split_once('=') {
                 Some((k, v)) => format!("{}={}", k.trim(), v.trim()),
@@ -422,7 +538,7 @@ fn apply_change(config: &mut ImageConfig, change: &str) -> Result<(), EngineErro
         }
         other => {
             return Err(EngineError::Invalid(format!(
-                "import change {other:?} is not supported (CMD, ENTRYPOINT, ENV, WORKDIR are)"
+                "change {other:?} is not supported (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, VOLUME, LABEL, STOPSIGNAL are)"
             )));
         }
     }

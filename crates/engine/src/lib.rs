@@ -4,11 +4,16 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod archive;
+mod archive_images;
 mod boot;
+pub mod catchup;
 pub mod cgroups;
+pub mod changes;
+pub mod commit;
 mod connect;
 pub mod container;
 mod create;
+pub mod df;
 pub mod engine;
 pub mod error;
 mod etc;
@@ -16,20 +21,29 @@ pub mod events;
 pub mod exec;
 mod exit;
 pub mod handle;
+pub mod health;
 pub mod images;
 pub mod limits;
+pub mod links;
+pub mod log_config;
 pub mod logs;
 mod mounts;
+pub mod pause;
 pub mod plugins;
+pub mod ports;
+pub mod prune;
 mod remove;
 mod rename;
 mod resources;
 pub mod runtime;
 pub mod security;
+pub mod standalone;
 mod start;
 pub mod stats;
 mod stop;
 mod streams;
+pub mod top;
+pub mod update;
 
 pub use boot::OpenError;
 pub use create::CreateContainer;

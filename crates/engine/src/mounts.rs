@@ -12,15 +12,22 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 
 impl Engine {
-    /// Ids of containers whose mounts name volume `name`.
+    /// Ids of containers whose mounts (`Mounts`, or `Binds` entries `name:/dest`) name volume
+    /// `name`.
     pub fn volume_users(&self, name: &str) -> Vec<String> {
         self.all()
             .iter()
             .filter(|c| {
                 c.config
+                    .spec
                     .mounts
                     .iter()
                     .any(|m| m.kind == MountKind::Volume && m.source == name)
+                    || c.config
+                        .spec
+                        .binds
+                        .iter()
+                        .any(|b| b.split(':').next() == Some(name))
             })
             .map(|c| c.id().to_owned())
             .collect()
@@ -43,7 +50,7 @@ impl Engine {
         &self,
         config: &ContainerConfig,
     ) -> Option<&berth_plugin_host::PluginHost> {
-        if config.system {
+        if config.spec.system {
             None
         } else {
             self.plugins().map(|h| h.as_ref())
@@ -65,6 +72,7 @@ impl Engine {
         use berth_volumes::hooks;
         let host = self.bind_hook_host(config);
         let binds: Vec<hooks::BindMount> = config
+            .spec
             .mounts
             .iter()
             .filter(|m| m.kind == MountKind::Bind)
@@ -84,7 +92,7 @@ impl Engine {
         warnings.extend(resolution.warnings);
         let mut resolved_binds = resolution.host_paths.into_iter();
         let mut out: Vec<ResolvedMount> = Vec::new();
-        for m in &config.mounts {
+        for m in &config.spec.mounts {
             let step = match m.kind {
                 MountKind::Bind => {
                     let host_path = resolved_binds.next().unwrap_or_else(|| m.source.clone());
@@ -109,7 +117,7 @@ impl Engine {
                     // Binds not reached yet were resolved by the hooks too: release them all.
                     let mut done = out.clone();
                     done.extend(
-                        config.mounts[out.len()..]
+                        config.spec.mounts[out.len()..]
                             .iter()
                             .filter(|x| x.kind == MountKind::Bind)
                             .map(|x| ResolvedMount {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Weak};
 use berth_plugin_host::{Exited, LaunchError, LaunchSpec, Launched, PluginLauncher};
 use futures::future::BoxFuture;
 
-use crate::container::{MountSpec, RestartPolicy};
+use crate::container::{ContainerSpec, MountSpec, RestartPolicy};
 use crate::error::EngineError;
 use crate::{CreateContainer, Engine};
 
@@ -169,16 +169,20 @@ impl ContainerLauncher {
         }
         CreateContainer {
             name: Some(name),
-            image: spec.image.clone(),
-            cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
-            env: spec.env.clone(),
-            labels,
-            binds,
-            mounts,
-            restart_policy: RestartPolicy::Always,
-            // A plugin gets the host's network namespace only when loaded with `--network host`.
-            network_mode: if spec.host_network { "host" } else { "none" }.into(),
-            system: true,
+            spec: ContainerSpec {
+                image: spec.image.clone(),
+                cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
+                env: spec.env.clone(),
+                labels,
+                binds,
+                mounts,
+                restart_policy: RestartPolicy::Always,
+                // A plugin gets the host's network namespace only when loaded with
+                // `--network host`.
+                network_mode: if spec.host_network { "host" } else { "none" }.into(),
+                system: true,
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -221,7 +225,12 @@ impl ContainerLauncher {
             Err(EngineError::NoSuchContainer(_)) => return Ok(()),
             Err(e) => return Err(launch_err("finding the plugin container", e)),
         };
-        let engine_sock = c.config.labels.get(LABEL_ENGINE_SOCKET).map(PathBuf::from);
+        let engine_sock = c
+            .config
+            .spec
+            .labels
+            .get(LABEL_ENGINE_SOCKET)
+            .map(PathBuf::from);
         match engine
             .stop(id, Some(grace.unwrap_or(self.stop_timeout)), None)
             .await
@@ -239,20 +248,34 @@ impl ContainerLauncher {
         }
     }
 
+    /// Stops a plugin container (SIGTERM, `grace` seconds, SIGKILL) and keeps it.
+    async fn halt_inner(&self, id: &str, grace: Option<i64>) -> Result<(), LaunchError> {
+        let engine = self.engine()?;
+        match engine
+            .stop(id, Some(grace.unwrap_or(self.stop_timeout)), None)
+            .await
+        {
+            Ok(()) | Err(EngineError::NotModified(_) | EngineError::NoSuchContainer(_)) => Ok(()),
+            Err(e) => Err(launch_err("stopping the plugin container", e)),
+        }
+    }
+
     async fn restart_inner(&self, id: &str) -> Result<(), LaunchError> {
         let engine = self.engine()?;
         let c = engine
             .container(id)
             .map_err(|e| launch_err("finding the plugin container", e))?;
-        if let Some(sock) = c.config.labels.get(LABEL_ENGINE_SOCKET) {
+        if let Some(sock) = c.config.spec.labels.get(LABEL_ENGINE_SOCKET) {
             let dir = c
                 .config
+                .spec
                 .labels
                 .get(LABEL_SOCKET_DIR)
                 .map(PathBuf::from)
                 .unwrap_or_default();
             let fallback = c
                 .config
+                .spec
                 .labels
                 .get(LABEL_PLUGIN)
                 .cloned()
@@ -339,9 +362,23 @@ impl PluginLauncher for ContainerLauncher {
         Box::pin(async move { self.stop_inner(&id, secs).await })
     }
 
+    fn halt(
+        &self,
+        container_id: &str,
+        grace: Option<std::time::Duration>,
+    ) -> BoxFuture<'_, Result<(), LaunchError>> {
+        let id = container_id.to_owned();
+        let secs = grace.map(|g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX));
+        Box::pin(async move { self.halt_inner(&id, secs).await })
+    }
+
     fn restart(&self, container_id: &str) -> BoxFuture<'_, Result<(), LaunchError>> {
         let id = container_id.to_owned();
         Box::pin(async move { self.restart_inner(&id).await })
+    }
+
+    fn sync_objects(&self, plugin: &str) -> Option<berth_plugin_host::protocol::sync::SyncRequest> {
+        Some(self.engine().ok()?.sync_objects(plugin))
     }
 }
 
@@ -362,9 +399,9 @@ mod tests {
             socket_dir: PathBuf::from("/var/lib/berth/plugins/0123456789abcdef"),
         };
         let req = ContainerLauncher::create_request(&spec);
-        assert!(req.system);
+        assert!(req.spec.system);
         assert_eq!(
-            req.network_mode, "none",
+            req.spec.network_mode, "none",
             "its own network namespace by default"
         );
         let host = LaunchSpec {
@@ -372,13 +409,13 @@ mod tests {
             ..spec.clone()
         };
         assert_eq!(
-            ContainerLauncher::create_request(&host).network_mode,
+            ContainerLauncher::create_request(&host).spec.network_mode,
             "host"
         );
-        assert_eq!(req.restart_policy, RestartPolicy::Always);
-        assert_eq!(req.cmd.as_deref(), Some(&spec.args[..]));
+        assert_eq!(req.spec.restart_policy, RestartPolicy::Always);
+        assert_eq!(req.spec.cmd.as_deref(), Some(&spec.args[..]));
         assert_eq!(
-            req.binds,
+            req.spec.binds,
             [
                 "/var/lib/berth/plugins/0123456789abcdef:/var/run/docker",
                 "/srv/data:/data:ro"
@@ -389,6 +426,7 @@ mod tests {
             Some("berth-plugin-flocker-0123456789ab")
         );
         let mounts: Vec<_> = req
+            .spec
             .mounts
             .iter()
             .map(|m| (m.source.as_str(), m.destination.as_str(), m.read_only))
@@ -404,7 +442,7 @@ mod tests {
                 ("/srv/data", "/data", true)
             ]
         );
-        assert!(!req.labels.contains_key(LABEL_ENGINE_SOCKET));
+        assert!(!req.spec.labels.contains_key(LABEL_ENGINE_SOCKET));
 
         let privileged = LaunchSpec {
             privileged: true,
@@ -413,11 +451,11 @@ mod tests {
         };
         let req = ContainerLauncher::create_request(&privileged);
         assert_eq!(
-            req.binds[2],
+            req.spec.binds[2],
             "/var/lib/berth/plugins/0123456789abcdef.engine.sock:/var/run/docker.sock"
         );
-        assert_eq!(req.mounts[2].destination, "/var/run/docker.sock");
-        assert_eq!(req.labels[LABEL_PLUGIN], "host");
+        assert_eq!(req.spec.mounts[2].destination, "/var/run/docker.sock");
+        assert_eq!(req.spec.labels[LABEL_PLUGIN], "host");
         assert_eq!(req.name.as_deref(), Some("berth-plugin-0123456789ab"));
     }
 }

@@ -44,10 +44,12 @@ impl Engine {
                 let rx = c.observed.subscribe();
                 let exits = rx.borrow().exits;
                 let _ = self.runtime.signal(st.pid, Signal::SIGKILL);
+                self.thaw_after_signal(c).await;
                 c.wait_exit_after(rx, exits).await;
             }
         }
         let _ = c.update(|st| st.status = Status::Removing);
+        self.unpublish_ports(c.id()).await;
         self.networks.detach(c.id()).await;
         self.networks.unregister(c.id());
         {

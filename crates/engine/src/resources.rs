@@ -78,8 +78,8 @@ impl Engine {
     /// Removes a volume unless a container uses it (a plugin driver gets `Remove`).
     pub async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
         let users = self.volume_users(name);
-        let v = self.volumes.get(name)?;
         let host = self.plugins().map(|h| h.as_ref());
+        let v = self.volumes.get_or_adopt(host, name).await?;
         self.volumes.remove_with(host, name, &users).await?;
         self.events.publish(
             "volume",
@@ -93,16 +93,7 @@ impl Engine {
     /// Removes unused volumes (only anonymous ones, named by a 64-hex id, unless `all`); returns
     /// their names.
     pub async fn prune_volumes(&self, all: bool) -> Vec<String> {
-        let mut removed = Vec::new();
-        for v in self.volumes.list() {
-            let eligible = all || berth_state::is_full_id(&v.name);
-            if eligible
-                && self.volume_users(&v.name).is_empty()
-                && self.remove_volume(&v.name).await.is_ok()
-            {
-                removed.push(v.name);
-            }
-        }
-        removed
+        let any = crate::prune::PruneFilters::default();
+        self.prune_volumes_filtered(all, &any).await.0
     }
 }

@@ -24,7 +24,7 @@ impl Engine {
         let c = self.container(reference)?;
         let _op = c.op.lock().await;
         let result = self.start_locked(&c, false).await;
-        if result.is_err() && c.config.auto_remove && c.state().status != Status::Running {
+        if result.is_err() && c.config.spec.auto_remove && c.state().status != Status::Running {
             // `docker run --rm` waits for `removed` even when start failed.
             if let Err(e) = self.remove_locked(&c, true).await {
                 tracing::warn!(id = c.id(), error = %e, "auto-remove after a failed start");
@@ -73,12 +73,22 @@ impl Engine {
         undo.push("resolve the mounts", move || async move {
             self.release_mounts(&c.config, &held).await;
         });
-        let attached = self.networks.attach(c.id(), &c.config.network_mode).await;
+        let attached = self
+            .networks
+            .attach(c.id(), &c.config.spec.network_mode)
+            .await;
         if let Err(e) = undo.check(attached).await {
             return Err(not_started(c, format!("network setup: {e}"), e.into()));
         }
         undo.push("attach the network", move || async move {
             self.networks.detach(c.id()).await;
+        });
+        let published = self.publish_ports(c).await;
+        if let Err(e) = undo.check(published).await {
+            return Err(not_started(c, e.to_string(), e));
+        }
+        undo.push("publish the ports", move || async move {
+            self.unpublish_ports(c.id()).await;
         });
         let etc = self.etc_files(c, &spec);
         match undo.check(etc).await {
@@ -106,6 +116,8 @@ impl Engine {
         c.update(|st| {
             st.status = Status::Running;
             st.pid = pid1;
+            // A fresh process is never frozen (a record left paused by a killed engine).
+            st.paused = false;
             st.exit_code = 0;
             st.error.clear();
             st.started_at = Some(Utc::now());
@@ -129,12 +141,17 @@ impl Engine {
                 });
             }
         }
-        let (log_tx, log_rx) = mpsc::channel(256);
-        let writer = tokio::spawn(logs::write_log(
-            logs::log_path(&c.dir, c.id()),
-            log_rx,
-            c.log_seq.clone(),
-        ));
+        let (log_tx, mut log_rx) = mpsc::channel(256);
+        let writer = if c.config.spec.log_config.keeps_logs() {
+            tokio::spawn(logs::write_log(
+                logs::log_path(&c.dir, c.id()),
+                log_rx,
+                c.log_seq.clone(),
+            ))
+        } else {
+            // Log driver `none`: output still reaches attached clients, nothing is kept.
+            tokio::spawn(async move { while log_rx.recv().await.is_some() {} })
+        };
         let mut pumps = vec![tokio::spawn(logs::pump(
             StreamKind::Stdout,
             io.stdout,
@@ -152,6 +169,7 @@ impl Engine {
         drop(log_tx);
         self.events
             .publish("container", "start", c.id(), c.attributes());
+        self.start_health_monitor(c);
         let engine = self.clone();
         let container = c.clone();
         tokio::spawn(async move {
@@ -199,10 +217,11 @@ impl Engine {
         c: &Container,
     ) -> Result<(RunSpec, Vec<ResolvedMount>), EngineError> {
         let image = self.images.get(&c.config.image_id)?;
+        let env = crate::links::merge_env(self.link_env(c)?, &c.config.spec.env);
         let resolved = self
             .resolve_mounts(&c.config, true, &mut Vec::new())
             .await?;
-        let mode = match self.networks.for_mode(&c.config.network_mode) {
+        let mode = match self.networks.for_mode(&c.config.spec.network_mode) {
             Ok(m) => m,
             Err(e) => {
                 self.release_mounts(&c.config, &resolved).await;
@@ -226,23 +245,23 @@ impl Engine {
                     readonly: m.spec.read_only,
                 })
                 .collect(),
-            hostname: c.config.hostname.clone(),
-            env: c.config.env.clone(),
-            cwd: c.config.working_dir.clone(),
+            hostname: c.config.spec.hostname.clone(),
+            env,
+            cwd: c.config.spec.working_dir.clone(),
             argv: std::iter::once(c.config.path.clone())
                 .chain(c.config.args.iter().cloned())
                 .collect(),
-            tty: c.config.tty,
-            open_stdin: c.config.open_stdin,
+            tty: c.config.spec.tty,
+            open_stdin: c.config.spec.open_stdin,
             net,
             cgroup_procs: self.runtime.create_cgroup(
                 &self.root,
                 c.id(),
-                &c.config.resources,
-                c.config.security.privileged,
+                &c.resources(),
+                c.config.spec.security.privileged,
             )?,
-            user: c.config.user.clone(),
-            security: c.config.security.clone(),
+            user: c.config.spec.user.clone(),
+            security: c.config.spec.security.clone(),
         };
         Ok((spec, resolved))
     }

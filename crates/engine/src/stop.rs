@@ -70,7 +70,8 @@ impl Engine {
         let _ = self
             .runtime
             .signal(st.pid, signal.unwrap_or(Signal::SIGTERM));
-        let grace = timeout.unwrap_or(10);
+        self.thaw_after_signal(c).await;
+        let grace = timeout.or(c.config.spec.stop_timeout).unwrap_or(10);
         let waited = if grace < 0 {
             c.wait_exit_after(rx.clone(), exits).await;
             true
@@ -115,6 +116,9 @@ impl Engine {
         let rx = c.observed.subscribe();
         let exits = rx.borrow().exits;
         self.runtime.signal(st.pid, sig)?;
+        if sig == Signal::SIGKILL {
+            self.thaw_after_signal(&c).await;
+        }
         let mut attrs = c.attributes();
         attrs.insert("signal".into(), (sig as i32).to_string());
         self.events.publish("container", "kill", c.id(), attrs);

@@ -24,7 +24,9 @@ impl Engine {
             loop {
                 let o = *rx.borrow_and_update();
                 let done = match condition {
-                    WaitCondition::NotRunning => !o.status.is_active(),
+                    // An exit ends the wait even when a restart policy starts the container
+                    // again (it is `restarting`, still active), as Docker's waiters do.
+                    WaitCondition::NotRunning => !o.status.is_active() || o.exits > start.exits,
                     WaitCondition::NextExit => o.exits > start.exits || o.removed,
                     WaitCondition::Removed => o.removed,
                 };
@@ -44,7 +46,7 @@ impl Engine {
         let output = c.output.subscribe();
         let stdin = if stdin { c.stdin().tx.clone() } else { None };
         Ok(Attached {
-            tty: c.config.tty,
+            tty: c.config.spec.tty,
             output,
             stdin,
             container: c,
@@ -68,8 +70,13 @@ impl Engine {
         opts: LogOptions,
     ) -> Result<(bool, mpsc::Receiver<LogEntry>), EngineError> {
         let c = self.container(reference)?;
+        if !c.config.spec.log_config.keeps_logs() {
+            return Err(EngineError::Invalid(
+                "configured logging driver does not support reading".into(),
+            ));
+        }
         let (tx, rx) = mpsc::channel(256);
-        let tty = c.config.tty;
+        let tty = c.config.spec.tty;
         tokio::spawn(async move {
             let path = logs::log_path(&c.dir, c.id());
             let mut seq = c.log_seq.subscribe();

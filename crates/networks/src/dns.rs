@@ -316,8 +316,10 @@ mod tests {
                 mac: String::new(),
                 ifname: "eth0".into(),
             }),
+            pending_endpoint: None,
             seq: 0,
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            config: Default::default(),
         }
     }
 

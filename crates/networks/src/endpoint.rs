@@ -142,6 +142,11 @@ impl NetworkStore {
                 setup.called.clone(),
                 setup.message.clone(),
             );
+            let _ = self.update(&n.id, |n| {
+                if let Some(m) = n.members.get_mut(container_id) {
+                    m.pending_endpoint = None;
+                }
+            });
             async move {
                 if left {
                     let _ = driver.leave(n, info).await;
@@ -157,6 +162,16 @@ impl NetworkStore {
             Ok(set) => std::sync::Arc::new(set),
             Err(e) => return Err(fail(e, false).await),
         };
+        // Write-ahead: the endpoint's id is recorded before the driver makes anything for it, so
+        // the boot after a crash between here and the record below sweeps what it made.
+        let pending = self.update(&n.id, |n| {
+            if let Some(m) = n.members.get_mut(container_id) {
+                m.pending_endpoint = Some(info.id.clone());
+            }
+        });
+        if let Err(e) = pending {
+            return Err(fail(e, false).await);
+        }
         let joined = match driver.join(&n, &info).await {
             Ok(j) => j,
             Err(e) => return Err(fail(driver_error(&n, e), true).await),
@@ -168,6 +183,10 @@ impl NetworkStore {
                 ifname.trim_start_matches(|c: char| !c.is_ascii_digit())
             ),
             None => ifname.to_owned(),
+        };
+        let mac = match member.config.mac() {
+            Ok(m) => m,
+            Err(e) => return Err(fail(e, true).await),
         };
         let mac = if joined.src_name.is_empty() {
             // Docker: an empty SrcName moves nothing into the sandbox.
@@ -195,8 +214,10 @@ impl NetworkStore {
                     address,
                     prefix: pool.subnet.prefix,
                     gateway: Some(gateway),
-                    default_route: joined.default_route && member.primary,
+                    // An internal network gives no way out.
+                    default_route: joined.default_route && member.primary && !n.internal,
                     routes: joined.static_routes.clone(),
+                    mac,
                 },
             )
             .await;
@@ -216,6 +237,7 @@ impl NetworkStore {
         let recorded = self.update(&n.id, |n| {
             if let Some(m) = n.members.get_mut(container_id) {
                 m.endpoint = Some(endpoint);
+                m.pending_endpoint = None;
             }
         });
         if let Err(e) = recorded {

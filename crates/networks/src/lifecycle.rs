@@ -25,7 +25,7 @@ impl NetworkStore {
     /// networks are refused; without a subnet a default pool not used by another network or a
     /// host interface is picked), tells the driver, persists.
     pub async fn create(&self, req: CreateNetwork) -> Result<Network, NetworkError> {
-        berth_state::validate_name("network", &req.name)?;
+        validate_network_name(&req.name)?;
         let _claim = self.claim_name(&req.name)?;
         let driver_name = if req.driver.is_empty() {
             "bridge".to_owned()
@@ -97,6 +97,9 @@ impl NetworkStore {
             pool: Some(pool),
             ipam_pool_id: pool_id.clone(),
             members: BTreeMap::new(),
+            internal: req.internal,
+            enable_ipv6: req.enable_ipv6,
+            attachable: req.attachable,
         };
         let release_pool = || async {
             if let (Some(ipam), Some(pool_id)) = (&ipam, &pool_id)
@@ -277,5 +280,42 @@ impl Drop for Claim<'_> {
         let mut pending = lock(&self.store.pending);
         pending.names.remove(&self.name);
         pending.subnets.retain(|(n, _)| n != &self.name);
+    }
+}
+
+/// Network names as Docker takes them: any printable text (spaces too, `test 01`) up to
+/// [`berth_state::MAX_NAME_LEN`] bytes, but no `/` (it could not be named in a URL path) and no
+/// leading or trailing blank. Names are never used as paths (records and bridges go by id).
+pub fn validate_network_name(name: &str) -> Result<(), NetworkError> {
+    let why = if name.is_empty() {
+        "must not be empty"
+    } else if name.len() > berth_state::MAX_NAME_LEN {
+        "too long"
+    } else if name.contains('/') {
+        "must not contain /"
+    } else if name.chars().any(char::is_control) {
+        "must not contain control characters"
+    } else if name.trim() != name {
+        "must not start or end with a blank"
+    } else {
+        return Ok(());
+    };
+    Err(NetworkError::Invalid(format!(
+        "invalid network name {name:?}: {why}"
+    )))
+}
+
+#[cfg(test)]
+mod name_tests {
+    #[test]
+    fn network_names_take_spaces_not_slashes() {
+        use super::validate_network_name as v;
+        assert!(v("test 01").is_ok());
+        assert!(v("plain-net_1.x").is_ok());
+        assert!(v("").is_err());
+        assert!(v("a/b").is_err());
+        assert!(v(" lead").is_err());
+        assert!(v("tab\there").is_err());
+        assert!(v(&"n".repeat(200)).is_err());
     }
 }

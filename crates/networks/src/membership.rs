@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use berth_state::rollback::Rollback;
 
+use crate::EndpointConfig;
 use crate::error::NetworkError;
 use crate::model::{Attachment, Member, Network};
 use crate::store::NetworkStore;
@@ -56,6 +57,27 @@ impl NetworkStore {
         ip: &str,
         aliases: &[String],
     ) -> Result<(), NetworkError> {
+        self.register_with(
+            container_id,
+            container_name,
+            mode,
+            ip,
+            aliases,
+            EndpointConfig::default(),
+        )
+    }
+
+    /// [`NetworkStore::register`] with the endpoint's other settings (links, MAC address, ...).
+    pub fn register_with(
+        &self,
+        container_id: &str,
+        container_name: &str,
+        mode: &str,
+        ip: &str,
+        aliases: &[String],
+        config: EndpointConfig,
+    ) -> Result<(), NetworkError> {
+        config.validate()?;
         let n = self.for_mode(mode)?;
         if n.attachment != Attachment::Driver {
             return Ok(());
@@ -69,8 +91,10 @@ impl NetworkStore {
                     primary: true,
                     requested_ip,
                     endpoint: None,
+                    pending_endpoint: None,
                     seq: 0,
                     aliases: aliases.to_vec(),
+                    config,
                 },
             );
         })?;
@@ -154,6 +178,33 @@ impl NetworkStore {
         aliases: &[String],
         running: bool,
     ) -> Result<(), NetworkError> {
+        self.connect_with(
+            network,
+            container_id,
+            container_name,
+            mode,
+            ip,
+            aliases,
+            running,
+            EndpointConfig::default(),
+        )
+        .await
+    }
+
+    /// [`NetworkStore::connect`] with the endpoint's other settings (links, MAC address, ...).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn connect_with(
+        &self,
+        network: &str,
+        container_id: &str,
+        container_name: &str,
+        mode: &str,
+        ip: &str,
+        aliases: &[String],
+        running: bool,
+        config: EndpointConfig,
+    ) -> Result<(), NetworkError> {
+        config.validate()?;
         let _container = self.container_ops.lock(container_id).await;
         let n = self.get(network)?;
         let primary = self.for_mode(mode)?;
@@ -183,8 +234,10 @@ impl NetworkStore {
                     primary: false,
                     requested_ip,
                     endpoint: None,
+                    pending_endpoint: None,
                     seq,
                     aliases: aliases.to_vec(),
+                    config,
                 },
             );
         })?;

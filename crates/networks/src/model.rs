@@ -47,6 +47,10 @@ pub struct Member {
     /// Present while the container runs.
     #[serde(default)]
     pub endpoint: Option<Endpoint>,
+    /// The id of an endpoint being wired (recorded before the driver makes its links, replaced
+    /// by `endpoint` once wired): what a crash in between left is found by it at the next boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_endpoint: Option<String>,
     /// Order of connection (interfaces are numbered in this order at start).
     #[serde(default)]
     pub seq: u64,
@@ -54,6 +58,9 @@ pub struct Member {
     /// service names), for the embedded resolver ([`crate::dns`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Links, driver options, IPv6/link-local addresses, MAC address as asked for.
+    #[serde(default)]
+    pub config: crate::EndpointConfig,
 }
 
 /// One network as the engine knows it (persisted for the non-host, non-none networks).
@@ -80,6 +87,15 @@ pub struct Network {
     /// Containers connected, by container id.
     #[serde(default)]
     pub members: BTreeMap<String, Member>,
+    /// No default route for its containers: they reach each other and nothing beyond.
+    #[serde(default)]
+    pub internal: bool,
+    /// Kept and shown; Berth assigns no IPv6 addresses (a documented difference).
+    #[serde(default, rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    /// Kept and shown (every Berth network takes `network connect`).
+    #[serde(default)]
+    pub attachable: bool,
 }
 
 pub(crate) fn default_ipam() -> String {
@@ -114,6 +130,9 @@ pub struct CreateNetwork {
     pub ipam_config: Vec<(String, Option<String>, Option<String>)>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    pub internal: bool,
+    pub enable_ipv6: bool,
+    pub attachable: bool,
 }
 
 pub(crate) fn builtin(name: &str, driver: &str, attachment: Attachment) -> Network {
@@ -133,6 +152,9 @@ pub(crate) fn builtin(name: &str, driver: &str, attachment: Attachment) -> Netwo
         pool: None,
         ipam_pool_id: None,
         members: BTreeMap::new(),
+        internal: false,
+        enable_ipv6: false,
+        attachable: false,
     }
 }
 

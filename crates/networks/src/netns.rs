@@ -267,6 +267,8 @@ pub struct Plumbing {
     pub default_route: bool,
     /// Extra routes `(destination, via)`.
     pub routes: Vec<(crate::ipam::Subnet, Ipv4Addr)>,
+    /// The MAC address to give the interface (`None`: keep the one it has).
+    pub mac: Option<[u8; 6]>,
 }
 
 /// Moves `p.src_name` into the namespace at `netns`, renames it, addresses it, brings it up and
@@ -316,6 +318,17 @@ pub async fn plumb(netns: &Path, p: Plumbing) -> Result<String, NetworkError> {
             .execute()
             .await
             .map_err(nl(format!("renaming {} to {}", p.src_name, p.dst_name)))?;
+        if let Some(mac) = p.mac {
+            h.link()
+                .set(
+                    LinkUnspec::new_with_index(idx)
+                        .address(mac.to_vec())
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nl(format!("setting the MAC address of {}", p.dst_name)))?;
+        }
         h.address()
             .add(idx, IpAddr::V4(p.address), p.prefix)
             .execute()

@@ -80,7 +80,8 @@ impl NetworkStore {
 
     /// Loads `<root>/networks/*/network.json`, creates the default `bridge` network on first
     /// use, and drops endpoints a previous engine left behind (their containers are not running
-    /// any more; starting them wires new endpoints).
+    /// any more; starting them wires new endpoints), except those a plugin is still owed the
+    /// tear-down of ([`crate::owed`]).
     pub fn load(root: &Path) -> Result<LoadedNetworks, NetworkError> {
         let records = RecordDir::<Network>::open(root.join("networks"), RECORD_FILE, "network")?;
         let netns_dir = root.join("netns");
@@ -91,13 +92,26 @@ impl NetworkStore {
         let loaded = records.load_all()?;
         let mut stale = Vec::new();
         for (dir_name, mut n) in loaded.records {
+            // Endpoints that owe a plugin its tear-down stay recorded until it is sent
+            // (`crate::owed`); the others are dropped here.
+            let keep = crate::owed::owes_plugins(&n);
             let before = stale.len();
+            let mut pending = false;
             for m in n.members.values_mut() {
-                if let Some(ep) = m.endpoint.take() {
+                let ep = if keep {
+                    m.endpoint.clone()
+                } else {
+                    m.endpoint.take()
+                };
+                if let Some(ep) = ep {
                     stale.push((n.id.clone(), ep.id));
                 }
+                if let Some(ep) = m.pending_endpoint.take() {
+                    stale.push((n.id.clone(), ep));
+                    pending = true;
+                }
             }
-            if stale.len() > before {
+            if (stale.len() > before && !keep) || pending {
                 records.store(&dir_name, &n)?;
             }
             networks.push(n);

@@ -1,13 +1,14 @@
 //! Group 1, handshake: every version is asked (`/v2/handshake` with Berth's offer, `/v1/handshake`,
 //! `/Plugin.Activate`); each must answer 200 or "not this version" (404/405/501) within the
 //! deadline, with well-typed fields, and the same answer when asked again. plugin-host's own
-//! negotiation must then pick the highest version that answered. What the answers declare
-//! decides which other groups run.
+//! negotiation must then pick the highest version that answered. A v2 plugin subscribed to
+//! `sync` must answer one. What the answers declare decides which other groups run.
 
 use berth_plugin_host::negotiate;
 use berth_plugin_protocol::Protocol;
 use berth_plugin_protocol::mvp::HandshakeV2Request;
-use serde_json::Value;
+use berth_plugin_protocol::sync::V2_SYNC_PATH;
+use serde_json::{Value, json};
 
 use crate::wire::{Call, field};
 use crate::{Ctx, Detected, Group, Outcome, verdict};
@@ -290,6 +291,44 @@ pub async fn run(ctx: &mut Ctx) -> Found {
         ctx.must(G, "negotiation", "c-hs-versions", outcome, Some(&shown));
     }
 
+    // A v2 plugin subscribed to `sync` answers one (an empty engine, plus a key it does not
+    // know), and the same sync again the same way.
+    if found.interests(Protocol::V2).iter().any(|i| i == "sync") {
+        let body = json!({"Reason": "load", "Plugin": "berth-check", "Volumes": [],
+            "Networks": [], "Containers": [], "BerthCheckExtra": true});
+        let first = ctx.probe.post(V2_SYNC_PATH, &body).await;
+        let outcome = match first.answer() {
+            None => Outcome::Fail(format!("no answer: {}", first.describe())),
+            Some(a) if a.status == 404 => Outcome::Fail(
+                "the handshake subscribes to sync but /v2/sync answers 404".to_owned(),
+            ),
+            Some(a) if a.ok() || a.proper_error() => Outcome::Pass,
+            Some(a) => Outcome::Fail(format!(
+                "a sync must be answered 200 or with an error carrying a non-empty Err, got HTTP {}",
+                a.status
+            )),
+        };
+        ctx.must(G, "sync-answer", "c-sync-answer", outcome, Some(&first));
+        let again = ctx.probe.post(V2_SYNC_PATH, &body).await;
+        let same = match (first.answer(), again.answer()) {
+            (Some(a), Some(b)) => a.status == b.status,
+            _ => false,
+        };
+        ctx.must(
+            G,
+            "sync-repeat",
+            "c-sync-answer",
+            verdict(same, || {
+                format!(
+                    "the same sync twice got different answers: {}, then {}",
+                    first.describe(),
+                    again.describe()
+                )
+            }),
+            Some(&again),
+        );
+    }
+
     // Unknown methods are "not implemented".
     let unknown = ctx.probe.post_empty("/BerthCheck.NoSuchMethod").await;
     ctx.must(
@@ -382,12 +421,13 @@ pub fn fields_problems(proto: Protocol, v: &Value) -> Vec<String> {
                     Some(x) => p.push(format!("Subscriptions must be an object, got {x}")),
                 }
             }
-            if !points
-                .iter()
-                .any(|i| matches!(i.as_str(), "volume" | "network" | "api"))
-            {
+            // `sync` (v2 only) is a point too: a v2 driver plugin may declare nothing else.
+            if !points.iter().any(|i| {
+                matches!(i.as_str(), "volume" | "network" | "api")
+                    || (proto == Protocol::V2 && i == "sync")
+            }) {
                 p.push(
-                    "declares no known extension point (volume, network, api): it would get no calls"
+                    "declares no known extension point (volume, network, api; sync for v2): it would get no calls"
                         .to_owned(),
                 );
             }

@@ -1,13 +1,11 @@
-//! `--image IMAGE -- CMD…`: starts the plugin command as a host process, emulating what
-//! `plugin load` gives a plugin container, so it can be checked without a daemon.
+//! A plugin command started as a plain host process, for the kit's own tests (no root needed):
+//! `berth plugin check --image` does not use it, it runs the plugin as a container the way
+//! `plugin load` does (`berth_engine::standalone`).
 //!
-//! `plugin load` bind-mounts a fresh per-plugin host directory at `/var/run/docker/` inside the
-//! container and waits for `/var/run/docker/plugin.sock`. Here the command runs on the host, in a
-//! fresh temporary directory `D` (its working directory), with `PLUGIN_SOCKET=D/plugin.sock` (the
-//! variable the SDK examples read for their socket) and `BERTH_PLUGIN_IMAGE=IMAGE` in its
-//! environment; the kit waits for `D/plugin.sock` to accept connections. `CMD` is resolved on the
-//! host's `PATH`, not in the image: check the binary you put in the image. The process is stopped
-//! (SIGTERM, then SIGKILL) and `D` removed when the check ends.
+//! The command runs on the host in a fresh temporary directory `D` (its working directory), with
+//! `PLUGIN_SOCKET=D/plugin.sock` (the variable the SDK examples read for their socket) and
+//! `BERTH_PLUGIN_IMAGE=IMAGE` in its environment; [`launch`] waits for `D/plugin.sock` to accept
+//! connections. [`Launched::stop`] stops the process (SIGTERM, then SIGKILL) and removes `D`.
 
 use std::path::PathBuf;
 use std::process::Stdio;

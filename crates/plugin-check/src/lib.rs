@@ -13,7 +13,7 @@
 //! 6. [`robustness`]: concurrent calls, repeats, dropped connections, a slow client.
 //!
 //! The library is usable from `cargo test`: [`run`] returns a [`Report`]. [`launch`] starts a
-//! plugin command the way `plugin load` would run it, for `--image`.
+//! plugin command as a host process for such tests (`berth plugin check --image` runs a container).
 
 pub mod api;
 pub mod handshake;

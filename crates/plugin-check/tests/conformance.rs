@@ -258,6 +258,11 @@ async fn example_plugins_pass() {
     let flocker = bin("flocker");
     let hello = bin("hello-volume");
     let test_plugin = format!("exec {} --socket \"$PLUGIN_SOCKET\"", bin("test-plugin"));
+    let ledger_dir = store.path().join("ledger").display().to_string();
+    let ledger = format!(
+        "exec {} --socket \"$PLUGIN_SOCKET\" --dir {ledger_dir}",
+        bin("ledger")
+    );
     let cases: Vec<(&str, Vec<&str>, BTreeSet<Group>)> = vec![
         (
             "flocker",
@@ -278,6 +283,11 @@ async fn example_plugins_pass() {
             "hello-volume",
             vec![&hello, "--root", &root],
             [Group::Volume, Group::Network, Group::Api].into(),
+        ),
+        (
+            "ledger",
+            vec!["sh", "-c", &ledger],
+            [Group::VolumeHook, Group::Api].into(),
         ),
         (
             "test-plugin",

@@ -55,7 +55,7 @@ impl PluginHost {
         failures
     }
 
-    async fn boot_one(&self, p: Arc<LoadedPlugin>) -> Result<PluginRecord, HostError> {
+    pub(crate) async fn boot_one(&self, p: Arc<LoadedPlugin>) -> Result<PluginRecord, HostError> {
         let rec = p.record.clone();
         let mut opts = rec.options.clone();
         opts.name = Some(rec.name.clone());
@@ -131,6 +131,7 @@ impl PluginHost {
 
     /// Stops every container plugin, in reverse load order (daemon shutdown). The registry is kept.
     pub async fn shutdown(&self) {
+        self.finish_retiring().await;
         for p in self.snapshot().iter().rev() {
             p.client.close_idle();
             if let Some(id) = &p.record.container_id {

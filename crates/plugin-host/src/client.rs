@@ -60,12 +60,48 @@ pub struct PluginClient {
     dials: AtomicU64,
 }
 
-/// A kept-alive connection with its deadline timer. The timer lives as long as the connection, so
-/// a call only moves its deadline (an atomic store while the new deadline is later than the one
-/// the timer wheel holds) instead of registering a new timer every call.
+/// hyper's half of a connection that reads and writes the socket; `None` once it ended (dropped
+/// then, which fails whatever still waits on it).
+type Driver = Option<Pin<Box<http1::Connection<TokioIo<UnixStream>, Full<Bytes>>>>>;
+
+/// A kept-alive connection: the request half, the connection half and the deadline timer. The
+/// caller's task drives the connection half while its call runs (no task of its own: handing
+/// each request and reply between two tasks cost two wake-ups per call, across worker threads in
+/// the daemon's multi-threaded runtime); an idle connection is not polled, so a close by the
+/// plugin is noticed by the next call, which then retries on a new connection. The timer lives
+/// as long as the connection, so a call only moves its deadline (an atomic store while the new
+/// deadline is later than the one the timer wheel holds) instead of registering a new timer
+/// every call.
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
+    driver: Driver,
     timer: Pin<Box<Sleep>>,
+}
+
+/// The connection half: a request half and its driver.
+struct Link {
+    sender: SendRequest<Full<Bytes>>,
+    driver: Driver,
+}
+
+/// Runs `fut` while driving the connection. Once the connection has ended (a close after the
+/// reply, say), `fut` resolves from what hyper delivered before the end (a reply, or hyper's
+/// error for a request it could not complete).
+async fn driving<T>(driver: &mut Driver, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::pin!(fut);
+    if let Some(conn) = driver.as_mut() {
+        tokio::select! {
+            biased;
+            out = &mut fut => return out,
+            ended = conn.as_mut() => {
+                *driver = None;
+                if let Err(e) = ended {
+                    tracing::debug!("plugin connection ended: {e}");
+                }
+            }
+        }
+    }
+    fut.await
 }
 
 impl std::fmt::Debug for PluginClient {
@@ -178,9 +214,13 @@ impl PluginClient {
     ) -> Result<RawReply, PluginError> {
         let until = Instant::now() + deadline;
         let (reused, mut timer) = match self.take_idle() {
-            Some(Conn { sender, mut timer }) => {
+            Some(Conn {
+                sender,
+                driver,
+                mut timer,
+            }) => {
                 timer.as_mut().reset(until);
-                (Some(sender), timer)
+                (Some(Link { sender, driver }), timer)
             }
             None => (None, Box::pin(tokio::time::sleep_until(until))),
         };
@@ -190,8 +230,12 @@ impl PluginClient {
             () = timer.as_mut() => return Err(self.error(path, CallErrorKind::Deadline(deadline))),
         };
         match outcome {
-            Ok((reply, sender)) => {
-                self.put_idle(Conn { sender, timer });
+            Ok((reply, Link { sender, driver })) => {
+                self.put_idle(Conn {
+                    sender,
+                    driver,
+                    timer,
+                });
                 Ok(reply)
             }
             Err(SendError::Connect(e)) => {
@@ -224,30 +268,41 @@ impl PluginClient {
         &self,
         path: &str,
         body: Bytes,
-        reused: Option<SendRequest<Full<Bytes>>>,
+        reused: Option<Link>,
         until: Instant,
         max_reply: usize,
-    ) -> Result<(RawReply, SendRequest<Full<Bytes>>), SendError> {
+    ) -> Result<(RawReply, Link), SendError> {
         let bounds = (until, max_reply);
-        if let Some(sender) = reused {
+        if let Some(link) = reused {
             // A reused connection may have been closed by the plugin (restart, idle close) before
             // our request went out; then retry once on a fresh one. Anything later is not retried.
-            match Self::send_once(sender, path, body.clone(), true, bounds).await {
+            match Self::send_once(link, path, body.clone(), true, bounds).await {
                 Err(SendError::Stale(_)) => {}
                 other => return other,
             }
         }
-        let sender = self.dial().await?;
-        Self::send_once(sender, path, body, false, bounds).await
+        let link = self.dial().await?;
+        Self::send_once(link, path, body, false, bounds).await
     }
 
     async fn send_once(
-        mut sender: SendRequest<Full<Bytes>>,
+        Link {
+            mut sender,
+            mut driver,
+        }: Link,
         path: &str,
         body: Bytes,
         reused: bool,
         (until, max_reply): (Instant, usize),
-    ) -> Result<(RawReply, SendRequest<Full<Bytes>>), SendError> {
+    ) -> Result<(RawReply, Link), SendError> {
+        // An idle connection is not polled: a close by the plugin is seen here.
+        if let Err(e) = driving(&mut driver, sender.ready()).await {
+            return Err(if reused {
+                SendError::Stale(e.to_string())
+            } else {
+                SendError::Other(e.to_string())
+            });
+        }
         let has_body = !body.is_empty();
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
@@ -262,7 +317,7 @@ impl PluginClient {
         }
         let budget = until.saturating_duration_since(Instant::now()).as_millis() as u64;
         headers.insert(DEADLINE_HEADER, HeaderValue::from(budget));
-        let resp = match sender.send_request(req).await {
+        let resp = match driving(&mut driver, sender.send_request(req)).await {
             Ok(r) => r,
             Err(e) if reused && (e.is_canceled() || e.is_closed() || never_taken(&e)) => {
                 return Err(SendError::Stale(e.to_string()));
@@ -280,24 +335,26 @@ impl PluginClient {
         if declared.is_some_and(|n| n > max_reply as u64) {
             return Err(SendError::TooLarge(max_reply));
         }
-        let body = Limited::new(resp.into_body(), max_reply)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<LengthLimitError>() {
-                    SendError::TooLarge(max_reply)
-                } else {
-                    SendError::Other(format!("reading reply: {e}"))
-                }
-            })?
-            .to_bytes();
-        Ok((RawReply { status, body }, sender))
+        let body = driving(
+            &mut driver,
+            Limited::new(resp.into_body(), max_reply).collect(),
+        )
+        .await
+        .map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                SendError::TooLarge(max_reply)
+            } else {
+                SendError::Other(format!("reading reply: {e}"))
+            }
+        })?
+        .to_bytes();
+        Ok((RawReply { status, body }, Link { sender, driver }))
     }
 
     fn take_idle(&self) -> Option<Conn> {
         let mut idle = berth_state::lock(&self.idle);
         while let Some(c) = idle.pop() {
-            if !c.sender.is_closed() && c.sender.is_ready() {
+            if !c.sender.is_closed() {
                 return Some(c);
             }
         }
@@ -305,7 +362,7 @@ impl PluginClient {
     }
 
     fn put_idle(&self, conn: Conn) {
-        if conn.sender.is_closed() {
+        if conn.sender.is_closed() || conn.driver.is_none() {
             return;
         }
         let mut idle = berth_state::lock(&self.idle);
@@ -314,7 +371,7 @@ impl PluginClient {
         }
     }
 
-    async fn dial(&self) -> Result<SendRequest<Full<Bytes>>, SendError> {
+    async fn dial(&self) -> Result<Link, SendError> {
         let stream = UnixStream::connect(&self.socket)
             .await
             .map_err(SendError::Connect)?;
@@ -322,12 +379,10 @@ impl PluginClient {
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Other(format!("http handshake: {e}")))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("plugin connection ended: {e}");
-            }
-        });
-        Ok(sender)
+        Ok(Link {
+            sender,
+            driver: Some(Box::pin(conn)),
+        })
     }
 
     /// `POST path` with `req` as JSON, Docker's response rules, decoding the reply into `Resp`

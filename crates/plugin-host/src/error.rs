@@ -30,6 +30,14 @@ pub enum HostError {
     /// No such plugin.
     #[error("plugin \"{0}\" is not loaded")]
     NotFound(String),
+    /// `plugin enable` of a plugin that is not Failed (only a Failed one is revived).
+    #[error("plugin \"{name}\" is {state}, not failed: nothing to restart")]
+    NotFailed {
+        /// Plugin name.
+        name: String,
+        /// Its state.
+        state: String,
+    },
     /// Negotiation failed.
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
@@ -98,7 +106,9 @@ impl HostError {
     /// The error class (for the API's one error→HTTP map).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            HostError::Conflict(_) | HostError::Locked { .. } => ErrorKind::Conflict,
+            HostError::Conflict(_) | HostError::Locked { .. } | HostError::NotFailed { .. } => {
+                ErrorKind::Conflict
+            }
             HostError::NotFound(_) | HostError::Discovery(DiscoveryError::NotFound { .. }) => {
                 ErrorKind::NotFound
             }

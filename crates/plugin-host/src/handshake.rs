@@ -270,10 +270,17 @@ const V2_KEYS: &[&str] = &[
     "FailurePolicy",
 ];
 /// Keys of `Subscriptions` (v2).
-const SUBSCRIPTION_KEYS: &[&str] = &["volume", "network", "api"];
+const SUBSCRIPTION_KEYS: &[&str] = &["volume", "network", "api", "sync"];
 /// Keys that decide what the plugin is called for: a misspelling of one is refused, because
 /// the default it falls back to (no interests, or every event) is never what was meant.
-const DECIDING_KEYS: &[&str] = &["InterestedIn", "Subscriptions", "volume", "network", "api"];
+const DECIDING_KEYS: &[&str] = &[
+    "InterestedIn",
+    "Subscriptions",
+    "volume",
+    "network",
+    "api",
+    "sync",
+];
 
 /// Levenshtein distance, case-insensitive (handshake keys are short: quadratic is fine).
 pub fn edit_distance(a: &str, b: &str) -> usize {
@@ -392,7 +399,10 @@ fn decode(proto: Protocol, body: &[u8]) -> Result<Negotiated, Undecodable> {
             }
         }
         Protocol::V1 => {
-            let h: HandshakeV1 = serde_json::from_value(value).map_err(malformed)?;
+            let mut h: HandshakeV1 = serde_json::from_value(value).map_err(malformed)?;
+            // `sync` is a v2 message: a v1 plugin naming it gets nothing for it.
+            h.interested_in
+                .retain(|i| !i.eq_ignore_ascii_case(berth_plugin_protocol::mvp::SYNC));
             Negotiated {
                 protocol: proto,
                 subscriptions: Subscriptions::all_for(&h.interested_in),
@@ -519,6 +529,38 @@ mod tests {
         assert_eq!(n.protocol, Protocol::V1);
         assert_eq!(n.name, "old");
         assert_eq!(n.interests, vec!["volume"]);
+    }
+
+    #[tokio::test]
+    async fn sync_is_a_v2_interest_and_ignored_over_v1() {
+        use berth_plugin_protocol::sync::SyncReason;
+        let n = run(&[(
+            "/v2/handshake",
+            "200 OK",
+            r#"{"Name":"drv","Subscriptions":{"sync":{"Reasons":["restart"]}}}"#,
+        )])
+        .await
+        .unwrap();
+        assert_eq!(n.interests, vec!["sync"]);
+        assert!(n.subscriptions.wants_sync(SyncReason::Restart));
+        assert!(!n.subscriptions.wants_sync(SyncReason::Load));
+        let n = run(&[(
+            "/v1/handshake",
+            "200 OK",
+            r#"{"Name":"old","InterestedIn":["volume","sync"]}"#,
+        )])
+        .await
+        .unwrap();
+        assert_eq!(n.interests, vec!["volume"]);
+        assert!(n.subscriptions.sync.is_none());
+        let e = run(&[(
+            "/v2/handshake",
+            "200 OK",
+            r#"{"Name":"typo","InterestedIn":["volume"],"Subscriptions":{"synk":{}}}"#,
+        )])
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("did you mean \"sync\""), "{e}");
     }
 
     #[tokio::test]

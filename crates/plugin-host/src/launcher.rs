@@ -1,8 +1,10 @@
 //! The seam to the engine: plugins are "system containers", but plugin-host sits below the engine,
-//! so it asks a [`PluginLauncher`] (implemented by the engine) to start and stop them.
+//! so it asks a [`PluginLauncher`] (implemented by the engine) to start and stop them, and to list
+//! the objects a plugin handles for its `sync` message.
 
 use std::path::PathBuf;
 
+use berth_plugin_protocol::sync::SyncRequest;
 use futures::future::BoxFuture;
 
 /// What to launch: the plugin container, with `socket_dir` bind-mounted at `/var/run/docker/`
@@ -75,8 +77,24 @@ pub trait PluginLauncher: Send + Sync {
     ) -> BoxFuture<'_, Result<(), LaunchError>> {
         self.stop(container_id)
     }
+    /// Stops a plugin container without removing it (SIGTERM, `grace`, SIGKILL), so progress can
+    /// tell the stop from the removal; [`Self::stop_with_grace`] then removes it. The default does
+    /// nothing (the removal stops it).
+    fn halt(
+        &self,
+        _container_id: &str,
+        _grace: Option<std::time::Duration>,
+    ) -> BoxFuture<'_, Result<(), LaunchError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// How long a stopped plugin container gets between SIGTERM and SIGKILL, when known.
     fn stop_grace(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// The objects plugin `plugin` handles (volumes and networks whose driver it is, their
+    /// endpoints and the containers using them), for its v2 `sync` message (`Reason` and
+    /// `Plugin` are filled in by the host). `None`: the launcher cannot tell, and no sync is sent.
+    fn sync_objects(&self, _plugin: &str) -> Option<SyncRequest> {
         None
     }
     /// Starts an existing plugin container again (daemon boot). The default launches nothing and

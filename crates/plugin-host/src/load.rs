@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_plugin_protocol::sync::SyncReason;
 use berth_state::rollback::Rollback;
 
 use crate::client::PluginClient;
@@ -70,30 +71,62 @@ impl PluginHost {
         })
     }
 
+    /// Registers `record` at the end of the load order, or in place of a Failed plugin of the
+    /// same name (loading a plugin again after it crash-looped or failed at boot); the replaced
+    /// one's container is stopped and removed in the background.
     pub(crate) async fn register(
         &self,
         record: PluginRecord,
     ) -> Result<Arc<LoadedPlugin>, HostError> {
         let _ops = self.ops.lock().await;
-        if self.get(&record.name).is_some() {
-            return Err(HostError::Conflict(record.name));
-        }
+        let failed = match self.get(&record.name) {
+            Some(p) if p.state() == PluginState::Failed => Some(p),
+            Some(_) => return Err(HostError::Conflict(record.name)),
+            None => None,
+        };
         let plugin = Arc::new(LoadedPlugin::new(
             record,
             PluginState::Active,
             self.config.caps,
         ));
         let mut undo = Rollback::new("plugin registration");
-        self.swap(|v| v.push(plugin.clone()));
         let added = plugin.clone();
-        undo.push_sync(format!("unregister {}", plugin.name()), move || {
-            self.swap(|v| v.retain(|p| !Arc::ptr_eq(p, &added)));
-        });
+        match failed.clone() {
+            Some(old) => {
+                let new = plugin.clone();
+                self.swap(|v| {
+                    if let Some(slot) = v.iter_mut().find(|p| Arc::ptr_eq(p, &old)) {
+                        *slot = new;
+                    }
+                });
+                undo.push_sync(
+                    format!("put failed plugin {} back", plugin.name()),
+                    move || {
+                        self.swap(|v| {
+                            if let Some(slot) = v.iter_mut().find(|p| Arc::ptr_eq(p, &added)) {
+                                *slot = old;
+                            }
+                        });
+                    },
+                );
+            }
+            None => {
+                self.swap(|v| v.push(plugin.clone()));
+                undo.push_sync(format!("unregister {}", plugin.name()), move || {
+                    self.swap(|v| v.retain(|p| !Arc::ptr_eq(p, &added)));
+                });
+            }
+        }
         undo.check(self.persist()).await?;
         undo.commit();
         self.readiness.set(plugin.name(), ReadyState::Ready);
         // The output of an earlier failed load of this name is kept until this load.
         let _ = std::fs::remove_file(self.failed_log_path(plugin.name()));
+        if let Some(old) = failed {
+            self.retire_in_background(old, None);
+        }
+        // Catch-up (v2 plugins that subscribed): never fails the load.
+        self.sync_plugin(&plugin, SyncReason::Load).await;
         Ok(plugin)
     }
 

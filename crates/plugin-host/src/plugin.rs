@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::client::{CallErrorKind, PluginClient, PluginError};
+use crate::crash_loop::ExitWindow;
 use crate::limits::{CallFamily, Caps, Deadlines};
 use crate::record::{HookStats, PluginRecord, PluginState};
 
@@ -22,6 +23,8 @@ struct Runtime {
     state: PluginState,
     last_error: Option<String>,
     hooks: BTreeMap<String, HookStats>,
+    /// When its container exited unasked, within the crash-loop window.
+    exits: ExitWindow,
 }
 
 /// A registered plugin: its record, its client and its runtime counters.
@@ -61,6 +64,7 @@ impl LoadedPlugin {
                 state,
                 last_error,
                 hooks: BTreeMap::new(),
+                exits: ExitWindow::default(),
             }),
             inflight: AtomicUsize::new(0),
         }
@@ -133,6 +137,12 @@ impl LoadedPlugin {
 
     pub(crate) fn set_state(&self, s: PluginState) {
         berth_state::lock(&self.runtime).state = s;
+    }
+
+    /// Records an unasked exit of the plugin's container at `now`, forgets the ones older than
+    /// `window`, and returns how many are left (this one included).
+    pub(crate) fn record_exit(&self, now: Instant, window: Duration) -> usize {
+        berth_state::lock(&self.runtime).exits.record(now, window)
     }
 
     /// Per-hook counters.

@@ -15,6 +15,7 @@ use std::time::Duration;
 use berth_plugin_protocol::mvp::HandshakeV2Request;
 use berth_state::LoadWarning;
 
+use crate::crash_loop::CrashLoopLimit;
 use crate::discovery;
 use crate::error::HostError;
 use crate::launcher::PluginLauncher;
@@ -47,11 +48,13 @@ pub struct HostConfig {
     pub locked: BTreeMap<String, String>,
     /// Engine version sent in the v2 handshake.
     pub engine_version: String,
+    /// When a crash-looping container plugin is given up on (becomes Failed).
+    pub crash_loop: CrashLoopLimit,
 }
 
 impl HostConfig {
     /// Defaults under `root`: [`Caps::default`] (10 s api, 2 min volume, 30 s other calls), 60 s
-    /// load, 30 s drain, Docker's discovery dirs.
+    /// load, 30 s drain, Docker's discovery dirs, a plugin given up on after 5 restarts within 60 s.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
@@ -61,6 +64,7 @@ impl HostConfig {
             drain_grace: Duration::from_secs(30),
             locked: BTreeMap::new(),
             engine_version: env!("CARGO_PKG_VERSION").to_owned(),
+            crash_loop: CrashLoopLimit::default(),
         }
     }
 }
@@ -77,6 +81,9 @@ pub struct PluginHost {
     pub(crate) readiness: Arc<Readiness>,
     pub(crate) launcher: Option<Arc<dyn PluginLauncher>>,
     load_warnings: Vec<LoadWarning>,
+    /// Old plugins being retired in the background (an upgrade returns before their container is
+    /// stopped); a daemon shutdown waits for them.
+    pub(crate) retiring: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -117,6 +124,7 @@ impl PluginHost {
             ops: tokio::sync::Mutex::new(()),
             readiness,
             launcher,
+            retiring: std::sync::Mutex::new(Vec::new()),
         })
     }
 

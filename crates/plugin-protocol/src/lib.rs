@@ -6,7 +6,8 @@
 //! - [`legacy`]: Docker's `/Plugin.Activate` and the `VolumeDriver.*`, `NetworkDriver.*`,
 //!   `IpamDriver.*` and `AuthZPlugin.*` calls;
 //! - [`powerstrip`]: Powerstrip-shaped api pre/post hook messages (used by the MVP `api` extension point);
-//! - [`pattern`]: `METHOD /path/glob` patterns for api hook subscriptions.
+//! - [`pattern`]: `METHOD /path/glob` patterns for api hook subscriptions;
+//! - [`sync`]: the v2 `sync` message (catch-up after a load, boot, restart or upgrade).
 //!
 //! Decoding is lenient everywhere: unknown keys are ignored, `null` is accepted where a list or map is
 //! expected, and missing fields take their defaults. The full spec is `docs/protocol.md`.
@@ -17,6 +18,7 @@ pub mod legacy;
 pub mod mvp;
 pub mod pattern;
 pub mod powerstrip;
+pub mod sync;
 
 mod lenient;
 

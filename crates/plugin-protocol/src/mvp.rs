@@ -38,6 +38,8 @@ pub const VOLUME: &str = "volume";
 pub const NETWORK: &str = "network";
 /// See [`VOLUME`].
 pub const API: &str = "api";
+/// See [`VOLUME`] (v2 only: the [`crate::sync`] message).
+pub const SYNC: &str = crate::sync::SYNC;
 
 /// Whether a hook runs before the operation (and may change or abort it) or after it (notification).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +205,13 @@ impl HandshakeV2Request {
                 .collect(),
         );
         points.insert(API.to_owned(), vec!["pre".to_owned(), "post".to_owned()]);
+        points.insert(
+            SYNC.to_owned(),
+            crate::sync::SyncReason::ALL
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+        );
         Self {
             engine: "berth".to_owned(),
             engine_version: engine_version.to_owned(),
@@ -263,6 +272,9 @@ impl HandshakeV2 {
         }
         if subs.api.is_none() {
             subs.api = all.api;
+        }
+        if subs.sync.is_none() {
+            subs.sync = all.sync;
         }
         subs
     }
@@ -332,6 +344,9 @@ pub struct Subscriptions {
     /// Api hooks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api: Option<ApiSubscription>,
+    /// The v2 `sync` message ([`crate::sync`]); never set for v1 plugins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<crate::sync::SyncSubscription>,
 }
 
 impl Subscriptions {
@@ -354,6 +369,7 @@ impl Subscriptions {
                 pre: vec![ApiPattern::any()],
                 post: vec![ApiPattern::any()],
             }),
+            sync: has(SYNC).then(crate::sync::SyncSubscription::default),
         }
     }
 
@@ -385,6 +401,11 @@ impl Subscriptions {
             .is_some_and(|s| s.post.iter().any(|p| p.matches(method, path)))
     }
 
+    /// Whether the plugin wants a sync sent for `reason`.
+    pub fn wants_sync(&self, reason: crate::sync::SyncReason) -> bool {
+        self.sync.as_ref().is_some_and(|s| s.wants(reason))
+    }
+
     /// The extension points with a subscription, as `InterestedIn` names.
     pub fn interests(&self) -> Vec<String> {
         let mut v = Vec::new();
@@ -396,6 +417,9 @@ impl Subscriptions {
         }
         if self.api.is_some() {
             v.push(API.to_owned());
+        }
+        if self.sync.is_some() {
+            v.push(SYNC.to_owned());
         }
         v
     }

@@ -40,6 +40,7 @@ use berth_plugin_protocol::powerstrip::{
     ClientRequest, HookRequest, POWERSTRIP_PROTOCOL_VERSION, PostHookReply, PreHookReply,
     ServerResponse,
 };
+use berth_plugin_protocol::sync::{SyncReason, SyncRequest, SyncSubscription, V2_SYNC_PATH};
 use berth_plugin_protocol::{FailurePolicy, Protocol, legacy};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -470,6 +471,40 @@ impl PluginBuilder {
         self
     }
 
+    /// The v2 `sync` message (catch-up): `f` gets the objects the engine says this plugin
+    /// handles (its volumes with their mount ids and users, its networks and endpoints, the
+    /// containers using them) after each load, daemon boot, restart of its container and upgrade,
+    /// and reconciles the plugin's own state with them (`docs/protocol.md#v2-sync`). Subscribes to
+    /// every reason unless [`Self::sync_reasons`] narrows it. v1 plugins never get it.
+    pub fn sync<F, Fut, E>(mut self, f: F) -> Self
+    where
+        F: Fn(SyncRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<HandlerError>,
+    {
+        self.add_interest(mvp::SYNC);
+        if self.subscriptions.sync.is_none() {
+            self.subscriptions.sync = Some(SyncSubscription::default());
+        }
+        let f = Arc::new(f);
+        self.route_json(V2_SYNC_PATH, move |req: SyncRequest| {
+            let f = f.clone();
+            async move {
+                f(req).await.map_err(Into::into)?;
+                Ok::<_, HandlerError>(serde_json::json!({}))
+            }
+        })
+    }
+
+    /// Narrows the `sync` subscription to `reasons`.
+    pub fn sync_reasons(mut self, reasons: &[SyncReason]) -> Self {
+        self.add_interest(mvp::SYNC);
+        self.subscriptions.sync = Some(SyncSubscription {
+            reasons: reasons.to_vec(),
+        });
+        self
+    }
+
     /// Declares the `api` interest and returns the api subscription to extend.
     fn api_subscription(&mut self) -> &mut ApiSubscription {
         self.add_interest(mvp::API);
@@ -545,9 +580,17 @@ impl PluginBuilder {
 
     /// Finishes the plugin: adds the handshake routes.
     pub fn build(mut self) -> Plugin {
-        if self.answers.v1 {
+        // `sync` is a v2 message: a plugin with no other interest has nothing to say over v1.
+        let v1_points = self.interests.iter().filter(|i| *i != mvp::SYNC).count();
+        if self.answers.v1 && (v1_points > 0 || self.interests.is_empty()) {
             let hs = HandshakeV1 {
-                interested_in: self.interests.clone(),
+                // `sync` is a v2 message.
+                interested_in: self
+                    .interests
+                    .iter()
+                    .filter(|i| *i != mvp::SYNC)
+                    .cloned()
+                    .collect(),
                 name: self.name.clone(),
                 author: self.author.clone(),
                 org: self.org.clone(),

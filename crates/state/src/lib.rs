@@ -195,6 +195,23 @@ pub fn remove_dir_durable(path: &Path) -> Result<(), StateError> {
     Ok(())
 }
 
+/// Removes one file and fsyncs its directory; a missing file is not an error.
+pub fn remove_file_durable(path: &Path) -> Result<(), StateError> {
+    let err = |source| StateError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err(e)),
+    }
+    if let Some(parent) = path.parent() {
+        File::open(parent).and_then(|d| d.sync_all()).map_err(err)?;
+    }
+    Ok(())
+}
+
 /// A fresh random 64-hex-digit object id (Docker's id shape).
 pub fn new_id() -> String {
     let mut buf = [0u8; 32];

@@ -291,11 +291,14 @@ impl<T: Serialize + DeserializeOwned> RecordDir<T> {
 
 /// Loads a store kept in one JSON file (the plugin load order) with the same policy: a file that
 /// cannot be read or decoded is moved to `<parent of path>/quarantine/<kind>-<file name>-<time>`,
-/// logged, and reported; the caller starts from `None` (as if it were missing).
+/// logged, and reported; the caller starts from `None` (as if it were missing). The temporary
+/// files a crash left of it (`.<file name>.tmp<pid>.<seq>`) are removed first: call it at boot,
+/// before anything writes the file.
 pub fn load_or_quarantine<T: DeserializeOwned>(
     path: &Path,
     kind: &'static str,
 ) -> (Option<T>, Option<LoadWarning>) {
+    sweep_temp_files_of(path);
     match crate::load_json(path) {
         Ok(v) => (v, None),
         Err(e) => {
@@ -389,6 +392,25 @@ fn sweep_temp_files(dir: &Path) {
     }
 }
 
+/// Removes the temporary files of `path` (`.<file name>.tmp…` beside it) a crash left.
+fn sweep_temp_files_of(path: &Path) {
+    let (Some(dir), Some(file)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.tmp", file.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file())
+            && e.file_name().to_string_lossy().starts_with(&prefix)
+            && let Err(err) = fs::remove_file(e.path())
+        {
+            tracing::warn!(path = %e.path().display(), "removing a temporary file: {err}");
+        }
+    }
+}
+
 /// Whether `dir` holds any entry other than empty directories and temporary files. Unreadable
 /// entries count as data (when in doubt, keep).
 fn holds_files(dir: &Path) -> bool {
@@ -425,6 +447,25 @@ mod tests {
 
     fn open(root: &Path) -> RecordDir<Rec> {
         RecordDir::open(root.join("things"), "thing.json", "thing").unwrap()
+    }
+
+    /// A crash during a write of a one-file store (`plugins.json`) leaves its temporary file in
+    /// the state root, where no record directory's sweep looks: loading the store removes it, and
+    /// only it.
+    #[test]
+    fn loading_a_one_file_store_sweeps_its_temporary_files() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("order.json");
+        crate::store_json(&path, &vec![rec("a", 1)]).unwrap();
+        let tmp = root.path().join(".order.json.tmp4242.7");
+        fs::write(&tmp, b"[{\"name\": \"a\", \"n\"").unwrap();
+        let other = root.path().join(".other.json.tmp4242.8");
+        fs::write(&other, b"{").unwrap();
+        let (loaded, warning) = load_or_quarantine::<Vec<Rec>>(&path, "order");
+        assert_eq!(loaded, Some(vec![rec("a", 1)]));
+        assert!(warning.is_none());
+        assert!(!tmp.exists(), "the store's temporary file is left");
+        assert!(other.exists(), "another file's temporary file was removed");
     }
 
     #[test]

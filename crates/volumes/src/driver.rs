@@ -6,7 +6,9 @@
 //!
 //! Mount counts: the first container using a volume gets `Mount {Name, ID}` with a fresh 64-hex
 //! ID; later containers share that mount point without another call; the last one to stop gets
-//! `Unmount` with the same ID. Counts are in memory (containers do not outlive the daemon).
+//! `Unmount` with the same ID. Counts are in memory (containers do not outlive the daemon); the
+//! mount's ID is also recorded on disk while it is mounted, so that after a daemon crash its
+//! `Unmount` is still sent ([`crate::owed`]).
 //!
 //! Locking: each volume has its own async lock (the store's `ops`, keyed by name), held across
 //! that volume's driver calls (`Create`, `Mount`, `Unmount`, `Remove`), so two containers
@@ -70,7 +72,11 @@ fn hook(method: &str) -> String {
     format!("volumedriver.{}", method.to_lowercase())
 }
 
-async fn call<Req, Resp>(p: &LoadedPlugin, method: &str, req: &Req) -> Result<Resp, PluginError>
+pub(crate) async fn call<Req, Resp>(
+    p: &LoadedPlugin,
+    method: &str,
+    req: &Req,
+) -> Result<Resp, PluginError>
 where
     Req: Serialize + ?Sized,
     Resp: serde::de::DeserializeOwned,
@@ -252,6 +258,68 @@ impl VolumeStore {
         Ok((volume, true))
     }
 
+    /// The volume called `name`; one the store has no record of but a plugin driver in use
+    /// knows (`Get`) is adopted: recorded, as its create would have. That is the volume of a
+    /// create the engine's death cut between the driver's `Create` and the record, which
+    /// [`VolumeStore::list_with`] lists: without adoption it could be listed but neither
+    /// inspected nor removed.
+    pub async fn get_or_adopt(
+        &self,
+        host: Option<&PluginHost>,
+        name: &str,
+    ) -> Result<Volume, VolumeError> {
+        let missing = match self.get(name) {
+            Err(e @ VolumeError::NotFound(_)) => e,
+            found => return found,
+        };
+        let drivers: BTreeSet<String> = self
+            .list()
+            .into_iter()
+            .filter(|v| !is_local(&v.driver))
+            .map(|v| v.driver)
+            .collect();
+        for d in drivers {
+            let Ok(p) = self.driver_plugin(host, name, &d).await else {
+                continue;
+            };
+            let got: Result<GetResponse, PluginError> =
+                call(&p, "Get", &NameRequest { name: name.into() }).await;
+            let Ok(GetResponse {
+                volume: Some(x), ..
+            }) = got
+            else {
+                continue;
+            };
+            let _ops = self.ops.lock(name).await;
+            if let Ok(v) = self.get(name) {
+                return Ok(v);
+            }
+            let caps: Result<CapabilitiesResponse, PluginError> =
+                call(&p, "Capabilities", &serde_json::json!({})).await;
+            let scope = match caps {
+                Ok(c) if c.capabilities.scope == "global" => "global",
+                _ => "local",
+            };
+            let volume = Volume {
+                name: name.to_owned(),
+                driver: p.name().to_owned(),
+                mountpoint: PathBuf::from(x.mountpoint),
+                created_at: parse_created(&p, "Get", x.created_at.as_deref())
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(Utc::now),
+                labels: None,
+                options: None,
+                scope: scope.into(),
+                status: None,
+            };
+            tracing::info!(volume = name, driver = %d, "adopting a volume only its driver knew");
+            self.persist(&volume)?;
+            return Ok(volume);
+        }
+        Err(missing)
+    }
+
     /// The volume, refreshed from its plugin driver (`Get`: mountpoint, status, RFC 3339
     /// `CreatedAt`); a driver error is reported in `Status.Error` rather than failing inspect.
     pub async fn inspect_with(
@@ -259,7 +327,7 @@ impl VolumeStore {
         host: Option<&PluginHost>,
         name: &str,
     ) -> Result<Volume, VolumeError> {
-        let mut v = self.get(name)?;
+        let mut v = self.get_or_adopt(host, name).await?;
         if is_local(&v.driver) {
             return Ok(v);
         }
@@ -366,14 +434,23 @@ impl VolumeStore {
             a.users.insert(container_id.to_owned());
             return Ok(a.mountpoint.clone());
         }
+        // An Unmount a crashed daemon owed for this volume goes out before the next Mount.
+        if let Err(reason) = self.pay_owed_locked(host, name).await {
+            tracing::warn!(volume = name, %reason, "VolumeDriver.Unmount still owed");
+        }
         let id = berth_state::new_id();
         let req = MountRequest {
             name: name.to_owned(),
             id: id.clone(),
         };
-        let reply: MountResponse = call(&plugin, "Mount", &req)
-            .await
-            .map_err(Self::driver_err("mount", name))?;
+        self.record_mount(name, &id)?;
+        let reply: MountResponse = match call(&plugin, "Mount", &req).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.forget_mount(name);
+                return Err(Self::driver_err("mount", name)(e));
+            }
+        };
         let mp = reply.mountpoint;
         let bad = if mp.is_empty() {
             Some("which is empty")
@@ -390,6 +467,7 @@ impl VolumeStore {
             if let Err(e) = undo {
                 tracing::warn!(volume = name, error = %e, "VolumeDriver.Unmount after a bad mount");
             }
+            self.forget_mount(name);
             return Err(VolumeError::BadPath {
                 what: format!("volume driver \"{}\" mounted {name} at", plugin.name()),
                 path: mp,
@@ -440,7 +518,7 @@ impl VolumeStore {
         };
         let v = self.get(name)?;
         let plugin = self.driver_plugin(host, name, &v.driver).await?;
-        let _: ErrResponse = call(
+        let sent: Result<ErrResponse, _> = call(
             &plugin,
             "Unmount",
             &MountRequest {
@@ -448,8 +526,10 @@ impl VolumeStore {
                 id,
             },
         )
-        .await
-        .map_err(Self::driver_err("unmount", name))?;
+        .await;
+        // Sent (whatever the answer): nothing is owed any more.
+        self.forget_mount(name);
+        sent.map_err(Self::driver_err("unmount", name))?;
         Ok(())
     }
 
@@ -467,7 +547,7 @@ impl VolumeStore {
         name: &str,
         users: &[String],
     ) -> Result<(), VolumeError> {
-        let v = self.get(name)?;
+        let v = self.get_or_adopt(host, name).await?;
         if is_local(&v.driver) {
             let _ops = self.ops.lock(name).await;
             return self.remove(name, &self.all_users(name, users));
@@ -478,6 +558,10 @@ impl VolumeStore {
         let users = self.all_users(name, users);
         if !users.is_empty() {
             return self.remove(name, &users);
+        }
+        // An owed Unmount goes before the Remove.
+        if let Err(reason) = self.pay_owed_locked(host, name).await {
+            tracing::warn!(volume = name, %reason, "VolumeDriver.Unmount still owed");
         }
         let _: ErrResponse = call(&plugin, "Remove", &NameRequest { name: name.into() })
             .await
@@ -532,6 +616,18 @@ impl VolumeStore {
             .filter(|v| v.driver == driver)
             .map(|v| v.name.clone())
             .collect()
+    }
+
+    /// The mount of plugin volume `name` now: its mount id, mountpoint and users (`None`: not
+    /// mounted).
+    pub fn current_mount(&self, name: &str) -> Option<(String, String, Vec<String>)> {
+        self.active_lock().get(name).map(|a| {
+            (
+                a.id.clone(),
+                a.mountpoint.clone(),
+                a.users.iter().cloned().collect(),
+            )
+        })
     }
 
     fn active_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Active>> {

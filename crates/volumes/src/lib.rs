@@ -7,9 +7,11 @@
 
 pub mod driver;
 pub mod hooks;
+pub mod owed;
 
 pub use driver::{DRIVER_METHODS, SnapshotRequest};
 pub use hooks::{BindMount, BindResolution};
+pub use owed::{MountRecord, Paid};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -135,6 +137,8 @@ pub struct VolumeStore {
     volumes: Mutex<BTreeMap<String, Volume>>,
     /// Plugin-driver volumes currently mounted: mount id and users (see [`driver`]).
     active: Mutex<BTreeMap<String, driver::Active>>,
+    /// Mounts a previous daemon left recorded: their `Unmount` is owed (see [`owed`]).
+    owed: Mutex<BTreeMap<String, owed::MountRecord>>,
     /// One lock per volume name: serialises the plugin-driver operations on that volume
     /// (create, mount, unmount, remove) so mount counts stay exact. A plugin call holds only its
     /// own volume's lock; `volumes` and `active` are held for lookups and inserts only.
@@ -160,13 +164,18 @@ impl VolumeStore {
             .into_iter()
             .map(|(_, v): (String, Volume)| (v.name.clone(), v))
             .collect();
-        Ok(VolumeStore {
+        let store = VolumeStore {
             records,
             volumes: Mutex::new(volumes),
             active: Mutex::new(BTreeMap::new()),
+            owed: Mutex::new(BTreeMap::new()),
             ops: berth_state::KeyedLocks::new(),
             load_warnings: loaded.warnings,
-        })
+        };
+        let names: Vec<String> = store.lock().keys().cloned().collect();
+        let owed = store.load_owed(&names);
+        *berth_state::lock(&store.owed) = owed;
+        Ok(store)
     }
 
     /// What the load at open could not take as it was (quarantined or kept records).

@@ -45,6 +45,13 @@ pub struct DaemonArgs {
     /// Cap on the deadline of every other plugin call.
     #[arg(long, default_value = "30s", value_parser = parse::duration)]
     pub plugin_deadline_default: Duration,
+    /// Restarts of a crash-looping plugin container within --plugin-restart-window after which
+    /// the plugin is given up on (Failed, not restarted again until `plugin enable`).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub plugin_max_restarts: u32,
+    /// The sliding window --plugin-max-restarts counts restarts in.
+    #[arg(long, default_value = "60s", value_parser = parse::duration)]
+    pub plugin_restart_window: Duration,
 }
 
 /// Builds the engine's configuration from the flags and the global `--host`.
@@ -65,6 +72,10 @@ pub fn config(args: DaemonArgs, host: Option<&str>) -> Result<DaemonConfig, Stri
             volume: args.plugin_deadline_volume,
             default: args.plugin_deadline_default,
             ..Caps::default()
+        },
+        plugin_crash_loop: berth_plugin_host::CrashLoopLimit {
+            max_restarts: args.plugin_max_restarts,
+            window: args.plugin_restart_window,
         },
     })
 }
@@ -150,6 +161,10 @@ mod tests {
         assert_eq!(c.plugin_caps.api, Duration::from_secs(10));
         assert_eq!(c.plugin_caps.volume, Duration::from_secs(120));
         assert_eq!(c.plugin_caps.default, Duration::from_secs(30));
+        assert_eq!(
+            c.plugin_crash_loop,
+            berth_plugin_host::CrashLoopLimit::default()
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! `berth plugin load|ls|status|upgrade|unload`: Berth's plugin management endpoints
-//! (`/berth/plugins…`) through the raw client. `load` and `upgrade` read the engine's
-//! newline-delimited progress stream: a progress line on stderr while the engine waits for the
+//! `berth plugin load|ls|status|upgrade|unload|enable|disable`: Berth's plugin management
+//! endpoints (`/berth/plugins…`, and Docker's `/plugins/{name}/enable|disable`) through the raw
+//! client. `load`, `upgrade` and `unload` read the engine's newline-delimited progress stream: a progress line on stderr while the engine waits for the
 //! handshake, then the seed's lines ("Plugin flocker:v0.1 loaded and registered with extension
 //! points: volume", "Plugin flocker activated.").
 
@@ -35,8 +35,29 @@ pub enum PluginCommand {
     /// Show a plugin's output (its container's stdout and stderr); for a plugin that failed to
     /// load, the output of that failed load.
     Logs(LogsArgs),
+    /// Enable a disabled plugin, or start a failed one again (after a crash loop or a failed boot).
+    Enable(NameArg),
+    /// Disable a plugin: it keeps its place and container but receives no calls.
+    Disable(DisableArgs),
     /// Check a plugin against the protocol rules (conformance kit; needs no daemon).
     Check(crate::commands::plugin_check::CheckArgs),
+}
+
+/// A plugin name.
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// Plugin name.
+    pub name: String,
+}
+
+/// Flags of `plugin disable`.
+#[derive(Debug, Args)]
+pub struct DisableArgs {
+    /// Disable even while volumes or networks depend on it.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Plugin name.
+    pub name: String,
 }
 
 /// Flags of `plugin logs`.
@@ -163,6 +184,11 @@ pub async fn run(client: &Client, cmd: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Upgrade(a) => upgrade(client, a).await,
         PluginCommand::Unload(a) => unload(client, a).await,
         PluginCommand::Logs(a) => logs(client, a).await,
+        PluginCommand::Enable(a) => enable(client, &a.name, "enable", &[]).await,
+        PluginCommand::Disable(a) => {
+            let force = [("force", if a.force { "1" } else { "0" })];
+            enable(client, &a.name, "disable", &force).await
+        }
         PluginCommand::Check(a) => crate::commands::plugin_check::run(a).await,
     }
 }
@@ -343,16 +369,18 @@ async fn upgrade(client: &Client, a: UpgradeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `restarting (3 restarts, last exit 1)` for a crash-looping plugin, else its state.
+/// `restarting (3 restarts, last exit 1)` for a crash-looping plugin, `failed (5 restarts, last
+/// exit 1)` for one given up on, else its state.
 fn state_cell(p: &Value) -> String {
     let state = p["State"].as_str().unwrap_or_default();
-    if state != "restarting" {
+    let restarted = p["Restarts"].as_u64().is_some_and(|n| n > 0);
+    if state != "restarting" && !(state == "failed" && restarted) {
         return state.to_owned();
     }
     let exit = p["LastExitCode"]
         .as_i64()
         .map_or(String::new(), |c| format!(", last exit {c}"));
-    format!("restarting ({} restarts{exit})", p["Restarts"])
+    format!("{state} ({} restarts{exit})", p["Restarts"])
 }
 
 /// The `plugin ls` table.
@@ -497,28 +525,39 @@ async fn logs(client: &Client, a: LogsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `plugin unload`: streams the steps (the stop with its grace period, the removal) on stderr.
 async fn unload(client: &Client, a: UnloadArgs) -> anyhow::Result<()> {
+    let force = if a.force { "1" } else { "0" };
+    let grace = a
+        .grace
+        .map_or(String::new(), |g| format!("{}ms", g.as_millis()));
     let path = raw::with_query(
-        &format!("/berth/plugins/{}", a.name),
-        &[
-            (
-                "force",
-                if a.force {
-                    "1".to_owned()
-                } else {
-                    "0".to_owned()
-                },
-            ),
-            (
-                "grace",
-                a.grace
-                    .map_or(String::new(), |g| format!("{}ms", g.as_millis())),
-            ),
-        ],
+        &format!("/berth/plugins/{}/unload", a.name),
+        &[("force", force), ("grace", grace.as_str())],
     )?;
-    match client.raw.call::<()>(Method::DELETE, &path, None).await {
+    match streamed(client, &path, &json!({})).await {
         Ok(_) => {
             println!("{}", a.name);
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{}", crate::client::describe_error(&e));
+            Err(Exit(1).into())
+        }
+    }
+}
+
+/// `plugin enable|disable` (Docker's endpoints): `action` is `enable` or `disable`.
+async fn enable(
+    client: &Client,
+    name: &str,
+    action: &str,
+    query: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let path = raw::with_query(&format!("/plugins/{name}/{action}"), query)?;
+    match client.raw.call::<()>(Method::POST, &path, None).await {
+        Ok(_) => {
+            println!("{name}");
             Ok(())
         }
         Err(e) => {

@@ -52,6 +52,9 @@ pub struct ContainerState {
     pub error: String,
     pub started_at: String,
     pub finished_at: String,
+    /// Only with a healthcheck, as Docker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<berth_engine::health::Health>,
 }
 
 /// `Config` of inspect: the settings the container was created with.
@@ -77,6 +80,12 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     /// Always `null`: there are no image builds.
     pub on_build: Option<Vec<String>>,
+    /// Left out when unset, as Docker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<berth_engine::health::HealthConfig>,
+    /// Left out when unset, as Docker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<i64>,
 }
 
 /// One `Mounts` entry, in inspect and in the list.
@@ -117,7 +126,7 @@ pub struct HostMount {
 #[serde(rename_all = "PascalCase")]
 pub struct LogConfig {
     #[serde(rename = "Type")]
-    pub kind: &'static str,
+    pub kind: String,
     pub config: BTreeMap<String, String>,
 }
 
@@ -218,7 +227,7 @@ impl Default for HostConfig {
             binds: None,
             container_id_file: String::new(),
             log_config: LogConfig {
-                kind: "json-file",
+                kind: "json-file".to_owned(),
                 config: BTreeMap::new(),
             },
             network_mode: "default".into(),
@@ -310,11 +319,16 @@ pub struct NetworkSettings {
     pub networks: BTreeMap<String, EndpointSettings>,
 }
 
-/// `IPAMConfig` of an endpoint: the address asked for with `--ip`.
+/// `IPAMConfig` of an endpoint: the addresses asked for (`--ip`, `--ip6`, `--link-local-ip`);
+/// Docker leaves out the ones not asked for.
 #[derive(Debug, Clone, Serialize)]
 pub struct EndpointIpamConfig {
-    #[serde(rename = "IPv4Address")]
+    #[serde(rename = "IPv4Address", skip_serializing_if = "String::is_empty")]
     pub ipv4_address: String,
+    #[serde(rename = "IPv6Address", skip_serializing_if = "String::is_empty")]
+    pub ipv6_address: String,
+    #[serde(rename = "LinkLocalIPs", skip_serializing_if = "Vec::is_empty")]
+    pub link_local_ips: Vec<String>,
 }
 
 /// One network of a container (`NetworkSettings.Networks.<name>`), in inspect and in the list.

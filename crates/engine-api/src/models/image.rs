@@ -58,7 +58,21 @@ pub struct ImageConfig {
     pub env: Vec<String>,
     pub working_dir: String,
     pub labels: Option<BTreeMap<String, String>>,
-    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+    pub user: String,
+    /// `{"8000/tcp": {}}`; `null` when none.
+    pub exposed_ports: Option<BTreeMap<String, Empty>>,
+    /// `{"/data": {}}`; `null` when none.
+    pub volumes: Option<BTreeMap<String, Empty>>,
+    pub stop_signal: String,
+}
+
+/// The `{}` of Docker's sets (`ExposedPorts`, `Volumes`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Empty {}
+
+/// Docker's set shape from a list; `None` (`null`) when empty.
+pub fn set_of(items: &[String]) -> Option<BTreeMap<String, Empty>> {
+    (!items.is_empty()).then(|| items.iter().map(|i| (i.clone(), Empty {})).collect())
 }
 
 #[derive(Debug, Clone, Serialize)]

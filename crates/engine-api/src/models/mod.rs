@@ -9,6 +9,7 @@ pub mod container;
 pub mod exec;
 pub mod image;
 pub mod plugin;
+pub mod stats;
 pub mod system;
 pub mod volume;
 

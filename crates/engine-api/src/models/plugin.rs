@@ -62,7 +62,7 @@ pub struct HookStatsBody {
     pub max_latency_us: u64,
 }
 
-/// One line of the load and upgrade streams (newline-delimited JSON).
+/// One line of the load, upgrade and unload streams (newline-delimited JSON).
 #[derive(Debug, Clone, Serialize)]
 pub enum OpLine {
     /// What the operation does now.
@@ -71,6 +71,10 @@ pub enum OpLine {
     Progress(String),
     /// The outcome: the plugin's status.
     Plugin(Box<PluginStatusBody>),
+    /// The outcome of a streamed unload (`POST /berth/plugins/{name}/unload`), under the same
+    /// `Plugin` key.
+    #[serde(rename = "Plugin")]
+    Unloaded(Unloaded),
     /// The outcome: the failure, with the HTTP status it would have had.
     #[serde(untagged)]
     Error {

@@ -1,9 +1,11 @@
 //! `docker exec`: `POST /containers/{id}/exec` (create), `POST /exec/{id}/start` (hijacked
-//! stream, multiplexed stdout/stderr frames; `Detach: true` returns at once),
-//! `GET /exec/{id}/json` (inspect) and `POST /exec/{id}/resize` (no-op: no tty).
+//! stream: multiplexed stdout/stderr frames, or the raw terminal with `Tty`; `Detach: true`
+//! returns at once), `GET /exec/{id}/json` (inspect) and `POST /exec/{id}/resize` (the pty's
+//! size; nothing to do without a tty).
 //!
-//! The exec table and the process live in the engine (`berth_engine::exec`). `Tty: true` and
-//! `Privileged: true` are refused with 400.
+//! The exec table and the process live in the engine (`berth_engine::exec`). On a tty with stdin
+//! attached, the `DetachKeys` sequence (default ctrl-p ctrl-q) ends the session and leaves the
+//! process running, as Docker does.
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -21,8 +23,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::AppState;
+use crate::detach;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, parse_json};
+use crate::extract::{Json, Query, parse_json};
 use crate::models::IdResponse;
 use crate::models::exec::ExecInspect;
 use crate::streams::{self, ConnFd};
@@ -52,6 +55,22 @@ struct CreateBody {
     attach_stdin: bool,
     attach_stdout: bool,
     attach_stderr: bool,
+    /// `[rows, cols]`.
+    console_size: Option<Vec<u16>>,
+    /// docker-py sends `detachKeys` (Docker's decoder ignores case).
+    #[serde(alias = "detachKeys")]
+    detach_keys: String,
+}
+
+/// `ConsoleSize`: `[rows, cols]`, or absent/null.
+fn console_size(size: Option<Vec<u16>>) -> ApiResult<Option<(u16, u16)>> {
+    match size.as_deref() {
+        None | Some([]) => Ok(None),
+        Some([rows, cols]) => Ok(Some((*rows, *cols))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "ConsoleSize {other:?}: expected [height, width]"
+        ))),
+    }
 }
 
 async fn create(
@@ -60,16 +79,7 @@ async fn create(
     Json(body): Json<Option<CreateBody>>,
 ) -> ApiResult<Response> {
     let body = body.unwrap_or_default();
-    if body.tty {
-        return Err(ApiError::bad_request(
-            "exec with a tty (-t) is not supported by berth; run without -t",
-        ));
-    }
-    if body.privileged {
-        return Err(ApiError::bad_request(
-            "privileged exec is not supported by berth",
-        ));
-    }
+    detach::parse(&body.detach_keys).map_err(ApiError::bad_request)?;
     let config = ExecConfig {
         cmd: body.cmd.unwrap_or_default(),
         env: body.env.unwrap_or_default(),
@@ -78,6 +88,10 @@ async fn create(
         attach_stdin: body.attach_stdin,
         attach_stdout: body.attach_stdout,
         attach_stderr: body.attach_stderr,
+        tty: body.tty,
+        privileged: body.privileged,
+        console_size: console_size(body.console_size)?,
+        detach_keys: body.detach_keys,
     };
     let exec_id = s.engine.create_exec(&id, config)?;
     Ok((StatusCode::CREATED, axum::Json(IdResponse { id: exec_id })).into_response())
@@ -87,7 +101,11 @@ async fn create(
 #[serde(rename_all = "PascalCase", default)]
 struct StartBody {
     detach: bool,
+    /// Whether the client expects a raw stream; the exec's own `Tty` decides.
+    #[allow(dead_code)]
     tty: bool,
+    /// `[rows, cols]`: the terminal size to start with (tty execs).
+    console_size: Option<Vec<u16>>,
 }
 
 async fn start(
@@ -101,37 +119,38 @@ async fn start(
         .await
         .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
     let body: StartBody = parse_json::<Option<StartBody>>(&bytes)?.unwrap_or_default();
-    if body.tty {
-        return Err(ApiError::bad_request(
-            "exec with a tty (-t) is not supported by berth; run without -t",
-        ));
-    }
-    let started = s.engine.start_exec(&id).await?;
+    let size = console_size(body.console_size)?;
+    let started = s.engine.start_exec(&id, size).await?;
     if body.detach {
         // Nobody reads the output: drain it so the process never blocks on a full pipe.
         let ExecStarted { stdout, stderr, .. } = started;
-        if let Some(out) = stdout {
-            tokio::spawn(drain(out));
-        }
+        tokio::spawn(drain(stdout));
         if let Some(err) = stderr {
             tokio::spawn(drain(err));
         }
         return Ok(StatusCode::OK.into_response());
     }
     let record = s.engine.exec_inspect(&id)?;
-    tokio::spawn(serve(
-        on_upgrade,
-        conn.map(|c| c.0),
-        started,
-        record.config.attach_stdout,
-        record.config.attach_stderr,
-    ));
+    let tty = started.tty;
+    let session = Session {
+        stdout: record.config.attach_stdout,
+        stderr: record.config.attach_stderr,
+        // Validated at create.
+        detach_keys: (tty && record.config.attach_stdin)
+            .then(|| detach::parse(&record.config.detach_keys).ok())
+            .flatten(),
+    };
+    tokio::spawn(serve(on_upgrade, conn.map(|c| c.0), started, session));
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/vnd.docker.multiplexed-stream"),
+        HeaderValue::from_static(if tty {
+            "application/vnd.docker.raw-stream"
+        } else {
+            "application/vnd.docker.multiplexed-stream"
+        }),
     );
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
@@ -143,14 +162,28 @@ async fn drain(mut r: impl AsyncRead + Unpin) {
     while matches!(r.read(&mut buf).await, Ok(n) if n > 0) {}
 }
 
-/// Reads `r` into frames of stream `kind` (dropped when not `wanted`) until EOF.
+/// What a session passes on.
+struct Session {
+    stdout: bool,
+    stderr: bool,
+    /// The detach sequence to watch stdin for (tty sessions with stdin only).
+    detach_keys: Option<Vec<u8>>,
+}
+
+/// Reads `r` into frames of stream `kind` (raw bytes when `kind` is 0: a tty; dropped when not
+/// `wanted`) until EOF.
 async fn pump(mut r: impl AsyncRead + Unpin, kind: u8, wanted: bool, tx: mpsc::Sender<Bytes>) {
     let mut buf = vec![0u8; 8192];
     loop {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if wanted && tx.send(streams::frame(kind, &buf[..n])).await.is_err() {
+                let chunk = if kind == 0 {
+                    Bytes::copy_from_slice(&buf[..n])
+                } else {
+                    streams::frame(kind, &buf[..n])
+                };
+                if wanted && tx.send(chunk).await.is_err() {
                     // The client left: keep draining so the process is not blocked.
                     drain(r).await;
                     return;
@@ -160,27 +193,21 @@ async fn pump(mut r: impl AsyncRead + Unpin, kind: u8, wanted: bool, tx: mpsc::S
     }
 }
 
-/// The hijacked session: stdin in, framed output out; closed once the output ended and the
-/// exit code is recorded (so `docker exec` reads it from inspect), or when the client left.
-async fn serve(
-    on_upgrade: OnUpgrade,
-    conn: Option<ConnFd>,
-    started: ExecStarted,
-    stdout: bool,
-    stderr: bool,
-) {
+/// The hijacked session: stdin in, output out (framed, or raw on a tty); closed once the output
+/// ended and the exit code is recorded (so `docker exec` reads it from inspect), when the client
+/// left, or when stdin carried the detach keys (the process keeps running).
+async fn serve(on_upgrade: OnUpgrade, conn: Option<ConnFd>, started: ExecStarted, s: Session) {
     let ExecStarted {
         stdin,
         stdout: out,
         stderr: err,
+        tty,
         exited,
     } = started;
     let (tx, mut rx) = mpsc::channel::<Bytes>(OUTPUT_DEPTH);
-    if let Some(out) = out {
-        tokio::spawn(pump(out, 1, stdout, tx.clone()));
-    }
+    tokio::spawn(pump(out, if tty { 0 } else { 1 }, s.stdout, tx.clone()));
     if let Some(err) = err {
-        tokio::spawn(pump(err, 2, stderr, tx.clone()));
+        tokio::spawn(pump(err, 2, s.stderr, tx.clone()));
     }
     drop(tx);
     let upgraded = match on_upgrade.await {
@@ -190,15 +217,27 @@ async fn serve(
             return;
         }
     };
+    streams::head_read(conn.as_ref()).await;
     let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+    let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
+    let detach_keys = s.detach_keys;
     let stdin_task = tokio::spawn(async move {
         let Some(mut stdin) = stdin else { return };
+        let mut matcher = detach_keys.map(detach::Matcher::new);
         let mut buf = vec![0u8; 8192];
         loop {
             match reader.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    if stdin.write_all(&buf[..n]).await.is_err() {
+                    let (input, detach) = match &mut matcher {
+                        Some(m) => m.feed(&buf[..n]),
+                        None => (buf[..n].to_vec(), false),
+                    };
+                    if stdin.write_all(&input).await.is_err() {
+                        return;
+                    }
+                    if detach {
+                        let _ = detached_tx.send(());
                         return;
                     }
                 }
@@ -207,9 +246,15 @@ async fn serve(
     });
     let gone = streams::hung_up(conn);
     tokio::pin!(gone);
+    let mut detach_watch = true;
     loop {
         tokio::select! {
             _ = &mut gone => break,
+            res = &mut detached, if detach_watch => match res {
+                Ok(()) => break,
+                // Stdin ended without the keys: nothing more to watch.
+                Err(_) => detach_watch = false,
+            },
             chunk = rx.recv() => match chunk {
                 Some(bytes) => {
                     if writer.write_all(&bytes).await.is_err() {
@@ -242,10 +287,10 @@ async fn inspect(
         running: r.running,
         exit_code: r.exit_code.map(i64::from),
         process_config: ProcessConfig {
-            tty: Some(false),
+            tty: Some(r.config.tty),
             entrypoint: Some(entrypoint),
             arguments: Some(arguments),
-            privileged: Some(false),
+            privileged: Some(r.config.privileged),
             user: Some(r.config.user),
         },
         open_stdin: r.config.attach_stdin,
@@ -253,13 +298,18 @@ async fn inspect(
         open_stdout: r.config.attach_stdout,
         can_remove: false,
         container_id: r.container_id,
-        detach_keys: String::new(),
+        detach_keys: r.config.detach_keys,
         pid: r.pid.into(),
     }))
 }
 
-async fn resize(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    // No tty: nothing to resize; the exec must exist.
-    s.engine.exec_inspect(&id)?;
+async fn resize(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Query,
+) -> ApiResult<StatusCode> {
+    let h = q.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    let w = q.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    s.engine.resize_exec(&id, h, w)?;
     Ok(StatusCode::OK)
 }

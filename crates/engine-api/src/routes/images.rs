@@ -1,7 +1,6 @@
 //! `/images/...`: `docker import` (`POST /images/create?fromSrc=-`, a chunked tar body), list,
 //! inspect and remove. There is no registry: a pull (`fromImage`) answers 404 with the reason.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 
 use axum::body::Body;
@@ -18,7 +17,9 @@ use tokio::io::AsyncWriteExt;
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
-use crate::models::image::{ImageConfig, ImageInspect, ImageMetadata, ImageSummary, RootFs};
+use crate::models::image::{
+    ImageConfig, ImageInspect, ImageMetadata, ImageSummary, RootFs, set_of,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,14 +36,14 @@ pub fn routes() -> Router<AppState> {
 fn summary(img: &Image) -> ImageSummary {
     ImageSummary {
         id: img.id.clone(),
-        parent_id: String::new(),
+        parent_id: img.parent.clone(),
         repo_tags: img.repo_tags.clone(),
         repo_digests: Vec::new(),
         created: img.created.timestamp(),
         size: img.size,
         shared_size: -1,
         virtual_size: img.size,
-        labels: BTreeMap::new(),
+        labels: img.config.labels.clone(),
         containers: -1,
     }
 }
@@ -50,21 +51,23 @@ fn summary(img: &Image) -> ImageSummary {
 fn detail(img: &Image) -> ImageInspect {
     let comment = if img.builtin {
         "built-in: the host's root filesystem"
-    } else {
+    } else if img.container.is_empty() && img.comment.is_empty() {
         "imported"
+    } else {
+        img.comment.as_str()
     };
     ImageInspect {
         id: img.id.clone(),
         repo_tags: img.repo_tags.clone(),
         repo_digests: Vec::new(),
-        parent: String::new(),
+        parent: img.parent.clone(),
         comment: comment.into(),
         created: img
             .created
             .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        container: String::new(),
+        container: img.container.clone(),
         docker_version: String::new(),
-        author: String::new(),
+        author: img.author.clone(),
         architecture: "amd64".into(),
         os: "linux".into(),
         size: img.size,
@@ -74,8 +77,11 @@ fn detail(img: &Image) -> ImageInspect {
             entrypoint: img.config.entrypoint.clone(),
             env: img.config.env.clone(),
             working_dir: img.config.working_dir.clone(),
-            labels: None,
-            volumes: None,
+            labels: (!img.config.labels.is_empty()).then(|| img.config.labels.clone()),
+            user: img.config.user.clone(),
+            exposed_ports: set_of(&img.config.exposed_ports),
+            volumes: set_of(&img.config.volumes),
+            stop_signal: img.config.stop_signal.clone(),
         },
         container_config: Default::default(),
         root_fs: RootFs {
@@ -110,11 +116,8 @@ async fn create(State(s): State<AppState>, q: Query, body: Body) -> ApiResult<Re
             None => r.to_owned(),
         }
     });
-    let changes: Vec<String> =
-        q.0.iter()
-            .filter(|(k, _)| k.as_str() == "changes")
-            .map(|(_, v)| v.clone())
-            .collect();
+    // Every `changes` value (the query map alone keeps only the last of a repeated key).
+    let changes: Vec<String> = q.all("changes").into_iter().map(str::to_owned).collect();
     let tmp_dir = s.engine.root().join("tmp");
     tokio::fs::create_dir_all(&tmp_dir).await.map_err(|e| {
         ApiError::new(
@@ -180,16 +183,16 @@ async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<ImageSu
     ))
 }
 
-async fn inspect(
-    State(s): State<AppState>,
-    Path(rest): Path<String>,
-) -> ApiResult<Json<ImageInspect>> {
+async fn inspect(State(s): State<AppState>, Path(rest): Path<String>) -> ApiResult<Response> {
+    if let Some(name) = rest.strip_suffix("/get") {
+        return super::image_archive::save_one(s, name).await;
+    }
     let Some(name) = rest.strip_suffix("/json") else {
         return Err(ApiError::not_found(format!(
             "page not found: /images/{rest}"
         )));
     };
-    Ok(Json(detail(&s.engine.images.get(name)?)))
+    Ok(Json(detail(&s.engine.images.get(name)?)).into_response())
 }
 
 async fn remove(

@@ -9,17 +9,26 @@ use berth_engine::Engine;
 use crate::error::ApiError;
 
 pub mod archive;
+pub mod commit;
 pub mod containers;
+pub mod df;
+pub(crate) mod endpoint;
 pub mod events;
 pub mod exec;
+pub mod image_archive;
 pub mod images;
 pub mod images_extra;
 pub mod networks;
+pub mod pause;
 pub mod plugins;
+pub mod ports;
+pub mod prune;
 pub mod rename;
 pub mod stats;
 pub mod swarm;
 pub mod system;
+pub mod top;
+pub mod update;
 pub mod volumes;
 
 /// What handlers share.
@@ -43,6 +52,13 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(plugins::routes())
         .merge(swarm::routes())
+        .merge(pause::routes())
+        .merge(top::routes())
+        .merge(update::routes())
+        .merge(prune::routes())
+        .merge(commit::routes())
+        .merge(image_archive::routes())
+        .merge(df::routes())
         .fallback(|uri: axum::http::Uri| async move {
             ApiError {
                 status: StatusCode::NOT_FOUND,

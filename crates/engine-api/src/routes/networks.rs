@@ -19,6 +19,7 @@ use serde::Deserialize;
 use super::AppState;
 use crate::error::ApiResult;
 use crate::extract::{self, Query};
+use crate::routes::endpoint::EndpointBody;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -72,14 +73,15 @@ fn network_body(s: &AppState, n: &Network) -> NetworkInspect {
         scope: Some("local".into()),
         driver: Some(n.driver.clone()),
         enable_ipv4: Some(true),
-        enable_ipv6: Some(false),
+        enable_ipv6: Some(n.enable_ipv6),
         ipam: Some(Ipam {
             driver: Some(n.ipam_driver.clone()),
             config: Some(config),
-            options: Some(HashMap::new()),
+            // Docker sends null when the create gave none.
+            options: None,
         }),
-        internal: Some(false),
-        attachable: Some(false),
+        internal: Some(n.internal),
+        attachable: Some(n.attachable),
         ingress: Some(false),
         config_from: Some(ConfigReference {
             network: Some(String::new()),
@@ -156,6 +158,10 @@ struct CreateBody {
     ipam: Option<IpamBody>,
     options: Option<BTreeMap<String, String>>,
     labels: Option<BTreeMap<String, String>>,
+    internal: Option<bool>,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: Option<bool>,
+    attachable: Option<bool>,
 }
 
 async fn create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult<Response> {
@@ -180,6 +186,9 @@ async fn create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult<Resp
             .collect(),
         options: body.options.unwrap_or_default(),
         labels: body.labels.unwrap_or_default(),
+        internal: body.internal.unwrap_or(false),
+        enable_ipv6: body.enable_ipv6.unwrap_or(false),
+        attachable: body.attachable.unwrap_or(false),
     };
     let n = s.engine.networks.create(req).await?;
     s.engine.events.publish(
@@ -214,21 +223,6 @@ async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
-struct EndpointIpam {
-    #[serde(rename = "IPv4Address")]
-    ipv4_address: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
-struct EndpointBody {
-    #[serde(rename = "IPAMConfig")]
-    ipam_config: Option<EndpointIpam>,
-    aliases: Option<Vec<String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
 struct ConnectBody {
     container: Option<String>,
     endpoint_config: Option<EndpointBody>,
@@ -242,14 +236,15 @@ async fn connect(
     let body: ConnectBody = extract::parse_json::<Option<ConnectBody>>(&body)?.unwrap_or_default();
     // Docker answers 404 for an unknown network before looking at the container.
     s.engine.networks.get(&id)?;
-    let endpoint = body.endpoint_config.unwrap_or_default();
-    let ip = endpoint
-        .ipam_config
-        .and_then(|i| i.ipv4_address)
-        .unwrap_or_default();
-    let aliases = endpoint.aliases.unwrap_or_default();
+    let (ip, aliases, endpoint) = body.endpoint_config.unwrap_or_default().into_parts();
     s.engine
-        .connect(&id, body.container.as_deref().unwrap_or(""), &ip, &aliases)
+        .connect_with(
+            &id,
+            body.container.as_deref().unwrap_or(""),
+            &ip,
+            &aliases,
+            endpoint,
+        )
         .await?;
     Ok(StatusCode::OK)
 }

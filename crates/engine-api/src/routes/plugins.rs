@@ -1,5 +1,6 @@
 //! Plugin management. Berth's own endpoints (`/berth/plugins…`: load, list, status, upgrade,
-//! unload; load and upgrade stream newline-delimited JSON progress, then the result) and Docker's
+//! unload; load, upgrade and `POST …/unload` stream newline-delimited JSON progress, then the
+//! result) and Docker's
 //! `/plugins…` (list, inspect, enable, disable) so `docker plugin ls` shows Berth's plugins.
 //!
 //! Streamed lines: `{"Status": "..."}` once, `{"Progress": "..."}` every second while the engine
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
             get(berth_status).delete(berth_unload),
         )
         .route("/berth/plugins/{name}/upgrade", post(berth_upgrade))
+        .route("/berth/plugins/{name}/unload", post(berth_unload_streamed))
         .route("/berth/plugins/{name}/logs", get(berth_logs))
         .route("/plugins", get(docker_list))
         .route("/plugins/{name}/json", get(docker_inspect))
@@ -251,7 +253,7 @@ fn stream_op(
     status: String,
     mut waiting: String,
     mut phases: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
-    op: impl Future<Output = Result<PluginStatusBody, ApiError>> + Send + 'static,
+    op: impl Future<Output = Result<OpLine, ApiError>> + Send + 'static,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
     tokio::spawn(async move {
@@ -284,8 +286,14 @@ fn stream_op(
                 }
             }
         };
+        // Steps told just before the operation ended are still said, before its outcome.
+        if let Some(rx) = phases.as_mut() {
+            while let Ok(p) = rx.try_recv() {
+                let _ = tx.send(line(OpLine::Status(p))).await;
+            }
+        }
         let last = match outcome {
-            Ok(v) => OpLine::Plugin(Box::new(v)),
+            Ok(v) => v,
             Err(e) => OpLine::Error {
                 error: e.message,
                 code: e.status.as_u16(),
@@ -318,7 +326,11 @@ async fn berth_load(State(s): State<AppState>, body: Bytes) -> ApiResult<Respons
     extract::driver_name("plugin", req.discover.as_deref())?;
     if let Some(n) = &req.name {
         berth_state::validate_name("plugin", n)?;
-        if host.get(n).is_some() {
+        // A Failed plugin of that name (crash loop, failed boot) is replaced by the new load.
+        if host
+            .get(n)
+            .is_some_and(|p| p.state() != PluginState::Failed)
+        {
             return Err(HostError::Conflict(n.clone()).into());
         }
     }
@@ -400,7 +412,10 @@ async fn berth_load(State(s): State<AppState>, body: Bytes) -> ApiResult<Respons
             (_, _, Some(name)) => host.load_discovered(&name, opts).await,
             _ => return Err(ApiError::bad_request("nothing to load")),
         }?;
-        Ok(status_body(&find_status(&host, loaded.name())?))
+        Ok(OpLine::Plugin(Box::new(status_body(&find_status(
+            &host,
+            loaded.name(),
+        )?))))
     };
     Ok(stream_op(status, waiting, None, op))
 }
@@ -456,7 +471,10 @@ async fn berth_upgrade(
         let p = host
             .upgrade_with_progress(&name, to, grace, &progress)
             .await?;
-        Ok(status_body(&find_status(&host, p.name())?))
+        Ok(OpLine::Plugin(Box::new(status_body(&find_status(
+            &host,
+            p.name(),
+        )?))))
     };
     Ok(stream_op(status, waiting, Some(phase_rx), op))
 }
@@ -481,20 +499,24 @@ fn dependents(s: &AppState, name: &str) -> Vec<String> {
         .collect()
 }
 
-async fn berth_unload(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    q: Query,
-) -> ApiResult<Json<Unloaded>> {
-    let host = host(&s)?;
+/// What `DELETE /berth/plugins/{name}` and `POST /berth/plugins/{name}/unload` check before the
+/// unload starts (so the client gets a 404 or 409 itself): the plugin exists, and nothing depends
+/// on it unless `force`. Returns the grace period asked for.
+fn unload_checks(
+    s: &AppState,
+    host: &PluginHost,
+    name: &str,
+    q: &Query,
+) -> ApiResult<Option<Duration>> {
     let force = q.bool_or("force", false)?;
     let grace = q
         .get("grace")
         .filter(|g| !g.is_empty())
         .map(|g| parse_duration(&Value::String(g.to_owned())))
         .transpose()?;
-    find_status(&host, &name)?;
-    let deps = dependents(&s, &name);
+    find_status(host, name)?;
+    host.check_unlocked(name, "unloaded")?;
+    let deps = dependents(s, name);
     if !deps.is_empty() && !force {
         return Err(ApiError::new(
             berth_state::ErrorKind::Conflict,
@@ -504,9 +526,46 @@ async fn berth_unload(
             ),
         ));
     }
+    Ok(grace)
+}
+
+async fn berth_unload(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Query,
+) -> ApiResult<Json<Unloaded>> {
+    let host = host(&s)?;
+    let grace = unload_checks(&s, &host, &name, &q)?;
     let record = host.unload_with_grace(&name, grace).await?;
     Ok(Json(Unloaded {
         name: record.name,
         container_id: record.container_id,
     }))
+}
+
+/// `POST /berth/plugins/{name}/unload?force=&grace=`: the unload of `DELETE
+/// /berth/plugins/{name}`, streaming its steps (calls in flight, the stop with its grace period,
+/// the removal) like an upgrade; the last line is `{"Plugin": {"Name", "ContainerID"}}`.
+async fn berth_unload_streamed(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Query,
+) -> ApiResult<Response> {
+    let host = host(&s)?;
+    let grace = unload_checks(&s, &host, &name, &q)?;
+    let status = format!("Unloading plugin {name}");
+    let waiting = format!("Unloading {name}");
+    // A handful of steps per unload: unbounded is bounded by the operation itself.
+    let (phase_tx, phase_rx) = tokio::sync::mpsc::unbounded_channel();
+    let op = async move {
+        let progress = move |p: String| {
+            let _ = phase_tx.send(p);
+        };
+        let record = host.unload_with_progress(&name, grace, &progress).await?;
+        Ok(OpLine::Unloaded(Unloaded {
+            name: record.name,
+            container_id: record.container_id,
+        }))
+    };
+    Ok(stream_op(status, waiting, Some(phase_rx), op))
 }

@@ -16,94 +16,20 @@ use axum::routing::get;
 use berth_engine::Engine;
 use berth_engine::stats::StatsSample;
 use bytes::Bytes;
-use serde::Serialize;
 use std::sync::Arc;
 
 use super::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
+use crate::models::stats::{
+    BlkioStats, CpuStats, CpuUsage, MemoryStats, PidsStats, StatsJson, Throttling,
+};
 
 /// Docker's sampling interval.
 const INTERVAL: Duration = Duration::from_secs(1);
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/containers/{id}/stats", get(stats))
-}
-
-#[derive(Debug, Serialize, Default)]
-struct CpuUsage {
-    total_usage: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    percpu_usage: Option<Vec<u64>>,
-    usage_in_kernelmode: u64,
-    usage_in_usermode: u64,
-}
-
-#[derive(Debug, Serialize, Default)]
-struct Throttling {
-    periods: u64,
-    throttled_periods: u64,
-    throttled_time: u64,
-}
-
-#[derive(Debug, Serialize, Default)]
-struct CpuStats {
-    cpu_usage: CpuUsage,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    system_cpu_usage: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    online_cpus: Option<u32>,
-    throttling_data: Throttling,
-}
-
-#[derive(Debug, Serialize, Default)]
-struct MemoryStats {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_usage: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stats: Option<BTreeMap<String, u64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failcnt: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    limit: Option<u64>,
-}
-
-#[derive(Debug, Serialize, Default)]
-struct PidsStats {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    current: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    limit: Option<u64>,
-}
-
-#[derive(Debug, Serialize, Default)]
-struct BlkioStats {
-    io_service_bytes_recursive: Option<Vec<()>>,
-    io_serviced_recursive: Option<Vec<()>>,
-    io_queue_recursive: Option<Vec<()>>,
-    io_service_time_recursive: Option<Vec<()>>,
-    io_wait_time_recursive: Option<Vec<()>>,
-    io_merged_recursive: Option<Vec<()>>,
-    io_time_recursive: Option<Vec<()>>,
-    sectors_recursive: Option<Vec<()>>,
-}
-
-/// Docker's `types.StatsJSON`.
-#[derive(Debug, Serialize)]
-struct StatsJson {
-    read: String,
-    preread: String,
-    pids_stats: PidsStats,
-    blkio_stats: BlkioStats,
-    num_procs: u32,
-    storage_stats: BTreeMap<String, u64>,
-    cpu_stats: CpuStats,
-    precpu_stats: CpuStats,
-    memory_stats: MemoryStats,
-    name: String,
-    id: String,
 }
 
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";

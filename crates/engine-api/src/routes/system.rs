@@ -93,6 +93,12 @@ async fn version() -> Json<SystemVersion> {
 async fn info(State(state): State<AppState>) -> Json<SystemInfo> {
     let engine = &state.engine;
     let (total, running, stopped) = engine.counts();
+    // Docker counts a paused container as paused, not running.
+    let paused = engine
+        .list(false, false)
+        .iter()
+        .filter(|v| v.state.paused)
+        .count();
     let hostname = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -140,8 +146,8 @@ async fn info(State(state): State<AppState>) -> Json<SystemInfo> {
             .unwrap_or(0),
         n_events_listener: 0,
         containers: total,
-        containers_running: running,
-        containers_paused: 0,
+        containers_running: running - paused,
+        containers_paused: paused,
         containers_stopped: stopped,
         images: engine.images.list().len(),
         plugins: PluginsInfo {

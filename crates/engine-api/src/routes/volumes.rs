@@ -124,10 +124,11 @@ async fn prune(State(s): State<AppState>, q: Query) -> ApiResult<Json<VolumePrun
     let all = filters
         .get("all")
         .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
-    let removed = s.engine.prune_volumes(all).await;
+    let f = berth_engine::prune::PruneFilters::parse(&filters, &["all", "label", "label!"])?;
+    let (removed, space) = s.engine.prune_volumes_filtered(all, &f).await;
     Ok(Json(VolumePruneResponse {
         volumes_deleted: Some(removed),
-        space_reclaimed: Some(0),
+        space_reclaimed: Some(space as i64),
     }))
 }
 

@@ -17,6 +17,7 @@
 //! `0` to each `cgroup.procs` returned by [`create`] in the shim, before pid 1 is forked).
 //! Every container gets a cgroup, limited or not, as Docker does: stats need the counters.
 
+mod live;
 mod v1;
 mod v2;
 
@@ -27,6 +28,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::limits::Resources;
+
+pub use live::{freeze, pids, set_limits};
 
 /// The parent directory of the containers' cgroups, under each controller, for the default
 /// root (`/var/lib/berth`); an engine on another root uses `berth-<12 hex of its path's
@@ -132,6 +135,10 @@ trait Hierarchy: Send + Sync {
     fn stats(&self, rel: &str) -> Result<CgroupStats, CgroupError>;
     /// `"v1"` or `"v2"`.
     fn version(&self) -> &'static str;
+    /// Freezes (or thaws) every process of the container; returns once the kernel says so.
+    fn freeze(&self, rel: &str, frozen: bool) -> Result<(), CgroupError>;
+    /// Writes the limits of `res` into the container's existing cgroup (`docker update`).
+    fn set_limits(&self, rel: &str, res: &Resources) -> Result<(), CgroupError>;
 }
 
 fn hierarchy() -> Option<&'static dyn Hierarchy> {
@@ -161,7 +168,10 @@ pub fn create(
 ) -> Result<Vec<PathBuf>, CgroupError> {
     let h = hierarchy().ok_or(CgroupError::Unavailable)?;
     let rel = rel(root, id);
-    // A leftover of the previous run (not yet empty when it exited) would carry its counters.
+    // A leftover of the previous run (not yet empty when it exited) would carry its counters;
+    // one an engine left frozen (killed while the container was paused) would freeze the new
+    // process and keep the old ones from dying: thawed first.
+    thaw_leftover(h, &rel);
     let _ = remove_dirs(&h.dirs(&rel), Duration::ZERO);
     let mut attempt = 0;
     loop {
@@ -178,6 +188,15 @@ pub fn create(
                 return Err(e);
             }
         }
+    }
+}
+
+/// Thaws `rel` if it exists (best effort: a missing freezer is not an error here).
+fn thaw_leftover(h: &dyn Hierarchy, rel: &str) {
+    if h.dirs(rel).iter().any(|d| d.exists())
+        && let Err(e) = h.freeze(rel, false)
+    {
+        tracing::debug!(rel, error = %e, "thawing a leftover cgroup");
     }
 }
 
@@ -250,6 +269,13 @@ pub async fn after_exit(root: &Path, id: &str) -> bool {
 /// At boot: removes the cgroups of containers that no longer exist.
 pub fn sweep_at_boot<V>(root: &Path, containers: &std::collections::HashMap<String, V>) {
     let keep: HashSet<String> = containers.keys().cloned().collect();
+    // Nothing runs at boot: a container the last engine left paused is thawed, so its old
+    // processes can die (a frozen task acts on no signal).
+    if let Some(h) = hierarchy() {
+        for id in &keep {
+            thaw_leftover(h, &rel(root, id));
+        }
+    }
     for id in sweep(root, &keep) {
         tracing::info!(id, "removed a stale cgroup");
     }
@@ -312,6 +338,9 @@ pub fn sweep(root: &Path, keep: &HashSet<String>) -> Vec<String> {
         .collect();
     stale.sort();
     stale.dedup();
+    for id in &stale {
+        thaw_leftover(h, &format!("{parent}/{id}"));
+    }
     stale.retain(
         |id| match remove_dirs(&h.dirs(&format!("{parent}/{id}")), Duration::ZERO) {
             Ok(()) => true,

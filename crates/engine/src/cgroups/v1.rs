@@ -9,7 +9,7 @@ use super::{
 use crate::limits::Resources;
 
 /// The controllers Berth puts a container in.
-const CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "pids", "devices"];
+const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "devices", "freezer"];
 
 /// The mount points of the v1 hierarchies, by controller.
 pub(super) struct V1 {
@@ -164,5 +164,50 @@ impl Hierarchy for V1 {
 
     fn version(&self) -> &'static str {
         "v1"
+    }
+
+    fn freeze(&self, rel: &str, frozen: bool) -> Result<(), CgroupError> {
+        let dir = self.dir("freezer", rel).ok_or(CgroupError::Unavailable)?;
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        super::live::settle(|| {
+            // A write of FROZEN may leave the group FREEZING (a task in an uninterruptible
+            // sleep): write again until the kernel reports the state asked for.
+            write(&dir, "freezer.state", want)?;
+            let now = std::fs::read_to_string(dir.join("freezer.state"))
+                .map_err(CgroupError::io("read", &dir.join("freezer.state")))?;
+            Ok(now.trim() == want)
+        })
+    }
+
+    fn set_limits(&self, rel: &str, res: &Resources) -> Result<(), CgroupError> {
+        if let Some(mem) = self.dir("memory", rel) {
+            let memsw = mem.join("memory.memsw.limit_in_bytes").exists();
+            // memory+swap may never be below memory: lift it first, set memory, then set it.
+            if memsw {
+                write(&mem, "memory.memsw.limit_in_bytes", "-1")?;
+            }
+            let limit = if res.memory > 0 { res.memory } else { -1 };
+            write(&mem, "memory.limit_in_bytes", &limit.to_string())?;
+            if memsw && res.memory > 0 {
+                let swap = res.memory_swap_limit().unwrap_or(-1);
+                write(&mem, "memory.memsw.limit_in_bytes", &swap.to_string())?;
+            }
+        }
+        if let Some(cpu) = self.dir("cpu", rel) {
+            let (quota, period) = res.cfs().unwrap_or((-1, crate::limits::DEFAULT_CPU_PERIOD));
+            write(&cpu, "cpu.cfs_period_us", &period.to_string())?;
+            write(&cpu, "cpu.cfs_quota_us", &quota.to_string())?;
+            let shares = if res.cpu_shares > 0 {
+                res.cpu_shares.max(2)
+            } else {
+                1024
+            };
+            write(&cpu, "cpu.shares", &shares.to_string())?;
+        }
+        if let Some(pids) = self.dir("pids", rel) {
+            let max = res.pids().map_or("max".to_owned(), |m| m.to_string());
+            write(&pids, "pids.max", &max)?;
+        }
+        Ok(())
     }
 }

@@ -135,6 +135,46 @@ impl Hierarchy for V2 {
     fn version(&self) -> &'static str {
         "v2"
     }
+
+    fn freeze(&self, rel: &str, frozen: bool) -> Result<(), CgroupError> {
+        let dir = self.dir(rel);
+        write(&dir, "cgroup.freeze", if frozen { "1" } else { "0" })?;
+        super::live::settle(|| {
+            let events = read_keyed(&dir, "cgroup.events");
+            Ok(events.get("frozen").copied() == Some(u64::from(frozen)))
+        })
+    }
+
+    fn set_limits(&self, rel: &str, res: &Resources) -> Result<(), CgroupError> {
+        let dir = self.dir(rel);
+        let memory = if res.memory > 0 {
+            res.memory.to_string()
+        } else {
+            "max".to_owned()
+        };
+        write(&dir, "memory.max", &memory)?;
+        if dir.join("memory.swap.max").exists() {
+            let swap = match res.memory_swap_limit() {
+                Some(t) if res.memory > 0 => (t - res.memory).max(0).to_string(),
+                _ => "max".to_owned(),
+            };
+            write(&dir, "memory.swap.max", &swap)?;
+        }
+        let cpu = res.cfs().map_or_else(
+            || format!("max {}", crate::limits::DEFAULT_CPU_PERIOD),
+            |(quota, period)| format!("{quota} {period}"),
+        );
+        write(&dir, "cpu.max", &cpu)?;
+        let weight = if res.cpu_shares > 0 {
+            shares_to_weight(res.cpu_shares)
+        } else {
+            100
+        };
+        write(&dir, "cpu.weight", &weight.to_string())?;
+        let pids = res.pids().map_or("max".to_owned(), |m| m.to_string());
+        write(&dir, "pids.max", &pids)?;
+        Ok(())
+    }
 }
 
 /// Docker's (runc's) conversion of v1 `cpu.shares` (2..262144) to v2 `cpu.weight` (1..10000).

@@ -176,7 +176,7 @@ pub(super) fn plan(
 }
 
 /// The engine's own bounding set (bit N = capability N), read once.
-fn bounding_set(last_cap: u32) -> u64 {
+pub(super) fn bounding_set(last_cap: u32) -> u64 {
     static SET: OnceLock<u64> = OnceLock::new();
     *SET.get_or_init(|| {
         (0..=last_cap.min(63))

@@ -13,7 +13,13 @@
 //! command's exit status. Failures before `execve` come back as a [`Record`] on a CLOEXEC
 //! error pipe, as for pid 1.
 //!
-//! Not done here: a pty (`docker exec -t`); the engine refuses it.
+//! With `tty` (`docker exec -t`) the command opens a new pty in the container's own devpts
+//! (`/dev/ptmx` after joining the mount namespace, as runc does, so `tty` inside names
+//! `/dev/pts/N` of the container), makes its slave the controlling terminal of a new session and
+//! its stdio, and hands the master to the engine over a socket pair (`SCM_RIGHTS`) before it
+//! drops its confinement. `privileged` (`docker exec --privileged`) gives the command every
+//! capability the engine has, as Docker does; the container's seccomp program, no_new_privs and
+//! user still apply.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -27,7 +33,7 @@ use tokio::io::AsyncReadExt;
 
 use super::child::{Ctx, RECORD_LEN, Record, Step};
 use super::plan::{CStrArray, last_cap};
-use super::{RuntimeError, confine, harden};
+use super::{Io, RuntimeError, confine, harden, pty};
 use crate::container::SecurityOptions;
 
 /// The namespaces an exec'd process joins, in this order (`mnt` last: it changes the root).
@@ -53,22 +59,63 @@ pub struct ExecSpec {
     pub security: SecurityOptions,
     /// The container's `cgroup.procs` files (empty: stay in the engine's cgroup).
     pub cgroup_procs: Vec<PathBuf>,
+    /// Run on a new pty of the container (stdout and stderr merged, raw bytes).
+    pub tty: bool,
+    /// Every capability the engine has, instead of the container's.
+    pub privileged: bool,
+    /// Give the engine a writable stdin.
+    pub open_stdin: bool,
+    /// With a tty: its size, `(rows, cols)`, set before the command runs.
+    pub console_size: Option<(u16, u16)>,
 }
 
-/// Starts `spec`; the returned child has piped stdin, stdout and stderr and exits with the
-/// command's code. Resolves once the command has been exec'd (or failed to).
-pub async fn exec(spec: ExecSpec) -> Result<tokio::process::Child, RuntimeError> {
-    let prepared = prepare(&spec)?;
-    let (err_r, err_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RuntimeError::Host {
-            step: "create exec error pipe",
+/// A started exec: the process (it exits with the command's code) and its stdio.
+#[derive(Debug)]
+pub struct ExecProcess {
+    pub child: tokio::process::Child,
+    pub io: Io,
+}
+
+/// Starts `spec`. Resolves once the command has been exec'd (or failed to).
+pub async fn exec(spec: ExecSpec) -> Result<ExecProcess, RuntimeError> {
+    let mut prepared = prepare(&spec)?;
+    let host = |step: &'static str| {
+        move |e: nix::errno::Errno| RuntimeError::Host {
+            step,
             source: e.into(),
-        })?;
+        }
+    };
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(host("create exec error pipe"))?;
+    // The command sends the pty master it opened on this socket pair.
+    let pty_pair = if spec.tty {
+        let (engine, command) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(host("create exec pty socket"))?;
+        prepared.pty_sock = Some(command);
+        Some(engine)
+    } else {
+        None
+    };
     let mut cmd = tokio::process::Command::new("berth-exec");
-    cmd.stdin(Stdio::piped())
+    if spec.tty {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+    } else {
+        cmd.stdin(if spec.open_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(false);
+        .stderr(Stdio::piped());
+    }
+    cmd.kill_on_drop(false);
     // SAFETY: `run` only makes async-signal-safe syscalls on data prepared above and never
     // returns (it execs or exits).
     unsafe {
@@ -81,7 +128,7 @@ pub async fn exec(spec: ExecSpec) -> Result<tokio::process::Child, RuntimeError>
     });
     // The closure (with the parent's copy of the error pipe's write end) goes away here.
     drop(cmd);
-    let child = child?;
+    let mut child = child?;
     let mut err =
         tokio::net::unix::pipe::Receiver::from_owned_fd(err_r).map_err(|e| RuntimeError::Host {
             step: "read exec error pipe",
@@ -94,13 +141,99 @@ pub async fn exec(spec: ExecSpec) -> Result<tokio::process::Child, RuntimeError>
             step: "read exec error pipe",
             source: e,
         })?;
-    match buf
+    if let Some(record) = buf
         .get(..RECORD_LEN)
         .and_then(|b| <&[u8; RECORD_LEN]>::try_from(b).ok())
         .map(Record::from_bytes)
     {
-        None => Ok(child),
-        Some(record) => Err(describe(&spec, record)),
+        return Err(describe(&spec, record));
+    }
+    let io = match pty_pair {
+        Some(sock) => {
+            let master = receive_fd(&sock).map_err(|source| RuntimeError::Host {
+                step: "receive the exec's pty",
+                source,
+            })?;
+            pty_io(master, spec.open_stdin).map_err(|source| RuntimeError::Host {
+                step: "set up the exec's pty",
+                source,
+            })?
+        }
+        None => pipe_io(&mut child),
+    };
+    Ok(ExecProcess { child, io })
+}
+
+/// The engine's side of a pty master: output, input (when asked for), a dup for resizes.
+fn pty_io(master: OwnedFd, open_stdin: bool) -> std::io::Result<Io> {
+    pty::set_nonblocking(&master)?;
+    let stdout = pty::PtyStream::new(master.try_clone()?)?;
+    let stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = if open_stdin {
+        Some(Box::new(pty::PtyStream::new(master.try_clone()?)?))
+    } else {
+        None
+    };
+    Ok(Io {
+        stdin,
+        stdout: Box::new(stdout),
+        stderr: None,
+        pty: Some(master),
+    })
+}
+
+/// The child's pipes as [`Io`] (stdin only when it was piped).
+fn pipe_io(child: &mut tokio::process::Child) -> Io {
+    let stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = child
+        .stdin
+        .take()
+        .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>);
+    let stdout: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match child.stdout.take() {
+        Some(out) => Box::new(out),
+        None => Box::new(tokio::io::empty()),
+    };
+    let stderr = child
+        .stderr
+        .take()
+        .map(|e| Box::new(e) as Box<dyn tokio::io::AsyncRead + Send + Unpin>);
+    Io {
+        stdin,
+        stdout,
+        stderr,
+        pty: None,
+    }
+}
+
+/// Receives the one descriptor the command sent (it did so before its `execve`, whose
+/// success the error pipe's EOF already told, so this never waits).
+fn receive_fd(sock: &OwnedFd) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::FromRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(std::io::Error::from)?;
+    let mut fds = msg
+        .cmsgs()
+        .map_err(std::io::Error::from)?
+        .flat_map(|c| match c {
+            ControlMessageOwned::ScmRights(fds) => fds,
+            _ => Vec::new(),
+        });
+    let first = fds.next();
+    for extra in fds {
+        // SAFETY: a descriptor just received, owned by nobody else; closed right away.
+        drop(unsafe { OwnedFd::from_raw_fd(extra) });
+    }
+    match first {
+        // SAFETY: a descriptor just received, owned by nobody else.
+        Some(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+        None => Err(std::io::Error::other("the exec sent no pty")),
     }
 }
 
@@ -120,6 +253,18 @@ fn describe(spec: &ExecSpec, record: Record) -> RuntimeError {
         },
         Some(Step::Cwd) => RuntimeError::Setup {
             step: format!("exec: chdir to {:?}", spec.cwd),
+            errno,
+        },
+        Some(Step::Console) => RuntimeError::Setup {
+            step: "exec: open a pty in the container's /dev/ptmx".into(),
+            errno,
+        },
+        Some(Step::Ctty) => RuntimeError::Setup {
+            step: "exec: make the pty the controlling terminal".into(),
+            errno,
+        },
+        Some(Step::Pipe) => RuntimeError::Setup {
+            step: "exec: hand the pty to the engine".into(),
             errno,
         },
         Some(step) => RuntimeError::Setup {
@@ -143,6 +288,10 @@ struct Prepared {
     argv: CStrArray,
     envp: CStrArray,
     exec_paths: Vec<CString>,
+    /// With a tty: the command's end of the socket pair it sends the pty master on.
+    pty_sock: Option<OwnedFd>,
+    /// With a tty: its initial size (all zero: the kernel's default).
+    winsize: libc::winsize,
 }
 
 fn invalid(what: impl Into<String>) -> RuntimeError {
@@ -168,7 +317,10 @@ fn prepare(spec: &ExecSpec) -> Result<Prepared, RuntimeError> {
     let root = PathBuf::from(format!("/proc/{}/root", spec.pid1));
     let last_cap = last_cap();
     let layers: [&Path; 1] = [&root];
-    let (confine, _, _) = confine::plan(&spec.security, &spec.user, &layers, last_cap)?;
+    let (mut confine, _, _) = confine::plan(&spec.security, &spec.user, &layers, last_cap)?;
+    if spec.privileged {
+        confine.caps = confine::bounding_set(last_cap);
+    }
     let mut namespaces = Vec::with_capacity(NAMESPACES.len());
     for ns in NAMESPACES {
         let path = format!("/proc/{}/ns/{ns}", spec.pid1);
@@ -230,6 +382,13 @@ fn prepare(spec: &ExecSpec) -> Result<Prepared, RuntimeError> {
         argv: CStrArray::new(argv),
         envp: CStrArray::new(envp),
         exec_paths,
+        pty_sock: None,
+        winsize: libc::winsize {
+            ws_row: spec.console_size.map_or(0, |s| s.0),
+            ws_col: spec.console_size.map_or(0, |s| s.1),
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
     })
 }
 
@@ -280,6 +439,9 @@ fn command(p: &Prepared, ctx: &Ctx) -> ! {
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0);
         ctx.check(libc::chdir(p.cwd.as_ptr()), Step::Cwd, 0);
+        if let Some(sock) = &p.pty_sock {
+            terminal(ctx, sock.as_raw_fd(), &p.winsize);
+        }
         libc::syscall(
             libc::SYS_close_range,
             3u32,
@@ -306,12 +468,81 @@ fn command(p: &Prepared, ctx: &Ctx) -> ! {
     )
 }
 
+/// In the command, with a tty: opens a pty in the container's devpts, sends the master to the
+/// engine on `sock` (after giving it `size`, unless zero), and makes the slave the controlling terminal of a new session and stdio.
+///
+/// # Safety
+/// Only in the forked command, after joining the mount namespace; async-signal-safe.
+unsafe fn terminal(ctx: &Ctx, sock: c_int, size: &libc::winsize) {
+    // SAFETY: plain syscalls on constant paths, local ints and buffers on this stack.
+    unsafe {
+        let master = ctx.check(
+            libc::open(
+                c"/dev/ptmx".as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            ),
+            Step::Console,
+            0,
+        );
+        let unlock: c_int = 0;
+        ctx.check(
+            libc::ioctl(master, libc::TIOCSPTLCK, &unlock),
+            Step::Console,
+            1,
+        );
+        let slave = ctx.check(
+            libc::ioctl(
+                master,
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            ),
+            Step::Console,
+            2,
+        );
+        if size.ws_row != 0 || size.ws_col != 0 {
+            ctx.check(
+                libc::ioctl(master, libc::TIOCSWINSZ, size),
+                Step::Console,
+                3,
+            );
+        }
+        // One data byte carrying the master as SCM_RIGHTS; the control buffer is on the stack
+        // (u64s for the alignment of `cmsghdr`).
+        let mut control = [0u64; 4];
+        let space = libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) as usize;
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space.min(std::mem::size_of_val(&control)) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>(), master);
+        ctx.check(libc::sendmsg(sock, &msg, 0) as c_int, Step::Pipe, 0);
+        libc::close(master);
+        libc::close(sock);
+        ctx.check(libc::setsid(), Step::Setsid, 0);
+        ctx.check(libc::ioctl(slave, libc::TIOCSCTTY, 0), Step::Ctty, 0);
+        for target in 0..3 {
+            ctx.check(libc::dup2(slave, target), Step::Ctty, 1 + target as u32);
+        }
+        libc::close(slave);
+    }
+}
+
 /// Needs root (skips loudly without, fails under CI): exec into a real container.
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
     use super::*;
     use crate::runtime::{NetMode, Rootfs, RunSpec, Spawned, cleanup, signal, spawn};
@@ -326,15 +557,15 @@ mod tests {
     }
 
     async fn run_exec(spec: ExecSpec, stdin: &[u8]) -> (String, i32) {
-        let mut child = exec(spec).await.expect("exec");
-        let mut input = child.stdin.take().expect("stdin");
+        let ExecProcess { mut child, io } = exec(spec).await.expect("exec");
+        let mut input = io.stdin.expect("stdin");
         input.write_all(stdin).await.expect("write stdin");
         drop(input);
-        let out = child.wait_with_output().await.expect("wait exec");
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            out.status.code().unwrap_or(-1),
-        )
+        let mut out = String::new();
+        let mut stdout = io.stdout;
+        stdout.read_to_string(&mut out).await.expect("read stdout");
+        let status = child.wait().await.expect("wait exec");
+        (out, status.code().unwrap_or(-1))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,6 +612,10 @@ mod tests {
                 user: user.into(),
                 security: Default::default(),
                 cgroup_procs: Vec::new(),
+                tty: false,
+                privileged: false,
+                open_stdin: true,
+                console_size: None,
             };
             let script = "echo host=$(hostname) cwd=$(pwd) one=$(cat /proc/1/comm) \
                           greeting=$GREETING; grep -E '^(Seccomp|CapEff|NoNewPrivs):' \

@@ -58,7 +58,8 @@ use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
 
 use child::{RECORD_LEN, Record};
-pub use exec::ExecSpec;
+pub use exec::{ExecProcess, ExecSpec};
+pub(crate) use plan::UPPER_DIR;
 pub use seam::{ContainerRuntime, NamespaceRuntime};
 
 /// The container's root filesystem (the read-only lower layer of its overlay).

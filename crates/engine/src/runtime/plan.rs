@@ -19,7 +19,7 @@ pub(super) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Directory names under the bundle.
-pub(super) const UPPER_DIR: &str = "rootfs-upper";
+pub(crate) const UPPER_DIR: &str = "rootfs-upper";
 pub(super) const WORK_DIR: &str = "rootfs-work";
 pub(super) const MERGED_DIR: &str = "rootfs";
 

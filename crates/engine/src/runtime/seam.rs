@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use futures::future::BoxFuture;
 use nix::sys::signal::Signal;
 
-use super::{ExecSpec, RunSpec, RuntimeError, Spawned};
+use super::{ExecProcess, ExecSpec, RunSpec, RuntimeError, Spawned};
 use crate::cgroups::{self, CgroupError};
 use crate::limits::Resources;
 
@@ -55,12 +55,9 @@ pub trait ContainerRuntime: Send + Sync + fmt::Debug + 'static {
     /// Removes the container's cgroup (at `rm`; blocking; idempotent).
     fn remove_cgroup(&self, root: &Path, id: &str) -> Result<(), CgroupError>;
     /// Starts a process inside a running container (`docker exec`, see [`super::exec`]): the
-    /// returned child has piped stdio and exits with the command's code. Runtimes without it
-    /// refuse.
-    fn exec(
-        &self,
-        spec: ExecSpec,
-    ) -> BoxFuture<'static, Result<tokio::process::Child, RuntimeError>> {
+    /// returned child exits with the command's code; its stdio are pipes or a pty. Runtimes
+    /// without it refuse.
+    fn exec(&self, spec: ExecSpec) -> BoxFuture<'static, Result<ExecProcess, RuntimeError>> {
         drop(spec);
         Box::pin(async {
             Err(RuntimeError::InvalidSpec(
@@ -110,10 +107,7 @@ impl ContainerRuntime for NamespaceRuntime {
         cgroups::remove(root, id)
     }
 
-    fn exec(
-        &self,
-        spec: ExecSpec,
-    ) -> BoxFuture<'static, Result<tokio::process::Child, RuntimeError>> {
+    fn exec(&self, spec: ExecSpec) -> BoxFuture<'static, Result<ExecProcess, RuntimeError>> {
         Box::pin(super::exec::exec(spec))
     }
 }

@@ -5,7 +5,7 @@ use std::pin::pin;
 use futures::FutureExt;
 use nix::sys::signal::Signal;
 
-use super::{DEADLINE, Rig, req};
+use super::{DEADLINE, Rig, req, with_spec};
 use crate::container::{RestartPolicy, Status};
 use crate::runtime::fake::Call;
 use crate::runtime::{NetMode, Rootfs};
@@ -328,10 +328,7 @@ async fn wait_removed_resolves_on_rm_and_bad_conditions_are_refused() {
 async fn attach_streams_output_and_forwards_stdin() {
     let rig = Rig::new();
     let id = rig
-        .create(CreateContainer {
-            open_stdin: true,
-            ..req("shell")
-        })
+        .create(with_spec(req("shell"), |s| s.open_stdin = true))
         .await;
     let mut attached = rig.engine.attach(&id, true).expect("attach");
     rig.engine.start(&id).await.expect("start");
@@ -360,12 +357,7 @@ async fn attach_streams_output_and_forwards_stdin() {
 #[tokio::test]
 async fn resize_of_a_tty_container_goes_to_the_runtime() {
     let rig = Rig::new();
-    let id = rig
-        .run(CreateContainer {
-            tty: true,
-            ..req("tty")
-        })
-        .await;
+    let id = rig.run(with_spec(req("tty"), |s| s.tty = true)).await;
     rig.engine.resize(&id, 40, 120).expect("resize");
     assert!(
         rig.fake.calls().contains(&Call::Resize {
@@ -436,8 +428,8 @@ async fn start_creates_the_cgroup_through_the_runtime_with_the_privileged_flag()
     };
     for privileged in [false, true] {
         let mut r = req(if privileged { "priv" } else { "plain" });
-        r.resources = resources;
-        r.security.privileged = privileged;
+        r.spec.resources = resources;
+        r.spec.security.privileged = privileged;
         let id = rig.run(r).await;
         let calls = rig.fake.calls();
         let create = calls

@@ -4,6 +4,7 @@
 //! are real ones served in-process by `berth-plugin-sdk` on a UNIX socket in the temp dir
 //! ([`VolumePlugin`]), loaded into a real plugin host.
 
+mod catchup;
 mod concurrent;
 mod lifecycle;
 mod plugins;
@@ -20,7 +21,7 @@ use berth_plugin_sdk::protocol::mvp::{VolumeEvent, VolumeMessage};
 use berth_plugin_sdk::{HandlerError, Plugin};
 use tokio::sync::Semaphore;
 
-use crate::container::{RestartPolicy, Status};
+use crate::container::{ContainerSpec, RestartPolicy, Status};
 use crate::runtime::fake::{Call, FakeRuntime};
 use crate::{CreateContainer, Engine};
 
@@ -127,18 +128,27 @@ pub(crate) fn spawns_of(calls: &[Call], id: &str) -> usize {
 pub(crate) fn req(name: &str) -> CreateContainer {
     CreateContainer {
         name: Some(name.to_owned()),
-        image: "host".into(),
-        cmd: Some(vec!["/bin/app".into(), "--flag".into()]),
-        network_mode: "none".into(),
+        spec: ContainerSpec {
+            image: "host".into(),
+            cmd: Some(vec!["/bin/app".into(), "--flag".into()]),
+            network_mode: "none".into(),
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
 
+/// `req` with some of its settings changed by `f`.
+pub(crate) fn with_spec(
+    mut req: CreateContainer,
+    f: impl FnOnce(&mut ContainerSpec),
+) -> CreateContainer {
+    f(&mut req.spec);
+    req
+}
+
 pub(crate) fn with_policy(name: &str, policy: RestartPolicy) -> CreateContainer {
-    CreateContainer {
-        restart_policy: policy,
-        ..req(name)
-    }
+    with_spec(req(name), |s| s.restart_policy = policy)
 }
 
 /// What a test plugin does on one volume event.

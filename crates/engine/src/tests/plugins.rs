@@ -8,7 +8,7 @@ use berth_plugin_sdk::protocol::mvp::VolumeEvent;
 use nix::sys::signal::Signal;
 use tokio::sync::Semaphore;
 
-use super::{Behave, DEADLINE, Log, Rig, VolumePlugin, entries, req};
+use super::{Behave, DEADLINE, Log, Rig, VolumePlugin, entries, req, with_spec};
 use crate::container::{MountSpec, RestartPolicy, Status};
 use crate::{CreateContainer, EngineError};
 
@@ -25,11 +25,10 @@ async fn two_plugins() -> (Rig, VolumePlugin, VolumePlugin, Log) {
 fn with_bind(rig: &Rig, name: &str) -> (CreateContainer, String) {
     let src = rig.source(name);
     // As the API layer hands a `-v SRC:/data` over: the raw bind and its parsed mount.
-    let req = CreateContainer {
-        binds: vec![format!("{src}:/data")],
-        mounts: vec![MountSpec::bind(src.clone(), "/data", false)],
-        ..req(name)
-    };
+    let req = with_spec(req(name), |s| {
+        s.binds = vec![format!("{src}:/data")];
+        s.mounts = vec![MountSpec::bind(src.clone(), "/data", false)];
+    });
     (req, src)
 }
 
@@ -166,10 +165,7 @@ async fn a_network_register_failure_after_the_volume_hooks_sends_stop() {
     let engine = rig.engine.clone();
     let create = tokio::spawn(async move {
         engine
-            .create(CreateContainer {
-                network_mode: "backend".into(),
-                ..req
-            })
+            .create(with_spec(req, |s| s.network_mode = "backend".into()))
             .await
     });
     wait_log(&log, 1).await;
@@ -232,10 +228,7 @@ async fn a_stop_during_a_policy_restart_in_a_plugin_call_stops_the_new_run() {
     let (rig, p1, _p2, log) = two_plugins().await;
     let (req, _src) = with_bind(&rig, "svc");
     let id = rig
-        .run(CreateContainer {
-            restart_policy: RestartPolicy::Always,
-            ..req
-        })
+        .run(with_spec(req, |s| s.restart_policy = RestartPolicy::Always))
         .await;
     let gate = Arc::new(Semaphore::new(0));
     p1.on(VolumeEvent::Start, Behave::Block(gate.clone()));
@@ -262,12 +255,7 @@ async fn a_stop_during_a_policy_restart_in_a_plugin_call_stops_the_new_run() {
 async fn system_containers_bypass_the_volume_hooks() {
     let (rig, _p1, _p2, log) = two_plugins().await;
     let (req, _src) = with_bind(&rig, "agent");
-    let id = rig
-        .run(CreateContainer {
-            system: true,
-            ..req
-        })
-        .await;
+    let id = rig.run(with_spec(req, |s| s.system = true)).await;
     rig.engine.remove(&id, true).await.expect("rm");
     assert!(entries(&log).is_empty(), "{:?}", entries(&log));
 }

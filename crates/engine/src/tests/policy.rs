@@ -3,10 +3,10 @@
 
 use nix::sys::signal::Signal;
 
-use super::{DEADLINE, Rig, req, with_policy};
+use super::{DEADLINE, Rig, req, with_policy, with_spec};
 use crate::container::{RestartPolicy, Status};
 use crate::runtime::fake::Call;
-use crate::{CreateContainer, Engine, EngineError};
+use crate::{Engine, EngineError};
 
 #[tokio::test]
 async fn policy_no_leaves_an_exited_container_alone() {
@@ -188,10 +188,7 @@ async fn boot_restarts_per_policy() {
 async fn auto_remove_removes_after_the_exit() {
     let rig = Rig::new();
     let id = rig
-        .run(CreateContainer {
-            auto_remove: true,
-            ..req("tmp")
-        })
+        .run(with_spec(req("tmp"), |s| s.auto_remove = true))
         .await;
     let dir = rig.engine.container(&id).expect("c").dir.clone();
     rig.fake.exit(&id, 0);
@@ -205,10 +202,7 @@ async fn auto_remove_removes_after_the_exit() {
 async fn auto_remove_removes_after_a_failed_start() {
     let rig = Rig::new();
     let id = rig
-        .create(CreateContainer {
-            auto_remove: true,
-            ..req("tmp")
-        })
+        .create(with_spec(req("tmp"), |s| s.auto_remove = true))
         .await;
     rig.fake.fail_next_spawn("exec format error");
     let r = rig.engine.start(&id).await;
@@ -222,10 +216,9 @@ async fn auto_remove_with_a_restart_policy_is_refused() {
     let rig = Rig::new();
     let r = rig
         .engine
-        .create(CreateContainer {
-            auto_remove: true,
-            ..with_policy("x", RestartPolicy::Always)
-        })
+        .create(with_spec(with_policy("x", RestartPolicy::Always), |s| {
+            s.auto_remove = true
+        }))
         .await;
     assert!(matches!(r, Err(EngineError::Invalid(_))), "{r:?}");
     assert!(rig.engine.container("x").is_err());

@@ -1,6 +1,6 @@
-//! `berth exec [-i] [-d] [-e K=V] [-w DIR] [-u USER] CONTAINER CMD...`: runs a command in a
-//! running container through the exec API, streams its stdout/stderr, forwards stdin (`-i`)
-//! and exits with the command's exit code. `-t` is refused by the engine (no exec pty yet).
+//! `berth exec [-i] [-t] [-d] [--privileged] [-e K=V] [-w DIR] [-u USER] CONTAINER CMD...`: runs
+//! a command in a running container through the exec API, streams its stdout/stderr (the raw
+//! terminal with `-t`), forwards stdin (`-i`) and exits with the command's exit code.
 
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
@@ -16,9 +16,12 @@ pub struct ExecArgs {
     /// Keep stdin open and forward it to the command.
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// Allocate a pseudo-TTY (refused by the engine: not supported for exec).
+    /// Allocate a pseudo-TTY.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Give the command every capability.
+    #[arg(long)]
+    pub privileged: bool,
     /// Run the command in the background.
     #[arg(short = 'd', long)]
     pub detach: bool,
@@ -51,6 +54,7 @@ pub async fn exec(client: &Client, args: ExecArgs) -> anyhow::Result<()> {
         attach_stdout: Some(!args.detach),
         attach_stderr: Some(!args.detach),
         tty: Some(args.tty),
+        privileged: Some(args.privileged),
         env: (!args.env.is_empty()).then(|| args.env.clone()),
         cmd: Some(args.command.clone()),
         working_dir: args.workdir.clone(),

@@ -9,18 +9,22 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_engine::CreateContainer;
-use berth_engine::container::{MountKind, MountSpec, RestartPolicy, SecurityOptions};
+use berth_engine::container::{
+    ContainerSpec, MountKind, MountSpec, RestartPolicy, SecurityOptions,
+};
+use berth_engine::health::HealthConfig;
 use berth_engine::limits::Resources;
+use berth_engine::log_config::LogConfig;
 use bollard_stubs::models::ContainerCreateResponse;
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, Query};
 use crate::gate::Caller;
 use crate::present;
 use crate::routes::AppState;
+use crate::routes::endpoint::NetworkingConfigBody;
 
 /// `Cmd`/`Entrypoint` may be a list or (old clients) a single string.
 #[derive(Debug, Deserialize)]
@@ -58,40 +62,10 @@ struct CreateBody {
     working_dir: Option<String>,
     labels: Option<BTreeMap<String, String>>,
     host_config: Option<HostConfigBody>,
-    networking_config: Option<Value>,
-}
-
-/// `NetworkingConfig.EndpointsConfig.<net>` for the container's network: the entry named like
-/// `NetworkMode`, else the only one.
-fn primary_endpoint<'a>(networking: Option<&'a Value>, mode: &str) -> Option<&'a Value> {
-    let eps = networking
-        .and_then(|n| n.get("EndpointsConfig"))
-        .and_then(Value::as_object)?;
-    eps.get(mode)
-        .or_else(|| (eps.len() == 1).then(|| eps.values().next()).flatten())
-}
-
-/// The endpoint's `IPAMConfig.IPv4Address` (`--ip`), empty = none.
-fn requested_ip(networking: Option<&Value>, mode: &str) -> String {
-    primary_endpoint(networking, mode)
-        .and_then(|e| e.pointer("/IPAMConfig/IPv4Address"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// The endpoint's `Aliases` (`--network-alias`, compose service names).
-fn requested_aliases(networking: Option<&Value>, mode: &str) -> Vec<String> {
-    primary_endpoint(networking, mode)
-        .and_then(|e| e.get("Aliases"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+    networking_config: Option<NetworkingConfigBody>,
+    mac_address: Option<String>,
+    healthcheck: Option<HealthConfig>,
+    stop_timeout: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -117,6 +91,18 @@ struct HostConfigBody {
     cpu_period: Option<i64>,
     cpu_shares: Option<i64>,
     pids_limit: Option<i64>,
+    port_bindings: Option<crate::routes::ports::PortBindingsBody>,
+    log_config: Option<LogConfigBody>,
+    links: Option<Vec<String>>,
+}
+
+/// `HostConfig.LogConfig` as clients send it (`Config` may be null).
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct LogConfigBody {
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    config: Option<BTreeMap<String, String>>,
 }
 
 impl HostConfigBody {
@@ -170,6 +156,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         .ok_or_else(|| ApiError::bad_request("field Image: an image is required"))?;
     let mut hc = body.host_config.unwrap_or_default();
     let resources = hc.resources();
+    let port_bindings = crate::routes::ports::bindings(hc.port_bindings.take())?;
     let security = SecurityOptions {
         cap_add: hc.cap_add.take().unwrap_or_default(),
         cap_drop: hc.cap_drop.take().unwrap_or_default(),
@@ -223,39 +210,55 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
             create_source: false,
         });
     }
+    let mode = hc.network_mode.as_deref().unwrap_or_default();
+    let (ipv4_address, aliases, mut endpoint) =
+        body.networking_config.unwrap_or_default().for_mode(mode)?;
+    // `Config.MacAddress` (API < 1.44's place for it) when the endpoint names none.
+    if endpoint.mac_address.is_empty() {
+        endpoint.mac_address = body.mac_address.unwrap_or_default();
+    }
     Ok(CreateContainer {
         name,
-        image,
-        cmd: body.cmd.map(StrOrVec::into_vec),
-        entrypoint: body.entrypoint.map(StrOrVec::into_vec),
-        env: body.env.unwrap_or_default(),
-        working_dir: body.working_dir.unwrap_or_default(),
-        hostname: body.hostname.unwrap_or_default(),
-        user: body.user.unwrap_or_default(),
-        tty: body.tty.unwrap_or(false),
-        open_stdin: body.open_stdin.unwrap_or(false),
-        stdin_once: body.stdin_once.unwrap_or(false),
-        attach_stdin: body.attach_stdin.unwrap_or(false),
-        attach_stdout: body.attach_stdout.unwrap_or(false),
-        attach_stderr: body.attach_stderr.unwrap_or(false),
-        labels: body.labels.unwrap_or_default(),
-        binds,
-        mounts,
-        restart_policy,
-        auto_remove: hc.auto_remove.unwrap_or(false),
-        ipv4_address: requested_ip(
-            body.networking_config.as_ref(),
-            hc.network_mode.as_deref().unwrap_or_default(),
-        ),
-        aliases: requested_aliases(
-            body.networking_config.as_ref(),
-            hc.network_mode.as_deref().unwrap_or_default(),
-        ),
-        network_mode: hc.network_mode.unwrap_or_default(),
-        volume_driver,
-        system,
-        resources,
-        security,
+        ipv4_address,
+        aliases,
+        links: hc.links.take().unwrap_or_default(),
+        endpoint,
+        spec: ContainerSpec {
+            image,
+            cmd: body.cmd.map(StrOrVec::into_vec),
+            entrypoint: body.entrypoint.map(StrOrVec::into_vec),
+            env: body.env.unwrap_or_default(),
+            working_dir: body.working_dir.unwrap_or_default(),
+            hostname: body.hostname.unwrap_or_default(),
+            user: body.user.unwrap_or_default(),
+            tty: body.tty.unwrap_or(false),
+            open_stdin: body.open_stdin.unwrap_or(false),
+            stdin_once: body.stdin_once.unwrap_or(false),
+            attach_stdin: body.attach_stdin.unwrap_or(false),
+            attach_stdout: body.attach_stdout.unwrap_or(false),
+            attach_stderr: body.attach_stderr.unwrap_or(false),
+            labels: body.labels.unwrap_or_default(),
+            binds,
+            mounts,
+            restart_policy,
+            auto_remove: hc.auto_remove.unwrap_or(false),
+            network_mode: hc.network_mode.unwrap_or_default(),
+            volume_driver,
+            system,
+            resources,
+            security,
+            port_bindings,
+            healthcheck: body.healthcheck,
+            stop_timeout: body.stop_timeout,
+            log_config: hc
+                .log_config
+                .take()
+                .map(|l| LogConfig {
+                    kind: l.kind.unwrap_or_default(),
+                    config: l.config.unwrap_or_default(),
+                })
+                .unwrap_or_default(),
+        },
     })
 }
 
@@ -309,19 +312,19 @@ mod tests {
         )
         .unwrap();
         let req = to_request(body, Some("c1".into()), false).unwrap();
-        assert_eq!(req.cmd, Some(vec!["true".to_owned()]));
-        assert_eq!(req.binds, ["/a:/b"]);
+        assert_eq!(req.spec.cmd, Some(vec!["true".to_owned()]));
+        assert_eq!(req.spec.binds, ["/a:/b"]);
         assert_eq!(
-            req.restart_policy,
+            req.spec.restart_policy,
             RestartPolicy::OnFailure { max_retries: 2 }
         );
         // The parsed `Binds` come first, then `Mounts`.
         assert_eq!(
-            (req.mounts[0].kind, req.mounts[0].source.as_str()),
+            (req.spec.mounts[0].kind, req.spec.mounts[0].source.as_str()),
             (MountKind::Bind, "/a")
         );
-        assert!(req.mounts[0].create_source);
-        assert_eq!(req.mounts[1].driver.as_deref(), Some("fl"));
+        assert!(req.spec.mounts[0].create_source);
+        assert_eq!(req.spec.mounts[1].driver.as_deref(), Some("fl"));
         let err = to_request(CreateBody::default(), None, false).unwrap_err();
         assert!(err.message.contains("Image"));
     }

@@ -82,10 +82,19 @@ pub(super) fn networks(s: &AppState, v: &ContainerView) -> BTreeMap<String, Endp
         .into_iter()
         .map(|(n, m)| {
             let ep = m.endpoint.as_ref();
+            let cfg = &m.config;
+            let asked = m.requested_ip.is_some()
+                || !cfg.ipv6_address.is_empty()
+                || !cfg.link_local_ips.is_empty();
             let settings = EndpointSettings {
-                ipam_config: m.requested_ip.map(|ip| EndpointIpamConfig {
-                    ipv4_address: ip.to_string(),
+                ipam_config: asked.then(|| EndpointIpamConfig {
+                    ipv4_address: m.requested_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    ipv6_address: cfg.ipv6_address.clone(),
+                    link_local_ips: cfg.link_local_ips.clone(),
                 }),
+                links: non_empty(&cfg.links),
+                aliases: non_empty(&m.aliases),
+                driver_opts: (!cfg.driver_opts.is_empty()).then(|| cfg.driver_opts.clone()),
                 network_id: n.id,
                 endpoint_id: ep.map(|e| e.id.clone()).unwrap_or_default(),
                 gateway: ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
@@ -116,14 +125,16 @@ fn memory_swap(r: &Resources) -> i64 {
 fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
     let st = &v.state;
     let c = &v.config;
-    let sec = &c.security;
-    let r = &c.resources;
+    let sec = &c.spec.security;
+    let r = &c.spec.resources;
     // `--mount`s: the mounts no `Binds` entry produced.
     let host_mounts = c
+        .spec
         .mounts
         .iter()
         .filter(|m| {
-            !c.binds
+            !c.spec
+                .binds
                 .iter()
                 .any(|b| b.starts_with(&format!("{}:", m.source)))
         })
@@ -135,18 +146,20 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         })
         .collect();
     let host_config = HostConfig {
-        binds: Some(c.binds.clone()),
-        network_mode: c.network_mode.clone(),
-        auto_remove: c.auto_remove,
+        binds: Some(c.spec.binds.clone()),
+        port_bindings: crate::routes::ports::host_config(&c.spec.port_bindings),
+        network_mode: c.spec.network_mode.clone(),
+        auto_remove: c.spec.auto_remove,
         log_config: LogConfig {
-            kind: "json-file",
-            config: BTreeMap::new(),
+            kind: c.spec.log_config.kind.clone(),
+            config: c.spec.log_config.config.clone(),
         },
+        links: non_empty(&s.engine.link_names(&c.name, &st.links)),
         restart_policy: RestartPolicy {
-            name: c.restart_policy.name(),
-            maximum_retry_count: c.restart_policy.max_retries().into(),
+            name: c.spec.restart_policy.name(),
+            maximum_retry_count: c.spec.restart_policy.max_retries().into(),
         },
-        volume_driver: c.volume_driver.clone(),
+        volume_driver: c.spec.volume_driver.clone(),
         privileged: sec.privileged,
         cap_add: non_empty(&sec.cap_add),
         cap_drop: non_empty(&sec.cap_drop),
@@ -170,9 +183,9 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         path: c.path.clone(),
         args: c.args.clone(),
         state: ContainerState {
-            status: st.status.as_str(),
+            status: st.status_name(),
             running: st.status == Status::Running,
-            paused: false,
+            paused: st.paused,
             restarting: st.status == Status::Restarting,
             oom_killed: st.oom_killed,
             dead: false,
@@ -181,6 +194,7 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
             error: st.error.clone(),
             started_at: rfc3339(st.started_at),
             finished_at: rfc3339(st.finished_at),
+            health: st.health.clone(),
         },
         image: c.image_id.clone(),
         resolv_conf_path: String::new(),
@@ -197,35 +211,42 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         host_config,
         mounts: mount_points(v),
         config: ContainerConfig {
-            hostname: c.hostname.clone(),
+            hostname: c.spec.hostname.clone(),
             domainname: String::new(),
-            user: c.user.clone(),
-            attach_stdin: c.attach_stdin,
-            attach_stdout: c.attach_stdout,
-            attach_stderr: c.attach_stderr,
-            tty: c.tty,
-            open_stdin: c.open_stdin,
-            stdin_once: c.stdin_once,
-            env: c.env.clone(),
-            cmd: c.cmd.clone(),
-            image: c.image.clone(),
+            user: c.spec.user.clone(),
+            attach_stdin: c.spec.attach_stdin,
+            attach_stdout: c.spec.attach_stdout,
+            attach_stderr: c.spec.attach_stderr,
+            tty: c.spec.tty,
+            open_stdin: c.spec.open_stdin,
+            stdin_once: c.spec.stdin_once,
+            env: c.spec.env.clone(),
+            cmd: c.spec.cmd.clone(),
+            image: c.spec.image.clone(),
             volumes: None,
-            working_dir: c.working_dir.clone(),
-            entrypoint: c.entrypoint.clone(),
-            labels: c.labels.clone(),
+            working_dir: c.spec.working_dir.clone(),
+            entrypoint: c.spec.entrypoint.clone(),
+            labels: c.spec.labels.clone(),
             on_build: None,
+            healthcheck: c.spec.healthcheck.clone(),
+            stop_timeout: c.spec.stop_timeout,
         },
-        network_settings: NetworkSettings {
-            bridge: String::new(),
-            sandbox_id: String::new(),
-            ports: BTreeMap::new(),
-            sandbox_key: String::new(),
-            ip_address: String::new(),
-            ip_prefix_len: 0,
-            gateway: String::new(),
-            mac_address: String::new(),
-            networks: networks(s, v),
+        network_settings: {
+            let networks = networks(s, v);
+            // Docker repeats the default bridge's endpoint at the top level.
+            let bridge = networks.get("bridge").cloned().unwrap_or_default();
+            NetworkSettings {
+                bridge: String::new(),
+                sandbox_id: String::new(),
+                ports: crate::routes::ports::settings(s, v),
+                sandbox_key: String::new(),
+                ip_address: bridge.ip_address,
+                ip_prefix_len: bridge.ip_prefix_len,
+                gateway: bridge.gateway,
+                mac_address: bridge.mac_address,
+                networks,
+            }
         },
-        berth_system: c.system,
+        berth_system: c.spec.system,
     }
 }

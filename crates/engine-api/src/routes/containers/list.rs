@@ -24,18 +24,18 @@ fn summary(s: &AppState, v: &ContainerView) -> ContainerSummary {
     ContainerSummary {
         id: v.config.id.clone(),
         names: vec![format!("/{}", v.config.name)],
-        image: v.config.image.clone(),
+        image: v.config.spec.image.clone(),
         image_id: v.config.image_id.clone(),
         command: command_line(v),
         created: v.config.created.timestamp(),
-        state: v.state.status.as_str(),
+        state: v.state.status_name(),
         status: present::status(&v.state, chrono::Utc::now()),
-        ports: Vec::new(),
-        labels: v.config.labels.clone(),
+        ports: crate::routes::ports::summary(s, v),
+        labels: v.config.spec.labels.clone(),
         size_rw: 0,
         size_root_fs: 0,
         host_config: SummaryHostConfig {
-            network_mode: v.config.network_mode.clone(),
+            network_mode: v.config.spec.network_mode.clone(),
         },
         network_settings: SummaryNetworkSettings {
             networks: networks(s, v),
@@ -72,25 +72,31 @@ fn matches_filters(v: &ContainerView, filters: &BTreeMap<String, Vec<String>>) -
         let check = |val: &String| match k.as_str() {
             "name" => v.config.name.contains(val.trim_start_matches('/')),
             "id" => v.config.id.starts_with(val.as_str()),
-            "status" => v.state.status.as_str() == val,
+            "status" => v.state.status_name() == val,
             "label" => {
                 let (lk, lv) = val
                     .split_once('=')
                     .map(|(a, b)| (a, Some(b)))
                     .unwrap_or((val.as_str(), None));
                 v.config
+                    .spec
                     .labels
                     .get(lk)
                     .is_some_and(|x| lv.is_none_or(|lv| x == lv))
             }
-            "ancestor" => v.config.image == *val || v.config.image_id.contains(val.as_str()),
+            "ancestor" => v.config.spec.image == *val || v.config.image_id.contains(val.as_str()),
             "exited" => v.state.exit_code.to_string() == *val,
             "volume" => v
                 .config
+                .spec
                 .mounts
                 .iter()
                 .any(|m| m.source == *val || m.destination == *val),
             "network" => v.network == *val,
+            "health" => {
+                let h = v.state.health.as_ref().map(|h| h.status.as_str());
+                h.unwrap_or("none") == val
+            }
             _ => true,
         };
         vals.is_empty()

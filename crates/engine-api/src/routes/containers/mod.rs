@@ -11,6 +11,7 @@ use super::AppState;
 mod create;
 mod inspect;
 mod lifecycle;
+mod links;
 mod list;
 mod streams;
 
@@ -28,4 +29,5 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/resize", post(lifecycle::resize))
         .route("/containers/{id}/logs", get(streams::logs))
         .route("/containers/{id}", delete(lifecycle::remove))
+        .route("/containers/{id}/{alias}", delete(links::remove_link))
 }

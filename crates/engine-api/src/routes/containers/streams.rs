@@ -27,15 +27,41 @@ pub(super) async fn attach(
     let want_stdin = q.bool("stdin")?;
     let want_stdout = q.bool("stdout")?;
     let want_stderr = q.bool("stderr")?;
+    let detach_keys = streams::parse_detach_keys(q.get("detachKeys").unwrap_or_default())
+        .map_err(ApiError::bad_request)?;
     let attached = s.engine.attach(&id, want_stdin)?;
+    let logs = if q.bool("logs")? && (want_stdout || want_stderr) {
+        let opts = LogOptions {
+            follow: false,
+            stdout: want_stdout,
+            stderr: want_stderr,
+            tail: None,
+            since: None,
+            until: None,
+        };
+        match s.engine.logs(&id, opts) {
+            Ok((_, rx)) => Some(rx),
+            // Log driver `none`: nothing to replay.
+            Err(e) if e.kind() == berth_state::ErrorKind::InvalidArgument => None,
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
     let tty = attached.tty;
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(streams::serve_attach(
         on_upgrade,
         conn.map(|c| c.0),
         attached,
-        want_stdout,
-        want_stderr,
+        streams::AttachOptions {
+            stdout: want_stdout,
+            stderr: want_stderr,
+            // Absent means yes (Berth's clients relied on it before `stream` was read).
+            stream: q.get("stream").is_none() || q.bool("stream")?,
+            logs,
+            detach_keys,
+        },
     ));
     let content_type = if tty {
         "application/vnd.docker.raw-stream"

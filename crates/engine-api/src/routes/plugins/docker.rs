@@ -202,13 +202,20 @@ pub(super) async fn docker_enable(
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: format!("plugin {}:latest is already enabled", p.record.name),
         }),
+        // Given up on (a crash loop) or failed at boot: started and hand-shaken again.
+        PluginState::Failed => {
+            h.revive(&p.record.name).await?;
+            s.engine
+                .events
+                .publish("plugin", "enable", &p.record.name, Default::default());
+            Ok(StatusCode::OK)
+        }
         other => Err(ApiError::new(
             berth_state::ErrorKind::Conflict,
             format!(
-                "plugin {} is {}: {}; reload it with berth plugin upgrade",
+                "plugin {} is {}: it is still starting; wait for its handshake",
                 p.record.name,
                 state_name(other),
-                p.record.last_error.unwrap_or_default()
             ),
         )),
     }
