@@ -23,7 +23,8 @@
 //! Needs root (the daemon creates namespaces and mounts). The client is a hyper keep-alive
 //! connection over the UNIX socket, opened outside the timed region. `BERTH_BENCH_QUICK=1`
 //! shortens every measurement for CI smoke runs; `BERTH_BENCH_NO_CLI=1` skips the docker CLI
-//! series; `BERTH_BENCH_PLUGIN_DIR` names a directory with optimised example plugin binaries
+//! series; `BERTH_BENCH_ONLY_ISOLATION=1` runs only the `engine_isolation` loops;
+//! `BERTH_BENCH_PLUGIN_DIR` names a directory with optimised example plugin binaries
 //! (`cargo xtask bench` passes `target/release`), else the harness builds debug ones.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -32,211 +33,16 @@ use std::hint::black_box;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_tests::{Daemon, PluginProc, spawn_plugin};
-use bytes::Bytes;
 use criterion::{Criterion, SamplingMode};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-const API: &str = "/v1.50";
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// One keep-alive HTTP/1.1 connection to the daemon.
-struct Api {
-    sender: SendRequest<Full<Bytes>>,
-}
-
-impl Api {
-    async fn connect(socket: &Path) -> Api {
-        let stream = UnixStream::connect(socket).await.expect("connect daemon");
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("http handshake");
-        tokio::spawn(conn);
-        Api { sender }
-    }
-
-    async fn send(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> hyper::Response<hyper::body::Incoming> {
-        self.sender.ready().await.expect("connection ready");
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{API}{path}"))
-            .header(http::header::HOST, "api.berth.localhost");
-        let body = match body {
-            Some(v) => {
-                req = req.header(http::header::CONTENT_TYPE, "application/json");
-                Bytes::from(v.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let req = req.body(Full::new(body)).expect("request");
-        self.sender.send_request(req).await.expect("send request")
-    }
-
-    /// Sends and reads the whole reply; panics unless the status is `want`.
-    async fn call(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-        want: StatusCode,
-    ) -> Bytes {
-        let resp = self.send(method.clone(), path, body).await;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .expect("read reply")
-            .to_bytes();
-        assert_eq!(
-            status,
-            want,
-            "{method} {path}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
-        bytes
-    }
-}
-
-fn id_of(body: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(body).expect("json reply");
-    v["Id"].as_str().expect("Id in reply").to_owned()
-}
-
-fn container_body(auto_remove: bool) -> serde_json::Value {
-    serde_json::json!({
-        "Image": "host",
-        "Cmd": ["true"],
-        "AttachStdout": auto_remove,
-        "AttachStderr": auto_remove,
-        "HostConfig": {"NetworkMode": "none", "AutoRemove": auto_remove},
-    })
-}
-
-/// The hardened variant of the `run --rm` body: a memory and a pids limit (cgroup files written
-/// at start, read at exit).
-fn limited_body() -> serde_json::Value {
-    let mut body = container_body(true);
-    body["HostConfig"]["Memory"] = serde_json::json!(64 << 20);
-    body["HostConfig"]["PidsLimit"] = serde_json::json!(100);
-    body
-}
-
-async fn container_create_rm(api: &mut Api) {
-    let body = api
-        .call(
-            Method::POST,
-            "/containers/create",
-            Some(container_body(false)),
-            StatusCode::CREATED,
-        )
-        .await;
-    let id = id_of(&body);
-    api.call(
-        Method::DELETE,
-        &format!("/containers/{id}"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-}
-
-/// `docker run --rm host true` on the wire: create, attach (hijacked), wait for `removed`
-/// (headers first), start, then the wait's status and the attach stream's end.
-/// `body` is the create body; `security_opt` goes to its `HostConfig.SecurityOpt` (empty:
-/// Docker's default confinement, seccomp included).
-async fn run_rm_true(
-    api: &mut Api,
-    waiter: &mut Api,
-    socket: &Path,
-    body: &serde_json::Value,
-    security_opt: &[&str],
-) {
-    let mut create = body.clone();
-    if !security_opt.is_empty() {
-        create["HostConfig"]["SecurityOpt"] = serde_json::json!(security_opt);
-    }
-    let body = api
-        .call(
-            Method::POST,
-            "/containers/create",
-            Some(create),
-            StatusCode::CREATED,
-        )
-        .await;
-    let id = id_of(&body);
-
-    let mut attach = UnixStream::connect(socket).await.expect("connect attach");
-    let head = format!(
-        "POST {API}/containers/{id}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\n\
-         Host: api.berth.localhost\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
-    );
-    attach.write_all(head.as_bytes()).await.expect("attach");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = attach.read(&mut buf).await.expect("attach reply");
-        assert!(n > 0, "attach closed before its headers");
-        got.extend_from_slice(&buf[..n]);
-    }
-    assert!(
-        got.starts_with(b"HTTP/1.1 101") || got.starts_with(b"HTTP/1.1 200"),
-        "attach: {}",
-        String::from_utf8_lossy(&got)
-    );
-    let drain = tokio::spawn(async move {
-        let mut rest = Vec::new();
-        let _ = attach.read_to_end(&mut rest).await;
-        rest.len()
-    });
-
-    let wait = waiter
-        .send(
-            Method::POST,
-            &format!("/containers/{id}/wait?condition=removed"),
-            None,
-        )
-        .await;
-    assert_eq!(wait.status(), StatusCode::OK);
-    api.call(
-        Method::POST,
-        &format!("/containers/{id}/start"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    let status = wait
-        .into_body()
-        .collect()
-        .await
-        .expect("wait body")
-        .to_bytes();
-    let v: serde_json::Value = serde_json::from_slice(&status).expect("wait json");
-    assert_eq!(v["StatusCode"], 0, "true exits 0: {v}");
-    black_box(drain.await.expect("attach drain"));
-}
+mod common;
+use common::*;
 
 /// A running container (`sleep`, no network) for the exec rows; returns its id.
 async fn start_exec_target(api: &mut Api) -> String {
@@ -303,26 +109,6 @@ async fn exec_true(api: &mut Api, socket: &Path, container: &str) {
     assert_eq!(v["ExitCode"], 0, "true exits 0: {v}");
 }
 
-/// An example plugin binary: from `BERTH_BENCH_PLUGIN_DIR` if set, else the one built beside the
-/// bench (see `berth_tests::example_plugin`).
-fn plugin_bin(name: &str) -> PathBuf {
-    match std::env::var_os("BERTH_BENCH_PLUGIN_DIR") {
-        Some(dir) => {
-            let bin = PathBuf::from(dir).join(name);
-            assert!(bin.exists(), "{} missing", bin.display());
-            bin
-        }
-        None => berth_tests::example_plugin(name),
-    }
-}
-
-/// Loads the plugin serving `sock` as `name` (the engine polls the socket until it answers).
-fn load_plugin(d: &Daemon, name: &str, sock: &Path) {
-    let body = serde_json::json!({"Name": name, "Socket": sock, "Timeout": "20s"});
-    let r = d.raw_json("POST", "/berth/plugins/load", &body);
-    assert_eq!(r.status, 200, "load {name}: {}", r.text());
-}
-
 /// Names of the plugins the daemon reports `active`.
 fn active_plugins(d: &Daemon) -> usize {
     let r = d.raw("GET", "/berth/plugins", None, b"");
@@ -331,53 +117,6 @@ fn active_plugins(d: &Daemon) -> usize {
         .as_array()
         .map(|a| a.iter().filter(|p| p["State"] == "active").count())
         .unwrap_or(0)
-}
-
-/// Starts `flocker` on a socket in the daemon's dir and loads it as volume driver `flocker`.
-fn start_flocker(d: &Daemon) -> PluginProc {
-    let sock = d.dir().join("flocker.sock");
-    let storage = d.dir().join("flocker-storage");
-    std::fs::create_dir_all(&storage).expect("flocker storage");
-    let p = spawn_plugin(
-        &plugin_bin("flocker"),
-        &[
-            "--socket",
-            sock.to_str().expect("utf-8 path"),
-            "--name",
-            "flocker",
-            "--storage",
-            storage.to_str().expect("utf-8 path"),
-        ],
-    );
-    load_plugin(d, "flocker", &sock);
-    p
-}
-
-/// Creates and removes one volume with `driver` (`None`: the local driver).
-async fn volume_create_rm(api: &mut Api, driver: Option<&str>) {
-    let name = unique("benchvol");
-    let mut body = serde_json::json!({"Name": name});
-    if let Some(driver) = driver {
-        body["Driver"] = driver.into();
-    }
-    api.call(
-        Method::POST,
-        "/volumes/create",
-        Some(body),
-        StatusCode::CREATED,
-    )
-    .await;
-    api.call(
-        Method::DELETE,
-        &format!("/volumes/{name}"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-}
-
-fn quick() -> bool {
-    std::env::var_os("BERTH_BENCH_QUICK").is_some_and(|v| v != "0")
 }
 
 fn configure(c: Criterion) -> Criterion {
@@ -510,28 +249,8 @@ fn bench_cli(c: &mut Criterion, d: &Daemon) {
     g.finish();
 }
 
-/// Summary of one timing loop, as `cargo xtask bench` reads it (ns).
-fn summary(mut samples: Vec<f64>) -> serde_json::Value {
-    samples.sort_by(f64::total_cmp);
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    serde_json::json!({
-        "median": at(0.5),
-        "p10": at(0.1),
-        "p90": at(0.9),
-        "n": samples.len(),
-    })
-}
-
-/// Where the timing loops' results go: `<target>/bench/manual/engine.json`.
-fn manual_results_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("bench/manual/engine.json")
-}
-
 fn write_manual(results: &serde_json::Map<String, serde_json::Value>) {
-    let path = manual_results_path();
+    let path = manual_results_path("engine.json");
     std::fs::create_dir_all(path.parent().expect("parent")).expect("create manual results dir");
     let text = serde_json::to_string_pretty(results).expect("json");
     std::fs::write(&path, text).expect("write manual results");
@@ -752,54 +471,6 @@ fn start_slow_flocker(d: &Daemon, name: &str, extra: &[&str]) -> PluginProc {
     p
 }
 
-/// `run --rm -v VOLUME:/d host true` on the wire without attaching: create (AutoRemove),
-/// wait for `removed` (headers first), start, then the wait's status.
-async fn run_rm_volume(socket: &Path, volume: &str) {
-    let mut api = Api::connect(socket).await;
-    let mut waiter = Api::connect(socket).await;
-    let body = serde_json::json!({
-        "Image": "host",
-        "Cmd": ["true"],
-        "HostConfig": {
-            "NetworkMode": "none",
-            "AutoRemove": true,
-            "Binds": [format!("{volume}:/d")],
-        },
-    });
-    let created = api
-        .call(
-            Method::POST,
-            "/containers/create",
-            Some(body),
-            StatusCode::CREATED,
-        )
-        .await;
-    let id = id_of(&created);
-    let wait = waiter
-        .send(
-            Method::POST,
-            &format!("/containers/{id}/wait?condition=removed"),
-            None,
-        )
-        .await;
-    assert_eq!(wait.status(), StatusCode::OK);
-    api.call(
-        Method::POST,
-        &format!("/containers/{id}/start"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    let status = wait
-        .into_body()
-        .collect()
-        .await
-        .expect("wait body")
-        .to_bytes();
-    let v: serde_json::Value = serde_json::from_slice(&status).expect("wait json");
-    assert_eq!(v["StatusCode"], 0, "true exits 0: {v}");
-}
-
 /// Creates (`driver`) or removes (`None`) the volumes `names` through the API.
 async fn volumes(api: &mut Api, names: &[String], driver: Option<&str>) {
     for name in names {
@@ -1001,6 +672,13 @@ fn main() {
     if std::env::var_os("BERTH_BENCH_ONLY_HOOKS").is_some_and(|v| v != "0") {
         let mut manual = serde_json::Map::new();
         bench_idle_hooks(&rt, &mut manual);
+        return;
+    }
+    // `BERTH_BENCH_ONLY_ISOLATION=1`: only the plugin fault isolation loops (one batch of 32
+    // concurrent slow-mount runs against one run, interleaved round by round; rm -f while hung).
+    if std::env::var_os("BERTH_BENCH_ONLY_ISOLATION").is_some_and(|v| v != "0") {
+        let mut manual = serde_json::Map::new();
+        bench_isolation(&rt, &mut manual);
         return;
     }
     let d = Daemon::start();

@@ -370,6 +370,8 @@ pub struct Daemon {
     /// A command the daemon is started under (`nsenter --net=…`), kept for restarts; it must exec
     /// the daemon (so the child's pid is the daemon's).
     wrap: Vec<String>,
+    /// The `berth` binary this daemon runs (restarts run it again).
+    bin: PathBuf,
 }
 
 impl Daemon {
@@ -388,7 +390,16 @@ impl Daemon {
     /// incarnation): `["nsenter", "--net=/run/netns/NAME"]` runs it in a network namespace of the
     /// test's, so the links it makes can be told from those of other tests.
     pub fn start_wrapped(wrap: Vec<String>, extra: impl FnOnce(&Path) -> Vec<String>) -> Daemon {
-        let bin = berth_binary();
+        Daemon::launch(berth_binary(), wrap, extra)
+    }
+
+    /// Like [`Daemon::start_with`], running the `berth` binary `bin` (the before/after bench runs
+    /// an older build beside the current one).
+    pub fn start_bin(bin: &Path, extra: impl FnOnce(&Path) -> Vec<String>) -> Daemon {
+        Daemon::launch(bin, Vec::new(), extra)
+    }
+
+    fn launch(bin: &Path, wrap: Vec<String>, extra: impl FnOnce(&Path) -> Vec<String>) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir()
@@ -401,8 +412,9 @@ impl Daemon {
             groups: Vec::new(),
             extra,
             wrap,
+            bin: bin.to_path_buf(),
         };
-        d.spawn(bin);
+        d.spawn();
         d
     }
 
@@ -476,7 +488,8 @@ impl Daemon {
         self.child.as_ref().map(Child::id)
     }
 
-    fn spawn(&mut self, bin: &Path) {
+    fn spawn(&mut self) {
+        let bin = self.bin.clone();
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -487,10 +500,10 @@ impl Daemon {
         let mut cmd = match self.wrap.split_first() {
             Some((first, rest)) => {
                 let mut cmd = Command::new(first);
-                cmd.args(rest).arg(bin);
+                cmd.args(rest).arg(&bin);
                 cmd
             }
-            None => Command::new(bin),
+            None => Command::new(&bin),
         };
         cmd.arg("daemon")
             .arg("--root")
@@ -561,7 +574,7 @@ impl Daemon {
             self.child.is_none(),
             "restart() while the daemon still runs"
         );
-        self.spawn(berth_binary());
+        self.spawn();
     }
 
     /// Graceful stop: SIGTERM, then SIGKILL of the whole process group after `grace`.

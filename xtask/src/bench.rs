@@ -8,6 +8,9 @@
 //! reference figures, and draws the fan-out plot (latency per event against N, sequential and
 //! concurrent, with the floors) with `plotters`.
 //!
+//! `--compare-bin OLD` runs only `tests/benches/compare.rs`: an older `berth` build against the
+//! current one, interleaved in one run (before/after figures for a refactor).
+//!
 //! A full run writes `docs/bench/fanout.svg` and `docs/bench/results.md`; `--quick` (short
 //! measurements, for CI) writes them under `target/bench/` so the tree stays clean.
 
@@ -43,6 +46,10 @@ pub struct Opts {
     /// Where the plot and the table go (default: docs/bench, or target/bench with --quick).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only the before/after comparison: this older `berth` binary against the workspace's,
+    /// interleaved on one machine (`tests/benches/compare.rs`; needs root).
+    #[arg(long, value_name = "OLD_BERTH")]
+    compare_bin: Option<PathBuf>,
 }
 
 /// One criterion result.
@@ -69,6 +76,9 @@ fn target_dir(root: &Path) -> PathBuf {
 pub fn run(opts: Opts) -> Result<()> {
     let root = workspace_root();
     let target = target_dir(&root);
+    if let Some(old) = &opts.compare_bin {
+        return compare(&root, &target, old, opts.quick);
+    }
     let started = SystemTime::now();
     if !opts.report_only {
         // Every cargo call here selects the whole workspace and builds bench targets: the same
@@ -149,6 +159,40 @@ pub fn run(opts: Opts) -> Result<()> {
     plot(&results, &svg)?;
     println!("wrote {} and {}", md.display(), svg.display());
     Ok(())
+}
+
+/// `--compare-bin OLD`: builds the current daemon and the example plugins in the benches'
+/// profile, then runs the paired before/after bench (it prints its table and writes
+/// `target/bench/manual/compare.json`).
+fn compare(root: &Path, target: &Path, old: &Path, quick: bool) -> Result<()> {
+    let old = std::fs::canonicalize(old).with_context(|| format!("{}", old.display()))?;
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the before/after bench needs root (namespaces, mounts)");
+    }
+    let build = [
+        "build",
+        "--profile",
+        "bench",
+        "-p",
+        "berth-cli",
+        "-p",
+        "berth-example-plugins",
+    ];
+    cargo(root, &build, false, &[])?;
+    let release = target.join("release");
+    let berth = release.join("berth");
+    cargo(
+        root,
+        &["bench", "-p", "berth-tests", "--bench", "compare"],
+        quick,
+        &[
+            ("RUST_LOG", "warn"),
+            ("BERTH_BIN", &berth.to_string_lossy()),
+            ("BERTH_BENCH_PLUGIN_DIR", &release.to_string_lossy()),
+            ("BERTH_BENCH_OLD_BIN", &old.to_string_lossy()),
+        ],
+    )
 }
 
 /// Runs `cargo ARGS` in the workspace (with `BERTH_BENCH_QUICK=1` when `quick`, and `env`
