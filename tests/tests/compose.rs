@@ -271,7 +271,7 @@ fn docker_compose_project_with_a_plugin_volume_and_a_user_network() {
     // The published port reaches the web service from the host's loopback.
     assert_eq!(
         http_get("127.0.0.1:18090"),
-        Some("hello from the plugin volume\n".to_owned())
+        Ok("hello from the plugin volume\n".to_owned())
     );
     let ps = compose(&["ps"]);
     assert!(ps.ok().contains("127.0.0.1:18090->80/tcp"), "{}", ps.stdout);
@@ -298,16 +298,19 @@ fn docker_compose_project_with_a_plugin_volume_and_a_user_network() {
     );
 }
 
-/// The body of `GET /` at `addr` (HTTP/1.0), or `None` when nothing answers.
-fn http_get(addr: &str) -> Option<String> {
+/// The body of `GET /` at `addr` (HTTP/1.0), or what went wrong.
+fn http_get(addr: &str) -> Result<String, String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
     let mut reply = String::new();
-    s.read_to_string(&mut reply).ok()?;
+    s.read_to_string(&mut reply)
+        .map_err(|e| format!("read: {e}"))?;
     reply
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_owned())
+        .ok_or_else(|| format!("no HTTP reply: {reply:?}"))
 }

@@ -222,7 +222,15 @@ impl NetworkStore {
         }
         let requested_ip = self.check_ip(&n, container_id, ip)?;
         let current = self.container_networks(container_id);
-        let seq = current.iter().map(|(_, m)| m.seq + 1).max().unwrap_or(1);
+        // Reconnecting the network of the container's `NetworkMode` (compose disconnects and
+        // connects it again to set aliases) makes it the primary network again: `eth0`, the
+        // default route, the published ports.
+        let is_primary = primary.id == n.id;
+        let seq = if is_primary {
+            0
+        } else {
+            current.iter().map(|(_, m)| m.seq + 1).max().unwrap_or(1)
+        };
         // Two steps (the membership record, then the interface of a running container) under
         // the one rollback primitive: a failed join forgets the membership again.
         let mut undo = Rollback::new("network connect");
@@ -231,7 +239,7 @@ impl NetworkStore {
                 container_id.to_owned(),
                 Member {
                     container_name: container_name.to_owned(),
-                    primary: false,
+                    primary: is_primary,
                     requested_ip,
                     endpoint: None,
                     pending_endpoint: None,
