@@ -180,28 +180,21 @@ pub fn load_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateErr
 
 /// Removes a directory tree and fsyncs its parent; a missing directory is not an error.
 pub fn remove_dir_durable(path: &Path) -> Result<(), StateError> {
-    let err = |source| StateError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    match fs::remove_dir_all(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(err(e)),
-    }
-    if let Some(parent) = path.parent() {
-        File::open(parent).and_then(|d| d.sync_all()).map_err(err)?;
-    }
-    Ok(())
+    remove_durable(path, |p| fs::remove_dir_all(p))
 }
 
 /// Removes one file and fsyncs its directory; a missing file is not an error.
 pub fn remove_file_durable(path: &Path) -> Result<(), StateError> {
+    remove_durable(path, |p| fs::remove_file(p))
+}
+
+/// Removes `path` with `remove`, then fsyncs its parent so the removal survives a crash.
+fn remove_durable(path: &Path, remove: fn(&Path) -> io::Result<()>) -> Result<(), StateError> {
     let err = |source| StateError::Write {
         path: path.to_owned(),
         source,
     };
-    match fs::remove_file(path) {
+    match remove(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(err(e)),
