@@ -92,68 +92,6 @@ pub async fn hung_up(conn: Option<ConnFd>) {
     }
 }
 
-/// Docker's default detach sequence: ctrl-p, ctrl-q.
-pub const DEFAULT_DETACH_KEYS: [u8; 2] = [0x10, 0x11];
-
-/// Parses a `detachKeys` value as Docker does: comma-separated keys, each one character or
-/// `ctrl-<c>` (`a`–`z`, `@`, `[`, `\`, `]`, `^`, `_`). Empty means the default.
-pub fn parse_detach_keys(keys: &str) -> Result<Vec<u8>, String> {
-    if keys.is_empty() {
-        return Ok(DEFAULT_DETACH_KEYS.to_vec());
-    }
-    let bad = || format!("Invalid detach keys ({keys}) provided");
-    keys.split(',')
-        .map(|key| match key.strip_prefix("ctrl-").map(str::as_bytes) {
-            Some([c @ b'a'..=b'z']) => Ok(c - b'a' + 1),
-            Some([b'@']) => Ok(0),
-            Some([c @ b'['..=b'_']) => Ok(c - b'[' + 27),
-            Some(_) => Err(bad()),
-            None => match key.as_bytes() {
-                [c] => Ok(*c),
-                _ => Err(bad()),
-            },
-        })
-        .collect()
-}
-
-/// Watches stdin for the detach sequence: bytes that may start it are held back until it is
-/// complete (detach) or broken (they go to the container after all).
-struct DetachWatch {
-    keys: Vec<u8>,
-    matched: usize,
-}
-
-impl DetachWatch {
-    /// Filters `input`; returns what goes to the container and whether to detach.
-    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
-        let mut out = Vec::with_capacity(input.len());
-        if self.keys.is_empty() {
-            out.extend_from_slice(input);
-            return (out, false);
-        }
-        for &b in input {
-            if b == self.keys[self.matched] {
-                self.matched += 1;
-                if self.matched == self.keys.len() {
-                    return (out, true);
-                }
-                continue;
-            }
-            out.extend_from_slice(&self.keys[..self.matched]);
-            self.matched = 0;
-            if b == self.keys[0] {
-                self.matched = 1;
-                if self.keys.len() == 1 {
-                    return (out, true);
-                }
-            } else {
-                out.push(b);
-            }
-        }
-        (out, false)
-    }
-}
-
 /// What an attach session sends besides the live output.
 pub struct AttachOptions {
     pub stdout: bool,
@@ -216,14 +154,12 @@ pub async fn serve_attach(
         return;
     }
     let stdin_tx = attached.stdin.clone();
-    let mut watch = DetachWatch {
-        keys: if attached.tty && attached.stdin.is_some() {
-            detach_keys
-        } else {
-            Vec::new()
-        },
-        matched: 0,
-    };
+    // The keys apply to tty sessions with stdin only (no keys: everything passes).
+    let mut watch = crate::detach::Matcher::new(if attached.tty && attached.stdin.is_some() {
+        detach_keys
+    } else {
+        Vec::new()
+    });
     let mut stdin_task = tokio::spawn(async move {
         let mut buf = vec![0u8; 8192];
         loop {
@@ -280,31 +216,6 @@ pub async fn serve_attach(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn detach_keys_parse_as_docker() {
-        assert_eq!(parse_detach_keys("").unwrap(), DEFAULT_DETACH_KEYS);
-        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), [16, 17]);
-        assert_eq!(parse_detach_keys("ctrl-x").unwrap(), [24]);
-        assert_eq!(parse_detach_keys("a,ctrl-@,ctrl-_").unwrap(), [b'a', 0, 31]);
-        assert!(parse_detach_keys("ctrl-").is_err());
-        assert!(parse_detach_keys("ab").is_err());
-    }
-
-    #[test]
-    fn detach_sequence_is_held_back_then_flushed_or_taken() {
-        let mut w = DetachWatch {
-            keys: vec![16, 17],
-            matched: 0,
-        };
-        assert_eq!(w.feed(b"ab\x10"), (b"ab".to_vec(), false));
-        // Broken: the held ctrl-p goes through.
-        assert_eq!(w.feed(b"c"), (b"\x10c".to_vec(), false));
-        assert_eq!(w.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
-        assert_eq!(w.feed(b"\x11rest"), (Vec::new(), true));
-    }
-
     #[test]
     fn frames_have_docker_header() {
         let f = super::frame(1, b"hello world\n");

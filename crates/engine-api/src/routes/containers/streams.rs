@@ -27,7 +27,7 @@ pub(super) async fn attach(
     let want_stdin = q.bool("stdin")?;
     let want_stdout = q.bool("stdout")?;
     let want_stderr = q.bool("stderr")?;
-    let detach_keys = streams::parse_detach_keys(q.get("detachKeys").unwrap_or_default())
+    let detach_keys = crate::detach::parse(q.get("detachKeys").unwrap_or_default())
         .map_err(ApiError::bad_request)?;
     let attached = s.engine.attach(&id, want_stdin)?;
     let logs = if q.bool("logs")? && (want_stdout || want_stderr) {
