@@ -6,6 +6,27 @@ use std::fmt;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+/// A list of words from a closed set (event names, sync reasons), case-insensitive: `null` is
+/// empty, and entries that are not strings or not known are dropped (the handshake checks
+/// report them; decoding never fails on them).
+pub fn known_words<'de, D, E>(de: D) -> Result<Vec<E>, D::Error>
+where
+    D: Deserializer<'de>,
+    E: serde::de::DeserializeOwned,
+{
+    let raw: Option<Vec<serde_json::Value>> = Option::deserialize(de)?;
+    Ok(raw
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| match v {
+            serde_json::Value::String(s) => {
+                serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase())).ok()
+            }
+            _ => None,
+        })
+        .collect())
+}
+
 /// `#[serde(default, deserialize_with = "nullable")]`: accepts `null` as `T::default()`.
 pub fn nullable<'de, D, T>(de: D) -> Result<T, D::Error>
 where

@@ -291,7 +291,7 @@ impl HandshakeV2 {
 )]
 pub struct EventSubscription<E> {
     /// Events wanted; unknown names are ignored.
-    #[serde(rename = "Events", deserialize_with = "lenient_events")]
+    #[serde(rename = "Events", deserialize_with = "crate::lenient::known_words")]
     pub events: Vec<E>,
 }
 
@@ -299,24 +299,6 @@ impl<E> Default for EventSubscription<E> {
     fn default() -> Self {
         Self { events: Vec::new() }
     }
-}
-
-fn lenient_events<'de, D, E>(de: D) -> Result<Vec<E>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    E: serde::de::DeserializeOwned,
-{
-    let raw: Option<Vec<serde_json::Value>> = Option::deserialize(de)?;
-    Ok(raw
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|v| match v {
-            serde_json::Value::String(s) => {
-                serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase())).ok()
-            }
-            _ => None,
-        })
-        .collect())
 }
 
 /// Subscription of the `api` extension point: `METHOD /path/glob` patterns for pre- and post-hooks.

@@ -52,7 +52,7 @@ pub struct SyncSubscription {
     /// The reasons wanted; empty = all of them.
     #[serde(
         rename = "Reasons",
-        deserialize_with = "lenient_reasons",
+        deserialize_with = "crate::lenient::known_words",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub reasons: Vec<SyncReason>,
@@ -63,20 +63,6 @@ impl SyncSubscription {
     pub fn wants(&self, reason: SyncReason) -> bool {
         self.reasons.is_empty() || self.reasons.contains(&reason)
     }
-}
-
-fn lenient_reasons<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<SyncReason>, D::Error> {
-    let raw: Option<Vec<serde_json::Value>> = Option::deserialize(de)?;
-    Ok(raw
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|v| match v {
-            serde_json::Value::String(s) => {
-                serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase())).ok()
-            }
-            _ => None,
-        })
-        .collect())
 }
 
 /// Body of `POST /v2/sync`: everything of the engine's the plugin handles, as the engine sees it
