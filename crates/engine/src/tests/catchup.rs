@@ -93,6 +93,22 @@ fn with_volume(name: &str) -> CreateContainer {
     })
 }
 
+/// A rig whose engine has the logging volume driver loaded: (rig, the driver's socket, the
+/// engine root, the driver's call log, the driver, kept alive by the caller).
+async fn driver_rig() -> (Rig, std::path::PathBuf, std::path::PathBuf, Log, Driver) {
+    let dir = tempfile::tempdir().expect("dir");
+    let (socket, mp, log) = (
+        dir.path().join("drv.sock"),
+        dir.path().join("mnt"),
+        Log::default(),
+    );
+    std::fs::create_dir_all(&mp).unwrap();
+    let drv = serve_driver(&socket, &mp, &log).await;
+    let root = dir.path().join("root");
+    let rig = Rig::with_host(Some(host(&root, Some(&socket)).await), dir);
+    (rig, socket, root, log, drv)
+}
+
 /// Opens a second engine on the rig's root, as the next daemon would.
 fn reopen(rig: &Rig, host: Arc<PluginHost>) -> Arc<Engine> {
     Engine::open_with(&rig.dir.path().join("root"), rig.fake.clone(), Some(host))
@@ -101,16 +117,7 @@ fn reopen(rig: &Rig, host: Arc<PluginHost>) -> Arc<Engine> {
 
 #[tokio::test]
 async fn the_unmount_a_crash_left_owed_is_sent_once_with_the_mount_id() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (socket, mp, log) = (
-        dir.path().join("drv.sock"),
-        dir.path().join("mnt"),
-        Log::default(),
-    );
-    std::fs::create_dir_all(&mp).unwrap();
-    let _drv = serve_driver(&socket, &mp, &log).await;
-    let root = dir.path().join("root");
-    let rig = Rig::with_host(Some(host(&root, Some(&socket)).await), dir);
+    let (rig, socket, root, log, _drv) = driver_rig().await;
     let id = rig.run(with_volume("web")).await;
     let mounted = entries(&log);
     assert_eq!(mounted.len(), 1, "{mounted:?}");
@@ -152,16 +159,7 @@ async fn the_unmount_a_crash_left_owed_is_sent_once_with_the_mount_id() {
 
 #[tokio::test]
 async fn an_unmount_whose_driver_is_not_loaded_stays_owed_until_a_boot_where_it_is() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (socket, mp, log) = (
-        dir.path().join("drv.sock"),
-        dir.path().join("mnt"),
-        Log::default(),
-    );
-    std::fs::create_dir_all(&mp).unwrap();
-    let _drv = serve_driver(&socket, &mp, &log).await;
-    let root = dir.path().join("root");
-    let rig = Rig::with_host(Some(host(&root, Some(&socket)).await), dir);
+    let (rig, socket, root, log, _drv) = driver_rig().await;
     rig.run(with_volume("web")).await;
     let mount_id = entries(&log)[0].trim_start_matches("Mount:").to_owned();
 
@@ -183,16 +181,7 @@ async fn an_unmount_whose_driver_is_not_loaded_stays_owed_until_a_boot_where_it_
 
 #[tokio::test]
 async fn a_normal_exit_leaves_nothing_owed() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (socket, mp, log) = (
-        dir.path().join("drv.sock"),
-        dir.path().join("mnt"),
-        Log::default(),
-    );
-    std::fs::create_dir_all(&mp).unwrap();
-    let _drv = serve_driver(&socket, &mp, &log).await;
-    let root = dir.path().join("root");
-    let rig = Rig::with_host(Some(host(&root, Some(&socket)).await), dir);
+    let (rig, socket, root, log, _drv) = driver_rig().await;
     let id = rig.run(with_volume("web")).await;
     rig.fake.exit(&id, 0);
     rig.wait_status(&id, Status::Exited).await;
