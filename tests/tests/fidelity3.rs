@@ -179,3 +179,80 @@ fn an_exec_of_a_missing_executable_reports_in_the_stream_and_exits_127() {
         (inspect(&d, "containers/c")["State"]["Running"] == true).then_some(())
     });
 }
+
+/// A link in `EndpointsConfig` on a user network names its target for the linking container
+/// (the embedded resolver answers the alias), given at create or at connect; others do not
+/// see the alias. A MAC address given at connect to a created container shows before start.
+#[test]
+fn user_network_links_resolve_and_a_connect_mac_shows_before_start() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    d.docker(&["network", "create", "lnet"]).ok();
+    let body = json!({"Image": "bb", "Cmd": ["sleep", "1000"],
+        "HostConfig": {"NetworkMode": "lnet"},
+        "NetworkingConfig": {"EndpointsConfig": {"lnet": {"Links": ["upstream:bar"]}}}});
+    let r = d.raw_json("POST", "/v1.41/containers/create?name=linker", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    d.docker(&["start", "linker"]).ok();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "upstream",
+        "--network",
+        "lnet",
+        "bb",
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "other",
+        "--network",
+        "lnet",
+        "bb",
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    let up_ip =
+        inspect(&d, "containers/upstream")["NetworkSettings"]["Networks"]["lnet"]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let out = d.docker(&["exec", "linker", "nslookup", "bar"]);
+    assert!(
+        out.success() && out.stdout.contains(&up_ip),
+        "{}",
+        out.describe()
+    );
+    let out = d.docker(&["exec", "other", "nslookup", "bar"]);
+    assert!(!out.stdout.contains(&up_ip), "{}", out.describe());
+
+    // At connect: disconnect, connect again with a link.
+    d.docker(&["network", "disconnect", "lnet", "other"]).ok();
+    let body = json!({"Container": "other", "EndpointConfig": {"Links": ["upstream:baz"]}});
+    let r = d.raw_json("POST", "/v1.41/networks/lnet/connect", &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out = d.docker(&["exec", "other", "nslookup", "baz"]);
+    assert!(
+        out.success() && out.stdout.contains(&up_ip),
+        "{}",
+        out.describe()
+    );
+
+    // MAC address at connect to a created container.
+    d.docker(&["create", "--name", "fresh", "bb", "sleep", "1000"])
+        .ok();
+    let body = json!({"Container": "fresh", "EndpointConfig": {"MacAddress": "02:42:ac:11:00:02"}});
+    let r = d.raw_json("POST", "/v1.41/networks/lnet/connect", &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let net = inspect(&d, "containers/fresh")["NetworkSettings"]["Networks"]["lnet"].clone();
+    assert_eq!(net["MacAddress"], "02:42:ac:11:00:02", "{net}");
+    d.docker(&["start", "fresh"]).ok();
+    let net = inspect(&d, "containers/fresh")["NetworkSettings"]["Networks"]["lnet"].clone();
+    assert_eq!(net["MacAddress"], "02:42:ac:11:00:02", "{net}");
+}

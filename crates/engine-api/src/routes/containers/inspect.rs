@@ -100,7 +100,11 @@ pub(super) fn networks(s: &AppState, v: &ContainerView) -> BTreeMap<String, Endp
                 gateway: ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
                 ip_address: ep.map(|e| e.address.to_string()).unwrap_or_default(),
                 ip_prefix_len: ep.map(|e| e.prefix).unwrap_or(0),
-                mac_address: ep.map(|e| e.mac.clone()).unwrap_or_default(),
+                // Until it runs, the address it asked for (as Docker shows it).
+                mac_address: ep
+                    .map(|e| e.mac.clone())
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| cfg.mac_address.clone()),
                 ..EndpointSettings::default()
             };
             (n.name, settings)
