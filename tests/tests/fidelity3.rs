@@ -256,3 +256,88 @@ fn user_network_links_resolve_and_a_connect_mac_shows_before_start() {
     let net = inspect(&d, "containers/fresh")["NetworkSettings"]["Networks"]["lnet"].clone();
     assert_eq!(net["MacAddress"], "02:42:ac:11:00:02", "{net}");
 }
+
+/// `--cgroupns private`: the container and its execs see their own cgroup as `/`; `host` (the
+/// default) shows the host's path. Inspect says which; other modes are refused. `Isolation`
+/// takes Linux's one value, `default`, and refuses the Windows ones.
+#[test]
+fn cgroupns_private_is_applied_and_isolation_default_is_kept() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    // A v1 line is `N:controllers:/path`, v2's `0::/path`: the path follows the second colon.
+    let paths = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter_map(|l| l.splitn(3, ':').nth(2).map(str::to_owned))
+            .collect()
+    };
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "priv",
+        "--cgroupns",
+        "private",
+        "bb",
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "shared",
+        "--cgroupns",
+        "host",
+        "bb",
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    for (name, private) in [("priv", true), ("shared", false)] {
+        let mode = inspect(&d, &format!("containers/{name}"))["HostConfig"]["CgroupnsMode"].clone();
+        assert_eq!(mode, if private { "private" } else { "host" }, "{name}");
+        for how in [
+            vec!["exec", name, "cat", "/proc/self/cgroup"],
+            vec!["exec", name, "cat", "/proc/1/cgroup"],
+        ] {
+            let out = d.docker(&how);
+            let p = paths(out.ok());
+            assert!(!p.is_empty(), "{}", out.describe());
+            if private {
+                assert!(p.iter().all(|p| p == "/"), "{name}: {p:?}");
+            } else {
+                assert!(p.iter().any(|p| p.len() > 1), "{name}: {p:?}");
+            }
+        }
+    }
+    let r = d.raw_json(
+        "POST",
+        "/v1.41/containers/create",
+        &json!({"Image": "bb", "Cmd": ["true"], "HostConfig": {"CgroupnsMode": "shared"}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.message().contains("cgroup namespace mode"),
+        "{}",
+        r.message()
+    );
+
+    let r = d.raw_json(
+        "POST",
+        "/v1.41/containers/create?name=iso",
+        &json!({"Image": "bb", "Cmd": ["true"], "HostConfig": {"Isolation": "default"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        inspect(&d, "containers/iso")["HostConfig"]["Isolation"],
+        "default"
+    );
+    let r = d.raw_json(
+        "POST",
+        "/v1.41/containers/create",
+        &json!({"Image": "bb", "Cmd": ["true"], "HostConfig": {"Isolation": "hyperv"}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.message().contains("isolation"), "{}", r.message());
+}

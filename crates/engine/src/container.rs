@@ -220,6 +220,9 @@ pub struct ContainerSpec {
     pub stop_timeout: Option<i64>,
     /// `HostConfig.LogConfig` (json-file when absent in old records).
     pub log_config: crate::log_config::LogConfig,
+    /// `HostConfig.Isolation`: Linux has one technology, `default` (or empty), kept as given.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub isolation: String,
 }
 
 /// How a container is confined, as the client asked (`HostConfig.CapAdd`, `CapDrop`,
@@ -237,6 +240,10 @@ pub struct SecurityOptions {
     pub group_add: Vec<String>,
     /// Target path → mount options (`size=64m,mode=1777`, may be empty).
     pub tmpfs: BTreeMap<String, String>,
+    /// `HostConfig.CgroupnsMode`: `private` gives the container (and its execs) a cgroup
+    /// namespace rooted at its own cgroup; empty or `host`: the host's.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cgroupns_mode: String,
 }
 
 /// The mutable part of a container (`state.json`); missing fields decode to their defaults.

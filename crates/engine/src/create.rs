@@ -55,6 +55,12 @@ impl Engine {
             h.validate()?;
         }
         req.spec.log_config = std::mem::take(&mut req.spec.log_config).validated()?;
+        if !matches!(req.spec.isolation.as_str(), "" | "default") {
+            return Err(EngineError::Invalid(format!(
+                "invalid isolation {:?}: Linux only supports \"default\"",
+                req.spec.isolation
+            )));
+        }
         let links = self.resolve_links(&req.links, &req.spec.network_mode)?;
         req.endpoint.validate()?;
         let image = self.images.get(&req.spec.image)?;

@@ -431,6 +431,10 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
         NetMode::Isolated => ns_flags |= libc::CLONE_NEWNET,
         NetMode::Join(path) => netns = Some(path.clone()),
     }
+    // After the shim joined the container's cgroups: they become the namespace's root.
+    if spec.security.cgroupns_mode == "private" {
+        ns_flags |= libc::CLONE_NEWCGROUP;
+    }
 
     let plan = Plan {
         ns_flags,

@@ -179,6 +179,12 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         cpu_period: r.cpu_period,
         cpu_shares: r.cpu_shares,
         pids_limit: r.pids(),
+        cgroupns_mode: if sec.cgroupns_mode == "private" {
+            "private"
+        } else {
+            "host"
+        },
+        isolation: c.spec.isolation.clone(),
         ..HostConfig::default()
     };
     ContainerInspect {
