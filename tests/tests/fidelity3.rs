@@ -341,3 +341,64 @@ fn cgroupns_private_is_applied_and_isolation_default_is_kept() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.message().contains("isolation"), "{}", r.message());
 }
+
+/// `IPAM.Config[].AuxiliaryAddresses` are kept, shown, and never given to a container (not
+/// dynamically, not as a static `--ip`); one outside the subnet is refused.
+#[test]
+fn auxiliary_addresses_are_kept_and_reserved() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let body = json!({"Name": "auxnet", "IPAM": {"Driver": "default", "Config": [{
+        "Subnet": "10.88.0.0/24", "Gateway": "10.88.0.1",
+        "AuxiliaryAddresses": {"a": "10.88.0.2", "b": "10.88.0.3"}}]}});
+    let r = d.raw_json("POST", "/v1.41/networks/create", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = d.raw("GET", "/v1.41/networks/auxnet", None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cfg = r.json()["IPAM"]["Config"].clone();
+    assert_eq!(
+        cfg,
+        json!([{"Subnet": "10.88.0.0/24", "Gateway": "10.88.0.1",
+                "AuxiliaryAddresses": {"a": "10.88.0.2", "b": "10.88.0.3"}}]),
+        "{cfg}"
+    );
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "first",
+        "--network",
+        "auxnet",
+        "bb",
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    let ip = inspect(&d, "containers/first")["NetworkSettings"]["Networks"]["auxnet"]["IPAddress"]
+        .clone();
+    assert_eq!(
+        ip, "10.88.0.4",
+        "the first free address after the reserved ones"
+    );
+    let out = d.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "auxnet",
+        "--ip",
+        "10.88.0.3",
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    assert!(!out.success(), "{}", out.describe());
+    assert!(out.stderr.contains("10.88.0.3"), "{}", out.describe());
+
+    let body = json!({"Name": "badaux", "IPAM": {"Config": [{
+        "Subnet": "10.89.0.0/24", "AuxiliaryAddresses": {"x": "10.90.0.5"}}]}});
+    let r = d.raw_json("POST", "/v1.41/networks/create", &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.message().contains("auxiliary address"), "{}", r.message());
+    let r = d.raw("GET", "/v1.41/networks/badaux", None, b"");
+    assert_eq!(r.status, 404, "{}", r.text());
+}

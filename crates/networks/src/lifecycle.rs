@@ -85,6 +85,26 @@ impl NetworkStore {
                 return Err(e);
             }
         };
+        let release_pool = || async {
+            if let (Some(ipam), Some(pool_id)) = (&ipam, &pool_id)
+                && let Err(e) = ipam
+                    .release_pool(&RemotePool {
+                        pool_id: pool_id.clone(),
+                        pool,
+                    })
+                    .await
+            {
+                tracing::warn!(error = %e, "releasing the IPAM pool of a failed network create");
+            }
+        };
+        let aux_addresses = match aux_addresses(&req.aux_addresses, &pool) {
+            Ok(aux) => aux,
+            Err(e) => {
+                release_pool().await;
+                undo_hooks(merged, setup.called).await;
+                return Err(e);
+            }
+        };
         let n = Network {
             id,
             name: req.name.clone(),
@@ -100,18 +120,7 @@ impl NetworkStore {
             internal: req.internal,
             enable_ipv6: req.enable_ipv6,
             attachable: req.attachable,
-        };
-        let release_pool = || async {
-            if let (Some(ipam), Some(pool_id)) = (&ipam, &pool_id)
-                && let Err(e) = ipam
-                    .release_pool(&RemotePool {
-                        pool_id: pool_id.clone(),
-                        pool,
-                    })
-                    .await
-            {
-                tracing::warn!(error = %e, "releasing the IPAM pool of a failed network create");
-            }
+            aux_addresses,
         };
         if let Err(e) = driver.create_network(&n).await {
             release_pool().await;
@@ -238,6 +247,28 @@ impl NetworkStore {
         }
         Ok(n)
     }
+}
+
+/// Parses `AuxiliaryAddresses`: each must be an address of the pool's subnet.
+fn aux_addresses(
+    given: &BTreeMap<String, String>,
+    pool: &Pool,
+) -> Result<BTreeMap<String, std::net::Ipv4Addr>, NetworkError> {
+    given
+        .iter()
+        .map(|(name, addr)| {
+            let ip = ipam::parse_addr(addr)?;
+            if !pool.subnet.contains(ip) {
+                return Err(ipam::IpamError::OutsideSubnet {
+                    what: "auxiliary address",
+                    addr: format!("{name}={addr}"),
+                    subnet: pool.subnet,
+                }
+                .into());
+            }
+            Ok((name.clone(), ip))
+        })
+        .collect()
 }
 
 /// The user's subnet (refused when it overlaps one of `others`), else a default pool not in

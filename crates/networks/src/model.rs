@@ -96,6 +96,10 @@ pub struct Network {
     /// Kept and shown (every Berth network takes `network connect`).
     #[serde(default)]
     pub attachable: bool,
+    /// `IPAM.Config[0].AuxiliaryAddresses`: name → address in the pool's subnet, never given to
+    /// a container (what Docker reserves them for: hosts on the bridge that are not containers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
 }
 
 pub(crate) fn default_ipam() -> String {
@@ -103,7 +107,8 @@ pub(crate) fn default_ipam() -> String {
 }
 
 impl Network {
-    /// Addresses leased or reserved by static requests, except those of `except` (a container id).
+    /// Addresses leased or reserved by static requests, except those of `except` (a container id),
+    /// and the auxiliary addresses.
     pub(crate) fn used(&self, except: &str) -> BTreeSet<Ipv4Addr> {
         self.members
             .iter()
@@ -115,6 +120,7 @@ impl Network {
                     .into_iter()
                     .chain(m.requested_ip)
             })
+            .chain(self.aux_addresses.values().copied())
             .collect()
     }
 }
@@ -128,6 +134,8 @@ pub struct CreateNetwork {
     pub ipam_driver: String,
     /// `IPAM.Config[]` entries: (Subnet, Gateway, IPRange); only the first IPv4 one is used.
     pub ipam_config: Vec<(String, Option<String>, Option<String>)>,
+    /// The first entry's `AuxiliaryAddresses` (name → address), checked against the pool.
+    pub aux_addresses: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub internal: bool,
@@ -155,6 +163,7 @@ pub(crate) fn builtin(name: &str, driver: &str, attachment: Attachment) -> Netwo
         internal: false,
         enable_ipv6: false,
         attachable: false,
+        aux_addresses: BTreeMap::new(),
     }
 }
 
