@@ -402,3 +402,50 @@ fn auxiliary_addresses_are_kept_and_reserved() {
     let r = d.raw("GET", "/v1.41/networks/badaux", None, b"");
     assert_eq!(r.status, 404, "{}", r.text());
 }
+
+/// `--uts host`: the container sees the host's hostname and, without `CAP_SYS_ADMIN`, cannot
+/// change it (the probe sets the same name, so it would change nothing even if it passed);
+/// a private UTS namespace stays the default; a hostname with `--uts host` is refused.
+#[test]
+fn uts_mode_host_shares_the_hostname_it_cannot_change() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    let out = d.docker(&["run", "--name", "uts", "--uts", "host", "bb", "hostname"]);
+    assert_eq!(out.ok().trim(), host);
+    assert_eq!(
+        inspect(&d, "containers/uts")["HostConfig"]["UTSMode"],
+        "host"
+    );
+    let out = d.docker(&["run", "--rm", "bb", "hostname"]);
+    assert_ne!(out.ok().trim(), host);
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--uts",
+        "host",
+        "bb",
+        "sh",
+        "-c",
+        "hostname \"$(hostname)\"",
+    ]);
+    assert!(!out.success(), "{}", out.describe());
+    let r = d.raw_json(
+        "POST",
+        "/v1.41/containers/create",
+        &json!({"Image": "bb", "Cmd": ["true"], "Hostname": "x",
+                "HostConfig": {"UTSMode": "host"}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        "Conflicting options: hostname and the UTS mode"
+    );
+    let r = d.raw_json(
+        "POST",
+        "/v1.41/containers/create",
+        &json!({"Image": "bb", "Cmd": ["true"], "HostConfig": {"UTSMode": "container:x"}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+}

@@ -244,6 +244,10 @@ pub struct SecurityOptions {
     /// namespace rooted at its own cgroup; empty or `host`: the host's.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub cgroupns_mode: String,
+    /// `HostConfig.UTSMode`: `host` keeps the host's UTS namespace (its hostname, which the
+    /// container cannot change without `CAP_SYS_ADMIN`); empty: a private one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uts_mode: String,
 }
 
 /// The mutable part of a container (`state.json`); missing fields decode to their defaults.

@@ -23,6 +23,12 @@ pub fn validate(opts: &SecurityOptions) -> Result<(), EngineError> {
             )));
         }
     }
+    if !matches!(opts.uts_mode.as_str(), "" | "host") {
+        return Err(EngineError::Invalid(format!(
+            "invalid UTS mode {:?}: use \"host\" or leave it empty",
+            opts.uts_mode
+        )));
+    }
     for g in &opts.group_add {
         if g.is_empty() || g.contains([':', '\0']) {
             return Err(EngineError::Invalid(format!(

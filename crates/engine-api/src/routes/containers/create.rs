@@ -95,6 +95,8 @@ struct HostConfigBody {
     log_config: Option<LogConfigBody>,
     links: Option<Vec<String>>,
     cgroupns_mode: Option<String>,
+    #[serde(rename = "UTSMode")]
+    uts_mode: Option<String>,
     isolation: Option<String>,
 }
 
@@ -168,6 +170,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         group_add: hc.group_add.take().unwrap_or_default(),
         tmpfs: hc.tmpfs.take().unwrap_or_default(),
         cgroupns_mode: hc.cgroupns_mode.take().unwrap_or_default(),
+        uts_mode: hc.uts_mode.take().unwrap_or_default(),
     };
     extract::driver_name("volume driver", hc.volume_driver.as_deref())?;
     let rp = hc.restart_policy.unwrap_or_default();

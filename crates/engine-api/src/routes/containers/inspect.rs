@@ -185,6 +185,7 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
             "host"
         },
         isolation: c.spec.isolation.clone(),
+        uts_mode: sec.uts_mode.clone(),
         ..HostConfig::default()
     };
     ContainerInspect {
