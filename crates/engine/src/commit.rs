@@ -70,6 +70,8 @@ impl Engine {
             working_dir: c.config.spec.working_dir.clone(),
             labels: c.config.spec.labels.clone(),
             user: c.config.spec.user.clone(),
+            // The container's healthcheck, already merged with its image's at create.
+            healthcheck: c.config.spec.healthcheck.clone(),
             ..parent
                 .as_ref()
                 .map(|p| p.config.clone())

@@ -7,6 +7,10 @@
 //! - several layers (Docker's images): applied in order into one directory, with the OCI
 //!   whiteouts (`.wh.<name>` deletes, `.wh..wh..opq` empties the directory), then imported.
 //!
+//! Each layer's sha256 must be the config's `rootfs.diff_ids` entry (when the config lists
+//! them). The layer tars, the config file and its history are then kept with the image
+//! (`layers.rs`), so `docker save`, `RootFS.Layers` and `docker history` give them back.
+//!
 //! Paths named in the manifest must stay inside the archive; tar entries cannot leave their
 //! directory (the tar crate's `unpack_in` refuses `..` and absolute paths).
 
@@ -14,7 +18,8 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
-use super::save::{ConfigFile, ManifestEntry, file_sha256};
+use super::layers::{LoadedLayer, check_diff_ids};
+use super::save::{ConfigFile, ManifestEntry};
 use super::{IMPORT_PREFIX, ImageStore, Origin};
 use crate::error::EngineError;
 
@@ -144,12 +149,14 @@ impl ImageStore {
         }
         let mut out = Vec::new();
         for entry in manifest {
-            let config: ConfigFile = read_json(&inside(&unpacked, &entry.config)?, &entry.config)?;
-            let layers: Vec<PathBuf> = entry
+            let config_path = inside(&unpacked, &entry.config)?;
+            let config: ConfigFile = read_json(&config_path, &entry.config)?;
+            let layers: Vec<LoadedLayer> = entry
                 .layers
                 .iter()
-                .map(|l| inside(&unpacked, l))
+                .map(|l| inside(&unpacked, l).and_then(LoadedLayer::read))
                 .collect::<Result<_, _>>()?;
+            check_diff_ids(&entry.config, &config, &layers)?;
             let image_config = config.config.to_image();
             let tags = entry.repo_tags.unwrap_or_default();
             let image = match layers.as_slice() {
@@ -160,15 +167,17 @@ impl ImageStore {
                     )));
                 }
                 [one] => {
-                    let digest = format!("sha256:{}", file_sha256(one)?);
+                    let digest = &one.layer.diff_id;
                     let known = self
                         .lock()
                         .values()
-                        .find(|i| !i.builtin && (i.id == digest || i.saved_layer == digest))
+                        .find(|i| !i.builtin && (i.id == *digest || i.saved_layer == *digest))
                         .cloned();
                     match known {
                         Some(img) => img,
-                        None => self.import_with(one, None, image_config, Origin::default())?,
+                        None => {
+                            self.import_with(&one.path, None, image_config, Origin::default())?
+                        }
                     }
                 }
                 many => {
@@ -176,7 +185,7 @@ impl ImageStore {
                     std::fs::create_dir(&root)
                         .map_err(EngineError::io("creating the load directory"))?;
                     for l in many {
-                        apply_layer(l, &root)?;
+                        apply_layer(&l.path, &root)?;
                     }
                     let tar = work.path().join(format!("merged-{}.tar", out.len()));
                     crate::commit::write_merged_tar(
@@ -189,6 +198,7 @@ impl ImageStore {
                     self.import_with(&tar, None, image_config, Origin::default())?
                 }
             };
+            self.keep_layers(&image.id, &layers, &config_path, config.history)?;
             for t in &tags {
                 self.tag(&image.id, t)?;
             }
