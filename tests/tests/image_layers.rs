@@ -1,7 +1,7 @@
 //! Images keep what `docker load` gave them and `docker save` writes it back, driven by the
 //! real docker CLI against a real daemon:
 //! - a three-layer Docker-style archive (a whiteout and an opaque directory in the middle layer)
-//!   runs on the layers stacked, shows its diff ids as `RootFS.Layers`, its config's history in
+//!   runs on the layers stacked, has its config's digest as id (as in Docker), shows its diff ids as `RootFS.Layers`, its config's history in
 //!   `docker history`, its healthcheck in inspect, and saves back to the same layer tars and the
 //!   same config file, also after a daemon restart and a second load;
 //! - a layer whose digest is not the config's `diff_id` is refused;
@@ -87,8 +87,9 @@ fn saved(path: &Path, tag: &str) -> (Vec<Vec<u8>>, Vec<u8>) {
     (layers, config)
 }
 
-/// Needs root. A three-layer archive loads with its layers, history and whole config kept:
-/// the container sees the layers stacked (whiteout, opaque directory), `RootFS.Layers` are the
+/// Needs root. A three-layer archive loads with its layers, history and whole config kept, its
+/// config's digest as id (the rows checked here are what Docker 20.10.24 answers for the same
+/// archive): the container sees the layers stacked (whiteout, opaque directory), `RootFS.Layers` are the
 /// diff ids, `docker history` the config's history with each layer's size, and `docker save`
 /// gives back the same layer tars and config file, after a restart and a second load too. A
 /// layer that is not its `diff_id` is refused.
@@ -156,7 +157,9 @@ fn loaded_layers_history_and_config_survive_save() {
             inspect(d, "layered:2", "{{json .Config.Healthcheck}}"),
             r#"{"Test":["CMD","cat","/kept"],"Interval":2000000000,"Retries":4}"#
         );
+        // Docker's image id: the config's digest.
         let id = inspect(d, "layered:2", "{{.Id}}");
+        assert_eq!(id, digest(&config));
         let rows = d
             .raw("GET", "/v1.41/images/layered:2/history", None, b"")
             .json();

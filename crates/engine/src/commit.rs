@@ -127,6 +127,7 @@ impl Engine {
             container: c.id().to_owned(),
             comment: req.comment.clone(),
             author: req.author.clone(),
+            id: None,
         };
         let engine = self.clone();
         let repo = req.repo.clone();

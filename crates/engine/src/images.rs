@@ -59,6 +59,9 @@ pub struct Origin {
     pub container: String,
     pub comment: String,
     pub author: String,
+    /// The id to give a new image instead of the tar's sha256 (`docker load`: the digest of the
+    /// image's config file, Docker's image id).
+    pub id: Option<String>,
 }
 
 /// One image record (`image.json`); missing fields decode to their defaults.
@@ -323,7 +326,7 @@ impl ImageStore {
     }
 
     /// Imports the tar file at `tar_path` (a root filesystem) as an image with `config`, tagged
-    /// `repo` if given. The id is the sha256 of the tar. Blocking.
+    /// `repo` if given. The id is the sha256 of the tar, unless `origin` gives one. Blocking.
     pub fn import_with(
         &self,
         tar_path: &Path,
@@ -350,7 +353,10 @@ impl ImageStore {
             size += n as u64;
             hasher.update(&buf[..n]);
         }
-        let hex = hex::encode(hasher.finalize());
+        let hex = match &origin.id {
+            Some(id) => id.strip_prefix("sha256:").unwrap_or(id).to_owned(),
+            None => hex::encode(hasher.finalize()),
+        };
         let id = format!("sha256:{hex}");
         let idir = self.dir.join(&hex);
         let exists = self.lock().contains_key(&id);
