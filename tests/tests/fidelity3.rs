@@ -449,3 +449,65 @@ fn uts_mode_host_shares_the_hostname_it_cannot_change() {
     );
     assert_eq!(r.status, 400, "{}", r.text());
 }
+
+/// `--device-cgroup-rule`: the rule is added to the container's device cgroup after Docker's
+/// defaults (read back from the host's `devices.list`, cgroup v1) and shown by inspect; a
+/// malformed rule is refused.
+#[test]
+fn device_cgroup_rules_are_added_to_the_device_cgroup() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "dev",
+        "--device-cgroup-rule",
+        "c 7:128 rwm",
+        "bb",
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    let c = inspect(&d, "containers/dev");
+    assert_eq!(
+        c["HostConfig"]["DeviceCgroupRules"],
+        json!(["c 7:128 rwm"]),
+        "{c}"
+    );
+    let id = c["Id"].as_str().unwrap();
+    let v1 = std::path::Path::new("/sys/fs/cgroup/devices");
+    assert!(
+        v1.is_dir(),
+        "this test needs the cgroup v1 devices hierarchy (CI and this machine have it)"
+    );
+    // The engine's cgroup parent is `berth-<hash of its root>`: find the container's dir.
+    let list = std::fs::read_dir(v1)
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join(id).join("devices.list")).ok())
+        .next()
+        .unwrap_or_else(|| panic!("no devices cgroup for {id}"));
+    assert!(list.lines().any(|l| l == "c 7:128 rwm"), "{list}");
+    assert!(
+        list.lines().any(|l| l == "c 1:3 rwm"),
+        "defaults kept: {list}"
+    );
+    assert!(
+        !list.lines().any(|l| l == "a *:* rwm"),
+        "still restricted: {list}"
+    );
+
+    for bad in ["c 7:128", "x 1:1 r", "c 1:1 rwx", "c a:1 r"] {
+        let r = d.raw_json(
+            "POST",
+            "/v1.41/containers/create",
+            &json!({"Image": "bb", "Cmd": ["true"], "HostConfig": {"DeviceCgroupRules": [bad]}}),
+        );
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert!(
+            r.message().contains("device cgroup rule"),
+            "{}",
+            r.message()
+        );
+    }
+}

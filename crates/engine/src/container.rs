@@ -251,6 +251,10 @@ pub struct SecurityOptions {
     /// container cannot change without `CAP_SYS_ADMIN`); empty: a private one.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub uts_mode: String,
+    /// `HostConfig.DeviceCgroupRules` (`c 7:128 rwm`): allowed on top of Docker's default device
+    /// rules (cgroup v1; on v2 the `nodev` mounts keep every node shut, see `cgroups`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_cgroup_rules: Vec<String>,
 }
 
 /// The mutable part of a container (`state.json`); missing fields decode to their defaults.

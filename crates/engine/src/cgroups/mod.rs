@@ -124,7 +124,7 @@ trait Hierarchy: Send + Sync {
         &self,
         rel: &str,
         res: &Resources,
-        restrict_devices: bool,
+        devices: Option<&[String]>,
     ) -> Result<Vec<PathBuf>, CgroupError>;
     /// The container's directories (whether or not they exist).
     fn dirs(&self, rel: &str) -> Vec<PathBuf>;
@@ -159,12 +159,13 @@ pub fn version() -> &'static str {
 }
 
 /// Creates the container's cgroup (replacing a leftover one) with its limits and, when
-/// `restrict_devices`, Docker's device rules; returns the `cgroup.procs` files to join.
+/// `devices`, Docker's device rules and these extra ones (`None`: no device rules, privileged);
+/// returns the `cgroup.procs` files to join.
 pub fn create(
     root: &Path,
     id: &str,
     res: &Resources,
-    restrict_devices: bool,
+    devices: Option<&[String]>,
 ) -> Result<Vec<PathBuf>, CgroupError> {
     let h = hierarchy().ok_or(CgroupError::Unavailable)?;
     let rel = rel(root, id);
@@ -175,7 +176,7 @@ pub fn create(
     let _ = remove_dirs(&h.dirs(&rel), Duration::ZERO);
     let mut attempt = 0;
     loop {
-        match h.create(&rel, res, restrict_devices) {
+        match h.create(&rel, res, devices) {
             Ok(procs) => return Ok(procs),
             Err(e) => {
                 let _ = remove_dirs(&h.dirs(&rel), Duration::ZERO);
@@ -221,17 +222,17 @@ pub fn remove_parent_if_empty(root: &Path) {
     }
 }
 
-/// The cgroup for a container about to start: created with its limits (device rules unless
-/// `privileged`), returning the `cgroup.procs` files the runtime joins. Without any cgroup
+/// The cgroup for a container about to start: created with its limits (Docker's device rules
+/// plus `devices`, its `DeviceCgroupRules`; none when `devices` is `None`: privileged), returning the `cgroup.procs` files the runtime joins. Without any cgroup
 /// hierarchy (or write access to it) a container without limits runs unconfined with a warning;
 /// one with limits fails to start.
 pub fn for_start(
     root: &Path,
     id: &str,
     res: &Resources,
-    privileged: bool,
+    devices: Option<&[String]>,
 ) -> Result<Vec<PathBuf>, CgroupError> {
-    match create(root, id, res, !privileged) {
+    match create(root, id, res, devices) {
         Ok(procs) => Ok(procs),
         Err(e) if !res.any() && unavailable(&e) => {
             tracing::warn!(id, error = %e, "running without a cgroup");

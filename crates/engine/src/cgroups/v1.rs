@@ -52,7 +52,7 @@ impl Hierarchy for V1 {
         &self,
         rel: &str,
         res: &Resources,
-        restrict_devices: bool,
+        devices: Option<&[String]>,
     ) -> Result<Vec<PathBuf>, CgroupError> {
         let mut procs = Vec::new();
         for dir in self.dirs(rel) {
@@ -79,10 +79,14 @@ impl Hierarchy for V1 {
         if let (Some(pids), Some(max)) = (self.dir("pids", rel), res.pids()) {
             write(&pids, "pids.max", &max.to_string())?;
         }
-        if let (Some(devices), true) = (self.dir("devices", rel), restrict_devices) {
-            write(&devices, "devices.deny", "a")?;
-            for rule in DEVICE_ALLOW {
-                write(&devices, "devices.allow", rule)?;
+        if let (Some(dir), Some(extra)) = (self.dir("devices", rel), devices) {
+            write(&dir, "devices.deny", "a")?;
+            for rule in DEVICE_ALLOW
+                .iter()
+                .copied()
+                .chain(extra.iter().map(String::as_str))
+            {
+                write(&dir, "devices.allow", rule)?;
             }
         }
         Ok(procs)

@@ -53,7 +53,7 @@ impl Hierarchy for V2 {
         &self,
         rel: &str,
         res: &Resources,
-        _restrict_devices: bool,
+        _devices: Option<&[String]>,
     ) -> Result<Vec<PathBuf>, CgroupError> {
         self.enable_controllers(rel)?;
         let dir = self.dir(rel);

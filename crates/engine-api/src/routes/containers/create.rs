@@ -98,6 +98,7 @@ struct HostConfigBody {
     cgroupns_mode: Option<String>,
     #[serde(rename = "UTSMode")]
     uts_mode: Option<String>,
+    device_cgroup_rules: Option<Vec<String>>,
     isolation: Option<String>,
 }
 
@@ -172,6 +173,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         tmpfs: hc.tmpfs.take().unwrap_or_default(),
         cgroupns_mode: hc.cgroupns_mode.take().unwrap_or_default(),
         uts_mode: hc.uts_mode.take().unwrap_or_default(),
+        device_cgroup_rules: hc.device_cgroup_rules.take().unwrap_or_default(),
     };
     extract::driver_name("volume driver", hc.volume_driver.as_deref())?;
     let rp = hc.restart_policy.unwrap_or_default();

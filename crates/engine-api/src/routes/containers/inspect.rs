@@ -186,6 +186,7 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         },
         isolation: c.spec.isolation.clone(),
         uts_mode: sec.uts_mode.clone(),
+        device_cgroup_rules: non_empty(&sec.device_cgroup_rules),
         ..HostConfig::default()
     };
     ContainerInspect {
