@@ -1,17 +1,23 @@
 //! Per-container cgroups: `berth/<id>` under each controller Berth uses, created at start with
-//! the container's limits ([`Resources`]) and, unless privileged, Docker's device allow-list;
+//! the container's limits ([`Resources`]) and, unless privileged, Docker's device allow-list
+//! ([`DEFAULT_RULES`]);
 //! read for `GET /containers/{id}/stats` and for OOM kills at exit; removed with the container
 //! (and after exit once empty); stale ones swept at boot.
 //!
 //! Two layouts behind one trait ([`Hierarchy`]), picked once per process:
 //! - v2 (unified, `/sys/fs/cgroup/cgroup.controllers` exists): one directory, `memory.max`,
 //!   `memory.swap.max`, `cpu.max`, `cpu.weight`, `pids.max`; OOM kills from `memory.events`.
-//!   No device program (a BPF device filter is not implemented; on v2 the `nodev` mounts of the
-//!   runtime are what keeps `mknod`ed nodes from being opened).
+//!   Devices: a `BPF_PROG_TYPE_CGROUP_DEVICE` program generated from the rules
+//!   (`devices.rs`), loaded once per process and attached to the directory (`bpf.rs`).
 //! - v1 (also the "hybrid" layout, where cgroup2 is mounted without controllers): one directory
-//!   per hierarchy (memory, cpu, cpuacct, pids, devices), found in `/proc/self/mountinfo`;
-//!   `memory.limit_in_bytes`/`memory.memsw.limit_in_bytes`, `cpu.cfs_quota_us`, `cpu.shares`,
-//!   `pids.max`, `devices.deny`/`devices.allow`; OOM kills from `memory.oom_control`.
+//!   per hierarchy (memory, cpu, cpuacct, pids, devices, freezer), found in
+//!   `/proc/self/mountinfo`; `memory.limit_in_bytes`/`memory.memsw.limit_in_bytes`,
+//!   `cpu.cfs_quota_us`, `cpu.shares`, `pids.max`, `devices.deny`/`devices.allow`; OOM kills
+//!   from `memory.oom_control`. On the hybrid layout, one more directory under the cgroup2
+//!   mount with the device program attached: the kernel checks both.
+//!
+//! Both device guards come on top of the runtime's `nodev` mounts, which alone keep a
+//! `mknod`ed node from being opened.
 //!
 //! The engine only creates directories and writes files; joining is the runtime's job (it writes
 //! `0` to each `cgroup.procs` returned by [`create`] in the shim, before pid 1 is forked).
