@@ -325,3 +325,28 @@ fn needs_root() -> bool {
     eprintln!("SKIPPED: device program tests need root");
     false
 }
+
+/// Needs root. The v2 layout's `create` (run here on the cgroup2 mount, whatever the host's
+/// layout: on the hybrid layout that mount has no controllers, so only the directory and the
+/// program are made) attaches the program unless asked not to (privileged).
+#[test]
+fn v2_create_attaches_the_program_unless_privileged_needs_root() {
+    if !needs_root() {
+        return;
+    }
+    let v2 = v2::V2::new(cgroup2_mount());
+    let parent = format!("berth-unit-v2dev-{}", std::process::id());
+    let (guarded, privileged) = (format!("{parent}/guarded"), format!("{parent}/privileged"));
+    let res = Resources::default();
+    let procs = v2.create(&guarded, &res, true).unwrap();
+    assert_eq!(procs, [cgroup2_mount().join(&guarded).join("cgroup.procs")]);
+    v2.create(&privileged, &res, false).unwrap();
+    let (g, p) = (v2.dirs(&guarded), v2.dirs(&privileged));
+    let counts = (
+        device_programs(&g[0]).unwrap().len(),
+        device_programs(&p[0]).unwrap().len(),
+    );
+    remove_dirs(&[g[0].clone(), p[0].clone()], Duration::ZERO).unwrap();
+    std::fs::remove_dir(cgroup2_mount().join(&parent)).unwrap();
+    assert_eq!(counts, (1, 0), "programs on (guarded, privileged)");
+}

@@ -122,7 +122,8 @@ impl Hierarchy for V1 {
         if let Some(unified) = &self.unified {
             match self.create_unified(unified, rel, restrict_devices) {
                 Ok(p) => procs.push(p),
-                Err(e) if self.mounts.contains_key("devices") => {
+                // ENOENT: the parent went with another container's cgroup; `create` retries.
+                Err(e) if self.mounts.contains_key("devices") && !super::is_enoent(&e) => {
                     static ONCE: Once = Once::new();
                     ONCE.call_once(|| {
                         tracing::warn!(
