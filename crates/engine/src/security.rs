@@ -30,12 +30,8 @@ pub fn validate(opts: &SecurityOptions) -> Result<(), EngineError> {
         )));
     }
     for rule in &opts.device_cgroup_rules {
-        if !device_rule_ok(rule) {
-            return Err(EngineError::Invalid(format!(
-                "invalid device cgroup rule {rule:?}: expected TYPE MAJOR:MINOR ACCESS, \
-                 e.g. \"c 7:128 rwm\" (TYPE a, b or c; MAJOR and MINOR numbers or *; ACCESS of r, w, m)"
-            )));
-        }
+        rule.parse::<crate::cgroups::DeviceRule>()
+            .map_err(EngineError::Invalid)?;
     }
     for g in &opts.group_add {
         if g.is_empty() || g.contains([':', '\0']) {
@@ -45,25 +41,6 @@ pub fn validate(opts: &SecurityOptions) -> Result<(), EngineError> {
         }
     }
     Ok(())
-}
-
-/// Docker's device rule syntax: `[abc] (N|*):(N|*) [rwm]{1,3}`.
-fn device_rule_ok(rule: &str) -> bool {
-    let num = |s: &str| {
-        s == "*" || (!s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit()))
-    };
-    let parts: Vec<&str> = rule.split(' ').collect();
-    let [kind, dev, access] = parts[..] else {
-        return false;
-    };
-    let Some((major, minor)) = dev.split_once(':') else {
-        return false;
-    };
-    matches!(kind, "a" | "b" | "c")
-        && num(major)
-        && num(minor)
-        && (1..=3).contains(&access.len())
-        && access.bytes().all(|b| matches!(b, b'r' | b'w' | b'm'))
 }
 
 /// Checks `Config.User` (`NAME|UID[:GROUP|GID]`); names are resolved at start, in the

@@ -1,9 +1,11 @@
 //! cgroup v2 (unified): one `berth/<id>` directory with the memory, cpu and pids controllers
-//! enabled on its parents.
+//! enabled on its parents, and (unless privileged) the device program attached to it.
 
 use std::path::PathBuf;
 
-use super::{CgroupError, CgroupStats, Hierarchy, host_memory, read_keyed, read_u64, write};
+use super::{
+    CgroupError, CgroupStats, DeviceRule, Hierarchy, host_memory, read_keyed, read_u64, write,
+};
 use crate::limits::Resources;
 
 pub(super) struct V2 {
@@ -53,11 +55,14 @@ impl Hierarchy for V2 {
         &self,
         rel: &str,
         res: &Resources,
-        _devices: Option<&[String]>,
+        devices: Option<&[DeviceRule]>,
     ) -> Result<Vec<PathBuf>, CgroupError> {
         self.enable_controllers(rel)?;
         let dir = self.dir(rel);
         std::fs::create_dir(&dir).map_err(CgroupError::io("create", &dir))?;
+        if let Some(rules) = devices {
+            super::attach_device_rules(&dir, rules)?;
+        }
         if res.memory > 0 {
             write(&dir, "memory.max", &res.memory.to_string())?;
             if dir.join("memory.swap.max").exists() {
