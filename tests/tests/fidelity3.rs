@@ -511,3 +511,58 @@ fn device_cgroup_rules_are_added_to_the_device_cgroup() {
         );
     }
 }
+
+/// A start without `Upgrade` (a plain HTTP client): `200` and the output as a body that ends
+/// when the command ended, framed unless the start's `Tty` is true, as Docker answers; a missing
+/// executable is reported the same way.
+#[test]
+fn exec_start_without_upgrade_answers_200_with_the_output() {
+    let d = daemon_with_c();
+    let id = exec_create(
+        &d,
+        json!({"Cmd": ["sh", "-c", "echo out; sleep 0.2; echo err >&2"],
+               "AttachStdout": true, "AttachStderr": true}),
+    );
+    // `raw` sends `Connection: close` and no `Upgrade`, and reads to the end.
+    let r = d.raw_json(
+        "POST",
+        &format!("/v1.41/exec/{id}/start"),
+        &json!({"Detach": false, "Tty": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.docker.multiplexed-stream")
+    );
+    assert_eq!(
+        demux(&r.body),
+        vec![(1, b"out\n".to_vec()), (2, b"err\n".to_vec())]
+    );
+    assert_eq!(inspect(&d, &format!("exec/{id}"))["ExitCode"], 0);
+
+    let id = exec_create(&d, json!({"Cmd": ["printf", "raw"], "AttachStdout": true}));
+    let r = d.raw_json(
+        "POST",
+        &format!("/v1.41/exec/{id}/start"),
+        &json!({"Detach": false, "Tty": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, b"raw");
+
+    let id = exec_create(
+        &d,
+        json!({"Cmd": ["no-such-command"], "AttachStdout": true}),
+    );
+    let r = d.raw_json(
+        "POST",
+        &format!("/v1.41/exec/{id}/start"),
+        &json!({"Detach": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let frames = demux(&r.body);
+    assert!(
+        String::from_utf8_lossy(&frames[0].1).contains("executable file not found"),
+        "{frames:?}"
+    );
+    assert_eq!(inspect(&d, &format!("exec/{id}"))["ExitCode"], 127);
+}

@@ -11,10 +11,12 @@
 //! framed: docker-py starts every exec with `Tty: false` unless told otherwise and reads frames,
 //! pty output included. A process that cannot be started (no such executable) is reported
 //! inside the stream, with exit code 127 (126: not executable) in inspect, as Docker does.
+//! A start request without `Upgrade` gets what Docker gives it: `200` and the output as a body
+//! that ends with the connection (HTTP/1.0 framing, no chunks), and no stdin.
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -119,6 +121,7 @@ async fn start(
     conn: Option<Extension<ConnFd>>,
     mut req: Request,
 ) -> ApiResult<Response> {
+    let upgrade = req.headers().contains_key(header::UPGRADE);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let bytes = axum::body::to_bytes(req.into_body(), START_BODY_LIMIT)
         .await
@@ -135,6 +138,9 @@ async fn start(
             } else {
                 streams::frame(1, line.as_bytes())
             };
+            if !upgrade {
+                return Ok(plain(raw, Body::from(out)));
+            }
             tokio::spawn(tell(on_upgrade, out));
             return Ok(hijacked(raw));
         }
@@ -159,8 +165,56 @@ async fn start(
             .then(|| detach::parse(&record.config.detach_keys).ok())
             .flatten(),
     };
+    if !upgrade {
+        return Ok(plain(raw, output_body(started, session)));
+    }
     tokio::spawn(serve(on_upgrade, conn.map(|c| c.0), started, session));
     Ok(hijacked(raw))
+}
+
+/// The `200` of a start without `Upgrade`: `body` until the connection closes. HTTP/1.0 framing
+/// (no length, no chunks) is what Docker's hijacked answer amounts to.
+fn plain(raw: bool, body: Body) -> Response {
+    let mut resp = Response::new(body);
+    *resp.version_mut() = Version::HTTP_10;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(if raw {
+            "application/vnd.docker.raw-stream"
+        } else {
+            "application/vnd.docker.multiplexed-stream"
+        }),
+    );
+    resp
+}
+
+/// The session's output as a response body, ended once the output ended and the exit code is
+/// recorded; a client that leaves drops it, and the pumps then drain the process's output.
+fn output_body(started: ExecStarted, s: Session) -> Body {
+    let ExecStarted {
+        stdout: out,
+        stderr: err,
+        exited,
+        ..
+    } = started;
+    let (tx, rx) = mpsc::channel::<Bytes>(OUTPUT_DEPTH);
+    tokio::spawn(pump(out, if s.raw { 0 } else { 1 }, s.stdout, tx.clone()));
+    if let Some(err) = err {
+        tokio::spawn(pump(err, if s.raw { 0 } else { 2 }, s.stderr, tx.clone()));
+    }
+    drop(tx);
+    let stream = futures::stream::unfold((rx, Some(exited)), |(mut rx, exited)| async move {
+        match rx.recv().await {
+            Some(chunk) => Some((Ok::<_, std::io::Error>(chunk), (rx, exited))),
+            None => {
+                if let Some(exited) = exited {
+                    let _ = exited.await;
+                }
+                None
+            }
+        }
+    });
+    Body::from_stream(stream)
 }
 
 /// The `101` that hands the connection over to the session: raw or multiplexed output.
