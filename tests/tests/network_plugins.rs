@@ -570,3 +570,162 @@ fn mvp_network_messages_chain_in_load_order() {
         ["gamma mvp.delete", "beta mvp.delete", "alpha mvp.delete"]
     );
 }
+
+/// Needs root. kill -9 while `netplug` is in the middle of three calls: a `CreateNetwork` (it made
+/// the network's bridge, the answer never came), a `DeleteNetwork` (not yet done) and a `Join`
+/// (it made the endpoint's veth pair). The next boot owes the plugin `DeleteNetwork` for both
+/// networks (neither is listed: the create and the remove were never answered) and `Leave` +
+/// `DeleteEndpoint` for the endpoint, and sends them before the API serves: none of those links
+/// survive (`docs/semantics.md#catch-up`).
+#[test]
+fn a_crash_mid_create_remove_or_join_leaves_no_plugin_links_after_the_next_boot() {
+    let mut d = Daemon::start();
+    let log = d.dir().join("calls.log");
+    let name = "cutnet";
+    let stall = d.dir().join("stall");
+    let _np = NetPlug::load(&d, name, &log, &["--stall-file", stall.to_str().unwrap()]);
+    let (kept, removed, created) = (
+        unique_name("cutkeep"),
+        unique_name("cutrm"),
+        unique_name("cutmk"),
+    );
+    for (i, net) in [&kept, &removed].into_iter().enumerate() {
+        let subnet = format!("10.244.{i}.0/24");
+        d.docker(&["network", "create", "-d", name, "--subnet", &subnet, net])
+            .ok();
+    }
+    let id_of = |net: &str| net_inspect(&d, net)["Id"].as_str().unwrap().to_owned();
+    let (kept_id, removed_id) = (id_of(&kept), id_of(&removed));
+    let cid = d
+        .docker(&["create", "--net", &kept, "host", "sleep", "300"])
+        .ok()
+        .trim()
+        .to_owned();
+
+    // Now CreateNetwork and Join do their work and never answer; DeleteNetwork hangs before its
+    // work.
+    std::fs::write(&stall, "CreateNetwork\nJoin\nDeleteNetwork before\n").unwrap();
+    let create =
+        json!({"Name": created, "Driver": name, "IPAM": {"Config": [{"Subnet": "10.244.9.0/24"}]}})
+            .to_string();
+    let requests = [
+        ("POST", "/v1.50/networks/create".to_owned(), create),
+        (
+            "DELETE",
+            format!("/v1.50/networks/{removed}"),
+            String::new(),
+        ),
+        (
+            "POST",
+            format!("/v1.50/containers/{cid}/start"),
+            String::new(),
+        ),
+    ];
+    let in_flight: Vec<_> = requests
+        .into_iter()
+        .map(|(method, path, body)| {
+            let sock = d.socket();
+            std::thread::spawn(move || {
+                berth_tests::raw_request(
+                    &sock,
+                    method,
+                    &path,
+                    Some("application/json"),
+                    body.as_bytes(),
+                )
+            })
+        })
+        .collect();
+    let short = |id: &str| id.chars().take(10).collect::<String>();
+    let (created_id, endpoint) = poll_until(
+        "netplug in the middle of CreateNetwork, DeleteNetwork and Join",
+        Duration::from_secs(30),
+        || {
+            let calls = read_calls(&log);
+            let find = |call: &str, key: &str| {
+                calls
+                    .iter()
+                    .rev()
+                    .filter(|(_, c, _)| c == call)
+                    .filter_map(|(_, _, b)| b[key].as_str().map(str::to_owned))
+                    .find(|id| id != &kept_id && id != &removed_id)
+            };
+            let created_id = find("NetworkDriver.CreateNetwork", "NetworkID")?;
+            let endpoint = find("NetworkDriver.Join", "EndpointID")?;
+            let deleting = calls.iter().any(|(_, c, b)| {
+                c == "NetworkDriver.DeleteNetwork" && b["NetworkID"] == removed_id.as_str()
+            });
+            // The stalled calls did their work: the bridge and the veth pair exist.
+            let links = host_links();
+            let made = links.contains(&format!("np{}", short(&created_id)))
+                && links.contains(&format!("nh{}", short(&endpoint)));
+            (deleting && made).then_some((created_id, endpoint))
+        },
+    );
+    d.kill9();
+    for t in in_flight {
+        let _ = t.join().unwrap();
+    }
+    std::fs::remove_file(&stall).unwrap();
+    let mark = read_calls(&log).len();
+    d.restart();
+
+    // User requests wait at the readiness gate, which opens after the owed calls were answered.
+    let listed = d.docker(&["network", "ls", "--format", "{{.Name}}"]);
+    let listed: Vec<&str> = listed.ok().lines().collect();
+    assert!(listed.contains(&kept.as_str()), "{listed:?}");
+    assert!(
+        !listed.contains(&created.as_str()) && !listed.contains(&removed.as_str()),
+        "a network whose create or remove the crash cut is listed: {listed:?}"
+    );
+    let paid = poll_until(
+        "the owed calls sent at boot",
+        Duration::from_secs(30),
+        || {
+            let calls: Vec<(String, String)> = read_calls(&log)[mark..]
+                .iter()
+                .map(|(_, c, b)| {
+                    let id = b["EndpointID"].as_str().or(b["NetworkID"].as_str());
+                    (c.clone(), id.unwrap_or_default().to_owned())
+                })
+                .collect();
+            let has = |call: &str, id: &str| {
+                calls.contains(&(format!("NetworkDriver.{call}"), id.to_owned()))
+            };
+            (has("DeleteNetwork", &created_id)
+                && has("DeleteNetwork", &removed_id)
+                && has("Leave", &endpoint)
+                && has("DeleteEndpoint", &endpoint))
+            .then_some(calls)
+        },
+    );
+    let once = |call: &str, id: &str| {
+        paid.iter()
+            .filter(|(c, i)| c == &format!("NetworkDriver.{call}") && i == id)
+            .count()
+    };
+    assert_eq!(once("DeleteNetwork", &created_id), 1, "{paid:?}");
+    assert_eq!(once("DeleteNetwork", &removed_id), 1, "{paid:?}");
+    assert_eq!(once("DeleteNetwork", &kept_id), 0, "{paid:?}");
+    assert_eq!(
+        leftover_links(&log),
+        [format!("np{}", short(&kept_id))],
+        "netplug links of no network or endpoint survived the boot"
+    );
+    assert_eq!(
+        inspect(&d, &cid)["NetworkSettings"]["Networks"][&kept]["EndpointID"],
+        "",
+        "the cut endpoint is still shown"
+    );
+    // The name of the cut create is free, and the container starts on the kept network.
+    d.docker(&["network", "create", "-d", name, &created]).ok();
+    d.docker(&["network", "rm", &created]).ok();
+    d.docker(&["start", &cid]).ok();
+    d.docker(&["rm", "-f", &cid]).ok();
+    d.docker(&["network", "rm", &kept]).ok();
+    assert!(
+        leftover_links(&log).is_empty(),
+        "{:?}",
+        leftover_links(&log)
+    );
+}
