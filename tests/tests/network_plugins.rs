@@ -32,6 +32,11 @@ impl Drop for NetPlug {
 impl NetPlug {
     /// Starts `netplug --name NAME [extra]` with a shared call log `log` and loads it into `d`.
     fn load(d: &Daemon, name: &str, log: &Path, extra: &[&str]) -> NetPlug {
+        NetPlug::load_with(d, name, log, extra, &[])
+    }
+
+    /// [`NetPlug::load`] with more `berth plugin load` flags (`--timeout 2s`).
+    fn load_with(d: &Daemon, name: &str, log: &Path, extra: &[&str], flags: &[&str]) -> NetPlug {
         let sock = d.dir().join(format!("{name}.sock"));
         let child = Command::new(example_plugin("netplug"))
             .arg("--socket")
@@ -48,15 +53,16 @@ impl NetPlug {
         poll_until("the netplug socket", Duration::from_secs(10), || {
             sock.exists().then_some(())
         });
-        let out = d.berth(&[
+        let mut args = vec![
             "plugin",
             "load",
             "--name",
             name,
             "--socket",
             sock.to_str().unwrap(),
-        ]);
-        out.ok();
+        ];
+        args.extend_from_slice(flags);
+        d.berth(&args).ok();
         NetPlug {
             child,
             log: log.to_owned(),
@@ -723,6 +729,102 @@ fn a_crash_mid_create_remove_or_join_leaves_no_plugin_links_after_the_next_boot(
     d.docker(&["start", &cid]).ok();
     d.docker(&["rm", "-f", &cid]).ok();
     d.docker(&["network", "rm", &kept]).ok();
+    assert!(
+        leftover_links(&log).is_empty(),
+        "{:?}",
+        leftover_links(&log)
+    );
+}
+
+/// Needs root. kill -9 while `netplug` is in the middle of a `CreateNetwork`, and the plugin is
+/// gone too when the daemon comes back: its `DeleteNetwork` stays owed through that boot (the
+/// network is not listed, its bridge is still there) and is sent when the plugin is loaded again,
+/// before `plugin load` answers.
+#[test]
+fn an_owed_delete_network_waits_for_its_plugin_to_be_loaded_again() {
+    let mut d = Daemon::start();
+    let log = d.dir().join("calls.log");
+    let name = "latenet";
+    let stall = d.dir().join("stall");
+    // A short load deadline: the boot without the plugin waits that long for it.
+    let np = NetPlug::load_with(
+        &d,
+        name,
+        &log,
+        &["--stall-file", stall.to_str().unwrap()],
+        &["--timeout", "2s"],
+    );
+    std::fs::write(&stall, "CreateNetwork\n").unwrap();
+    let net = unique_name("late");
+    let body =
+        json!({"Name": net, "Driver": name, "IPAM": {"Config": [{"Subnet": "10.245.0.0/24"}]}})
+            .to_string();
+    let sock = d.socket();
+    let creating = std::thread::spawn(move || {
+        berth_tests::raw_request(
+            &sock,
+            "POST",
+            "/v1.50/networks/create",
+            Some("application/json"),
+            body.as_bytes(),
+        )
+    });
+    let bridge = poll_until(
+        "netplug in the middle of CreateNetwork",
+        Duration::from_secs(30),
+        || {
+            let id = read_calls(&log)
+                .into_iter()
+                .find(|(_, c, _)| c == "NetworkDriver.CreateNetwork")?
+                .2["NetworkID"]
+                .as_str()?
+                .chars()
+                .take(10)
+                .collect::<String>();
+            let bridge = format!("np{id}");
+            host_links().contains(&bridge).then_some(bridge)
+        },
+    );
+    d.kill9();
+    let _ = creating.join().unwrap();
+    drop(np);
+    let _ = std::fs::remove_file(d.dir().join(format!("{name}.sock")));
+    std::fs::remove_file(&stall).unwrap();
+    d.restart();
+
+    let listed = d.docker(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        !listed.ok().lines().any(|l| l == net),
+        "a network whose create the crash cut is listed: {}",
+        listed.ok()
+    );
+    assert!(
+        host_links().contains(&bridge),
+        "the bridge went while its plugin was down"
+    );
+    let deletes = || {
+        read_calls(&log)
+            .iter()
+            .filter(|(_, c, _)| c == "NetworkDriver.DeleteNetwork")
+            .count()
+    };
+    assert_eq!(deletes(), 0);
+
+    let _np = NetPlug::load(&d, name, &log, &[]);
+    assert_eq!(
+        deletes(),
+        1,
+        "the owed DeleteNetwork was not sent at the load"
+    );
+    assert!(
+        !host_links().contains(&bridge),
+        "the bridge of the cut create survived the plugin's load"
+    );
+    // Paid once: the next boot sends nothing more.
+    d.kill9();
+    d.restart();
+    d.docker(&["network", "ls"]).ok();
+    assert_eq!(deletes(), 1);
     assert!(
         leftover_links(&log).is_empty(),
         "{:?}",
