@@ -579,10 +579,11 @@ fn mvp_network_messages_chain_in_load_order() {
 
 /// Needs root. kill -9 while `netplug` is in the middle of three calls: a `CreateNetwork` (it made
 /// the network's bridge, the answer never came), a `DeleteNetwork` (not yet done) and a `Join`
-/// (it made the endpoint's veth pair). The next boot owes the plugin `DeleteNetwork` for both
-/// networks (neither is listed: the create and the remove were never answered) and `Leave` +
-/// `DeleteEndpoint` for the endpoint, and sends them before the API serves: none of those links
-/// survive (`docs/semantics.md#catch-up`).
+/// (it made the endpoint's veth pair), netplug being each network's IPAM too. The next boot owes
+/// the plugin `DeleteNetwork` and `ReleasePool` for both networks (neither is listed: the create
+/// and the remove were never answered) and `Leave`, `DeleteEndpoint` and `ReleaseAddress` for
+/// the endpoint, and sends them before the API serves: none of those links survive
+/// (`docs/semantics.md#catch-up`).
 #[test]
 fn a_crash_mid_create_remove_or_join_leaves_no_plugin_links_after_the_next_boot() {
     let mut d = Daemon::start();
@@ -597,8 +598,18 @@ fn a_crash_mid_create_remove_or_join_leaves_no_plugin_links_after_the_next_boot(
     );
     for (i, net) in [&kept, &removed].into_iter().enumerate() {
         let subnet = format!("10.244.{i}.0/24");
-        d.docker(&["network", "create", "-d", name, "--subnet", &subnet, net])
-            .ok();
+        d.docker(&[
+            "network",
+            "create",
+            "-d",
+            name,
+            "--ipam-driver",
+            name,
+            "--subnet",
+            &subnet,
+            net,
+        ])
+        .ok();
     }
     let id_of = |net: &str| net_inspect(&d, net)["Id"].as_str().unwrap().to_owned();
     let (kept_id, removed_id) = (id_of(&kept), id_of(&removed));
@@ -612,7 +623,7 @@ fn a_crash_mid_create_remove_or_join_leaves_no_plugin_links_after_the_next_boot(
     // work.
     std::fs::write(&stall, "CreateNetwork\nJoin\nDeleteNetwork before\n").unwrap();
     let create =
-        json!({"Name": created, "Driver": name, "IPAM": {"Config": [{"Subnet": "10.244.9.0/24"}]}})
+        json!({"Name": created, "Driver": name, "IPAM": {"Driver": name, "Config": [{"Subnet": "10.244.9.0/24"}]}})
             .to_string();
     let requests = [
         ("POST", "/v1.50/networks/create".to_owned(), create),
@@ -673,6 +684,17 @@ fn a_crash_mid_create_remove_or_join_leaves_no_plugin_links_after_the_next_boot(
         let _ = t.join().unwrap();
     }
     std::fs::remove_file(&stall).unwrap();
+    // The pending endpoint's address, as its CreateEndpoint carried it: owed its ReleaseAddress.
+    let endpoint_address = read_calls(&log)
+        .into_iter()
+        .find(|(_, c, b)| {
+            c == "NetworkDriver.CreateEndpoint" && b["EndpointID"] == endpoint.as_str()
+        })
+        .map(|(_, _, b)| {
+            let cidr = b["Interface"]["Address"].as_str().unwrap().to_owned();
+            format!("10.244.0.0/24 {}", cidr.split('/').next().unwrap())
+        })
+        .unwrap();
     let mark = read_calls(&log).len();
     d.restart();
 
@@ -691,17 +713,24 @@ fn a_crash_mid_create_remove_or_join_leaves_no_plugin_links_after_the_next_boot(
             let calls: Vec<(String, String)> = read_calls(&log)[mark..]
                 .iter()
                 .map(|(_, c, b)| {
-                    let id = b["EndpointID"].as_str().or(b["NetworkID"].as_str());
-                    (c.clone(), id.unwrap_or_default().to_owned())
+                    let s = |k: &str| b[k].as_str().unwrap_or_default().to_owned();
+                    let id = match c.as_str() {
+                        "IpamDriver.ReleaseAddress" => format!("{} {}", s("PoolID"), s("Address")),
+                        "IpamDriver.ReleasePool" => s("PoolID"),
+                        _ if b["EndpointID"].is_string() => s("EndpointID"),
+                        _ => s("NetworkID"),
+                    };
+                    (c.clone(), id)
                 })
                 .collect();
-            let has = |call: &str, id: &str| {
-                calls.contains(&(format!("NetworkDriver.{call}"), id.to_owned()))
-            };
-            (has("DeleteNetwork", &created_id)
-                && has("DeleteNetwork", &removed_id)
-                && has("Leave", &endpoint)
-                && has("DeleteEndpoint", &endpoint))
+            let has = |call: &str, id: &str| calls.contains(&(call.to_owned(), id.to_owned()));
+            (has("NetworkDriver.DeleteNetwork", &created_id)
+                && has("NetworkDriver.DeleteNetwork", &removed_id)
+                && has("NetworkDriver.Leave", &endpoint)
+                && has("NetworkDriver.DeleteEndpoint", &endpoint)
+                && has("IpamDriver.ReleasePool", "10.244.9.0/24")
+                && has("IpamDriver.ReleasePool", "10.244.1.0/24")
+                && has("IpamDriver.ReleaseAddress", &endpoint_address))
             .then_some(calls)
         },
     );
@@ -710,6 +739,12 @@ fn a_crash_mid_create_remove_or_join_leaves_no_plugin_links_after_the_next_boot(
             .filter(|(c, i)| c == &format!("NetworkDriver.{call}") && i == id)
             .count()
     };
+    assert!(
+        !paid
+            .iter()
+            .any(|(c, i)| c == "IpamDriver.ReleasePool" && i == "10.244.0.0/24"),
+        "the kept network's pool was released: {paid:?}"
+    );
     assert_eq!(once("DeleteNetwork", &created_id), 1, "{paid:?}");
     assert_eq!(once("DeleteNetwork", &removed_id), 1, "{paid:?}");
     assert_eq!(once("DeleteNetwork", &kept_id), 0, "{paid:?}");
