@@ -338,6 +338,7 @@ mod tests {
                 ifname: "eth0".into(),
             }),
             pending_endpoint: None,
+            pending_address: None,
             seq: 0,
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             config: Default::default(),
