@@ -226,7 +226,8 @@ pub struct ContainerSpec {
 }
 
 /// How a container is confined, as the client asked (`HostConfig.CapAdd`, `CapDrop`,
-/// `Privileged`, `ReadonlyRootfs`, `SecurityOpt`, `GroupAdd`, `Tmpfs`): kept as given, for
+/// `Privileged`, `ReadonlyRootfs`, `SecurityOpt`, `GroupAdd`, `Tmpfs`, `Devices`,
+/// `DeviceCgroupRules`): kept as given, for
 /// inspect, and interpreted by the runtime (`runtime::options`). All empty = Docker's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -240,6 +241,10 @@ pub struct SecurityOptions {
     pub group_add: Vec<String>,
     /// Target path → mount options (`size=64m,mode=1777`, may be empty).
     pub tmpfs: BTreeMap<String, String>,
+    /// `--device` (`HostConfig.Devices`), see `crate::devices`.
+    pub devices: Vec<crate::devices::DeviceMapping>,
+    /// `--device-cgroup-rule` (`HostConfig.DeviceCgroupRules`), `c 1:3 rwm`.
+    pub device_cgroup_rules: Vec<String>,
 }
 
 /// The mutable part of a container (`state.json`); missing fields decode to their defaults.

@@ -173,6 +173,19 @@ fn program_decides_as_the_rules_do() {
         },
     ];
     assert_program_matches(&odd);
+    // A container's own rules, as `--device-cgroup-rule` gives them, after the defaults.
+    let mut own = DEFAULT_RULES.to_vec();
+    for r in ["c 1:11 r", "b 8:* rw", "a *:4 m", "c 4:* rwm"] {
+        own.push(crate::devices::parse_rule(r).unwrap());
+    }
+    assert_program_matches(&own);
+    let prog = program(&own);
+    assert_eq!(run(&prog, DevType::Char, 1, 11, ACC_READ), 1);
+    assert_eq!(run(&prog, DevType::Char, 1, 11, ACC_WRITE), 0);
+    assert_eq!(
+        run(&program(&DEFAULT_RULES), DevType::Char, 1, 11, ACC_READ),
+        0
+    );
 }
 
 /// The cgroup2 mount: `/sys/fs/cgroup` on v2, the hybrid layout's own mount otherwise.
@@ -285,7 +298,7 @@ fn device_program_denies_in_the_kernel_needs_root() {
     );
 
     assert_eq!(device_programs(&guarded).unwrap(), Vec::<u32>::new());
-    attach_device_rules(&guarded).unwrap();
+    attach_device_rules(&guarded, &DEFAULT_RULES).unwrap();
     assert_eq!(device_programs(&guarded).unwrap().len(), 1);
     assert!(device_programs(&open).unwrap().is_empty());
 
@@ -313,6 +326,36 @@ fn device_program_denies_in_the_kernel_needs_root() {
     assert_eq!([without[4], without[5]], [0, 0], "{without:?}");
 }
 
+/// Needs root. A container's own rule (`--device-cgroup-rule 'c 1:11 r'`, /dev/kmsg read-only)
+/// gets a program of its own: the child opens /dev/kmsg and a `mknod`ed 1:11 node read-only,
+/// while /dev/mem (1:1) stays denied.
+#[test]
+fn own_rules_get_their_own_program_in_the_kernel_needs_root() {
+    if !needs_root() {
+        return;
+    }
+    let dir = cgroup2_mount().join(format!("berth-unit-devown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target")
+        .join(format!("berth-devown-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut rules = DEFAULT_RULES.to_vec();
+    rules.push(crate::devices::parse_rule("c 1:11 r").unwrap());
+    attach_device_rules(&dir, &rules).unwrap();
+    let programs = device_programs(&dir).unwrap();
+    let got = probe_in(&dir, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::remove_dir(&dir).unwrap();
+    assert_eq!(programs.len(), 1);
+    let eperm = libc::EPERM;
+    assert_eq!(
+        got,
+        [0, 0, 0, eperm, 0, 0],
+        "null rw, kmsg ro, mknod 1:1, open it, mknod 1:11, open it"
+    );
+}
+
 /// True when the test can run; skips loudly (or fails under CI) otherwise.
 fn needs_root() -> bool {
     if nix::unistd::geteuid().is_root() {
@@ -338,9 +381,9 @@ fn v2_create_attaches_the_program_unless_privileged_needs_root() {
     let parent = format!("berth-unit-v2dev-{}", std::process::id());
     let (guarded, privileged) = (format!("{parent}/guarded"), format!("{parent}/privileged"));
     let res = Resources::default();
-    let procs = v2.create(&guarded, &res, true).unwrap();
+    let procs = v2.create(&guarded, &res, Some(&DEFAULT_RULES)).unwrap();
     assert_eq!(procs, [cgroup2_mount().join(&guarded).join("cgroup.procs")]);
-    v2.create(&privileged, &res, false).unwrap();
+    v2.create(&privileged, &res, None).unwrap();
     let (g, p) = (v2.dirs(&guarded), v2.dirs(&privileged));
     let counts = (
         device_programs(&g[0]).unwrap().len(),

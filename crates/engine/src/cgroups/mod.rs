@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use crate::limits::Resources;
 
 pub use bpf::device_programs;
-pub use devices::{DEFAULT_RULES, DeviceRule};
+pub use devices::{ACC_MKNOD, ACC_READ, ACC_WRITE, DEFAULT_RULES, DevType, DeviceRule};
 pub use live::{freeze, pids, set_limits};
 
 /// The parent directory of the containers' cgroups, under each controller, for the default
@@ -128,7 +128,7 @@ trait Hierarchy: Send + Sync {
         &self,
         rel: &str,
         res: &Resources,
-        restrict_devices: bool,
+        devices: Option<&[DeviceRule]>,
     ) -> Result<Vec<PathBuf>, CgroupError>;
     /// The container's directories (whether or not they exist).
     fn dirs(&self, rel: &str) -> Vec<PathBuf>;
@@ -162,13 +162,14 @@ pub fn version() -> &'static str {
     hierarchy().map_or("none", |h| h.version())
 }
 
-/// Creates the container's cgroup (replacing a leftover one) with its limits and, when
-/// `restrict_devices`, Docker's device rules; returns the `cgroup.procs` files to join.
+/// Creates the container's cgroup (replacing a leftover one) with its limits and, unless
+/// `devices` is `None` (privileged), that device allow-list (Docker's defaults and the
+/// container's own rules); returns the `cgroup.procs` files to join.
 pub fn create(
     root: &Path,
     id: &str,
     res: &Resources,
-    restrict_devices: bool,
+    devices: Option<&[DeviceRule]>,
 ) -> Result<Vec<PathBuf>, CgroupError> {
     let h = hierarchy().ok_or(CgroupError::Unavailable)?;
     let rel = rel(root, id);
@@ -179,7 +180,7 @@ pub fn create(
     let _ = remove_dirs(&h.dirs(&rel), Duration::ZERO);
     let mut attempt = 0;
     loop {
-        match h.create(&rel, res, restrict_devices) {
+        match h.create(&rel, res, devices) {
             Ok(procs) => return Ok(procs),
             Err(e) => {
                 let _ = remove_dirs(&h.dirs(&rel), Duration::ZERO);
@@ -225,8 +226,9 @@ pub fn remove_parent_if_empty(root: &Path) {
     }
 }
 
-/// The cgroup for a container about to start: created with its limits (device rules unless
-/// `privileged`), returning the `cgroup.procs` files the runtime joins. Without any cgroup
+/// The cgroup for a container about to start: created with its limits and, unless
+/// `privileged`, Docker's device rules followed by `extra_rules` (`--device`,
+/// `--device-cgroup-rule`, see `crate::devices`), returning the `cgroup.procs` files the runtime joins. Without any cgroup
 /// hierarchy (or write access to it) a container without limits runs unconfined with a warning;
 /// one with limits fails to start.
 pub fn for_start(
@@ -234,8 +236,11 @@ pub fn for_start(
     id: &str,
     res: &Resources,
     privileged: bool,
+    extra_rules: &[DeviceRule],
 ) -> Result<Vec<PathBuf>, CgroupError> {
-    match create(root, id, res, !privileged) {
+    let rules: Vec<DeviceRule> = DEFAULT_RULES.iter().chain(extra_rules).copied().collect();
+    let devices = (!privileged).then_some(rules.as_slice());
+    match create(root, id, res, devices) {
         Ok(procs) => Ok(procs),
         Err(e) if !res.any() && unavailable(&e) => {
             tracing::warn!(id, error = %e, "running without a cgroup");
@@ -256,28 +261,36 @@ fn unavailable(e: &CgroupError) -> bool {
     }
 }
 
-/// Attaches the program of Docker's default device rules ([`DEFAULT_RULES`]) to the cgroup2
-/// directory `dir`. The program is loaded once per process and its fd kept, so each container
-/// costs one attach, not a verifier pass.
-fn attach_device_rules(dir: &Path) -> Result<(), CgroupError> {
+/// Attaches the program of the device rules `rules` to the cgroup2 directory `dir`. The program
+/// of Docker's defaults alone ([`DEFAULT_RULES`], most containers) is loaded once per process
+/// and its fd kept, so each container costs one attach, not a verifier pass; a container with
+/// its own rules gets a program of its own (the attachment keeps it alive).
+fn attach_device_rules(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupError> {
     static PROGRAM: OnceLock<OwnedFd> = OnceLock::new();
-    let prog = match PROGRAM.get() {
-        Some(fd) => fd,
-        None => {
-            let fd = bpf::load_device_program(&devices::program(&DEFAULT_RULES)).map_err(|e| {
-                CgroupError::DeviceProgram {
-                    step: "load",
-                    path: dir.to_owned(),
-                    source: e.source,
-                    detail: if e.log.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; verifier: {}", e.log)
-                    },
-                }
-            })?;
+    let load = |rules: &[DeviceRule]| {
+        bpf::load_device_program(&devices::program(rules)).map_err(|e| CgroupError::DeviceProgram {
+            step: "load",
+            path: dir.to_owned(),
+            source: e.source,
+            detail: if e.log.is_empty() {
+                String::new()
+            } else {
+                format!("; verifier: {}", e.log)
+            },
+        })
+    };
+    let own;
+    let prog = if rules != DEFAULT_RULES.as_slice() {
+        own = load(rules)?;
+        &own
+    } else {
+        match PROGRAM.get() {
+            Some(fd) => fd,
             // Two first starts may race: one fd is kept, the other closed.
-            PROGRAM.get_or_init(|| fd)
+            None => {
+                let fd = load(rules)?;
+                PROGRAM.get_or_init(|| fd)
+            }
         }
     };
     bpf::attach_device_program(dir, prog.as_fd()).map_err(|source| CgroupError::DeviceProgram {

@@ -340,6 +340,7 @@ impl ContainerRuntime for FakeRuntime {
         id: &str,
         res: &crate::limits::Resources,
         privileged: bool,
+        _extra_rules: &[crate::cgroups::DeviceRule],
     ) -> Result<Vec<PathBuf>, crate::cgroups::CgroupError> {
         self.lock().calls.push(Call::CreateCgroup {
             id: id.to_owned(),

@@ -206,13 +206,17 @@ impl Describe {
             }
             Some(Step::MountProc) => "mount proc on /proc".to_string(),
             Some(Step::MountDev) => "mount tmpfs on /dev".to_string(),
-            Some(Step::DevNode) => format!(
-                "bind the host's {} in /dev",
-                confine::DEVICES
-                    .get(index)
-                    .map(|d| d.1.to_string_lossy())
-                    .unwrap_or_default()
-            ),
+            Some(Step::DevNode) => match confine::DEVICES.get(index) {
+                Some(d) => format!("bind the host's {} in /dev", d.1.to_string_lossy()),
+                None => format!(
+                    "bind the device {}",
+                    self.confine
+                        .devices
+                        .get(index - confine::DEVICES.len())
+                        .cloned()
+                        .unwrap_or_default()
+                ),
+            },
             Some(Step::HostDevice) => format!(
                 "create {}",
                 self.confine
