@@ -94,6 +94,25 @@ fn device_is_bound_with_its_permissions_and_kept_across_restart() {
     d.docker(&["restart", "-t", "1", &id]).ok();
     zeros(&d);
     d.docker(&["rm", "-f", &id]).ok();
+
+    // With --privileged (every host node in /dev) the bind is made all the same.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "--device",
+        "/dev/zero:/dev/other/myzero",
+        "bb",
+        "sh",
+        "-c",
+        "head -c 2 /dev/other/myzero | od -An -tx1",
+    ]);
+    assert_eq!(
+        out.ok().split_whitespace().collect::<Vec<_>>(),
+        ["00", "00"],
+        "{}",
+        out.describe()
+    );
 }
 
 /// The cgroup2 mount, if the host has one.

@@ -165,22 +165,6 @@ pub(super) fn plan(
     } else {
         Vec::new()
     };
-    let (nodes, _) = crate::devices::resolve_all(opts).map_err(RuntimeError::InvalidSpec)?;
-    let mut devices = Vec::with_capacity(nodes.len());
-    let mut device_names = Vec::with_capacity(nodes.len());
-    for n in &nodes {
-        let parts: Vec<&str> = n.in_dev.split('/').collect();
-        let dirs = (1..parts.len())
-            .map(|i| cstring(&parts[..i].join("/")))
-            .collect::<Result<Vec<_>, _>>()?;
-        devices.push(DeviceBind {
-            dirs,
-            name: cstring(&n.in_dev)?,
-            host: CString::new(n.host.as_os_str().as_bytes())
-                .map_err(|_| RuntimeError::InvalidSpec("a device path holds a NUL byte".into()))?,
-        });
-        device_names.push(format!("{} on /dev/{}", n.host.display(), n.in_dev));
-    }
     let host_device_names = host_devices
         .iter()
         .map(|d| format!("/dev/{}", d.path.to_string_lossy()))
@@ -197,15 +181,39 @@ pub(super) fn plan(
         groups: exec_user.groups,
         tmpfs,
         host_devices,
-        devices,
+        devices: Vec::new(),
     };
     let names = ConfineNames {
         tmpfs: tmpfs_names,
         host_devices: host_device_names,
-        devices: device_names,
+        devices: Vec::new(),
         user: user.to_string(),
     };
     Ok((plan, names, exec_user.home))
+}
+
+/// The `--device` binds of pid 1 (not of an exec, which enters the `/dev` pid 1 made), with
+/// their names for errors; the host nodes are looked up now.
+pub(super) fn device_binds(
+    opts: &SecurityOptions,
+) -> Result<(Vec<DeviceBind>, Vec<String>), RuntimeError> {
+    let (nodes, _) = crate::devices::resolve_all(opts).map_err(RuntimeError::InvalidSpec)?;
+    let mut devices = Vec::with_capacity(nodes.len());
+    let mut device_names = Vec::with_capacity(nodes.len());
+    for n in &nodes {
+        let parts: Vec<&str> = n.in_dev.split('/').collect();
+        let dirs = (1..parts.len())
+            .map(|i| cstring(&parts[..i].join("/")))
+            .collect::<Result<Vec<_>, _>>()?;
+        devices.push(DeviceBind {
+            dirs,
+            name: cstring(&n.in_dev)?,
+            host: CString::new(n.host.as_os_str().as_bytes())
+                .map_err(|_| RuntimeError::InvalidSpec("a device path holds a NUL byte".into()))?,
+        });
+        device_names.push(format!("{} on /dev/{}", n.host.display(), n.in_dev));
+    }
+    Ok((devices, device_names))
 }
 
 /// The engine's own bounding set (bit N = capability N), read once.

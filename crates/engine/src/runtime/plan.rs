@@ -405,8 +405,9 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
     let cwd_path = format!("/{}", cwd_components.join("/"));
 
     let layers = [upper.as_path(), lower.as_path()];
-    let (confine, confine_names, home) =
+    let (mut confine, mut confine_names, home) =
         confine::plan(&spec.security, &spec.user, &layers, last_cap())?;
+    (confine.devices, confine_names.devices) = confine::device_binds(&spec.security)?;
     let env = environment(spec, &home);
     let path_var = env
         .iter()
