@@ -229,7 +229,8 @@ pub struct ContainerSpec {
 }
 
 /// How a container is confined, as the client asked (`HostConfig.CapAdd`, `CapDrop`,
-/// `Privileged`, `ReadonlyRootfs`, `SecurityOpt`, `GroupAdd`, `Tmpfs`): kept as given, for
+/// `Privileged`, `ReadonlyRootfs`, `SecurityOpt`, `GroupAdd`, `Tmpfs`, `Devices`,
+/// `DeviceCgroupRules`): kept as given, for
 /// inspect, and interpreted by the runtime (`runtime::options`). All empty = Docker's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -251,8 +252,12 @@ pub struct SecurityOptions {
     /// container cannot change without `CAP_SYS_ADMIN`); empty: a private one.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub uts_mode: String,
-    /// `HostConfig.DeviceCgroupRules` (`c 7:128 rwm`): allowed on top of Docker's default device
-    /// rules (cgroup v1; on v2 the `nodev` mounts keep every node shut, see `cgroups`).
+    /// `--device` (`HostConfig.Devices`), see `crate::devices`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<crate::devices::DeviceMapping>,
+    /// `--device-cgroup-rule` (`HostConfig.DeviceCgroupRules`, `c 1:3 rwm`): allowed after
+    /// Docker's default device rules, by the v1 device cgroup and the BPF device program alike
+    /// (see `crate::devices`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub device_cgroup_rules: Vec<String>,
 }

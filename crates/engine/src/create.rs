@@ -50,6 +50,7 @@ impl Engine {
             _ => None,
         };
         crate::security::validate(&req.spec.security)?;
+        crate::devices::validate(&req.spec.security)?;
         crate::security::validate_user(&req.spec.user)?;
         if let Some(h) = &req.spec.healthcheck {
             h.validate()?;

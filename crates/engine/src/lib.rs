@@ -13,6 +13,7 @@ pub mod commit;
 mod connect;
 pub mod container;
 mod create;
+pub mod devices;
 pub mod df;
 pub mod engine;
 pub mod error;

@@ -29,10 +29,6 @@ pub fn validate(opts: &SecurityOptions) -> Result<(), EngineError> {
             opts.uts_mode
         )));
     }
-    for rule in &opts.device_cgroup_rules {
-        rule.parse::<crate::cgroups::DeviceRule>()
-            .map_err(EngineError::Invalid)?;
-    }
     for g in &opts.group_add {
         if g.is_empty() || g.contains([':', '\0']) {
             return Err(EngineError::Invalid(format!(

@@ -219,6 +219,10 @@ impl Engine {
         c: &Container,
     ) -> Result<(RunSpec, Vec<ResolvedMount>), EngineError> {
         let image = self.images.get(&c.config.image_id)?;
+        // The container's own device rules (`--device`, `--device-cgroup-rule`), checked again
+        // now: the host node may have gone since create.
+        let (_, device_rules) =
+            crate::devices::resolve_all(&c.config.spec.security).map_err(EngineError::Invalid)?;
         let env = crate::links::merge_env(self.link_env(c)?, &c.config.spec.env);
         let resolved = self
             .resolve_mounts(&c.config, true, &mut Vec::new())
@@ -260,8 +264,8 @@ impl Engine {
                 &self.root,
                 c.id(),
                 &c.resources(),
-                (!c.config.spec.security.privileged)
-                    .then_some(&c.config.spec.security.device_cgroup_rules[..]),
+                c.config.spec.security.privileged,
+                &device_rules,
             )?,
             user: c.config.spec.user.clone(),
             security: c.config.spec.security.clone(),

@@ -197,7 +197,7 @@ pub struct HostConfig {
     pub cpu_realtime_runtime: i64,
     pub cpuset_cpus: String,
     pub cpuset_mems: String,
-    pub devices: Vec<serde_json::Value>,
+    pub devices: Vec<bollard_stubs::models::DeviceMapping>,
     pub device_cgroup_rules: Option<Vec<String>>,
     pub device_requests: Option<Vec<serde_json::Value>>,
     pub kernel_memory: i64,

@@ -173,6 +173,19 @@ fn program_decides_as_the_rules_do() {
         },
     ];
     assert_program_matches(&odd);
+    // A container's own rules, as `--device-cgroup-rule` gives them, after the defaults.
+    let mut own = DEFAULT_RULES.to_vec();
+    for r in ["c 1:11 r", "b 8:* rw", "a *:4 m", "c 4:* rwm"] {
+        own.push(crate::devices::parse_rule(r).unwrap());
+    }
+    assert_program_matches(&own);
+    let prog = program(&own);
+    assert_eq!(run(&prog, DevType::Char, 1, 11, ACC_READ), 1);
+    assert_eq!(run(&prog, DevType::Char, 1, 11, ACC_WRITE), 0);
+    assert_eq!(
+        run(&program(&DEFAULT_RULES), DevType::Char, 1, 11, ACC_READ),
+        0
+    );
 }
 
 /// The cgroup2 mount: `/sys/fs/cgroup` on v2, the hybrid layout's own mount otherwise.
@@ -313,6 +326,36 @@ fn device_program_denies_in_the_kernel_needs_root() {
     assert_eq!([without[4], without[5]], [0, 0], "{without:?}");
 }
 
+/// Needs root. A container's own rule (`--device-cgroup-rule 'c 1:11 r'`, /dev/kmsg read-only)
+/// gets a program of its own: the child opens /dev/kmsg and a `mknod`ed 1:11 node read-only,
+/// while /dev/mem (1:1) stays denied.
+#[test]
+fn own_rules_get_their_own_program_in_the_kernel_needs_root() {
+    if !needs_root() {
+        return;
+    }
+    let dir = cgroup2_mount().join(format!("berth-unit-devown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target")
+        .join(format!("berth-devown-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut rules = DEFAULT_RULES.to_vec();
+    rules.push(crate::devices::parse_rule("c 1:11 r").unwrap());
+    attach_device_rules(&dir, &rules).unwrap();
+    let programs = device_programs(&dir).unwrap();
+    let got = probe_in(&dir, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::remove_dir(&dir).unwrap();
+    assert_eq!(programs.len(), 1);
+    let eperm = libc::EPERM;
+    assert_eq!(
+        got,
+        [0, 0, 0, eperm, 0, 0],
+        "null rw, kmsg ro, mknod 1:1, open it, mknod 1:11, open it"
+    );
+}
+
 /// True when the test can run; skips loudly (or fails under CI) otherwise.
 fn needs_root() -> bool {
     if nix::unistd::geteuid().is_root() {
@@ -353,11 +396,12 @@ fn v2_create_attaches_the_program_unless_privileged_needs_root() {
 
 #[test]
 fn device_cgroup_rules_parse_in_dockers_syntax() {
+    use crate::devices::parse_rule;
     for ok in ["c 7:128 rwm", "a *:* m", "b 8:* rw", "c 1:3 r"] {
-        let rule: DeviceRule = ok.parse().unwrap();
+        let rule = parse_rule(ok).unwrap();
         assert_eq!(rule.to_string(), ok);
     }
-    let rule: DeviceRule = "c 7:128 rw".parse().unwrap();
+    let rule = parse_rule("c 7:128 rw").unwrap();
     assert!(rule.allows(DevType::Char, 7, 128, ACC_READ | ACC_WRITE));
     assert!(!rule.allows(DevType::Char, 7, 128, ACC_MKNOD));
     assert!(!rule.allows(DevType::Block, 7, 128, ACC_READ));
@@ -373,7 +417,7 @@ fn device_cgroup_rules_parse_in_dockers_syntax() {
         "c 1-1 r",
         "c 99999999999:1 r",
     ] {
-        let err = bad.parse::<DeviceRule>().unwrap_err();
+        let err = parse_rule(bad).unwrap_err();
         assert!(err.contains("invalid device cgroup rule"), "{bad}: {err}");
     }
 }

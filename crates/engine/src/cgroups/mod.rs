@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use crate::limits::Resources;
 
 pub use bpf::device_programs;
-pub use devices::{DEFAULT_RULES, DeviceRule};
+pub use devices::{ACC_MKNOD, ACC_READ, ACC_WRITE, DEFAULT_RULES, DevType, DeviceRule};
 pub use live::{freeze, pids, set_limits};
 
 /// The parent directory of the containers' cgroups, under each controller, for the default
@@ -162,25 +162,16 @@ pub fn version() -> &'static str {
     hierarchy().map_or("none", |h| h.version())
 }
 
-/// Creates the container's cgroup (replacing a leftover one) with its limits and, when
-/// `devices`, Docker's device rules and these extra ones (`None`: no device rules, privileged);
-/// returns the `cgroup.procs` files to join.
+/// Creates the container's cgroup (replacing a leftover one) with its limits and, unless
+/// `devices` is `None` (privileged), that device allow-list (Docker's defaults and the
+/// container's own rules); returns the `cgroup.procs` files to join.
 pub fn create(
     root: &Path,
     id: &str,
     res: &Resources,
-    devices: Option<&[String]>,
+    devices: Option<&[DeviceRule]>,
 ) -> Result<Vec<PathBuf>, CgroupError> {
     let h = hierarchy().ok_or(CgroupError::Unavailable)?;
-    // The whole allow-list: Docker's defaults, then the container's rules (checked at create).
-    let rules: Option<Vec<DeviceRule>> = devices.map(|extra| {
-        DEFAULT_RULES
-            .iter()
-            .copied()
-            .chain(extra.iter().filter_map(|r| r.parse().ok()))
-            .collect()
-    });
-    let devices = rules.as_deref();
     let rel = rel(root, id);
     // A leftover of the previous run (not yet empty when it exited) would carry its counters;
     // one an engine left frozen (killed while the container was paused) would freeze the new
@@ -235,16 +226,20 @@ pub fn remove_parent_if_empty(root: &Path) {
     }
 }
 
-/// The cgroup for a container about to start: created with its limits (Docker's device rules
-/// plus `devices`, its `DeviceCgroupRules`; none when `devices` is `None`: privileged), returning the `cgroup.procs` files the runtime joins. Without any cgroup
+/// The cgroup for a container about to start: created with its limits and, unless
+/// `privileged`, Docker's device rules followed by `extra_rules` (`--device`,
+/// `--device-cgroup-rule`, see `crate::devices`), returning the `cgroup.procs` files the runtime joins. Without any cgroup
 /// hierarchy (or write access to it) a container without limits runs unconfined with a warning;
 /// one with limits fails to start.
 pub fn for_start(
     root: &Path,
     id: &str,
     res: &Resources,
-    devices: Option<&[String]>,
+    privileged: bool,
+    extra_rules: &[DeviceRule],
 ) -> Result<Vec<PathBuf>, CgroupError> {
+    let rules: Vec<DeviceRule> = DEFAULT_RULES.iter().chain(extra_rules).copied().collect();
+    let devices = (!privileged).then_some(rules.as_slice());
     match create(root, id, res, devices) {
         Ok(procs) => Ok(procs),
         Err(e) if !res.any() && unavailable(&e) => {
@@ -266,10 +261,10 @@ fn unavailable(e: &CgroupError) -> bool {
     }
 }
 
-/// Attaches the program of the allow-list `rules` to the cgroup2 directory `dir`. The program of
-/// Docker's default rules ([`DEFAULT_RULES`]) is loaded once per process and its fd kept, so each
-/// container costs one attach, not a verifier pass; a container with `DeviceCgroupRules` gets a
-/// program of its own (the cgroup keeps it once attached).
+/// Attaches the program of the device rules `rules` to the cgroup2 directory `dir`. The program
+/// of Docker's defaults alone ([`DEFAULT_RULES`], most containers) is loaded once per process
+/// and its fd kept, so each container costs one attach, not a verifier pass; a container with
+/// its own rules gets a program of its own (the attachment keeps it alive).
 fn attach_device_rules(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupError> {
     static PROGRAM: OnceLock<OwnedFd> = OnceLock::new();
     let load = |rules: &[DeviceRule]| {
@@ -291,9 +286,9 @@ fn attach_device_rules(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupErr
     } else {
         match PROGRAM.get() {
             Some(fd) => fd,
+            // Two first starts may race: one fd is kept, the other closed.
             None => {
-                let fd = load(&DEFAULT_RULES)?;
-                // Two first starts may race: one fd is kept, the other closed.
+                let fd = load(rules)?;
                 PROGRAM.get_or_init(|| fd)
             }
         }

@@ -46,7 +46,7 @@ fn create_applies_limits_and_remove_deletes() {
         cpu_shares: 512,
         ..Default::default()
     };
-    let procs = create(&root, &id, &res, Some(&[])).unwrap();
+    let procs = create(&root, &id, &res, Some(&DEFAULT_RULES)).unwrap();
     assert!(!procs.is_empty());
     assert!(procs.iter().all(|p| p.exists()), "{procs:?}");
     let dirs = existing_dirs(&root, &id);
@@ -98,6 +98,41 @@ fn create_applies_limits_and_remove_deletes() {
     assert_parents_gone(&root);
 }
 
+/// A container's own rules (`--device`, `--device-cgroup-rule`) follow Docker's defaults: in
+/// v1's `devices.list`, and in the device program (one of its own, not the shared one).
+#[test]
+fn for_start_adds_the_containers_own_rules() {
+    if !needs_root() {
+        return;
+    }
+    let id = test_id("devrules");
+    let root = test_root("devrules");
+    let extra = [
+        crate::devices::parse_rule("c 1:11 r").unwrap(),
+        crate::devices::parse_rule("b 7:* rw").unwrap(),
+    ];
+    for_start(&root, &id, &Resources::default(), false, &extra).unwrap();
+    let dirs = existing_dirs(&root, &id);
+    let list = dirs
+        .iter()
+        .find_map(|d| std::fs::read_to_string(d.join("devices.list")).ok());
+    let programs: Vec<usize> = dirs
+        .iter()
+        .filter(|d| d.join("cgroup.controllers").exists())
+        .map(|d| device_programs(d).unwrap().len())
+        .collect();
+    remove(&root, &id).unwrap();
+    assert_parents_gone(&root);
+    if version() == "v1" {
+        let list = list.expect("no devices.list on v1");
+        for rule in ["c 1:3 rwm", "c 1:11 r", "b 7:* rw"] {
+            assert!(list.lines().any(|l| l == rule), "{rule} not in {list}");
+        }
+        assert!(!list.contains("c 1:11 rw"), "{list}");
+    }
+    assert!(programs.iter().all(|&n| n == 1), "{programs:?}");
+}
+
 #[test]
 fn sweep_removes_only_unknown_containers() {
     if !needs_root() {
@@ -105,11 +140,11 @@ fn sweep_removes_only_unknown_containers() {
     }
     let root = test_root("sweep");
     let (stale, kept) = (test_id("stale"), test_id("kept"));
-    create(&root, &stale, &Resources::default(), Some(&[])).unwrap();
-    create(&root, &kept, &Resources::default(), Some(&[])).unwrap();
+    create(&root, &stale, &Resources::default(), Some(&DEFAULT_RULES)).unwrap();
+    create(&root, &kept, &Resources::default(), Some(&DEFAULT_RULES)).unwrap();
     // Another engine's cgroup is never swept.
     let other = test_root("other");
-    create(&other, &stale, &Resources::default(), Some(&[])).unwrap();
+    create(&other, &stale, &Resources::default(), Some(&DEFAULT_RULES)).unwrap();
     let swept = sweep(&root, &HashSet::from([kept.clone()]));
     assert_eq!(swept, vec![stale.clone()]);
     assert!(existing_dirs(&root, &stale).is_empty());

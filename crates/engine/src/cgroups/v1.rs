@@ -65,7 +65,7 @@ impl V1 {
     }
 
     /// Creates `rel` under the hybrid layout's cgroup2 mount and attaches the device program
-    /// (when `restrict_devices`); returns its `cgroup.procs`.
+    /// of `devices` (unless `None`); returns its `cgroup.procs`.
     fn create_unified(
         &self,
         unified: &Path,

@@ -9,7 +9,8 @@
 //! `mknod` anywhere in the container (all of whose other mounts are `nodev`) cannot be opened.
 //! This holds on cgroup v1 and v2 alike, with or without the device cgroup (`crate::cgroups`,
 //! the second guard); ptys come from the container's own devpts (`/dev/ptmx` is a link to
-//! `pts/ptmx`).
+//! `pts/ptmx`). A `--device` is one more such bind, of the host node the user named
+//! (`crate::devices`), at its path under `/dev`.
 
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
@@ -85,6 +86,15 @@ pub(super) struct HostDevice {
     pub(super) rdev: libc::dev_t,
 }
 
+/// A `--device`: a host node bound onto an empty file at `name` in the container's `/dev`,
+/// after its parent directories `dirs` (outermost first) are made.
+pub(super) struct DeviceBind {
+    pub(super) dirs: Vec<CString>,
+    /// Relative to `/dev`.
+    pub(super) name: CString,
+    pub(super) host: CString,
+}
+
 /// Confinement for the child.
 pub(super) struct ConfinePlan {
     pub(super) privileged: bool,
@@ -101,12 +111,16 @@ pub(super) struct ConfinePlan {
     pub(super) tmpfs: Vec<TmpfsPlan>,
     /// `--privileged` only: the host's device nodes.
     pub(super) host_devices: Vec<HostDevice>,
+    /// `--device`: host nodes bound into `/dev` (after the default nodes).
+    pub(super) devices: Vec<DeviceBind>,
 }
 
 /// What [`Describe`](super::plan::Describe) needs to name a confinement step.
 pub(super) struct ConfineNames {
     pub(super) tmpfs: Vec<String>,
     pub(super) host_devices: Vec<String>,
+    /// `--device`: `HOST on /dev/NAME`.
+    pub(super) devices: Vec<String>,
     pub(super) user: String,
 }
 
@@ -167,13 +181,39 @@ pub(super) fn plan(
         groups: exec_user.groups,
         tmpfs,
         host_devices,
+        devices: Vec::new(),
     };
     let names = ConfineNames {
         tmpfs: tmpfs_names,
         host_devices: host_device_names,
+        devices: Vec::new(),
         user: user.to_string(),
     };
     Ok((plan, names, exec_user.home))
+}
+
+/// The `--device` binds of pid 1 (not of an exec, which enters the `/dev` pid 1 made), with
+/// their names for errors; the host nodes are looked up now.
+pub(super) fn device_binds(
+    opts: &SecurityOptions,
+) -> Result<(Vec<DeviceBind>, Vec<String>), RuntimeError> {
+    let (nodes, _) = crate::devices::resolve_all(opts).map_err(RuntimeError::InvalidSpec)?;
+    let mut devices = Vec::with_capacity(nodes.len());
+    let mut device_names = Vec::with_capacity(nodes.len());
+    for n in &nodes {
+        let parts: Vec<&str> = n.in_dev.split('/').collect();
+        let dirs = (1..parts.len())
+            .map(|i| cstring(&parts[..i].join("/")))
+            .collect::<Result<Vec<_>, _>>()?;
+        devices.push(DeviceBind {
+            dirs,
+            name: cstring(&n.in_dev)?,
+            host: CString::new(n.host.as_os_str().as_bytes())
+                .map_err(|_| RuntimeError::InvalidSpec("a device path holds a NUL byte".into()))?,
+        });
+        device_names.push(format!("{} on /dev/{}", n.host.display(), n.in_dev));
+    }
+    Ok((devices, device_names))
 }
 
 /// The engine's own bounding set (bit N = capability N), read once.

@@ -49,6 +49,8 @@ pub enum Call {
         id: String,
         resources: crate::limits::Resources,
         privileged: bool,
+        /// The container's own device rules, in `devices.allow` syntax.
+        device_rules: Vec<String>,
     },
     /// `cgroup_exited` for container `id` (never OOM-killed).
     CgroupExited(String),
@@ -339,12 +341,14 @@ impl ContainerRuntime for FakeRuntime {
         _root: &Path,
         id: &str,
         res: &crate::limits::Resources,
-        devices: Option<&[String]>,
+        privileged: bool,
+        extra_rules: &[crate::cgroups::DeviceRule],
     ) -> Result<Vec<PathBuf>, crate::cgroups::CgroupError> {
         self.lock().calls.push(Call::CreateCgroup {
             id: id.to_owned(),
             resources: *res,
-            privileged: devices.is_none(),
+            privileged,
+            device_rules: extra_rules.iter().map(|r| r.to_string()).collect(),
         });
         self.bump();
         Ok(Vec::new())

@@ -70,8 +70,61 @@ fn close(fd: c_int) {
 }
 
 /// Creates the device nodes of a fresh `/dev` tmpfs (`dev` is an fd on it): binds of the host's
-/// default nodes, or with `--privileged` (a tmpfs without `nodev`) every host device node.
+/// default nodes, or with `--privileged` (a tmpfs without `nodev`) every host device node; then
+/// the binds of the `--device` nodes.
 pub(super) fn populate_dev(ctx: &Ctx, dev: c_int, confine: &ConfinePlan) {
+    default_nodes(ctx, dev, confine);
+    for (i, d) in confine.devices.iter().enumerate() {
+        // Described as `DevNode` past the default nodes (`plan::Describe`).
+        let i = (DEVICES.len() + i) as u32;
+        for dir in &d.dirs {
+            // SAFETY: mkdirat on an open directory fd and a prepared C string.
+            if unsafe { libc::mkdirat(dev, dir.as_ptr(), 0o755) } < 0 && errno() != libc::EEXIST {
+                ctx.fail(Step::DevNode, i, errno());
+            }
+        }
+        // An empty file to bind onto, unless the name is taken (`--device /dev/null` binds
+        // over the default node).
+        // SAFETY: openat on an open directory fd and a prepared C string.
+        let fd = unsafe {
+            libc::openat(
+                dev,
+                d.name.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o666,
+            )
+        };
+        if fd < 0 && errno() != libc::EEXIST {
+            ctx.fail(Step::DevNode, i, errno());
+        }
+        if fd >= 0 {
+            close(fd);
+        }
+        // SAFETY: as above.
+        let fd = ctx.check(
+            unsafe {
+                libc::openat(
+                    dev,
+                    d.name.as_ptr(),
+                    libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            },
+            Step::DevNode,
+            i,
+        );
+        // SAFETY: a prepared C string; the target is the fd just opened. A bind keeps the
+        // flags of the host's `/dev` mount (no `nodev`): the node opens.
+        ctx.check(
+            unsafe { mount_on_fd(d.host.as_ptr(), fd, null(), libc::MS_BIND, null()) },
+            Step::DevNode,
+            i,
+        );
+        close(fd);
+    }
+}
+
+/// Docker's default nodes, or every host node with `--privileged`.
+fn default_nodes(ctx: &Ctx, dev: c_int, confine: &ConfinePlan) {
     if confine.privileged {
         for (i, d) in confine.host_devices.iter().enumerate() {
             // SAFETY: mkdirat/mknodat on an open directory fd and a valid C string.

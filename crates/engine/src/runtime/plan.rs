@@ -207,13 +207,17 @@ impl Describe {
             }
             Some(Step::MountProc) => "mount proc on /proc".to_string(),
             Some(Step::MountDev) => "mount tmpfs on /dev".to_string(),
-            Some(Step::DevNode) => format!(
-                "bind the host's {} in /dev",
-                confine::DEVICES
-                    .get(index)
-                    .map(|d| d.1.to_string_lossy())
-                    .unwrap_or_default()
-            ),
+            Some(Step::DevNode) => match confine::DEVICES.get(index) {
+                Some(d) => format!("bind the host's {} in /dev", d.1.to_string_lossy()),
+                None => format!(
+                    "bind the device {}",
+                    self.confine
+                        .devices
+                        .get(index - confine::DEVICES.len())
+                        .cloned()
+                        .unwrap_or_default()
+                ),
+            },
             Some(Step::HostDevice) => format!(
                 "create {}",
                 self.confine
@@ -402,8 +406,9 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
     let cwd_path = format!("/{}", cwd_components.join("/"));
 
     let layers = [upper.as_path(), lower.as_path()];
-    let (confine, confine_names, home) =
+    let (mut confine, mut confine_names, home) =
         confine::plan(&spec.security, &spec.user, &layers, last_cap())?;
+    (confine.devices, confine_names.devices) = confine::device_binds(&spec.security)?;
     let env = environment(spec, &home);
     let path_var = env
         .iter()

@@ -27,7 +27,7 @@ use futures::future::BoxFuture;
 use nix::sys::signal::Signal;
 
 use super::{ExecProcess, ExecSpec, RunSpec, RuntimeError, Spawned};
-use crate::cgroups::{self, CgroupError};
+use crate::cgroups::{self, CgroupError, DeviceRule};
 use crate::limits::Resources;
 
 /// What the engine needs from a container runtime (see the contract in the parent module).
@@ -40,15 +40,16 @@ pub trait ContainerRuntime: Send + Sync + fmt::Debug + 'static {
     fn resize(&self, pty: &OwnedFd, rows: u16, cols: u16) -> Result<(), RuntimeError>;
     /// Removes what `spawn` left in the bundle directory (blocking; idempotent).
     fn cleanup(&self, bundle: &Path) -> Result<(), RuntimeError>;
-    /// Creates the cgroup of container `id` of the engine on `root` with its limits (device
-    /// rules unless `privileged`); returns the `cgroup.procs` files for [`RunSpec::cgroup_procs`]
+    /// Creates the cgroup of container `id` of the engine on `root` with its limits (unless
+    /// `privileged`, Docker's device rules and then `extra_rules`); returns the `cgroup.procs` files for [`RunSpec::cgroup_procs`]
     /// (blocking; see [`cgroups::for_start`]).
     fn create_cgroup(
         &self,
         root: &Path,
         id: &str,
         res: &Resources,
-        devices: Option<&[String]>,
+        privileged: bool,
+        extra_rules: &[DeviceRule],
     ) -> Result<Vec<PathBuf>, CgroupError>;
     /// After the container's last process exited: whether it was OOM-killed; removes its cgroup.
     fn cgroup_exited(&self, root: &Path, id: &str) -> BoxFuture<'static, bool>;
@@ -93,9 +94,10 @@ impl ContainerRuntime for NamespaceRuntime {
         root: &Path,
         id: &str,
         res: &Resources,
-        devices: Option<&[String]>,
+        privileged: bool,
+        extra_rules: &[DeviceRule],
     ) -> Result<Vec<PathBuf>, CgroupError> {
-        cgroups::for_start(root, id, res, devices)
+        cgroups::for_start(root, id, res, privileged, extra_rules)
     }
 
     fn cgroup_exited(&self, root: &Path, id: &str) -> BoxFuture<'static, bool> {

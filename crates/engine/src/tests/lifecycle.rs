@@ -312,6 +312,46 @@ async fn wait_next_exit_on_a_stopped_container_waits_for_the_next_run() {
     assert_eq!(tokio::time::timeout(DEADLINE, next).await.ok(), Some(4));
 }
 
+/// `--device` and `--device-cgroup-rule` reach the cgroup as rules after Docker's defaults
+/// (the device's from its host node and permissions); bad ones are refused at create.
+#[tokio::test]
+async fn device_rules_reach_the_cgroup_and_bad_ones_are_refused_at_create() {
+    let rig = Rig::new();
+    let mut r = req("dev");
+    r.spec.security.devices = vec![crate::devices::DeviceMapping {
+        path_on_host: "/dev/zero".into(),
+        path_in_container: "/dev/z".into(),
+        cgroup_permissions: "r".into(),
+    }];
+    r.spec.security.device_cgroup_rules = vec!["c 1:11 r".into()];
+    let id = rig.run(r).await;
+    let calls = rig.fake.calls();
+    assert!(
+        calls.iter().any(
+            |c| matches!(c, Call::CreateCgroup { id: i, device_rules, .. }
+            if *i == id && *device_rules == ["c 1:5 r", "c 1:11 r"])
+        ),
+        "{calls:?}"
+    );
+    let mut bad = req("bad-rule");
+    bad.spec.security.device_cgroup_rules = vec!["c 1:11".into()];
+    let e = rig.engine.create(bad).await;
+    assert!(
+        matches!(&e, Err(EngineError::Invalid(m)) if m.contains("\"c 1:11\"")),
+        "{e:?}"
+    );
+    let mut bad = req("bad-device");
+    bad.spec.security.devices = vec![crate::devices::DeviceMapping {
+        path_on_host: "/dev/berth-no-such-device".into(),
+        ..Default::default()
+    }];
+    let e = rig.engine.create(bad).await;
+    assert!(
+        matches!(&e, Err(EngineError::Invalid(m)) if m.contains("/dev/berth-no-such-device")),
+        "{e:?}"
+    );
+}
+
 #[tokio::test]
 async fn wait_removed_resolves_on_rm_and_bad_conditions_are_refused() {
     let rig = Rig::new();
@@ -439,6 +479,7 @@ async fn start_creates_the_cgroup_through_the_runtime_with_the_privileged_flag()
                     id: id.clone(),
                     resources,
                     privileged,
+                    device_rules: Vec::new(),
                 }
             })
             .unwrap_or_else(|| panic!("no CreateCgroup for {id}: {calls:?}"));

@@ -85,6 +85,8 @@ struct HostConfigBody {
     security_opt: Option<Vec<String>>,
     group_add: Option<Vec<String>>,
     tmpfs: Option<BTreeMap<String, String>>,
+    devices: Option<Vec<bollard_stubs::models::DeviceMapping>>,
+    device_cgroup_rules: Option<Vec<String>>,
     memory: Option<i64>,
     memory_swap: Option<i64>,
     nano_cpus: Option<i64>,
@@ -98,7 +100,6 @@ struct HostConfigBody {
     cgroupns_mode: Option<String>,
     #[serde(rename = "UTSMode")]
     uts_mode: Option<String>,
-    device_cgroup_rules: Option<Vec<String>>,
     isolation: Option<String>,
 }
 
@@ -173,6 +174,17 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         tmpfs: hc.tmpfs.take().unwrap_or_default(),
         cgroupns_mode: hc.cgroupns_mode.take().unwrap_or_default(),
         uts_mode: hc.uts_mode.take().unwrap_or_default(),
+        devices: hc
+            .devices
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| berth_engine::devices::DeviceMapping {
+                path_on_host: d.path_on_host.unwrap_or_default(),
+                path_in_container: d.path_in_container.unwrap_or_default(),
+                cgroup_permissions: d.cgroup_permissions.unwrap_or_default(),
+            })
+            .collect(),
         device_cgroup_rules: hc.device_cgroup_rules.take().unwrap_or_default(),
     };
     extract::driver_name("volume driver", hc.volume_driver.as_deref())?;

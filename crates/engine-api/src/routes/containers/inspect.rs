@@ -171,6 +171,16 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         security_opt: non_empty(&sec.security_opt),
         group_add: non_empty(&sec.group_add),
         tmpfs: (!sec.tmpfs.is_empty()).then(|| sec.tmpfs.clone()),
+        devices: sec
+            .devices
+            .iter()
+            .map(|d| bollard_stubs::models::DeviceMapping {
+                path_on_host: Some(d.path_on_host.clone()),
+                path_in_container: Some(d.path_in_container.clone()),
+                cgroup_permissions: Some(d.cgroup_permissions.clone()),
+            })
+            .collect(),
+        device_cgroup_rules: non_empty(&sec.device_cgroup_rules),
         mounts: host_mounts,
         memory: r.memory,
         memory_swap: memory_swap(r),
@@ -186,7 +196,6 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         },
         isolation: c.spec.isolation.clone(),
         uts_mode: sec.uts_mode.clone(),
-        device_cgroup_rules: non_empty(&sec.device_cgroup_rules),
         ..HostConfig::default()
     };
     ContainerInspect {
