@@ -11,8 +11,8 @@
 //!   runs unowned; keep it (e.g. in the container's owner task) for as long as the container runs.
 //! - `Spawned::io` carries the stdio the engine reads and writes (pipes, or a pty master when `tty`).
 //! - when the daemon dies, every container dies with it (shim → pid 1 chain), so nothing runs unowned.
-//! - `cleanup(bundle)` removes what `spawn` created under the bundle dir (overlay upper/work and the
-//!   root's mount point). Call it once the container is removed and `exit` has resolved; `spawn`
+//! - `cleanup(bundle)` removes what `spawn` created under the bundle dir (overlay upper/work; the
+//!   root is mounted on the work dir). Call it once the container is removed and `exit` has resolved; `spawn`
 //!   reuses an existing upper dir, so a restarted container keeps its writable layer.
 //!
 //! How: a tokio `Command` whose `pre_exec` turns the forked child into the shim (`child.rs`),
@@ -99,8 +99,9 @@ pub struct BindMount {
 pub struct RunSpec {
     /// 64-hex container id.
     pub id: String,
-    /// `<root>/containers/<id>/`; must exist. The runtime keeps `rootfs-upper/`, `rootfs-work/`
-    /// and `rootfs/` (the merged root's mount point) in it.
+    /// `<root>/containers/<id>/`; must exist. The runtime keeps `rootfs-upper/` and
+    /// `rootfs-work/` (also the merged root's mount point, inside the container's mount
+    /// namespace) in it.
     pub bundle: PathBuf,
     pub rootfs: Rootfs,
     /// Applied in order, after `/proc`, `/dev` and `/sys`.
@@ -343,12 +344,13 @@ pub fn resize(pty: &OwnedFd, rows: u16, cols: u16) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// Removes what `spawn` created in the bundle (overlay upper/work dirs, the root's mount point)
+/// Removes what `spawn` created in the bundle (overlay upper/work dirs; `rootfs/`, the mount
+/// point of older builds)
 /// and detaches any mount left at or below the bundle in the caller's mount namespace (the
 /// container's own mounts vanish with its namespace when it exits). Idempotent; blocking.
 pub fn cleanup(bundle: &Path) -> Result<(), RuntimeError> {
     detach_mounts_under(bundle)?;
-    for name in [plan::MERGED_DIR, plan::UPPER_DIR, plan::WORK_DIR] {
+    for name in [plan::OLD_MERGED_DIR, plan::UPPER_DIR, plan::WORK_DIR] {
         let path = bundle.join(name);
         match std::fs::remove_dir_all(&path) {
             Ok(()) => {}
