@@ -118,20 +118,13 @@ async fn side(rt_bin: &Path) -> Side {
         );
         None
     };
-    let created = api
-        .call(
-            Method::POST,
-            "/containers/create",
-            Some(container_body(false)),
-            StatusCode::CREATED,
-        )
-        .await;
+    let idle = api.create(container_body(false)).await;
     Side {
         daemon,
         _flocker: Some(flocker),
         api,
         waiter,
-        idle: id_of(&created),
+        idle,
         volume,
     }
 }

@@ -48,22 +48,8 @@ use common::*;
 async fn start_exec_target(api: &mut Api) -> String {
     let mut body = container_body(false);
     body["Cmd"] = serde_json::json!(["sleep", "1000000"]);
-    let created = api
-        .call(
-            Method::POST,
-            "/containers/create",
-            Some(body),
-            StatusCode::CREATED,
-        )
-        .await;
-    let id = id_of(&created);
-    api.call(
-        Method::POST,
-        &format!("/containers/{id}/start"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    let id = api.create(body).await;
+    api.start(&id).await;
     id
 }
 
@@ -505,22 +491,8 @@ async fn rm_f(api: &mut Api) -> f64 {
         "Cmd": ["sleep", "600"],
         "HostConfig": {"Binds": ["benchlocal:/d"]},
     });
-    let created = api
-        .call(
-            Method::POST,
-            "/containers/create",
-            Some(body),
-            StatusCode::CREATED,
-        )
-        .await;
-    let id = id_of(&created);
-    api.call(
-        Method::POST,
-        &format!("/containers/{id}/start"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    let id = api.create(body).await;
+    api.start(&id).await;
     let t = Instant::now();
     api.call(
         Method::DELETE,

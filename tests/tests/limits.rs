@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_tests::{Daemon, poll_until, write_busybox_rootfs_tar};
+use berth_tests::{CmdOutput, Daemon, poll_until, write_busybox_rootfs_tar};
 
 /// Starts a daemon and imports the busybox fixture as `bb:latest` with `docker import`.
 fn daemon_with_bb() -> Daemon {
@@ -80,24 +80,31 @@ fn read(path: &Path) -> String {
         .to_string()
 }
 
-/// Needs root. `-m 32m` and a 100 MB allocation: the kernel's OOM killer ends the container,
-/// which exits 137 with `State.OOMKilled: true`, as with Docker.
-#[test]
-fn memory_limit_oom_kill_is_reported() {
-    let d = daemon_with_bb();
-    let out = d.docker(&[
+/// `docker run --name NAME -m 32m bb dd bs=BS count=1`: one allocation of `bs` bytes under a
+/// 32 MiB memory limit.
+fn dd_under_32m(d: &Daemon, name: &str, bs: &str) -> CmdOutput {
+    let bs = format!("bs={bs}");
+    d.docker(&[
         "run",
         "--name",
-        "hog",
+        name,
         "-m",
         "32m",
         "bb",
         "dd",
         "if=/dev/zero",
         "of=/dev/null",
-        "bs=100M",
+        &bs,
         "count=1",
-    ]);
+    ])
+}
+
+/// Needs root. `-m 32m` and a 100 MB allocation: the kernel's OOM killer ends the container,
+/// which exits 137 with `State.OOMKilled: true`, as with Docker.
+#[test]
+fn memory_limit_oom_kill_is_reported() {
+    let d = daemon_with_bb();
+    let out = dd_under_32m(&d, "hog", "100M");
     assert_eq!(out.code, Some(137), "{}", out.describe());
     assert_eq!(inspect(&d, "hog", "{{.State.OOMKilled}}"), "true");
     assert_eq!(inspect(&d, "hog", "{{.State.ExitCode}}"), "137");
@@ -106,19 +113,7 @@ fn memory_limit_oom_kill_is_reported() {
         (32u64 << 20).to_string()
     );
     // Under the limit: no OOM, and a restart clears the flag.
-    let ok = d.docker(&[
-        "run",
-        "--name",
-        "fits",
-        "-m",
-        "32m",
-        "bb",
-        "dd",
-        "if=/dev/zero",
-        "of=/dev/null",
-        "bs=1M",
-        "count=1",
-    ]);
+    let ok = dd_under_32m(&d, "fits", "1M");
     assert_eq!(ok.code, Some(0), "{}", ok.describe());
     assert_eq!(inspect(&d, "fits", "{{.State.OOMKilled}}"), "false");
 }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth_tests::{Daemon, poll_until};
+use berth_tests::{CmdOutput, Daemon, poll_until};
 use serde_json::json;
 
 fn doc_example(name: &str) -> PathBuf {
@@ -167,15 +167,11 @@ os._exit(7)
 #[test]
 fn upgrade_progress_says_what_is_happening() {
     let d = Daemon::start();
-    let script = fixed_answer_plugin(
-        d.dir(),
-        "/v1/handshake",
+    let load = load_fixed(
+        &d,
+        "stubborn",
         r#"{"Name":"stubborn","InterestedIn":["volume"]}"#,
     );
-    let script = script.display().to_string();
-    let load = d.berth(&[
-        "plugin", "load", "--name", "stubborn", "host", "python3", &script,
-    ]);
     assert!(
         load.ok().contains("Plugin stubborn loaded"),
         "{}",
@@ -223,15 +219,7 @@ fn upgrade_progress_says_what_is_happening() {
 #[test]
 fn a_misspelt_handshake_key_is_refused_with_a_did_you_mean() {
     let d = Daemon::start();
-    let script = fixed_answer_plugin(
-        d.dir(),
-        "/v1/handshake",
-        r#"{"Name":"typo","IntrestedIn":["volume"]}"#,
-    );
-    let script = script.display().to_string();
-    let out = d.berth(&[
-        "plugin", "load", "--name", "typo", "host", "python3", &script,
-    ]);
+    let out = load_fixed(&d, "typo", r#"{"Name":"typo","IntrestedIn":["volume"]}"#);
     out.expect_code(1);
     assert!(
         out.stderr
@@ -550,20 +538,7 @@ fn a_crash_looping_plugin_is_given_up_on_and_enable_or_a_new_load_brings_it_back
 #[test]
 fn unload_shows_its_steps() {
     let d = Daemon::start();
-    let script = fixed_answer_plugin(
-        d.dir(),
-        "/v1/handshake",
-        r#"{"Name":"stubborn","InterestedIn":["volume"]}"#,
-    );
-    let script = script.display().to_string();
-    d.berth(&[
-        "plugin", "load", "--name", "stubborn", "host", "python3", &script,
-    ])
-    .expect_code(0);
-    let cid = plugin_json(&d, "stubborn")["ContainerID"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cid = load_stubborn(&d);
     let out = d.berth(&["plugin", "unload", "-t", "1s", "stubborn"]);
     assert_eq!(out.ok().trim(), "stubborn", "{}", out.describe());
     for want in [
@@ -590,18 +565,22 @@ fn unload_shows_its_steps() {
     assert!(none.stderr.contains("not loaded"), "{}", none.describe());
 }
 
+/// `berth plugin load --name NAME host python3 SCRIPT`, where SCRIPT answers `/v1/handshake`
+/// with the fixed `handshake` body (and 404 to everything else).
+fn load_fixed(d: &Daemon, name: &str, handshake: &str) -> CmdOutput {
+    let script = fixed_answer_plugin(d.dir(), "/v1/handshake", handshake);
+    let script = script.display().to_string();
+    d.berth(&["plugin", "load", "--name", name, "host", "python3", &script])
+}
+
 /// Loads the SIGTERM-ignoring `stubborn` plugin (a Python script as pid 1) and returns its
 /// container id.
 fn load_stubborn(d: &Daemon) -> String {
-    let script = fixed_answer_plugin(
-        d.dir(),
-        "/v1/handshake",
+    load_fixed(
+        d,
+        "stubborn",
         r#"{"Name":"stubborn","InterestedIn":["volume"]}"#,
-    );
-    let script = script.display().to_string();
-    d.berth(&[
-        "plugin", "load", "--name", "stubborn", "host", "python3", &script,
-    ])
+    )
     .expect_code(0);
     plugin_json(d, "stubborn")["ContainerID"]
         .as_str()

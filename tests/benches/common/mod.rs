@@ -91,6 +91,52 @@ impl Api {
         );
         bytes
     }
+
+    /// `POST /containers/create` with `body`; returns the new container's id.
+    pub async fn create(&mut self, body: serde_json::Value) -> String {
+        let created = self
+            .call(
+                Method::POST,
+                "/containers/create",
+                Some(body),
+                StatusCode::CREATED,
+            )
+            .await;
+        id_of(&created)
+    }
+
+    /// `POST /containers/{id}/start`, expecting 204.
+    pub async fn start(&mut self, id: &str) {
+        self.call(
+            Method::POST,
+            &format!("/containers/{id}/start"),
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await;
+    }
+
+    /// Waits for `removed` on `waiter` (headers first, so the wait is in place), starts `id` on
+    /// `self`, then asserts the wait's status code is 0 (`true` exited cleanly).
+    pub async fn start_and_wait_removed(&mut self, waiter: &mut Api, id: &str) {
+        let wait = waiter
+            .send(
+                Method::POST,
+                &format!("/containers/{id}/wait?condition=removed"),
+                None,
+            )
+            .await;
+        assert_eq!(wait.status(), StatusCode::OK);
+        self.start(id).await;
+        let status = wait
+            .into_body()
+            .collect()
+            .await
+            .expect("wait body")
+            .to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&status).expect("wait json");
+        assert_eq!(v["StatusCode"], 0, "true exits 0: {v}");
+    }
 }
 
 pub fn id_of(body: &[u8]) -> String {
@@ -132,15 +178,7 @@ pub async fn run_rm_true(
     if !security_opt.is_empty() {
         create["HostConfig"]["SecurityOpt"] = serde_json::json!(security_opt);
     }
-    let body = api
-        .call(
-            Method::POST,
-            "/containers/create",
-            Some(create),
-            StatusCode::CREATED,
-        )
-        .await;
-    let id = id_of(&body);
+    let id = api.create(create).await;
 
     let mut attach = UnixStream::connect(socket).await.expect("connect attach");
     let head = format!(
@@ -166,29 +204,7 @@ pub async fn run_rm_true(
         rest.len()
     });
 
-    let wait = waiter
-        .send(
-            Method::POST,
-            &format!("/containers/{id}/wait?condition=removed"),
-            None,
-        )
-        .await;
-    assert_eq!(wait.status(), StatusCode::OK);
-    api.call(
-        Method::POST,
-        &format!("/containers/{id}/start"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    let status = wait
-        .into_body()
-        .collect()
-        .await
-        .expect("wait body")
-        .to_bytes();
-    let v: serde_json::Value = serde_json::from_slice(&status).expect("wait json");
-    assert_eq!(v["StatusCode"], 0, "true exits 0: {v}");
+    api.start_and_wait_removed(waiter, &id).await;
     black_box(drain.await.expect("attach drain"));
 }
 
@@ -281,50 +297,12 @@ pub async fn run_rm_volume(socket: &Path, volume: &str) {
             "Binds": [format!("{volume}:/d")],
         },
     });
-    let created = api
-        .call(
-            Method::POST,
-            "/containers/create",
-            Some(body),
-            StatusCode::CREATED,
-        )
-        .await;
-    let id = id_of(&created);
-    let wait = waiter
-        .send(
-            Method::POST,
-            &format!("/containers/{id}/wait?condition=removed"),
-            None,
-        )
-        .await;
-    assert_eq!(wait.status(), StatusCode::OK);
-    api.call(
-        Method::POST,
-        &format!("/containers/{id}/start"),
-        None,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
-    let status = wait
-        .into_body()
-        .collect()
-        .await
-        .expect("wait body")
-        .to_bytes();
-    let v: serde_json::Value = serde_json::from_slice(&status).expect("wait json");
-    assert_eq!(v["StatusCode"], 0, "true exits 0: {v}");
+    let id = api.create(body).await;
+    api.start_and_wait_removed(&mut waiter, &id).await;
 }
 
 pub async fn container_create_rm(api: &mut Api) {
-    let body = api
-        .call(
-            Method::POST,
-            "/containers/create",
-            Some(container_body(false)),
-            StatusCode::CREATED,
-        )
-        .await;
-    let id = id_of(&body);
+    let id = api.create(container_body(false)).await;
     api.call(
         Method::DELETE,
         &format!("/containers/{id}"),

@@ -3,7 +3,26 @@
 use super::*;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
+
+/// A keep-alive `200` with the body `{}`.
+const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+
+/// Binds `dir/name` and runs `conn` on every connection accepted there, each on its own task.
+fn serve<F, Fut>(dir: &Path, name: &str, conn: F) -> PathBuf
+where
+    F: Fn(UnixStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let sock = dir.join(name);
+    let listener = UnixListener::bind(&sock).unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(conn(s));
+        }
+    });
+    sock
+}
 
 /// Serves canned raw HTTP responses, one per connection, in order.
 fn canned(dir: &Path, responses: Vec<(&'static str, &'static str)>) -> PathBuf {
@@ -102,21 +121,12 @@ async fn docker_lenient_response_rules() {
 
 /// Answers the first request on each connection, then reads but never answers.
 fn answers_once(dir: &Path) -> PathBuf {
-    let sock = dir.join("once.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-                s.write_all(ok.as_bytes()).await.unwrap();
-                while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
-            });
-        }
-    });
-    sock
+    serve(dir, "once.sock", |mut s| async move {
+        let mut buf = vec![0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        s.write_all(OK.as_bytes()).await.unwrap();
+        while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+    })
 }
 
 /// Two calls on one connection to [`answers_once`]: the first with `first` as its deadline
@@ -185,29 +195,21 @@ async fn deadline_names_plugin_call_and_duration() {
 
 /// Streams an endless chunked 200 reply to each request; counts the bytes it managed to send.
 fn endless(dir: &Path, sent: Arc<AtomicU64>) -> PathBuf {
-    let sock = dir.join("endless.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
+    serve(dir, "endless.sock", move |mut s| {
+        let sent = sent.clone();
+        async move {
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+            if s.write_all(head.as_bytes()).await.is_err() {
                 return;
-            };
-            let sent = sent.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
-                if s.write_all(head.as_bytes()).await.is_err() {
-                    return;
-                }
-                let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
-                while s.write_all(chunk.as_bytes()).await.is_ok() {
-                    sent.fetch_add(0x10000, Ordering::Relaxed);
-                }
-            });
+            }
+            let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+            while s.write_all(chunk.as_bytes()).await.is_ok() {
+                sent.fetch_add(0x10000, Ordering::Relaxed);
+            }
         }
-    });
-    sock
+    })
 }
 
 #[tokio::test]
@@ -289,8 +291,7 @@ async fn each_call_carries_its_remaining_budget() {
         let n = s.read(&mut buf).await.unwrap();
         tx.send(String::from_utf8_lossy(&buf[..n]).into_owned())
             .unwrap();
-        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-        s.write_all(ok.as_bytes()).await.unwrap();
+        s.write_all(OK.as_bytes()).await.unwrap();
     });
     let c = PluginClient::new("p", &sock);
     let _: serde_json::Value = c
@@ -309,20 +310,11 @@ async fn each_call_carries_its_remaining_budget() {
 /// Answers the first request of each connection (keep-alive, no `Connection: close`), then
 /// closes the connection at once: a plugin that drops keep-alive between calls.
 fn answers_then_closes(dir: &Path) -> PathBuf {
-    let sock = dir.join("closes.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-                let _ = s.write_all(ok.as_bytes()).await;
-            });
-        }
-    });
-    sock
+    serve(dir, "closes.sock", |mut s| async move {
+        let mut buf = vec![0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(OK.as_bytes()).await;
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
