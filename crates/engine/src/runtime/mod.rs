@@ -16,7 +16,8 @@
 //!   reuses an existing upper dir, so a restarted container keeps its writable layer.
 //!
 //! How: a tokio `Command` whose `pre_exec` turns the forked child into the shim (`child.rs`),
-//! which joins the container's cgroups, unshares the namespaces and forks pid 1; pid 1 mounts an
+//! which joins the container's cgroups, unshares the namespaces and starts pid 1 (`clone` with
+//! `CLONE_VM | CLONE_VFORK`: no copy of the shim's page tables); pid 1 mounts an
 //! overlay (lower = image dir or host `/`, upper/work in the bundle), `/proc`, a `nodev` tmpfs
 //! `/dev` (Docker's default nodes bound from the host, `pts` newinstance, `shm`), `/sys`
 //! read-only, Docker's masked and read-only paths, the bind mounts and `--tmpfs` mounts (all
