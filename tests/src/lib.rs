@@ -1193,6 +1193,35 @@ impl Drop for AuthzPlugin {
     }
 }
 
+/// Builds a tar with `files` (name, contents; a name ending in `/` is a directory), owned by root,
+/// mtime fixed; names are written into the header as given (`..` included, for escape tests).
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_500_000_000);
+        if name.ends_with('/') {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+        } else {
+            h.set_mode(if name.starts_with("bin/") {
+                0o755
+            } else {
+                0o644
+            });
+            h.set_size(data.len() as u64);
+        }
+        // `append_data` refuses `..`; write the name into the header directly.
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, *data).expect("appending to an in-memory tar");
+    }
+    b.into_inner().expect("finishing an in-memory tar")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_tests::{Daemon, poll_until};
+use berth_tests::{Daemon, poll_until, tar_of};
 
 fn daemon_with_bb() -> Daemon {
     let d = Daemon::start();
@@ -589,34 +589,6 @@ fn commit_then_save_and_load() {
         "import tempfile\nimg = client.images.get('bb')\nf = tempfile.TemporaryFile()\nfor chunk in img.save(): f.write(chunk)\nf.seek(0)\nloaded = client.images.load(f.read())\nprint(len(loaded), loaded[0].id == img.id)\ntry:\n    client.images.load(b'abc')\nexcept docker.errors.ImageLoadError as e:\n    print('load error')",
     );
     assert_eq!(out.ok().trim(), "1 True\nload error");
-}
-
-/// Builds a tar with `files` (name, contents; a name ending in `/` is a directory).
-fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_500_000_000);
-        if name.ends_with('/') {
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_size(0);
-        } else {
-            h.set_mode(if name.starts_with("bin/") {
-                0o755
-            } else {
-                0o644
-            });
-            h.set_size(data.len() as u64);
-        }
-        // `append_data` refuses `..`; write the name into the header directly.
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_cksum();
-        b.append(&h, *data).unwrap();
-    }
-    b.into_inner().unwrap()
 }
 
 /// A `docker save` archive with the given layers.

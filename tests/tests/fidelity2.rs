@@ -560,6 +560,76 @@ fn legacy_links_give_variables_and_can_be_removed() {
     assert_eq!(inspect(&d, "db")["State"]["Running"], true);
 }
 
+/// Legacy links give the linked container's exposed ports as Docker 20.10 does (`ALIAS_PORT`,
+/// the last run of consecutive ports as `_START`/`_END`, every port with `_ADDR`, `_PORT` and
+/// `_PROTO`, at its bridge address) and an `/etc/hosts` line `ip\talias hostname [name]` between
+/// the fixed names and the container's own.
+#[test]
+fn legacy_links_give_port_variables_and_hosts_lines() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    d.docker(&[
+        "run", "-d", "--name", "db", "--expose", "5432", "--expose", "5433", "--expose",
+        "5434/udp", "--expose", "80", "bb", "sleep", "300",
+    ])
+    .ok();
+    let db = inspect(&d, "db");
+    let ip = db["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let host = db["Config"]["Hostname"].as_str().unwrap().to_owned();
+    assert!(!ip.is_empty() && !host.is_empty(), "{db}");
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--link",
+        "db:data",
+        "bb",
+        "sh",
+        "-c",
+        "env; cat /etc/hosts",
+    ]);
+    let lines: Vec<&str> = out.ok().lines().collect();
+    for want in [
+        format!("DATA_PORT=tcp://{ip}:80"),
+        format!("DATA_PORT_80_TCP=tcp://{ip}:80"),
+        format!("DATA_PORT_80_TCP_ADDR={ip}"),
+        "DATA_PORT_80_TCP_PORT=80".into(),
+        "DATA_PORT_80_TCP_PROTO=tcp".into(),
+        format!("DATA_PORT_5432_TCP_START=tcp://{ip}:5432"),
+        "DATA_PORT_5432_TCP_PORT_START=5432".into(),
+        format!("DATA_PORT_5432_UDP_END=udp://{ip}:5434"),
+        "DATA_PORT_5432_UDP_PORT_END=5434".into(),
+        format!("DATA_PORT_5434_UDP=udp://{ip}:5434"),
+        "DATA_PORT_5434_UDP_PROTO=udp".into(),
+        "DATA_NAME=/".into(),
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(want.as_str())),
+            "{want} missing from {lines:?}"
+        );
+    }
+    let hosts: Vec<&str> = lines
+        .iter()
+        .copied()
+        .skip_while(|l| !l.starts_with("127.0.0.1"))
+        .collect();
+    assert_eq!(hosts[6], format!("{ip}\tdata {host} db"), "{hosts:?}");
+    assert_eq!(
+        hosts.len(),
+        8,
+        "the container's own line follows: {hosts:?}"
+    );
+    // An alias that is the name is not repeated.
+    let out = d.docker(&["run", "--rm", "--link", "db", "bb", "cat", "/etc/hosts"]);
+    assert!(
+        out.ok().lines().any(|l| l == format!("{ip}\tdb {host}")),
+        "{}",
+        out.ok()
+    );
+}
+
 /// Networks read back what was created (`Internal`, `EnableIPv6`, `Attachable`, labels,
 /// options; no IPAM options when none were given), take names with spaces as Docker does, and
 /// an internal network gives its containers no default route.

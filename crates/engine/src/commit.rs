@@ -70,6 +70,8 @@ impl Engine {
             working_dir: c.config.spec.working_dir.clone(),
             labels: c.config.spec.labels.clone(),
             user: c.config.spec.user.clone(),
+            // The container's healthcheck, already merged with its image's at create.
+            healthcheck: c.config.spec.healthcheck.clone(),
             ..parent
                 .as_ref()
                 .map(|p| p.config.clone())
@@ -125,6 +127,7 @@ impl Engine {
             container: c.id().to_owned(),
             comment: req.comment.clone(),
             author: req.author.clone(),
+            id: None,
         };
         let engine = self.clone();
         let repo = req.repo.clone();

@@ -214,6 +214,9 @@ pub struct ContainerSpec {
     /// Published ports (`HostConfig.PortBindings`), checked at create.
     #[serde(default)]
     pub port_bindings: Vec<crate::ports::PortBinding>,
+    /// `Config.ExposedPorts` (`80/tcp`), with the image's and the published ones added at
+    /// create; the ports a legacy link's variables name.
+    pub exposed_ports: Vec<String>,
     /// `Config.Healthcheck`, merged with the image's at create.
     pub healthcheck: Option<crate::health::HealthConfig>,
     /// `Config.StopTimeout`: seconds `stop` waits before SIGKILL when the request gives none.

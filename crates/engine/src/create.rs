@@ -247,6 +247,7 @@ impl Engine {
                 } else {
                     spec.network_mode.clone()
                 },
+                exposed_ports: exposed_ports(spec, &image.config.exposed_ports),
                 healthcheck: crate::health::HealthConfig::merged(
                     spec.healthcheck.clone(),
                     image.config.healthcheck.as_ref(),
@@ -255,4 +256,28 @@ impl Engine {
             },
         }
     }
+}
+
+/// The container's exposed ports: its own, the image's and the published ones, each once, in
+/// that order; a port without a protocol is `tcp`.
+fn exposed_ports(spec: &ContainerSpec, image: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let published = spec.port_bindings.iter().map(|b| b.key());
+    for p in spec
+        .exposed_ports
+        .iter()
+        .chain(image)
+        .cloned()
+        .chain(published)
+    {
+        let p = if p.contains('/') {
+            p
+        } else {
+            format!("{p}/tcp")
+        };
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }

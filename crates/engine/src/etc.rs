@@ -10,8 +10,8 @@
 //!   (they do not answer from another namespace); when none is left, Docker's fall-back
 //!   `8.8.8.8` and `8.8.4.4`.
 //!
-//! `hosts` holds `localhost`, the usual IPv6 names and, on a network, the container's first
-//! address with its hostname.
+//! `hosts` holds `localhost`, the usual IPv6 names, a line per legacy link on the default bridge
+//! (`links.rs`) and, on a network, the container's first address with its hostname.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -42,6 +42,8 @@ pub(crate) struct NetView<'a> {
     pub addresses: &'a [Ipv4Addr],
     /// Whether it is on a user-defined network (then the embedded resolver answers).
     pub embedded_dns: bool,
+    /// `/etc/hosts` lines of its legacy links (`ip\tnames`, see `links.rs`).
+    pub links: &'a [String],
 }
 
 /// Writes the files into `dir` and returns the bind mounts for those the container does not
@@ -59,9 +61,9 @@ pub(crate) fn prepare(
         (
             "hosts",
             if host_mode {
-                std::fs::read_to_string(host.hosts).unwrap_or_else(|_| hosts_file("", &[]))
+                std::fs::read_to_string(host.hosts).unwrap_or_else(|_| hosts_file("", &[], &[]))
             } else {
-                hosts_file(hostname, net.addresses)
+                hosts_file(hostname, net.addresses, net.links)
             },
         ),
         (
@@ -90,11 +92,16 @@ pub(crate) fn prepare(
     Ok(binds)
 }
 
-/// `/etc/hosts` for a container with `hostname` at `addresses` (the first one is named).
-pub(crate) fn hosts_file(hostname: &str, addresses: &[Ipv4Addr]) -> String {
+/// `/etc/hosts` for a container with `hostname` at `addresses` (the first one is named), with
+/// the lines of its links between the fixed names and its own, where Docker puts them.
+pub(crate) fn hosts_file(hostname: &str, addresses: &[Ipv4Addr], links: &[String]) -> String {
     let mut s = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
+    for line in links {
+        s.push_str(line);
+        s.push('\n');
+    }
     if let Some(addr) = addresses.first()
         && !hostname.is_empty()
     {
@@ -177,10 +184,20 @@ mod tests {
         let h = hosts_file(
             "abc",
             &[Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 2, 0, 2)],
+            &[],
         );
         assert!(h.starts_with("127.0.0.1\tlocalhost\n"));
         assert!(h.ends_with("ip6-allrouters\n10.1.0.2\tabc\n"), "{h}");
-        assert!(!hosts_file("abc", &[]).contains("abc"));
+        assert!(!hosts_file("abc", &[], &[]).contains("abc"));
+        let h = hosts_file(
+            "abc",
+            &[Ipv4Addr::new(10, 1, 0, 2)],
+            &["10.1.0.9\tdata 0123456789ab db".into()],
+        );
+        assert!(
+            h.ends_with("ip6-allrouters\n10.1.0.9\tdata 0123456789ab db\n10.1.0.2\tabc\n"),
+            "{h}"
+        );
     }
 
     #[test]
@@ -202,6 +219,7 @@ mod tests {
             mode: &mode,
             addresses: &[],
             embedded_dns: false,
+            links: &[],
         };
         let binds = prepare(dir.path(), "box", &net, &host, &["/etc/hosts/".into()]).unwrap();
         let targets: Vec<_> = binds.iter().map(|b| b.target.as_str()).collect();
@@ -215,6 +233,7 @@ mod tests {
             mode: &mode,
             addresses: &[],
             embedded_dns: false,
+            links: &[],
         };
         prepare(dir.path(), "box", &net, &host, &[]).unwrap();
         assert_eq!(

@@ -1,11 +1,16 @@
 //! The image store: images imported from tar streams (`docker import`, `berth image import`),
-//! unpacked under `<root>/images/<hex>/rootfs`, and the built-in `host` image whose root filesystem
+//! unpacked under `<root>/images/<hex>/rootfs` (a loaded image also keeps the layer tars and
+//! config file it came with, under `layers/` and `config.json` beside it), and the built-in `host` image whose root filesystem
 //! is the host's `/`. Resolves references (name, name:tag, docker.io/library/name, id, id prefix).
 
+mod history;
+mod layers;
 mod load;
 mod save;
 mod tag;
 
+pub use history::HistoryRow;
+pub use layers::{HistoryEntry, Layer};
 pub use load::Loaded;
 
 use std::collections::BTreeMap;
@@ -54,6 +59,9 @@ pub struct Origin {
     pub container: String,
     pub comment: String,
     pub author: String,
+    /// The id to give a new image instead of the tar's sha256 (`docker load`: the digest of the
+    /// image's config file, Docker's image id).
+    pub id: Option<String>,
 }
 
 /// One image record (`image.json`); missing fields decode to their defaults.
@@ -78,6 +86,14 @@ pub struct Image {
     /// The sha256 of the layer tar `docker save` wrote for this image, so that loading that
     /// archive again finds this image instead of making a copy (`images/load.rs`).
     pub saved_layer: String,
+    /// The layers a loaded image came with, bottom first (`RootFS.Layers`); their tars and the
+    /// config file are kept in the image's directory so that `docker save` gives them back
+    /// (`images/layers.rs`). Empty for images Berth made (import, commit).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<Layer>,
+    /// The `history` of the config a loaded image came with (`docker history`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
 }
 
 impl Image {
@@ -310,7 +326,7 @@ impl ImageStore {
     }
 
     /// Imports the tar file at `tar_path` (a root filesystem) as an image with `config`, tagged
-    /// `repo` if given. The id is the sha256 of the tar. Blocking.
+    /// `repo` if given. The id is the sha256 of the tar, unless `origin` gives one. Blocking.
     pub fn import_with(
         &self,
         tar_path: &Path,
@@ -337,7 +353,10 @@ impl ImageStore {
             size += n as u64;
             hasher.update(&buf[..n]);
         }
-        let hex = hex::encode(hasher.finalize());
+        let hex = match &origin.id {
+            Some(id) => id.strip_prefix("sha256:").unwrap_or(id).to_owned(),
+            None => hex::encode(hasher.finalize()),
+        };
         let id = format!("sha256:{hex}");
         let idir = self.dir.join(&hex);
         let exists = self.lock().contains_key(&id);
@@ -408,7 +427,7 @@ impl ImageStore {
                 container: origin.container,
                 comment: origin.comment,
                 author: origin.author,
-                saved_layer: String::new(),
+                ..Default::default()
             },
         };
         match work {

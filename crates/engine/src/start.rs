@@ -193,10 +193,12 @@ impl Engine {
             .into_iter()
             .filter_map(|(_, m)| m.endpoint.map(|e| e.address))
             .collect();
+        let links = self.link_hosts(c)?;
         let net = crate::etc::NetView {
             mode: &spec.net,
             addresses: &addresses,
             embedded_dns: self.networks.wants_resolver(c.id()),
+            links: &links,
         };
         let taken: Vec<String> = spec.mounts.iter().map(|m| m.target.clone()).collect();
         crate::etc::prepare(

@@ -64,6 +64,9 @@ pub struct ImageConfig {
     /// `{"/data": {}}`; `null` when none.
     pub volumes: Option<BTreeMap<String, Empty>>,
     pub stop_signal: String,
+    /// The image's `HEALTHCHECK`; left out when it has none, as Docker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<berth_engine::health::HealthConfig>,
 }
 
 /// The `{}` of Docker's sets (`ExposedPorts`, `Volumes`).

@@ -1,5 +1,5 @@
 //! `/images/...`: `docker import` (`POST /images/create?fromSrc=-`, a chunked tar body), list,
-//! inspect and remove. There is no registry: a pull (`fromImage`) answers 404 with the reason.
+//! inspect, history and remove. There is no registry: a pull (`fromImage`) answers 404 with the reason.
 
 use std::convert::Infallible;
 
@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_engine::images::Image;
-use bollard_stubs::models::{CreateImageInfo, ImageDeleteResponseItem};
+use bollard_stubs::models::{CreateImageInfo, ImageDeleteResponseItem, ImageHistoryResponseItem};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
@@ -82,16 +82,31 @@ fn detail(img: &Image) -> ImageInspect {
             exposed_ports: set_of(&img.config.exposed_ports),
             volumes: set_of(&img.config.volumes),
             stop_signal: img.config.stop_signal.clone(),
+            healthcheck: img.config.healthcheck.clone(),
         },
         container_config: Default::default(),
         root_fs: RootFs {
             kind: "layers".into(),
-            layers: Vec::new(),
+            layers: img.layers.iter().map(|l| l.diff_id.clone()).collect(),
         },
         metadata: ImageMetadata {
             last_tag_time: "0001-01-01T00:00:00Z".into(),
         },
     }
+}
+
+/// `GET /images/{name}/history`, newest first.
+fn history(rows: &[berth_engine::images::HistoryRow]) -> Vec<ImageHistoryResponseItem> {
+    rows.iter()
+        .map(|r| ImageHistoryResponseItem {
+            id: r.id.clone(),
+            created: r.created,
+            created_by: r.created_by.clone(),
+            tags: r.tags.clone(),
+            size: i64::try_from(r.size).unwrap_or(i64::MAX),
+            comment: r.comment.clone(),
+        })
+        .collect()
 }
 
 async fn create(State(s): State<AppState>, q: Query, body: Body) -> ApiResult<Response> {
@@ -186,6 +201,9 @@ async fn list(State(s): State<AppState>, q: Query) -> ApiResult<Json<Vec<ImageSu
 async fn inspect(State(s): State<AppState>, Path(rest): Path<String>) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/get") {
         return super::image_archive::save_one(s, name).await;
+    }
+    if let Some(name) = rest.strip_suffix("/history") {
+        return Ok(Json(history(&s.engine.images.history(name)?)).into_response());
     }
     let Some(name) = rest.strip_suffix("/json") else {
         return Err(ApiError::not_found(format!(

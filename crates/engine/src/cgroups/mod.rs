@@ -1,34 +1,45 @@
 //! Per-container cgroups: `berth/<id>` under each controller Berth uses, created at start with
-//! the container's limits ([`Resources`]) and, unless privileged, Docker's device allow-list;
+//! the container's limits ([`Resources`]) and, unless privileged, Docker's device allow-list
+//! ([`DEFAULT_RULES`]);
 //! read for `GET /containers/{id}/stats` and for OOM kills at exit; removed with the container
 //! (and after exit once empty); stale ones swept at boot.
 //!
 //! Two layouts behind one trait ([`Hierarchy`]), picked once per process:
 //! - v2 (unified, `/sys/fs/cgroup/cgroup.controllers` exists): one directory, `memory.max`,
 //!   `memory.swap.max`, `cpu.max`, `cpu.weight`, `pids.max`; OOM kills from `memory.events`.
-//!   No device program (a BPF device filter is not implemented; on v2 the `nodev` mounts of the
-//!   runtime are what keeps `mknod`ed nodes from being opened).
+//!   Devices: a `BPF_PROG_TYPE_CGROUP_DEVICE` program generated from the rules
+//!   (`devices.rs`), loaded once per process and attached to the directory (`bpf.rs`).
 //! - v1 (also the "hybrid" layout, where cgroup2 is mounted without controllers): one directory
-//!   per hierarchy (memory, cpu, cpuacct, pids, devices), found in `/proc/self/mountinfo`;
-//!   `memory.limit_in_bytes`/`memory.memsw.limit_in_bytes`, `cpu.cfs_quota_us`, `cpu.shares`,
-//!   `pids.max`, `devices.deny`/`devices.allow`; OOM kills from `memory.oom_control`.
+//!   per hierarchy (memory, cpu, cpuacct, pids, devices, freezer), found in
+//!   `/proc/self/mountinfo`; `memory.limit_in_bytes`/`memory.memsw.limit_in_bytes`,
+//!   `cpu.cfs_quota_us`, `cpu.shares`, `pids.max`, `devices.deny`/`devices.allow`; OOM kills
+//!   from `memory.oom_control`. On the hybrid layout, one more directory under the cgroup2
+//!   mount with the device program attached: the kernel checks both.
+//!
+//! Both device guards come on top of the runtime's `nodev` mounts, which alone keep a
+//! `mknod`ed node from being opened.
 //!
 //! The engine only creates directories and writes files; joining is the runtime's job (it writes
 //! `0` to each `cgroup.procs` returned by [`create`] in the shim, before pid 1 is forked).
 //! Every container gets a cgroup, limited or not, as Docker does: stats need the counters.
 
+mod bpf;
+mod devices;
 mod live;
 mod v1;
 mod v2;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::limits::Resources;
 
+pub use bpf::device_programs;
+pub use devices::{DEFAULT_RULES, DeviceRule};
 pub use live::{freeze, pids, set_limits};
 
 /// The parent directory of the containers' cgroups, under each controller, for the default
@@ -55,24 +66,6 @@ fn rel(root: &Path, id: &str) -> String {
     format!("{}/{id}", parent_for(root))
 }
 
-/// Docker's default device rules for a non-privileged container (v1 `devices.allow` syntax):
-/// `mknod` of any node, read/write/mknod of null, zero, full, random, urandom, tty, console,
-/// ptmx, tun and the pty slaves.
-pub const DEVICE_ALLOW: [&str; 12] = [
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:1 rwm",
-    "c 5:2 rwm",
-    "c 10:200 rwm",
-    "c 136:* rwm",
-];
-
 /// A cgroup operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -85,6 +78,17 @@ pub enum CgroupError {
     },
     #[error("no cgroup hierarchy found (neither cgroup v2 at /sys/fs/cgroup nor v1 controllers)")]
     Unavailable,
+    /// The kernel refused to load or attach the device program (never taken for "no cgroups":
+    /// the container does not start without its device rules).
+    #[error("cgroup {}: cannot {step} the device program: {source}{detail}", path.display())]
+    DeviceProgram {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+        /// The verifier's log, when it said something (`; verifier: ...`).
+        detail: String,
+    },
 }
 
 impl CgroupError {
@@ -250,7 +254,40 @@ fn unavailable(e: &CgroupError) -> bool {
             source.raw_os_error(),
             Some(libc::EACCES | libc::EROFS | libc::EPERM | libc::ENOENT)
         ),
+        CgroupError::DeviceProgram { .. } => false,
     }
+}
+
+/// Attaches the program of Docker's default device rules ([`DEFAULT_RULES`]) to the cgroup2
+/// directory `dir`. The program is loaded once per process and its fd kept, so each container
+/// costs one attach, not a verifier pass.
+fn attach_device_rules(dir: &Path) -> Result<(), CgroupError> {
+    static PROGRAM: OnceLock<OwnedFd> = OnceLock::new();
+    let prog = match PROGRAM.get() {
+        Some(fd) => fd,
+        None => {
+            let fd = bpf::load_device_program(&devices::program(&DEFAULT_RULES)).map_err(|e| {
+                CgroupError::DeviceProgram {
+                    step: "load",
+                    path: dir.to_owned(),
+                    source: e.source,
+                    detail: if e.log.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; verifier: {}", e.log)
+                    },
+                }
+            })?;
+            // Two first starts may race: one fd is kept, the other closed.
+            PROGRAM.get_or_init(|| fd)
+        }
+    };
+    bpf::attach_device_program(dir, prog.as_fd()).map_err(|source| CgroupError::DeviceProgram {
+        step: "attach",
+        path: dir.to_owned(),
+        source,
+        detail: String::new(),
+    })
 }
 
 /// After the container's last process exited: whether it was OOM-killed; then its (now empty)
@@ -431,5 +468,7 @@ pub fn system_cpu_usage() -> u64 {
         .map_or(0, |t| t * (1_000_000_000 / ticks))
 }
 
+#[cfg(test)]
+mod device_tests;
 #[cfg(test)]
 mod tests;

@@ -69,8 +69,20 @@ fn create_applies_limits_and_remove_deletes() {
                 list.contains("c 1:3 rwm") && !list.contains("a *:* rwm"),
                 "{list}"
             );
+            // The hybrid layout's cgroup2 directory, with the device program.
+            let unified: Vec<&PathBuf> = dirs
+                .iter()
+                .filter(|d| d.join("cgroup.controllers").exists())
+                .collect();
+            if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+                assert_eq!(unified.len(), 1, "{dirs:?}");
+            }
+            for d in unified {
+                assert_eq!(device_programs(d).unwrap().len(), 1, "{}", d.display());
+            }
         }
         _ => {
+            assert_eq!(device_programs(&dirs[0]).unwrap().len(), 1);
             assert_eq!(read("memory.max").trim(), (64u64 << 20).to_string());
             assert_eq!(read("pids.max").trim(), "10");
             assert_eq!(read("cpu.max").trim(), "50000 100000");

@@ -1,10 +1,18 @@
 //! cgroup v1 (and the hybrid layout): one `berth/<id>` directory per controller hierarchy.
+//!
+//! On the hybrid layout (cgroup2 mounted beside the v1 hierarchies, without controllers, e.g.
+//! at `/sys/fs/cgroup/unified`) the container also gets a `berth/<id>` directory there, with
+//! the device program attached unless privileged: the kernel checks a device access against
+//! both the v1 device controller and the v2 programs, so each is a guard on its own. Where the
+//! v1 device controller exists, a failure of this second guard (a kernel without cgroup BPF)
+//! is logged once and the container runs with the first; without one it is an error.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 use super::{
-    CgroupError, CgroupStats, DEVICE_ALLOW, Hierarchy, host_memory, read_keyed, read_u64, write,
+    CgroupError, CgroupStats, DEFAULT_RULES, Hierarchy, host_memory, read_keyed, read_u64, write,
 };
 use crate::limits::Resources;
 
@@ -14,6 +22,8 @@ const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "devices", "
 /// The mount points of the v1 hierarchies, by controller.
 pub(super) struct V1 {
     mounts: BTreeMap<&'static str, PathBuf>,
+    /// The cgroup2 mount of the hybrid layout, if any.
+    unified: Option<PathBuf>,
 }
 
 impl V1 {
@@ -21,29 +31,53 @@ impl V1 {
     pub(super) fn detect() -> Option<V1> {
         let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
         let mut mounts = BTreeMap::new();
+        let mut unified = None;
         for line in info.lines() {
             let Some((left, right)) = line.split_once(" - ") else {
                 continue;
             };
-            let mut r = right.split(' ');
-            if r.next() != Some("cgroup") {
-                continue;
-            }
-            let super_opts = r.nth(1).unwrap_or_default();
             let Some(point) = left.split(' ').nth(4) else {
                 continue;
             };
+            let mut r = right.split(' ');
+            let fstype = r.next();
+            if fstype == Some("cgroup2") {
+                unified.get_or_insert_with(|| PathBuf::from(point));
+                continue;
+            }
+            if fstype != Some("cgroup") {
+                continue;
+            }
+            let super_opts = r.nth(1).unwrap_or_default();
             for c in CONTROLLERS {
                 if super_opts.split(',').any(|o| o == c) {
                     mounts.entry(c).or_insert_with(|| PathBuf::from(point));
                 }
             }
         }
-        mounts.contains_key("memory").then_some(V1 { mounts })
+        mounts
+            .contains_key("memory")
+            .then_some(V1 { mounts, unified })
     }
 
     fn dir(&self, controller: &str, rel: &str) -> Option<PathBuf> {
         self.mounts.get(controller).map(|m| m.join(rel))
+    }
+
+    /// Creates `rel` under the hybrid layout's cgroup2 mount and attaches the device program
+    /// (when `restrict_devices`); returns its `cgroup.procs`.
+    fn create_unified(
+        &self,
+        unified: &Path,
+        rel: &str,
+        restrict_devices: bool,
+    ) -> Result<PathBuf, CgroupError> {
+        let dir = unified.join(rel);
+        std::fs::create_dir_all(&dir).map_err(CgroupError::io("create", &dir))?;
+        if restrict_devices {
+            super::attach_device_rules(&dir)?;
+        }
+        Ok(dir.join("cgroup.procs"))
     }
 }
 
@@ -81,8 +115,25 @@ impl Hierarchy for V1 {
         }
         if let (Some(devices), true) = (self.dir("devices", rel), restrict_devices) {
             write(&devices, "devices.deny", "a")?;
-            for rule in DEVICE_ALLOW {
-                write(&devices, "devices.allow", rule)?;
+            for rule in DEFAULT_RULES {
+                write(&devices, "devices.allow", &rule.to_string())?;
+            }
+        }
+        if let Some(unified) = &self.unified {
+            match self.create_unified(unified, rel, restrict_devices) {
+                Ok(p) => procs.push(p),
+                // ENOENT: the parent went (boot sweep or shutdown); `create` retries.
+                Err(e) if self.mounts.contains_key("devices") && !super::is_enoent(&e) => {
+                    static ONCE: Once = Once::new();
+                    ONCE.call_once(|| {
+                        tracing::warn!(
+                            error = %e,
+                            "no device program on the cgroup2 mount: the v1 device cgroup alone guards devices"
+                        );
+                    });
+                    let _ = std::fs::remove_dir(unified.join(rel));
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(procs)
@@ -92,6 +143,7 @@ impl Hierarchy for V1 {
         let mut dirs: Vec<PathBuf> = CONTROLLERS
             .iter()
             .filter_map(|c| self.dir(c, rel))
+            .chain(self.unified.as_ref().map(|u| u.join(rel)))
             .collect();
         // `cpu,cpuacct` co-mounted: one directory.
         dirs.sort();
@@ -100,7 +152,12 @@ impl Hierarchy for V1 {
     }
 
     fn parents(&self, parent: &str) -> Vec<PathBuf> {
-        let mut p: Vec<PathBuf> = self.mounts.values().map(|m| m.join(parent)).collect();
+        let mut p: Vec<PathBuf> = self
+            .mounts
+            .values()
+            .chain(self.unified.as_ref())
+            .map(|m| m.join(parent))
+            .collect();
         p.sort();
         p.dedup();
         p

@@ -1,5 +1,5 @@
 //! cgroup v2 (unified): one `berth/<id>` directory with the memory, cpu and pids controllers
-//! enabled on its parents.
+//! enabled on its parents, and (unless privileged) the device program attached to it.
 
 use std::path::PathBuf;
 
@@ -53,11 +53,14 @@ impl Hierarchy for V2 {
         &self,
         rel: &str,
         res: &Resources,
-        _restrict_devices: bool,
+        restrict_devices: bool,
     ) -> Result<Vec<PathBuf>, CgroupError> {
         self.enable_controllers(rel)?;
         let dir = self.dir(rel);
         std::fs::create_dir(&dir).map_err(CgroupError::io("create", &dir))?;
+        if restrict_devices {
+            super::attach_device_rules(&dir)?;
+        }
         if res.memory > 0 {
             write(&dir, "memory.max", &res.memory.to_string())?;
             if dir.join("memory.swap.max").exists() {

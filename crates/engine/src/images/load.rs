@@ -1,11 +1,19 @@
 //! `docker load` (`POST /images/load`): a `docker save` archive (Berth's or Docker's) into the
 //! store. The archive is unpacked into a hidden work directory of the store (swept at boot if a
-//! crash interrupts), `manifest.json` read, and each image's layers become one root filesystem:
-//! - one layer: the layer tar itself is imported (the id is its sha256, as for `docker import`);
-//!   an image whose id, or the layer `save` last wrote for it, has that digest already is the
-//!   same image, and is only tagged (so save + load gives back the same image id);
+//! crash interrupts), `manifest.json` read, and each image's layers become one root filesystem.
+//! When the config lists the layers' diff ids, a new image's id is the digest of its config
+//! file, as in Docker, and an image that has that id already is the same image, only tagged;
+//! a config without diff ids (Docker refuses those; Berth takes them) pins no layers, and the
+//! image's id is the digest of its (merged) layer tar, as for `docker import`.
+//! - one layer: the layer tar itself is imported; an image whose id, or the layer `save` last
+//!   wrote for it, is that layer's digest is the same image (an image Berth made: so save +
+//!   load gives back the same image id);
 //! - several layers (Docker's images): applied in order into one directory, with the OCI
 //!   whiteouts (`.wh.<name>` deletes, `.wh..wh..opq` empties the directory), then imported.
+//!
+//! Each layer's sha256 must be the config's `rootfs.diff_ids` entry (when the config lists
+//! them). The layer tars, the config file and its history are then kept with the image
+//! (`layers.rs`), so `docker save`, `RootFS.Layers` and `docker history` give them back.
 //!
 //! Paths named in the manifest must stay inside the archive; tar entries cannot leave their
 //! directory (the tar crate's `unpack_in` refuses `..` and absolute paths).
@@ -14,6 +22,7 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+use super::layers::{LoadedLayer, check_diff_ids};
 use super::save::{ConfigFile, ManifestEntry, file_sha256};
 use super::{IMPORT_PREFIX, ImageStore, Origin};
 use crate::error::EngineError;
@@ -144,39 +153,51 @@ impl ImageStore {
         }
         let mut out = Vec::new();
         for entry in manifest {
-            let config: ConfigFile = read_json(&inside(&unpacked, &entry.config)?, &entry.config)?;
-            let layers: Vec<PathBuf> = entry
+            let config_path = inside(&unpacked, &entry.config)?;
+            let config: ConfigFile = read_json(&config_path, &entry.config)?;
+            let layers: Vec<LoadedLayer> = entry
                 .layers
                 .iter()
-                .map(|l| inside(&unpacked, l))
+                .map(|l| inside(&unpacked, l).and_then(LoadedLayer::read))
                 .collect::<Result<_, _>>()?;
+            check_diff_ids(&entry.config, &config, &layers)?;
             let image_config = config.config.to_image();
             let tags = entry.repo_tags.unwrap_or_default();
-            let image = match layers.as_slice() {
-                [] => {
-                    return Err(EngineError::Invalid(format!(
-                        "invalid archive: image {} has no layers",
-                        entry.config
-                    )));
-                }
-                [one] => {
-                    let digest = format!("sha256:{}", file_sha256(one)?);
-                    let known = self
-                        .lock()
-                        .values()
-                        .find(|i| !i.builtin && (i.id == digest || i.saved_layer == digest))
-                        .cloned();
-                    match known {
-                        Some(img) => img,
-                        None => self.import_with(one, None, image_config, Origin::default())?,
-                    }
-                }
-                many => {
+            // Docker's image id: the digest of the config file, when the config pins the layers
+            // (lists their diff ids, checked above); otherwise the layers' digest, as an import.
+            let config_id = if config.rootfs.diff_ids.is_empty() {
+                None
+            } else {
+                Some(format!("sha256:{}", file_sha256(&config_path)?))
+            };
+            let origin = Origin {
+                id: config_id.clone(),
+                ..Origin::default()
+            };
+            let known = |digest: &str| {
+                self.lock()
+                    .values()
+                    .find(|i| !i.builtin && (i.id == digest || i.saved_layer == digest))
+                    .cloned()
+            };
+            if layers.is_empty() {
+                return Err(EngineError::Invalid(format!(
+                    "invalid archive: image {} has no layers",
+                    entry.config
+                )));
+            }
+            let image = match (config_id.as_deref().and_then(known), layers.as_slice()) {
+                (Some(img), _) => img,
+                (None, [one]) => match known(&one.layer.diff_id) {
+                    Some(img) => img,
+                    None => self.import_with(&one.path, None, image_config, origin)?,
+                },
+                (None, many) => {
                     let root = work.path().join(format!("rootfs-{}", out.len()));
                     std::fs::create_dir(&root)
                         .map_err(EngineError::io("creating the load directory"))?;
                     for l in many {
-                        apply_layer(l, &root)?;
+                        apply_layer(&l.path, &root)?;
                     }
                     let tar = work.path().join(format!("merged-{}.tar", out.len()));
                     crate::commit::write_merged_tar(
@@ -186,9 +207,10 @@ impl ImageStore {
                         &HashSet::new(),
                     )
                     .map_err(EngineError::io("packing the loaded layers"))?;
-                    self.import_with(&tar, None, image_config, Origin::default())?
+                    self.import_with(&tar, None, image_config, origin)?
                 }
             };
+            self.keep_layers(&image.id, &layers, &config_path, config.history)?;
             for t in &tags {
                 self.tag(&image.id, t)?;
             }

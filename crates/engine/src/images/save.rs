@@ -1,11 +1,13 @@
 //! `docker save` (`GET /images/{name}/get`, `GET /images/get?names=`): images as one tar in the
-//! format `docker load` reads. Berth's images are one flat root filesystem, so each is one layer:
-//! `<layer>/layer.tar` (the root, entries sorted, so saving an unchanged image twice gives the
-//! same bytes), `<layer>/VERSION` and `<layer>/json` (the legacy layout), `<config>.json` (the
-//! image config with the layer's digest as its only `diff_id`), `manifest.json` and
-//! `repositories`. An image named by tag carries that tag (`RepoTags`); one named by id none, as
-//! in Docker. The layer's digest is recorded on the image, so loading the archive again finds
-//! it (see `load.rs`).
+//! format `docker load` reads. A loaded image is written back as it came: its kept layer tars
+//! and config file, byte for byte (`layers.rs`). Any other image (imported, committed) is one
+//! layer packed from its root filesystem: `<layer>/layer.tar` (entries sorted, so saving an
+//! unchanged image twice gives the same bytes), `<layer>/VERSION` and `<layer>/json` (the legacy
+//! layout), `<config>.json` (the whole image config, `Healthcheck` included, one history entry
+//! and the layer's digest as its only `diff_id`), `manifest.json` and `repositories`. An image
+//! named by tag carries that tag (`RepoTags`); one named by id none, as in Docker. The packed
+//! layer's digest is recorded on the image, so loading the archive again finds it (see
+//! `load.rs`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
@@ -42,6 +44,8 @@ pub(super) struct ConfigFile {
     pub config: ContainerConfigFile,
     #[serde(default)]
     pub rootfs: RootFs,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<super::HistoryEntry>,
 }
 
 /// `config` of the image config file, Docker's spelling.
@@ -57,6 +61,8 @@ pub(super) struct ContainerConfigFile {
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     pub stop_signal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -86,6 +92,7 @@ impl ContainerConfigFile {
             exposed_ports: set(&c.exposed_ports),
             volumes: set(&c.volumes),
             stop_signal: c.stop_signal.clone(),
+            healthcheck: c.healthcheck.clone(),
         }
     }
 
@@ -105,8 +112,24 @@ impl ContainerConfigFile {
             user: self.user.clone(),
             volumes: keys(&self.volumes),
             stop_signal: self.stop_signal.clone(),
-            healthcheck: None,
+            healthcheck: self.healthcheck.clone(),
         }
+    }
+}
+
+/// The config file of an image saved as one layer packed from its root (`layer_hex`), with the
+/// whole image config and one history entry, as `docker history` shows the image.
+fn packed_config(img: &Image, layer_hex: &str) -> ConfigFile {
+    ConfigFile {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        created: Some(img.created),
+        config: ContainerConfigFile::from_image(&img.config),
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![format!("sha256:{layer_hex}")],
+        },
+        history: super::history::own_history(img),
     }
 }
 
@@ -176,60 +199,79 @@ impl ImageStore {
             let Rootfs::Dir(rootfs) = self.rootfs(&img) else {
                 continue;
             };
-            let layer = tempfile::NamedTempFile::new_in(tmp_dir)
-                .map_err(EngineError::io("creating a layer file"))?
-                .into_temp_path();
-            crate::commit::write_merged_tar(
-                &layer,
-                &tmp_dir.join(".no-upper"),
-                Some(&rootfs),
-                &HashSet::new(),
-            )
-            .map_err(EngineError::io("writing the image's layer"))?;
-            let layer_hex = file_sha256(&layer)?;
-            let config = ConfigFile {
-                architecture: "amd64".into(),
-                os: "linux".into(),
-                created: Some(img.created),
-                config: ContainerConfigFile::from_image(&img.config),
-                rootfs: RootFs {
-                    kind: "layers".into(),
-                    diff_ids: vec![format!("sha256:{layer_hex}")],
-                },
-            };
-            let config_bytes = serde_json::to_vec(&config)
-                .map_err(|e| EngineError::Invalid(format!("encoding the image config: {e}")))?;
+            // The layers and config a loaded image came with, or one layer packed from its root
+            // (kept alive until written).
+            let mut packed = None;
+            let (config_bytes, layers): (Vec<u8>, Vec<(String, std::path::PathBuf)>) =
+                match self.kept(&img) {
+                    Some((config, files)) => {
+                        let layers = img
+                            .layers
+                            .iter()
+                            .zip(files)
+                            .map(|(l, f)| (l.diff_id.trim_start_matches("sha256:").to_owned(), f))
+                            .collect();
+                        (config, layers)
+                    }
+                    None => {
+                        let layer = tempfile::NamedTempFile::new_in(tmp_dir)
+                            .map_err(EngineError::io("creating a layer file"))?
+                            .into_temp_path();
+                        crate::commit::write_merged_tar(
+                            &layer,
+                            &tmp_dir.join(".no-upper"),
+                            Some(&rootfs),
+                            &HashSet::new(),
+                        )
+                        .map_err(EngineError::io("writing the image's layer"))?;
+                        let layer_hex = file_sha256(&layer)?;
+                        self.remember_saved_layer(&img.id, &format!("sha256:{layer_hex}"))?;
+                        let config = packed_config(&img, &layer_hex);
+                        let bytes = serde_json::to_vec(&config).map_err(|e| {
+                            EngineError::Invalid(format!("encoding the image config: {e}"))
+                        })?;
+                        let path = layer.to_path_buf();
+                        packed = Some(layer);
+                        (bytes, vec![(layer_hex, path)])
+                    }
+                };
             let config_hex = hex::encode(Sha256::digest(&config_bytes));
             let io = EngineError::io("writing the archive");
             let res = (|| -> std::io::Result<()> {
-                if written.insert(layer_hex.clone()) {
-                    append_bytes(&mut b, &format!("{layer_hex}/VERSION"), b"1.0", 0o644)?;
-                    let json = serde_json::json!({"id": layer_hex, "created": img.created});
-                    append_bytes(
-                        &mut b,
-                        &format!("{layer_hex}/json"),
-                        json.to_string().as_bytes(),
-                        0o644,
-                    )?;
-                    b.append_path_with_name(&layer, format!("{layer_hex}/layer.tar"))?;
+                for (layer_hex, path) in &layers {
+                    if written.insert(layer_hex.clone()) {
+                        append_bytes(&mut b, &format!("{layer_hex}/VERSION"), b"1.0", 0o644)?;
+                        let json = serde_json::json!({"id": layer_hex, "created": img.created});
+                        append_bytes(
+                            &mut b,
+                            &format!("{layer_hex}/json"),
+                            json.to_string().as_bytes(),
+                            0o644,
+                        )?;
+                        b.append_path_with_name(path, format!("{layer_hex}/layer.tar"))?;
+                    }
                 }
                 append_bytes(&mut b, &format!("{config_hex}.json"), &config_bytes, 0o644)
             })();
             res.map_err(io)?;
+            drop(packed);
+            let top = layers.last().map(|(h, _)| h.clone()).unwrap_or_default();
             for t in &tags {
                 if let Some((repo, tag)) = t.rsplit_once(':') {
                     repositories
                         .entry(repo.to_owned())
                         .or_default()
-                        .insert(tag.to_owned(), layer_hex.clone());
+                        .insert(tag.to_owned(), top.clone());
                 }
             }
             manifest.push(ManifestEntry {
                 config: format!("{config_hex}.json"),
                 repo_tags: Some(tags),
-                layers: vec![format!("{layer_hex}/layer.tar")],
+                layers: layers
+                    .iter()
+                    .map(|(h, _)| format!("{h}/layer.tar"))
+                    .collect(),
             });
-            self.remember_saved_layer(&img.id, &format!("sha256:{layer_hex}"))?;
         }
         let manifest = serde_json::to_vec(&manifest)
             .map_err(|e| EngineError::Invalid(format!("encoding the manifest: {e}")))?;

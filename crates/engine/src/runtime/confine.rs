@@ -7,8 +7,9 @@
 //! full, random, urandom, tty) are bind mounts of the host's nodes onto empty files in it: a
 //! bind mount keeps the flags of its source's mount, so these open, while a node made with
 //! `mknod` anywhere in the container (all of whose other mounts are `nodev`) cannot be opened.
-//! This holds on cgroup v1 and v2 alike, without a device cgroup; ptys come from the container's
-//! own devpts (`/dev/ptmx` is a link to `pts/ptmx`).
+//! This holds on cgroup v1 and v2 alike, with or without the device cgroup (`crate::cgroups`,
+//! the second guard); ptys come from the container's own devpts (`/dev/ptmx` is a link to
+//! `pts/ptmx`).
 
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;

@@ -66,6 +66,7 @@ struct CreateBody {
     mac_address: Option<String>,
     healthcheck: Option<HealthConfig>,
     stop_timeout: Option<i64>,
+    exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -248,6 +249,10 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
             resources,
             security,
             port_bindings,
+            exposed_ports: body
+                .exposed_ports
+                .map(|p| p.into_keys().collect())
+                .unwrap_or_default(),
             healthcheck: body.healthcheck,
             stop_timeout: body.stop_timeout,
             log_config: hc
