@@ -20,7 +20,7 @@
 //! `mknod`ed node from being opened.
 //!
 //! The engine only creates directories and writes files; joining is the runtime's job (it writes
-//! `0` to each `cgroup.procs` returned by [`create`] in the shim, before pid 1 is forked).
+//! `0` to each `cgroup.procs` returned by [`create`] in the shim, before pid 1 is started).
 //! Every container gets a cgroup, limited or not, as Docker does: stats need the counters.
 
 mod bpf;

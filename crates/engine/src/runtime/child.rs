@@ -367,7 +367,7 @@ pub(super) unsafe fn shim_main(plan: &Plan, fds: &Fds) -> ! {
             0,
             0,
         );
-        // Into the container's cgroups first: pid 1, forked below, starts inside them.
+        // Into the container's cgroups first: pid 1, started below, starts inside them.
         for (i, fd) in fds.cgroup_procs.iter().enumerate() {
             if *fd >= 0 {
                 let n = libc::write(*fd, c"0".as_ptr().cast::<c_void>(), 1);

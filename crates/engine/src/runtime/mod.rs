@@ -123,7 +123,7 @@ pub struct RunSpec {
     pub net: NetMode,
     /// `cgroup.procs` files of the container's cgroups (one per v1 hierarchy, or the one v2
     /// file), opened before the fork; the shim writes `0` to each as its first step, so the shim
-    /// and pid 1 (forked after) run inside them. At most [`MAX_CGROUPS`].
+    /// and pid 1 (started after) run inside them. At most [`MAX_CGROUPS`].
     pub cgroup_procs: Vec<PathBuf>,
     /// `NAME|UID[:GROUP|GID]`, resolved in the container's `/etc/passwd` and `/etc/group`;
     /// empty = root.
