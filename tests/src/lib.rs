@@ -4,8 +4,11 @@
 //! ([`Daemon::bollard`]), the real `docker` CLI ([`Daemon::docker`]), the python `docker` SDK
 //! ([`Daemon::python`]) and a raw HTTP/1.1 client for the wire-level checks ([`Daemon::raw`]).
 //! It also owns the busybox rootfs fixture ([`busybox_rootfs_tar`]) used as a registry-free image.
+//! [`netplug`] runs the `netplug` example network plugin the way the network tests use it.
 //!
 //! Everything here needs root (the daemon creates namespaces and mounts); the tests run as root in CI.
+
+pub mod netplug;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};

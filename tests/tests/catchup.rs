@@ -8,7 +8,12 @@
 //! - after `kill -9` of the daemon while a container with a ledger volume and a ledger network
 //!   runs, the restarted daemon sends the tear-downs it owed (`Unmount` with the mount's id,
 //!   `Leave`, `DeleteEndpoint`, `ReleaseAddress`) exactly once, in that order, and then a `boot`
-//!   sync that shows the container exited.
+//!   sync that shows the container exited;
+//! - after `kill -9` while the `netplug` example (a Docker-protocol network and IPAM driver, a
+//!   host process loaded by socket) is in the middle of a `CreateNetwork`, a `DeleteNetwork` and
+//!   a `Join`, the restarted daemon sends `DeleteNetwork`, `ReleasePool`, `Leave`,
+//!   `DeleteEndpoint` and `ReleaseAddress` once, and netplug's links are gone; with the plugin
+//!   absent at that boot, its `DeleteNetwork` waits for the plugin's next load.
 //!
 //! Every test here needs root (namespaces, mounts): we run as root in CI.
 
@@ -18,7 +23,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_tests::{Daemon, example_plugin, poll_until};
+use berth_tests::netplug::{NetPlug, host_links, leftover_links, read_calls};
+use berth_tests::{Daemon, example_plugin, poll_until, unique_name};
 use serde_json::{Value, json};
 
 /// The ledger's directory (volumes and call log), bind-mounted into its container at the same
@@ -310,5 +316,304 @@ fn a_daemon_crash_is_followed_by_the_owed_teardowns_exactly_once() {
             .join("root/volumes/lvol/mount.json")
             .exists(),
         "the mount record outlived its Unmount"
+    );
+}
+
+/// Needs root. kill -9 while `netplug` is in the middle of three calls: a `CreateNetwork` (it made
+/// the network's bridge, the answer never came), a `DeleteNetwork` (not yet done) and a `Join`
+/// (it made the endpoint's veth pair), netplug being each network's IPAM too. The next boot owes
+/// the plugin `DeleteNetwork` and `ReleasePool` for both networks (neither is listed: the create
+/// and the remove were never answered) and `Leave`, `DeleteEndpoint` and `ReleaseAddress` for
+/// the endpoint, and sends them before the API serves: none of those links survive
+/// (`docs/semantics.md#catch-up`).
+#[test]
+fn a_crash_mid_create_remove_or_join_leaves_no_plugin_links_after_the_next_boot() {
+    let mut d = Daemon::start();
+    let log = d.dir().join("calls.log");
+    let name = "cutnet";
+    let stall = d.dir().join("stall");
+    let _np = NetPlug::load(&d, name, &log, &["--stall-file", stall.to_str().unwrap()]);
+    let (kept, removed, created) = (
+        unique_name("cutkeep"),
+        unique_name("cutrm"),
+        unique_name("cutmk"),
+    );
+    for (i, net) in [&kept, &removed].into_iter().enumerate() {
+        let subnet = format!("10.244.{i}.0/24");
+        d.docker(&[
+            "network",
+            "create",
+            "-d",
+            name,
+            "--ipam-driver",
+            name,
+            "--subnet",
+            &subnet,
+            net,
+        ])
+        .ok();
+    }
+    let id_of = |net: &str| {
+        let out = d.docker(&["network", "inspect", "-f", "{{.Id}}", net]);
+        out.ok().trim().to_owned()
+    };
+    let (kept_id, removed_id) = (id_of(&kept), id_of(&removed));
+    let cid = d
+        .docker(&["create", "--net", &kept, "host", "sleep", "300"])
+        .ok()
+        .trim()
+        .to_owned();
+
+    // Now CreateNetwork and Join do their work and never answer; DeleteNetwork hangs before its
+    // work.
+    std::fs::write(&stall, "CreateNetwork\nJoin\nDeleteNetwork before\n").unwrap();
+    let create =
+        json!({"Name": created, "Driver": name, "IPAM": {"Driver": name, "Config": [{"Subnet": "10.244.9.0/24"}]}})
+            .to_string();
+    let requests = [
+        ("POST", "/v1.50/networks/create".to_owned(), create),
+        (
+            "DELETE",
+            format!("/v1.50/networks/{removed}"),
+            String::new(),
+        ),
+        (
+            "POST",
+            format!("/v1.50/containers/{cid}/start"),
+            String::new(),
+        ),
+    ];
+    let in_flight: Vec<_> = requests
+        .into_iter()
+        .map(|(method, path, body)| {
+            let sock = d.socket();
+            std::thread::spawn(move || {
+                berth_tests::raw_request(
+                    &sock,
+                    method,
+                    &path,
+                    Some("application/json"),
+                    body.as_bytes(),
+                )
+            })
+        })
+        .collect();
+    let short = |id: &str| id.chars().take(10).collect::<String>();
+    let (created_id, endpoint) = poll_until(
+        "netplug in the middle of CreateNetwork, DeleteNetwork and Join",
+        Duration::from_secs(30),
+        || {
+            let calls = read_calls(&log);
+            let find = |call: &str, key: &str| {
+                calls
+                    .iter()
+                    .rev()
+                    .filter(|(_, c, _)| c == call)
+                    .filter_map(|(_, _, b)| b[key].as_str().map(str::to_owned))
+                    .find(|id| id != &kept_id && id != &removed_id)
+            };
+            let created_id = find("NetworkDriver.CreateNetwork", "NetworkID")?;
+            let endpoint = find("NetworkDriver.Join", "EndpointID")?;
+            let deleting = calls.iter().any(|(_, c, b)| {
+                c == "NetworkDriver.DeleteNetwork" && b["NetworkID"] == removed_id.as_str()
+            });
+            // The stalled calls did their work: the bridge and the veth pair exist.
+            let links = host_links();
+            let made = links.contains(&format!("np{}", short(&created_id)))
+                && links.contains(&format!("nh{}", short(&endpoint)));
+            (deleting && made).then_some((created_id, endpoint))
+        },
+    );
+    d.kill9();
+    for t in in_flight {
+        let _ = t.join().unwrap();
+    }
+    std::fs::remove_file(&stall).unwrap();
+    // The pending endpoint's address, as its CreateEndpoint carried it: owed its ReleaseAddress.
+    let endpoint_address = read_calls(&log)
+        .into_iter()
+        .find(|(_, c, b)| {
+            c == "NetworkDriver.CreateEndpoint" && b["EndpointID"] == endpoint.as_str()
+        })
+        .map(|(_, _, b)| {
+            let cidr = b["Interface"]["Address"].as_str().unwrap().to_owned();
+            format!("10.244.0.0/24 {}", cidr.split('/').next().unwrap())
+        })
+        .unwrap();
+    let mark = read_calls(&log).len();
+    d.restart();
+
+    // User requests wait at the readiness gate, which opens after the owed calls were answered.
+    let listed = d.docker(&["network", "ls", "--format", "{{.Name}}"]);
+    let listed: Vec<&str> = listed.ok().lines().collect();
+    assert!(listed.contains(&kept.as_str()), "{listed:?}");
+    assert!(
+        !listed.contains(&created.as_str()) && !listed.contains(&removed.as_str()),
+        "a network whose create or remove the crash cut is listed: {listed:?}"
+    );
+    let paid = poll_until(
+        "the owed calls sent at boot",
+        Duration::from_secs(30),
+        || {
+            let calls: Vec<(String, String)> = read_calls(&log)[mark..]
+                .iter()
+                .map(|(_, c, b)| {
+                    let s = |k: &str| b[k].as_str().unwrap_or_default().to_owned();
+                    let id = match c.as_str() {
+                        "IpamDriver.ReleaseAddress" => format!("{} {}", s("PoolID"), s("Address")),
+                        "IpamDriver.ReleasePool" => s("PoolID"),
+                        _ if b["EndpointID"].is_string() => s("EndpointID"),
+                        _ => s("NetworkID"),
+                    };
+                    (c.clone(), id)
+                })
+                .collect();
+            let has = |call: &str, id: &str| calls.contains(&(call.to_owned(), id.to_owned()));
+            (has("NetworkDriver.DeleteNetwork", &created_id)
+                && has("NetworkDriver.DeleteNetwork", &removed_id)
+                && has("NetworkDriver.Leave", &endpoint)
+                && has("NetworkDriver.DeleteEndpoint", &endpoint)
+                && has("IpamDriver.ReleasePool", "10.244.9.0/24")
+                && has("IpamDriver.ReleasePool", "10.244.1.0/24")
+                && has("IpamDriver.ReleaseAddress", &endpoint_address))
+            .then_some(calls)
+        },
+    );
+    let once = |call: &str, id: &str| {
+        paid.iter()
+            .filter(|(c, i)| c == &format!("NetworkDriver.{call}") && i == id)
+            .count()
+    };
+    assert!(
+        !paid
+            .iter()
+            .any(|(c, i)| c == "IpamDriver.ReleasePool" && i == "10.244.0.0/24"),
+        "the kept network's pool was released: {paid:?}"
+    );
+    assert_eq!(once("DeleteNetwork", &created_id), 1, "{paid:?}");
+    assert_eq!(once("DeleteNetwork", &removed_id), 1, "{paid:?}");
+    assert_eq!(once("DeleteNetwork", &kept_id), 0, "{paid:?}");
+    assert_eq!(
+        leftover_links(&log),
+        [format!("np{}", short(&kept_id))],
+        "netplug links of no network or endpoint survived the boot"
+    );
+    let endpoint_shown = d.docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{kept}\").EndpointID}}}}"),
+        &cid,
+    ]);
+    assert_eq!(
+        endpoint_shown.ok().trim(),
+        "",
+        "the cut endpoint is still shown"
+    );
+    // The name of the cut create is free, and the container starts on the kept network.
+    d.docker(&["network", "create", "-d", name, &created]).ok();
+    d.docker(&["network", "rm", &created]).ok();
+    d.docker(&["start", &cid]).ok();
+    d.docker(&["rm", "-f", &cid]).ok();
+    d.docker(&["network", "rm", &kept]).ok();
+    assert!(
+        leftover_links(&log).is_empty(),
+        "{:?}",
+        leftover_links(&log)
+    );
+}
+
+/// Needs root. kill -9 while `netplug` is in the middle of a `CreateNetwork`, and the plugin is
+/// gone too when the daemon comes back: its `DeleteNetwork` stays owed through that boot (the
+/// network is not listed, its bridge is still there) and is sent when the plugin is loaded again,
+/// before `plugin load` answers.
+#[test]
+fn an_owed_delete_network_waits_for_its_plugin_to_be_loaded_again() {
+    let mut d = Daemon::start();
+    let log = d.dir().join("calls.log");
+    let name = "latenet";
+    let stall = d.dir().join("stall");
+    // A short load deadline: the boot without the plugin waits that long for it.
+    let np = NetPlug::load_with(
+        &d,
+        name,
+        &log,
+        &["--stall-file", stall.to_str().unwrap()],
+        &["--timeout", "2s"],
+    );
+    std::fs::write(&stall, "CreateNetwork\n").unwrap();
+    let net = unique_name("late");
+    let body =
+        json!({"Name": net, "Driver": name, "IPAM": {"Config": [{"Subnet": "10.245.0.0/24"}]}})
+            .to_string();
+    let sock = d.socket();
+    let creating = std::thread::spawn(move || {
+        berth_tests::raw_request(
+            &sock,
+            "POST",
+            "/v1.50/networks/create",
+            Some("application/json"),
+            body.as_bytes(),
+        )
+    });
+    let bridge = poll_until(
+        "netplug in the middle of CreateNetwork",
+        Duration::from_secs(30),
+        || {
+            let id = read_calls(&log)
+                .into_iter()
+                .find(|(_, c, _)| c == "NetworkDriver.CreateNetwork")?
+                .2["NetworkID"]
+                .as_str()?
+                .chars()
+                .take(10)
+                .collect::<String>();
+            let bridge = format!("np{id}");
+            host_links().contains(&bridge).then_some(bridge)
+        },
+    );
+    d.kill9();
+    let _ = creating.join().unwrap();
+    drop(np);
+    let _ = std::fs::remove_file(d.dir().join(format!("{name}.sock")));
+    std::fs::remove_file(&stall).unwrap();
+    d.restart();
+
+    let listed = d.docker(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        !listed.ok().lines().any(|l| l == net),
+        "a network whose create the crash cut is listed: {}",
+        listed.ok()
+    );
+    assert!(
+        host_links().contains(&bridge),
+        "the bridge went while its plugin was down"
+    );
+    let deletes = || {
+        read_calls(&log)
+            .iter()
+            .filter(|(_, c, _)| c == "NetworkDriver.DeleteNetwork")
+            .count()
+    };
+    assert_eq!(deletes(), 0);
+
+    let _np = NetPlug::load(&d, name, &log, &[]);
+    assert_eq!(
+        deletes(),
+        1,
+        "the owed DeleteNetwork was not sent at the load"
+    );
+    assert!(
+        !host_links().contains(&bridge),
+        "the bridge of the cut create survived the plugin's load"
+    );
+    // Paid once: the next boot sends nothing more.
+    d.kill9();
+    d.restart();
+    d.docker(&["network", "ls"]).ok();
+    assert_eq!(deletes(), 1);
+    assert!(
+        leftover_links(&log).is_empty(),
+        "{:?}",
+        leftover_links(&log)
     );
 }

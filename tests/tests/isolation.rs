@@ -2,7 +2,8 @@
 //! on purpose — a volume driver's `Create`, its `Mount`, a network driver's `CreateNetwork` —
 //! work that does not need that plugin goes on: an unrelated `docker rm -f` of a container with
 //! only a local volume completes, and `docker ps`, `docker volume ls` and `docker network ls`
-//! answer. The hung call is held for far longer than the test (a 10-minute delay, a 5-minute
+//! answer. While an api pre-hook hangs, requests pre-hooked by another plugin go through that
+//! plugin's hook and complete. The hung call is held for far longer than the test (a 10-minute delay, a 5-minute
 //! deadline), and the test asserts the unrelated commands finished *while it was still
 //! pending* (its client is still waiting): an order, not a speed.
 //!
@@ -187,4 +188,63 @@ fn a_hung_network_driver_call_stalls_nothing_else() {
     d.docker_with(&["network", "rm", "othernet"], None, BOUND)
         .ok();
     assert!(pending.still_pending());
+}
+
+/// A pre-hook that hangs must not hold up the hook chains of other requests (nothing may
+/// serialize hook chains, e.g. a shared hook thread). `GET /info` is pre-hooked by a plugin whose
+/// hook hangs; meanwhile `GET /containers/json` requests, pre-hooked by another (fast) plugin,
+/// complete with that plugin's rewrite, and `GET /info` is still waiting afterwards.
+#[test]
+fn a_hung_api_hook_stalls_no_other_hooked_request() {
+    let d = Daemon::start_with(|_| vec!["--plugin-deadline-api".into(), DEADLINE.into()]);
+    let start = |name: &str, extra: &[&str]| {
+        let sock = d.dir().join(format!("{name}.sock"));
+        let log = d.dir().join(format!("{name}.log"));
+        let mut args = vec![
+            "--socket",
+            sock.to_str().unwrap(),
+            "--name",
+            name,
+            "--log",
+            log.to_str().unwrap(),
+            "--api",
+        ];
+        args.extend_from_slice(extra);
+        let p = spawn_plugin(&example_plugin("test-plugin"), &args);
+        d.load_socket(name, &sock, Some(DEADLINE));
+        (p, log)
+    };
+    let (_hung, hung_log) = start(
+        "hungapi",
+        &["--api-subscribe", "GET /info", "--latency-ms", HANG_MS],
+    );
+    let (_fast, fast_log) = start("fastapi", &["--api-subscribe", "GET /containers/json"]);
+
+    let sock = d.socket();
+    let stuck = std::thread::spawn(move || {
+        berth_tests::raw_request_timeout(&sock, "GET", "/v1.50/info", None, b"", BOUND * 10)
+    });
+    wait_logged(&hung_log, "hungapi /v2/api/pre-hook");
+    for i in 0..20 {
+        let r = berth_tests::raw_request_timeout(
+            &d.socket(),
+            "GET",
+            "/v1.50/containers/json?all=1",
+            None,
+            b"",
+            BOUND,
+        )
+        .unwrap_or_else(|e| panic!("request {i} beside the hung hook: {e}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let fast_calls = std::fs::read_to_string(&fast_log).unwrap();
+    assert_eq!(
+        fast_calls.matches("fastapi /v2/api/pre-hook").count(),
+        20,
+        "every request went through the fast plugin's hook: {fast_calls}"
+    );
+    assert!(
+        !stuck.is_finished(),
+        "the hung request ended before the others were done: the test proves nothing"
+    );
 }

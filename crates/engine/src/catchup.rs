@@ -6,15 +6,17 @@
 //!   it sends the tear-down calls a normal exit would have sent, volumes before networks: the
 //!   `stop` volume hooks of their bind mounts, every owed `VolumeDriver.Unmount` (with the mount id
 //!   sent at `Mount`), then per endpoint `RevokeExternalConnectivity`, `Leave`, `DeleteEndpoint`,
-//!   `IpamDriver.ReleaseAddress` and the MVP `disconnect` hook. What is owed is on disk: the
-//!   volume store's `mount.json` records and the endpoints kept in `network.json`.
+//!   `IpamDriver.ReleaseAddress` and the MVP `disconnect` hook (for wired and pending endpoints),
+//!   then `DeleteNetwork` / `ReleasePool` for the networks whose create or remove the crash cut.
+//!   What is owed is on disk: the volume store's `mount.json` records, the endpoints kept in
+//!   `network.json` and the network records still marked with a phase.
 //! - [`Engine::sync_objects`] lists the objects a plugin handles for its v2 `sync` message
 //!   (sent by the plugin host after a load, boot, restart or upgrade).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use berth_networks::PaidLeaves;
+use berth_networks::{PaidLeaves, PaidNetworks};
 use berth_plugin_host::protocol::sync::{
     SyncContainer, SyncEndpoint, SyncIpam, SyncMount, SyncNetwork, SyncRequest, SyncVolume,
 };
@@ -33,6 +35,8 @@ pub struct CatchUp {
     pub unmounts: Paid,
     /// The owed endpoint tear-downs.
     pub leaves: PaidLeaves,
+    /// The owed network tear-downs (creates and removes a crash cut).
+    pub networks: PaidNetworks,
 }
 
 impl Engine {
@@ -63,11 +67,15 @@ impl Engine {
                 .is_ok_and(|c| c.state().status == Status::Running)
         };
         out.leaves = self.networks.pay_owed_leaves(&running).await;
+        out.networks = self.networks.pay_owed_networks(None).await;
         tracing::info!(
             containers = out.containers.len(),
             unmounts = out.unmounts.sent.len(),
             endpoints = out.leaves.sent.len(),
-            still_owed = out.unmounts.still_owed.len() + out.leaves.still_owed.len(),
+            networks = out.networks.sent.len(),
+            still_owed = out.unmounts.still_owed.len()
+                + out.leaves.still_owed.len()
+                + out.networks.still_owed.len(),
             "catch-up: owed tear-downs sent"
         );
         out

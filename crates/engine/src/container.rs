@@ -223,6 +223,9 @@ pub struct ContainerSpec {
     pub stop_timeout: Option<i64>,
     /// `HostConfig.LogConfig` (json-file when absent in old records).
     pub log_config: crate::log_config::LogConfig,
+    /// `HostConfig.Isolation`: Linux has one technology, `default` (or empty), kept as given.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub isolation: String,
 }
 
 /// How a container is confined, as the client asked (`HostConfig.CapAdd`, `CapDrop`,
@@ -240,6 +243,18 @@ pub struct SecurityOptions {
     pub group_add: Vec<String>,
     /// Target path → mount options (`size=64m,mode=1777`, may be empty).
     pub tmpfs: BTreeMap<String, String>,
+    /// `HostConfig.CgroupnsMode`: `private` gives the container (and its execs) a cgroup
+    /// namespace rooted at its own cgroup; empty or `host`: the host's.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cgroupns_mode: String,
+    /// `HostConfig.UTSMode`: `host` keeps the host's UTS namespace (its hostname, which the
+    /// container cannot change without `CAP_SYS_ADMIN`); empty: a private one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uts_mode: String,
+    /// `HostConfig.DeviceCgroupRules` (`c 7:128 rwm`): allowed on top of Docker's default device
+    /// rules (cgroup v1; on v2 the `nodev` mounts keep every node shut, see `cgroups`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_cgroup_rules: Vec<String>,
 }
 
 /// The mutable part of a container (`state.json`); missing fields decode to their defaults.

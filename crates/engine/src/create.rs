@@ -55,6 +55,17 @@ impl Engine {
             h.validate()?;
         }
         req.spec.log_config = std::mem::take(&mut req.spec.log_config).validated()?;
+        if req.spec.security.uts_mode == "host" && !req.spec.hostname.is_empty() {
+            return Err(EngineError::Invalid(
+                "Conflicting options: hostname and the UTS mode".into(),
+            ));
+        }
+        if !matches!(req.spec.isolation.as_str(), "" | "default") {
+            return Err(EngineError::Invalid(format!(
+                "invalid isolation {:?}: Linux only supports \"default\"",
+                req.spec.isolation
+            )));
+        }
         let links = self.resolve_links(&req.links, &req.spec.network_mode)?;
         req.endpoint.validate()?;
         let image = self.images.get(&req.spec.image)?;

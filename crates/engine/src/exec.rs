@@ -274,8 +274,13 @@ impl Engine {
         let crate::runtime::ExecProcess { mut child, io } = match child {
             Ok(process) => process,
             Err(e) => {
+                // A shell's codes, which Docker reports too: 127 not found, 126 not runnable.
+                let code = match e {
+                    crate::runtime::RuntimeError::ExecNotFound { .. } => 127,
+                    _ => 126,
+                };
                 if let Some(r) = lock(&self.execs.inner).1.get_mut(id) {
-                    r.exit_code = Some(126);
+                    r.exit_code = Some(code);
                 }
                 return Err(e.into());
             }

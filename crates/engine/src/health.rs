@@ -48,20 +48,35 @@ fn is_zero(v: &i64) -> bool {
     *v == 0
 }
 
+/// A `null` field reads as its default, as Go's decoder reads it (docker-py sends `null` for
+/// every duration it was not given).
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// `Config.Healthcheck`, in Docker's wire shape (durations in nanoseconds; zero = inherit or
 /// default, and left out of inspect as Docker leaves it out).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct HealthConfig {
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "null_as_default")]
     pub test: Vec<String>,
     #[serde(skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "null_as_default")]
     pub interval: i64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "null_as_default")]
     pub timeout: i64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "null_as_default")]
     pub start_period: i64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "null_as_default")]
     pub retries: i64,
 }
 

@@ -377,6 +377,17 @@ impl PluginLauncher for ContainerLauncher {
         Box::pin(async move { self.restart_inner(&id).await })
     }
 
+    fn plugin_active(&self, plugin: &str) -> BoxFuture<'_, ()> {
+        let name = plugin.to_owned();
+        Box::pin(async move {
+            // Endpoint tear-downs are not paid here: they are paid at boot and by the
+            // container's next start or removal, under its lock.
+            if let Ok(engine) = self.engine() {
+                engine.networks.pay_owed_networks(Some(&name)).await;
+            }
+        })
+    }
+
     fn sync_objects(&self, plugin: &str) -> Option<berth_plugin_host::protocol::sync::SyncRequest> {
         Some(self.engine().ok()?.sync_objects(plugin))
     }

@@ -15,6 +15,24 @@ pub fn validate(opts: &SecurityOptions) -> Result<(), EngineError> {
     options::interpret(opts, LAST_CAP)
         .map(|_| ())
         .map_err(EngineError::Invalid)?;
+    match opts.cgroupns_mode.as_str() {
+        "" | "host" | "private" => {}
+        other => {
+            return Err(EngineError::Invalid(format!(
+                "invalid cgroup namespace mode {other:?}: use \"host\" or \"private\""
+            )));
+        }
+    }
+    if !matches!(opts.uts_mode.as_str(), "" | "host") {
+        return Err(EngineError::Invalid(format!(
+            "invalid UTS mode {:?}: use \"host\" or leave it empty",
+            opts.uts_mode
+        )));
+    }
+    for rule in &opts.device_cgroup_rules {
+        rule.parse::<crate::cgroups::DeviceRule>()
+            .map_err(EngineError::Invalid)?;
+    }
     for g in &opts.group_add {
         if g.is_empty() || g.contains([':', '\0']) {
             return Err(EngineError::Invalid(format!(

@@ -135,7 +135,7 @@ impl StandalonePlugin {
             .map_err(EngineError::io(format!("creating {}", bundle.display())))?;
         let cgroup_root = spec.work_dir.clone();
         let cgroup_procs =
-            runtime.create_cgroup(&cgroup_root, &id, &Resources::default(), false)?;
+            runtime.create_cgroup(&cgroup_root, &id, &Resources::default(), Some(&[]))?;
         let run = RunSpec {
             id: id.clone(),
             bundle: bundle.clone(),

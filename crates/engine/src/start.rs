@@ -260,7 +260,8 @@ impl Engine {
                 &self.root,
                 c.id(),
                 &c.resources(),
-                c.config.spec.security.privileged,
+                (!c.config.spec.security.privileged)
+                    .then_some(&c.config.spec.security.device_cgroup_rules[..]),
             )?,
             user: c.config.spec.user.clone(),
             security: c.config.spec.security.clone(),

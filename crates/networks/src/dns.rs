@@ -10,7 +10,9 @@
 //! dot):
 //! - `A`: the addresses, on every user-defined network `c` is a member of, of the running members
 //!   whose container name, network alias (`--network-alias`, compose service names), short id
-//!   (12+ hex digits, the default hostname) or `<container name>.<network name>` is `name`;
+//!   (12+ hex digits, the default hostname) or `<container name>.<network name>` is `name`,
+//!   and the member a link of `c` on that network names `name` (`EndpointsConfig.Links`,
+//!   `target:alias` or `target`: the alias is `c`'s own, as in Docker);
 //! - any other type for a name found that way: no records, `NOERROR` (no AAAA fall-back delay);
 //! - names not found: the query is forwarded to the host's resolvers (`/etc/resolv.conf`, read
 //!   once per container start; the daemon runs in the host's namespace, so a loopback resolver
@@ -240,19 +242,38 @@ pub(crate) fn lookup(networks: &[Network], asker: &str, name: &str) -> Vec<Ipv4A
         .filter(|n| resolves_names(n) && n.members.contains_key(asker))
     {
         let net_suffix = format!(".{}", n.name.to_lowercase());
+        let linked = linked_as(
+            n.members.get(asker).map_or(&[][..], |m| &m.config.links),
+            name,
+        );
         for (id, m) in &n.members {
             let Some(ep) = &m.endpoint else { continue };
             let cname = m.container_name.to_lowercase();
             let hit = cname == name
                 || name.strip_suffix(&net_suffix) == Some(cname.as_str())
                 || m.aliases.iter().any(|a| a.to_lowercase() == name)
-                || (name.len() >= 12 && id.starts_with(name));
+                || (name.len() >= 12 && id.starts_with(name))
+                || linked.contains(&cname);
             if hit && !out.contains(&ep.address) {
                 out.push(ep.address);
             }
         }
     }
     out
+}
+
+/// The container names (lower-cased) that `links` (`target:alias` or `target`, the target
+/// possibly with a leading `/`) give the name `name`.
+fn linked_as(links: &[String], name: &str) -> Vec<String> {
+    links
+        .iter()
+        .filter_map(|l| {
+            let (target, alias) = l.split_once(':').unwrap_or((l, l));
+            let target = target.trim_start_matches('/').to_lowercase();
+            let alias = alias.trim_start_matches('/').to_lowercase();
+            (alias == name || target == name).then_some(target)
+        })
+        .collect()
 }
 
 fn response(request: &Message, code: ResponseCode) -> Message {
@@ -317,6 +338,7 @@ mod tests {
                 ifname: "eth0".into(),
             }),
             pending_endpoint: None,
+            pending_address: None,
             seq: 0,
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             config: Default::default(),
@@ -398,6 +420,20 @@ mod tests {
         }
         // A container on the default bridge only resolves nothing.
         assert!(lookup(&nets, "dddddddddddddddd", "asker").is_empty());
+    }
+
+    #[test]
+    fn a_link_alias_resolves_for_the_linking_container_only() {
+        let mut nets = fixture();
+        let front = &mut nets[1];
+        if let Some(asker) = front.members.get_mut("aaaaaaaaaaaaaaaa") {
+            asker.config.links = vec!["web:bar".into(), "/stopped:gone".into()];
+        }
+        let v4 = |a: [u8; 4]| vec![Ipv4Addr::from(a)];
+        assert_eq!(lookup(&nets, "aaaaaaaaaaaaaaaa", "bar"), v4([10, 1, 0, 3]));
+        // Another member does not see the asker's alias; a stopped target has no address.
+        assert!(lookup(&nets, "bbbbbbbbbbbbbbbb", "bar").is_empty());
+        assert!(lookup(&nets, "aaaaaaaaaaaaaaaa", "gone").is_empty());
     }
 
     fn query(name: &str, t: RecordType) -> Vec<u8> {

@@ -145,6 +145,7 @@ impl NetworkStore {
             let _ = self.update(&n.id, |n| {
                 if let Some(m) = n.members.get_mut(container_id) {
                     m.pending_endpoint = None;
+                    m.pending_address = None;
                 }
             });
             async move {
@@ -162,11 +163,13 @@ impl NetworkStore {
             Ok(set) => std::sync::Arc::new(set),
             Err(e) => return Err(fail(e, false).await),
         };
-        // Write-ahead: the endpoint's id is recorded before the driver makes anything for it, so
-        // the boot after a crash between here and the record below sweeps what it made.
+        // Write-ahead: the endpoint's id and address are recorded before the driver makes
+        // anything for it, so the boot after a crash between here and the record below sweeps
+        // what it made, and pays a plugin driver or IPAM its tear-down ([`crate::owed`]).
         let pending = self.update(&n.id, |n| {
             if let Some(m) = n.members.get_mut(container_id) {
                 m.pending_endpoint = Some(info.id.clone());
+                m.pending_address = Some(info.address);
             }
         });
         if let Err(e) = pending {
@@ -238,6 +241,7 @@ impl NetworkStore {
             if let Some(m) = n.members.get_mut(container_id) {
                 m.endpoint = Some(endpoint);
                 m.pending_endpoint = None;
+                m.pending_address = None;
             }
         });
         if let Err(e) = recorded {
@@ -247,7 +251,8 @@ impl NetworkStore {
     }
 
     /// Driver leave, address release, then the MVP `disconnect` notification; all "after":
-    /// failures are logged warnings.
+    /// failures are logged warnings. `ep` may be a pending endpoint
+    /// ([`crate::Member::owed_endpoint`]): its record is cleared too.
     pub(crate) async fn leave_one(
         &self,
         n: &Network,
@@ -289,6 +294,10 @@ impl NetworkStore {
         if let Err(e) = self.update(&n.id, |n| {
             if let Some(m) = n.members.get_mut(container_id) {
                 m.endpoint = None;
+                if m.pending_endpoint.as_ref() == Some(&ep.id) {
+                    m.pending_endpoint = None;
+                    m.pending_address = None;
+                }
             }
         }) {
             tracing::warn!(network = n.name, error = %e, "releasing endpoint");

@@ -30,6 +30,6 @@ pub mod store;
 
 pub use endpoint_config::EndpointConfig;
 pub use error::NetworkError;
-pub use model::{Attachment, CreateNetwork, Endpoint, Member, Network};
-pub use owed::PaidLeaves;
+pub use model::{Attachment, CreateNetwork, Endpoint, Member, Network, Phase};
+pub use owed::{PaidLeaves, PaidNetworks};
 pub use store::{LoadedNetworks, NetworkStore};

@@ -13,12 +13,13 @@ use berth_plugin_host::protocol::mvp::{NetworkEvent, NetworkMessage};
 
 use crate::error::{NetworkError, driver_error};
 use crate::ipam::{Pool, Subnet};
-use crate::model::{Attachment, CreateNetwork, Network, PREDEFINED, default_ipam};
+use crate::model::{Attachment, CreateNetwork, Network, PREDEFINED, Phase, default_ipam};
 use crate::remote::RemotePool;
 use berth_state::lock;
+use berth_state::rollback::Rollback;
 
 use crate::store::NetworkStore;
-use crate::{ipam, mvp, netns};
+use crate::{ipam, mvp, netns, owed};
 
 impl NetworkStore {
     /// Creates a network: validates the name, driver and IPAM request (overlaps with the other
@@ -68,24 +69,11 @@ impl NetworkStore {
         let gateway = merged.gateway.clone().unwrap_or_default();
         let range = range.unwrap_or_default();
         let options = merged.options.clone().unwrap_or(req.options);
-        let pooled = match &ipam {
-            Some(ipam) => ipam
-                .request_pool(&subnet, &range, &gateway, &options)
-                .await
-                .map(|p| (p.pool, Some(p.pool_id))),
-            None => self
-                .builtin_pool(&req.name, &subnet, &gateway, &range)
-                .await
-                .map(|p| (p, None)),
-        };
-        let (pool, pool_id) = match pooled {
-            Ok(p) => p,
-            Err(e) => {
-                undo_hooks(merged, setup.called).await;
-                return Err(e);
-            }
-        };
-        let n = Network {
+        let mut undo = Rollback::new("network create");
+        undo.push("undo the create hooks", move || {
+            undo_hooks(merged, setup.called)
+        });
+        let mut n = Network {
             id,
             name: req.name.clone(),
             driver: driver_name.clone(),
@@ -94,38 +82,105 @@ impl NetworkStore {
             options,
             labels: req.labels,
             ipam_driver: ipam_name,
-            pool: Some(pool),
-            ipam_pool_id: pool_id.clone(),
+            pool: None,
+            ipam_pool_id: None,
             members: BTreeMap::new(),
             internal: req.internal,
             enable_ipv6: req.enable_ipv6,
             attachable: req.attachable,
+            aux_addresses: BTreeMap::new(),
+            phase: None,
         };
-        let release_pool = || async {
-            if let (Some(ipam), Some(pool_id)) = (&ipam, &pool_id)
-                && let Err(e) = ipam
-                    .release_pool(&RemotePool {
-                        pool_id: pool_id.clone(),
-                        pool,
-                    })
-                    .await
-            {
-                tracing::warn!(error = %e, "releasing the IPAM pool of a failed network create");
-            }
+        // Write-ahead when a plugin is told: the record (not yet a network) says what a crash
+        // from here on leaves the plugins owed (`crate::owed`): before an IPAM plugin's
+        // RequestPool, and with the pool (and its id) before the driver's CreateNetwork.
+        let plugin_side = owed::is_plugin_driver(&driver_name) || ipam.is_some();
+        let mut recorded = false;
+        if ipam.is_some() {
+            n.phase = Some(Phase::Creating);
+            self.record_intent(&mut undo, &n, &mut recorded).await?;
+        }
+        let pooled = match &ipam {
+            Some(ipam) => ipam
+                .request_pool(&subnet, &range, &gateway, &n.options)
+                .await
+                .map(|p| (p.pool, Some(p.pool_id))),
+            None => self
+                .builtin_pool(&req.name, &subnet, &gateway, &range)
+                .await
+                .map(|p| (p, None)),
         };
-        if let Err(e) = driver.create_network(&n).await {
-            release_pool().await;
-            undo_hooks(merged, setup.called).await;
-            return Err(driver_error(&n, e));
+        let (pool, pool_id) = undo.check(pooled).await?;
+        n.pool = Some(pool);
+        n.ipam_pool_id = pool_id.clone();
+        if let (Some(ipam), Some(pool_id)) = (&ipam, pool_id) {
+            let held = RemotePool { pool_id, pool };
+            undo.push("IPAM ReleasePool", move || async move {
+                if let Err(e) = ipam.release_pool(&held).await {
+                    tracing::warn!(error = %e, "releasing the IPAM pool of a failed network create");
+                }
+            });
         }
-        if let Err(e) = self.records.create(&n.id, &n) {
-            let _ = driver.delete_network(&n).await;
-            release_pool().await;
-            undo_hooks(merged, setup.called).await;
-            return Err(e.into());
+        n.aux_addresses = undo.check(aux_addresses(&req.aux_addresses, &pool)).await?;
+        if plugin_side {
+            n.phase = Some(Phase::Creating);
+            self.record_intent(&mut undo, &n, &mut recorded).await?;
         }
+        let created = driver
+            .create_network(&n)
+            .await
+            .map_err(|e| driver_error(&n, e));
+        undo.check(created).await?;
+        {
+            let (driver, n) = (driver.clone(), n.clone());
+            undo.push("driver DeleteNetwork", move || async move {
+                if let Err(e) = driver.delete_network(&n).await {
+                    tracing::warn!(network = n.name, error = %e, "DeleteNetwork of a failed network create");
+                }
+            });
+        }
+        n.phase = None;
+        let committed = if plugin_side {
+            self.records.store(&n.id, &n)
+        } else {
+            self.records.create(&n.id, &n).map(|_| ())
+        };
+        undo.check(committed.map_err(NetworkError::from)).await?;
+        undo.commit();
         lock(&self.networks).push(n.clone());
         Ok(n)
+    }
+
+    /// Writes the record of a network being created, with its phase (`recorded`: whether it was
+    /// written before, else its directory is made and the rollback forgets it on failure).
+    async fn record_intent<'a>(
+        &'a self,
+        undo: &mut Rollback<'a>,
+        n: &Network,
+        recorded: &mut bool,
+    ) -> Result<(), NetworkError> {
+        let written = if *recorded {
+            self.records.store(&n.id, n)
+        } else {
+            self.records.create(&n.id, n).map(|_| ())
+        };
+        undo.check(written.map_err(NetworkError::from)).await?;
+        if !*recorded {
+            let id = n.id.clone();
+            undo.push_sync("forget the create's record", move || {
+                self.forget_record(&id)
+            });
+            *recorded = true;
+        }
+        Ok(())
+    }
+
+    /// Removes a record whose network never came to be or is gone (a failure is logged: the
+    /// record stays on disk, and the next boot pays what it says is owed).
+    pub(crate) fn forget_record(&self, id: &str) {
+        if let Err(e) = self.records.remove(id) {
+            tracing::warn!(network = id, error = %e, "removing a network record");
+        }
     }
 
     /// Claims `name` for a create in flight: refused when a network or another create has it.
@@ -203,9 +258,40 @@ impl NetworkStore {
             }
             all.remove(at)
         };
+        // Write-ahead when a plugin is told: a crash before the record is gone leaves the
+        // plugins owed ReleasePool and DeleteNetwork again (`crate::owed`).
+        if owed::owes_plugins(&n) {
+            let marked = Network {
+                phase: Some(Phase::Removing),
+                ..n.clone()
+            };
+            if let Err(e) = self.records.store(&n.id, &marked) {
+                lock(&self.networks).push(n);
+                return Err(e.into());
+            }
+        }
         // After the fact: IPAM, driver and hook failures are warnings (`docs/semantics.md` §3: "after").
-        // Docker's order: ReleaseAddress (gateway) → ReleasePool → DeleteNetwork.
-        if let (Some(pool_id), Some(pool)) = (&n.ipam_pool_id, n.pool) {
+        self.delete_plugin_side(&n, Phase::Removing).await;
+        if let Err(e) = self.records.remove(&n.id) {
+            // The record is still on disk: keep it in the table too.
+            lock(&self.networks).push(n);
+            return Err(e.into());
+        }
+        for w in mvp::notify(self.host(), NetworkEvent::Delete, &mvp::network_message(&n)).await {
+            tracing::warn!(network = n.name, warning = %w, "network delete hook");
+        }
+        Ok(n)
+    }
+
+    /// Tells the IPAM and the driver a network is gone: for a remove (`Phase::Removing`)
+    /// Docker's order, ReleasePool → DeleteNetwork; for a create that did not complete
+    /// (`Phase::Creating`) the reverse of the create, DeleteNetwork (only once a pool was
+    /// granted: CreateNetwork is sent after) → ReleasePool. Failures are logged warnings.
+    pub(crate) async fn delete_plugin_side(&self, n: &Network, phase: Phase) {
+        let release_pool = || async {
+            let (Some(pool_id), Some(pool)) = (&n.ipam_pool_id, n.pool) else {
+                return;
+            };
             match self.remote_ipam(&n.ipam_driver).await {
                 Ok(Some(ipam)) => {
                     let held = RemotePool {
@@ -219,25 +305,53 @@ impl NetworkStore {
                 Ok(None) => {}
                 Err(e) => tracing::warn!(network = n.name, error = %e, "IPAM driver gone"),
             }
-        }
-        match self.driver(&n.driver).await {
-            Ok(d) => {
-                if let Err(e) = d.delete_network(&n).await {
-                    tracing::warn!(network = n.name, error = %e, "driver DeleteNetwork");
-                }
+        };
+        let delete_network = || async {
+            if phase == Phase::Creating && n.pool.is_none() {
+                return;
             }
-            Err(e) => tracing::warn!(network = n.name, error = %e, "network driver gone"),
+            match self.driver(&n.driver).await {
+                Ok(d) => {
+                    if let Err(e) = d.delete_network(n).await {
+                        tracing::warn!(network = n.name, error = %e, "driver DeleteNetwork");
+                    }
+                }
+                Err(e) => tracing::warn!(network = n.name, error = %e, "network driver gone"),
+            }
+        };
+        match phase {
+            Phase::Removing => {
+                release_pool().await;
+                delete_network().await;
+            }
+            Phase::Creating => {
+                delete_network().await;
+                release_pool().await;
+            }
         }
-        if let Err(e) = self.records.remove(&n.id) {
-            // The record is still on disk: keep it in the table too.
-            lock(&self.networks).push(n);
-            return Err(e.into());
-        }
-        for w in mvp::notify(self.host(), NetworkEvent::Delete, &mvp::network_message(&n)).await {
-            tracing::warn!(network = n.name, warning = %w, "network delete hook");
-        }
-        Ok(n)
     }
+}
+
+/// Parses `AuxiliaryAddresses`: each must be an address of the pool's subnet.
+fn aux_addresses(
+    given: &BTreeMap<String, String>,
+    pool: &Pool,
+) -> Result<BTreeMap<String, std::net::Ipv4Addr>, NetworkError> {
+    given
+        .iter()
+        .map(|(name, addr)| {
+            let ip = ipam::parse_addr(addr)?;
+            if !pool.subnet.contains(ip) {
+                return Err(ipam::IpamError::OutsideSubnet {
+                    what: "auxiliary address",
+                    addr: format!("{name}={addr}"),
+                    subnet: pool.subnet,
+                }
+                .into());
+            }
+            Ok((name.clone(), ip))
+        })
+        .collect()
 }
 
 /// The user's subnet (refused when it overlaps one of `others`), else a default pool not in

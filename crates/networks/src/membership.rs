@@ -92,6 +92,7 @@ impl NetworkStore {
                     requested_ip,
                     endpoint: None,
                     pending_endpoint: None,
+                    pending_address: None,
                     seq: 0,
                     aliases: aliases.to_vec(),
                     config,
@@ -158,7 +159,7 @@ impl NetworkStore {
         self.resolvers.stop(container_id);
         let path = self.netns_path(container_id);
         for (n, m) in self.container_networks(container_id).into_iter().rev() {
-            if let Some(ep) = m.endpoint {
+            if let Some(ep) = m.owed_endpoint(&n) {
                 self.leave_one(&n, container_id, &ep, &path).await;
             }
         }
@@ -243,6 +244,7 @@ impl NetworkStore {
                     requested_ip,
                     endpoint: None,
                     pending_endpoint: None,
+                    pending_address: None,
                     seq,
                     aliases: aliases.to_vec(),
                     config,
@@ -324,9 +326,11 @@ impl NetworkStore {
                 network: n.name,
             });
         };
-        if let Some(ep) = &m.endpoint {
+        if let Some(ep) = &m.owed_endpoint(&n) {
             let path = self.netns_path(container_id);
-            if let Err(e) = netns::delete_in(&path, &ep.ifname).await {
+            if m.endpoint.is_some()
+                && let Err(e) = netns::delete_in(&path, &ep.ifname).await
+            {
                 tracing::warn!(error = %e, "deleting the container's interface");
             }
             self.leave_one(&n, container_id, ep, &path).await;

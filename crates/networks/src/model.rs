@@ -51,6 +51,11 @@ pub struct Member {
     /// by `endpoint` once wired): what a crash in between left is found by it at the next boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_endpoint: Option<String>,
+    /// The address leased for the pending endpoint (recorded with it): on a network with a
+    /// plugin driver or IPAM, a crash before the endpoint was recorded leaves the plugins owed
+    /// `Leave`, `DeleteEndpoint` and `ReleaseAddress` of it ([`crate::owed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_address: Option<Ipv4Addr>,
     /// Order of connection (interfaces are numbered in this order at start).
     #[serde(default)]
     pub seq: u64,
@@ -96,6 +101,48 @@ pub struct Network {
     /// Kept and shown (every Berth network takes `network connect`).
     #[serde(default)]
     pub attachable: bool,
+    /// `IPAM.Config[0].AuxiliaryAddresses`: name → address in the pool's subnet, never given to
+    /// a container (what Docker reserves them for: hosts on the bridge that are not containers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
+    /// Set while plugins are being told about a create or a remove (write-ahead): a record
+    /// found with it at open is not a network but a debt to its plugins ([`crate::owed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+}
+
+/// A plugin-side step in flight on a network, recorded before its first plugin call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// `RequestPool` / `CreateNetwork` may have been sent; the create did not complete. Owed:
+    /// `DeleteNetwork` (if the pool was granted) and `ReleasePool` (if its id is recorded).
+    Creating,
+    /// The remove began: `ReleasePool` and `DeleteNetwork` may not all have been sent. Owed:
+    /// both again, then the record goes.
+    Removing,
+}
+
+impl Member {
+    /// The endpoint whose tear-down this member owes its network's driver and IPAM: the wired
+    /// one, else a pending one whose address was recorded (its driver calls may have been sent).
+    pub fn owed_endpoint(&self, n: &Network) -> Option<Endpoint> {
+        if let Some(ep) = &self.endpoint {
+            return Some(ep.clone());
+        }
+        let (id, address, pool) = (
+            self.pending_endpoint.as_ref()?,
+            self.pending_address?,
+            n.pool?,
+        );
+        Some(Endpoint {
+            id: id.clone(),
+            address,
+            prefix: pool.subnet.prefix,
+            gateway: pool.gateway,
+            mac: String::new(),
+            ifname: String::new(),
+        })
+    }
 }
 
 pub(crate) fn default_ipam() -> String {
@@ -103,7 +150,8 @@ pub(crate) fn default_ipam() -> String {
 }
 
 impl Network {
-    /// Addresses leased or reserved by static requests, except those of `except` (a container id).
+    /// Addresses leased or reserved by static requests, except those of `except` (a container id),
+    /// and the auxiliary addresses.
     pub(crate) fn used(&self, except: &str) -> BTreeSet<Ipv4Addr> {
         self.members
             .iter()
@@ -115,6 +163,7 @@ impl Network {
                     .into_iter()
                     .chain(m.requested_ip)
             })
+            .chain(self.aux_addresses.values().copied())
             .collect()
     }
 }
@@ -128,6 +177,8 @@ pub struct CreateNetwork {
     pub ipam_driver: String,
     /// `IPAM.Config[]` entries: (Subnet, Gateway, IPRange); only the first IPv4 one is used.
     pub ipam_config: Vec<(String, Option<String>, Option<String>)>,
+    /// The first entry's `AuxiliaryAddresses` (name → address), checked against the pool.
+    pub aux_addresses: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub internal: bool,
@@ -155,6 +206,8 @@ pub(crate) fn builtin(name: &str, driver: &str, attachment: Attachment) -> Netwo
         internal: false,
         enable_ipv6: false,
         attachable: false,
+        aux_addresses: BTreeMap::new(),
+        phase: None,
     }
 }
 

@@ -1,29 +1,61 @@
-//! Owed endpoint tear-downs (catch-up after a daemon crash, `docs/semantics.md#catch-up`).
-//! Containers do not outlive the daemon, so an endpoint still recorded in `network.json` at open
-//! belongs to a container that died with the previous daemon. On networks that only use the
-//! built-in bridge driver and IPAM, [`NetworkStore::open`] drops such endpoints and
-//! [`NetworkStore::sweep_idle_bridges`] deletes their interfaces, as before. On a network with a
-//! plugin driver or a plugin IPAM, the endpoint stays recorded: the plugin is still owed
+//! Owed plugin-side tear-downs (catch-up after a daemon crash, `docs/semantics.md#catch-up`).
+//!
+//! **Endpoints.** Containers do not outlive the daemon, so an endpoint still recorded in
+//! `network.json` at open belongs to a container that died with the previous daemon. On networks
+//! that only use the built-in bridge driver and IPAM, [`NetworkStore::open`] drops such endpoints
+//! and [`NetworkStore::sweep_idle_bridges`] deletes their interfaces, as before. On a network with
+//! a plugin driver or a plugin IPAM, the endpoint stays recorded: the plugin is still owed
 //! `RevokeExternalConnectivity`, `Leave`, `DeleteEndpoint`, `ReleaseAddress` and the MVP
 //! `disconnect` notification, and [`NetworkStore::pay_owed_leaves`] sends them once the plugins are
-//! up (daemon boot). A container that starts again tears down its leftover endpoints first, so a
-//! debt not paid at boot is paid then.
+//! up (daemon boot). The same holds for a *pending* endpoint (its id and address are recorded
+//! before the driver's `CreateEndpoint`; a crash before it was wired leaves it so): its
+//! `CreateEndpoint` and `Join` may have been sent, so it is owed the same calls. A container that
+//! starts again tears down its leftover endpoints first, so a debt not paid at boot is paid then.
 //!
-//! A tear-down whose plugins are not loaded or not Active stays recorded and is tried again at
-//! the next boot (or the container's next start). One that was sent is forgotten whatever the
-//! answers (failures are logged, like every tear-down call's).
+//! **Networks.** A create that tells a plugin (a plugin driver or IPAM) records the network with
+//! [`Phase::Creating`] before `RequestPool`, again with the pool id once granted, and clears the
+//! phase once `CreateNetwork` succeeded; a remove records [`Phase::Removing`] before
+//! `ReleasePool` / `DeleteNetwork` and removes the record after. A record found with a phase at
+//! open is not a network (it is not listed, its name is free) but a debt:
+//! [`NetworkStore::pay_owed_networks`] sends `DeleteNetwork` and `ReleasePool` (what the recorded
+//! state says may exist plugin-side), then removes the record.
+//!
+//! A debt whose plugins are not loaded or not Active stays recorded and is tried again at the
+//! next boot (or when the plugin is next loaded, [`NetworkStore::pay_owed_networks`] with its
+//! name). One that was sent is forgotten whatever the answers (failures are logged, like every
+//! tear-down call's; a plugin answering "not found" to a delete it already did is fine).
 
 use berth_plugin_host::PluginState;
 
-use crate::model::Network;
+use berth_plugin_host::protocol::mvp::NetworkEvent;
+use berth_state::lock;
+
+use crate::model::{Network, Phase};
+use crate::mvp;
 use crate::store::NetworkStore;
 
 /// The built-in drivers: endpoints on their networks owe no plugin anything.
 const BUILTIN_DRIVERS: [&str; 3] = ["bridge", "host", "null"];
 
-/// Whether an endpoint left on `n` by a dead daemon is owed a plugin's tear-down.
+/// Whether driver `name` is a plugin (not built in).
+pub(crate) fn is_plugin_driver(name: &str) -> bool {
+    !BUILTIN_DRIVERS.contains(&name)
+}
+
+/// Whether an endpoint left on `n` by a dead daemon (or `n`'s own create or remove cut by one)
+/// is owed a plugin's tear-down.
 pub(crate) fn owes_plugins(n: &Network) -> bool {
-    !BUILTIN_DRIVERS.contains(&n.driver.as_str()) || n.ipam_pool_id.is_some()
+    is_plugin_driver(&n.driver) || n.ipam_pool_id.is_some()
+}
+
+/// What [`NetworkStore::pay_owed_networks`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PaidNetworks {
+    /// `(network name, network id, phase)` of the networks whose plugin-side objects were
+    /// deleted (and whose records are gone).
+    pub sent: Vec<(String, String, Phase)>,
+    /// `(network name, reason)` of those still owed.
+    pub still_owed: Vec<(String, String)>,
 }
 
 /// What [`NetworkStore::pay_owed_leaves`] did.
@@ -37,9 +69,10 @@ pub struct PaidLeaves {
 
 impl NetworkStore {
     /// The plugins `n`'s tear-downs go to that are not Active, as a reason (`None`: all are).
+    /// A driver registered in-process ([`NetworkStore::register_driver`]) is always there.
     fn plugins_not_active(&self, n: &Network) -> Option<String> {
         let mut names = Vec::new();
-        if !BUILTIN_DRIVERS.contains(&n.driver.as_str()) {
+        if is_plugin_driver(&n.driver) && !lock(&self.drivers).contains_key(&n.driver) {
             names.push(n.driver.as_str());
         }
         if n.ipam_pool_id.is_some() {
@@ -59,8 +92,8 @@ impl NetworkStore {
         (!down.is_empty()).then(|| down.join(", "))
     }
 
-    /// The endpoints recorded for containers that `running` says are not running, as
-    /// `(network, container id)`.
+    /// The endpoints (wired or pending) recorded for containers that `running` says are not
+    /// running, as `(network, container id)`.
     pub fn owed_leaves(&self, running: &dyn Fn(&str) -> bool) -> Vec<(Network, String)> {
         self.list()
             .into_iter()
@@ -68,7 +101,7 @@ impl NetworkStore {
                 let ids: Vec<String> = n
                     .members
                     .iter()
-                    .filter(|(id, m)| m.endpoint.is_some() && !running(id))
+                    .filter(|(id, m)| m.owed_endpoint(&n).is_some() && !running(id))
                     .map(|(id, _)| id.clone())
                     .collect();
                 ids.into_iter().map(move |id| (n.clone(), id))
@@ -89,7 +122,7 @@ impl NetworkStore {
             let Some(ep) = n
                 .members
                 .get(&container_id)
-                .and_then(|m| m.endpoint.clone())
+                .and_then(|m| m.owed_endpoint(&n))
             else {
                 continue;
             };
@@ -101,6 +134,62 @@ impl NetworkStore {
             let path = self.netns_path(&container_id);
             self.leave_one(&n, &container_id, &ep, &path).await;
             paid.sent.push((n.name.clone(), container_id, ep.id));
+        }
+        paid
+    }
+
+    /// The networks whose create or remove a crash cut, as `(name, id, phase)`.
+    pub fn owed_networks(&self) -> Vec<(String, String, Phase)> {
+        lock(&self.owed_networks)
+            .iter()
+            .filter_map(|n| n.phase.map(|p| (n.name.clone(), n.id.clone(), p)))
+            .collect()
+    }
+
+    /// Deletes the plugin-side objects of the networks whose create or remove a crash cut (see
+    /// the module doc): at daemon boot once the plugins are up (`plugin`: `None`), and when
+    /// plugin `plugin` was loaded (only the debts its name is owed). Owed networks whose
+    /// plugins are not all Active stay owed.
+    pub async fn pay_owed_networks(&self, plugin: Option<&str>) -> PaidNetworks {
+        let mut paid = PaidNetworks::default();
+        let owed: Vec<Network> = lock(&self.owed_networks)
+            .iter()
+            .filter(|n| plugin.is_none_or(|p| n.driver == p || n.ipam_driver == p))
+            .cloned()
+            .collect();
+        for n in owed {
+            let Some(phase) = n.phase else { continue };
+            let _net = self.network_ops.lock(&n.id).await;
+            // Checked again under the network's lock: a concurrent payer may have paid it.
+            if !lock(&self.owed_networks).iter().any(|o| o.id == n.id) {
+                continue;
+            }
+            if phase == Phase::Creating && n.pool.is_none() {
+                // Cut before a pool was granted: CreateNetwork was never sent, and a
+                // RequestPool in flight has no recorded id to release (a v2 `sync` tells the
+                // plugin which pools exist). Nothing can be sent.
+                tracing::warn!(network = %n.name, "a network create cut before its pool was granted: nothing owed can be sent");
+                self.forget_record(&n.id);
+                lock(&self.owed_networks).retain(|o| o.id != n.id);
+                continue;
+            }
+            if let Some(reason) = self.plugins_not_active(&n) {
+                tracing::warn!(network = %n.name, ?phase, %reason, "network tear-down still owed; tried again later");
+                paid.still_owed.push((n.name.clone(), reason));
+                continue;
+            }
+            self.delete_plugin_side(&n, phase).await;
+            self.forget_record(&n.id);
+            lock(&self.owed_networks).retain(|o| o.id != n.id);
+            if phase == Phase::Removing {
+                for w in
+                    mvp::notify(self.host(), NetworkEvent::Delete, &mvp::network_message(&n)).await
+                {
+                    tracing::warn!(network = n.name, warning = %w, "network delete hook");
+                }
+            }
+            tracing::info!(network = %n.name, id = %n.id, ?phase, "owed network tear-down sent");
+            paid.sent.push((n.name.clone(), n.id.clone(), phase));
         }
         paid
     }
@@ -138,6 +227,7 @@ mod tests {
                     ifname: "eth0".into(),
                 }),
                 pending_endpoint: None,
+                pending_address: None,
                 seq: 0,
                 config: Default::default(),
                 aliases: Vec::new(),

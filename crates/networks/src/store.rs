@@ -46,6 +46,10 @@ pub struct NetworkStore {
     /// Endpoints a previous engine left recorded (dropped at open), as (network id, endpoint
     /// id): [`Self::sweep_idle_bridges`] deletes their interfaces.
     pub(crate) stale: Mutex<Vec<(String, String)>>,
+    /// Records of networks whose create or remove a crash cut while plugins were being told
+    /// (their [`crate::model::Phase`]): not networks any more, but calls owed to their plugins,
+    /// paid by [`Self::pay_owed_networks`] ([`crate::owed`]). Kept on disk until paid.
+    pub(crate) owed_networks: Mutex<Vec<Network>>,
     /// The embedded resolvers of running containers on user-defined networks.
     pub(crate) resolvers: crate::dns::Resolvers,
 }
@@ -70,6 +74,7 @@ pub struct LoadedNetworks {
     netns_dir: PathBuf,
     networks: Vec<Network>,
     stale: Vec<(String, String)>,
+    owed_networks: Vec<Network>,
 }
 
 impl NetworkStore {
@@ -81,7 +86,8 @@ impl NetworkStore {
     /// Loads `<root>/networks/*/network.json`, creates the default `bridge` network on first
     /// use, and drops endpoints a previous engine left behind (their containers are not running
     /// any more; starting them wires new endpoints), except those a plugin is still owed the
-    /// tear-down of ([`crate::owed`]).
+    /// tear-down of ([`crate::owed`]). Records of a create or remove cut half-way are set
+    /// aside as owed networks.
     pub fn load(root: &Path) -> Result<LoadedNetworks, NetworkError> {
         let records = RecordDir::<Network>::open(root.join("networks"), RECORD_FILE, "network")?;
         let netns_dir = root.join("netns");
@@ -91,6 +97,7 @@ impl NetworkStore {
         ];
         let loaded = records.load_all()?;
         let mut stale = Vec::new();
+        let mut owed_networks = Vec::new();
         for (dir_name, mut n) in loaded.records {
             // Endpoints that owe a plugin its tear-down stay recorded until it is sent
             // (`crate::owed`); the others are dropped here.
@@ -106,13 +113,25 @@ impl NetworkStore {
                 if let Some(ep) = ep {
                     stale.push((n.id.clone(), ep.id));
                 }
-                if let Some(ep) = m.pending_endpoint.take() {
+                // A pending endpoint with its address on a plugin network is owed too; one
+                // without (recorded by an older version) can only have its links swept.
+                if keep && m.pending_address.is_some() {
+                    if let Some(ep) = &m.pending_endpoint {
+                        stale.push((n.id.clone(), ep.clone()));
+                    }
+                } else if let Some(ep) = m.pending_endpoint.take() {
+                    m.pending_address = None;
                     stale.push((n.id.clone(), ep));
                     pending = true;
                 }
             }
             if (stale.len() > before && !keep) || pending {
                 records.store(&dir_name, &n)?;
+            }
+            if n.phase.is_some() {
+                // A create or remove cut while plugins were told: a debt, not a network.
+                owed_networks.push(n);
+                continue;
             }
             networks.push(n);
         }
@@ -139,6 +158,7 @@ impl NetworkStore {
             netns_dir,
             networks,
             stale,
+            owed_networks,
         })
     }
 
@@ -156,6 +176,7 @@ impl NetworkStore {
             drivers: Mutex::new(BTreeMap::new()),
             plugins,
             stale: Mutex::new(loaded.stale),
+            owed_networks: Mutex::new(loaded.owed_networks),
             resolvers: crate::dns::Resolvers::default(),
         };
         store.register_driver(Arc::new(bridge::BridgeDriver));

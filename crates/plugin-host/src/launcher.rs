@@ -97,6 +97,14 @@ pub trait PluginLauncher: Send + Sync {
     fn sync_objects(&self, _plugin: &str) -> Option<SyncRequest> {
         None
     }
+    /// Plugin `plugin` was just loaded (or upgraded) and is Active: the engine sends what it
+    /// still owed that name while it was absent (catch-up: the plugin-side objects of networks
+    /// whose create or remove a daemon crash cut). Called before the plugin's `sync`, so the
+    /// sync lists what exists once the debts are paid. Never fails the load; the default does
+    /// nothing.
+    fn plugin_active(&self, _plugin: &str) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
     /// Starts an existing plugin container again (daemon boot). The default launches nothing and
     /// fails, so the host launches a fresh container from the record's spec instead.
     fn restart(&self, container_id: &str) -> BoxFuture<'_, Result<(), LaunchError>> {

@@ -125,7 +125,11 @@ impl PluginHost {
         if let Some(old) = failed {
             self.retire_in_background(old, None);
         }
-        // Catch-up (v2 plugins that subscribed): never fails the load.
+        // Catch-up: what the engine owed this name, then the sync (v2 plugins that
+        // subscribed); neither fails the load.
+        if let Some(l) = &self.launcher {
+            l.plugin_active(plugin.name()).await;
+        }
         self.sync_plugin(&plugin, SyncReason::Load).await;
         Ok(plugin)
     }

@@ -202,6 +202,9 @@ impl PluginHost {
         undo.commit();
         self.readiness.set(name, ReadyState::Ready);
         // The new plugin catches up before the old one is retired (never fails the upgrade).
+        if let Some(l) = &self.launcher {
+            l.plugin_active(name).await;
+        }
         self.sync_plugin(&new, SyncReason::Upgrade).await;
         if old.record.container_id.is_some() {
             let shown = shown_grace(self.launcher.as_deref(), grace);

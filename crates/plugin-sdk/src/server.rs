@@ -96,9 +96,14 @@ impl Plugin {
             let plugin = plugin.clone();
             async move { Ok::<_, Infallible>(plugin.handle(req).await) }
         });
+        // Registered for reads only (see `read_interest`); if that fails the connection is
+        // closed, which the engine reports as a transport error of its call.
+        let Ok(io) = crate::read_interest::ReadInterestStream::new(stream) else {
+            return;
+        };
         let conn = http1::Builder::new()
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), svc);
+            .serve_connection(TokioIo::new(io), svc);
         tokio::pin!(conn);
         let mut stopping = false;
         let _ = std::future::poll_fn(|cx| {

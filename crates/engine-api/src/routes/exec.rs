@@ -6,10 +6,17 @@
 //! The exec table and the process live in the engine (`berth_engine::exec`). On a tty with stdin
 //! attached, the `DetachKeys` sequence (default ctrl-p ctrl-q) ends the session and leaves the
 //! process running, as Docker does.
+//!
+//! As in Docker, the start request's `Tty`, not the exec's, decides whether the output is
+//! framed: docker-py starts every exec with `Tty: false` unless told otherwise and reads frames,
+//! pty output included. A process that cannot be started (no such executable) is reported
+//! inside the stream, with exit code 127 (126: not executable) in inspect, as Docker does.
+//! A start request without `Upgrade` gets what Docker gives it: `200` and the output as a body
+//! that ends with the connection (HTTP/1.0 framing, no chunks), and no stdin.
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -29,6 +36,7 @@ use crate::extract::{Json, Query, parse_json};
 use crate::models::IdResponse;
 use crate::models::exec::ExecInspect;
 use crate::streams::{self, ConnFd};
+use berth_engine::error::EngineError;
 
 /// Largest `POST /exec/{id}/start` body read.
 const START_BODY_LIMIT: usize = 64 * 1024;
@@ -101,8 +109,7 @@ async fn create(
 #[serde(rename_all = "PascalCase", default)]
 struct StartBody {
     detach: bool,
-    /// Whether the client expects a raw stream; the exec's own `Tty` decides.
-    #[allow(dead_code)]
+    /// The client wants the raw output (no frames), whether or not the exec has a tty.
     tty: bool,
     /// `[rows, cols]`: the terminal size to start with (tty execs).
     console_size: Option<Vec<u16>>,
@@ -114,13 +121,31 @@ async fn start(
     conn: Option<Extension<ConnFd>>,
     mut req: Request,
 ) -> ApiResult<Response> {
+    let upgrade = req.headers().contains_key(header::UPGRADE);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let bytes = axum::body::to_bytes(req.into_body(), START_BODY_LIMIT)
         .await
         .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
     let body: StartBody = parse_json::<Option<StartBody>>(&bytes)?.unwrap_or_default();
     let size = console_size(body.console_size)?;
-    let started = s.engine.start_exec(&id, size).await?;
+    let raw = body.tty;
+    let started = match s.engine.start_exec(&id, size).await {
+        Ok(started) => started,
+        Err(e @ EngineError::Runtime(_)) if !body.detach => {
+            let line = format!("{e}\r\n");
+            let out = if raw {
+                Bytes::from(line)
+            } else {
+                streams::frame(1, line.as_bytes())
+            };
+            if !upgrade {
+                return Ok(plain(raw, Body::from(out)));
+            }
+            tokio::spawn(tell(on_upgrade, out));
+            return Ok(hijacked(raw));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if body.detach {
         // Nobody reads the output: drain it so the process never blocks on a full pipe.
         let ExecStarted { stdout, stderr, .. } = started;
@@ -131,22 +156,75 @@ async fn start(
         return Ok(StatusCode::OK.into_response());
     }
     let record = s.engine.exec_inspect(&id)?;
-    let tty = started.tty;
     let session = Session {
+        raw,
         stdout: record.config.attach_stdout,
         stderr: record.config.attach_stderr,
         // Validated at create.
-        detach_keys: (tty && record.config.attach_stdin)
+        detach_keys: (started.tty && record.config.attach_stdin)
             .then(|| detach::parse(&record.config.detach_keys).ok())
             .flatten(),
     };
+    if !upgrade {
+        return Ok(plain(raw, output_body(started, session)));
+    }
     tokio::spawn(serve(on_upgrade, conn.map(|c| c.0), started, session));
+    Ok(hijacked(raw))
+}
+
+/// The `200` of a start without `Upgrade`: `body` until the connection closes. HTTP/1.0 framing
+/// (no length, no chunks) is what Docker's hijacked answer amounts to.
+fn plain(raw: bool, body: Body) -> Response {
+    let mut resp = Response::new(body);
+    *resp.version_mut() = Version::HTTP_10;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(if raw {
+            "application/vnd.docker.raw-stream"
+        } else {
+            "application/vnd.docker.multiplexed-stream"
+        }),
+    );
+    resp
+}
+
+/// The session's output as a response body, ended once the output ended and the exit code is
+/// recorded; a client that leaves drops it, and the pumps then drain the process's output.
+fn output_body(started: ExecStarted, s: Session) -> Body {
+    let ExecStarted {
+        stdout: out,
+        stderr: err,
+        exited,
+        ..
+    } = started;
+    let (tx, rx) = mpsc::channel::<Bytes>(OUTPUT_DEPTH);
+    tokio::spawn(pump(out, if s.raw { 0 } else { 1 }, s.stdout, tx.clone()));
+    if let Some(err) = err {
+        tokio::spawn(pump(err, if s.raw { 0 } else { 2 }, s.stderr, tx.clone()));
+    }
+    drop(tx);
+    let stream = futures::stream::unfold((rx, Some(exited)), |(mut rx, exited)| async move {
+        match rx.recv().await {
+            Some(chunk) => Some((Ok::<_, std::io::Error>(chunk), (rx, exited))),
+            None => {
+                if let Some(exited) = exited {
+                    let _ = exited.await;
+                }
+                None
+            }
+        }
+    });
+    Body::from_stream(stream)
+}
+
+/// The `101` that hands the connection over to the session: raw or multiplexed output.
+fn hijacked(raw: bool) -> Response {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(if tty {
+        HeaderValue::from_static(if raw {
             "application/vnd.docker.raw-stream"
         } else {
             "application/vnd.docker.multiplexed-stream"
@@ -154,7 +232,17 @@ async fn start(
     );
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-    Ok(resp)
+    resp
+}
+
+/// A session that only tells the client why its process did not start, then ends.
+async fn tell(on_upgrade: OnUpgrade, out: Bytes) {
+    let Ok(upgraded) = on_upgrade.await else {
+        return;
+    };
+    let mut io = TokioIo::new(upgraded);
+    let _ = io.write_all(&out).await;
+    let _ = io.shutdown().await;
 }
 
 async fn drain(mut r: impl AsyncRead + Unpin) {
@@ -164,6 +252,8 @@ async fn drain(mut r: impl AsyncRead + Unpin) {
 
 /// What a session passes on.
 struct Session {
+    /// Raw output (the start request's `Tty`), else multiplexed frames.
+    raw: bool,
     stdout: bool,
     stderr: bool,
     /// The detach sequence to watch stdin for (tty sessions with stdin only).
@@ -201,13 +291,13 @@ async fn serve(on_upgrade: OnUpgrade, conn: Option<ConnFd>, started: ExecStarted
         stdin,
         stdout: out,
         stderr: err,
-        tty,
         exited,
+        ..
     } = started;
     let (tx, mut rx) = mpsc::channel::<Bytes>(OUTPUT_DEPTH);
-    tokio::spawn(pump(out, if tty { 0 } else { 1 }, s.stdout, tx.clone()));
+    tokio::spawn(pump(out, if s.raw { 0 } else { 1 }, s.stdout, tx.clone()));
     if let Some(err) = err {
-        tokio::spawn(pump(err, 2, s.stderr, tx.clone()));
+        tokio::spawn(pump(err, if s.raw { 0 } else { 2 }, s.stderr, tx.clone()));
     }
     drop(tx);
     let upgraded = match on_upgrade.await {

@@ -59,7 +59,12 @@ fn network_body(s: &AppState, n: &Network) -> NetworkInspect {
             subnet: Some(p.subnet.to_string()),
             gateway: Some(p.gateway.to_string()),
             ip_range: p.ip_range.map(|r| r.to_string()),
-            auxiliary_addresses: None,
+            auxiliary_addresses: (!n.aux_addresses.is_empty()).then(|| {
+                n.aux_addresses
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect()
+            }),
         })
         .collect();
     let map = |m: &BTreeMap<String, String>| Some(m.clone().into_iter().collect());
@@ -140,6 +145,7 @@ struct IpamConfigBody {
     gateway: Option<String>,
     #[serde(rename = "IPRange")]
     ip_range: Option<String>,
+    auxiliary_addresses: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -169,21 +175,31 @@ async fn create(State(s): State<AppState>, body: bytes::Bytes) -> ApiResult<Resp
     let ipam = body.ipam.unwrap_or_default();
     extract::driver_name("network driver", body.driver.as_deref())?;
     extract::driver_name("IPAM driver", ipam.driver.as_deref())?;
+    // Only IPv4 subnets are supported; IPv6 entries are ignored.
+    let v4: Vec<IpamConfigBody> = ipam
+        .config
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c.subnet
+                .as_deref()
+                .is_some_and(|s| !s.is_empty() && !s.contains(':'))
+        })
+        .collect();
+    let aux_addresses = v4
+        .first()
+        .and_then(|c| c.auxiliary_addresses.clone())
+        .unwrap_or_default();
     let req = CreateNetwork {
         name: body.name.unwrap_or_default(),
         driver: body.driver.unwrap_or_default(),
         ipam_driver: ipam.driver.unwrap_or_default(),
-        ipam_config: ipam
-            .config
-            .unwrap_or_default()
+        ipam_config: v4
             .into_iter()
-            .flatten()
-            .filter_map(|c| {
-                // Only IPv4 subnets are supported; IPv6 entries are ignored.
-                let subnet = c.subnet.filter(|s| !s.is_empty() && !s.contains(':'))?;
-                Some((subnet, c.gateway, c.ip_range))
-            })
+            .filter_map(|c| Some((c.subnet?, c.gateway, c.ip_range)))
             .collect(),
+        aux_addresses,
         options: body.options.unwrap_or_default(),
         labels: body.labels.unwrap_or_default(),
         internal: body.internal.unwrap_or(false),

@@ -285,7 +285,7 @@ fn device_program_denies_in_the_kernel_needs_root() {
     );
 
     assert_eq!(device_programs(&guarded).unwrap(), Vec::<u32>::new());
-    attach_device_rules(&guarded).unwrap();
+    attach_device_rules(&guarded, &DEFAULT_RULES).unwrap();
     assert_eq!(device_programs(&guarded).unwrap().len(), 1);
     assert!(device_programs(&open).unwrap().is_empty());
 
@@ -338,9 +338,9 @@ fn v2_create_attaches_the_program_unless_privileged_needs_root() {
     let parent = format!("berth-unit-v2dev-{}", std::process::id());
     let (guarded, privileged) = (format!("{parent}/guarded"), format!("{parent}/privileged"));
     let res = Resources::default();
-    let procs = v2.create(&guarded, &res, true).unwrap();
+    let procs = v2.create(&guarded, &res, Some(&DEFAULT_RULES)).unwrap();
     assert_eq!(procs, [cgroup2_mount().join(&guarded).join("cgroup.procs")]);
-    v2.create(&privileged, &res, false).unwrap();
+    v2.create(&privileged, &res, None).unwrap();
     let (g, p) = (v2.dirs(&guarded), v2.dirs(&privileged));
     let counts = (
         device_programs(&g[0]).unwrap().len(),
@@ -349,4 +349,31 @@ fn v2_create_attaches_the_program_unless_privileged_needs_root() {
     remove_dirs(&[g[0].clone(), p[0].clone()], Duration::ZERO).unwrap();
     std::fs::remove_dir(cgroup2_mount().join(&parent)).unwrap();
     assert_eq!(counts, (1, 0), "programs on (guarded, privileged)");
+}
+
+#[test]
+fn device_cgroup_rules_parse_in_dockers_syntax() {
+    for ok in ["c 7:128 rwm", "a *:* m", "b 8:* rw", "c 1:3 r"] {
+        let rule: DeviceRule = ok.parse().unwrap();
+        assert_eq!(rule.to_string(), ok);
+    }
+    let rule: DeviceRule = "c 7:128 rw".parse().unwrap();
+    assert!(rule.allows(DevType::Char, 7, 128, ACC_READ | ACC_WRITE));
+    assert!(!rule.allows(DevType::Char, 7, 128, ACC_MKNOD));
+    assert!(!rule.allows(DevType::Block, 7, 128, ACC_READ));
+    for bad in [
+        "",
+        "c 7:128",
+        "x 1:1 r",
+        "c 1:1 rwx",
+        "c a:1 r",
+        "c +1:1 r",
+        "c 1:1 rwmr",
+        "c  1:1 r",
+        "c 1-1 r",
+        "c 99999999999:1 r",
+    ] {
+        let err = bad.parse::<DeviceRule>().unwrap_err();
+        assert!(err.contains("invalid device cgroup rule"), "{bad}: {err}");
+    }
 }

@@ -82,6 +82,56 @@ impl fmt::Display for DeviceRule {
     }
 }
 
+/// Docker's `DeviceCgroupRules` syntax, v1's: `TYPE MAJOR:MINOR ACCESS` (`c 7:128 rwm`, `a *:* m`).
+impl std::str::FromStr for DeviceRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<DeviceRule, String> {
+        let bad = || {
+            format!(
+                "invalid device cgroup rule {s:?}: expected TYPE MAJOR:MINOR ACCESS, e.g. \"c 7:128 rwm\" \
+                 (TYPE a, b or c; MAJOR and MINOR numbers or *; ACCESS of r, w and m)"
+            )
+        };
+        let parts: Vec<&str> = s.split(' ').collect();
+        let [kind, dev, access] = parts[..] else {
+            return Err(bad());
+        };
+        let kind = match kind {
+            "a" => DevType::Any,
+            "b" => DevType::Block,
+            "c" => DevType::Char,
+            _ => return Err(bad()),
+        };
+        let num = |n: &str| match n {
+            "*" => Ok(None),
+            n if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                n.parse().map(Some).map_err(|_| bad())
+            }
+            _ => Err(bad()),
+        };
+        let (major, minor) = dev.split_once(':').ok_or_else(bad)?;
+        if access.is_empty() || access.len() > 3 {
+            return Err(bad());
+        }
+        let mut bits = 0;
+        for c in access.chars() {
+            bits |= match c {
+                'r' => ACC_READ,
+                'w' => ACC_WRITE,
+                'm' => ACC_MKNOD,
+                _ => return Err(bad()),
+            };
+        }
+        Ok(DeviceRule {
+            kind,
+            major: num(major)?,
+            minor: num(minor)?,
+            access: bits,
+        })
+    }
+}
+
 /// Docker's default device rules for a non-privileged container: `mknod` of any node,
 /// read/write/mknod of null, zero, full, random, urandom, tty, console, ptmx, tun and the pty
 /// slaves. Everything else is denied.

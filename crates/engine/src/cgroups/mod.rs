@@ -128,7 +128,7 @@ trait Hierarchy: Send + Sync {
         &self,
         rel: &str,
         res: &Resources,
-        restrict_devices: bool,
+        devices: Option<&[DeviceRule]>,
     ) -> Result<Vec<PathBuf>, CgroupError>;
     /// The container's directories (whether or not they exist).
     fn dirs(&self, rel: &str) -> Vec<PathBuf>;
@@ -163,14 +163,24 @@ pub fn version() -> &'static str {
 }
 
 /// Creates the container's cgroup (replacing a leftover one) with its limits and, when
-/// `restrict_devices`, Docker's device rules; returns the `cgroup.procs` files to join.
+/// `devices`, Docker's device rules and these extra ones (`None`: no device rules, privileged);
+/// returns the `cgroup.procs` files to join.
 pub fn create(
     root: &Path,
     id: &str,
     res: &Resources,
-    restrict_devices: bool,
+    devices: Option<&[String]>,
 ) -> Result<Vec<PathBuf>, CgroupError> {
     let h = hierarchy().ok_or(CgroupError::Unavailable)?;
+    // The whole allow-list: Docker's defaults, then the container's rules (checked at create).
+    let rules: Option<Vec<DeviceRule>> = devices.map(|extra| {
+        DEFAULT_RULES
+            .iter()
+            .copied()
+            .chain(extra.iter().filter_map(|r| r.parse().ok()))
+            .collect()
+    });
+    let devices = rules.as_deref();
     let rel = rel(root, id);
     // A leftover of the previous run (not yet empty when it exited) would carry its counters;
     // one an engine left frozen (killed while the container was paused) would freeze the new
@@ -179,7 +189,7 @@ pub fn create(
     let _ = remove_dirs(&h.dirs(&rel), Duration::ZERO);
     let mut attempt = 0;
     loop {
-        match h.create(&rel, res, restrict_devices) {
+        match h.create(&rel, res, devices) {
             Ok(procs) => return Ok(procs),
             Err(e) => {
                 let _ = remove_dirs(&h.dirs(&rel), Duration::ZERO);
@@ -227,17 +237,17 @@ pub fn remove_parent_if_empty(root: &Path) {
     }
 }
 
-/// The cgroup for a container about to start: created with its limits (device rules unless
-/// `privileged`), returning the `cgroup.procs` files the runtime joins. Without any cgroup
+/// The cgroup for a container about to start: created with its limits (Docker's device rules
+/// plus `devices`, its `DeviceCgroupRules`; none when `devices` is `None`: privileged), returning the `cgroup.procs` files the runtime joins. Without any cgroup
 /// hierarchy (or write access to it) a container without limits runs unconfined with a warning;
 /// one with limits fails to start.
 pub fn for_start(
     root: &Path,
     id: &str,
     res: &Resources,
-    privileged: bool,
+    devices: Option<&[String]>,
 ) -> Result<Vec<PathBuf>, CgroupError> {
-    match create(root, id, res, !privileged) {
+    match create(root, id, res, devices) {
         Ok(procs) => Ok(procs),
         Err(e) if !res.any() && unavailable(&e) => {
             tracing::warn!(id, error = %e, "running without a cgroup");
@@ -258,28 +268,36 @@ fn unavailable(e: &CgroupError) -> bool {
     }
 }
 
-/// Attaches the program of Docker's default device rules ([`DEFAULT_RULES`]) to the cgroup2
-/// directory `dir`. The program is loaded once per process and its fd kept, so each container
-/// costs one attach, not a verifier pass.
-fn attach_device_rules(dir: &Path) -> Result<(), CgroupError> {
+/// Attaches the program of the allow-list `rules` to the cgroup2 directory `dir`. The program of
+/// Docker's default rules ([`DEFAULT_RULES`]) is loaded once per process and its fd kept, so each
+/// container costs one attach, not a verifier pass; a container with `DeviceCgroupRules` gets a
+/// program of its own (the cgroup keeps it once attached).
+fn attach_device_rules(dir: &Path, rules: &[DeviceRule]) -> Result<(), CgroupError> {
     static PROGRAM: OnceLock<OwnedFd> = OnceLock::new();
-    let prog = match PROGRAM.get() {
-        Some(fd) => fd,
-        None => {
-            let fd = bpf::load_device_program(&devices::program(&DEFAULT_RULES)).map_err(|e| {
-                CgroupError::DeviceProgram {
-                    step: "load",
-                    path: dir.to_owned(),
-                    source: e.source,
-                    detail: if e.log.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; verifier: {}", e.log)
-                    },
-                }
-            })?;
-            // Two first starts may race: one fd is kept, the other closed.
-            PROGRAM.get_or_init(|| fd)
+    let load = |rules: &[DeviceRule]| {
+        bpf::load_device_program(&devices::program(rules)).map_err(|e| CgroupError::DeviceProgram {
+            step: "load",
+            path: dir.to_owned(),
+            source: e.source,
+            detail: if e.log.is_empty() {
+                String::new()
+            } else {
+                format!("; verifier: {}", e.log)
+            },
+        })
+    };
+    let own;
+    let prog = if rules != DEFAULT_RULES.as_slice() {
+        own = load(rules)?;
+        &own
+    } else {
+        match PROGRAM.get() {
+            Some(fd) => fd,
+            None => {
+                let fd = load(&DEFAULT_RULES)?;
+                // Two first starts may race: one fd is kept, the other closed.
+                PROGRAM.get_or_init(|| fd)
+            }
         }
     };
     bpf::attach_device_program(dir, prog.as_fd()).map_err(|source| CgroupError::DeviceProgram {

@@ -46,7 +46,7 @@ fn create_applies_limits_and_remove_deletes() {
         cpu_shares: 512,
         ..Default::default()
     };
-    let procs = create(&root, &id, &res, true).unwrap();
+    let procs = create(&root, &id, &res, Some(&[])).unwrap();
     assert!(!procs.is_empty());
     assert!(procs.iter().all(|p| p.exists()), "{procs:?}");
     let dirs = existing_dirs(&root, &id);
@@ -111,11 +111,11 @@ fn sweep_removes_only_unknown_containers() {
     }
     let root = test_root("sweep");
     let (stale, kept) = (test_id("stale"), test_id("kept"));
-    create(&root, &stale, &Resources::default(), true).unwrap();
-    create(&root, &kept, &Resources::default(), true).unwrap();
+    create(&root, &stale, &Resources::default(), Some(&[])).unwrap();
+    create(&root, &kept, &Resources::default(), Some(&[])).unwrap();
     // Another engine's cgroup is never swept.
     let other = test_root("other");
-    create(&other, &stale, &Resources::default(), true).unwrap();
+    create(&other, &stale, &Resources::default(), Some(&[])).unwrap();
     let swept = sweep(&root, &HashSet::from([kept.clone()]));
     assert_eq!(swept, vec![stale.clone()]);
     assert!(existing_dirs(&root, &stale).is_empty());

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use super::{
-    CgroupError, CgroupStats, DEFAULT_RULES, Hierarchy, host_memory, read_keyed, read_u64, write,
+    CgroupError, CgroupStats, DeviceRule, Hierarchy, host_memory, read_keyed, read_u64, write,
 };
 use crate::limits::Resources;
 
@@ -70,12 +70,12 @@ impl V1 {
         &self,
         unified: &Path,
         rel: &str,
-        restrict_devices: bool,
+        devices: Option<&[DeviceRule]>,
     ) -> Result<PathBuf, CgroupError> {
         let dir = unified.join(rel);
         std::fs::create_dir_all(&dir).map_err(CgroupError::io("create", &dir))?;
-        if restrict_devices {
-            super::attach_device_rules(&dir)?;
+        if let Some(rules) = devices {
+            super::attach_device_rules(&dir, rules)?;
         }
         Ok(dir.join("cgroup.procs"))
     }
@@ -86,7 +86,7 @@ impl Hierarchy for V1 {
         &self,
         rel: &str,
         res: &Resources,
-        restrict_devices: bool,
+        devices: Option<&[DeviceRule]>,
     ) -> Result<Vec<PathBuf>, CgroupError> {
         let mut procs = Vec::new();
         for dir in self.dirs(rel) {
@@ -113,14 +113,14 @@ impl Hierarchy for V1 {
         if let (Some(pids), Some(max)) = (self.dir("pids", rel), res.pids()) {
             write(&pids, "pids.max", &max.to_string())?;
         }
-        if let (Some(devices), true) = (self.dir("devices", rel), restrict_devices) {
-            write(&devices, "devices.deny", "a")?;
-            for rule in DEFAULT_RULES {
-                write(&devices, "devices.allow", &rule.to_string())?;
+        if let (Some(dir), Some(rules)) = (self.dir("devices", rel), devices) {
+            write(&dir, "devices.deny", "a")?;
+            for rule in rules {
+                write(&dir, "devices.allow", &rule.to_string())?;
             }
         }
         if let Some(unified) = &self.unified {
-            match self.create_unified(unified, rel, restrict_devices) {
+            match self.create_unified(unified, rel, devices) {
                 Ok(p) => procs.push(p),
                 // ENOENT: the parent went (boot sweep or shutdown); `create` retries.
                 Err(e) if self.mounts.contains_key("devices") && !super::is_enoent(&e) => {

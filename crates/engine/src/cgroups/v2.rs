@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use super::{CgroupError, CgroupStats, Hierarchy, host_memory, read_keyed, read_u64, write};
+use super::{
+    CgroupError, CgroupStats, DeviceRule, Hierarchy, host_memory, read_keyed, read_u64, write,
+};
 use crate::limits::Resources;
 
 pub(super) struct V2 {
@@ -53,13 +55,13 @@ impl Hierarchy for V2 {
         &self,
         rel: &str,
         res: &Resources,
-        restrict_devices: bool,
+        devices: Option<&[DeviceRule]>,
     ) -> Result<Vec<PathBuf>, CgroupError> {
         self.enable_controllers(rel)?;
         let dir = self.dir(rel);
         std::fs::create_dir(&dir).map_err(CgroupError::io("create", &dir))?;
-        if restrict_devices {
-            super::attach_device_rules(&dir)?;
+        if let Some(rules) = devices {
+            super::attach_device_rules(&dir, rules)?;
         }
         if res.memory > 0 {
             write(&dir, "memory.max", &res.memory.to_string())?;

@@ -397,11 +397,13 @@ pub(super) unsafe fn shim_main(plan: &Plan, fds: &Fds) -> ! {
             Step::MakePrivate,
             0,
         );
-        ctx.check(
-            libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len()),
-            Step::Hostname,
-            0,
-        );
+        if let Some(hostname) = &plan.hostname {
+            ctx.check(
+                libc::sethostname(hostname.as_ptr(), hostname.as_bytes().len()),
+                Step::Hostname,
+                0,
+            );
+        }
         if plan.loopback_up {
             loopback_up(&ctx);
         }

@@ -36,8 +36,10 @@ use super::plan::{CStrArray, last_cap};
 use super::{Io, RuntimeError, confine, harden, pty};
 use crate::container::SecurityOptions;
 
-/// The namespaces an exec'd process joins, in this order (`mnt` last: it changes the root).
-const NAMESPACES: [&str; 5] = ["ipc", "uts", "net", "pid", "mnt"];
+/// The namespaces an exec'd process joins, in this order (`mnt` last: it changes the root;
+/// `cgroup` after the container's cgroups were joined, and the host's unless `CgroupnsMode`
+/// is `private`).
+const NAMESPACES: [&str; 6] = ["cgroup", "ipc", "uts", "net", "pid", "mnt"];
 
 /// `PATH` when the environment has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -339,12 +339,12 @@ impl ContainerRuntime for FakeRuntime {
         _root: &Path,
         id: &str,
         res: &crate::limits::Resources,
-        privileged: bool,
+        devices: Option<&[String]>,
     ) -> Result<Vec<PathBuf>, crate::cgroups::CgroupError> {
         self.lock().calls.push(Call::CreateCgroup {
             id: id.to_owned(),
             resources: *res,
-            privileged,
+            privileged: devices.is_none(),
         });
         self.bump();
         Ok(Vec::new())

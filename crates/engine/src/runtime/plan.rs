@@ -96,7 +96,8 @@ pub(super) struct Plan {
     pub(super) ns_flags: libc::c_int,
     /// Bring `lo` up (a new, empty network namespace).
     pub(super) loopback_up: bool,
-    pub(super) hostname: CString,
+    /// `None` in the host's UTS namespace.
+    pub(super) hostname: Option<CString>,
     pub(super) tty: bool,
     /// With a tty: the host path of the pty slave, bound on the container's `/dev/console`.
     pub(super) console: Option<CString>,
@@ -430,19 +431,27 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
         vec![cstring(&argv0)?]
     };
 
-    let mut ns_flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+    let mut ns_flags = libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+    // `UTSMode: host`: the host's hostname, never set from here.
+    let own_uts = spec.security.uts_mode != "host";
+    if own_uts {
+        ns_flags |= libc::CLONE_NEWUTS;
+    }
     let mut netns = None;
     match &spec.net {
         NetMode::Host => {}
         NetMode::Isolated => ns_flags |= libc::CLONE_NEWNET,
         NetMode::Join(path) => netns = Some(path.clone()),
     }
+    // After the shim joined the container's cgroups: they become the namespace's root.
+    if spec.security.cgroupns_mode == "private" {
+        ns_flags |= libc::CLONE_NEWCGROUP;
+    }
 
     let plan = Plan {
         ns_flags,
         loopback_up: matches!(spec.net, NetMode::Isolated),
-        hostname: cstring(&spec.hostname)?,
+        hostname: own_uts.then(|| cstring(&spec.hostname)).transpose()?,
         tty: spec.tty,
         console: None,
         rootfs: path_cstring(&merged)?,

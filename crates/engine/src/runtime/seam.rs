@@ -48,7 +48,7 @@ pub trait ContainerRuntime: Send + Sync + fmt::Debug + 'static {
         root: &Path,
         id: &str,
         res: &Resources,
-        privileged: bool,
+        devices: Option<&[String]>,
     ) -> Result<Vec<PathBuf>, CgroupError>;
     /// After the container's last process exited: whether it was OOM-killed; removes its cgroup.
     fn cgroup_exited(&self, root: &Path, id: &str) -> BoxFuture<'static, bool>;
@@ -98,9 +98,9 @@ impl ContainerRuntime for NamespaceRuntime {
         root: &Path,
         id: &str,
         res: &Resources,
-        privileged: bool,
+        devices: Option<&[String]>,
     ) -> Result<Vec<PathBuf>, CgroupError> {
-        cgroups::for_start(root, id, res, privileged)
+        cgroups::for_start(root, id, res, devices)
     }
 
     fn cgroup_exited(&self, root: &Path, id: &str) -> BoxFuture<'static, bool> {

@@ -9,7 +9,8 @@
 //! For tests and demos: `--log FILE` appends one JSON line per call (`{"call", "body"}`),
 //! `--fail METHOD=500|200` makes a call fail (500 + `Err`, or 200 + `Err`/IPAM `Error`; `Join`
 //! fails after its veth pair was made, to show the engine cleans up), `--delay METHOD=MS` answers a
-//! call late (a slow or hung plugin), and `--mvp` also answers the
+//! call late (a slow or hung plugin), `--stall-file FILE` makes the calls it lists never answer
+//! (a crash mid-call), and `--mvp` also answers the
 //! MVP v2 handshake and network messages, appending its name to the `chain` option of `create`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,6 +48,12 @@ struct Args {
     /// hung plugin); the call is logged when it arrives. Repeatable.
     #[arg(long, value_name = "METHOD=MS")]
     delay: Vec<String>,
+    /// A file read at each call, one `METHOD` or `METHOD before` a line: a listed call does its
+    /// work (or, with `before`, nothing) and is then never answered, so a test can kill the
+    /// engine while the call is in flight and see what a crash leaves plugin-side. Editing the
+    /// file changes what stalls without restarting the plugin (which would lose its state).
+    #[arg(long, value_name = "FILE")]
+    stall_file: Option<PathBuf>,
     /// Also speak the MVP v2 handshake and network messages.
     #[arg(long)]
     mvp: bool,
@@ -70,11 +77,21 @@ struct Ctx {
     log: Option<PathBuf>,
     fail: BTreeMap<String, u16>,
     delay: BTreeMap<String, u64>,
+    stall_file: Option<PathBuf>,
     src_name: Option<String>,
     state: Mutex<State>,
+    /// Held while a call does its work (see [`route`]).
+    ops: Mutex<()>,
 }
 
 type Shared = Arc<Ctx>;
+
+/// When a call listed in `--stall-file` stops.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stall {
+    Before,
+    After,
+}
 
 impl Ctx {
     fn record(&self, call: &str, body: &Value) {
@@ -90,6 +107,17 @@ impl Ctx {
                 json!({"plugin": self.name, "call": call, "body": body})
             );
         }
+    }
+
+    /// Whether `--stall-file` lists `method` now.
+    fn stall(&self, method: &str) -> Option<Stall> {
+        let text = std::fs::read_to_string(self.stall_file.as_ref()?).ok()?;
+        text.lines()
+            .find_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+                [m] if m == method => Some(Stall::After),
+                [m, "before"] if m == method => Some(Stall::Before),
+                _ => None,
+            })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -113,8 +141,14 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Asks `ip`, not `/sys/class/net`: sysfs shows the links of the network namespace it was
+/// mounted in, which is not this process's when it was started with `nsenter --net` alone (the
+/// torture test does that); a delete that believed its link gone left it behind.
 fn link_exists(name: &str) -> bool {
-    std::path::Path::new("/sys/class/net").join(name).exists()
+    Command::new("ip")
+        .args(["link", "show", "dev", name])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn short(id: &str) -> &str {
@@ -166,18 +200,31 @@ where
             if let Some(ms) = ctx.delay.get(method) {
                 tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
             }
+            let stall = ctx.stall(method);
+            if stall == Some(Stall::Before) {
+                std::future::pending::<()>().await;
+            }
             let injected = ctx
                 .fail
                 .get(method)
                 .map(|code| (*code, format!("{} refuses {method} (injected)", ctx.name)));
-            let result = match injected {
-                // Join fails after its work (the veth pair exists), the others before theirs.
-                Some(err) if method == "Join" => {
-                    f(&ctx, &req).and(Err(err.1)).map_err(|e| (err.0, e))
+            // One call's work at a time: a call still running for an engine that died (a
+            // CreateNetwork half-way through its `ip` commands) finishes before the next
+            // engine's tear-down of the same object starts, instead of racing it.
+            let result = {
+                let _one = ctx.ops.lock().unwrap_or_else(|p| p.into_inner());
+                match injected {
+                    // Join fails after its work (the veth pair exists), the others before theirs.
+                    Some(err) if method == "Join" => {
+                        f(&ctx, &req).and(Err(err.1)).map_err(|e| (err.0, e))
+                    }
+                    Some(err) => Err(err),
+                    None => f(&ctx, &req).map_err(|e| (500, e)),
                 }
-                Some(err) => Err(err),
-                None => f(&ctx, &req).map_err(|e| (500, e)),
             };
+            if stall == Some(Stall::After) {
+                std::future::pending::<()>().await;
+            }
             match result {
                 Ok(v) => Reply::json(&v),
                 Err((200, msg)) => Reply::json(&json!({ err_key: msg })),
@@ -342,8 +389,10 @@ async fn main() -> anyhow::Result<()> {
         log: args.log.clone(),
         fail,
         delay,
+        stall_file: args.stall_file.clone(),
         src_name: args.src_name.clone(),
         state: Mutex::new(State::default()),
+        ops: Mutex::new(()),
     });
     let protocols: &[Protocol] = if args.mvp {
         &[Protocol::V2, Protocol::Activate]

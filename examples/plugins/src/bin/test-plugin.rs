@@ -64,6 +64,10 @@ struct Args {
     /// `seen=<name>` to the query). Off by default: an api plugin sees every engine request.
     #[arg(long, env = "TEST_PLUGIN_API")]
     api: bool,
+    /// With `--api`: the requests the pre-hook subscribes to (`METHOD path`, repeatable; default
+    /// every request).
+    #[arg(long)]
+    api_subscribe: Vec<String>,
     /// With `--api`: answer every api hook with this raw body (status 200), e.g. malformed JSON
     /// or a reply of the wrong `Type`.
     #[arg(long)]
@@ -179,7 +183,12 @@ async fn main() -> anyhow::Result<()> {
     });
     if shared.api {
         let a = shared.clone();
-        b = b.api_pre(&["* *"], move |mut r| {
+        let subs: Vec<&str> = if shared.api_subscribe.is_empty() {
+            vec!["* *"]
+        } else {
+            shared.api_subscribe.iter().map(String::as_str).collect()
+        };
+        b = b.api_pre(&subs, move |mut r| {
             let name = a.name.clone();
             async move {
                 let sep = if r.request.contains('?') { '&' } else { '?' };

@@ -95,6 +95,11 @@ struct HostConfigBody {
     port_bindings: Option<crate::routes::ports::PortBindingsBody>,
     log_config: Option<LogConfigBody>,
     links: Option<Vec<String>>,
+    cgroupns_mode: Option<String>,
+    #[serde(rename = "UTSMode")]
+    uts_mode: Option<String>,
+    device_cgroup_rules: Option<Vec<String>>,
+    isolation: Option<String>,
 }
 
 /// `HostConfig.LogConfig` as clients send it (`Config` may be null).
@@ -166,6 +171,9 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         security_opt: hc.security_opt.take().unwrap_or_default(),
         group_add: hc.group_add.take().unwrap_or_default(),
         tmpfs: hc.tmpfs.take().unwrap_or_default(),
+        cgroupns_mode: hc.cgroupns_mode.take().unwrap_or_default(),
+        uts_mode: hc.uts_mode.take().unwrap_or_default(),
+        device_cgroup_rules: hc.device_cgroup_rules.take().unwrap_or_default(),
     };
     extract::driver_name("volume driver", hc.volume_driver.as_deref())?;
     let rp = hc.restart_policy.unwrap_or_default();
@@ -263,6 +271,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
                     config: l.config.unwrap_or_default(),
                 })
                 .unwrap_or_default(),
+            isolation: hc.isolation.take().unwrap_or_default(),
         },
     })
 }

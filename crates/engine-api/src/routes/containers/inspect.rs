@@ -100,7 +100,11 @@ pub(super) fn networks(s: &AppState, v: &ContainerView) -> BTreeMap<String, Endp
                 gateway: ep.map(|e| e.gateway.to_string()).unwrap_or_default(),
                 ip_address: ep.map(|e| e.address.to_string()).unwrap_or_default(),
                 ip_prefix_len: ep.map(|e| e.prefix).unwrap_or(0),
-                mac_address: ep.map(|e| e.mac.clone()).unwrap_or_default(),
+                // Until it runs, the address it asked for (as Docker shows it).
+                mac_address: ep
+                    .map(|e| e.mac.clone())
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| cfg.mac_address.clone()),
                 ..EndpointSettings::default()
             };
             (n.name, settings)
@@ -175,6 +179,14 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         cpu_period: r.cpu_period,
         cpu_shares: r.cpu_shares,
         pids_limit: r.pids(),
+        cgroupns_mode: if sec.cgroupns_mode == "private" {
+            "private"
+        } else {
+            "host"
+        },
+        isolation: c.spec.isolation.clone(),
+        uts_mode: sec.uts_mode.clone(),
+        device_cgroup_rules: non_empty(&sec.device_cgroup_rules),
         ..HostConfig::default()
     };
     ContainerInspect {

@@ -1,0 +1,171 @@
+//! A connection registered with the reactor for reads only.
+//!
+//! tokio registers every `UnixStream` for both directions (edge-triggered). On a UNIX socket the
+//! kernel signals write space to the sender each time the peer reads, so every time the engine
+//! reads a plugin's reply, the plugin's event loop woke up for nothing (a context switch per
+//! call, seen as an `EPOLLOUT`-only event after each reply). A plugin's replies are small and
+//! almost always fit the socket buffer at once, so this stream writes directly and watches for
+//! write space only after a write found the buffer full: then (and from then on, for that
+//! connection) through a second registration of a duplicate of the descriptor.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+/// Registers an owned descriptor with the current runtime's reactor for `interest`.
+fn register<T: AsRawFd + OwnedDescriptor>(inner: T, interest: Interest) -> io::Result<AsyncFd<T>> {
+    // SAFETY: `T` owns its descriptor (a `UnixStream` or an `OwnedFd`): it stays open, and
+    // `as_raw_fd` keeps returning it, until the `AsyncFd` that takes `inner` drops it.
+    Ok(unsafe { AsyncFd::register_with_interest(inner, interest) }?)
+}
+
+/// The descriptor owners [`register`] takes.
+trait OwnedDescriptor {}
+impl OwnedDescriptor for UnixStream {}
+impl OwnedDescriptor for OwnedFd {}
+
+/// See the module documentation.
+pub(crate) struct ReadInterestStream {
+    read: AsyncFd<UnixStream>,
+    /// Registered for write space, made the first time a write would block.
+    write: Option<AsyncFd<OwnedFd>>,
+}
+
+impl ReadInterestStream {
+    /// Takes over a tokio stream (deregistering it) and registers it for reads only.
+    pub(crate) fn new(stream: tokio::net::UnixStream) -> io::Result<Self> {
+        let std = stream.into_std()?;
+        std.set_nonblocking(true)?;
+        Ok(Self {
+            read: register(std, Interest::READABLE)?,
+            write: None,
+        })
+    }
+
+    /// Writes with `op`; when the buffer is full, waits for write space on the second
+    /// registration.
+    fn poll_write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&UnixStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match op(self.read.get_ref()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+            if self.write.is_none() {
+                let dup = self.read.get_ref().try_clone()?;
+                self.write = Some(register(OwnedFd::from(dup), Interest::WRITABLE)?);
+            }
+            let Some(w) = self.write.as_ref() else {
+                continue;
+            };
+            let mut guard = ready!(w.poll_write_ready(cx))?;
+            match guard.try_io(|_| op(self.read.get_ref())) {
+                Ok(result) => return Poll::Ready(result),
+                // Readiness was stale and is cleared: wait again.
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncRead for ReadInterestStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            let mut guard = ready!(this.read.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|fd| (&mut fd.get_ref()).read(unfilled)) {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ReadInterestStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_write_with(cx, |mut s: &UnixStream| s.write(data))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_write_with(cx, |mut s: &UnixStream| s.write_vectored(bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.read.get_ref().shutdown(std::net::Shutdown::Write))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A write larger than the socket buffer blocks until the peer reads, then completes; reads
+    /// see everything the peer sent and then the end.
+    #[tokio::test]
+    async fn large_writes_wait_for_space_and_reads_see_the_end() {
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let mut a = ReadInterestStream::new(a).unwrap();
+        let mut b = b;
+        let big = vec![7u8; 8 << 20];
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            // Let the writer fill the buffer first.
+            tokio::task::yield_now().await;
+            let mut chunk = vec![0u8; 1 << 16];
+            while got.len() < 8 << 20 {
+                let n = b.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "early end after {} bytes", got.len());
+                got.extend_from_slice(&chunk[..n]);
+            }
+            b.write_all(b"bye").await.unwrap();
+            drop(b);
+            got
+        });
+        a.write_all(&big).await.unwrap();
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), big.len());
+        assert!(
+            a.write.is_some(),
+            "the 8 MiB write never found the buffer full"
+        );
+        let mut rest = Vec::new();
+        a.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"bye");
+    }
+}
