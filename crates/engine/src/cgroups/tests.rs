@@ -128,6 +128,7 @@ fn for_start_adds_the_containers_own_rules() {
         .map(|d| device_programs(d).unwrap().len())
         .collect();
     remove(&root, &id).unwrap();
+    remove_parent_if_empty(&root);
     assert_parents_gone(&root);
     if version() == "v1" {
         let list = list.expect("no devices.list on v1");
