@@ -255,6 +255,24 @@ fn limits_are_in_the_cgroup_files_and_the_cgroup_goes_away() {
     for (c, dir) in &cgroups {
         assert!(!dir.exists(), "{c} cgroup left after rm: {}", dir.display());
     }
+    // The engine's parent cgroups (`berth-<hash>`) stay while it runs, for the next container,
+    // and go with a graceful stop.
+    let parents: Vec<(String, PathBuf)> = cgroups
+        .iter()
+        .map(|(c, dir)| (c.clone(), dir.parent().expect("parent").to_path_buf()))
+        .collect();
+    for (c, dir) in &parents {
+        assert!(dir.exists(), "{c} parent cgroup removed with the container");
+    }
+    let mut d = d;
+    d.stop(Duration::from_secs(10));
+    for (c, dir) in &parents {
+        assert!(
+            !dir.exists(),
+            "{c} parent cgroup left after shutdown: {}",
+            dir.display()
+        );
+    }
 }
 
 /// Needs root. A memory limit below Docker's minimum is refused with 400 naming the option and

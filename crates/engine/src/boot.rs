@@ -289,6 +289,10 @@ impl Engine {
         }
         // Whatever is still published (a container that would not die in time) goes now.
         self.unpublish_all_ports().await;
+        // The engine's parent cgroups stay while it runs (one pair of mkdir/rmdir per
+        // hierarchy per container otherwise); emptied by the stops above, they go now.
+        let (runtime, root) = (self.runtime.clone(), self.root.clone());
+        let _ = tokio::task::spawn_blocking(move || runtime.remove_cgroup_parent(&root)).await;
     }
 
     /// Stops `c` for a daemon shutdown, keeping its restart-policy intent (a daemon stop is not a

@@ -88,26 +88,16 @@ pub async fn pump(
 
 /// Owns the log file of one run: splits chunks into lines and appends JSON entries, then bumps
 /// `seq` so followers wake up. Ends when every pump has dropped its sender.
+///
+/// The file is created with the first entry, not before: a container that prints nothing (the
+/// usual `run --rm … true`) costs no log inode. Readers take a missing file for an empty log.
 pub async fn write_log(
     path: PathBuf,
     mut rx: mpsc::Receiver<(StreamKind, Bytes)>,
     seq: std::sync::Arc<watch::Sender<u64>>,
 ) {
-    use tokio::io::AsyncWriteExt;
-    let file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .await;
-    let mut file = match file {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "cannot open container log");
-            while rx.recv().await.is_some() {}
-            return;
-        }
-    };
-    let mut partial: [Vec<u8>; 2] = [Vec::with_capacity(MAX_ENTRY), Vec::with_capacity(MAX_ENTRY)];
+    let mut file = LazyLog::new(path);
+    let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut out = Vec::new();
     let encode = |out: &mut Vec<u8>, kind: StreamKind, bytes: &[u8]| {
         let entry = LogEntry {
@@ -123,9 +113,7 @@ pub async fn write_log(
         let pending = &mut partial[kind as usize - 1];
         split_entries(pending, &chunk, |entry| encode(&mut out, kind, entry));
         if !out.is_empty() {
-            if let Err(e) = file.write_all(&out).await {
-                tracing::warn!(error = %e, "writing container log");
-            }
+            file.append(&out).await;
             out.clear();
             seq.send_modify(|s| *s += 1);
         }
@@ -140,10 +128,58 @@ pub async fn write_log(
         }
     }
     if !out.is_empty() {
-        let _ = file.write_all(&out).await;
+        file.append(&out).await;
     }
-    let _ = file.flush().await;
+    file.flush().await;
     seq.send_modify(|s| *s += 1);
+}
+
+/// A container's log file, opened (created, appending) on the first write.
+struct LazyLog {
+    path: PathBuf,
+    file: Option<tokio::fs::File>,
+    /// The open failed (logged once); later entries are dropped.
+    failed: bool,
+}
+
+impl LazyLog {
+    fn new(path: PathBuf) -> Self {
+        LazyLog {
+            path,
+            file: None,
+            failed: false,
+        }
+    }
+
+    async fn append(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        if self.file.is_none() && !self.failed {
+            match tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .await
+            {
+                Ok(f) => self.file = Some(f),
+                Err(e) => {
+                    tracing::error!(path = %self.path.display(), error = %e, "cannot open container log");
+                    self.failed = true;
+                }
+            }
+        }
+        if let Some(file) = &mut self.file
+            && let Err(e) = file.write_all(bytes).await
+        {
+            tracing::warn!(error = %e, "writing container log");
+        }
+    }
+
+    async fn flush(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        if let Some(file) = &mut self.file {
+            let _ = file.flush().await;
+        }
+    }
 }
 
 /// Cuts `data` (the next bytes of one stream, after what `pending` holds) into log entries: each
@@ -262,6 +298,37 @@ pub fn tail_offset(path: &Path, n: usize) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run that prints nothing leaves no log file (no inode per silent `run --rm`), and reads
+    /// of the missing file give an empty log; the first entry creates it.
+    #[tokio::test]
+    async fn the_log_file_is_created_with_the_first_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(dir.path(), "x");
+        let (tx, rx) = mpsc::channel(8);
+        let (seq, _) = watch::channel(0);
+        let writer = tokio::spawn(write_log(path.clone(), rx, std::sync::Arc::new(seq)));
+        tx.send((StreamKind::Stdout, Bytes::new())).await.unwrap();
+        drop(tx);
+        writer.await.unwrap();
+        assert!(!path.exists(), "a silent run created {}", path.display());
+        let (entries, off) = read_entries(&path, 0, READ_BATCH).unwrap();
+        assert!(entries.is_empty());
+        assert_eq!(off, 0);
+        assert_eq!(tail_offset(&path, 5).unwrap(), 0);
+
+        let (tx, rx) = mpsc::channel(8);
+        let (seq, _) = watch::channel(0);
+        let writer = tokio::spawn(write_log(path.clone(), rx, std::sync::Arc::new(seq)));
+        tx.send((StreamKind::Stderr, Bytes::from_static(b"late\n")))
+            .await
+            .unwrap();
+        drop(tx);
+        writer.await.unwrap();
+        let (entries, _) = read_entries(&path, 0, READ_BATCH).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].log, "late\n");
+    }
 
     #[tokio::test]
     async fn lines_are_split_and_partial_lines_kept() {

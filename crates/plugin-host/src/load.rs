@@ -352,7 +352,12 @@ impl PluginHost {
             return;
         };
         let dest = self.failed_log_path(name);
-        let kept = std::fs::read(&src).map(|bytes| {
+        // The log file is created with the container's first output: none means an empty log.
+        let read = match std::fs::read(&src) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            other => other,
+        };
+        let kept = read.map(|bytes| {
             let start = bytes.len().saturating_sub(FAILED_LOG_MAX);
             // Start at a line boundary so every kept line is a whole JSON entry.
             let start = match start {

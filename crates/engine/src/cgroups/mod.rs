@@ -20,7 +20,7 @@
 //! `mknod`ed node from being opened.
 //!
 //! The engine only creates directories and writes files; joining is the runtime's job (it writes
-//! `0` to each `cgroup.procs` returned by [`create`] in the shim, before pid 1 is forked).
+//! `0` to each `cgroup.procs` returned by [`create`] in the shim, before pid 1 is started).
 //! Every container gets a cgroup, limited or not, as Docker does: stats need the counters.
 
 mod bpf;
@@ -185,7 +185,7 @@ pub fn create(
             Err(e) => {
                 let _ = remove_dirs(&h.dirs(&rel), Duration::ZERO);
                 // The engine's parent vanished between its creation and the container's
-                // (another container's removal found it empty and removed it): create again.
+                // (the boot sweep or a shutdown found it empty and removed it): create again.
                 if attempt < 3 && is_enoent(&e) {
                     attempt += 1;
                     continue;
@@ -210,7 +210,9 @@ fn is_enoent(e: &CgroupError) -> bool {
 }
 
 /// Removes the engine's parent cgroup directories (`berth-<hash>`, one per hierarchy) if they
-/// are empty, so temporary engine roots leave nothing behind. A parent that still holds a
+/// are empty, so temporary engine roots leave nothing behind: called at boot (after the sweep)
+/// and at daemon shutdown, never per container (creating and removing six parent cgroups for
+/// every `run --rm` cost more than the container's own cgroup work). A parent that still holds a
 /// container's cgroup stays (the kernel refuses with EBUSY); the shared `berth` parent of the
 /// default root is left alone. Blocking; never fails.
 pub fn remove_parent_if_empty(root: &Path) {
@@ -358,14 +360,11 @@ pub fn existing_dirs(root: &Path, id: &str) -> Vec<PathBuf> {
 }
 
 /// Removes the container's cgroup, waiting up to a second for its last processes (killed with
-/// pid 1) to leave it. Idempotent; blocking.
+/// pid 1) to leave it. The engine's parent stays for the next container
+/// ([`remove_parent_if_empty`] runs at shutdown). Idempotent; blocking.
 pub fn remove(root: &Path, id: &str) -> Result<(), CgroupError> {
     match hierarchy() {
-        Some(h) => {
-            remove_dirs(&h.dirs(&rel(root, id)), Duration::from_secs(1))?;
-            remove_parent_if_empty(root);
-            Ok(())
-        }
+        Some(h) => remove_dirs(&h.dirs(&rel(root, id)), Duration::from_secs(1)),
         None => Ok(()),
     }
 }

@@ -95,6 +95,12 @@ fn create_applies_limits_and_remove_deletes() {
     remove(&root, &id).unwrap();
     assert!(existing_dirs(&root, &id).is_empty());
     remove(&root, &id).unwrap();
+    // The engine's parents stay for the next container (no mkdir/rmdir of six parents per
+    // `run --rm`); the shutdown removes them once empty.
+    for p in hierarchy().unwrap().parents(&parent_for(&root)) {
+        assert!(p.exists(), "{} removed with the container", p.display());
+    }
+    remove_parent_if_empty(&root);
     assert_parents_gone(&root);
 }
 
@@ -155,12 +161,14 @@ fn sweep_removes_only_unknown_containers() {
     assert!(!existing_dirs(&root, &kept).is_empty());
     remove(&root, &kept).unwrap();
     remove(&other, &stale).unwrap();
+    remove_parent_if_empty(&root);
+    remove_parent_if_empty(&other);
     assert_parents_gone(&root);
     assert_parents_gone(&other);
 }
 
-/// The engine's `berth-<hash>` parents went with its last container's cgroup (no pile-up of
-/// empty parents, one set per temporary engine root).
+/// The engine's `berth-<hash>` parents are gone once emptied and released (no pile-up of empty
+/// parents, one set per temporary engine root).
 fn assert_parents_gone(root: &Path) {
     for p in hierarchy().unwrap().parents(&parent_for(root)) {
         assert!(!p.exists(), "{} left behind", p.display());

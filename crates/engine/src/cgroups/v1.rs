@@ -122,7 +122,7 @@ impl Hierarchy for V1 {
         if let Some(unified) = &self.unified {
             match self.create_unified(unified, rel, devices) {
                 Ok(p) => procs.push(p),
-                // ENOENT: the parent went with another container's cgroup; `create` retries.
+                // ENOENT: the parent went (boot sweep or shutdown); `create` retries.
                 Err(e) if self.mounts.contains_key("devices") && !super::is_enoent(&e) => {
                     static ONCE: Once = Once::new();
                     ONCE.call_once(|| {

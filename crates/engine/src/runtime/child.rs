@@ -367,7 +367,7 @@ pub(super) unsafe fn shim_main(plan: &Plan, fds: &Fds) -> ! {
             0,
             0,
         );
-        // Into the container's cgroups first: pid 1, forked below, starts inside them.
+        // Into the container's cgroups first: pid 1, started below, starts inside them.
         for (i, fd) in fds.cgroup_procs.iter().enumerate() {
             if *fd >= 0 {
                 let n = libc::write(*fd, c"0".as_ptr().cast::<c_void>(), 1);
@@ -416,14 +416,13 @@ pub(super) unsafe fn shim_main(plan: &Plan, fds: &Fds) -> ! {
             Step::Pipe,
             0,
         );
-        let pid = ctx.check(libc::fork(), Step::Fork, 0);
-        if pid == 0 {
-            libc::close(fds.report_w);
-            libc::close(fds.alive_r);
-            libc::close(fds.devnull);
-            libc::close(alive[1]);
-            pid1_main(plan, &ctx, alive[0]);
-        }
+        let start = Pid1Start {
+            plan,
+            ctx: &ctx,
+            shim_alive: alive[0],
+            close: [fds.report_w, fds.alive_r, fds.devnull, alive[1]],
+        };
+        let pid = start_pid1(&start, &ctx);
         libc::close(alive[0]);
         write_all(fds.report_w, &pid.to_ne_bytes());
         libc::close(fds.report_w);
@@ -479,6 +478,82 @@ unsafe fn supervise(pid: libc::pid_t, engine_alive: c_int) -> c_int {
                 return wait_code(pid);
             }
         }
+    }
+}
+
+/// What pid 1 starts with: the plan, the error context, its end of the shim's liveness pipe and
+/// the shim's fds it must not keep.
+struct Pid1Start<'a> {
+    plan: &'a Plan,
+    ctx: &'a Ctx,
+    shim_alive: c_int,
+    close: [c_int; 4],
+}
+
+/// Stack of pid 1 until it execs (its frames, `harden.rs` included, use far less; the pages are
+/// only touched as used), above one guard page.
+const PID1_STACK: usize = 1 << 20;
+const GUARD: usize = 4096;
+
+/// Starts pid 1 with `clone(CLONE_VM | CLONE_VFORK)` on a stack of its own, the way
+/// `posix_spawn` starts a child: pid 1 runs in the shim's memory and the shim sleeps until pid 1
+/// has exec'd (or died), so no page table of the shim (itself a copy of the whole engine's) is
+/// copied for a process that replaces its memory at once, and none is torn down at its exec.
+/// Pid 1 has its own fd table, signal handlers, credentials and seccomp filter (no
+/// `CLONE_FILES`, `CLONE_SIGHAND` or `CLONE_THREAD`); what it writes to memory before the exec
+/// is its own stack and the shim's `errno`, which the sleeping shim does not read. While pid 1
+/// sets up, the shim does not watch the engine's pipe; a SIGKILL of the shim (dropped `exit`)
+/// still ends pid 1 through its `PDEATHSIG`, and an engine death is acted on once the shim
+/// wakes. Returns pid 1's pid (in the shim's pid namespace view: its host pid).
+///
+/// # Safety
+/// Only in the shim, single-threaded, after the fork.
+unsafe fn start_pid1(start: &Pid1Start<'_>, ctx: &Ctx) -> libc::pid_t {
+    // SAFETY: plain syscalls on a fresh private mapping.
+    unsafe {
+        let base = libc::mmap(
+            std::ptr::null_mut(),
+            PID1_STACK + GUARD,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        );
+        if base == libc::MAP_FAILED {
+            ctx.fail(Step::Fork, 1, errno());
+        }
+        ctx.check(
+            libc::mprotect(base, GUARD, libc::PROT_NONE) as c_long,
+            Step::Fork,
+            2,
+        );
+        // The stack grows down from the end of the mapping (16-byte aligned: mmap is page aligned).
+        let top = base.cast::<u8>().add(PID1_STACK + GUARD).cast::<c_void>();
+        let pid = libc::clone(
+            pid1_entry,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (start as *const Pid1Start<'_>).cast_mut().cast::<c_void>(),
+        );
+        let err = errno();
+        // Pid 1 has exec'd or exited: its stack is free again.
+        libc::munmap(base, PID1_STACK + GUARD);
+        if pid < 0 {
+            ctx.fail(Step::Fork, 0, err);
+        }
+        pid
+    }
+}
+
+/// Pid 1's first frame on its own stack (see [`start_pid1`]).
+extern "C" fn pid1_entry(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `Pid1Start` of `start_pid1`, alive while the shim sleeps in clone.
+    unsafe {
+        let start = &*arg.cast::<Pid1Start<'_>>();
+        for fd in start.close {
+            libc::close(fd);
+        }
+        pid1_main(start.plan, start.ctx, start.shim_alive)
     }
 }
 

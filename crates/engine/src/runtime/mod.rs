@@ -11,12 +11,13 @@
 //!   runs unowned; keep it (e.g. in the container's owner task) for as long as the container runs.
 //! - `Spawned::io` carries the stdio the engine reads and writes (pipes, or a pty master when `tty`).
 //! - when the daemon dies, every container dies with it (shim → pid 1 chain), so nothing runs unowned.
-//! - `cleanup(bundle)` removes what `spawn` created under the bundle dir (overlay upper/work and the
-//!   root's mount point). Call it once the container is removed and `exit` has resolved; `spawn`
+//! - `cleanup(bundle)` removes what `spawn` created under the bundle dir (overlay upper/work; the
+//!   root is mounted on the work dir). Call it once the container is removed and `exit` has resolved; `spawn`
 //!   reuses an existing upper dir, so a restarted container keeps its writable layer.
 //!
 //! How: a tokio `Command` whose `pre_exec` turns the forked child into the shim (`child.rs`),
-//! which joins the container's cgroups, unshares the namespaces and forks pid 1; pid 1 mounts an
+//! which joins the container's cgroups, unshares the namespaces and starts pid 1 (`clone` with
+//! `CLONE_VM | CLONE_VFORK`: no copy of the shim's page tables); pid 1 mounts an
 //! overlay (lower = image dir or host `/`, upper/work in the bundle), `/proc`, a `nodev` tmpfs
 //! `/dev` (Docker's default nodes bound from the host, `pts` newinstance, `shm`), `/sys`
 //! read-only, Docker's masked and read-only paths, the bind mounts and `--tmpfs` mounts (all
@@ -99,8 +100,9 @@ pub struct BindMount {
 pub struct RunSpec {
     /// 64-hex container id.
     pub id: String,
-    /// `<root>/containers/<id>/`; must exist. The runtime keeps `rootfs-upper/`, `rootfs-work/`
-    /// and `rootfs/` (the merged root's mount point) in it.
+    /// `<root>/containers/<id>/`; must exist. The runtime keeps `rootfs-upper/` and
+    /// `rootfs-work/` (also the merged root's mount point, inside the container's mount
+    /// namespace) in it.
     pub bundle: PathBuf,
     pub rootfs: Rootfs,
     /// Applied in order, after `/proc`, `/dev` and `/sys`.
@@ -121,7 +123,7 @@ pub struct RunSpec {
     pub net: NetMode,
     /// `cgroup.procs` files of the container's cgroups (one per v1 hierarchy, or the one v2
     /// file), opened before the fork; the shim writes `0` to each as its first step, so the shim
-    /// and pid 1 (forked after) run inside them. At most [`MAX_CGROUPS`].
+    /// and pid 1 (started after) run inside them. At most [`MAX_CGROUPS`].
     pub cgroup_procs: Vec<PathBuf>,
     /// `NAME|UID[:GROUP|GID]`, resolved in the container's `/etc/passwd` and `/etc/group`;
     /// empty = root.
@@ -343,12 +345,13 @@ pub fn resize(pty: &OwnedFd, rows: u16, cols: u16) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// Removes what `spawn` created in the bundle (overlay upper/work dirs, the root's mount point)
+/// Removes what `spawn` created in the bundle (overlay upper/work dirs; `rootfs/`, the mount
+/// point of older builds)
 /// and detaches any mount left at or below the bundle in the caller's mount namespace (the
 /// container's own mounts vanish with its namespace when it exits). Idempotent; blocking.
 pub fn cleanup(bundle: &Path) -> Result<(), RuntimeError> {
     detach_mounts_under(bundle)?;
-    for name in [plan::MERGED_DIR, plan::UPPER_DIR, plan::WORK_DIR] {
+    for name in [plan::OLD_MERGED_DIR, plan::UPPER_DIR, plan::WORK_DIR] {
         let path = bundle.join(name);
         match std::fs::remove_dir_all(&path) {
             Ok(()) => {}

@@ -21,7 +21,10 @@ pub(super) const DEFAULT_PATH: &str =
 /// Directory names under the bundle.
 pub(crate) const UPPER_DIR: &str = "rootfs-upper";
 pub(super) const WORK_DIR: &str = "rootfs-work";
-pub(super) const MERGED_DIR: &str = "rootfs";
+/// The merged root's own mount point, which builds before this one created in every bundle.
+/// The overlay is now mounted on its work directory instead (see [`build`]); `cleanup` still
+/// removes this one from bundles made by an older build.
+pub(super) const OLD_MERGED_DIR: &str = "rootfs";
 
 /// The longest hostname the kernel accepts (`HOST_NAME_MAX`).
 const HOST_NAME_MAX: usize = 64;
@@ -294,7 +297,12 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
     })?;
     let upper = bundle.join(UPPER_DIR);
     let work = bundle.join(WORK_DIR);
-    let merged = bundle.join(MERGED_DIR);
+    // The overlay is mounted on its own work directory. The mount exists only in the container's
+    // mount namespace, where the work directory is not otherwise used by path (the overlay
+    // reaches it through its private reference taken at mount time), so no directory of its
+    // own is needed: a mount point per container was one more ext4 directory created and
+    // deleted per `run --rm` (inode and block allocation, the block's discard at removal).
+    let merged = work.clone();
     // The work dir is scratch space between mounts. Emptying it also drops the
     // `work/incompat/volatile` marker of the previous (volatile) mount, which would make this
     // mount fail; the previous container has exited, so nothing uses it any more.
@@ -312,7 +320,6 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
     for (step, dir) in [
         ("create overlay upper dir", &upper),
         ("create overlay work dir", &work),
-        ("create rootfs mount point", &merged),
     ] {
         std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Prepare {
             step,

@@ -55,6 +55,11 @@ pub trait ContainerRuntime: Send + Sync + fmt::Debug + 'static {
     fn cgroup_exited(&self, root: &Path, id: &str) -> BoxFuture<'static, bool>;
     /// Removes the container's cgroup (at `rm`; blocking; idempotent).
     fn remove_cgroup(&self, root: &Path, id: &str) -> Result<(), CgroupError>;
+    /// At daemon shutdown: removes the engine's parent cgroups when they are empty (blocking;
+    /// never fails). Containers' cgroups leave the parent in place for the next container.
+    fn remove_cgroup_parent(&self, root: &Path) {
+        let _ = root;
+    }
     /// Starts a process inside a running container (`docker exec`, see [`super::exec`]): the
     /// returned child exits with the command's code; its stdio are pipes or a pty. Runtimes
     /// without it refuse.
@@ -107,6 +112,10 @@ impl ContainerRuntime for NamespaceRuntime {
 
     fn remove_cgroup(&self, root: &Path, id: &str) -> Result<(), CgroupError> {
         cgroups::remove(root, id)
+    }
+
+    fn remove_cgroup_parent(&self, root: &Path) {
+        cgroups::remove_parent_if_empty(root);
     }
 
     fn exec(&self, spec: ExecSpec) -> BoxFuture<'static, Result<ExecProcess, RuntimeError>> {

@@ -656,6 +656,14 @@ async fn no_leak_after_exit_and_cleanup() {
     spec.net = NetMode::Isolated;
     let spawned = spawn(spec).await.expect("spawn");
     let pid1 = spawned.pid1;
+    // The root is mounted on the overlay's work dir: two directories per container, no third
+    // mount point.
+    let mut made: Vec<String> = std::fs::read_dir(bundle.path())
+        .expect("read bundle")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    made.sort();
+    assert_eq!(made, ["rootfs-upper", "rootfs-work"]);
     let needle = bundle.path().to_string_lossy().into_owned();
     let Spawned { io, exit, .. } = spawned;
     let mut stdout = io.stdout;

@@ -28,7 +28,8 @@ fn mount_fs_on(ctx: &Ctx, fstype: &CStr, fd: c_int, flags: c_ulong, data: &CStr,
 /// into it, confines itself and executes the command. Never returns.
 ///
 /// # Safety
-/// Must only be called in the shim's freshly forked child.
+/// Must only be called in pid 1 as the shim starts it (`start_pid1`: a `CLONE_VM | CLONE_VFORK`
+/// child on its own stack, async-signal-safe code only until the exec).
 pub(super) unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
     // SAFETY: plain prctl.
     let ret = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as c_ulong, 0, 0, 0) };
