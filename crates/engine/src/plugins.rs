@@ -197,6 +197,9 @@ impl ContainerLauncher {
             self.serve_engine_socket(sock, &spec.socket_dir, &fallback)?;
         }
         let engine = self.engine()?;
+        // A fresh container in a socket dir an earlier one served (boot, when restarting the old
+        // container failed): the old sockets go, as for a restart.
+        remove_stale_sockets(&spec.socket_dir);
         let req = Self::create_request(&spec);
         let id = match engine.create(req).await {
             Ok((id, _warnings)) => id,
@@ -285,9 +288,39 @@ impl ContainerLauncher {
         if c.state().status.is_active() {
             return Ok(());
         }
+        if let Some(dir) = c.config.spec.labels.get(LABEL_SOCKET_DIR) {
+            remove_stale_sockets(Path::new(dir));
+        }
         match engine.start(id).await {
             Ok(()) | Err(EngineError::NotModified(_)) => Ok(()),
             Err(e) => Err(launch_err("starting the plugin container", e)),
+        }
+    }
+}
+
+/// Removes the socket files in a plugin's socket dir before its container is started again
+/// (boot, `plugin enable`), while nothing of the new container runs yet. After a daemon crash the
+/// previous incarnation of the plugin may still be dying (its shim kills it once it sees the old
+/// engine gone, but a loaded machine may run the new daemon first): a handshake on the socket it
+/// left would be answered by a process gone a moment later, the plugin would be Active, and the
+/// first call (a boot-time restart's volume hook) would be refused. With the file gone, the
+/// handshake waits for the socket of the process started now (docs/semantics.md, boot order).
+fn remove_stale_sockets(dir: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_socket()) {
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(socket = %path.display(), "removed a plugin socket its previous container left")
+                }
+                Err(e) => {
+                    tracing::warn!(socket = %path.display(), error = %e, "removing a stale plugin socket")
+                }
+            }
         }
     }
 }

@@ -27,6 +27,15 @@ struct Args {
     /// Sleep this long before listening.
     #[arg(long, env = "TEST_PLUGIN_START_DELAY_MS", default_value_t = 0)]
     start_delay_ms: u64,
+    /// Do not listen until this file exists (checked every 20 ms): a plugin slow to come up,
+    /// gated by the test.
+    #[arg(long)]
+    wait_for: Option<PathBuf>,
+    /// Stop listening once one handshake was answered and exit, leaving the socket file behind
+    /// as a SIGKILLed process does: the previous incarnation of a plugin that dies just after
+    /// a new daemon shook hands with it.
+    #[arg(long)]
+    exit_after_handshake: bool,
     /// Accept connections but never answer anything.
     #[arg(long, env = "TEST_PLUGIN_NEVER_ANSWER")]
     never_answer: bool,
@@ -91,6 +100,11 @@ async fn main() -> anyhow::Result<()> {
     if args.start_delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(args.start_delay_ms)).await;
     }
+    if let Some(gate) = &args.wait_for {
+        while !gate.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let protocols: Vec<Protocol> = args
         .answer
         .split(',')
@@ -124,15 +138,22 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let shared = Arc::new(args.clone());
+    let handshaken = Arc::new(tokio::sync::Notify::new());
     let a = shared.clone();
+    let h = handshaken.clone();
     b = b.interceptor(move |_method, path| {
         let a = a.clone();
+        let h = h.clone();
         async move {
             if a.never_answer {
                 std::future::pending::<()>().await;
             }
             let handshake = path.ends_with("handshake") || path == "/Plugin.Activate";
             if handshake {
+                if a.exit_after_handshake {
+                    // The answer still goes out: the server stops after the requests in flight.
+                    h.notify_one();
+                }
                 return a
                     .malformed
                     .then(|| Reply::text(200, "{\"Name\": oops not json"));
@@ -196,6 +217,16 @@ async fn main() -> anyhow::Result<()> {
                 Ok::<_, HandlerError>(r)
             }
         });
+    }
+    if args.exit_after_handshake {
+        let _ = std::fs::remove_file(&args.socket);
+        let listener = tokio::net::UnixListener::bind(&args.socket)?;
+        // The socket file stays: nobody listens on it any more (connections are refused).
+        b.build()
+            .serve_listener(listener, async move { handshaken.notified().await })
+            .await;
+        log_call(&args, "gone");
+        return Ok(());
     }
     b.build().serve_until_signal(&args.socket).await?;
     log_call(&args, "shutdown");
