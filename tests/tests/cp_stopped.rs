@@ -1,7 +1,8 @@
 //! `docker cp` to and from containers that are not running (created, exited), through the real
 //! docker CLI: the daemon mounts the container's root (overlay, volumes) for the copy in a
 //! private mount namespace, so files land where the container sees them when it starts, files in
-//! its named volumes are copied too, and no mount is left in the daemon's namespace.
+//! its named volumes are copied too, and no mount is left in the daemon's namespace. Also the
+//! anonymous volumes (`-v /path`, `Config.Volumes`) docker-py's archive tests copy into.
 //!
 //! Needs root (the daemon makes namespaces and mounts), the `docker` CLI and Debian's
 //! `busybox-static`; CI runs them as root.
@@ -146,4 +147,41 @@ fn cp_out_of_an_exited_container() {
     );
     assert_eq!(mounts_of(&d, &id), Vec::<String>::new());
     d.docker(&["rm", "c2"]).ok();
+}
+
+/// Needs root. `-v /vol1` (`Config.Volumes`) gives the container an anonymous volume: a volume of
+/// its own, listed by `docker volume ls` and in its `Mounts`; a file copied into it before the
+/// first start is what the process sees, and the volume outlives the container.
+#[test]
+fn anonymous_volume_takes_a_copy_before_start() {
+    let d = daemon_with_bb();
+    d.docker(&[
+        "create",
+        "--name",
+        "c3",
+        "-v",
+        "/vol1",
+        "bb",
+        "cat",
+        "/vol1/f.txt",
+    ])
+    .ok();
+    let name = d
+        .docker(&["inspect", "-f", "{{range .Mounts}}{{.Name}}{{end}}", "c3"])
+        .ok()
+        .trim()
+        .to_owned();
+    assert_eq!(name.len(), 64, "anonymous volume name {name:?}");
+    let listed = d.docker(&["volume", "ls", "-q"]);
+    assert!(listed.ok().contains(&name), "{}", listed.describe());
+    let host = d.dir().join("anon");
+    fs::create_dir_all(&host).unwrap();
+    fs::write(host.join("f.txt"), "anon-data").unwrap();
+    d.docker(&["cp", host.join("f.txt").to_str().unwrap(), "c3:/vol1/"])
+        .ok();
+    let out = d.docker(&["start", "-a", "c3"]);
+    assert_eq!(out.ok().trim(), "anon-data", "{}", out.describe());
+    d.docker(&["rm", "c3"]).ok();
+    let listed = d.docker(&["volume", "ls", "-q"]);
+    assert!(listed.ok().contains(&name), "{}", listed.describe());
 }
