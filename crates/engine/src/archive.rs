@@ -1,8 +1,8 @@
-//! `docker cp`: stat, read (as a tar) and write (from a tar) paths inside a running container.
+//! `docker cp`: stat, read (as a tar) and write (from a tar) paths inside a container.
 //!
-//! Safety: every path is resolved inside the container's root, never outside it. The root is
-//! `/proc/<pid 1>/root` (the container's `/` as pid 1 sees it, with its volumes and tmpfs mounts),
-//! opened once as a directory fd; paths given by the client are resolved from it with
+//! Safety: every path is resolved inside the container's root, never outside it. For a running
+//! container the root is `/proc/<pid 1>/root` (its `/` as pid 1 sees it, with its volumes and
+//! tmpfs mounts); for a stopped one it is mounted for the copy (`archive_root`). It is opened once as a directory fd; paths given by the client are resolved from it with
 //! `openat2(RESOLVE_IN_ROOT)`, so `..` and symlinks (absolute or relative) stay inside the root,
 //! as they would for a process in the container. Below the resolved path, a tar walk opens each
 //! child by its single name with `O_NOFOLLOW` (symlinks are archived as symlinks, never followed),
@@ -10,7 +10,8 @@
 //! `RESOLVE_IN_ROOT`; a symlink in the way of a file is replaced, not written through.
 //! Entries whose names contain `..` are refused.
 //!
-//! Only running containers (a stopped one has no mounted root); the request fails with 409.
+//! A container that is not running gets its root mounted for the copy (`archive_root`); only
+//! one being removed is refused (409).
 //! Tars stream through a bounded channel both ways: nothing is buffered whole.
 
 use std::ffi::{CString, OsStr, OsString};
@@ -25,9 +26,10 @@ use chrono::{DateTime, Utc};
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use std::sync::Arc;
 
-use crate::container::Status;
+use tokio::sync::{mpsc, oneshot};
+
 use crate::engine::Engine;
 use crate::error::EngineError;
 
@@ -52,137 +54,124 @@ pub struct PathStat {
 pub type TarStream = mpsc::Receiver<io::Result<Bytes>>;
 
 impl Engine {
-    /// Stats `path` inside a running container (`HEAD /containers/{id}/archive`).
-    pub async fn archive_stat(&self, reference: &str, path: &str) -> Result<PathStat, EngineError> {
-        let root = self.container_root(reference)?;
+    /// Stats `path` inside a container (`HEAD /containers/{id}/archive`).
+    pub async fn archive_stat(
+        self: &Arc<Self>,
+        reference: &str,
+        path: &str,
+    ) -> Result<PathStat, EngineError> {
         let path = check_path(path)?.to_owned();
-        blocking(move || {
-            let (parent, name) = resolve_parent(&root, &path)?;
-            stat_entry(parent.as_fd(), &name, &path)
-        })
+        self.in_container_root(
+            reference,
+            Box::new(move |root| {
+                let (parent, name) = resolve_parent(&root, &path)?;
+                stat_entry(parent.as_fd(), &name, &path)
+            }),
+        )?
         .await
+        .unwrap_or_else(|_| Err(lost()))
     }
 
     /// Stats `path` and starts streaming it as a tar (`GET /containers/{id}/archive`).
     pub async fn archive_get(
-        &self,
+        self: &Arc<Self>,
         reference: &str,
         path: &str,
     ) -> Result<(PathStat, TarStream), EngineError> {
-        let root = self.container_root(reference)?;
         let path = check_path(path)?.to_owned();
-        let (parent, name, stat) = {
-            let path = path.clone();
-            blocking(move || {
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let (stat_tx, stat_rx) = oneshot::channel();
+        // The whole walk runs in the root (for a stopped container, while its mounts exist);
+        // the stat is sent as soon as it is known, the tar follows through `tx`.
+        let done = self.in_container_root(
+            reference,
+            Box::new(move |root| {
                 let (parent, name) = resolve_parent(&root, &path)?;
                 let stat = stat_entry(parent.as_fd(), &name, &path)?;
-                Ok((parent, name, stat))
-            })
-            .await?
-        };
-        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let top = OsString::from(&stat.name);
-        tokio::task::spawn_blocking(move || {
-            let sink = ChunkSink {
-                tx: tx.clone(),
-                buf: Vec::with_capacity(CHUNK),
-            };
-            let mut builder = tar::Builder::new(sink);
-            builder.follow_symlinks(false);
-            let walked = append(&mut builder, parent.as_fd(), &name, Path::new(&top))
-                .and_then(|()| builder.into_inner())
-                .and_then(|mut sink| sink.flush());
-            if let Err(e) = walked {
-                // The client may already be gone; nothing else to tell.
-                let _ = tx.blocking_send(Err(e));
-            }
-        });
-        Ok((stat, rx))
+                let top = OsString::from(&stat.name);
+                if stat_tx.send(stat).is_err() {
+                    return Ok(()); // the request is gone
+                }
+                let sink = ChunkSink {
+                    tx: tx.clone(),
+                    buf: Vec::with_capacity(CHUNK),
+                };
+                let mut builder = tar::Builder::new(sink);
+                builder.follow_symlinks(false);
+                let walked = append(&mut builder, parent.as_fd(), &name, Path::new(&top))
+                    .and_then(|()| builder.into_inner())
+                    .and_then(|mut sink| sink.flush());
+                if let Err(e) = walked {
+                    // The client may already be gone; nothing else to tell.
+                    let _ = tx.blocking_send(Err(e));
+                }
+                Ok(())
+            }),
+        )?;
+        match stat_rx.await {
+            Ok(stat) => Ok((stat, rx)),
+            // No stat: the op failed before it (or never ran); its result says why.
+            Err(_) => match done.await {
+                Ok(Err(e)) => Err(e),
+                _ => Err(lost()),
+            },
+        }
     }
 
-    /// Extracts the tar read from `body` into the directory `path` of a running container
+    /// Extracts the tar read from `body` into the directory `path` of a container
     /// (`PUT /containers/{id}/archive`). With `no_overwrite_dir_non_dir`, an entry may not
     /// replace a directory with a non-directory or the reverse.
     pub async fn archive_put(
-        &self,
+        self: &Arc<Self>,
         reference: &str,
         path: &str,
         no_overwrite_dir_non_dir: bool,
         body: mpsc::Receiver<io::Result<Bytes>>,
     ) -> Result<(), EngineError> {
-        let root = self.container_root(reference)?;
         let path = check_path(path)?.to_owned();
-        blocking(move || {
-            let dir = open_in_root(
-                &root,
-                &path,
-                OFlag::O_PATH | OFlag::O_DIRECTORY,
-                libc::RESOLVE_IN_ROOT,
-            )
-            .map_err(|e| match e {
-                nix::Error::ENOENT => {
-                    EngineError::NotFound(format!("Could not find the file {path} in container"))
+        self.in_container_root(
+            reference,
+            Box::new(move |root| {
+                let dir = open_in_root(
+                    &root,
+                    &path,
+                    OFlag::O_PATH | OFlag::O_DIRECTORY,
+                    libc::RESOLVE_IN_ROOT,
+                )
+                .map_err(|e| match e {
+                    nix::Error::ENOENT => EngineError::NotFound(format!(
+                        "Could not find the file {path} in container"
+                    )),
+                    nix::Error::ENOTDIR => {
+                        EngineError::Invalid(format!("extraction point is not a directory: {path}"))
+                    }
+                    e => errno_error(format!("open {path} in container"), e),
+                })?;
+                let mut archive = tar::Archive::new(ChannelReader {
+                    rx: body,
+                    current: Bytes::new(),
+                });
+                let entries = archive
+                    .entries()
+                    .map_err(EngineError::io("read the tar archive"))?;
+                for entry in entries {
+                    let entry = entry.map_err(EngineError::io("read the tar archive"))?;
+                    extract(&root, &dir, &path, entry, no_overwrite_dir_non_dir)?;
                 }
-                nix::Error::ENOTDIR => {
-                    EngineError::Invalid(format!("extraction point is not a directory: {path}"))
-                }
-                e => errno_error(format!("open {path} in container"), e),
-            })?;
-            let mut archive = tar::Archive::new(ChannelReader {
-                rx: body,
-                current: Bytes::new(),
-            });
-            let entries = archive
-                .entries()
-                .map_err(EngineError::io("read the tar archive"))?;
-            for entry in entries {
-                let entry = entry.map_err(EngineError::io("read the tar archive"))?;
-                extract(&root, &dir, &path, entry, no_overwrite_dir_non_dir)?;
-            }
-            Ok(())
-        })
+                Ok(())
+            }),
+        )?
         .await
-    }
-
-    /// Opens the root of a running container (`/proc/<pid 1>/root`) as a directory fd.
-    fn container_root(&self, reference: &str) -> Result<OwnedFd, EngineError> {
-        let c = self.container(reference)?;
-        let pid = {
-            let st = c.state();
-            if st.status != Status::Running || st.pid <= 0 {
-                return Err(EngineError::Conflict(format!(
-                    "container {} is not running: docker cp needs a running container",
-                    c.id()
-                )));
-            }
-            st.pid
-        };
-        let fd = nix::fcntl::open(
-            format!("/proc/{pid}/root").as_str(),
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| errno_error(format!("open the root of container {}", c.id()), e))?;
-        // The pid could have been reused between reading it and opening its root.
-        if c.state().pid != pid {
-            return Err(EngineError::Conflict(format!(
-                "container {} stopped during the copy",
-                c.id()
-            )));
-        }
-        Ok(fd)
+        .unwrap_or_else(|_| Err(lost()))
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
-) -> Result<T, EngineError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| EngineError::Io {
-            context: "copy task".into(),
-            source: io::Error::other(e.to_string()),
-        })?
+/// The copy's thread ended without a result (it panicked).
+fn lost() -> EngineError {
+    EngineError::Io {
+        context: "copy task".into(),
+        source: io::Error::other("the copy ended without a result"),
+    }
 }
 
 fn check_path(path: &str) -> Result<&str, EngineError> {
@@ -195,7 +184,7 @@ fn check_path(path: &str) -> Result<&str, EngineError> {
     Ok(path)
 }
 
-fn errno_error(context: String, e: nix::Error) -> EngineError {
+pub(crate) fn errno_error(context: String, e: nix::Error) -> EngineError {
     EngineError::Io {
         context,
         source: io::Error::from_raw_os_error(e as i32),
@@ -203,7 +192,7 @@ fn errno_error(context: String, e: nix::Error) -> EngineError {
 }
 
 /// `openat2(root, path, flags, resolve)` with `O_CLOEXEC`.
-fn open_in_root(
+pub(crate) fn open_in_root(
     root: &OwnedFd,
     path: impl AsRef<OsStr>,
     flags: OFlag,

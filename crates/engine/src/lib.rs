@@ -5,6 +5,7 @@
 
 pub mod archive;
 mod archive_images;
+mod archive_root;
 mod boot;
 pub mod catchup;
 pub mod cgroups;

@@ -60,7 +60,7 @@ use tokio::io::AsyncReadExt;
 
 use child::{RECORD_LEN, Record};
 pub use exec::{ExecProcess, ExecSpec};
-pub(crate) use plan::UPPER_DIR;
+pub(crate) use plan::{UPPER_DIR, WORK_DIR};
 pub use seam::{ContainerRuntime, NamespaceRuntime};
 
 /// The container's root filesystem (the read-only lower layer of its overlay).

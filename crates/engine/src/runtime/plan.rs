@@ -20,7 +20,7 @@ pub(super) const DEFAULT_PATH: &str =
 
 /// Directory names under the bundle.
 pub(crate) const UPPER_DIR: &str = "rootfs-upper";
-pub(super) const WORK_DIR: &str = "rootfs-work";
+pub(crate) const WORK_DIR: &str = "rootfs-work";
 /// The merged root's own mount point, which builds before this one created in every bundle.
 /// The overlay is now mounted on its work directory instead (see [`build`]); `cleanup` still
 /// removes this one from bundles made by an older build.

@@ -67,6 +67,8 @@ struct CreateBody {
     healthcheck: Option<HealthConfig>,
     stop_timeout: Option<i64>,
     exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    /// Anonymous volumes (`-v /path`, docker-py's `volumes=[...]`): one fresh volume each.
+    volumes: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -156,7 +158,35 @@ struct DriverConfigBody {
     name: Option<String>,
 }
 
-fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult<CreateContainer> {
+/// `Config.Volumes`: each path no `Binds`/`Mounts` entry already covers gets a new volume with a
+/// random name (Docker's anonymous volume), through the container's volume driver.
+fn anonymous_volumes(
+    paths: Option<BTreeMap<String, serde_json::Value>>,
+    volume_driver: &str,
+    mounts: &mut Vec<MountSpec>,
+) {
+    let clean = |p: &str| p.trim_end_matches('/').to_owned();
+    for path in paths.unwrap_or_default().into_keys() {
+        if path.is_empty() || mounts.iter().any(|m| clean(&m.destination) == clean(&path)) {
+            continue;
+        }
+        mounts.push(MountSpec {
+            kind: MountKind::Volume,
+            source: berth_state::new_id(),
+            destination: path,
+            read_only: false,
+            mode: String::new(),
+            driver: (!volume_driver.is_empty()).then(|| volume_driver.to_owned()),
+            create_source: false,
+        });
+    }
+}
+
+fn to_request(
+    mut body: CreateBody,
+    name: Option<String>,
+    system: bool,
+) -> ApiResult<CreateContainer> {
     let image = body
         .image
         .filter(|i| !i.is_empty())
@@ -231,6 +261,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
             create_source: false,
         });
     }
+    anonymous_volumes(body.volumes.take(), &volume_driver, &mut mounts);
     let mode = hc.network_mode.as_deref().unwrap_or_default();
     let (ipv4_address, aliases, mut endpoint) =
         body.networking_config.unwrap_or_default().for_mode(mode)?;
@@ -353,6 +384,24 @@ mod tests {
         assert_eq!(req.spec.mounts[1].driver.as_deref(), Some("fl"));
         let err = to_request(CreateBody::default(), None, false).unwrap_err();
         assert!(err.message.contains("Image"));
+    }
+
+    #[test]
+    fn config_volumes_become_anonymous_volumes() {
+        let body: CreateBody = extract::parse_json(
+            br#"{"Image":"bb","Volumes":{"/vol1":{},"/b/":{}},"HostConfig":{"Binds":["/a:/b"]}}"#,
+        )
+        .unwrap();
+        let req = to_request(body, None, false).unwrap();
+        // `/b` is the bind's already; `/vol1` gets a fresh volume.
+        assert_eq!(req.spec.mounts.len(), 2, "{:?}", req.spec.mounts);
+        let anon = &req.spec.mounts[1];
+        assert_eq!(
+            (anon.kind, anon.destination.as_str()),
+            (MountKind::Volume, "/vol1")
+        );
+        assert_eq!(anon.source.len(), 64);
+        assert!(!anon.create_source);
     }
 
     #[test]
