@@ -252,6 +252,12 @@ pub struct SecurityOptions {
     /// container cannot change without `CAP_SYS_ADMIN`); empty: a private one.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub uts_mode: String,
+    /// `HostConfig.PidMode`: `host` keeps the host's pid namespace (no pid namespace of its own:
+    /// `ps` in the container sees every host process, and pid 1 is not the container's init;
+    /// what is left in the container's cgroup when its main process exits is killed); empty: a
+    /// private one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pid_mode: String,
     /// `--device` (`HostConfig.Devices`), see `crate::devices`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<crate::devices::DeviceMapping>,

@@ -100,6 +100,7 @@ struct HostConfigBody {
     cgroupns_mode: Option<String>,
     #[serde(rename = "UTSMode")]
     uts_mode: Option<String>,
+    pid_mode: Option<String>,
     isolation: Option<String>,
 }
 
@@ -174,6 +175,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         tmpfs: hc.tmpfs.take().unwrap_or_default(),
         cgroupns_mode: hc.cgroupns_mode.take().unwrap_or_default(),
         uts_mode: hc.uts_mode.take().unwrap_or_default(),
+        pid_mode: hc.pid_mode.take().unwrap_or_default(),
         devices: hc
             .devices
             .take()

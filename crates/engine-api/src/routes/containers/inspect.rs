@@ -196,6 +196,7 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         },
         isolation: c.spec.isolation.clone(),
         uts_mode: sec.uts_mode.clone(),
+        pid_mode: sec.pid_mode.clone(),
         ..HostConfig::default()
     };
     ContainerInspect {
