@@ -1,5 +1,5 @@
-//! `HostConfig` settings docker-py's suite found accepted and ignored, now applied: `PidMode`
-//! (`--pid host`). Checked with the docker CLI and raw HTTP against a real daemon.
+//! `HostConfig` settings docker-py's suite found accepted and ignored, now applied (`PidMode`:
+//! `--pid host`) or refused (`Init`: `--init`). Checked with the docker CLI and raw HTTP against a real daemon.
 //!
 //! Needs root (the daemon makes namespaces and mounts): we run as root in CI.
 
@@ -84,5 +84,24 @@ fn pid_mode_host_shares_the_host_pid_namespace() {
         );
         assert_eq!(r.status, 400, "{}", r.text());
         assert!(r.message().contains("PID mode"), "{}", r.message());
+    }
+}
+
+/// `--init` is refused with a 400 naming it (Berth has no init to inject), not silently ignored;
+/// `Init: false` and `null` are accepted.
+#[test]
+fn init_is_refused_not_ignored() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let out = d.docker(&["run", "--rm", "--init", "bb", "true"]);
+    assert!(!out.success(), "{}", out.describe());
+    assert!(out.describe().contains("--init"), "{}", out.describe());
+    for (init, status) in [(json!(true), 400), (json!(false), 201), (Value::Null, 201)] {
+        let r = d.raw_json(
+            "POST",
+            "/v1.41/containers/create",
+            &json!({"Image": "bb", "Cmd": ["true"], "HostConfig": {"Init": init}}),
+        );
+        assert_eq!(r.status, status, "{init}: {}", r.text());
     }
 }

@@ -101,6 +101,7 @@ struct HostConfigBody {
     #[serde(rename = "UTSMode")]
     uts_mode: Option<String>,
     pid_mode: Option<String>,
+    init: Option<bool>,
     isolation: Option<String>,
 }
 
@@ -163,6 +164,12 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
         .filter(|i| !i.is_empty())
         .ok_or_else(|| ApiError::bad_request("field Image: an image is required"))?;
     let mut hc = body.host_config.unwrap_or_default();
+    if hc.init == Some(true) {
+        return Err(ApiError::bad_request(
+            "HostConfig.Init (--init) is not supported: Berth has no init to run as pid 1; \
+             put one in the image (e.g. tini as the entrypoint)",
+        ));
+    }
     let resources = hc.resources();
     let port_bindings = crate::routes::ports::bindings(hc.port_bindings.take())?;
     let security = SecurityOptions {
