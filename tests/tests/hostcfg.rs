@@ -1,5 +1,5 @@
 //! `HostConfig` settings docker-py's suite found accepted and ignored, now applied (`PidMode`:
-//! `--pid host`) or refused (`Init`: `--init`). Checked with the docker CLI and raw HTTP against a real daemon.
+//! `--pid host`; `VolumesFrom`: `--volumes-from`) or refused (`Init`: `--init`). Checked with the docker CLI and raw HTTP against a real daemon.
 //!
 //! Needs root (the daemon makes namespaces and mounts): we run as root in CI.
 
@@ -103,5 +103,84 @@ fn init_is_refused_not_ignored() {
             &json!({"Image": "bb", "Cmd": ["true"], "HostConfig": {"Init": init}}),
         );
         assert_eq!(r.status, status, "{init}: {}", r.text());
+    }
+}
+
+/// `--volumes-from src[:ro]`: the new container gets src's volume and bind mount at the same
+/// targets, read-only when asked; its own mount on a target wins; inspect shows the entries; an
+/// unknown container is a 404 and an unknown mode a 400.
+#[test]
+fn volumes_from_copies_the_other_containers_mounts() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x"), "hello\n").unwrap();
+    let bind = format!("{}:/b", dir.path().display());
+    d.docker(&["volume", "create", "vf"]).ok();
+    d.docker(&[
+        "run",
+        "--name",
+        "src",
+        "-v",
+        "vf:/data",
+        "-v",
+        &bind,
+        "bb",
+        "sh",
+        "-c",
+        "echo one > /data/f",
+    ])
+    .ok();
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src",
+        "bb",
+        "sh",
+        "-c",
+        "cat /data/f /b/x && echo two > /data/f",
+    ]);
+    assert_eq!(out.ok(), "one\nhello\n");
+    let out = d.docker(&[
+        "run",
+        "--name",
+        "ro",
+        "--volumes-from",
+        "src:ro",
+        "bb",
+        "sh",
+        "-c",
+        "cat /data/f; touch /data/g",
+    ]);
+    assert!(!out.success(), "{}", out.describe());
+    assert!(out.describe().contains("two"), "{}", out.describe());
+    assert_eq!(
+        inspect(&d, "containers/ro")["HostConfig"]["VolumesFrom"],
+        json!(["src:ro"])
+    );
+    // The container's own mount on /data wins over src's.
+    let own = tempfile::tempdir().unwrap();
+    let own_bind = format!("{}:/data", own.path().display());
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src",
+        "-v",
+        &own_bind,
+        "bb",
+        "sh",
+        "-c",
+        "ls /data; cat /b/x",
+    ]);
+    assert_eq!(out.ok(), "hello\n");
+    for (from, status) in [("nosuch", 404), ("src:xx", 400)] {
+        let r = d.raw_json(
+            "POST",
+            "/v1.41/containers/create",
+            &json!({"Image": "bb", "Cmd": ["true"], "HostConfig": {"VolumesFrom": [from]}}),
+        );
+        assert_eq!(r.status, status, "{from}: {}", r.text());
     }
 }

@@ -226,6 +226,10 @@ pub struct ContainerSpec {
     /// `HostConfig.Isolation`: Linux has one technology, `default` (or empty), kept as given.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub isolation: String,
+    /// `HostConfig.VolumesFrom` as given (`NAME[:ro|rw]`), for inspect; the mounts they named
+    /// were copied into `mounts` at create (see `crate::volumes_from`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
 }
 
 /// How a container is confined, as the client asked (`HostConfig.CapAdd`, `CapDrop`,

@@ -102,6 +102,7 @@ struct HostConfigBody {
     uts_mode: Option<String>,
     pid_mode: Option<String>,
     init: Option<bool>,
+    volumes_from: Option<Vec<String>>,
     isolation: Option<String>,
 }
 
@@ -293,6 +294,7 @@ fn to_request(body: CreateBody, name: Option<String>, system: bool) -> ApiResult
                 })
                 .unwrap_or_default(),
             isolation: hc.isolation.take().unwrap_or_default(),
+            volumes_from: hc.volumes_from.take().unwrap_or_default(),
         },
     })
 }
