@@ -226,6 +226,10 @@ pub struct ContainerSpec {
     /// `HostConfig.Isolation`: Linux has one technology, `default` (or empty), kept as given.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub isolation: String,
+    /// `HostConfig.VolumesFrom` as given (`NAME[:ro|rw]`), for inspect; the mounts they named
+    /// were copied into `mounts` at create (see `crate::volumes_from`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
 }
 
 /// How a container is confined, as the client asked (`HostConfig.CapAdd`, `CapDrop`,
@@ -252,6 +256,12 @@ pub struct SecurityOptions {
     /// container cannot change without `CAP_SYS_ADMIN`); empty: a private one.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub uts_mode: String,
+    /// `HostConfig.PidMode`: `host` keeps the host's pid namespace (no pid namespace of its own:
+    /// `ps` in the container sees every host process, and pid 1 is not the container's init;
+    /// what is left in the container's cgroup when its main process exits is killed); empty: a
+    /// private one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pid_mode: String,
     /// `--device` (`HostConfig.Devices`), see `crate::devices`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<crate::devices::DeviceMapping>,

@@ -121,6 +121,8 @@ impl Engine {
             }
             mounts.push(m.clone());
         }
+        let inherited = self.volumes_from(&req.spec.volumes_from, &mounts)?;
+        mounts.extend(inherited);
         for (i, m) in mounts.iter().enumerate() {
             if mounts[..i].iter().any(|o| o.destination == m.destination) {
                 return Err(EngineError::Invalid(format!(

@@ -46,6 +46,7 @@ mod stop;
 mod streams;
 pub mod top;
 pub mod update;
+mod volumes_from;
 
 pub use boot::OpenError;
 pub use create::CreateContainer;

@@ -29,6 +29,12 @@ pub fn validate(opts: &SecurityOptions) -> Result<(), EngineError> {
             opts.uts_mode
         )));
     }
+    if !matches!(opts.pid_mode.as_str(), "" | "host") {
+        return Err(EngineError::Invalid(format!(
+            "invalid PID mode {:?}: use \"host\" or leave it empty (joining another container's pid namespace is not supported)",
+            opts.pid_mode
+        )));
+    }
     for g in &opts.group_add {
         if g.is_empty() || g.contains([':', '\0']) {
             return Err(EngineError::Invalid(format!(

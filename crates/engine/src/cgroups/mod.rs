@@ -402,7 +402,10 @@ pub fn sweep(root: &Path, keep: &HashSet<String>) -> Vec<String> {
     stale
 }
 
-/// `rmdir`s each directory, retrying on EBUSY until `patience` has passed.
+/// `rmdir`s each directory, retrying on EBUSY until `patience` has passed. A directory that
+/// still holds processes has them killed first: with a private pid namespace they died with pid 1
+/// already, but a `--pid host` container's children outlive its main process (Docker kills
+/// them too).
 fn remove_dirs(dirs: &[PathBuf], patience: Duration) -> Result<(), CgroupError> {
     let deadline = Instant::now() + patience;
     for dir in dirs {
@@ -411,6 +414,7 @@ fn remove_dirs(dirs: &[PathBuf], patience: Duration) -> Result<(), CgroupError> 
                 Ok(()) => break,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => break,
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    kill_members(dir);
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(source) => {
@@ -424,6 +428,20 @@ fn remove_dirs(dirs: &[PathBuf], patience: Duration) -> Result<(), CgroupError> 
         }
     }
     Ok(())
+}
+
+/// SIGKILLs every process listed in `dir/cgroup.procs` (a cgroup's members cannot leave it on
+/// their own, so a listed pid is not a stranger's unless it died and was reused in between).
+fn kill_members(dir: &Path) {
+    let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+        return;
+    };
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        if pid > 0 {
+            // SAFETY: plain syscall.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
 }
 
 /// Writes `value` to `dir/file`.

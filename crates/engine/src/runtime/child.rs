@@ -6,7 +6,7 @@
 //! fork. No allocation, no locks, no panics, no `std` I/O. A failure is written to the error
 //! pipe as a fixed-size [`Record`] (step, index, errno) and the process `_exit`s.
 //!
-//! Process tree: engine → shim (new session; has unshared the mount, uts, ipc, pid [, net]
+//! Process tree: engine → shim (new session; has unshared the mount, ipc [, uts, pid, net]
 //! namespaces) → pid 1 (sets up the root filesystem, then `execve`s the command).
 //! - The shim closes every fd ≥ 3 but its own pipes (otherwise std's `spawn` in the engine,
 //!   which waits for its CLOEXEC pipe to close, would block until the container exits, and
@@ -17,7 +17,8 @@
 //!   fire when the engine *thread* that forked exits, e.g. an idle tokio blocking thread.)
 //! - Shim death: pid 1 has `PR_SET_PDEATHSIG(SIGKILL)` (the shim is single-threaded), checked
 //!   against a pipe right after setting it, since `getppid()` is 0 across the pid namespace.
-//!   Killing pid 1 of a pid namespace kills every process in it.
+//!   Killing pid 1 of a pid namespace kills every process in it. (With `--pid host` there is no
+//!   namespace of its own: what pid 1 leaves behind is killed through the cgroup, at its removal.)
 
 use std::ffi::CStr;
 use std::mem::size_of;

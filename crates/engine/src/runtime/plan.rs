@@ -436,7 +436,12 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
         vec![cstring(&argv0)?]
     };
 
-    let mut ns_flags = libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+    let mut ns_flags = libc::CLONE_NEWNS | libc::CLONE_NEWIPC;
+    // `PidMode: host`: the host's pid namespace (the `/proc` mounted in the container then shows
+    // every host process); what outlives pid 1 is killed through the cgroup (`cgroups::remove`).
+    if spec.security.pid_mode != "host" {
+        ns_flags |= libc::CLONE_NEWPID;
+    }
     // `UTSMode: host`: the host's hostname, never set from here.
     let own_uts = spec.security.uts_mode != "host";
     if own_uts {

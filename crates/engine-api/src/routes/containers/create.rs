@@ -102,6 +102,9 @@ struct HostConfigBody {
     cgroupns_mode: Option<String>,
     #[serde(rename = "UTSMode")]
     uts_mode: Option<String>,
+    pid_mode: Option<String>,
+    init: Option<bool>,
+    volumes_from: Option<Vec<String>>,
     isolation: Option<String>,
 }
 
@@ -192,6 +195,12 @@ fn to_request(
         .filter(|i| !i.is_empty())
         .ok_or_else(|| ApiError::bad_request("field Image: an image is required"))?;
     let mut hc = body.host_config.unwrap_or_default();
+    if hc.init == Some(true) {
+        return Err(ApiError::bad_request(
+            "HostConfig.Init (--init) is not supported: Berth has no init to run as pid 1; \
+             put one in the image (e.g. tini as the entrypoint)",
+        ));
+    }
     let resources = hc.resources();
     let port_bindings = crate::routes::ports::bindings(hc.port_bindings.take())?;
     let security = SecurityOptions {
@@ -204,6 +213,7 @@ fn to_request(
         tmpfs: hc.tmpfs.take().unwrap_or_default(),
         cgroupns_mode: hc.cgroupns_mode.take().unwrap_or_default(),
         uts_mode: hc.uts_mode.take().unwrap_or_default(),
+        pid_mode: hc.pid_mode.take().unwrap_or_default(),
         devices: hc
             .devices
             .take()
@@ -315,6 +325,7 @@ fn to_request(
                 })
                 .unwrap_or_default(),
             isolation: hc.isolation.take().unwrap_or_default(),
+            volumes_from: hc.volumes_from.take().unwrap_or_default(),
         },
     })
 }

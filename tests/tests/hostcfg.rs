@@ -1,0 +1,186 @@
+//! `HostConfig` settings docker-py's suite found accepted and ignored, now applied (`PidMode`:
+//! `--pid host`; `VolumesFrom`: `--volumes-from`) or refused (`Init`: `--init`). Checked with the docker CLI and raw HTTP against a real daemon.
+//!
+//! Needs root (the daemon makes namespaces and mounts): we run as root in CI.
+
+// Test code: a panic is how a test fails, so unwrap is fine in helpers too.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use berth_tests::{Daemon, poll_until};
+use serde_json::{Value, json};
+
+fn inspect(d: &Daemon, what: &str) -> Value {
+    let r = d.raw("GET", &format!("/v1.41/{what}/json"), None, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// Whether host pid `pid` is gone or a zombie (dead, waiting for its reaper).
+fn dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+/// `--pid host`: the container sees the host's processes (this test's own pid is in its
+/// `/proc`) and its shell is not pid 1; a process it leaves behind is killed when its main
+/// process exits; an exec sees the same; inspect shows the mode; the default stays a private pid namespace; another
+/// container's namespace (`container:<id>`) and nonsense are refused.
+#[test]
+fn pid_mode_host_shares_the_host_pid_namespace() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let me = std::process::id();
+    let probe = format!("test -d /proc/{me} && echo $$");
+    let out = d.docker(&[
+        "run", "--name", "pidh", "--pid", "host", "bb", "sh", "-c", &probe,
+    ]);
+    let pid: i32 = out.ok().trim().parse().unwrap();
+    assert!(pid > 1, "{pid}");
+    assert_eq!(
+        inspect(&d, "containers/pidh")["HostConfig"]["PidMode"],
+        "host"
+    );
+    // An exec joins the same (host) pid namespace.
+    d.docker(&[
+        "run", "-d", "--name", "pidd", "--pid", "host", "bb", "sleep", "1000",
+    ])
+    .ok();
+    let out = d.docker(&["exec", "pidd", "sh", "-c", &probe]);
+    assert!(out.ok().trim().parse::<i32>().unwrap() > 1);
+    d.docker(&["rm", "-f", "pidd"]).ok();
+    // The default: a private pid namespace, where this test's pid is not visible.
+    let out = d.docker(&["run", "--rm", "bb", "sh", "-c", &probe]);
+    assert!(!out.success(), "{}", out.describe());
+    let out = d.docker(&["run", "--rm", "bb", "sh", "-c", "echo $$"]);
+    assert_eq!(out.ok().trim(), "1");
+    // A child left behind by the main process dies with the container.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--pid",
+        "host",
+        "bb",
+        "sh",
+        "-c",
+        "sleep 1000 >/dev/null 2>&1 & echo $!",
+    ]);
+    let left: i32 = out.ok().trim().parse().unwrap();
+    poll_until(
+        "the left-behind sleep dies",
+        Duration::from_secs(10),
+        || dead(left).then_some(()),
+    );
+    for mode in ["container:pidh", "private"] {
+        let r = d.raw_json(
+            "POST",
+            "/v1.41/containers/create",
+            &json!({"Image": "bb", "Cmd": ["true"], "HostConfig": {"PidMode": mode}}),
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.message().contains("PID mode"), "{}", r.message());
+    }
+}
+
+/// `--init` is refused with a 400 naming it (Berth has no init to inject), not silently ignored;
+/// `Init: false` and `null` are accepted.
+#[test]
+fn init_is_refused_not_ignored() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let out = d.docker(&["run", "--rm", "--init", "bb", "true"]);
+    assert!(!out.success(), "{}", out.describe());
+    assert!(out.describe().contains("--init"), "{}", out.describe());
+    for (init, status) in [(json!(true), 400), (json!(false), 201), (Value::Null, 201)] {
+        let r = d.raw_json(
+            "POST",
+            "/v1.41/containers/create",
+            &json!({"Image": "bb", "Cmd": ["true"], "HostConfig": {"Init": init}}),
+        );
+        assert_eq!(r.status, status, "{init}: {}", r.text());
+    }
+}
+
+/// `--volumes-from src[:ro]`: the new container gets src's volume and bind mount at the same
+/// targets, read-only when asked; its own mount on a target wins; inspect shows the entries; an
+/// unknown container is a 404 and an unknown mode a 400.
+#[test]
+fn volumes_from_copies_the_other_containers_mounts() {
+    let d = Daemon::start();
+    d.import_busybox("bb");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x"), "hello\n").unwrap();
+    let bind = format!("{}:/b", dir.path().display());
+    d.docker(&["volume", "create", "vf"]).ok();
+    d.docker(&[
+        "run",
+        "--name",
+        "src",
+        "-v",
+        "vf:/data",
+        "-v",
+        &bind,
+        "bb",
+        "sh",
+        "-c",
+        "echo one > /data/f",
+    ])
+    .ok();
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src",
+        "bb",
+        "sh",
+        "-c",
+        "cat /data/f /b/x && echo two > /data/f",
+    ]);
+    assert_eq!(out.ok(), "one\nhello\n");
+    let out = d.docker(&[
+        "run",
+        "--name",
+        "ro",
+        "--volumes-from",
+        "src:ro",
+        "bb",
+        "sh",
+        "-c",
+        "cat /data/f; touch /data/g",
+    ]);
+    assert!(!out.success(), "{}", out.describe());
+    assert!(out.describe().contains("two"), "{}", out.describe());
+    assert_eq!(
+        inspect(&d, "containers/ro")["HostConfig"]["VolumesFrom"],
+        json!(["src:ro"])
+    );
+    // The container's own mount on /data wins over src's.
+    let own = tempfile::tempdir().unwrap();
+    let own_bind = format!("{}:/data", own.path().display());
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src",
+        "-v",
+        &own_bind,
+        "bb",
+        "sh",
+        "-c",
+        "ls /data; cat /b/x",
+    ]);
+    assert_eq!(out.ok(), "hello\n");
+    for (from, status) in [("nosuch", 404), ("src:xx", 400)] {
+        let r = d.raw_json(
+            "POST",
+            "/v1.41/containers/create",
+            &json!({"Image": "bb", "Cmd": ["true"], "HostConfig": {"VolumesFrom": [from]}}),
+        );
+        assert_eq!(r.status, status, "{from}: {}", r.text());
+    }
+}
