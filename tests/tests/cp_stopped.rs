@@ -185,3 +185,47 @@ fn anonymous_volume_takes_a_copy_before_start() {
     let listed = d.docker(&["volume", "ls", "-q"]);
     assert!(listed.ok().contains(&name), "{}", listed.describe());
 }
+
+/// Needs root. Anonymous volumes go with their container when asked, as with Docker: `rm -v`
+/// and `run --rm` remove them; plain `rm` keeps them; a volume another container took with
+/// `--volumes-from` is kept until that one is gone too.
+#[test]
+fn anonymous_volumes_go_with_rm_v_and_run_rm() {
+    let d = daemon_with_bb();
+    let volumes = |d: &Daemon| -> Vec<String> {
+        let out = d.docker(&["volume", "ls", "-q"]);
+        out.ok().lines().map(str::to_owned).collect()
+    };
+    let before = volumes(&d);
+    d.docker(&["run", "--rm", "-v", "/scratch", "bb", "true"])
+        .ok();
+    assert_eq!(volumes(&d), before, "run --rm left its anonymous volume");
+
+    d.docker(&["create", "--name", "kept", "-v", "/k", "bb", "true"])
+        .ok();
+    d.docker(&["rm", "kept"]).ok();
+    assert_eq!(volumes(&d).len(), before.len() + 1, "plain rm keeps it");
+
+    d.docker(&["create", "--name", "owner", "-v", "/o", "bb", "true"])
+        .ok();
+    d.docker(&[
+        "create",
+        "--name",
+        "taker",
+        "--volumes-from",
+        "owner",
+        "bb",
+        "true",
+    ])
+    .ok();
+    let with_owner = volumes(&d);
+    d.docker(&["rm", "-v", "owner"]).ok();
+    assert_eq!(volumes(&d), with_owner, "in use by taker: kept");
+    d.docker(&["rm", "-v", "taker"]).ok();
+    assert_eq!(volumes(&d), with_owner, "taker's rm -v: not its own volume");
+
+    d.docker(&["create", "--name", "gone", "-v", "/g", "bb", "true"])
+        .ok();
+    d.docker(&["rm", "-v", "gone"]).ok();
+    assert_eq!(volumes(&d), with_owner, "rm -v removes it");
+}

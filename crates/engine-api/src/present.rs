@@ -107,6 +107,7 @@ pub fn parse_bind(bind: &str, volume_driver: &str) -> Result<MountSpec, ApiError
         berth_state::validate_name("volume", source)?;
     }
     Ok(MountSpec {
+        anonymous: false,
         kind,
         source: source.to_owned(),
         destination: destination.to_owned(),

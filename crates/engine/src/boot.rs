@@ -215,7 +215,7 @@ impl Engine {
             };
             let _op = c.op.lock().await;
             tracing::warn!(id = %id, plugin = ?c.config.spec.labels.get(crate::plugins::LABEL_PLUGIN), "removing a plugin container no plugin record names");
-            match self.remove_locked(&c, true).await {
+            match self.remove_locked(&c, true, false).await {
                 Ok(()) => removed.push(id),
                 Err(e) => {
                     tracing::warn!(id = %id, error = %e, "removing an orphan plugin container")

@@ -120,6 +120,10 @@ pub struct MountSpec {
     pub driver: Option<String>,
     /// Create a missing bind source (true for `Binds`, false for `Mounts`, as Docker does).
     pub create_source: bool,
+    /// A volume made for this container alone (`Config.Volumes`, `-v /path`): removed with it
+    /// by `rm -v` and by `AutoRemove` (`--rm`), as Docker does with its unnamed volumes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
 }
 
 impl MountSpec {
@@ -131,6 +135,7 @@ impl MountSpec {
         read_only: bool,
     ) -> Self {
         MountSpec {
+            anonymous: false,
             kind: MountKind::Bind,
             source: source.into(),
             destination: destination.into(),

@@ -57,7 +57,7 @@ impl Engine {
             let container = c.clone();
             tokio::spawn(async move {
                 let _op = container.op.lock().await;
-                if let Err(e) = engine.remove_locked(&container, true).await {
+                if let Err(e) = engine.remove_locked(&container, true, true).await {
                     tracing::warn!(id = container.id(), error = %e, "auto-remove");
                 }
             });

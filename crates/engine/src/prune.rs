@@ -212,7 +212,7 @@ impl Engine {
             let size = tokio::task::spawn_blocking(move || disk_usage(&dir))
                 .await
                 .unwrap_or(0);
-            match self.remove_locked(&c, false).await {
+            match self.remove_locked(&c, false, false).await {
                 Ok(()) => {
                     out.space += size;
                     out.removed.push(("Id".into(), c.id().to_owned()));

@@ -14,15 +14,27 @@ use crate::mounts::bind_hook_mounts;
 impl Engine {
     /// Removes a container (`force` kills a running one first).
     pub async fn remove(self: &Arc<Self>, reference: &str, force: bool) -> Result<(), EngineError> {
+        self.remove_with_volumes(reference, force, false).await
+    }
+
+    /// `rm [-f] [-v]`: removes a container and, with `volumes`, its anonymous volumes
+    /// (`Config.Volumes`) once it is gone; a volume another container still uses stays.
+    pub async fn remove_with_volumes(
+        self: &Arc<Self>,
+        reference: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<(), EngineError> {
         let c = self.container(reference)?;
         let _op = c.op.lock().await;
-        self.remove_locked(&c, force).await
+        self.remove_locked(&c, force, volumes).await
     }
 
     pub(crate) async fn remove_locked(
         &self,
         c: &Arc<Container>,
         force: bool,
+        volumes: bool,
     ) -> Result<(), EngineError> {
         if c.observed.borrow().removed {
             return Ok(());
@@ -87,6 +99,25 @@ impl Engine {
         for w in warnings {
             tracing::warn!(id = c.id(), warning = %w, "volume remove notification");
         }
+        if volumes {
+            self.remove_anonymous_volumes(c).await;
+        }
         Ok(())
+    }
+
+    /// Removes the removed container's anonymous volumes; failures (a volume another container
+    /// took with `--volumes-from`, a driver's error) are logged, as Docker logs them.
+    async fn remove_anonymous_volumes(&self, c: &Container) {
+        let anonymous = c
+            .config
+            .spec
+            .mounts
+            .iter()
+            .filter(|m| m.anonymous && m.kind == crate::container::MountKind::Volume);
+        for m in anonymous {
+            if let Err(e) = self.remove_volume(&m.source).await {
+                tracing::warn!(id = c.id(), volume = m.source, error = %e, "removing an anonymous volume");
+            }
+        }
     }
 }

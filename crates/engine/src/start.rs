@@ -26,7 +26,7 @@ impl Engine {
         let result = self.start_locked(&c, false).await;
         if result.is_err() && c.config.spec.auto_remove && c.state().status != Status::Running {
             // `docker run --rm` waits for `removed` even when start failed.
-            if let Err(e) = self.remove_locked(&c, true).await {
+            if let Err(e) = self.remove_locked(&c, true, true).await {
                 tracing::warn!(id = c.id(), error = %e, "auto-remove after a failed start");
             }
         }

@@ -28,6 +28,8 @@ impl Engine {
                     continue;
                 }
                 let mut m = m.clone();
+                // Shared, not this container's own: `rm -v` of either leaves it.
+                m.anonymous = false;
                 if let Some(ro) = read_only {
                     m.read_only = ro;
                     m.mode = if ro { "ro" } else { "rw" }.to_owned();

@@ -82,6 +82,7 @@ async fn host(root: &Path, socket: Option<&Path>) -> Arc<PluginHost> {
 fn with_volume(name: &str) -> CreateContainer {
     with_spec(req(name), |s| {
         s.mounts = vec![MountSpec {
+            anonymous: false,
             kind: MountKind::Volume,
             source: "vol".into(),
             destination: "/data".into(),

@@ -174,6 +174,7 @@ fn anonymous_volumes(
             continue;
         }
         mounts.push(MountSpec {
+            anonymous: true,
             kind: MountKind::Volume,
             source: berth_state::new_id(),
             destination: path,
@@ -262,6 +263,7 @@ fn to_request(
             ));
         }
         mounts.push(MountSpec {
+            anonymous: false,
             kind,
             source,
             destination: m.target.unwrap_or_default(),

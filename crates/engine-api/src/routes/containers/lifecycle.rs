@@ -62,7 +62,9 @@ pub(super) async fn remove(
     Path(id): Path<String>,
     q: Query,
 ) -> ApiResult<StatusCode> {
-    s.engine.remove(&id, q.bool("force")?).await?;
+    s.engine
+        .remove_with_volumes(&id, q.bool("force")?, q.bool("v")?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
