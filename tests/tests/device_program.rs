@@ -13,7 +13,6 @@
 // Test code: a panic is how a test fails, so unwrap is fine in helpers too.
 #![allow(clippy::unwrap_used)]
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use berth_tests::{Daemon, write_busybox_rootfs_tar};
@@ -41,47 +40,11 @@ fn unified_path(cgroup_file: &str) -> String {
         .to_owned()
 }
 
-/// The ids of the device programs attached to the cgroup2 directory `dir` itself
-/// (`BPF_PROG_QUERY`, `BPF_CGROUP_DEVICE`).
+/// The ids of the device programs attached to the cgroup2 directory `dir` itself (the engine's
+/// own `BPF_PROG_QUERY`).
 fn device_programs(dir: &Path) -> Vec<u32> {
-    #[repr(C, align(8))]
-    struct QueryAttr {
-        target_fd: u32,
-        attach_type: u32,
-        query_flags: u32,
-        attach_flags: u32,
-        prog_ids: u64,
-        prog_cnt: u32,
-        reserved: u32,
-    }
-    let target = std::fs::File::open(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    let mut ids = [0u32; 16];
-    let mut attr = QueryAttr {
-        target_fd: target.as_raw_fd() as u32,
-        attach_type: 6, // BPF_CGROUP_DEVICE
-        query_flags: 0,
-        attach_flags: 0,
-        prog_ids: ids.as_mut_ptr() as u64,
-        prog_cnt: ids.len() as u32,
-        reserved: 0,
-    };
-    // SAFETY: `attr` is the BPF_PROG_QUERY prefix of `union bpf_attr`, its size passed along;
-    // `prog_ids` points at `ids`, of `prog_cnt` entries, alive for the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            16, // BPF_PROG_QUERY
-            &mut attr as *mut QueryAttr,
-            std::mem::size_of::<QueryAttr>() as libc::c_uint,
-        )
-    };
-    assert!(
-        ret == 0,
-        "BPF_PROG_QUERY on {}: {}",
-        dir.display(),
-        std::io::Error::last_os_error()
-    );
-    ids[..(attr.prog_cnt as usize).min(ids.len())].to_vec()
+    berth_engine::cgroups::device_programs(dir)
+        .unwrap_or_else(|e| panic!("BPF_PROG_QUERY on {}: {e}", dir.display()))
 }
 
 /// Starts a container and returns its id and cgroup2 directory (read from its pid 1).
