@@ -13,12 +13,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures::StreamExt;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::Query;
 
 pub fn routes() -> Router<AppState> {
@@ -81,27 +80,7 @@ struct ErrorDetail {
 }
 
 async fn load(State(s): State<AppState>, body: Body) -> ApiResult<Response> {
-    let tmp_dir = s.engine.tmp_dir()?;
-    // Removed when the handler ends however it ends (see `images.rs`'s import).
-    let tmp = tempfile::TempPath::try_from_path(
-        tmp_dir.join(format!("import-load-{}.tar", berth_state::new_id())),
-    )
-    .map_err(|e| ApiError::new(berth_state::ErrorKind::Internal, format!("load: {e}")))?;
-    let written = async {
-        let mut file = tokio::fs::File::create(&tmp).await?;
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            file.write_all(&chunk.map_err(std::io::Error::other)?)
-                .await?;
-        }
-        file.flush().await
-    }
-    .await;
-    if let Err(e) = written {
-        return Err(ApiError::bad_request(format!(
-            "reading the archive from the request: {e}"
-        )));
-    }
+    let tmp = super::images::spool(&s, "import-load", "the archive", body).await?;
     let result = s.engine.load_images(tmp.to_path_buf()).await;
     drop(tmp);
     let lines: Vec<LoadLine> = match result {

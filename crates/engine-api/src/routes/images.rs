@@ -133,40 +133,12 @@ async fn create(State(s): State<AppState>, q: Query, body: Body) -> ApiResult<Re
     });
     // Every `changes` value (the query map alone keeps only the last of a repeated key).
     let changes: Vec<String> = q.all("changes").into_iter().map(str::to_owned).collect();
-    let tmp_dir = s.engine.root().join("tmp");
-    tokio::fs::create_dir_all(&tmp_dir).await.map_err(|e| {
-        ApiError::new(
-            berth_state::ErrorKind::Internal,
-            format!("creating {}: {e}", tmp_dir.display()),
-        )
-    })?;
-    // Removed when this handler ends, however it ends: a client that disconnects mid-upload
-    // drops the handler's future, and the guard with it. A daemon crash leaves the file for the
-    // next boot to sweep (see `ImageStore::open`).
-    let tmp = tempfile::TempPath::try_from_path(
-        tmp_dir.join(format!("import-{}.tar", berth_state::new_id())),
-    )
-    .map_err(|e| ApiError::new(berth_state::ErrorKind::Internal, format!("import: {e}")))?;
-    let written = async {
-        let mut file = tokio::fs::File::create(&tmp).await?;
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            file.write_all(&chunk.map_err(std::io::Error::other)?)
-                .await?;
-        }
-        file.flush().await
-    }
-    .await;
-    let result = match written {
-        Ok(()) => s
-            .engine
-            .import_image(tmp.to_path_buf(), repo, changes)
-            .await
-            .map_err(ApiError::from),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "reading the image tar from the request: {e}"
-        ))),
-    };
+    let tmp = spool(&s, "import", "the image tar", body).await?;
+    let result = s
+        .engine
+        .import_image(tmp.to_path_buf(), repo, changes)
+        .await
+        .map_err(ApiError::from);
     drop(tmp);
     let image = result?;
     let status = CreateImageInfo {
@@ -232,4 +204,34 @@ async fn remove(
             })
             .collect(),
     ))
+}
+
+/// Writes a request body (an image tar or a `docker save` archive, `what`) to a file of its own
+/// under the engine's tmp dir, named `<prefix>-<id>.tar`. The file is removed when the returned
+/// guard drops, however the handler ends: a client that disconnects mid-upload drops the
+/// handler's future, and the guard with it; a daemon crash leaves the file for the next boot to
+/// sweep (see `ImageStore::open`). A body that cannot be read is the client's fault: 400.
+pub(super) async fn spool(
+    s: &AppState,
+    prefix: &str,
+    what: &str,
+    body: Body,
+) -> ApiResult<tempfile::TempPath> {
+    let tmp_dir = s.engine.tmp_dir()?;
+    let tmp = tempfile::TempPath::try_from_path(
+        tmp_dir.join(format!("{prefix}-{}.tar", berth_state::new_id())),
+    )
+    .map_err(|e| ApiError::new(berth_state::ErrorKind::Internal, format!("{prefix}: {e}")))?;
+    let written = async {
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            file.write_all(&chunk.map_err(std::io::Error::other)?)
+                .await?;
+        }
+        file.flush().await
+    }
+    .await;
+    written.map_err(|e| ApiError::bad_request(format!("reading {what} from the request: {e}")))?;
+    Ok(tmp)
 }
