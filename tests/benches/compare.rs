@@ -25,7 +25,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use berth_tests::{Daemon, PluginProc, spawn_plugin};
+use berth_tests::{Daemon, PluginProc};
 use http::{Method, StatusCode};
 
 mod common;
@@ -81,20 +81,7 @@ fn series(name: &'static str, side: usize, op: Op) -> Series {
 /// Starts `bin` with flocker loaded (when the build accepts it) and the fixtures.
 async fn side(rt_bin: &Path) -> Side {
     let daemon = Daemon::start_bin(rt_bin, |_| Vec::new());
-    let sock = daemon.dir().join("flocker.sock");
-    let storage = daemon.dir().join("flocker-storage");
-    std::fs::create_dir_all(&storage).expect("flocker storage");
-    let flocker = spawn_plugin(
-        &plugin_bin("flocker"),
-        &[
-            "--socket",
-            sock.to_str().expect("utf-8 path"),
-            "--name",
-            "flocker",
-            "--storage",
-            storage.to_str().expect("utf-8 path"),
-        ],
-    );
+    let (flocker, sock) = spawn_flocker(&daemon);
     let body = serde_json::json!({"Name": "flocker", "Socket": sock, "Timeout": "20s"});
     let loaded = daemon.raw_json("POST", "/berth/plugins/load", &body);
     let socket = daemon.socket();

@@ -228,8 +228,9 @@ pub fn load_plugin(d: &Daemon, name: &str, sock: &Path) {
     assert_eq!(r.status, 200, "load {name}: {}", r.text());
 }
 
-/// Starts `flocker` on a socket in the daemon's dir and loads it as volume driver `flocker`.
-pub fn start_flocker(d: &Daemon) -> PluginProc {
+/// Starts the `flocker` process on a socket in the daemon's dir (its storage there too);
+/// returns it and its socket, not yet loaded.
+pub fn spawn_flocker(d: &Daemon) -> (PluginProc, PathBuf) {
     let sock = d.dir().join("flocker.sock");
     let storage = d.dir().join("flocker-storage");
     std::fs::create_dir_all(&storage).expect("flocker storage");
@@ -244,6 +245,12 @@ pub fn start_flocker(d: &Daemon) -> PluginProc {
             storage.to_str().expect("utf-8 path"),
         ],
     );
+    (p, sock)
+}
+
+/// Starts `flocker` on a socket in the daemon's dir and loads it as volume driver `flocker`.
+pub fn start_flocker(d: &Daemon) -> PluginProc {
+    let (p, sock) = spawn_flocker(d);
     load_plugin(d, "flocker", &sock);
     p
 }
