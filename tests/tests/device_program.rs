@@ -20,13 +20,7 @@ use berth_tests::{Daemon, write_busybox_rootfs_tar};
 /// The cgroup2 mount (`/sys/fs/cgroup` on v2, e.g. `/sys/fs/cgroup/unified` on the hybrid
 /// layout).
 fn cgroup2_mount() -> PathBuf {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let point = left.split(' ').nth(4)?;
-            right.starts_with("cgroup2 ").then(|| PathBuf::from(point))
-        })
+    berth_engine::cgroups::cgroup2_mount()
         .expect("no cgroup2 mount: the host has no cgroup v2 to attach a device program to")
 }
 

@@ -7,7 +7,7 @@
 // Test code: a panic is how a test fails, so unwrap is fine in helpers too.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use berth_tests::{Daemon, write_busybox_rootfs_tar};
 
@@ -114,16 +114,6 @@ fn device_is_bound_with_its_permissions_and_kept_across_restart() {
     );
 }
 
-/// The cgroup2 mount, if the host has one.
-fn cgroup2_mount() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        let point = left.split(' ').nth(4)?;
-        right.starts_with("cgroup2 ").then(|| PathBuf::from(point))
-    })
-}
-
 /// The ids of the device programs attached to the cgroup2 directory `dir` itself (the engine's
 /// own `BPF_PROG_QUERY`).
 fn device_programs(dir: &Path) -> Vec<u32> {
@@ -150,7 +140,7 @@ fn guards(d: &Daemon, id: &str) -> (Option<String>, Option<Vec<u32>>) {
             let dir = Path::new("/sys/fs/cgroup/devices").join(path);
             list = Some(std::fs::read_to_string(dir.join("devices.list")).unwrap());
         } else if controllers.is_empty()
-            && let Some(mount) = cgroup2_mount()
+            && let Some(mount) = berth_engine::cgroups::cgroup2_mount()
         {
             programs = Some(device_programs(&mount.join(path)));
         }

@@ -38,16 +38,6 @@ fn cgroup_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-/// The cgroup2 mount of the hybrid layout (beside the v1 hierarchies), if any.
-fn hybrid_cgroup2_mount() -> Option<PathBuf> {
-    let info = read(Path::new("/proc/self/mountinfo"));
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        let point = left.split(' ').nth(4)?;
-        right.starts_with("cgroup2 ").then(|| PathBuf::from(point))
-    })
-}
-
 /// The cgroup directories of process `pid` for the controllers Berth uses, from `/proc/PID/cgroup` (v2: the one
 /// directory under the key `""`; on the hybrid layout also its cgroup2 directory, which holds
 /// the device program, under the key `"unified"`).
@@ -60,7 +50,10 @@ fn cgroups_of(pid: &str) -> Vec<(String, PathBuf)> {
             let path = path.trim_start_matches('/');
             match (cgroup_v2(), controllers) {
                 (true, "") => Some((String::new(), PathBuf::from("/sys/fs/cgroup").join(path))),
-                (false, "") => Some(("unified".to_owned(), hybrid_cgroup2_mount()?.join(path))),
+                (false, "") => Some((
+                    "unified".to_owned(),
+                    berth_engine::cgroups::cgroup2_mount()?.join(path),
+                )),
                 (false, c)
                     if c.split(',')
                         .any(|c| ["memory", "cpu", "cpuacct", "pids", "devices"].contains(&c)) =>

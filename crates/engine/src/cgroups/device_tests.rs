@@ -190,14 +190,7 @@ fn program_decides_as_the_rules_do() {
 
 /// The cgroup2 mount: `/sys/fs/cgroup` on v2, the hybrid layout's own mount otherwise.
 fn cgroup2_mount() -> PathBuf {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let point = left.split(' ').nth(4)?;
-            right.starts_with("cgroup2 ").then(|| PathBuf::from(point))
-        })
-        .expect("no cgroup2 mount in /proc/self/mountinfo")
+    super::cgroup2_mount().expect("no cgroup2 mount in /proc/self/mountinfo")
 }
 
 /// What one probe got: 0 when the call succeeded, else its errno.

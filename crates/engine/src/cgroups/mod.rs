@@ -157,6 +157,23 @@ fn hierarchy() -> Option<&'static dyn Hierarchy> {
         .as_deref()
 }
 
+/// The first cgroup2 mount in `/proc/self/mountinfo`: `/sys/fs/cgroup` on v2, the hybrid
+/// layout's own mount (e.g. `/sys/fs/cgroup/unified`) beside the v1 hierarchies; `None` without
+/// one.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    cgroup2_in(&info)
+}
+
+/// The first cgroup2 mount point in the text of a `mountinfo` file.
+pub(crate) fn cgroup2_in(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let point = left.split(' ').nth(4)?;
+        right.starts_with("cgroup2 ").then(|| PathBuf::from(point))
+    })
+}
+
 /// `"v1"` or `"v2"` (or `"none"`), for `docker info` and the docs.
 pub fn version() -> &'static str {
     hierarchy().map_or("none", |h| h.version())

@@ -31,7 +31,7 @@ impl V1 {
     pub(super) fn detect() -> Option<V1> {
         let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
         let mut mounts = BTreeMap::new();
-        let mut unified = None;
+        let unified = super::cgroup2_in(&info);
         for line in info.lines() {
             let Some((left, right)) = line.split_once(" - ") else {
                 continue;
@@ -40,12 +40,7 @@ impl V1 {
                 continue;
             };
             let mut r = right.split(' ');
-            let fstype = r.next();
-            if fstype == Some("cgroup2") {
-                unified.get_or_insert_with(|| PathBuf::from(point));
-                continue;
-            }
-            if fstype != Some("cgroup") {
+            if r.next() != Some("cgroup") {
                 continue;
             }
             let super_opts = r.nth(1).unwrap_or_default();
