@@ -22,6 +22,14 @@ fn inspect(d: &Daemon, what: &str) -> Value {
     r.json()
 }
 
+/// `docker run -d --name NAME OPTS bb sleep 1000`: a container that stays up for the probe.
+fn sleeper(d: &Daemon, name: &str, opts: &[&str]) {
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&["bb", "sleep", "1000"]);
+    d.docker(&args).ok();
+}
+
 /// A daemon with busybox imported as `bb` and container `c` running `sleep`.
 fn daemon_with_c() -> Daemon {
     let d = Daemon::start();
@@ -194,30 +202,8 @@ fn user_network_links_resolve_and_a_connect_mac_shows_before_start() {
     let r = d.raw_json("POST", "/v1.41/containers/create?name=linker", &body);
     assert_eq!(r.status, 201, "{}", r.text());
     d.docker(&["start", "linker"]).ok();
-    d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "upstream",
-        "--network",
-        "lnet",
-        "bb",
-        "sleep",
-        "1000",
-    ])
-    .ok();
-    d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "other",
-        "--network",
-        "lnet",
-        "bb",
-        "sleep",
-        "1000",
-    ])
-    .ok();
+    sleeper(&d, "upstream", &["--network", "lnet"]);
+    sleeper(&d, "other", &["--network", "lnet"]);
     let up_ip =
         inspect(&d, "containers/upstream")["NetworkSettings"]["Networks"]["lnet"]["IPAddress"]
             .as_str()
@@ -270,30 +256,8 @@ fn cgroupns_private_is_applied_and_isolation_default_is_kept() {
             .filter_map(|l| l.splitn(3, ':').nth(2).map(str::to_owned))
             .collect()
     };
-    d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "priv",
-        "--cgroupns",
-        "private",
-        "bb",
-        "sleep",
-        "1000",
-    ])
-    .ok();
-    d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "shared",
-        "--cgroupns",
-        "host",
-        "bb",
-        "sleep",
-        "1000",
-    ])
-    .ok();
+    sleeper(&d, "priv", &["--cgroupns", "private"]);
+    sleeper(&d, "shared", &["--cgroupns", "host"]);
     for (name, private) in [("priv", true), ("shared", false)] {
         let mode = inspect(&d, &format!("containers/{name}"))["HostConfig"]["CgroupnsMode"].clone();
         assert_eq!(mode, if private { "private" } else { "host" }, "{name}");
@@ -362,18 +326,7 @@ fn auxiliary_addresses_are_kept_and_reserved() {
                 "AuxiliaryAddresses": {"a": "10.88.0.2", "b": "10.88.0.3"}}]),
         "{cfg}"
     );
-    d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "first",
-        "--network",
-        "auxnet",
-        "bb",
-        "sleep",
-        "1000",
-    ])
-    .ok();
+    sleeper(&d, "first", &["--network", "auxnet"]);
     let ip = inspect(&d, "containers/first")["NetworkSettings"]["Networks"]["auxnet"]["IPAddress"]
         .clone();
     assert_eq!(
@@ -457,18 +410,7 @@ fn uts_mode_host_shares_the_hostname_it_cannot_change() {
 fn device_cgroup_rules_are_added_to_the_device_cgroup() {
     let d = Daemon::start();
     d.import_busybox("bb");
-    d.docker(&[
-        "run",
-        "-d",
-        "--name",
-        "dev",
-        "--device-cgroup-rule",
-        "c 7:128 rwm",
-        "bb",
-        "sleep",
-        "1000",
-    ])
-    .ok();
+    sleeper(&d, "dev", &["--device-cgroup-rule", "c 7:128 rwm"]);
     let c = inspect(&d, "containers/dev");
     assert_eq!(
         c["HostConfig"]["DeviceCgroupRules"],
