@@ -101,11 +101,14 @@ impl Ctx {
                 .append(true)
                 .open(path)
         {
-            let _ = writeln!(
-                f,
-                "{}",
+            // One `write` per line: the driver and the IPAM (two processes) append to one log,
+            // and `writeln!` on a `File` writes each formatted piece with a call of its own, so
+            // their lines interleaved mid-line.
+            let line = format!(
+                "{}\n",
                 json!({"plugin": self.name, "call": call, "body": body})
             );
+            let _ = f.write_all(line.as_bytes());
         }
     }
 
