@@ -163,12 +163,26 @@ impl Container {
         let snapshot = st.clone();
         let persisted = berth_state::store_json(&self.dir.join("state.json"), &*st);
         drop(st);
+        self.publish(&snapshot);
+        persisted?;
+        Ok(snapshot)
+    }
+
+    /// Applies `f` to the state in memory only and publishes the new status to waiters; for
+    /// what no boot needs to know (the `Removing` status: see `remove.rs`).
+    pub(crate) fn update_in_memory(&self, f: impl FnOnce(&mut ContainerState)) {
+        let mut st = lock(&self.state);
+        f(&mut st);
+        let snapshot = st.clone();
+        drop(st);
+        self.publish(&snapshot);
+    }
+
+    fn publish(&self, snapshot: &ContainerState) {
         self.observed.send_modify(|o| {
             o.status = snapshot.status;
             o.exit_code = snapshot.exit_code;
         });
-        persisted?;
-        Ok(snapshot)
     }
 
     pub(crate) fn attributes(&self) -> BTreeMap<String, String> {

@@ -60,7 +60,11 @@ impl Engine {
                 c.wait_exit_after(rx, exits).await;
             }
         }
-        let _ = c.update(|st| st.status = Status::Removing);
+        // In memory only: it refuses a start, a copy or a second removal meanwhile, and a
+        // removal a crash cuts leaves the container as last recorded (exited), so it can be
+        // removed again; a durable `removing` record would cost a write and two fsyncs per
+        // `rm` (and per `run --rm`) that no boot reads (docs/semantics.md, "Durability").
+        c.update_in_memory(|st| st.status = Status::Removing);
         self.unpublish_ports(c.id()).await;
         self.networks.detach(c.id()).await;
         self.networks.unregister(c.id());

@@ -74,6 +74,7 @@ struct State {
     spawn_failures: VecDeque<String>,
     ignored: HashSet<Signal>,
     exit_on_spawn: Option<i32>,
+    cleanup_failures: usize,
 }
 
 /// The recording fake runtime (see the module doc).
@@ -182,6 +183,11 @@ impl FakeRuntime {
     /// Makes the next spawn fail with `reason` (queued: one failure per call).
     pub fn fail_next_spawn(&self, reason: impl Into<String>) {
         self.lock().spawn_failures.push_back(reason.into());
+    }
+
+    /// Makes the next `cleanup` fail (EIO), as a removal cut short would.
+    pub fn fail_next_cleanup(&self) {
+        self.lock().cleanup_failures += 1;
     }
 
     /// Processes survive `sig` from now on (SIGKILL cannot be ignored).
@@ -367,8 +373,20 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     fn cleanup(&self, bundle: &Path) -> Result<(), RuntimeError> {
-        self.lock().calls.push(Call::Cleanup(bundle.to_owned()));
+        let fail = {
+            let mut st = self.lock();
+            st.calls.push(Call::Cleanup(bundle.to_owned()));
+            let fail = st.cleanup_failures > 0;
+            st.cleanup_failures = st.cleanup_failures.saturating_sub(1);
+            fail
+        };
         self.bump();
+        if fail {
+            return Err(RuntimeError::Cleanup {
+                path: bundle.to_owned(),
+                source: std::io::Error::from_raw_os_error(libc::EIO),
+            });
+        }
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use super::{DEADLINE, Rig, req, with_spec};
 use crate::container::{RestartPolicy, Status};
 use crate::runtime::fake::Call;
 use crate::runtime::{NetMode, Rootfs};
-use crate::{CreateContainer, EngineError, WaitCondition};
+use crate::{CreateContainer, Engine, EngineError, WaitCondition};
 
 #[tokio::test]
 async fn create_writes_the_record_and_spawns_nothing() {
@@ -202,6 +202,30 @@ async fn remove_cleans_the_bundle_and_frees_the_name() {
         Err(EngineError::NoSuchContainer(_))
     ));
     rig.create(req("web")).await;
+}
+
+/// `removing` is not recorded: a removal cut short (here its file removal fails; a crash
+/// does the same) leaves the container as last recorded, exited with its own code, and the next
+/// engine on the root lists it so and removes it.
+#[tokio::test]
+async fn a_removal_cut_short_leaves_the_recorded_exit() {
+    let rig = Rig::new();
+    let id = rig.run(req("web")).await;
+    assert!(rig.fake.exit(&id, 3));
+    rig.wait_status(&id, Status::Exited).await;
+    rig.fake.fail_next_cleanup();
+    let r = rig.engine.remove(&id, false).await;
+    assert!(r.is_err(), "{r:?}");
+    let next = Engine::open_with(&rig.dir.path().join("root"), rig.fake.clone(), None)
+        .expect("reopen engine");
+    let c = next
+        .container(&id)
+        .expect("still listed after the cut removal");
+    let st = c.state();
+    assert_eq!((st.status, st.exit_code), (Status::Exited, 3), "{st:?}");
+    assert!(st.error.is_empty(), "{st:?}");
+    next.remove(&id, false).await.expect("rm again");
+    assert!(!c.dir.exists());
 }
 
 #[tokio::test]
