@@ -196,12 +196,6 @@ fn to_request(
         .filter(|i| !i.is_empty())
         .ok_or_else(|| ApiError::bad_request("field Image: an image is required"))?;
     let mut hc = body.host_config.unwrap_or_default();
-    if hc.init == Some(true) {
-        return Err(ApiError::bad_request(
-            "HostConfig.Init (--init) is not supported: Berth has no init to run as pid 1; \
-             put one in the image (e.g. tini as the entrypoint)",
-        ));
-    }
     let resources = hc.resources();
     let port_bindings = crate::routes::ports::bindings(hc.port_bindings.take())?;
     let security = SecurityOptions {
@@ -227,6 +221,7 @@ fn to_request(
             })
             .collect(),
         device_cgroup_rules: hc.device_cgroup_rules.take().unwrap_or_default(),
+        init: hc.init.unwrap_or(false),
     };
     extract::driver_name("volume driver", hc.volume_driver.as_deref())?;
     let rp = hc.restart_policy.unwrap_or_default();

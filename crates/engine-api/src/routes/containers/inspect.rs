@@ -197,6 +197,7 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         isolation: c.spec.isolation.clone(),
         uts_mode: sec.uts_mode.clone(),
         pid_mode: sec.pid_mode.clone(),
+        init: sec.init.then_some(true),
         volumes_from: (!c.spec.volumes_from.is_empty()).then(|| c.spec.volumes_from.clone()),
         ..HostConfig::default()
     };
