@@ -96,6 +96,8 @@ struct HostConfigBody {
     cpu_period: Option<i64>,
     cpu_shares: Option<i64>,
     pids_limit: Option<i64>,
+    cpuset_cpus: Option<String>,
+    cpuset_mems: Option<String>,
     port_bindings: Option<crate::routes::ports::PortBindingsBody>,
     log_config: Option<LogConfigBody>,
     links: Option<Vec<String>>,
@@ -127,6 +129,8 @@ impl HostConfigBody {
             cpu_period: self.cpu_period.unwrap_or(0),
             cpu_shares: self.cpu_shares.unwrap_or(0),
             pids_limit: self.pids_limit.unwrap_or(0),
+            cpuset_cpus: self.cpuset_cpus.clone().unwrap_or_default(),
+            cpuset_mems: self.cpuset_mems.clone().unwrap_or_default(),
         }
     }
 }

@@ -189,6 +189,8 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         cpu_period: r.cpu_period,
         cpu_shares: r.cpu_shares,
         pids_limit: r.pids(),
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
         cgroupns_mode: if sec.cgroupns_mode == "private" {
             "private"
         } else {
