@@ -247,3 +247,58 @@ fn volumes_from_copies_the_other_containers_mounts() {
         assert_eq!(r.status, status, "{from}: {}", r.text());
     }
 }
+
+/// An image's `Config.Volumes` (`VOLUME /data`): each container of it gets an anonymous volume
+/// there (what it writes lands in the volume, listed by `docker volume ls`), unless a mount of
+/// its own covers the path; `rm -v` and `--rm` remove it, a plain `rm` keeps it.
+#[test]
+fn image_volumes_get_anonymous_volumes() {
+    let d = Daemon::start();
+    let r = d.raw(
+        "POST",
+        "/v1.41/images/create?fromSrc=-&repo=vb&changes=VOLUME%20%2Fdata",
+        Some("application/x-tar"),
+        berth_tests::busybox_rootfs_tar(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        inspect(&d, "images/vb")["Config"]["Volumes"],
+        json!({"/data": {}})
+    );
+    let volumes = |d: &Daemon| -> Vec<String> {
+        let out = d.docker(&["volume", "ls", "-q"]);
+        out.ok().lines().map(str::to_owned).collect()
+    };
+    let volume_at = |d: &Daemon, name: &str| -> String {
+        let c = inspect(d, &format!("containers/{name}"));
+        let m = c["Mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["Destination"] == "/data");
+        let m = m.unwrap_or_else(|| panic!("no mount at /data: {c}"));
+        assert_eq!(m["Type"], "volume", "{m}");
+        m["Name"].as_str().unwrap().to_owned()
+    };
+    let write = "echo hi > /data/f && grep -q ' /data ' /proc/mounts";
+    d.docker(&["run", "--name", "a", "vb", "sh", "-c", write])
+        .ok();
+    let a = volume_at(&d, "a");
+    assert_eq!(a.len(), 64, "{a}");
+    assert!(volumes(&d).contains(&a));
+    d.docker(&["run", "--name", "b", "vb", "sh", "-c", write])
+        .ok();
+    let b = volume_at(&d, "b");
+    assert_ne!(a, b, "each container gets its own volume");
+    // A mount of its own on the path: no anonymous volume.
+    d.docker(&["run", "--name", "own", "-v", "mine:/data", "vb", "true"])
+        .ok();
+    assert_eq!(volume_at(&d, "own"), "mine");
+    d.docker(&["rm", "-v", "a"]).ok();
+    d.docker(&["rm", "b", "own"]).ok();
+    let left = volumes(&d);
+    assert!(!left.contains(&a) && left.contains(&b), "{left:?}");
+    let before = volumes(&d).len();
+    d.docker(&["run", "--rm", "vb", "sh", "-c", write]).ok();
+    assert_eq!(volumes(&d).len(), before, "--rm left its volume");
+}

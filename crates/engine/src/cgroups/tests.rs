@@ -99,7 +99,10 @@ fn create_applies_limits_and_remove_deletes() {
     // `run --rm`); the shutdown removes them once empty. (A v1 cpuset parent exists only once a
     // container with a cpuset was created.)
     let parents = hierarchy().unwrap().parents(&parent_for(&root));
-    for p in parents.iter().filter(|p| !p.starts_with("/sys/fs/cgroup/cpuset")) {
+    for p in parents
+        .iter()
+        .filter(|p| !p.starts_with("/sys/fs/cgroup/cpuset"))
+    {
         assert!(p.exists(), "{} removed with the container", p.display());
     }
     remove_parent_if_empty(&root);
