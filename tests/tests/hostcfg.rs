@@ -97,8 +97,8 @@ fn zombies(d: &Daemon, name: &str) -> usize {
         .count()
 }
 
-/// `--init`: pid 1 is a minimal init (`docker-init`, running as the container's user) with the
-/// command as its child; an orphan that dies is reaped (without `--init` the same command leaves
+/// `--init`: pid 1 is a minimal init (`docker-init`, running as the container's user, showing
+/// none of the engine's command line, environment or memory) with the command as its child; an orphan that dies is reaped (without `--init` the same command leaves
 /// a zombie); `docker stop` ends the command with the forwarded SIGTERM (143, not the 137 of the
 /// SIGKILL after the grace period); the command's exit code passes through; inspect shows
 /// `Init: true` only when asked.
@@ -122,6 +122,29 @@ fn init_runs_the_command_under_a_reaping_init() {
     assert_eq!(lines[0], "2", "{text}");
     assert_eq!(lines[1], "docker-init", "{text}");
     assert!(lines[2].split_whitespace().nth(1) == Some("1000"), "{text}");
+    // The init is a copy of the engine's process: a root container must not read the engine's
+    // command line, environment or memory through it.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--init",
+        "bb",
+        "sh",
+        "-c",
+        "tr '\\0' ' ' </proc/1/cmdline; echo; cat /proc/1/environ; head -c 1 /proc/1/mem; true",
+    ]);
+    let cmdline = out.ok().lines().next().unwrap_or_default().to_owned();
+    assert!(
+        cmdline.starts_with("/sbin/docker-init -- sh -c"),
+        "{}",
+        out.describe()
+    );
+    assert!(!cmdline.contains("daemon"), "{cmdline}");
+    assert!(
+        out.stderr.contains("/proc/1/environ") && out.stderr.contains("/proc/1/mem"),
+        "{}",
+        out.describe()
+    );
     // An orphan (the inner shell's background loop) goes to pid 1 when its shell exits; once
     // the command is `sleep` (it exec'd), /tmp/go lets the orphan end.
     let orphan = "sh -c 'while [ ! -e /tmp/go ]; do sleep 0.1; done &'; exec sleep 1000";
@@ -145,7 +168,11 @@ fn init_runs_the_command_under_a_reaping_init() {
     // With --init: the orphan left (no loop runs) and nothing is left unreaped.
     poll_until("no zombie with --init", Duration::from_secs(10), || {
         let out = d.docker(&["exec", "ini", "ps", "-o", "args"]);
-        let looping = out.ok().lines().any(|l| l.contains("/tmp/go"));
+        // (The init's own command line names /tmp/go too.)
+        let looping = out
+            .ok()
+            .lines()
+            .any(|l| l.contains("/tmp/go") && !l.contains("docker-init"));
         (!looping && zombies(&d, "ini") == 0).then_some(())
     });
     assert_eq!(inspect(&d, "containers/ini")["HostConfig"]["Init"], true);

@@ -26,21 +26,16 @@ const SYNCHRONOUS: [c_int; 7] = [
     libc::SIGSYS,
 ];
 
-/// Names the init as Docker's shows in `ps` (`docker-init`, command line `cmdline`) instead of
-/// the engine's name and arguments. Needs `CAP_SYS_RESOURCE`: called before the capabilities
-/// are dropped; best effort (a kernel that refuses leaves the shim's names).
+/// What the init inherited from the process it was forked from and must not show the
+/// container: that process's command line and environment (the engine's, which may hold
+/// secrets) are overwritten in place, its command line with `cmdline` (Docker's
+/// `/sbin/docker-init -- CMD...`, truncated to the space there is), its name set to
+/// `docker-init`. Best effort: without `/proc/self/stat` nothing is overwritten.
 ///
 /// # Safety
-/// Only in pid 1, forked; `cmdline` outlives the process (the plan is never freed in it).
+/// Only in pid 1, forked (its memory is its own), before the command is forked.
 pub(super) unsafe fn rename(cmdline: &[u8]) {
-    if cmdline.is_empty() {
-        return;
-    }
-    let start = cmdline.as_ptr() as c_ulong;
-    let end = start + cmdline.len() as c_ulong;
-    // SAFETY: plain prctls on this process's own memory, which stays mapped. The start is set
-    // first: the heap lies below the old arguments (on the stack), so start < end holds at
-    // every step.
+    // SAFETY: plain prctl with a constant C string.
     unsafe {
         libc::prctl(
             libc::PR_SET_NAME,
@@ -48,22 +43,71 @@ pub(super) unsafe fn rename(cmdline: &[u8]) {
             0,
             0,
             0,
-        );
-        libc::prctl(
-            libc::PR_SET_MM,
-            libc::PR_SET_MM_ARG_START as c_ulong,
-            start,
-            0,
-            0,
-        );
-        libc::prctl(
-            libc::PR_SET_MM,
-            libc::PR_SET_MM_ARG_END as c_ulong,
-            end,
-            0,
-            0,
-        );
+        )
+    };
+    // SAFETY: reads into a local buffer.
+    let Some([arg_start, arg_end, env_start, env_end]) = (unsafe { areas() }) else {
+        return;
+    };
+    for (start, end) in [(arg_start, arg_end), (env_start, env_end)] {
+        if start == 0 || end <= start {
+            continue;
+        }
+        let len = (end - start) as usize;
+        // SAFETY: the kernel's bounds of this process's own argument and environment strings,
+        // mapped and writable (they lie on the initial stack); nothing reads them any more.
+        unsafe {
+            let area = std::slice::from_raw_parts_mut(start as *mut u8, len);
+            area.fill(0);
+            if start == arg_start {
+                // The last byte stays NUL: the kernel then shows exactly this area.
+                let n = cmdline.len().min(len - 1);
+                area[..n].copy_from_slice(&cmdline[..n]);
+            }
+        }
     }
+}
+
+/// `arg_start`, `arg_end`, `env_start`, `env_end` of this process (fields 48 to 51 of
+/// `/proc/self/stat`).
+///
+/// # Safety
+/// Async-signal-safe.
+unsafe fn areas() -> Option<[u64; 4]> {
+    let mut buf = [0u8; 1024];
+    // SAFETY: open/read/close of a constant path into a local buffer.
+    let n = unsafe {
+        let fd = libc::open(
+            c"/proc/self/stat".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return None;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    let text = buf.get(..usize::try_from(n).ok()?)?;
+    // The fields after the command name, which is in parentheses and may hold anything.
+    let close = text.iter().rposition(|b| *b == b')')?;
+    let mut fields = text[close + 1..]
+        .split(|b| *b == b' ')
+        .filter(|f| !f.is_empty());
+    // The first field after the name is field 3 (`state`); field 48 is 45 further.
+    let mut out = [0u64; 4];
+    let mut field = fields.nth(45)?;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if i > 0 {
+            field = fields.next()?;
+        }
+        let mut v: u64 = 0;
+        for b in field.iter().take_while(|b| b.is_ascii_digit()) {
+            v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        }
+        *slot = v;
+    }
+    Some(out)
 }
 
 /// Runs the init: forks the command; returns only in the child (the caller then execs the
@@ -87,6 +131,10 @@ pub(super) unsafe fn run(ctx: &Ctx, tty: bool) {
         // With `--pid host` the init is no namespace's init: still the reaper of its
         // command's orphans.
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as c_ulong, 0, 0, 0);
+        // The init's memory is a copy of the engine's: not dumpable, so no process of the
+        // container without CAP_SYS_PTRACE reads it (/proc/1/mem, /proc/1/environ) or attaches
+        // to it. The command's exec makes it dumpable again, as usual.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0 as c_ulong, 0, 0, 0);
         // fork(2) as a raw clone: libc's fork runs atfork handlers, not async-signal-safe.
         let child = libc::syscall(libc::SYS_clone, libc::SIGCHLD as c_ulong, 0, 0, 0, 0);
         if child < 0 {
