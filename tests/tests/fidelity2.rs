@@ -23,6 +23,15 @@ fn wait_health(d: &Daemon, name: &str, what: &str, f: impl Fn(&Value) -> bool) -
     })
 }
 
+/// `docker run -d --name NAME --health-cmd CMD [HEALTH...] bb sleep 300`: a sleeping busybox
+/// container probed by `CMD`; `health` holds the other `--health-*` flags (and any run flag).
+fn run_probed(d: &Daemon, name: &str, cmd: &str, health: &[&str]) {
+    let mut args = vec!["run", "-d", "--name", name, "--health-cmd", cmd];
+    args.extend_from_slice(health);
+    args.extend_from_slice(&["bb", "sleep", "300"]);
+    d.docker(&args).ok();
+}
+
 /// `docker run --health-cmd`: the probe runs in the container, a passing probe makes it
 /// `healthy` (inspect, `docker ps`, the `health` filter, a `health_status: healthy` event),
 /// a failing one `unhealthy` after `Retries` failures with the log bounded to 5 results.
@@ -31,24 +40,19 @@ fn healthchecks_probe_the_container_and_report_their_status() {
     let d = Daemon::start();
     d.import_busybox("bb");
     let since = berth_tests::unix_now();
-    d.docker(&[
-        "run",
-        "-d",
-        "--name",
+    run_probed(
+        &d,
         "good",
-        "--health-cmd",
         "echo probed from $(hostname); touch /tmp/probed",
-        "--health-interval",
-        "200ms",
-        "--health-retries",
-        "1",
-        "--hostname",
-        "inside",
-        "bb",
-        "sleep",
-        "300",
-    ])
-    .ok();
+        &[
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "1",
+            "--hostname",
+            "inside",
+        ],
+    );
     let cfg = inspect(&d, "good")["Config"]["Healthcheck"].clone();
     assert_eq!(
         cfg["Test"],
@@ -77,22 +81,12 @@ fn healthchecks_probe_the_container_and_report_their_status() {
     let ps = d.docker(&["ps", "--filter", "name=good", "--format", "{{.Status}}"]);
     assert!(ps.ok().contains("(healthy)"), "{}", ps.ok());
 
-    d.docker(&[
-        "run",
-        "-d",
-        "--name",
+    run_probed(
+        &d,
         "bad",
-        "--health-cmd",
         "echo failing; exit 3",
-        "--health-interval",
-        "100ms",
-        "--health-retries",
-        "2",
-        "bb",
-        "sleep",
-        "300",
-    ])
-    .ok();
+        &["--health-interval", "100ms", "--health-retries", "2"],
+    );
     let h = wait_health(&d, "bad", "bad to fail 7 times", |h| {
         h["FailingStreak"].as_u64().unwrap_or(0) >= 7
     });
@@ -168,24 +162,19 @@ fn healthchecks_probe_the_container_and_report_their_status() {
 fn a_probe_past_its_timeout_is_killed_and_fails() {
     let d = Daemon::start();
     d.import_busybox("bb");
-    d.docker(&[
-        "run",
-        "-d",
-        "--name",
+    run_probed(
+        &d,
         "slow",
-        "--health-cmd",
         "exec sleep 7",
-        "--health-interval",
-        "100ms",
-        "--health-timeout",
-        "200ms",
-        "--health-retries",
-        "3",
-        "bb",
-        "sleep",
-        "300",
-    ])
-    .ok();
+        &[
+            "--health-interval",
+            "100ms",
+            "--health-timeout",
+            "200ms",
+            "--health-retries",
+            "3",
+        ],
+    );
     let h = wait_health(&d, "slow", "slow to fail 4 times", |h| {
         h["FailingStreak"].as_u64().unwrap_or(0) >= 4
     });

@@ -74,6 +74,14 @@ fn host_address() -> Ipv4Addr {
 const HTTPD: &str =
     "mkdir -p /www && echo hello-berth > /www/index.html && exec busybox httpd -f -p 80 -h /www";
 
+/// `docker run -d --name web FLAGS... bb sh -c HTTPD`: the web server container; returns its id.
+fn run_web(d: &Daemon, flags: &[&str]) -> String {
+    let mut args = vec!["run", "-d", "--name", "web"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["bb", "sh", "-c", HTTPD]);
+    d.docker(&args).ok().trim().to_owned()
+}
+
 /// Needs root. `-p 127.0.0.1:18080:80 -p 18081:80` on the default bridge: loopback reaches the
 /// server, `docker port`, `docker ps` and inspect show the bindings, the 0.0.0.0 binding has its
 /// DNAT rule and the loopback one none; a second container asking for 18080 fails with 409 naming
@@ -82,24 +90,7 @@ const HTTPD: &str =
 fn published_ports_reach_the_container_and_go_with_it() {
     let d = Daemon::start();
     d.import_busybox("bb");
-    let id = d
-        .docker(&[
-            "run",
-            "-d",
-            "--name",
-            "web",
-            "-p",
-            "127.0.0.1:18080:80",
-            "-p",
-            "18081:80",
-            "bb",
-            "sh",
-            "-c",
-            HTTPD,
-        ])
-        .ok()
-        .trim()
-        .to_owned();
+    let id = run_web(&d, &["-p", "127.0.0.1:18080:80", "-p", "18081:80"]);
     let body = poll_until("web server reachable on loopback", WAIT, || {
         http_get(Ipv4Addr::LOCALHOST, 18080, "/")
     });
@@ -188,24 +179,7 @@ fn published_port_on_a_host_address_goes_through_dnat() {
     d.import_busybox("bb");
     d.docker(&["network", "create", "--subnet", "10.213.77.0/24", "pnet"])
         .ok();
-    let id = d
-        .docker(&[
-            "run",
-            "-d",
-            "--name",
-            "web",
-            "--network",
-            "pnet",
-            "-p",
-            "18083:80",
-            "bb",
-            "sh",
-            "-c",
-            HTTPD,
-        ])
-        .ok()
-        .trim()
-        .to_owned();
+    let id = run_web(&d, &["--network", "pnet", "-p", "18083:80"]);
     let body = poll_until("web server reachable on loopback", WAIT, || {
         http_get(Ipv4Addr::LOCALHOST, 18083, "/")
     });
