@@ -339,4 +339,46 @@ mod tests {
         fs::create_dir_all(&p).unwrap();
         p
     }
+
+    /// A task waiting in `off_worker` does not hold the worker: on a runtime with one worker,
+    /// another task still runs (here: the one that releases the wait). Called directly on the
+    /// worker, the wait would time out.
+    #[test]
+    fn off_worker_frees_the_worker() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = rt.block_on(async {
+            let (tx, rx) = std::sync::mpsc::channel::<u32>();
+            let waiter = tokio::spawn(async move {
+                off_worker(|| rx.recv_timeout(std::time::Duration::from_secs(10)))
+            });
+            // Let the waiter take the only worker first.
+            tokio::task::yield_now().await;
+            let sender = tokio::spawn(async move { tx.send(7) });
+            let got = waiter.await.unwrap();
+            sender.await.unwrap().unwrap();
+            got
+        });
+        assert_eq!(got, Ok(7));
+    }
+
+    /// On a current-thread runtime (where `block_in_place` panics) and outside any runtime the
+    /// work just runs, and durable writes work there.
+    #[test]
+    fn off_worker_runs_anywhere() {
+        assert_eq!(off_worker(|| 1), 1);
+        let dir = tempfile_dir();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            write_durable(&dir.join("f"), b"x").unwrap();
+            assert_eq!(off_worker(|| 2), 2);
+        });
+        assert_eq!(fs::read(dir.join("f")).unwrap(), b"x");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
