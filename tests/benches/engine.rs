@@ -504,6 +504,26 @@ async fn rm_f(api: &mut Api) -> f64 {
     t.elapsed().as_nanos() as f64
 }
 
+/// CPU time (ms) the daemon `pid` and every descendant it has reaped used so far
+/// (`utime + stime + cutime + cstime` of `/proc/PID/stat`; the shim reaps pid 1 and the daemon
+/// reaps the shim, so a finished run is counted whole). Clock-tick resolution (10 ms): compare
+/// sums over many runs.
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("daemon stat");
+    // Fields after the command name (which may hold spaces) start at field 3 (`state`).
+    let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11..15]
+        .iter()
+        .map(|f| f.parse::<u64>().expect("tick count"))
+        .sum();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    ticks as f64 * 1000.0 / hz
+}
+
 /// Plugin fault isolation (issue 13), two timing loops:
 /// - `engine_isolation/slow_mount/*`: `run --rm -v V:/d host true` on a volume driver whose
 ///   `Mount` sleeps 100 ms: one run alone, then 32 at once (32 different volumes of that driver),
@@ -531,9 +551,12 @@ fn bench_isolation(
         ],
     );
     let socket = d.socket();
+    let pid = d.pid().expect("daemon pid");
     let rounds = if quick() { 2 } else { 8 };
     let (mut single, mut batch, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let mut local_batch = Vec::new();
+    let (mut local_batch, mut local_serial) = (Vec::new(), Vec::new());
+    // CPU (ms) per run of the daemon and everything it forked, by series.
+    let (mut cpu_batch, mut cpu_local_batch, mut cpu_serial) = (Vec::new(), Vec::new(), Vec::new());
     let (mut idle, mut hanging) = (Vec::new(), Vec::new());
     rt.block_on(async {
         let mut api = Api::connect(&socket).await;
@@ -544,24 +567,38 @@ fn bench_isolation(
             let t = Instant::now();
             run_rm_volume(&socket, &names[BATCH]).await;
             let one = t.elapsed().as_nanos() as f64;
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), cpu_ms(pid));
             futures::future::join_all(names[..BATCH].iter().map(|n| run_rm_volume(&socket, n)))
                 .await;
             let all = t.elapsed().as_nanos() as f64;
+            let cpu_all = cpu_ms(pid) - cpu;
             volumes(&mut api, &names, None).await;
             // Control: the same batch on local volumes (what 32 containers cost this machine
             // without any plugin).
             let locals: Vec<String> = (0..BATCH).map(|_| unique("localvol")).collect();
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), cpu_ms(pid));
             futures::future::join_all(locals.iter().map(|n| run_rm_volume(&socket, n))).await;
             let local_all = t.elapsed().as_nanos() as f64;
+            let cpu_local = cpu_ms(pid) - cpu;
+            // And the same 32 local runs one after the other: their CPU per run is what the
+            // batch would cost without any contention.
+            let (t, cpu) = (Instant::now(), cpu_ms(pid));
+            for n in &locals {
+                run_rm_volume(&socket, n).await;
+            }
+            let serial = t.elapsed().as_nanos() as f64;
+            let cpu_ser = cpu_ms(pid) - cpu;
             volumes(&mut api, &locals, None).await;
             // Round 0 warms up (page cache, plugin connections).
             if round > 0 {
                 single.push(one);
                 batch.push(all);
                 local_batch.push(local_all);
+                local_serial.push(serial);
                 ratios.push(all / one);
+                cpu_batch.push(cpu_all / BATCH as f64);
+                cpu_local_batch.push(cpu_local / BATCH as f64);
+                cpu_serial.push(cpu_ser / BATCH as f64);
             }
         }
         // (b) rm -f, idle and while another plugin call hangs.
@@ -606,6 +643,10 @@ fn bench_isolation(
             "engine_isolation/slow_mount/32_concurrent_runs_local_volumes",
             local_batch,
         ),
+        (
+            "engine_isolation/slow_mount/32_serial_runs_local_volumes",
+            local_serial,
+        ),
         ("engine_isolation/rm_f/idle", idle.clone()),
         (
             "engine_isolation/rm_f/while_a_plugin_call_hangs",
@@ -614,6 +655,27 @@ fn bench_isolation(
     ] {
         let v = summary(samples);
         print_row(id, &v);
+        out.insert(id.to_owned(), v);
+    }
+    for (id, samples) in [
+        (
+            "engine_isolation/cpu_ms_per_run/slow_mount_batch",
+            cpu_batch,
+        ),
+        (
+            "engine_isolation/cpu_ms_per_run/local_batch",
+            cpu_local_batch,
+        ),
+        ("engine_isolation/cpu_ms_per_run/local_serial", cpu_serial),
+    ] {
+        let v = summary(samples);
+        println!(
+            "{id:<55} median {:>10.2} ms  [p10 {:.2}, p90 {:.2}]  n={}",
+            v["median"].as_f64().unwrap_or(0.0),
+            v["p10"].as_f64().unwrap_or(0.0),
+            v["p90"].as_f64().unwrap_or(0.0),
+            v["n"]
+        );
         out.insert(id.to_owned(), v);
     }
     let idle_median = summary(idle)["median"].as_f64().unwrap_or(0.0);

@@ -16,7 +16,8 @@ request for each daemon and, separately, its plugins (PERF=0 skips it); PROFILE=
 Example (release builds):
   python3 tests/benches/hook_cost.py plain=target/release/berth:0 hooked=target/release/berth:4 \
       shared=target/release/berth:-4
-Environment: ROUNDS (30), PER (200), CPU (0), APIPOL (target/release/api-policy), WORK_DIR
+Environment: ROUNDS (30), PER (200), CPU (0), APIPOL (target/release/api-policy; APIPOL=PATH in a
+daemon's ENV list overrides it for that daemon, to compare plugin builds), WORK_DIR
 (/tmp/berth-hook-cost).
 """
 import json, os, socket, subprocess, sys, time, statistics, shutil, signal
@@ -64,6 +65,8 @@ def pin():
 
 
 def start(name, binary, nplug, env):
+    env = dict(env)
+    apipol = env.pop("APIPOL", APIPOL)
     d = f"{BASE}/{name}"
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d + "/root")
@@ -91,7 +94,7 @@ def start(name, binary, nplug, env):
                                   {"Name": f"policy{i}", "Socket": ps, "Timeout": "20s"})
             assert st == 200, b
             continue
-        pp = subprocess.Popen([os.path.abspath(APIPOL), "--socket", ps, "--name", f"policy{i}"],
+        pp = subprocess.Popen([os.path.abspath(apipol), "--socket", ps, "--name", f"policy{i}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin,
                               start_new_session=True)
         plugs.append(pp)

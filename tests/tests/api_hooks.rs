@@ -290,3 +290,66 @@ fn malformed_and_wrong_type_hook_replies_are_refused() {
             .contains("easygoing")
     );
 }
+
+/// Needs root. The additive `BodyJSON` form (docs/protocol.md 3.3): a pre-hook may answer with
+/// the body as a JSON value and the engine runs exactly that body; a reply with both `Body` and
+/// `BodyJSON` is malformed and refused with 502 naming the plugin.
+#[test]
+fn body_json_replies_are_applied_and_ambiguous_ones_refused() {
+    let d = Daemon::start();
+    let reply = json!({"PowerstripProtocolVersion": 1, "ModifiedClientRequest": {
+        "Method": "POST", "Request": "/v1.50/containers/create?name=bj",
+        "BodyJSON": {"Image": "host", "Cmd": ["true"], "Labels": {"via": "body \"json\""}}}});
+    load_api_test_plugin(
+        &d,
+        "rawbody",
+        "abort",
+        &[
+            "--api-subscribe",
+            "POST /containers/create",
+            "--api-reply",
+            &reply.to_string(),
+        ],
+    );
+    let r = d.raw(
+        "POST",
+        "/v1.50/containers/create?name=ignored",
+        Some("application/json"),
+        br#"{"Image":"host","Cmd":["false"]}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(labels(&d, "bj")["via"], "body \"json\"");
+    d.berth(&["plugin", "unload", "rawbody"]).expect_code(0);
+
+    let both = json!({"PowerstripProtocolVersion": 1, "ModifiedClientRequest": {
+        "Method": "POST", "Request": "/v1.50/containers/create?name=both",
+        "Body": "{\"Image\":\"host\"}", "BodyJSON": {"Image": "host"}}});
+    load_api_test_plugin(
+        &d,
+        "ambiguous",
+        "abort",
+        &[
+            "--api-subscribe",
+            "POST /containers/create",
+            "--api-reply",
+            &both.to_string(),
+        ],
+    );
+    let r = d.raw(
+        "POST",
+        "/v1.50/containers/create?name=x",
+        Some("application/json"),
+        br#"{"Image":"host"}"#,
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.message().contains("\"ambiguous\"") && r.message().contains("both Body and BodyJSON"),
+        "{}",
+        r.message()
+    );
+    assert_eq!(
+        d.raw("GET", "/containers/both/json", None, b"").status,
+        404,
+        "the refused request was not run"
+    );
+}

@@ -1,5 +1,6 @@
-//! `HostConfig` settings docker-py's suite found accepted and ignored, now applied (`PidMode`:
-//! `--pid host`; `VolumesFrom`: `--volumes-from`) or refused (`Init`: `--init`). Checked with the docker CLI and raw HTTP against a real daemon.
+//! `HostConfig` settings docker-py's suite found accepted and ignored (or refused), now applied
+//! (`PidMode`: `--pid host`; `VolumesFrom`: `--volumes-from`; `Init`: `--init`). Checked with
+//! the docker CLI and raw HTTP against a real daemon.
 //!
 //! Needs root (the daemon makes namespaces and mounts): we run as root in CI.
 
@@ -87,16 +88,105 @@ fn pid_mode_host_shares_the_host_pid_namespace() {
     }
 }
 
-/// `--init` is refused with a 400 naming it (Berth has no init to inject), not silently ignored;
-/// `Init: false` and `null` are accepted.
+/// The processes of container `name` in state Z (zombies), from `ps` inside it.
+fn zombies(d: &Daemon, name: &str) -> usize {
+    let out = d.docker(&["exec", name, "ps", "-o", "stat"]);
+    out.ok()
+        .lines()
+        .filter(|l| l.trim_start().starts_with('Z'))
+        .count()
+}
+
+/// `--init`: pid 1 is a minimal init (`docker-init`, running as the container's user, showing
+/// none of the engine's command line, environment or memory) with the command as its child; an orphan that dies is reaped (without `--init` the same command leaves
+/// a zombie); `docker stop` ends the command with the forwarded SIGTERM (143, not the 137 of the
+/// SIGKILL after the grace period); the command's exit code passes through; inspect shows
+/// `Init: true` only when asked.
 #[test]
-fn init_is_refused_not_ignored() {
+fn init_runs_the_command_under_a_reaping_init() {
     let d = Daemon::start();
     d.import_busybox("bb");
-    let out = d.docker(&["run", "--rm", "--init", "bb", "true"]);
-    assert!(!out.success(), "{}", out.describe());
-    assert!(out.describe().contains("--init"), "{}", out.describe());
-    for (init, status) in [(json!(true), 400), (json!(false), 201), (Value::Null, 201)] {
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--init",
+        "--user",
+        "1000",
+        "bb",
+        "sh",
+        "-c",
+        "echo $$; cat /proc/1/comm; grep ^Uid /proc/1/status",
+    ]);
+    let text = out.ok();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "2", "{text}");
+    assert_eq!(lines[1], "docker-init", "{text}");
+    assert!(lines[2].split_whitespace().nth(1) == Some("1000"), "{text}");
+    // The init is a copy of the engine's process: a root container must not read the engine's
+    // command line, environment or memory through it.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--init",
+        "bb",
+        "sh",
+        "-c",
+        "tr '\\0' ' ' </proc/1/cmdline; echo; cat /proc/1/environ; head -c 1 /proc/1/mem; true",
+    ]);
+    let cmdline = out.ok().lines().next().unwrap_or_default().to_owned();
+    assert!(
+        cmdline.starts_with("/sbin/docker-init -- sh -c"),
+        "{}",
+        out.describe()
+    );
+    assert!(!cmdline.contains("daemon"), "{cmdline}");
+    assert!(
+        out.stderr.contains("/proc/1/environ") && out.stderr.contains("/proc/1/mem"),
+        "{}",
+        out.describe()
+    );
+    // An orphan (the inner shell's background loop) goes to pid 1 when its shell exits; once
+    // the command is `sleep` (it exec'd), /tmp/go lets the orphan end.
+    let orphan = "sh -c 'while [ ! -e /tmp/go ]; do sleep 0.1; done &'; exec sleep 1000";
+    for (name, init) in [("noinit", false), ("ini", true)] {
+        let mut args = vec!["run", "-d", "--name", name];
+        if init {
+            args.push("--init");
+        }
+        args.extend(["bb", "sh", "-c", orphan]);
+        d.docker(&args).ok();
+        let sleep_pid = if init { "2" } else { "1" };
+        poll_until("the command execs sleep", Duration::from_secs(10), || {
+            let out = d.docker(&["exec", name, "cat", &format!("/proc/{sleep_pid}/cmdline")]);
+            out.ok().starts_with("sleep").then_some(())
+        });
+        d.docker(&["exec", name, "touch", "/tmp/go"]).ok();
+    }
+    poll_until("a zombie without --init", Duration::from_secs(10), || {
+        (zombies(&d, "noinit") > 0).then_some(())
+    });
+    // With --init: the orphan left (no loop runs) and nothing is left unreaped.
+    poll_until("no zombie with --init", Duration::from_secs(10), || {
+        let out = d.docker(&["exec", "ini", "ps", "-o", "args"]);
+        // (The init's own command line names /tmp/go too.)
+        let looping = out
+            .ok()
+            .lines()
+            .any(|l| l.contains("/tmp/go") && !l.contains("docker-init"));
+        (!looping && zombies(&d, "ini") == 0).then_some(())
+    });
+    assert_eq!(inspect(&d, "containers/ini")["HostConfig"]["Init"], true);
+    assert!(
+        inspect(&d, "containers/noinit")["HostConfig"]
+            .get("Init")
+            .is_none()
+    );
+    d.docker(&["stop", "-t", "60", "ini"]).ok();
+    assert_eq!(inspect(&d, "containers/ini")["State"]["ExitCode"], 143);
+    let out = d.docker(&["run", "--rm", "--init", "bb", "sh", "-c", "exit 7"]);
+    out.expect_code(7);
+    d.docker(&["rm", "-f", "noinit", "ini"]).ok();
+    for (init, status) in [(json!(true), 201), (json!(false), 201), (Value::Null, 201)] {
         let r = d.raw_json(
             "POST",
             "/v1.41/containers/create",
@@ -183,4 +273,59 @@ fn volumes_from_copies_the_other_containers_mounts() {
         );
         assert_eq!(r.status, status, "{from}: {}", r.text());
     }
+}
+
+/// An image's `Config.Volumes` (`VOLUME /data`): each container of it gets an anonymous volume
+/// there (what it writes lands in the volume, listed by `docker volume ls`), unless a mount of
+/// its own covers the path; `rm -v` and `--rm` remove it, a plain `rm` keeps it.
+#[test]
+fn image_volumes_get_anonymous_volumes() {
+    let d = Daemon::start();
+    let r = d.raw(
+        "POST",
+        "/v1.41/images/create?fromSrc=-&repo=vb&changes=VOLUME%20%2Fdata",
+        Some("application/x-tar"),
+        berth_tests::busybox_rootfs_tar(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        inspect(&d, "images/vb")["Config"]["Volumes"],
+        json!({"/data": {}})
+    );
+    let volumes = |d: &Daemon| -> Vec<String> {
+        let out = d.docker(&["volume", "ls", "-q"]);
+        out.ok().lines().map(str::to_owned).collect()
+    };
+    let volume_at = |d: &Daemon, name: &str| -> String {
+        let c = inspect(d, &format!("containers/{name}"));
+        let m = c["Mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["Destination"] == "/data");
+        let m = m.unwrap_or_else(|| panic!("no mount at /data: {c}"));
+        assert_eq!(m["Type"], "volume", "{m}");
+        m["Name"].as_str().unwrap().to_owned()
+    };
+    let write = "echo hi > /data/f && grep -q ' /data ' /proc/mounts";
+    d.docker(&["run", "--name", "a", "vb", "sh", "-c", write])
+        .ok();
+    let a = volume_at(&d, "a");
+    assert_eq!(a.len(), 64, "{a}");
+    assert!(volumes(&d).contains(&a));
+    d.docker(&["run", "--name", "b", "vb", "sh", "-c", write])
+        .ok();
+    let b = volume_at(&d, "b");
+    assert_ne!(a, b, "each container gets its own volume");
+    // A mount of its own on the path: no anonymous volume.
+    d.docker(&["run", "--name", "own", "-v", "mine:/data", "vb", "true"])
+        .ok();
+    assert_eq!(volume_at(&d, "own"), "mine");
+    d.docker(&["rm", "-v", "a"]).ok();
+    d.docker(&["rm", "b", "own"]).ok();
+    let left = volumes(&d);
+    assert!(!left.contains(&a) && left.contains(&b), "{left:?}");
+    let before = volumes(&d).len();
+    d.docker(&["run", "--rm", "vb", "sh", "-c", write]).ok();
+    assert_eq!(volumes(&d).len(), before, "--rm left its volume");
 }

@@ -646,3 +646,101 @@ fn a_second_daemon_is_refused_naming_the_first_pid() {
     let out = d.docker(&["version", "--format", "{{.Server.APIVersion}}"]);
     assert_eq!(out.ok().trim(), "1.50");
 }
+
+/// The `Cpus_allowed_list` line of `/proc/PID/status` (`self` or a pid) inside container `name`.
+fn cpus_allowed(d: &Daemon, name: &str, pid: &str) -> String {
+    let status = format!("/proc/{pid}/status");
+    let out = d.docker(&["exec", name, "grep", "Cpus_allowed_list", &status]);
+    out.ok().split_whitespace().nth(1).unwrap().to_owned()
+}
+
+/// Needs root. `--cpuset-cpus`: the kernel runs the container (and its execs) on the CPUs given,
+/// the last CPU of the host included; without it, on all of them, and (v1) outside the cpuset
+/// hierarchy's container directories; inspect shows the list as given; `docker update` moves a
+/// running container; a CPU the host lacks or a bad list is a 400 naming the option.
+#[test]
+fn cpuset_cpus_pins_the_container() {
+    let d = daemon_with_bb();
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let last = (cpus - 1).to_string();
+    let all = if cpus == 1 {
+        "0".to_owned()
+    } else {
+        format!("0-{last}")
+    };
+    for (name, list) in [("pin0", "0"), ("pinlast", last.as_str())] {
+        d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--cpuset-cpus",
+            list,
+            "bb",
+            "sleep",
+            "1000",
+        ])
+        .ok();
+        assert_eq!(cpus_allowed(&d, name, "1"), list);
+        assert_eq!(cpus_allowed(&d, name, "self"), list, "an exec");
+        assert_eq!(inspect(&d, name, "{{.HostConfig.CpusetCpus}}"), list);
+    }
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--cpuset-cpus",
+        "0",
+        "bb",
+        "grep",
+        "Cpus_allowed_list",
+        "/proc/self/status",
+    ]);
+    assert_eq!(out.ok().split_whitespace().nth(1), Some("0"));
+    d.docker(&["run", "-d", "--name", "free", "bb", "sleep", "1000"])
+        .ok();
+    assert_eq!(cpus_allowed(&d, "free", "1"), all);
+    if !cgroup_v2() {
+        let cpuset_line = |name: &str| {
+            let pid = inspect(&d, name, "{{.State.Pid}}");
+            let text = read(&PathBuf::from(format!("/proc/{pid}/cgroup")));
+            let line = text.lines().find(|l| l.contains(":cpuset:")).unwrap();
+            line.to_owned()
+        };
+        let id = inspect(&d, "pin0", "{{.Id}}");
+        assert!(
+            cpuset_line("pin0").ends_with(&id),
+            "{}",
+            cpuset_line("pin0")
+        );
+        let free = cpuset_line("free");
+        assert!(
+            !free.contains("berth"),
+            "a plain container joined a cpuset: {free}"
+        );
+    }
+    // update: a running container without a cpuset gets one, live.
+    d.docker(&["update", "--cpuset-cpus", &last, "free"]).ok();
+    assert_eq!(cpus_allowed(&d, "free", "1"), last);
+    assert_eq!(inspect(&d, "free", "{{.HostConfig.CpusetCpus}}"), last);
+    let out = d.docker(&["update", "--cpuset-cpus", "0-4000", "free"]);
+    assert!(!out.success(), "{}", out.describe());
+    for (field, list, why) in [
+        ("CpusetCpus", "0-4000", "Requested CPUs are not available"),
+        ("CpusetCpus", "1-0", "Invalid value 1-0 for cpuset cpus"),
+        (
+            "CpusetMems",
+            "4000",
+            "Requested memory nodes are not available",
+        ),
+    ] {
+        let r = d.raw_json(
+            "POST",
+            "/v1.50/containers/create",
+            &serde_json::json!({"Image": "bb", "Cmd": ["true"], "HostConfig": {field: list}}),
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        let msg = r.message();
+        assert!(msg.contains(field) && msg.contains(why), "{msg}");
+    }
+    d.docker(&["rm", "-f", "pin0", "pinlast", "free"]).ok();
+}

@@ -28,7 +28,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use berth_engine::Engine;
 use berth_plugin_host::protocol::FailurePolicy;
-use berth_plugin_host::protocol::powerstrip::{ClientRequest, ServerResponse};
+use berth_plugin_host::protocol::powerstrip::{BodyForm, ClientRequest, ServerResponse};
 use berth_plugin_host::{CallErrorKind, LoadedPlugin, PluginError, hooks};
 
 use crate::authz::{self, AuthzState};
@@ -183,6 +183,7 @@ pub async fn middleware(State(st): State<PolicyState>, req: Request, next: Next)
         request: canonical.requested().to_owned(),
         body: (shows_body && !original_bytes.is_empty())
             .then(|| String::from_utf8_lossy(&original_bytes).into_owned()),
+        body_form: BodyForm::Text,
     };
 
     // Pre-hooks, in load order, each seeing the previous rewrite.
@@ -192,7 +193,9 @@ pub async fn middleware(State(st): State<PolicyState>, req: Request, next: Next)
         match hooks::api_pre(p, &current).await {
             Ok(Some(rewritten)) => {
                 if shows_body {
-                    if let Some(b) = rewritten.body.as_deref().filter(|b| !b.trim().is_empty())
+                    // A `BodyJSON` body was parsed as JSON when the reply was decoded.
+                    if rewritten.body_form == BodyForm::Text
+                        && let Some(b) = rewritten.body.as_deref().filter(|b| !b.trim().is_empty())
                         && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(b)
                     {
                         return ApiError::bad_request(format!(
@@ -374,13 +377,16 @@ async fn run_post_hooks(
         content_type: content_type.clone(),
         body: original_text.clone(),
         code: parts.status.as_u16(),
+        body_form: BodyForm::Text,
     };
     // Post-hooks run in reverse load order.
     for p in post.iter().rev() {
         match hooks::api_post(p, request, &current).await {
             Ok(Some(rewritten)) => {
                 let code_ok = StatusCode::from_u16(rewritten.code).is_ok() && rewritten.code >= 100;
+                // A `BodyJSON` body was parsed as JSON when the reply was decoded.
                 let body_ok = !rewritten.content_type.contains("json")
+                    || rewritten.body_form == BodyForm::Json
                     || rewritten.body.as_deref().is_none_or(|b| {
                         b.trim().is_empty()
                             || serde_json::from_str::<serde::de::IgnoredAny>(b).is_ok()

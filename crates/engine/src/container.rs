@@ -275,6 +275,10 @@ pub struct SecurityOptions {
     /// (see `crate::devices`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub device_cgroup_rules: Vec<String>,
+    /// `HostConfig.Init` (`--init`): pid 1 is a minimal init that runs the command as its
+    /// child, forwards signals to it and reaps zombies (`runtime/child/init.rs`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
 }
 
 /// The mutable part of a container (`state.json`); missing fields decode to their defaults.

@@ -123,6 +123,7 @@ impl Engine {
         }
         let inherited = self.volumes_from(&req.spec.volumes_from, &mounts)?;
         mounts.extend(inherited);
+        image_volumes(&image.config.volumes, &req.spec.volume_driver, &mut mounts);
         for (i, m) in mounts.iter().enumerate() {
             if mounts[..i].iter().any(|o| o.destination == m.destination) {
                 return Err(EngineError::Invalid(format!(
@@ -269,6 +270,28 @@ impl Engine {
                 ..spec.clone()
             },
         }
+    }
+}
+
+/// The image's `Config.Volumes`: each absolute path no mount of the container already covers gets an
+/// anonymous volume (a random name, the container's volume driver), as Docker does; removed
+/// with the container by `rm -v` and `--rm`.
+fn image_volumes(paths: &[String], volume_driver: &str, mounts: &mut Vec<MountSpec>) {
+    let clean = |p: &str| p.trim_end_matches('/').to_owned();
+    for path in paths {
+        if !path.starts_with('/') || mounts.iter().any(|m| clean(&m.destination) == clean(path)) {
+            continue;
+        }
+        mounts.push(MountSpec {
+            anonymous: true,
+            kind: MountKind::Volume,
+            source: berth_state::new_id(),
+            destination: path.clone(),
+            read_only: false,
+            mode: String::new(),
+            driver: (!volume_driver.is_empty()).then(|| volume_driver.to_owned()),
+            create_source: false,
+        });
     }
 }
 

@@ -117,7 +117,7 @@ impl Engine {
         config.name = c.name();
         // What `docker update` changed replaces the create-time settings (see `update.rs`).
         if let Some(u) = &state.updated {
-            config.spec.resources = u.resources;
+            config.spec.resources = u.resources.clone();
             config.spec.restart_policy = u.restart_policy.clone();
         }
         ContainerView {

@@ -1,5 +1,5 @@
 //! A container's resource limits (`HostConfig.Memory`, `MemorySwap`, `NanoCpus`, `CpuQuota`,
-//! `CpuPeriod`, `CpuShares`, `PidsLimit`): one struct carried from the API through the stored
+//! `CpuPeriod`, `CpuShares`, `PidsLimit`, `CpusetCpus`, `CpusetMems`): one struct carried from the API through the stored
 //! config to the cgroup, validated at create with Docker's rules and messages.
 
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ pub const DEFAULT_CPU_PERIOD: i64 = 100_000;
 
 /// Resource limits; 0 (and -1 where Docker allows it) means "no limit". Missing fields of old
 /// records load as 0.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Resources {
     /// Bytes of memory (`--memory`); 0 = unlimited.
@@ -31,6 +31,12 @@ pub struct Resources {
     pub cpu_shares: i64,
     /// Most tasks (`--pids-limit`); 0 or -1 = unlimited.
     pub pids_limit: i64,
+    /// CPUs the container may run on, as given (`--cpuset-cpus 0-2,4`); empty = all.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cpuset_cpus: String,
+    /// Memory nodes the container may use (`--cpuset-mems`); empty = all.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cpuset_mems: String,
 }
 
 impl Resources {
@@ -135,6 +141,18 @@ impl Resources {
                 "must be positive, or 0 or -1 for unlimited".into(),
             );
         }
+        for (field, flag, list, cpus) in [
+            ("CpusetCpus", "--cpuset-cpus", &self.cpuset_cpus, true),
+            ("CpusetMems", "--cpuset-mems", &self.cpuset_mems, false),
+        ] {
+            if !list.is_empty() {
+                crate::cgroups::cpuset::check(list, cpus).map_err(|why| {
+                    EngineError::Invalid(format!(
+                        "invalid HostConfig.{field} ({flag}) {list}: {why}"
+                    ))
+                })?;
+            }
+        }
         Ok(())
     }
 
@@ -166,6 +184,11 @@ impl Resources {
     /// The pids limit: `None` = unlimited.
     pub fn pids(&self) -> Option<i64> {
         (self.pids_limit > 0).then_some(self.pids_limit)
+    }
+
+    /// Whether a CPU or memory-node list is set.
+    pub fn has_cpuset(&self) -> bool {
+        !self.cpuset_cpus.is_empty() || !self.cpuset_mems.is_empty()
     }
 
     /// Whether any limit is set.
@@ -216,6 +239,17 @@ mod tests {
             })
             .unwrap_err()
             .contains("--memory-swap")
+        );
+        assert!(r(|r| r.cpuset_cpus = "0".into()).is_ok());
+        let far = r(|r| r.cpuset_cpus = "8000".into()).unwrap_err();
+        assert!(
+            far.contains("--cpuset-cpus") && far.contains("Requested CPUs are not available"),
+            "{far}"
+        );
+        assert!(
+            r(|r| r.cpuset_mems = "0-".into())
+                .unwrap_err()
+                .contains("--cpuset-mems")
         );
     }
 

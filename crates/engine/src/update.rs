@@ -31,6 +31,8 @@ pub struct UpdateRequest {
     pub cpu_period: Option<i64>,
     pub cpu_shares: Option<i64>,
     pub pids_limit: Option<i64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
     pub restart_policy: Option<RestartPolicy>,
 }
 
@@ -50,7 +52,7 @@ impl Container {
     pub fn resources(&self) -> Resources {
         self.state()
             .updated
-            .map_or(self.config.spec.resources, |u| u.resources)
+            .map_or_else(|| self.config.spec.resources.clone(), |u| u.resources)
     }
 
     /// The restart policy in force (updated or create-time).
@@ -67,6 +69,15 @@ fn merge(current: Resources, req: &UpdateRequest) -> Resources {
     r.memory_swap = pick(req.memory_swap, r.memory_swap);
     r.cpu_shares = pick(req.cpu_shares, r.cpu_shares);
     r.pids_limit = pick(req.pids_limit, r.pids_limit);
+    // As in Docker, an empty list is "not given" (a set cannot be cleared by update).
+    for (new, old) in [
+        (&req.cpuset_cpus, &mut r.cpuset_cpus),
+        (&req.cpuset_mems, &mut r.cpuset_mems),
+    ] {
+        if let Some(list) = new.as_ref().filter(|l| !l.is_empty()) {
+            old.clone_from(list);
+        }
+    }
     // --cpus and --cpu-quota/--cpu-period exclude each other: a new one replaces the other.
     if req.nano_cpus.is_some_and(|v| v != 0) {
         r.nano_cpus = pick(req.nano_cpus, r.nano_cpus);
@@ -102,11 +113,11 @@ impl Engine {
             ));
         }
         let current = c.resources();
-        let resources = merge(current, &req);
+        let resources = merge(current.clone(), &req);
         resources.validate()?;
         if st.status == Status::Running && resources != current {
-            let (root, id) = (self.root.clone(), c.id().to_owned());
-            tokio::task::spawn_blocking(move || crate::cgroups::set_limits(&root, &id, &resources))
+            let (root, id, res) = (self.root.clone(), c.id().to_owned(), resources.clone());
+            tokio::task::spawn_blocking(move || crate::cgroups::set_limits(&root, &id, &res))
                 .await
                 .map_err(|e| EngineError::Io {
                     context: "updating the container's cgroup".into(),

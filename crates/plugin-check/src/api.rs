@@ -94,6 +94,10 @@ fn hook_shape(c: &Call, key: &str) -> Outcome {
                     "{key}.Body must be the body text as a string or null, got {x}"
                 ));
             }
+            // `BodyJSON` (Berth's additive form) is any JSON value, but never alongside `Body`.
+            if get("BodyJSON").is_some() && get("Body").is_some() {
+                p.push(format!("{key} must not carry both Body and BodyJSON"));
+            }
             if let Some(x) = get("Code")
                 && !(x.is_null() || x.as_u64().is_some_and(|c| (100..600).contains(&c)))
             {

@@ -462,6 +462,15 @@ fn subscription_problems(p: &mut Vec<String>, point: &str, s: &Value) {
         return;
     };
     for (k, x) in obj {
+        // `api.BodyJSON` is the one flag among the lists.
+        if point.eq_ignore_ascii_case("api") && k == "BodyJSON" {
+            if !(x.is_null() || x.is_boolean()) {
+                p.push(format!(
+                    "Subscriptions.api.BodyJSON must be a boolean, got {x}"
+                ));
+            }
+            continue;
+        }
         let ok = x.is_null() || x.as_array().is_some_and(|a| a.iter().all(Value::is_string));
         if !ok {
             p.push(format!(
@@ -479,5 +488,26 @@ fn subscription_problems(p: &mut Vec<String>, point: &str, s: &Value) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_body_json_is_a_boolean_flag_among_the_lists() {
+        let hs = |api: Value| {
+            json!({"ProtocolVersion": 2, "Name": "p", "InterestedIn": ["api"],
+                   "Subscriptions": {"api": api}})
+        };
+        let ok = hs(json!({"Pre": ["POST /containers/create"], "BodyJSON": true}));
+        assert_eq!(fields_problems(Protocol::V2, &ok), Vec::<String>::new());
+        let bad = hs(json!({"Pre": ["POST /containers/create"], "BodyJSON": "yes"}));
+        let p = fields_problems(Protocol::V2, &bad);
+        assert!(
+            p.iter().any(|m| m.contains("BodyJSON must be a boolean")),
+            "{p:?}"
+        );
     }
 }

@@ -6,8 +6,8 @@
 use berth_plugin_protocol::Protocol;
 use berth_plugin_protocol::mvp::{self, NetworkEvent, NetworkMessage, VolumeEvent, VolumeMessage};
 use berth_plugin_protocol::powerstrip::{
-    ClientRequest, HookType, POWERSTRIP_PROTOCOL_VERSION, PostHookReply, PreHookReply,
-    ServerResponse,
+    ClientRequest, ClientRequestAs, HookType, POWERSTRIP_PROTOCOL_VERSION, PostHookReply,
+    PreHookReply, ServerResponse, ServerResponseAs,
 };
 use serde::Serialize;
 
@@ -15,7 +15,8 @@ use crate::client::PluginError;
 use crate::plugin::LoadedPlugin;
 
 /// A [`berth_plugin_protocol::powerstrip::HookRequest`] serialised from borrowed parts (the
-/// request and response bodies are not copied for each plugin of a chain).
+/// request and response bodies are not copied for each plugin of a chain), with JSON bodies in
+/// the form the plugin asked for (`BodyJSON` or `Body`).
 #[derive(Serialize)]
 struct HookRequestRef<'a> {
     #[serde(rename = "PowerstripProtocolVersion")]
@@ -23,9 +24,9 @@ struct HookRequestRef<'a> {
     #[serde(rename = "Type")]
     hook_type: HookType,
     #[serde(rename = "ClientRequest")]
-    client_request: &'a ClientRequest,
+    client_request: ClientRequestAs<'a>,
     #[serde(rename = "ServerResponse", skip_serializing_if = "Option::is_none")]
-    server_response: Option<&'a ServerResponse>,
+    server_response: Option<ServerResponseAs<'a>>,
 }
 
 /// A reply that names the other hook type is refused (the plugin answered the wrong question).
@@ -132,7 +133,7 @@ pub async fn api_pre(
             &HookRequestRef {
                 protocol_version: POWERSTRIP_PROTOCOL_VERSION,
                 hook_type: HookType::PreHook,
-                client_request: req,
+                client_request: ClientRequestAs(req, p.subscriptions().api_body_form()),
                 server_response: None,
             },
         )
@@ -159,6 +160,7 @@ pub async fn api_post(
         Protocol::V1 => mvp::V1_API_POST_PATH,
         Protocol::Activate => return Ok(None),
     };
+    let form = p.subscriptions().api_body_form();
     let reply: Option<PostHookReply> = not_found_is_none(
         p.call(
             "api.post",
@@ -166,8 +168,8 @@ pub async fn api_post(
             &HookRequestRef {
                 protocol_version: POWERSTRIP_PROTOCOL_VERSION,
                 hook_type: HookType::PostHook,
-                client_request: req,
-                server_response: Some(resp),
+                client_request: ClientRequestAs(req, form),
+                server_response: Some(ServerResponseAs(resp, form)),
             },
         )
         .await,

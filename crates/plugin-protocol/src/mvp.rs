@@ -311,6 +311,10 @@ pub struct ApiSubscription {
     /// Requests whose post-hook the plugin wants.
     #[serde(rename = "Post", deserialize_with = "nullable")]
     pub post: Vec<ApiPattern>,
+    /// `BodyJSON`: send JSON bodies as JSON values in `BodyJSON` rather than as text in `Body`
+    /// ([`crate::powerstrip::BodyForm::Json`]).
+    #[serde(rename = "BodyJSON", skip_serializing_if = "std::ops::Not::not")]
+    pub body_json: bool,
 }
 
 /// What a plugin receives, per extension point. `None` = not interested in that point.
@@ -350,6 +354,7 @@ impl Subscriptions {
             api: has(API).then(|| ApiSubscription {
                 pre: vec![ApiPattern::any()],
                 post: vec![ApiPattern::any()],
+                body_json: false,
             }),
             sync: has(SYNC).then(crate::sync::SyncSubscription::default),
         }
@@ -381,6 +386,15 @@ impl Subscriptions {
         self.api
             .as_ref()
             .is_some_and(|s| s.post.iter().any(|p| p.matches(method, path)))
+    }
+
+    /// The form JSON bodies of api hooks are sent in: `BodyJSON` when the plugin asked for it.
+    pub fn api_body_form(&self) -> crate::powerstrip::BodyForm {
+        if self.api.as_ref().is_some_and(|s| s.body_json) {
+            crate::powerstrip::BodyForm::Json
+        } else {
+            crate::powerstrip::BodyForm::Text
+        }
     }
 
     /// Whether the plugin wants a sync sent for `reason`.

@@ -510,9 +510,15 @@ impl PluginBuilder {
     /// Declares the `api` interest and returns the api subscription to extend.
     fn api_subscription(&mut self) -> &mut ApiSubscription {
         self.add_interest(mvp::API);
+        // JSON bodies come as JSON values (`BodyJSON`): nothing to unescape here, nothing for the
+        // engine to escape. Replies mirror the form of each request, so a host that sends `Body`
+        // text (v1, or one that ignores the flag) gets text back.
         self.subscriptions
             .api
-            .get_or_insert_with(ApiSubscription::default)
+            .get_or_insert_with(|| ApiSubscription {
+                body_json: true,
+                ..ApiSubscription::default()
+            })
     }
 
     /// Serves `handler` on the v1 and the v2 path of one api hook.
@@ -545,11 +551,15 @@ impl PluginBuilder {
         self.api_routes([mvp::V1_API_PRE_PATH, mvp::V2_API_PRE_PATH], move |req| {
             let f = f.clone();
             async move {
-                let out = f(req.client_request).await.map_err(Into::into)?;
+                let form = req.client_request.body_form;
+                let seen = req.client_request.clone();
+                let mut out = f(req.client_request).await.map_err(Into::into)?;
+                out.body_form = form;
                 Ok(PreHookReply {
                     protocol_version: POWERSTRIP_PROTOCOL_VERSION,
                     hook_type: None,
-                    modified_client_request: Some(out),
+                    // Unchanged: the short reply, nothing for the engine to decode or re-check.
+                    modified_client_request: (out != seen).then_some(out),
                 })
             }
         })
@@ -570,11 +580,15 @@ impl PluginBuilder {
             let f = f.clone();
             async move {
                 let resp = req.server_response.unwrap_or_default();
-                let out = f(req.client_request, resp).await.map_err(Into::into)?;
+                let form = resp.body_form;
+                let seen = resp.clone();
+                let mut out = f(req.client_request, resp).await.map_err(Into::into)?;
+                out.body_form = form;
                 Ok(PostHookReply {
                     protocol_version: POWERSTRIP_PROTOCOL_VERSION,
                     hook_type: None,
-                    modified_server_response: Some(out),
+                    // Unchanged: the short reply, nothing for the engine to decode or re-check.
+                    modified_server_response: (out != seen).then_some(out),
                 })
             }
         })

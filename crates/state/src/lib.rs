@@ -114,10 +114,30 @@ pub fn validate_name(kind: &'static str, name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Runs blocking file-system work that waits on the disk (an fsync waits for a journal commit)
+/// without holding a tokio worker. On a multi-thread runtime (a worker or its `block_on`) it runs
+/// under [`tokio::task::block_in_place`]: the worker's other tasks move to a fresh thread while
+/// this one waits. The daemon has one worker per CPU, so an fsync on a worker used to stop a
+/// whole CPU's worth of tasks, and at most one fsync per CPU was in flight: 32 concurrent
+/// `run --rm` queued their ~350 fsyncs two by two. Off the workers they overlap, and the
+/// journal commits concurrent fsyncs together. On a current-thread runtime (unit tests), where
+/// `block_in_place` is not allowed, and outside any runtime, `f` just runs.
+pub fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread => f(),
+        _ => tokio::task::block_in_place(f),
+    }
+}
+
 /// Writes `bytes` to `path` durably: a temporary file in the same directory is written and
 /// fsynced, renamed over `path`, and the directory is fsynced, so a crash leaves either the old
-/// or the new content, never a torn file. Creates the parent directory if needed.
+/// or the new content, never a torn file. Creates the parent directory if needed. The fsyncs
+/// run [`off_worker`].
 pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    off_worker(|| write_durable_here(path, bytes))
+}
+
+fn write_durable_here(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let err = |source| StateError::Write {
         path: path.to_owned(),
         source,
@@ -188,8 +208,13 @@ pub fn remove_file_durable(path: &Path) -> Result<(), StateError> {
     remove_durable(path, |p| fs::remove_file(p))
 }
 
-/// Removes `path` with `remove`, then fsyncs its parent so the removal survives a crash.
+/// Removes `path` with `remove`, then fsyncs its parent so the removal survives a crash
+/// ([`off_worker`]).
 fn remove_durable(path: &Path, remove: fn(&Path) -> io::Result<()>) -> Result<(), StateError> {
+    off_worker(|| remove_durable_here(path, remove))
+}
+
+fn remove_durable_here(path: &Path, remove: fn(&Path) -> io::Result<()>) -> Result<(), StateError> {
     let err = |source| StateError::Write {
         path: path.to_owned(),
         source,
@@ -313,5 +338,47 @@ mod tests {
         let p = std::env::temp_dir().join(format!("berth-state-test-{}", new_id()));
         fs::create_dir_all(&p).unwrap();
         p
+    }
+
+    /// A task waiting in `off_worker` does not hold the worker: on a runtime with one worker,
+    /// another task still runs (here: the one that releases the wait). Called directly on the
+    /// worker, the wait would time out.
+    #[test]
+    fn off_worker_frees_the_worker() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = rt.block_on(async {
+            let (tx, rx) = std::sync::mpsc::channel::<u32>();
+            let waiter = tokio::spawn(async move {
+                off_worker(|| rx.recv_timeout(std::time::Duration::from_secs(10)))
+            });
+            // Let the waiter take the only worker first.
+            tokio::task::yield_now().await;
+            let sender = tokio::spawn(async move { tx.send(7) });
+            let got = waiter.await.unwrap();
+            sender.await.unwrap().unwrap();
+            got
+        });
+        assert_eq!(got, Ok(7));
+    }
+
+    /// On a current-thread runtime (where `block_in_place` panics) and outside any runtime the
+    /// work just runs, and durable writes work there.
+    #[test]
+    fn off_worker_runs_anywhere() {
+        assert_eq!(off_worker(|| 1), 1);
+        let dir = tempfile_dir();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            write_durable(&dir.join("f"), b"x").unwrap();
+            assert_eq!(off_worker(|| 2), 2);
+        });
+        assert_eq!(fs::read(dir.join("f")).unwrap(), b"x");
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -177,10 +177,11 @@ impl<T: Serialize + DeserializeOwned> RecordDir<T> {
             path: path.clone(),
             source,
         };
-        fs::create_dir_all(&path).map_err(err)?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
+        crate::off_worker(|| {
+            fs::create_dir_all(&path)?;
+            File::open(&self.dir).and_then(|d| d.sync_all())
+        })
+        .map_err(err)?;
         Ok(path)
     }
 

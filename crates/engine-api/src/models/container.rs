@@ -140,7 +140,7 @@ pub struct RestartPolicy {
 /// Docker's whole `HostConfig` shape: every key a Docker 20.10+ engine reports. The ones Berth
 /// does not set from the container's settings carry [`HostConfig::default`]'s values, which
 /// describe what Berth does (no limits, private PID/IPC/UTS namespaces, the host's cgroup
-/// namespace). Docker omits `Init` when unset, and so does Berth.
+/// namespace). Docker omits `Init` unless it is set, and so does Berth.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfig {
@@ -218,6 +218,9 @@ pub struct HostConfig {
     pub mounts: Vec<HostMount>,
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,
+    /// `--init`: present (and true) only when asked, as in Docker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
 }
 
 impl Default for HostConfig {
@@ -297,6 +300,7 @@ impl Default for HostConfig {
             mounts: Vec::new(),
             masked_paths: None,
             readonly_paths: None,
+            init: None,
         }
     }
 }

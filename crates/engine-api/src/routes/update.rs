@@ -1,6 +1,6 @@
-//! `POST /containers/{id}/update` (`docker update`): memory, CPU, pids limits and the restart
+//! `POST /containers/{id}/update` (`docker update`): memory, CPU, pids limits, cpusets and the restart
 //! policy, applied to a running container's cgroup at once and kept for later starts (see the
-//! engine's `update.rs`). Settings Berth cannot apply (block I/O weight, cpusets, reservations,
+//! engine's `update.rs`). Settings Berth cannot apply (block I/O weight, reservations,
 //! ...) are refused with 400 when given a value, rather than accepted and ignored.
 
 use std::collections::BTreeMap;
@@ -41,6 +41,8 @@ struct UpdateBody {
     cpu_period: Option<i64>,
     cpu_shares: Option<i64>,
     pids_limit: Option<i64>,
+    cpuset_cpus: Option<String>,
+    cpuset_mems: Option<String>,
     restart_policy: Option<RestartPolicyBody>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
@@ -73,7 +75,7 @@ async fn update(
     let body: UpdateBody = extract::parse_json::<Option<UpdateBody>>(&body)?.unwrap_or_default();
     if let Some((key, _)) = body.other.iter().find(|(_, v)| is_set(v)) {
         return Err(ApiError::bad_request(format!(
-            "cannot update {key}: Berth applies Memory, MemorySwap, NanoCpus, CpuQuota, CpuPeriod, CpuShares, PidsLimit and RestartPolicy"
+            "cannot update {key}: Berth applies Memory, MemorySwap, NanoCpus, CpuQuota, CpuPeriod, CpuShares, PidsLimit, CpusetCpus, CpusetMems and RestartPolicy"
         )));
     }
     let restart_policy = match body.restart_policy {
@@ -90,6 +92,8 @@ async fn update(
         cpu_period: body.cpu_period,
         cpu_shares: body.cpu_shares,
         pids_limit: body.pids_limit,
+        cpuset_cpus: body.cpuset_cpus,
+        cpuset_mems: body.cpuset_mems,
         restart_policy,
     };
     let warnings = s.engine.update(&id, req).await?;

@@ -6,13 +6,15 @@
 //!
 //! Two layouts behind one trait ([`Hierarchy`]), picked once per process:
 //! - v2 (unified, `/sys/fs/cgroup/cgroup.controllers` exists): one directory, `memory.max`,
-//!   `memory.swap.max`, `cpu.max`, `cpu.weight`, `pids.max`; OOM kills from `memory.events`.
+//!   `memory.swap.max`, `cpu.max`, `cpu.weight`, `pids.max`, `cpuset.cpus`/`cpuset.mems`
+//!   (`cpuset.rs`); OOM kills from `memory.events`.
 //!   Devices: a `BPF_PROG_TYPE_CGROUP_DEVICE` program generated from the rules
 //!   (`devices.rs`), loaded once per process and attached to the directory (`bpf.rs`).
 //! - v1 (also the "hybrid" layout, where cgroup2 is mounted without controllers): one directory
 //!   per hierarchy (memory, cpu, cpuacct, pids, devices, freezer), found in
 //!   `/proc/self/mountinfo`; `memory.limit_in_bytes`/`memory.memsw.limit_in_bytes`,
-//!   `cpu.cfs_quota_us`, `cpu.shares`, `pids.max`, `devices.deny`/`devices.allow`; OOM kills
+//!   `cpu.cfs_quota_us`, `cpu.shares`, `pids.max`, `devices.deny`/`devices.allow`, and the
+//!   cpuset hierarchy for containers with CPU or memory-node lists (`cpuset.rs`); OOM kills
 //!   from `memory.oom_control`. On the hybrid layout, one more directory under the cgroup2
 //!   mount with the device program attached: the kernel checks both.
 //!
@@ -24,6 +26,7 @@
 //! Every container gets a cgroup, limited or not, as Docker does: stats need the counters.
 
 mod bpf;
+pub mod cpuset;
 mod devices;
 mod live;
 mod v1;

@@ -19,6 +19,9 @@ use crate::limits::Resources;
 /// The controllers Berth puts a container in.
 const CONTROLLERS: [&str; 6] = ["memory", "cpu", "cpuacct", "pids", "devices", "freezer"];
 
+/// The cpuset hierarchy: joined only by containers with `--cpuset-cpus`/`--cpuset-mems`.
+const CPUSET: &str = "cpuset";
+
 /// The mount points of the v1 hierarchies, by controller.
 pub(super) struct V1 {
     mounts: BTreeMap<&'static str, PathBuf>,
@@ -44,7 +47,7 @@ impl V1 {
                 continue;
             }
             let super_opts = r.nth(1).unwrap_or_default();
-            for c in CONTROLLERS {
+            for c in CONTROLLERS.into_iter().chain([CPUSET]) {
                 if super_opts.split(',').any(|o| o == c) {
                     mounts.entry(c).or_insert_with(|| PathBuf::from(point));
                 }
@@ -57,6 +60,27 @@ impl V1 {
 
     fn dir(&self, controller: &str, rel: &str) -> Option<PathBuf> {
         self.mounts.get(controller).map(|m| m.join(rel))
+    }
+
+    /// The cpuset hierarchy's mount point, if this host has the v1 layout with one.
+    pub(super) fn cpuset_mount() -> Option<PathBuf> {
+        match super::hierarchy()?.version() {
+            "v1" => V1::detect()?.mounts.remove(CPUSET),
+            _ => None,
+        }
+    }
+
+    /// Puts the container in its cpuset directory when it asks for CPUs or memory nodes (and
+    /// the hierarchy exists); returns its `cgroup.procs`.
+    fn create_cpuset(&self, rel: &str, res: &Resources) -> Result<Option<PathBuf>, CgroupError> {
+        if !res.has_cpuset() {
+            return Ok(None);
+        }
+        let Some(mount) = self.mounts.get(CPUSET) else {
+            return Err(CgroupError::Unavailable);
+        };
+        let dir = super::cpuset::prepare_v1(mount, rel, &res.cpuset_cpus, &res.cpuset_mems)?;
+        Ok(Some(dir.join("cgroup.procs")))
     }
 
     /// Creates `rel` under the hybrid layout's cgroup2 mount and attaches the device program
@@ -84,10 +108,17 @@ impl Hierarchy for V1 {
         devices: Option<&[DeviceRule]>,
     ) -> Result<Vec<PathBuf>, CgroupError> {
         let mut procs = Vec::new();
+        let cpuset = self.dir(CPUSET, rel);
         for dir in self.dirs(rel) {
+            if Some(&dir) == cpuset.as_ref()
+                || self.unified.as_ref().is_some_and(|u| dir == u.join(rel))
+            {
+                continue;
+            }
             std::fs::create_dir_all(&dir).map_err(CgroupError::io("create", &dir))?;
             procs.push(dir.join("cgroup.procs"));
         }
+        procs.extend(self.create_cpuset(rel, res)?);
         if let (Some(mem), true) = (self.dir("memory", rel), res.memory > 0) {
             write(&mem, "memory.limit_in_bytes", &res.memory.to_string())?;
             // Only where swap accounting exists (memsw files).
@@ -137,6 +168,7 @@ impl Hierarchy for V1 {
     fn dirs(&self, rel: &str) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = CONTROLLERS
             .iter()
+            .chain(&[CPUSET])
             .filter_map(|c| self.dir(c, rel))
             .chain(self.unified.as_ref().map(|u| u.join(rel)))
             .collect();
@@ -259,6 +291,41 @@ impl Hierarchy for V1 {
         if let Some(pids) = self.dir("pids", rel) {
             let max = res.pids().map_or("max".to_owned(), |m| m.to_string());
             write(&pids, "pids.max", &max)?;
+        }
+        self.update_cpuset(rel, res)
+    }
+}
+
+impl V1 {
+    /// `docker update --cpuset-*` on a running container: its cpuset directory gets the lists
+    /// (created first if it had none) and every process of the container (listed in its memory
+    /// cgroup) is moved into it, again until a pass finds none left out (a process forked
+    /// meanwhile starts in its parent's cpuset), at most ten passes.
+    fn update_cpuset(&self, rel: &str, res: &Resources) -> Result<(), CgroupError> {
+        let Some(procs) = self.create_cpuset(rel, res)? else {
+            return Ok(());
+        };
+        let Some(mem) = self.dir("memory", rel) else {
+            return Ok(());
+        };
+        for _ in 0..10 {
+            let inside = std::fs::read_to_string(&procs).unwrap_or_default();
+            let all = std::fs::read_to_string(mem.join("cgroup.procs")).unwrap_or_default();
+            let left: Vec<&str> = all
+                .lines()
+                .filter(|p| !inside.lines().any(|i| i == *p))
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            for pid in left {
+                // A process that exited meanwhile (ESRCH) is no longer in the way.
+                match std::fs::write(&procs, pid) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => return Err(CgroupError::io("join", &procs)(e)),
+                }
+            }
         }
         Ok(())
     }

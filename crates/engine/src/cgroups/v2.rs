@@ -22,15 +22,17 @@ impl V2 {
     }
 
     /// Enables the controllers Berth uses (those the root offers) for the parent of `rel` and
-    /// its children.
-    fn enable_controllers(&self, rel: &str) -> Result<(), CgroupError> {
+    /// its children; `cpuset` only for a container that sets a list.
+    fn enable_controllers(&self, rel: &str, cpuset: bool) -> Result<(), CgroupError> {
         let dir = self.dir(rel);
         let parent = dir.parent().unwrap_or(&self.root).to_owned();
         std::fs::create_dir_all(&parent).map_err(CgroupError::io("create", &parent))?;
         let offered =
             std::fs::read_to_string(self.root.join("cgroup.controllers")).unwrap_or_default();
+        let cpuset = cpuset.then_some("cpuset");
         let wanted: Vec<String> = ["memory", "cpu", "pids"]
             .iter()
+            .chain(cpuset.as_ref())
             .filter(|c| offered.split_whitespace().any(|o| o == **c))
             .map(|c| format!("+{c}"))
             .collect();
@@ -57,9 +59,10 @@ impl Hierarchy for V2 {
         res: &Resources,
         devices: Option<&[DeviceRule]>,
     ) -> Result<Vec<PathBuf>, CgroupError> {
-        self.enable_controllers(rel)?;
+        self.enable_controllers(rel, res.has_cpuset())?;
         let dir = self.dir(rel);
         std::fs::create_dir(&dir).map_err(CgroupError::io("create", &dir))?;
+        super::cpuset::write_lists(&dir, &res.cpuset_cpus, &res.cpuset_mems)?;
         if let Some(rules) = devices {
             super::attach_device_rules(&dir, rules)?;
         }
@@ -178,6 +181,10 @@ impl Hierarchy for V2 {
         write(&dir, "cpu.weight", &weight.to_string())?;
         let pids = res.pids().map_or("max".to_owned(), |m| m.to_string());
         write(&dir, "pids.max", &pids)?;
+        if res.has_cpuset() {
+            self.enable_controllers(rel, true)?;
+            super::cpuset::write_lists(&dir, &res.cpuset_cpus, &res.cpuset_mems)?;
+        }
         Ok(())
     }
 }

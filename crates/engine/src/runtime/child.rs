@@ -28,6 +28,7 @@ use libc::{c_char, c_int, c_long, c_ulong, c_void};
 
 use super::plan::{InRoot, Plan};
 
+mod init;
 mod pid1;
 mod report;
 
@@ -530,10 +531,17 @@ unsafe fn start_pid1(start: &Pid1Start<'_>, ctx: &Ctx) -> libc::pid_t {
         );
         // The stack grows down from the end of the mapping (16-byte aligned: mmap is page aligned).
         let top = base.cast::<u8>().add(PID1_STACK + GUARD).cast::<c_void>();
+        // A pid 1 that stays as the container's init (`--init`) never execs: it gets memory of
+        // its own instead (a plain fork; the shim goes on at once).
+        let flags = if start.plan.init {
+            libc::SIGCHLD
+        } else {
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD
+        };
         let pid = libc::clone(
             pid1_entry,
             top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            flags,
             (start as *const Pid1Start<'_>).cast_mut().cast::<c_void>(),
         );
         let err = errno();

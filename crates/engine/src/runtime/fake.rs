@@ -352,7 +352,7 @@ impl ContainerRuntime for FakeRuntime {
     ) -> Result<Vec<PathBuf>, crate::cgroups::CgroupError> {
         self.lock().calls.push(Call::CreateCgroup {
             id: id.to_owned(),
-            resources: *res,
+            resources: res.clone(),
             privileged,
             device_rules: extra_rules.iter().map(|r| r.to_string()).collect(),
         });

@@ -120,6 +120,11 @@ pub(super) struct Plan {
     /// Highest capability number this kernel knows (`/proc/sys/kernel/cap_last_cap`).
     pub(super) last_cap: u32,
     pub(super) confine: ConfinePlan,
+    /// `--init`: pid 1 stays as a minimal init and forks the command (`child/init.rs`).
+    pub(super) init: bool,
+    /// With `--init`: the init's command line as `ps` shows it, NUL-separated (Docker's
+    /// `/sbin/docker-init -- CMD...`), instead of the engine's.
+    pub(super) init_cmdline: Vec<u8>,
 }
 
 /// What the parent keeps to describe a failure record from the child.
@@ -188,6 +193,7 @@ impl Describe {
             Some(Step::Hostname) => format!("set hostname {:?}", self.hostname),
             Some(Step::Loopback) => "bring up lo".to_string(),
             Some(Step::Pipe) => "create pipe".to_string(),
+            Some(Step::Fork) if record.index == 3 => "fork the command under --init".to_string(),
             Some(Step::Fork) => "fork pid 1".to_string(),
             Some(Step::ParentDeath) => "set parent-death signal".to_string(),
             Some(Step::Ctty) => "set controlling terminal".to_string(),
@@ -483,6 +489,12 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
         exec_search,
         last_cap: last_cap(),
         confine,
+        init: spec.security.init,
+        init_cmdline: if spec.security.init {
+            init_cmdline(&spec.argv)
+        } else {
+            Vec::new()
+        },
     };
     let describe = Describe {
         rootfs: merged,
@@ -495,6 +507,16 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
         confine: confine_names,
     };
     Ok((plan, describe))
+}
+
+/// `/sbin/docker-init\0--\0ARG\0...`: what `ps` shows for the `--init` pid 1, as in Docker.
+fn init_cmdline(argv: &[String]) -> Vec<u8> {
+    let mut line = b"/sbin/docker-init\0--\0".to_vec();
+    for arg in argv {
+        line.extend(arg.bytes().filter(|b| *b != 0));
+        line.push(0);
+    }
+    line
 }
 
 /// The container's environment: the spec's, plus Docker's defaults for the variables it lacks

@@ -492,7 +492,7 @@ async fn start_creates_the_cgroup_through_the_runtime_with_the_privileged_flag()
     };
     for privileged in [false, true] {
         let mut r = req(if privileged { "priv" } else { "plain" });
-        r.spec.resources = resources;
+        r.spec.resources = resources.clone();
         r.spec.security.privileged = privileged;
         let id = rig.run(r).await;
         let calls = rig.fake.calls();
@@ -501,7 +501,7 @@ async fn start_creates_the_cgroup_through_the_runtime_with_the_privileged_flag()
             .position(|c| {
                 *c == Call::CreateCgroup {
                     id: id.clone(),
-                    resources,
+                    resources: resources.clone(),
                     privileged,
                     device_rules: Vec::new(),
                 }

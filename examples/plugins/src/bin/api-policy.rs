@@ -3,12 +3,14 @@
 //! to every other container; its post-hook on `GET /version` adds a field naming the policy, to
 //! show a response rewrite. Run two instances with different `--label`s to watch chaining.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use berth_plugin_sdk::protocol::Protocol;
 use berth_plugin_sdk::protocol::powerstrip::{ClientRequest, ServerResponse};
 use berth_plugin_sdk::{HandlerError, Plugin};
 use clap::Parser;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -57,6 +59,15 @@ fn apply_policy(body: Option<&str>, labels: &[(String, String)]) -> Result<Strin
         }
     }
     Ok(v.to_string())
+}
+
+/// `body` (a JSON object) with `key` set to the string `value`, or `None` when it is not an
+/// object. Only the top level is decoded: the other members are copied through as they are.
+fn with_field(body: &str, key: &str, value: &str) -> Option<String> {
+    let mut o: BTreeMap<String, &RawValue> = serde_json::from_str(body).ok()?;
+    let value = serde_json::value::to_raw_value(value).ok()?;
+    o.insert(key.to_owned(), &value);
+    serde_json::to_string(&o).ok()
 }
 
 // One thread: a hook is one small request at a time per connection, and a multi-threaded runtime
@@ -114,11 +125,12 @@ async fn main() -> anyhow::Result<()> {
                             .next()
                             .is_some_and(|p| p.ends_with("/version"));
                     if is_version
-                        && let Some(Ok(Value::Object(mut o))) =
-                            resp.body.as_deref().map(serde_json::from_str::<Value>)
+                        && let Some(b) = resp
+                            .body
+                            .as_deref()
+                            .and_then(|b| with_field(b, "BerthPolicy", &name))
                     {
-                        o.insert("BerthPolicy".into(), Value::String(name));
-                        resp.body = Some(Value::Object(o).to_string());
+                        resp.body = Some(b);
                     }
                     Ok::<_, HandlerError>(resp)
                 }
@@ -147,5 +159,21 @@ mod tests {
         );
         let err = apply_policy(Some(r#"{"HostConfig":{"Privileged":true}}"#), &kv).unwrap_err();
         assert_eq!(err.status, 403);
+    }
+
+    #[test]
+    fn version_field_added_and_the_rest_kept() {
+        let body = r#"{"Version":"1.0","Components":[{"Name":"Engine","Details":{"a":"\"q\""}}]}"#;
+        let out = with_field(body, "BerthPolicy", "p1").unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let mut want: Value = serde_json::from_str(body).unwrap();
+        want["BerthPolicy"] = json!("p1");
+        assert_eq!(v, want);
+        assert_eq!(
+            with_field("[1]", "BerthPolicy", "p1"),
+            None,
+            "not an object"
+        );
+        assert_eq!(with_field("{", "BerthPolicy", "p1"), None, "not JSON");
     }
 }

@@ -96,6 +96,8 @@ struct HostConfigBody {
     cpu_period: Option<i64>,
     cpu_shares: Option<i64>,
     pids_limit: Option<i64>,
+    cpuset_cpus: Option<String>,
+    cpuset_mems: Option<String>,
     port_bindings: Option<crate::routes::ports::PortBindingsBody>,
     log_config: Option<LogConfigBody>,
     links: Option<Vec<String>>,
@@ -127,6 +129,8 @@ impl HostConfigBody {
             cpu_period: self.cpu_period.unwrap_or(0),
             cpu_shares: self.cpu_shares.unwrap_or(0),
             pids_limit: self.pids_limit.unwrap_or(0),
+            cpuset_cpus: self.cpuset_cpus.clone().unwrap_or_default(),
+            cpuset_mems: self.cpuset_mems.clone().unwrap_or_default(),
         }
     }
 }
@@ -196,12 +200,6 @@ fn to_request(
         .filter(|i| !i.is_empty())
         .ok_or_else(|| ApiError::bad_request("field Image: an image is required"))?;
     let mut hc = body.host_config.unwrap_or_default();
-    if hc.init == Some(true) {
-        return Err(ApiError::bad_request(
-            "HostConfig.Init (--init) is not supported: Berth has no init to run as pid 1; \
-             put one in the image (e.g. tini as the entrypoint)",
-        ));
-    }
     let resources = hc.resources();
     let port_bindings = crate::routes::ports::bindings(hc.port_bindings.take())?;
     let security = SecurityOptions {
@@ -227,6 +225,7 @@ fn to_request(
             })
             .collect(),
         device_cgroup_rules: hc.device_cgroup_rules.take().unwrap_or_default(),
+        init: hc.init.unwrap_or(false),
     };
     extract::driver_name("volume driver", hc.volume_driver.as_deref())?;
     let rp = hc.restart_policy.unwrap_or_default();

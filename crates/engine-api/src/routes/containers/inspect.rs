@@ -189,6 +189,8 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         cpu_period: r.cpu_period,
         cpu_shares: r.cpu_shares,
         pids_limit: r.pids(),
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
         cgroupns_mode: if sec.cgroupns_mode == "private" {
             "private"
         } else {
@@ -197,6 +199,7 @@ fn inspect_body(s: &AppState, v: &ContainerView) -> ContainerInspect {
         isolation: c.spec.isolation.clone(),
         uts_mode: sec.uts_mode.clone(),
         pid_mode: sec.pid_mode.clone(),
+        init: sec.init.then_some(true),
         volumes_from: (!c.spec.volumes_from.is_empty()).then(|| c.spec.volumes_from.clone()),
         ..HostConfig::default()
     };

@@ -82,7 +82,16 @@ pub(super) unsafe fn pid1_main(plan: &Plan, ctx: &Ctx, shim_alive: c_int) -> ! {
         );
         libc::umask(0o022);
     }
+    if plan.init {
+        // SAFETY: this pid 1 was forked (see `start_pid1`); the plan lives as long as it.
+        unsafe { super::init::rename(&plan.init_cmdline) };
+    }
     harden::finish(ctx, &plan.confine, plan.last_cap);
+    if plan.init {
+        // SAFETY: this pid 1 was forked (see `start_pid1`); returns only in the command's
+        // process.
+        unsafe { super::init::run(ctx, plan.tty) };
+    }
     // SAFETY: still the forked child, right before execve.
     unsafe { exec(plan, ctx) }
 }
