@@ -1,7 +1,8 @@
 //! Seccomp filters from profiles in Docker's format (`defaultAction`, `syscalls[]` with
 //! `names`, `action`, `errnoRet`, `args`, `includes`/`excludes` on capabilities, architectures
-//! and kernel version), compiled to BPF with `seccompiler` before the fork and installed by pid 1
-//! (`child.rs`) with one raw `seccomp(2)` per program.
+//! and kernel version), compiled before the fork into ONE classic-BPF program by our generator
+//! (`bpf.rs`: architecture check, binary search on the syscall number, argument rules in the
+//! leaves) and installed by pid 1 (`harden.rs`) with one raw `seccomp(2)`.
 //!
 //! One parser serves both the default profile and `--security-opt seccomp=<json>` (the docker CLI
 //! reads the file and sends its JSON content). `default.json` is Berth's transcription of the
@@ -10,25 +11,32 @@
 //! parsed once and its BPF is cached per capability set, so a container start costs a map
 //! look-up.
 //!
-//! A profile with several actions becomes several programs: the first says "allow" for every
-//! syscall that some rule names (and the default action for the rest), each further one applies
-//! one non-default action to its rules and allows the rest. The kernel runs every program and
-//! keeps the most restrictive answer (for equal actions, the one installed last), which gives the
-//! rules' actions exactly. The default profile needs two (its `clone3` rule returns ENOSYS).
+//! A profile with several actions gives each syscall the most restrictive action whose rules
+//! match (for equal precedence, the one named later in the profile), and the default action when
+//! none matches: the answer a stack of one-action programs would give (what `seccompiler`'s
+//! linear filters needed: two programs for the default profile, whose `clone3` rule returns
+//! ENOSYS). The tests (`equivalence.rs`) run both forms in a BPF interpreter and compare them on
+//! every syscall number, a foreign architecture and every argument rule's boundaries. The
+//! binary search matters on attach: the kernel emulates the program once per syscall number to
+//! build its constant-allow cache, so a linear chain of ~350 compares cost O(syscalls x rules)
+//! in `seccomp(2)` for every container, and a compare per rule on every syscall after it.
+//! A profile that allows everything installs no program.
 //!
 //! Limits: only the native architecture's syscalls are allowed (32-bit x86 binaries on x86_64
 //! are killed by the architecture check); `SCMP_ACT_NOTIFY` and listener paths are refused.
 
+mod bpf;
+#[cfg(test)]
+mod equivalence;
 mod syscalls;
+
+use bpf::{Cond, Group, Op};
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
+use seccompiler::{BpfProgram, SeccompAction};
 use serde::Deserialize;
 
 /// The default profile, in Docker's format.
@@ -132,13 +140,18 @@ pub(crate) fn default_filters(caps: u64) -> Result<Arc<Filters>, String> {
     Ok(filters)
 }
 
-/// Compiles a profile for a container with capability set `caps`.
-pub fn compile(profile: &Profile, caps: u64) -> Result<Filters, String> {
-    let arch = target_arch()?;
+/// Rules by syscall number; `None` = the syscall matches whatever its arguments, `Some` = one
+/// of the rules (OR) with all its conditions (AND).
+pub(crate) type Rules = BTreeMap<i64, Option<Vec<Vec<Cond>>>>;
+
+/// A profile's rules that apply to capability set `caps`: the default action and, per other
+/// action in order of first appearance, the syscalls it names.
+pub(crate) fn rule_set(
+    profile: &Profile,
+    caps: u64,
+) -> Result<(SeccompAction, Vec<(SeccompAction, Rules)>), String> {
     let default = action(&profile.default_action, profile.default_errno_ret)?;
     let kernel = kernel_version();
-    // Rules by action; `None` = the syscall matches whatever its arguments.
-    type Rules = BTreeMap<i64, Option<Vec<SeccompRule>>>;
     let mut by_action: Vec<(SeccompAction, Rules)> = Vec::new();
     for entry in &profile.syscalls {
         if !applies(entry, caps, kernel) {
@@ -165,62 +178,48 @@ pub fn compile(profile: &Profile, caps: u64) -> Result<Filters, String> {
             let Some(nr) = syscall_number(name) else {
                 continue;
             };
-            let slot = rules.entry(nr).or_insert_with(|| Some(Vec::new()));
-            match (slot.as_mut(), &new_rules) {
-                (Some(existing), Some(more)) => existing.extend(more.iter().cloned()),
-                (_, None) => *slot = None,
-                (None, Some(_)) => {}
-            }
+            merge(
+                rules.entry(nr).or_insert_with(|| Some(Vec::new())),
+                &new_rules,
+            );
         }
     }
-    let to_map = |rules: &Rules| -> BTreeMap<i64, Vec<SeccompRule>> {
-        rules
-            .iter()
-            .map(|(nr, r)| (*nr, r.clone().unwrap_or_default()))
-            .collect()
-    };
-    let mut programs = Vec::new();
-    if default != SeccompAction::Allow {
-        // Every syscall that some rule names passes this one; the others get the default.
-        let mut all = Rules::new();
-        for (_, rules) in &by_action {
-            for (nr, r) in rules {
-                let slot = all.entry(*nr).or_insert_with(|| Some(Vec::new()));
-                match (slot.as_mut(), r) {
-                    (Some(existing), Some(more)) => existing.extend(more.iter().cloned()),
-                    (_, None) => *slot = None,
-                    (None, Some(_)) => {}
-                }
-            }
-        }
-        programs.push(build(
-            to_map(&all),
-            default.clone(),
-            SeccompAction::Allow,
-            arch,
-        )?);
-    }
-    for (act, rules) in &by_action {
-        if *act != SeccompAction::Allow {
-            programs.push(build(
-                to_map(rules),
-                SeccompAction::Allow,
-                act.clone(),
-                arch,
-            )?);
-        }
-    }
-    Ok(Filters { programs })
+    Ok((default, by_action))
 }
 
-fn build(
-    rules: BTreeMap<i64, Vec<SeccompRule>>,
-    mismatch: SeccompAction,
-    matched: SeccompAction,
-    arch: TargetArch,
-) -> Result<BpfProgram, String> {
-    let filter = SeccompFilter::new(rules, mismatch, matched, arch).map_err(|e| e.to_string())?;
-    BpfProgram::try_from(filter).map_err(|e| e.to_string())
+/// Adds `more` to a syscall's rules; an unconditional side makes the result unconditional.
+pub(crate) fn merge(slot: &mut Option<Vec<Vec<Cond>>>, more: &Option<Vec<Vec<Cond>>>) {
+    match (slot.as_mut(), more) {
+        (Some(existing), Some(more)) => existing.extend(more.iter().cloned()),
+        (_, None) => *slot = None,
+        (None, Some(_)) => {}
+    }
+}
+
+/// Compiles a profile for a container with capability set `caps` into one program.
+pub fn compile(profile: &Profile, caps: u64) -> Result<Filters, String> {
+    let audit_arch = audit_arch()?;
+    let (default, by_action) = rule_set(profile, caps)?;
+    if default == SeccompAction::Allow && by_action.is_empty() {
+        // Nothing to filter.
+        return Ok(Filters {
+            programs: Vec::new(),
+        });
+    }
+    let mut syscalls: BTreeMap<u32, Vec<Group>> = BTreeMap::new();
+    for (act, rules) in &by_action {
+        for (nr, r) in rules {
+            let nr = u32::try_from(*nr).map_err(|_| format!("syscall number {nr}"))?;
+            syscalls.entry(nr).or_default().push(Group {
+                action: u32::from(act.clone()),
+                rules: r.clone(),
+            });
+        }
+    }
+    let program = bpf::generate(audit_arch, u32::from(default), &syscalls)?;
+    Ok(Filters {
+        programs: vec![program],
+    })
 }
 
 /// Docker's rule: all of `includes` must hold and none of `excludes`.
@@ -244,7 +243,7 @@ fn applies(entry: &SyscallEntry, caps: u64, kernel: (u32, u32)) -> bool {
 
 /// One rule with every condition (AND), or, when an argument index repeats, one rule per
 /// condition (OR), as runc does. `None` for an entry without arguments.
-fn entry_rules(args: &[Arg]) -> Result<Option<Vec<SeccompRule>>, String> {
+fn entry_rules(args: &[Arg]) -> Result<Option<Vec<Vec<Cond>>>, String> {
     if args.is_empty() {
         return Ok(None);
     }
@@ -253,29 +252,35 @@ fn entry_rules(args: &[Arg]) -> Result<Option<Vec<SeccompRule>>, String> {
     indexes.sort_unstable();
     indexes.dedup();
     let rules = if indexes.len() == args.len() {
-        vec![SeccompRule::new(conditions).map_err(|e| e.to_string())?]
+        vec![conditions]
     } else {
-        conditions
-            .into_iter()
-            .map(|c| SeccompRule::new(vec![c]).map_err(|e| e.to_string()))
-            .collect::<Result<_, _>>()?
+        conditions.into_iter().map(|c| vec![c]).collect()
     };
     Ok(Some(rules))
 }
 
-fn condition(arg: &Arg) -> Result<SeccompCondition, String> {
+fn condition(arg: &Arg) -> Result<Cond, String> {
     let (op, value) = match arg.op.as_str() {
-        "SCMP_CMP_EQ" => (SeccompCmpOp::Eq, arg.value),
-        "SCMP_CMP_NE" => (SeccompCmpOp::Ne, arg.value),
-        "SCMP_CMP_LT" => (SeccompCmpOp::Lt, arg.value),
-        "SCMP_CMP_LE" => (SeccompCmpOp::Le, arg.value),
-        "SCMP_CMP_GT" => (SeccompCmpOp::Gt, arg.value),
-        "SCMP_CMP_GE" => (SeccompCmpOp::Ge, arg.value),
-        "SCMP_CMP_MASKED_EQ" => (SeccompCmpOp::MaskedEq(arg.value), arg.value_two),
+        "SCMP_CMP_EQ" => (Op::Eq, arg.value),
+        "SCMP_CMP_NE" => (Op::Ne, arg.value),
+        "SCMP_CMP_LT" => (Op::Lt, arg.value),
+        "SCMP_CMP_LE" => (Op::Le, arg.value),
+        "SCMP_CMP_GT" => (Op::Gt, arg.value),
+        "SCMP_CMP_GE" => (Op::Ge, arg.value),
+        "SCMP_CMP_MASKED_EQ" => (Op::MaskedEq(arg.value), arg.value_two),
         other => return Err(format!("unknown seccomp operator {other:?}")),
     };
-    SeccompCondition::new(arg.index, SeccompCmpArgLen::Qword, op, value)
-        .map_err(|e| format!("argument index {}: {e}", arg.index))
+    if arg.index > 5 {
+        return Err(format!(
+            "argument index {}: a syscall has arguments 0 to 5",
+            arg.index
+        ));
+    }
+    Ok(Cond {
+        index: arg.index,
+        op,
+        value,
+    })
 }
 
 fn action(name: &str, errno_ret: Option<u32>) -> Result<SeccompAction, String> {
@@ -310,9 +315,15 @@ pub fn cap_number(name: &str) -> Option<u8> {
     caps::Capability::from_str(&full).ok().map(|c| c.index())
 }
 
-fn target_arch() -> Result<TargetArch, String> {
-    TargetArch::try_from(std::env::consts::ARCH)
-        .map_err(|_| format!("seccomp is not supported on {}", std::env::consts::ARCH))
+/// `AUDIT_ARCH_*` of the native architecture, as the kernel reports it in `seccomp_data.arch`.
+fn audit_arch() -> Result<u32, String> {
+    const AUDIT_64_LE: u32 = 0x8000_0000 | 0x4000_0000;
+    match std::env::consts::ARCH {
+        "x86_64" => Ok(62 | AUDIT_64_LE),
+        "aarch64" => Ok(183 | AUDIT_64_LE),
+        "riscv64" => Ok(243 | AUDIT_64_LE),
+        other => Err(format!("seccomp is not supported on {other}")),
+    }
 }
 
 /// The architecture as Docker's profiles name it (Go's `GOARCH`).
@@ -355,8 +366,8 @@ mod tests {
     fn default_profile_parses_and_compiles() {
         let p = parse(DEFAULT_PROFILE).unwrap();
         let f = compile(&p, DOCKER_DEFAULT_CAPS).unwrap();
-        // Allow-list program + the clone3 ENOSYS program.
-        assert_eq!(f.programs.len(), 2);
+        // One program, with the clone3 ENOSYS rule in it.
+        assert_eq!(f.programs.len(), 1);
         let admin = compile(&p, DOCKER_DEFAULT_CAPS | (1 << 21)).unwrap();
         assert_eq!(admin.programs.len(), 1);
         assert!(super::syscall_count() > 300);
