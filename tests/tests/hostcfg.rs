@@ -194,6 +194,21 @@ fn init_runs_the_command_under_a_reaping_init() {
         );
         assert_eq!(r.status, status, "{init}: {}", r.text());
     }
+    // With CAP_SYS_PTRACE the container could read the init's memory, a copy of the engine's:
+    // the combination is refused at create, naming the option and the reason.
+    let r = d.raw_json(
+        "POST",
+        "/v1.41/containers/create",
+        &json!({"Image": "bb", "Cmd": ["true"],
+                "HostConfig": {"Init": true, "CapAdd": ["SYS_PTRACE"]}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("HostConfig.Init (--init): not with CAP_SYS_PTRACE"),
+        "{}",
+        r.text()
+    );
 }
 
 /// `--volumes-from src[:ro]`: the new container gets src's volume and bind mount at the same

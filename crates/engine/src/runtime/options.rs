@@ -12,6 +12,9 @@ use crate::container::SecurityOptions;
 /// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
 pub const DEFAULT_CAPS: u64 = 0x0000_0000_a804_25fb;
 
+/// `CAP_SYS_PTRACE`'s number.
+const CAP_SYS_PTRACE: u32 = 19;
+
 /// Which seccomp filter a container gets.
 #[derive(Debug, Clone)]
 pub enum Seccomp {
@@ -120,6 +123,17 @@ pub fn interpret(opts: &SecurityOptions, last_cap: u32) -> Result<Confinement, S
     if opts.privileged {
         seccomp = Seccomp::Unconfined;
         mask_paths = false;
+    } else if opts.init && caps & (1 << CAP_SYS_PTRACE) != 0 {
+        // The init is a fork of the runtime's shim, itself a fork of the engine: its memory
+        // starts as a copy of the engine's, and CAP_SYS_PTRACE is what lets a process read
+        // another's memory despite it not being dumpable. A privileged container is host root
+        // anyway, so only the unprivileged combination is refused.
+        return Err(
+            "invalid HostConfig.Init (--init): not with CAP_SYS_PTRACE: the init is a \
+                    copy of the engine's runtime process and the capability would let the \
+                    container read its memory; drop --init or the capability"
+                .to_string(),
+        );
     }
     if let Seccomp::Profile(profile) = &seccomp {
         // Compile now, so that a profile the kernel format cannot express fails the request.
@@ -280,6 +294,45 @@ mod tests {
         assert!(!c.mask_paths);
         let e = interpret(&opts(|o| o.cap_add = vec!["CAP_NOPE".into()]), 40).unwrap_err();
         assert_eq!(e, "invalid CapAdd: unknown capability: \"CAP_NOPE\"");
+    }
+
+    /// `--init` with `CAP_SYS_PTRACE` (added, or through `ALL`) is refused: the init's memory is a
+    /// copy of the engine's. Without the capability, or privileged, it is accepted.
+    #[test]
+    fn init_is_refused_with_sys_ptrace() {
+        for add in [["SYS_PTRACE"], ["ALL"]] {
+            let e = interpret(
+                &opts(|o| {
+                    o.init = true;
+                    o.cap_add = add.iter().map(|s| s.to_string()).collect();
+                }),
+                40,
+            )
+            .unwrap_err();
+            assert!(e.starts_with("invalid HostConfig.Init (--init): not with CAP_SYS_PTRACE"));
+        }
+        assert!(interpret(&opts(|o| o.init = true), 40).is_ok());
+        assert!(
+            interpret(
+                &opts(|o| {
+                    o.init = true;
+                    o.cap_add = vec!["ALL".into()];
+                    o.cap_drop = vec!["SYS_PTRACE".into()];
+                }),
+                40
+            )
+            .is_ok()
+        );
+        assert!(
+            interpret(
+                &opts(|o| {
+                    o.init = true;
+                    o.privileged = true;
+                }),
+                40
+            )
+            .is_ok()
+        );
     }
 
     #[test]
