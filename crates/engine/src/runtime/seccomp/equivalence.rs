@@ -368,3 +368,83 @@ fn default_profile_is_one_short_program() {
     assert!(new_len < 40, "new longest path {new_len}");
     assert!(old_len > 300, "old longest path {old_len}");
 }
+
+/// Not a test: the kernel's time in `seccomp(SECCOMP_SET_MODE_FILTER)` for the default
+/// profile, old stacked programs against the new one, alternating, in forked children
+/// (`cargo test -p berth-engine --lib attach_cost -- --ignored --nocapture`).
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn attach_cost() {
+    let profile = parse(DEFAULT_PROFILE).unwrap();
+    let new = compile(&profile, DOCKER_CAPS).unwrap().programs;
+    let old = old_programs(&profile, DOCKER_CAPS);
+    let (mut t_old, mut t_new) = (Vec::new(), Vec::new());
+    for round in 0..400 {
+        let progs = if round % 2 == 0 { &old } else { &new };
+        let ns = install_in_child(progs);
+        if round % 2 == 0 {
+            t_old.push(ns)
+        } else {
+            t_new.push(ns)
+        }
+    }
+    let median = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let (mo, mn) = (median(&mut t_old), median(&mut t_new));
+    println!(
+        "attach: old {} programs {} insns: median {mo} ns; new 1 program {} insns: median {mn} ns",
+        old.len(),
+        old.iter().map(|p| p.len()).sum::<usize>(),
+        new[0].len()
+    );
+    assert!(mn > 0 && mo > 0);
+}
+
+/// Forks; the child sets no_new_privs, installs `progs` and reports the nanoseconds the
+/// `seccomp` calls took (monotonic clock) on a pipe.
+fn install_in_child(progs: &[BpfProgram]) -> u64 {
+    #[repr(C)]
+    struct Fprog {
+        len: u16,
+        filter: *const sock_filter,
+    }
+    let mut fds = [0i32; 2];
+    // SAFETY: plain libc calls; the child only makes async-signal-safe calls before _exit.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            let mut a: libc::timespec = std::mem::zeroed();
+            let mut b: libc::timespec = std::mem::zeroed();
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut a);
+            for p in progs {
+                let f = Fprog {
+                    len: p.len() as u16,
+                    filter: p.as_ptr(),
+                };
+                if libc::syscall(libc::SYS_seccomp, 1, 0, &f as *const Fprog) != 0 {
+                    libc::_exit(1);
+                }
+            }
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut b);
+            let ns: u64 = ((b.tv_sec - a.tv_sec) * 1_000_000_000 + (b.tv_nsec - a.tv_nsec)) as u64;
+            libc::write(fds[1], &ns as *const u64 as *const libc::c_void, 8);
+            libc::_exit(0);
+        }
+        libc::close(fds[1]);
+        let mut ns = 0u64;
+        assert_eq!(
+            libc::read(fds[0], &mut ns as *mut u64 as *mut libc::c_void, 8),
+            8
+        );
+        libc::close(fds[0]);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        assert_eq!(status, 0);
+        ns
+    }
+}
