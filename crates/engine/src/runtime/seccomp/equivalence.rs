@@ -448,3 +448,93 @@ fn install_in_child(progs: &[BpfProgram]) -> u64 {
         ns
     }
 }
+
+/// The kernel takes the generated program and applies it: in a forked child with the default
+/// profile, `clone3` fails with ENOSYS (its own action), `unshare(CLONE_NEWUSER)` with EPERM (not
+/// allowed without CAP_SYS_ADMIN), `personality(0xffffffff)` (an allowed argument) and `getppid`
+/// pass; with the e2e test's custom profile `mkdirat` fails with EPERM and `getppid` passes.
+#[test]
+fn the_kernel_applies_the_program() {
+    let default = compile(&parse(DEFAULT_PROFILE).unwrap(), DOCKER_CAPS).unwrap();
+    let got = in_filtered_child(
+        &default.programs,
+        &[
+            (libc::SYS_clone3, [0; 3]),
+            (libc::SYS_unshare, [libc::CLONE_NEWUSER as u64, 0, 0]),
+            (libc::SYS_personality, [0xffff_ffff, 0, 0]),
+            (libc::SYS_getppid, [0; 3]),
+        ],
+    );
+    assert_eq!(got[0], -libc::ENOSYS as i64, "clone3");
+    assert_eq!(got[1], -libc::EPERM as i64, "unshare(CLONE_NEWUSER)");
+    assert!(got[2] >= 0, "personality query: {}", got[2]);
+    assert!(got[3] > 0, "getppid: {}", got[3]);
+
+    let custom = compile(&parse(CUSTOM[0]).unwrap(), DOCKER_CAPS).unwrap();
+    let path = c"/nonexistent-berth-seccomp-test";
+    let got = in_filtered_child(
+        &custom.programs,
+        &[
+            (
+                libc::SYS_mkdirat,
+                [libc::AT_FDCWD as u64, path.as_ptr() as u64, 0o755],
+            ),
+            (libc::SYS_getppid, [0; 3]),
+        ],
+    );
+    assert_eq!(got[0], -libc::EPERM as i64, "mkdirat");
+    assert!(got[1] > 0, "getppid: {}", got[1]);
+}
+
+/// Forks; the child installs `progs` (after no_new_privs) and makes each call, reporting the
+/// results (`-errno` on failure) on a pipe.
+fn in_filtered_child(progs: &[BpfProgram], calls: &[(libc::c_long, [u64; 3])]) -> Vec<i64> {
+    #[repr(C)]
+    struct Fprog {
+        len: u16,
+        filter: *const sock_filter,
+    }
+    assert!(calls.len() <= 8);
+    let mut fds = [0i32; 2];
+    // SAFETY: plain libc calls; the child only makes async-signal-safe calls before _exit.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            let mut out = [0i64; 8];
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            for p in progs {
+                let f = Fprog {
+                    len: p.len() as u16,
+                    filter: p.as_ptr(),
+                };
+                if libc::syscall(libc::SYS_seccomp, 1, 0, &f as *const Fprog) != 0 {
+                    libc::_exit(1);
+                }
+            }
+            for (i, (nr, a)) in calls.iter().enumerate() {
+                let r = libc::syscall(*nr, a[0], a[1], a[2]);
+                out[i] = if r < 0 {
+                    -i64::from(*libc::__errno_location())
+                } else {
+                    r
+                };
+            }
+            libc::write(fds[1], out.as_ptr() as *const libc::c_void, 64);
+            libc::_exit(0);
+        }
+        libc::close(fds[1]);
+        let mut out = [0i64; 8];
+        let n = libc::read(fds[0], out.as_mut_ptr() as *mut libc::c_void, 64);
+        libc::close(fds[0]);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        assert_eq!(
+            (n, status),
+            (64, 0),
+            "the child failed to install or report"
+        );
+        out[..calls.len()].to_vec()
+    }
+}

@@ -212,7 +212,8 @@ pub fn compile(profile: &Profile, caps: u64) -> Result<Filters, String> {
             let nr = u32::try_from(*nr).map_err(|_| format!("syscall number {nr}"))?;
             syscalls.entry(nr).or_default().push(Group {
                 action: u32::from(act.clone()),
-                rules: r.clone(),
+                // No rules at all means "whatever the arguments", as seccompiler read it.
+                rules: r.clone().filter(|rules| !rules.is_empty()),
             });
         }
     }
