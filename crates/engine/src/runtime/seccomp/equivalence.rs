@@ -403,50 +403,9 @@ fn attach_cost() {
 }
 
 /// Forks; the child sets no_new_privs, installs `progs` and reports the nanoseconds the
-/// `seccomp` calls took (monotonic clock) on a pipe.
+/// `seccomp` calls took (monotonic clock).
 fn install_in_child(progs: &[BpfProgram]) -> u64 {
-    #[repr(C)]
-    struct Fprog {
-        len: u16,
-        filter: *const sock_filter,
-    }
-    let mut fds = [0i32; 2];
-    // SAFETY: plain libc calls; the child only makes async-signal-safe calls before _exit.
-    unsafe {
-        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
-        let pid = libc::fork();
-        assert!(pid >= 0);
-        if pid == 0 {
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-            let mut a: libc::timespec = std::mem::zeroed();
-            let mut b: libc::timespec = std::mem::zeroed();
-            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut a);
-            for p in progs {
-                let f = Fprog {
-                    len: p.len() as u16,
-                    filter: p.as_ptr(),
-                };
-                if libc::syscall(libc::SYS_seccomp, 1, 0, &f as *const Fprog) != 0 {
-                    libc::_exit(1);
-                }
-            }
-            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut b);
-            let ns: u64 = ((b.tv_sec - a.tv_sec) * 1_000_000_000 + (b.tv_nsec - a.tv_nsec)) as u64;
-            libc::write(fds[1], &ns as *const u64 as *const libc::c_void, 8);
-            libc::_exit(0);
-        }
-        libc::close(fds[1]);
-        let mut ns = 0u64;
-        assert_eq!(
-            libc::read(fds[0], &mut ns as *mut u64 as *mut libc::c_void, 8),
-            8
-        );
-        libc::close(fds[0]);
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, 0);
-        assert_eq!(status, 0);
-        ns
-    }
+    in_filtered_child(progs, &[]).0
 }
 
 /// The kernel takes the generated program and applies it: in a forked child with the default
@@ -456,7 +415,7 @@ fn install_in_child(progs: &[BpfProgram]) -> u64 {
 #[test]
 fn the_kernel_applies_the_program() {
     let default = compile(&parse(DEFAULT_PROFILE).unwrap(), DOCKER_CAPS).unwrap();
-    let got = in_filtered_child(
+    let (_, got) = in_filtered_child(
         &default.programs,
         &[
             (libc::SYS_clone3, [0; 3]),
@@ -472,7 +431,7 @@ fn the_kernel_applies_the_program() {
 
     let custom = compile(&parse(CUSTOM[0]).unwrap(), DOCKER_CAPS).unwrap();
     let path = c"/nonexistent-berth-seccomp-test";
-    let got = in_filtered_child(
+    let (_, got) = in_filtered_child(
         &custom.programs,
         &[
             (
@@ -486,15 +445,19 @@ fn the_kernel_applies_the_program() {
     assert!(got[1] > 0, "getppid: {}", got[1]);
 }
 
-/// Forks; the child installs `progs` (after no_new_privs) and makes each call, reporting the
-/// results (`-errno` on failure) on a pipe.
-fn in_filtered_child(progs: &[BpfProgram], calls: &[(libc::c_long, [u64; 3])]) -> Vec<i64> {
+/// Forks; the child installs `progs` (after no_new_privs), timing the `seccomp` calls, then
+/// makes each call; returns the install time in nanoseconds (monotonic clock) and the calls'
+/// results (`-errno` on failure), reported on a pipe.
+fn in_filtered_child(progs: &[BpfProgram], calls: &[(libc::c_long, [u64; 3])]) -> (u64, Vec<i64>) {
     #[repr(C)]
     struct Fprog {
         len: u16,
         filter: *const sock_filter,
     }
-    assert!(calls.len() <= 8);
+    // out[0]: the install time; out[1..]: the calls' results.
+    const SLOTS: usize = 9;
+    const BYTES: usize = SLOTS * 8;
+    assert!(calls.len() < SLOTS);
     let mut fds = [0i32; 2];
     // SAFETY: plain libc calls; the child only makes async-signal-safe calls before _exit.
     unsafe {
@@ -502,8 +465,11 @@ fn in_filtered_child(progs: &[BpfProgram], calls: &[(libc::c_long, [u64; 3])]) -
         let pid = libc::fork();
         assert!(pid >= 0);
         if pid == 0 {
-            let mut out = [0i64; 8];
+            let mut out = [0i64; SLOTS];
             libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            let mut a: libc::timespec = std::mem::zeroed();
+            let mut b: libc::timespec = std::mem::zeroed();
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut a);
             for p in progs {
                 let f = Fprog {
                     len: p.len() as u16,
@@ -513,28 +479,30 @@ fn in_filtered_child(progs: &[BpfProgram], calls: &[(libc::c_long, [u64; 3])]) -
                     libc::_exit(1);
                 }
             }
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut b);
+            out[0] = (b.tv_sec - a.tv_sec) * 1_000_000_000 + (b.tv_nsec - a.tv_nsec);
             for (i, (nr, a)) in calls.iter().enumerate() {
                 let r = libc::syscall(*nr, a[0], a[1], a[2]);
-                out[i] = if r < 0 {
+                out[i + 1] = if r < 0 {
                     -i64::from(*libc::__errno_location())
                 } else {
                     r
                 };
             }
-            libc::write(fds[1], out.as_ptr() as *const libc::c_void, 64);
+            libc::write(fds[1], out.as_ptr() as *const libc::c_void, BYTES);
             libc::_exit(0);
         }
         libc::close(fds[1]);
-        let mut out = [0i64; 8];
-        let n = libc::read(fds[0], out.as_mut_ptr() as *mut libc::c_void, 64);
+        let mut out = [0i64; SLOTS];
+        let n = libc::read(fds[0], out.as_mut_ptr() as *mut libc::c_void, BYTES);
         libc::close(fds[0]);
         let mut status = 0;
         libc::waitpid(pid, &mut status, 0);
         assert_eq!(
             (n, status),
-            (64, 0),
+            (BYTES as isize, 0),
             "the child failed to install or report"
         );
-        out[..calls.len()].to_vec()
+        (out[0] as u64, out[1..=calls.len()].to_vec())
     }
 }
