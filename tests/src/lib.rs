@@ -1196,6 +1196,27 @@ impl Drop for AuthzPlugin {
     }
 }
 
+/// A `docker save` archive of one image tagged `tag`: `layers` as `layer<i>/layer.tar`, `config`
+/// (the image config JSON) as `config.json`, and the `manifest.json` naming them.
+pub fn save_archive(tag: &str, layers: &[Vec<u8>], config: &[u8]) -> Vec<u8> {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut names = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let name = format!("layer{i}/layer.tar");
+        files.push((name.clone(), l.clone()));
+        names.push(name);
+    }
+    files.push(("config.json".into(), config.to_vec()));
+    let manifest =
+        serde_json::json!([{"Config": "config.json", "RepoTags": [tag], "Layers": names}]);
+    files.push(("manifest.json".into(), manifest.to_string().into_bytes()));
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    tar_of(&refs)
+}
+
 /// Builds a tar with `files` (name, contents; a name ending in `/` is a directory), owned by root,
 /// mtime fixed; names are written into the header as given (`..` included, for escape tests).
 pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_tests::{Daemon, poll_until, tar_of};
+use berth_tests::{Daemon, poll_until, save_archive, tar_of};
 
 fn daemon_with_bb() -> Daemon {
     let d = Daemon::start();
@@ -591,26 +591,11 @@ fn commit_then_save_and_load() {
     assert_eq!(out.ok().trim(), "1 True\nload error");
 }
 
-/// A `docker save` archive with the given layers.
-fn save_archive(tag: &str, layers: &[Vec<u8>]) -> Vec<u8> {
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut names = Vec::new();
-    for (i, l) in layers.iter().enumerate() {
-        let name = format!("layer{i}/layer.tar");
-        files.push((name.clone(), l.clone()));
-        names.push(name);
-    }
+/// A `docker save` archive with the given layers and a config that runs `cat /kept`.
+fn layered_archive(tag: &str, layers: &[Vec<u8>]) -> Vec<u8> {
     let config = serde_json::json!({"architecture": "amd64", "os": "linux",
         "config": {"Cmd": ["cat", "/kept"], "Env": ["PATH=/bin"]}, "rootfs": {"type": "layers", "diff_ids": []}});
-    files.push(("config.json".into(), config.to_string().into_bytes()));
-    let manifest =
-        serde_json::json!([{"Config": "config.json", "RepoTags": [tag], "Layers": names}]);
-    files.push(("manifest.json".into(), manifest.to_string().into_bytes()));
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, d)| (n.as_str(), d.as_slice()))
-        .collect();
-    tar_of(&refs)
+    save_archive(tag, layers, config.to_string().as_bytes())
 }
 
 /// Needs root. A Docker-style archive with several layers loads as one root: a later layer's
@@ -636,7 +621,7 @@ fn load_applies_docker_layers_and_refuses_escapes() {
         ("dir/new", b"n"),
     ]);
     let archive = d.dir().join("layers.tar");
-    std::fs::write(&archive, save_archive("layered:1", &[base, top])).unwrap();
+    std::fs::write(&archive, layered_archive("layered:1", &[base, top])).unwrap();
     let out = d
         .docker(&["load", "-i", archive.to_str().unwrap()])
         .ok()
@@ -665,13 +650,13 @@ fn load_applies_docker_layers_and_refuses_escapes() {
     let evil = d.dir().join("evil.tar");
     std::fs::write(
         &evil,
-        save_archive("evil:1", &[evil_layer.clone(), evil_layer]),
+        layered_archive("evil:1", &[evil_layer.clone(), evil_layer]),
     )
     .unwrap();
     let out = d.docker(&["load", "-i", evil.to_str().unwrap()]);
     assert!(!out.success(), "{}", out.describe());
     assert!(!marker.exists() && !Path::new("/escaped").exists());
-    let mut manifest_escape = save_archive("evil:2", &[tar_of(&[("a", b"a")])]);
+    let mut manifest_escape = layered_archive("evil:2", &[tar_of(&[("a", b"a")])]);
     let text =
         String::from_utf8_lossy(&manifest_escape).replace("\"config.json\"", "\"../xx.json\"");
     manifest_escape = text.into_bytes();

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use berth_tests::{Daemon, tar_of};
+use berth_tests::{Daemon, save_archive, tar_of};
 use sha2::{Digest, Sha256};
 
 fn digest(bytes: &[u8]) -> String {
@@ -33,24 +33,6 @@ fn inspect(d: &Daemon, what: &str, format: &str) -> String {
         .ok()
         .trim()
         .to_owned()
-}
-
-/// A `docker save` archive of one image: `layers` as `l<i>/layer.tar`, `config` as `c.json`.
-fn archive(tag: &str, layers: &[Vec<u8>], config: &[u8]) -> Vec<u8> {
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut names = Vec::new();
-    for (i, l) in layers.iter().enumerate() {
-        names.push(format!("l{i}/layer.tar"));
-        files.push((format!("l{i}/layer.tar"), l.clone()));
-    }
-    files.push(("c.json".into(), config.to_vec()));
-    let manifest = serde_json::json!([{"Config": "c.json", "RepoTags": [tag], "Layers": names}]);
-    files.push(("manifest.json".into(), manifest.to_string().into_bytes()));
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, d)| (n.as_str(), d.as_slice()))
-        .collect();
-    tar_of(&refs)
 }
 
 /// The files of the tar at `path`, by name.
@@ -133,7 +115,7 @@ fn loaded_layers_history_and_config_survive_save() {
     });
     let config = serde_json::to_vec(&config).unwrap();
     let path = d.dir().join("layered.tar");
-    std::fs::write(&path, archive("layered:2", &layers, &config)).unwrap();
+    std::fs::write(&path, save_archive("layered:2", &layers, &config)).unwrap();
     let out = d.docker(&["load", "-i", path.to_str().unwrap()]);
     assert!(out.ok().contains("Loaded image: layered:2"), "{}", out.ok());
 
@@ -232,7 +214,7 @@ fn loaded_layers_history_and_config_survive_save() {
     let mut wrong = layers.clone();
     wrong[2] = tar_of(&[("top", b"other")]);
     let bad = d.dir().join("bad.tar");
-    std::fs::write(&bad, archive("bad:1", &wrong, &config)).unwrap();
+    std::fs::write(&bad, save_archive("bad:1", &wrong, &config)).unwrap();
     let out = d.docker(&["load", "-i", bad.to_str().unwrap()]);
     assert!(
         !out.success() && out.stderr.contains("rootfs.diff_ids"),
