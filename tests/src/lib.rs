@@ -685,6 +685,22 @@ impl Daemon {
         self.berth(&args)
     }
 
+    /// Starts the example plugin binary `bin` as `name` on `<dir>/<name>.sock` (not loaded),
+    /// logging its calls to `log`, with `extra` arguments; returns it and its socket.
+    pub fn spawn_logged_plugin(
+        &self,
+        bin: &str,
+        name: &str,
+        log: &Path,
+        extra: &[&str],
+    ) -> (PluginProc, PathBuf) {
+        let sock = self.dir().join(format!("{name}.sock"));
+        let (sock_arg, log_arg) = (sock.display().to_string(), log.display().to_string());
+        let mut args = vec!["--socket", &sock_arg, "--name", name, "--log", &log_arg];
+        args.extend_from_slice(extra);
+        (spawn_plugin(&example_plugin(bin), &args), sock)
+    }
+
     /// Loads the plugin serving `sock` as `name` (`POST /berth/plugins/load`, 20 s handshake
     /// timeout, optionally a per-call `deadline`), once the socket exists; panics unless 200.
     #[track_caller]

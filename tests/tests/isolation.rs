@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use berth_tests::{Daemon, PluginProc, example_plugin, poll_until, spawn_plugin};
+use berth_tests::{Daemon, PluginProc, poll_until};
 
 /// Longer than any test: the plugin call is "hung".
 const HANG_MS: &str = "600000";
@@ -147,21 +147,9 @@ fn a_hung_volume_mount_stalls_nothing_else() {
 #[test]
 fn a_hung_network_driver_call_stalls_nothing_else() {
     let d = Daemon::start();
-    let sock = d.dir().join("hungnet.sock");
     let log = d.dir().join("hungnet.log");
-    let _p = spawn_plugin(
-        &example_plugin("netplug"),
-        &[
-            "--socket",
-            sock.to_str().unwrap(),
-            "--name",
-            "hungnet",
-            "--log",
-            log.to_str().unwrap(),
-            "--delay",
-            &format!("CreateNetwork={HANG_MS}"),
-        ],
-    );
+    let delay = format!("CreateNetwork={HANG_MS}");
+    let (_p, sock) = d.spawn_logged_plugin("netplug", "hungnet", &log, &["--delay", &delay]);
     d.load_socket("hungnet", &sock, Some(DEADLINE));
     unrelated_container(&d, "bystander");
     let mut pending = Pending::start(
@@ -198,19 +186,9 @@ fn a_hung_network_driver_call_stalls_nothing_else() {
 fn a_hung_api_hook_stalls_no_other_hooked_request() {
     let d = Daemon::start_with(|_| vec!["--plugin-deadline-api".into(), DEADLINE.into()]);
     let start = |name: &str, extra: &[&str]| {
-        let sock = d.dir().join(format!("{name}.sock"));
         let log = d.dir().join(format!("{name}.log"));
-        let mut args = vec![
-            "--socket",
-            sock.to_str().unwrap(),
-            "--name",
-            name,
-            "--log",
-            log.to_str().unwrap(),
-            "--api",
-        ];
-        args.extend_from_slice(extra);
-        let p = spawn_plugin(&example_plugin("test-plugin"), &args);
+        let args = [&["--api"], extra].concat();
+        let (p, sock) = d.spawn_logged_plugin("test-plugin", name, &log, &args);
         d.load_socket(name, &sock, Some(DEADLINE));
         (p, log)
     };

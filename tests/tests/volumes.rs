@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_tests::{Daemon, PluginProc, berth_binary, poll_until, spawn_plugin};
+use berth_tests::{Daemon, PluginProc, berth_binary, poll_until};
 use serde_json::{Value, json};
 
 /// The path of example plugin binary `name` (built once by the harness).
@@ -24,23 +24,9 @@ fn plugin_bin(name: &str) -> PathBuf {
     berth_tests::example_plugin(name)
 }
 
-fn spawn(bin: &str, args: &[&str]) -> PluginProc {
-    spawn_plugin(&plugin_bin(bin), args)
-}
-
 /// Starts `test-plugin` named `name` on a socket in the daemon dir, logging to `log`.
 fn test_plugin(d: &Daemon, name: &str, log: &Path, extra: &[&str]) -> (PluginProc, PathBuf) {
-    let sock = d.dir().join(format!("{name}.sock"));
-    let mut args = vec![
-        "--socket",
-        sock.to_str().unwrap(),
-        "--name",
-        name,
-        "--log",
-        log.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    (spawn("test-plugin", &args), sock)
+    d.spawn_logged_plugin("test-plugin", name, log, extra)
 }
 
 fn log_lines(log: &Path) -> Vec<String> {
