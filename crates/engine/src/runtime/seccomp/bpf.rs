@@ -233,38 +233,24 @@ fn condition(asm: &mut Asm, cond: &Cond, ok: usize, fail: usize) {
             asm.stmt(ALU_AND_K, mlo);
             asm.jump(JMP_JEQ_K, vlo, ok, fail);
         }
-        Op::Gt | Op::Ge => {
-            // hi > vhi: holds; hi == vhi: the low words decide; hi < vhi: fails.
+        Op::Gt | Op::Ge | Op::Lt | Op::Le => {
+            // `Lt` is "not `Ge`" and `Le` is "not `Gt`": one test, outcomes swapped. For the
+            // test: hi > vhi holds; hi == vhi: the low words decide; hi < vhi fails.
+            let (strict, holds, fails) = match cond.op {
+                Op::Gt => (true, ok, fail),
+                Op::Ge => (false, ok, fail),
+                Op::Lt => (false, fail, ok),
+                _ => (true, fail, ok),
+            };
             let equal = asm.label();
             asm.stmt(LD_W_ABS, hi_off);
-            asm.jump(JMP_JGT_K, vhi, ok, equal);
+            asm.jump(JMP_JGT_K, vhi, holds, equal);
             asm.mark(equal);
-            asm.jump(JMP_JEQ_K, vhi, low, fail);
+            asm.jump(JMP_JEQ_K, vhi, low, fails);
             asm.mark(low);
             asm.stmt(LD_W_ABS, lo_off);
-            let code = if cond.op == Op::Gt {
-                JMP_JGT_K
-            } else {
-                JMP_JGE_K
-            };
-            asm.jump(code, vlo, ok, fail);
-        }
-        Op::Lt | Op::Le => {
-            // hi > vhi: fails; hi == vhi: the low words decide; hi < vhi: holds.
-            let equal = asm.label();
-            asm.stmt(LD_W_ABS, hi_off);
-            asm.jump(JMP_JGT_K, vhi, fail, equal);
-            asm.mark(equal);
-            asm.jump(JMP_JEQ_K, vhi, low, ok);
-            asm.mark(low);
-            asm.stmt(LD_W_ABS, lo_off);
-            // Lt: lo >= vlo fails; Le: lo > vlo fails.
-            let code = if cond.op == Op::Lt {
-                JMP_JGE_K
-            } else {
-                JMP_JGT_K
-            };
-            asm.jump(code, vlo, fail, ok);
+            let code = if strict { JMP_JGT_K } else { JMP_JGE_K };
+            asm.jump(code, vlo, holds, fails);
         }
     }
 }
