@@ -19,9 +19,9 @@
 //!   1's host pid on the report pipe, then waits for pid 1 and exits with its code (128+N when
 //!   killed by signal N).
 //! - Engine death: the shim polls a pipe whose only write end lives in the engine (see
-//!   `engine_alive` in mod.rs) and SIGKILLs pid 1 when it hangs up. (`PR_SET_PDEATHSIG` would
-//!   fire when the engine *thread* that started it exits; the shim's thread does live exactly
-//!   as long as the shim, but the pipe also covers the time before the shim could set it.)
+//!   `engine_alive` in mod.rs) and SIGKILLs pid 1 when it hangs up, however the engine dies.
+//!   (`PR_SET_PDEATHSIG` is tied to the engine *thread* that started the shim, which `shim.rs`
+//!   keeps asleep for the shim's whole life; the pipe needs no such care.)
 //! - Shim death: pid 1 has `PR_SET_PDEATHSIG(SIGKILL)` (the shim is single-threaded), checked
 //!   against a pipe right after setting it, since `getppid()` is 0 across the pid namespace.
 //!   Killing pid 1 of a pid namespace kills every process in it. (With `--pid host` there is no
@@ -373,7 +373,7 @@ pub(super) struct ShimStart<'a> {
 }
 
 /// The shim's first frame on its own stack, started with `clone(CLONE_VM | CLONE_VFORK)` by the
-/// engine thread that owns `arg` (see `shim_thread` in mod.rs).
+/// engine thread that owns `arg` (see `shim.rs`).
 ///
 /// # Safety
 /// `arg` is a `ShimStart` that outlives the shim (its thread sleeps in `clone` until the shim

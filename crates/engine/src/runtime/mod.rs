@@ -27,9 +27,8 @@
 //! capability sets, the user and groups, and execs (`harden.rs`; see `docs/security.md`).
 //! Everything the children need is allocated before the shim starts (`plan.rs`, `confine.rs`,
 //! `seccomp/`, `users.rs`) and owned by the shim's thread; errors come back as raw errno records
-//! on a pipe. Cgroups are the
-//! engine's (`crate::cgroups`): the runtime only joins the `cgroup.procs` files it is given,
-//! first thing in the shim.
+//! on a pipe. Cgroups are the engine's (`crate::cgroups`): the runtime only joins the
+//! `cgroup.procs` files it is given, first thing in the shim.
 //!
 //! Requires Linux ≥ 5.12 (openat2, close_range, pidfd_open, mount_setattr) and root.
 
@@ -124,8 +123,8 @@ pub struct RunSpec {
     pub open_stdin: bool,
     pub net: NetMode,
     /// `cgroup.procs` files of the container's cgroups (one per v1 hierarchy, or the one v2
-    /// file), opened before the shim starts; the shim writes `0` to each as its first step, so the shim
-    /// and pid 1 (started after) run inside them. At most [`MAX_CGROUPS`].
+    /// file), opened before the shim starts; the shim writes `0` to each as its first step, so
+    /// the shim and pid 1 (started after) run inside them. At most [`MAX_CGROUPS`].
     pub cgroup_procs: Vec<PathBuf>,
     /// `NAME|UID[:GROUP|GID]`, resolved in the container's `/etc/passwd` and `/etc/group`;
     /// empty = root.
@@ -583,7 +582,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Moves an fd to a number ≥ 3 (CLOEXEC) if it landed on 0–2, which happens when the engine runs
-/// with closed stdio: std's `spawn` would otherwise overwrite it with the child's stdio.
+/// with closed stdio: the shim's `dup2`s onto 0–2 would otherwise overwrite it.
 fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);

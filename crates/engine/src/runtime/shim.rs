@@ -270,6 +270,7 @@ mod tests {
 
     use super::super::tests::{TIMEOUT, TempDir, needs_root, spec};
     use super::super::{signal, spawn};
+    use super::{GUARD, SHIM_STACK};
 
     /// The host pid of `pid`'s parent.
     fn parent_of(pid: i32) -> i32 {
@@ -358,5 +359,111 @@ mod tests {
             .await
             .expect("the container still runs after its shim was dropped")
             .expect("read stdout");
+    }
+
+    /// Threads of this process named like the shim's thread.
+    fn shim_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .expect("tasks")
+            .filter_map(|t| t.ok())
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "berth-shim-wait")
+            })
+            .count()
+    }
+
+    /// Mappings of this process shaped like a shim's stack: `SHIM_STACK` read-write bytes right
+    /// above a `GUARD`-sized inaccessible page.
+    fn shim_stacks() -> usize {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        let ranges: Vec<(u64, u64, bool)> = maps
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (lo, hi) = f.next()?.split_once('-')?;
+                let perms = f.next()?;
+                Some((
+                    u64::from_str_radix(lo, 16).ok()?,
+                    u64::from_str_radix(hi, 16).ok()?,
+                    perms.starts_with("rw"),
+                ))
+            })
+            .collect();
+        ranges
+            .windows(2)
+            .filter(|w| {
+                let ((glo, ghi, grw), (lo, hi, rw)) = (w[0], w[1]);
+                !grw && ghi - glo == GUARD as u64 && ghi == lo && rw && hi - lo == SHIM_STACK as u64
+            })
+            .count()
+    }
+
+    /// Not a test on its own: the process of [`nothing_leaks_per_container`], run as a
+    /// subprocess of the test binary so that no other test's containers are counted. Does
+    /// nothing unless `BERTH_RT_LEAK_BUNDLE` is set.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn helper_leak_process() {
+        let Some(bundle) = std::env::var_os("BERTH_RT_LEAK_BUNDLE") else {
+            return;
+        };
+        for round in 0..5 {
+            let spec =
+                super::super::tests::spec_at(std::path::Path::new(&bundle), &["sleep", "100"]);
+            let spawned = spawn(spec).await.expect("spawn");
+            assert_eq!(
+                shim_threads(),
+                1,
+                "round {round}: the running shim's thread"
+            );
+            assert_eq!(shim_stacks(), 1, "round {round}: the running shim's stack");
+            signal(spawned.pid1, Signal::SIGKILL).expect("kill");
+            let code = tokio::time::timeout(TIMEOUT, spawned.exit)
+                .await
+                .expect("exit");
+            assert_eq!(code, 137);
+            assert_eq!(
+                shim_stacks(),
+                0,
+                "round {round}: the shim's stack is unmapped"
+            );
+            // The thread sends the code just before it ends.
+            let deadline = std::time::Instant::now() + TIMEOUT;
+            while shim_threads() > 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: the shim's thread outlived the shim"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            super::super::cleanup(std::path::Path::new(&bundle)).expect("cleanup");
+        }
+        println!("LEAKCHECK=ok");
+    }
+
+    /// Needs root. Nothing stays behind per container: once `exit` resolves, the shim's stack
+    /// is unmapped and its thread ends (counted in a subprocess that runs nothing else).
+    #[test]
+    fn nothing_leaks_per_container() {
+        if !needs_root() {
+            return;
+        }
+        let bundle = TempDir::new("shimleak");
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "runtime::shim::tests::helper_leak_process",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("BERTH_RT_LEAK_BUNDLE", bundle.path())
+            .output()
+            .expect("run the helper");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("LEAKCHECK=ok"),
+            "helper failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

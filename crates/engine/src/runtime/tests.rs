@@ -45,7 +45,7 @@ impl TempDir {
         TempDir(path)
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -61,7 +61,7 @@ pub(super) fn spec(bundle: &TempDir, argv: &[&str]) -> RunSpec {
     spec_at(bundle.path(), argv)
 }
 
-fn spec_at(bundle: &Path, argv: &[&str]) -> RunSpec {
+pub(super) fn spec_at(bundle: &Path, argv: &[&str]) -> RunSpec {
     RunSpec {
         id: "0".repeat(64),
         bundle: bundle.to_path_buf(),
