@@ -5,7 +5,7 @@
 //!
 //! Every test here needs root (namespaces, mounts): we run as root in CI.
 
-use berth_tests::{AuthzPlugin, Daemon, raw_request};
+use berth_tests::{AuthzPlugin, Daemon, example_plugin, raw_request};
 use serde_json::{Value, json};
 
 /// Loads `test-plugin` as an api plugin named `name` with failure policy `policy`.
@@ -84,6 +84,39 @@ fn chained_rewrites_rejection_post_hooks_and_subscriptions() {
         "the rejection stopped the chain at p1"
     );
     assert_eq!(hook_calls(&d, "p1", "api.post"), 1, "only GET /version");
+}
+
+/// Needs root. `api-policy --observe` keeps the subscriptions of the policy but changes nothing:
+/// its hooks are called (and answer "no change"), a privileged create it would refuse goes through
+/// without its label, and `/version` comes back exactly as a daemon without plugins writes it.
+#[test]
+fn observing_hooks_are_called_and_change_nothing() {
+    let d = Daemon::start();
+    let plain_version = d.raw("GET", "/v1.50/version", None, b"");
+    assert_eq!(plain_version.status, 200);
+    let bin = example_plugin("api-policy").display().to_string();
+    d.berth(&[
+        "plugin",
+        "load",
+        "--name",
+        "obs",
+        "host",
+        &bin,
+        "--name",
+        "obs",
+        "--observe",
+    ])
+    .expect_code(0);
+
+    d.docker(&["create", "--privileged", "--name", "o1", "host", "true"])
+        .expect_code(0);
+    let l = labels(&d, "o1");
+    assert!(l.get("berth.policy").is_none(), "{l}");
+    let v = d.raw("GET", "/v1.50/version", None, b"");
+    assert_eq!(v.status, 200, "{}", v.text());
+    assert_eq!(v.json(), plain_version.json(), "the response is unchanged");
+    assert_eq!(hook_calls(&d, "obs", "api.pre"), 1, "o1's create");
+    assert_eq!(hook_calls(&d, "obs", "api.post"), 1, "GET /version");
 }
 
 /// Needs root. A privileged plugin's requests on its own engine socket skip its own hooks, while
