@@ -106,9 +106,11 @@ def start(name, binary, nplug, env):
                               start_new_session=True)
         plugs.append(pp)
         for _ in range(200):
-            if os.path.exists(ps):
+            if os.path.exists(ps) or pp.poll() is not None:
                 break
             time.sleep(0.02)
+        if pp.poll() is not None or not os.path.exists(ps):
+            sys.exit(f"{name}: {apipol} {' '.join(plug_args)} did not start (exit {pp.poll()})")
         st, b = Api(sock).req("POST", "/berth/plugins/load",
                               {"Name": f"policy{i}", "Socket": ps, "Timeout": "20s"})
         assert st == 200, b
