@@ -119,6 +119,37 @@ fn observing_hooks_are_called_and_change_nothing() {
     assert_eq!(hook_calls(&d, "obs", "api.post"), 1, "GET /version");
 }
 
+/// Needs root. Post-hooks chain in reverse load order, each seeing the response as the hooks
+/// before it left it, with an observing hook (which answers "no change") in the middle: the
+/// engine encodes a hook message once and reuses it only until a hook rewrites the response.
+#[test]
+fn post_hooks_see_the_previous_rewrite_around_an_observer() {
+    let d = Daemon::start();
+    let bin = example_plugin("api-policy").display().to_string();
+    let post = ["--api-post", "--api-subscribe", "GET /version"];
+    load_api_test_plugin(&d, "t1", "abort", &post);
+    load_api_test_plugin(&d, "t2", "abort", &post);
+    d.berth(&[
+        "plugin",
+        "load",
+        "--name",
+        "obs",
+        "host",
+        &bin,
+        "--name",
+        "obs",
+        "--observe",
+    ])
+    .expect_code(0);
+    load_api_test_plugin(&d, "t3", "abort", &post);
+
+    let v = d.raw("GET", "/v1.50/version", None, b"");
+    assert_eq!(v.status, 200, "{}", v.text());
+    assert_eq!(v.json()["Seen"], json!(["t3", "t2", "t1"]), "{}", v.text());
+    assert!(v.json()["ApiVersion"].is_string(), "{}", v.text());
+    assert_eq!(hook_calls(&d, "obs", "api.post"), 1);
+}
+
 /// Needs root. A privileged plugin's requests on its own engine socket skip its own hooks, while
 /// other plugins' hooks still see them.
 #[test]

@@ -93,8 +93,16 @@ impl AsyncRead for ReadInterestStream {
             let mut guard = ready!(this.read.poll_read_ready(cx))?;
             // SAFETY: `read_uninit` only writes into the slice (it never de-initialises a byte).
             let unfilled = unsafe { buf.unfilled_mut() };
+            let room = unfilled.len();
             match guard.try_io(|fd| read_uninit(fd.get_ref(), unfilled)) {
                 Ok(Ok(n)) => {
+                    // A short read emptied the socket: the next read would only find EAGAIN
+                    // (one more system call per request), so wait for the next readiness event
+                    // instead, as tokio's own streams do. Data that arrived since is not lost:
+                    // it raises a new event, which this clearing does not erase.
+                    if n > 0 && n < room {
+                        guard.clear_ready();
+                    }
                     // SAFETY: the kernel wrote the first `n` bytes of the unfilled part.
                     unsafe { buf.assume_init(n) };
                     buf.advance(n);
@@ -181,6 +189,38 @@ mod tests {
             all[3..].iter().all(|&b| b == 0xAA),
             "the rest was overwritten"
         );
+    }
+
+    /// A short read stops polling the socket until its next event, but an end the peer sent
+    /// with its data (or after it) is still seen, and so is data sent after the short read.
+    #[tokio::test]
+    async fn short_reads_still_see_later_data_and_the_end() {
+        let (a, mut b) = tokio::net::UnixStream::pair().unwrap();
+        let mut a = ReadInterestStream::new(a).unwrap();
+        let mut chunk = vec![0u8; 1 << 16];
+        async fn within<T>(f: impl std::future::Future<Output = T>) -> Result<T, ()> {
+            tokio::time::timeout(std::time::Duration::from_secs(10), f)
+                .await
+                .map_err(|_| ())
+        }
+        b.write_all(b"one").await.unwrap();
+        let n = within(a.read(&mut chunk)).await.unwrap().unwrap();
+        assert_eq!(&chunk[..n], b"one");
+        b.write_all(b"two").await.unwrap();
+        let n = within(a.read(&mut chunk))
+            .await
+            .expect("data after a short read")
+            .unwrap();
+        assert_eq!(&chunk[..n], b"two");
+        b.write_all(b"end").await.unwrap();
+        drop(b);
+        let n = within(a.read(&mut chunk)).await.unwrap().unwrap();
+        assert_eq!(&chunk[..n], b"end");
+        let n = within(a.read(&mut chunk))
+            .await
+            .expect("the end after a short read")
+            .unwrap();
+        assert_eq!(n, 0);
     }
 
     /// A write larger than the socket buffer blocks until the peer reads, then completes; reads
