@@ -70,6 +70,8 @@ impl Engine {
                 containers_dir.display()
             )))
             .map_err(OpenError::Engine)?;
+        // Each container's directory in a block group of its own choosing (see `spread`).
+        crate::spread::spread_subdirectories(&containers_dir);
         let images = ImageStore::open(root).map_err(OpenError::Engine)?;
         let volumes = VolumeStore::open(root).map_err(|e| OpenError::Engine(e.into()))?;
         let networks = NetworkStore::load(root).map_err(|e| OpenError::Engine(e.into()))?;

@@ -39,6 +39,7 @@ mod rename;
 mod resources;
 pub mod runtime;
 pub mod security;
+mod spread;
 pub mod standalone;
 mod start;
 pub mod stats;
