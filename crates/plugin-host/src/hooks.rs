@@ -7,9 +7,8 @@
 
 use berth_plugin_protocol::Protocol;
 use berth_plugin_protocol::mvp::{self, NetworkEvent, NetworkMessage, VolumeEvent, VolumeMessage};
-use berth_plugin_protocol::powerstrip::BodyForm;
 use berth_plugin_protocol::powerstrip::{
-    ClientRequest, ClientRequestAs, HookType, POWERSTRIP_PROTOCOL_VERSION, PostHookReply,
+    BodyForm, ClientRequest, ClientRequestAs, HookType, POWERSTRIP_PROTOCOL_VERSION, PostHookReply,
     PreHookReply, ServerResponse, ServerResponseAs,
 };
 use bytes::Bytes;
