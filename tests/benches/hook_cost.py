@@ -4,7 +4,10 @@
 Starts one `berth daemon` per argument NAME=BERTH_BINARY:NPLUGINS[:ENV=VALUE,...] (the first one
 is the baseline, normally with 0 plugins), each with NPLUGINS `api-policy` processes on sockets
 (loaded as policy0.. through `POST /berth/plugins/load`; a negative count loads ONE process that
-many times, to tell process switching from the hook itself). Daemons, plugins and this client
+many times, to tell process switching from the hook itself). PLUGIN=observe in a daemon's ENV
+list runs its plugins as `api-policy --observe`: the same subscriptions, every hook answered "no
+change" (the like-for-like case for the plugin-call bench, whose plugin does nothing); without it
+the post-hook on `GET /version` rewrites the response (adds a field), as a policy would. Daemons, plugins and this client
 run on one CPU (CPU=N, default 0; CPU=none unpins) at nice -20, so run it as root. Rounds of PER
 `GET /version` (which every `api-policy` post-hooks) and `GET /containers/json` (which none
 hooks) rotate over the daemons; per daemon it prints the median, the median of per-round ratios
@@ -15,7 +18,7 @@ request for each daemon and, separately, its plugins (PERF=0 skips it); PROFILE=
 
 Example (release builds):
   python3 tests/benches/hook_cost.py plain=target/release/berth:0 hooked=target/release/berth:4 \
-      shared=target/release/berth:-4
+      shared=target/release/berth:-4 observe=target/release/berth:4:PLUGIN=observe
 Environment: ROUNDS (30), PER (200), CPU (0), APIPOL (target/release/api-policy; APIPOL=PATH in a
 daemon's ENV list overrides it for that daemon, to compare plugin builds), WORK_DIR
 (/tmp/berth-hook-cost).
@@ -67,6 +70,10 @@ def pin():
 def start(name, binary, nplug, env):
     env = dict(env)
     apipol = env.pop("APIPOL", APIPOL)
+    kind = env.pop("PLUGIN", "rewrite")
+    if kind not in ("rewrite", "observe"):
+        sys.exit(f"{name}: PLUGIN={kind}: expected rewrite or observe")
+    plug_args = ["--observe"] if kind == "observe" else []
     d = f"{BASE}/{name}"
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d + "/root")
@@ -94,14 +101,16 @@ def start(name, binary, nplug, env):
                                   {"Name": f"policy{i}", "Socket": ps, "Timeout": "20s"})
             assert st == 200, b
             continue
-        pp = subprocess.Popen([os.path.abspath(apipol), "--socket", ps, "--name", f"policy{i}"],
+        pp = subprocess.Popen([os.path.abspath(apipol), "--socket", ps, "--name", f"policy{i}"] + plug_args,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin,
                               start_new_session=True)
         plugs.append(pp)
         for _ in range(200):
-            if os.path.exists(ps):
+            if os.path.exists(ps) or pp.poll() is not None:
                 break
             time.sleep(0.02)
+        if pp.poll() is not None or not os.path.exists(ps):
+            sys.exit(f"{name}: {apipol} {' '.join(plug_args)} did not start (exit {pp.poll()})")
         st, b = Api(sock).req("POST", "/berth/plugins/load",
                               {"Name": f"policy{i}", "Socket": ps, "Timeout": "20s"})
         assert st == 200, b

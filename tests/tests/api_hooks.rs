@@ -5,7 +5,7 @@
 //!
 //! Every test here needs root (namespaces, mounts): we run as root in CI.
 
-use berth_tests::{AuthzPlugin, Daemon, raw_request};
+use berth_tests::{AuthzPlugin, Daemon, example_plugin, raw_request};
 use serde_json::{Value, json};
 
 /// Loads `test-plugin` as an api plugin named `name` with failure policy `policy`.
@@ -84,6 +84,70 @@ fn chained_rewrites_rejection_post_hooks_and_subscriptions() {
         "the rejection stopped the chain at p1"
     );
     assert_eq!(hook_calls(&d, "p1", "api.post"), 1, "only GET /version");
+}
+
+/// Needs root. `api-policy --observe` keeps the subscriptions of the policy but changes nothing:
+/// its hooks are called (and answer "no change"), a privileged create it would refuse goes through
+/// without its label, and `/version` comes back exactly as a daemon without plugins writes it.
+#[test]
+fn observing_hooks_are_called_and_change_nothing() {
+    let d = Daemon::start();
+    let plain_version = d.raw("GET", "/v1.50/version", None, b"");
+    assert_eq!(plain_version.status, 200);
+    let bin = example_plugin("api-policy").display().to_string();
+    d.berth(&[
+        "plugin",
+        "load",
+        "--name",
+        "obs",
+        "host",
+        &bin,
+        "--name",
+        "obs",
+        "--observe",
+    ])
+    .expect_code(0);
+
+    d.docker(&["create", "--privileged", "--name", "o1", "host", "true"])
+        .expect_code(0);
+    let l = labels(&d, "o1");
+    assert!(l.get("berth.policy").is_none(), "{l}");
+    let v = d.raw("GET", "/v1.50/version", None, b"");
+    assert_eq!(v.status, 200, "{}", v.text());
+    assert_eq!(v.json(), plain_version.json(), "the response is unchanged");
+    assert_eq!(hook_calls(&d, "obs", "api.pre"), 1, "o1's create");
+    assert_eq!(hook_calls(&d, "obs", "api.post"), 1, "GET /version");
+}
+
+/// Needs root. Post-hooks chain in reverse load order, each seeing the response as the hooks
+/// before it left it, with an observing hook (which answers "no change") in the middle: the
+/// engine encodes a hook message once and reuses it only until a hook rewrites the response.
+#[test]
+fn post_hooks_see_the_previous_rewrite_around_an_observer() {
+    let d = Daemon::start();
+    let bin = example_plugin("api-policy").display().to_string();
+    let post = ["--api-post", "--api-subscribe", "GET /version"];
+    load_api_test_plugin(&d, "t1", "abort", &post);
+    load_api_test_plugin(&d, "t2", "abort", &post);
+    d.berth(&[
+        "plugin",
+        "load",
+        "--name",
+        "obs",
+        "host",
+        &bin,
+        "--name",
+        "obs",
+        "--observe",
+    ])
+    .expect_code(0);
+    load_api_test_plugin(&d, "t3", "abort", &post);
+
+    let v = d.raw("GET", "/v1.50/version", None, b"");
+    assert_eq!(v.status, 200, "{}", v.text());
+    assert_eq!(v.json()["Seen"], json!(["t3", "t2", "t1"]), "{}", v.text());
+    assert!(v.json()["ApiVersion"].is_string(), "{}", v.text());
+    assert_eq!(hook_calls(&d, "obs", "api.post"), 1);
 }
 
 /// Needs root. A privileged plugin's requests on its own engine socket skip its own hooks, while

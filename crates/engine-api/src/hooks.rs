@@ -65,6 +65,15 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
         })
 }
 
+/// A body as text: borrowed bytes checked as UTF-8 in one pass (the common case), invalid
+/// sequences replaced otherwise.
+fn text_of(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 fn body_is_empty(headers: &axum::http::HeaderMap) -> bool {
     headers
         .get(header::CONTENT_LENGTH)
@@ -181,16 +190,17 @@ pub async fn middleware(State(st): State<PolicyState>, req: Request, next: Next)
     let original = ClientRequest {
         method: parts.method.as_str().to_owned(),
         request: canonical.requested().to_owned(),
-        body: (shows_body && !original_bytes.is_empty())
-            .then(|| String::from_utf8_lossy(&original_bytes).into_owned()),
+        body: (shows_body && !original_bytes.is_empty()).then(|| text_of(&original_bytes)),
         body_form: BodyForm::Text,
     };
 
-    // Pre-hooks, in load order, each seeing the previous rewrite.
+    // Pre-hooks, in load order, each seeing the previous rewrite; the message is encoded once
+    // per body form until a hook rewrites the request.
     let mut current = original.clone();
+    let mut encoded = hooks::Encoded::default();
     let mut warnings: Vec<String> = Vec::new();
     for p in &pre {
-        match hooks::api_pre(p, &current).await {
+        match hooks::api_pre(p, &current, &mut encoded).await {
             Ok(Some(rewritten)) => {
                 if shows_body {
                     // A `BodyJSON` body was parsed as JSON when the reply was decoded.
@@ -228,6 +238,7 @@ pub async fn middleware(State(st): State<PolicyState>, req: Request, next: Next)
                     body: if shows_body { rewritten.body } else { None },
                     ..rewritten
                 };
+                encoded.clear();
             }
             Ok(None) => {}
             Err(PluginError {
@@ -372,16 +383,18 @@ async fn run_post_hooks(
             .into_response();
         }
     };
-    let original_text = json.then(|| String::from_utf8_lossy(&bytes).into_owned());
     let mut current = ServerResponse {
         content_type: content_type.clone(),
-        body: original_text.clone(),
+        body: json.then(|| text_of(&bytes)),
         code: parts.status.as_u16(),
         body_form: BodyForm::Text,
     };
-    // Post-hooks run in reverse load order.
+    let mut rewritten_by_any = false;
+    let mut encoded = hooks::Encoded::default();
+    // Post-hooks run in reverse load order; the message is encoded once per body form until a
+    // hook rewrites the response.
     for p in post.iter().rev() {
-        match hooks::api_post(p, request, &current).await {
+        match hooks::api_post(p, request, &current, &mut encoded).await {
             Ok(Some(rewritten)) => {
                 let code_ok = StatusCode::from_u16(rewritten.code).is_ok() && rewritten.code >= 100;
                 // A `BodyJSON` body was parsed as JSON when the reply was decoded.
@@ -393,6 +406,8 @@ async fn run_post_hooks(
                     });
                 if code_ok && body_ok {
                     current = rewritten;
+                    rewritten_by_any = true;
+                    encoded.clear();
                 } else {
                     warnings.push(format!(
                         "api post-hook of plugin \"{}\" returned an invalid response (code {}); it was not applied",
@@ -409,9 +424,11 @@ async fn run_post_hooks(
             )),
         }
     }
-    let unchanged = current.code == parts.status.as_u16()
-        && current.body == original_text
-        && current.content_type == content_type;
+    // Compared with what the handler wrote (a rewrite may put back the same response).
+    let unchanged = !rewritten_by_any
+        || (current.code == parts.status.as_u16()
+            && current.body.as_deref().map(str::as_bytes) == json.then_some(&bytes[..])
+            && current.content_type == content_type);
     if unchanged {
         return Response::from_parts(parts, Body::from(bytes));
     }

@@ -1,17 +1,20 @@
 //! Typed calls of the MVP extension points for one plugin, choosing the path by its negotiated
 //! protocol: volume (`/v1/volume/volumes`, then the seed's alternative `/v1/volumes` on 404; v2
 //! `/v2/volume/<event>`), network (`/v1|v2/network/<event>`) and api pre/post hooks. A 404 or an
-//! event the plugin did not subscribe to yields `Ok(None)` ("not interested").
+//! event the plugin did not subscribe to yields `Ok(None)` ("not interested"). An api hook
+//! message is encoded once per body form for a whole chain of hooks ([`Encoded`]) until one of
+//! them rewrites the request or response.
 
 use berth_plugin_protocol::Protocol;
 use berth_plugin_protocol::mvp::{self, NetworkEvent, NetworkMessage, VolumeEvent, VolumeMessage};
 use berth_plugin_protocol::powerstrip::{
-    ClientRequest, ClientRequestAs, HookType, POWERSTRIP_PROTOCOL_VERSION, PostHookReply,
+    BodyForm, ClientRequest, ClientRequestAs, HookType, POWERSTRIP_PROTOCOL_VERSION, PostHookReply,
     PreHookReply, ServerResponse, ServerResponseAs,
 };
+use bytes::Bytes;
 use serde::Serialize;
 
-use crate::client::PluginError;
+use crate::client::{CallErrorKind, PluginError, encode_json};
 use crate::plugin::LoadedPlugin;
 
 /// A [`berth_plugin_protocol::powerstrip::HookRequest`] serialised from borrowed parts (the
@@ -29,6 +32,62 @@ struct HookRequestRef<'a> {
     server_response: Option<ServerResponseAs<'a>>,
 }
 
+/// Api hook messages already encoded for the request (and response) a chain of hooks is at, one
+/// per body form. The message holds nothing specific to a plugin, so while the hooks change
+/// nothing every plugin that takes the same form is sent the same bytes: the message is encoded,
+/// and its body checked for the `BodyJSON` form, once per chain instead of once per hook. The
+/// caller clears it whenever a hook rewrote the request or the response.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    text: Option<Bytes>,
+    json: Option<Bytes>,
+}
+
+impl Encoded {
+    /// Forgets the messages (the request or response changed).
+    pub fn clear(&mut self) {
+        self.text = None;
+        self.json = None;
+    }
+
+    /// The message in `form`, encoded by `encode` the first time it is asked for.
+    fn get(
+        &mut self,
+        form: BodyForm,
+        encode: impl FnOnce() -> Result<Bytes, serde_json::Error>,
+    ) -> Result<Bytes, serde_json::Error> {
+        let slot = match form {
+            BodyForm::Text => &mut self.text,
+            BodyForm::Json => &mut self.json,
+        };
+        if let Some(b) = slot {
+            return Ok(b.clone());
+        }
+        let b = encode()?;
+        *slot = Some(b.clone());
+        Ok(b)
+    }
+}
+
+/// Sends an api hook message (from `encoded`, or encoded now) and decodes the reply.
+async fn call_hook<Resp: serde::de::DeserializeOwned>(
+    p: &LoadedPlugin,
+    hook: &str,
+    path: &str,
+    encoded: &mut Encoded,
+    message: &HookRequestRef<'_>,
+) -> Result<Resp, PluginError> {
+    let form = message.client_request.1;
+    let body = encoded
+        .get(form, || encode_json(message))
+        .map_err(|e| PluginError {
+            plugin: p.name().to_owned(),
+            call: format!("POST {path}"),
+            kind: CallErrorKind::Encode(e.to_string()),
+        })?;
+    p.call_encoded(hook, path, body).await
+}
+
 /// A reply that names the other hook type is refused (the plugin answered the wrong question).
 fn check_type(
     p: &LoadedPlugin,
@@ -40,7 +99,7 @@ fn check_type(
         Some(t) if !t.eq_ignore_ascii_case(want) => Err(PluginError {
             plugin: p.name().to_owned(),
             call: format!("POST {path}"),
-            kind: crate::client::CallErrorKind::Decode {
+            kind: CallErrorKind::Decode {
                 error: format!("reply has Type {t:?}, expected {want:?}"),
                 snippet: String::new(),
             },
@@ -112,10 +171,12 @@ pub async fn network(
     )
 }
 
-/// Sends an api pre-hook; returns the rewritten request.
+/// Sends an api pre-hook; returns the rewritten request. `encoded` holds the messages already
+/// encoded for `req` (see [`Encoded`]).
 pub async fn api_pre(
     p: &LoadedPlugin,
     req: &ClientRequest,
+    encoded: &mut Encoded,
 ) -> Result<Option<ClientRequest>, PluginError> {
     let path_only = req.request.split('?').next().unwrap_or_default();
     if !p.subscriptions().wants_api_pre(&req.method, path_only) {
@@ -126,30 +187,27 @@ pub async fn api_pre(
         Protocol::V1 => mvp::V1_API_PRE_PATH,
         Protocol::Activate => return Ok(None),
     };
-    let reply: Option<PreHookReply> = not_found_is_none(
-        p.call(
-            "api.pre",
-            path,
-            &HookRequestRef {
-                protocol_version: POWERSTRIP_PROTOCOL_VERSION,
-                hook_type: HookType::PreHook,
-                client_request: ClientRequestAs(req, p.subscriptions().api_body_form()),
-                server_response: None,
-            },
-        )
-        .await,
-    )?;
+    let message = HookRequestRef {
+        protocol_version: POWERSTRIP_PROTOCOL_VERSION,
+        hook_type: HookType::PreHook,
+        client_request: ClientRequestAs(req, p.subscriptions().api_body_form()),
+        server_response: None,
+    };
+    let reply: Option<PreHookReply> =
+        not_found_is_none(call_hook(p, "api.pre", path, encoded, &message).await)?;
     if let Some(r) = &reply {
         check_type(p, path, r.hook_type.as_deref(), "pre-hook")?;
     }
     Ok(reply.and_then(|r| r.modified_client_request))
 }
 
-/// Sends an api post-hook; returns the rewritten response.
+/// Sends an api post-hook; returns the rewritten response. `encoded` holds the messages already
+/// encoded for `req` and `resp` (see [`Encoded`]).
 pub async fn api_post(
     p: &LoadedPlugin,
     req: &ClientRequest,
     resp: &ServerResponse,
+    encoded: &mut Encoded,
 ) -> Result<Option<ServerResponse>, PluginError> {
     let path_only = req.request.split('?').next().unwrap_or_default();
     if !p.subscriptions().wants_api_post(&req.method, path_only) {
@@ -161,19 +219,14 @@ pub async fn api_post(
         Protocol::Activate => return Ok(None),
     };
     let form = p.subscriptions().api_body_form();
-    let reply: Option<PostHookReply> = not_found_is_none(
-        p.call(
-            "api.post",
-            path,
-            &HookRequestRef {
-                protocol_version: POWERSTRIP_PROTOCOL_VERSION,
-                hook_type: HookType::PostHook,
-                client_request: ClientRequestAs(req, form),
-                server_response: Some(ServerResponseAs(resp, form)),
-            },
-        )
-        .await,
-    )?;
+    let message = HookRequestRef {
+        protocol_version: POWERSTRIP_PROTOCOL_VERSION,
+        hook_type: HookType::PostHook,
+        client_request: ClientRequestAs(req, form),
+        server_response: Some(ServerResponseAs(resp, form)),
+    };
+    let reply: Option<PostHookReply> =
+        not_found_is_none(call_hook(p, "api.post", path, encoded, &message).await)?;
     if let Some(r) = &reply {
         check_type(p, path, r.hook_type.as_deref(), "post-hook")?;
     }

@@ -2,6 +2,11 @@
 //! `POST /containers/create` rejects privileged containers with a policy message and adds a label
 //! to every other container; its post-hook on `GET /version` adds a field naming the policy, to
 //! show a response rewrite. Run two instances with different `--label`s to watch chaining.
+//!
+//! `--observe` keeps the same subscriptions but changes nothing: both hooks hand back what they
+//! were given, so the SDK answers with the short "no change" reply. That is the cheapest hook a
+//! plugin can be (an audit log, a metrics tap), and the like-for-like case for the hook-cost
+//! bench (`tests/benches/hook_cost.py`, `PLUGIN=observe`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,6 +36,10 @@ struct Args {
     /// Also answer the MVP v1 handshake only (every request, no subscriptions).
     #[arg(long)]
     v1: bool,
+    /// Observe only: subscribe to the same hooks but never change or refuse anything (every
+    /// hook answers "no change").
+    #[arg(long)]
+    observe: bool,
 }
 
 /// The policy: refuse `HostConfig.Privileged`, label everything else.
@@ -83,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("--label must be KEY=VALUE"))?;
     let labels = std::sync::Arc::new(labels);
     let name = args.name.clone();
+    let observe = args.observe;
     let protocols: &[Protocol] = if args.v1 {
         &[Protocol::V1]
     } else {
@@ -100,7 +110,8 @@ async fn main() -> anyhow::Result<()> {
                 let labels = labels.clone();
                 async move {
                     // v1 plugins get every request: only creates are ours.
-                    if req.method == "POST"
+                    if !observe
+                        && req.method == "POST"
                         && req
                             .request
                             .split('?')
@@ -118,7 +129,8 @@ async fn main() -> anyhow::Result<()> {
             move |req: ClientRequest, mut resp: ServerResponse| {
                 let name = name.clone();
                 async move {
-                    let is_version = req.method == "GET"
+                    let is_version = !observe
+                        && req.method == "GET"
                         && req
                             .request
                             .split('?')

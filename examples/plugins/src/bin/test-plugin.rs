@@ -12,6 +12,7 @@ use berth_plugin_sdk::protocol::mvp::NetworkMessage;
 use berth_plugin_sdk::protocol::{FailurePolicy, Protocol};
 use berth_plugin_sdk::{HandlerError, Plugin, Reply};
 use clap::Parser;
+use serde_json::{Value, json};
 
 #[derive(Parser, Clone)]
 struct Args {
@@ -81,6 +82,10 @@ struct Args {
     /// or a reply of the wrong `Type`.
     #[arg(long)]
     api_reply: Option<String>,
+    /// With `--api`: also a post-hook on the same requests that appends this plugin's name to a
+    /// `Seen` list in a JSON object response (to watch post-hooks chain).
+    #[arg(long)]
+    api_post: bool,
 }
 
 fn log_call(args: &Args, path: &str) {
@@ -217,6 +222,22 @@ async fn main() -> anyhow::Result<()> {
                 Ok::<_, HandlerError>(r)
             }
         });
+        if shared.api_post {
+            let a = shared.clone();
+            b = b.api_post(&subs, move |_, mut resp| {
+                let name = a.name.clone();
+                async move {
+                    let parsed = resp.body.as_deref().map(serde_json::from_str::<Value>);
+                    if let Some(Ok(Value::Object(mut o))) = parsed {
+                        if let Value::Array(seen) = o.entry("Seen").or_insert_with(|| json!([])) {
+                            seen.push(Value::String(name));
+                        }
+                        resp.body = Some(Value::Object(o).to_string());
+                    }
+                    Ok::<_, HandlerError>(resp)
+                }
+            });
+        }
     }
     if args.exit_after_handshake {
         let _ = std::fs::remove_file(&args.socket);
