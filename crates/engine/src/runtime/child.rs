@@ -1,20 +1,27 @@
-//! The code that runs between `fork` and `exec`: the shim (the engine's direct child) and the
-//! container's pid 1 (the shim's child, first process of the new pid namespace).
+//! The code that runs in the container's processes before pid 1 `exec`s: the shim (the engine's
+//! direct child) and the container's pid 1 (the shim's child, first process of the new pid
+//! namespace).
 //!
-//! The engine is a multi-threaded tokio process, so after `fork` only async-signal-safe code may
-//! run: everything here is raw syscalls through `libc` on data prepared by `plan.rs` before the
-//! fork. No allocation, no locks, no panics, no `std` I/O. A failure is written to the error
-//! pipe as a fixed-size [`Record`] (step, index, errno) and the process `_exit`s.
+//! Both run in the engine's memory: the shim is started with `clone(CLONE_VM | CLONE_VFORK)` by
+//! an engine thread that sleeps until it exits (`shim.rs`), pid 1 the same way by the shim
+//! (except under `--init`, whose pid 1 stays and gets memory of its own: a plain fork). So only
+//! async-signal-safe code may run: everything here is raw syscalls through `libc` on data
+//! prepared by `plan.rs` beforehand and owned by the sleeping thread. No allocation, no locks,
+//! no panics, no `std` I/O, and no glibc wrapper that keeps state in memory (`setresuid` and
+//! friends are raw syscalls: glibc's would act on the engine's threads). A failure is written to
+//! the error pipe as a fixed-size [`Record`] (step, index, errno) and the process `_exit`s.
 //!
 //! Process tree: engine → shim (new session; has unshared the mount, ipc [, uts, pid, net]
 //! namespaces) → pid 1 (sets up the root filesystem, then `execve`s the command).
-//! - The shim closes every fd ≥ 3 but its own pipes (otherwise std's `spawn` in the engine,
-//!   which waits for its CLOEXEC pipe to close, would block until the container exits, and
-//!   other containers' fds would leak into this one), reports pid 1's host pid on the report
-//!   pipe, then waits for pid 1 and exits with its code (128+N when killed by signal N).
+//! - The shim reports its pid on the started pipe (its fd table, a copy of the engine's, exists:
+//!   the engine closes its own copies of the child's ends), puts its stdio on 0–2, closes every
+//!   fd ≥ 3 but its own pipes (other containers' fds must not leak into this one), reports pid
+//!   1's host pid on the report pipe, then waits for pid 1 and exits with its code (128+N when
+//!   killed by signal N).
 //! - Engine death: the shim polls a pipe whose only write end lives in the engine (see
-//!   `engine_alive` in mod.rs) and SIGKILLs pid 1 when it hangs up. (`PR_SET_PDEATHSIG` would
-//!   fire when the engine *thread* that forked exits, e.g. an idle tokio blocking thread.)
+//!   `engine_alive` in mod.rs) and SIGKILLs pid 1 when it hangs up, however the engine dies.
+//!   (`PR_SET_PDEATHSIG` is tied to the engine *thread* that started the shim, which `shim.rs`
+//!   keeps asleep for the shim's whole life; the pipe needs no such care.)
 //! - Shim death: pid 1 has `PR_SET_PDEATHSIG(SIGKILL)` (the shim is single-threaded), checked
 //!   against a pipe right after setting it, since `getppid()` is 0 across the pid namespace.
 //!   Killing pid 1 of a pid namespace kills every process in it. (With `--pid host` there is no
@@ -35,8 +42,14 @@ mod report;
 use pid1::pid1_main;
 pub(super) use report::{Ctx, RECORD_LEN, Record, Step, errno};
 
-/// The fds the shim keeps (raw numbers, all ≥ 3 and CLOEXEC, owned by the engine).
+/// The fds the shim starts with (raw numbers, all ≥ 3 and CLOEXEC, owned by the engine, which
+/// closes its copies once the shim has reported on `started_w`).
 pub(super) struct Fds {
+    /// Write end of the started pipe: the shim writes its pid (4 bytes, native endian) first
+    /// thing, once its fd table (a copy of the engine's) exists.
+    pub(super) started_w: c_int,
+    /// What becomes the shim's (and so pid 1's) stdin, stdout and stderr.
+    pub(super) stdio: [c_int; 3],
     /// Write end of the report pipe: the shim writes pid 1's host pid (4 bytes, native endian).
     pub(super) report_w: c_int,
     /// Write end of the error pipe: a [`Record`] on failure; EOF when pid 1 has exec'd.
@@ -352,16 +365,50 @@ unsafe fn loopback_up(ctx: &Ctx) {
     }
 }
 
-/// The shim: runs in the engine's forked child (std's `pre_exec`), never returns.
+/// What the shim starts with: the plan and its fds, owned by the engine thread that sleeps in
+/// `clone` while the shim runs.
+pub(super) struct ShimStart<'a> {
+    pub(super) plan: &'a Plan,
+    pub(super) fds: &'a Fds,
+}
+
+/// The shim's first frame on its own stack, started with `clone(CLONE_VM | CLONE_VFORK)` by the
+/// engine thread that owns `arg` (see `shim.rs`).
 ///
 /// # Safety
-/// Must only be called in a freshly forked child, with fds as described in [`Fds`].
-pub(super) unsafe fn shim_main(plan: &Plan, fds: &Fds) -> ! {
-    let ctx = Ctx { err_w: fds.err_w };
-    // SAFETY: this is the forked child; only async-signal-safe syscalls follow.
+/// `arg` is a `ShimStart` that outlives the shim (its thread sleeps in `clone` until the shim
+/// exits).
+pub(super) extern "C" fn shim_entry(arg: *mut c_void) -> c_int {
+    // SAFETY: as documented; `shim_main` never returns.
     unsafe {
+        let start = &*arg.cast::<ShimStart<'_>>();
+        shim_main(start.plan, start.fds)
+    }
+}
+
+/// The shim: runs in the engine's memory (a `CLONE_VM` child with its own fd table, signal
+/// handlers and stack) until the container exits; never returns.
+///
+/// # Safety
+/// Only from [`shim_entry`], with fds as described in [`Fds`] and all signals blocked.
+unsafe fn shim_main(plan: &Plan, fds: &Fds) -> ! {
+    let ctx = Ctx { err_w: fds.err_w };
+    // SAFETY: only async-signal-safe syscalls follow, on data the sleeping engine thread owns.
+    unsafe {
+        // The engine's handlers (copied, not shared: no CLONE_SIGHAND) must not run here; the
+        // signals were blocked by the cloning thread until now.
         reset_signals();
-        // Shows as "berth-shim" in ps/top instead of the forking engine thread's name.
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // The fd table exists: the engine may close its copies of the fds above.
+        let me = libc::syscall(libc::SYS_getpid) as libc::pid_t;
+        write_all(fds.started_w, &me.to_ne_bytes());
+        libc::close(fds.started_w);
+        for (target, fd) in fds.stdio.iter().enumerate() {
+            ctx.check(libc::dup2(*fd, target as c_int), Step::Stdio, target as u32);
+        }
+        // Shows as "berth-shim" in ps/top instead of the starting engine thread's name.
         libc::prctl(
             libc::PR_SET_NAME,
             c"berth-shim".as_ptr() as c_ulong,
@@ -498,9 +545,9 @@ const PID1_STACK: usize = 1 << 20;
 const GUARD: usize = 4096;
 
 /// Starts pid 1 with `clone(CLONE_VM | CLONE_VFORK)` on a stack of its own, the way
-/// `posix_spawn` starts a child: pid 1 runs in the shim's memory and the shim sleeps until pid 1
-/// has exec'd (or died), so no page table of the shim (itself a copy of the whole engine's) is
-/// copied for a process that replaces its memory at once, and none is torn down at its exec.
+/// `posix_spawn` starts a child: pid 1 runs in the shim's memory (the engine's) and the shim
+/// sleeps until pid 1 has exec'd (or died), so no page table is copied for a process that
+/// replaces its memory at once, and none is torn down at its exec.
 /// Pid 1 has its own fd table, signal handlers, credentials and seccomp filter (no
 /// `CLONE_FILES`, `CLONE_SIGHAND` or `CLONE_THREAD`); what it writes to memory before the exec
 /// is its own stack and the shim's `errno`, which the sleeping shim does not read. While pid 1
@@ -509,7 +556,7 @@ const GUARD: usize = 4096;
 /// wakes. Returns pid 1's pid (in the shim's pid namespace view: its host pid).
 ///
 /// # Safety
-/// Only in the shim, single-threaded, after the fork.
+/// Only in the shim (single-threaded: its own thread group), after it has started.
 unsafe fn start_pid1(start: &Pid1Start<'_>, ctx: &Ctx) -> libc::pid_t {
     // SAFETY: plain syscalls on a fresh private mapping.
     unsafe {

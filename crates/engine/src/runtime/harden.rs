@@ -370,21 +370,30 @@ pub(super) fn finish(ctx: &Ctx, confine: &ConfinePlan, last_cap: u32) {
         Step::SetUser,
         0,
     );
+    // Raw syscalls, not glibc's wrappers: this process shares the engine's memory (see
+    // `child.rs`), where glibc believes it is multi-threaded and would "broadcast" the change to
+    // the engine's threads through its own locks and thread list.
     // SAFETY: `groups` is a valid array of its length.
     ctx.check(
-        unsafe { libc::setgroups(confine.groups.len(), confine.groups.as_ptr()) },
+        unsafe {
+            libc::syscall(
+                libc::SYS_setgroups,
+                confine.groups.len(),
+                confine.groups.as_ptr(),
+            )
+        },
         Step::SetUser,
         1,
     );
     // SAFETY: plain syscalls.
     ctx.check(
-        unsafe { libc::setresgid(confine.gid, confine.gid, confine.gid) },
+        unsafe { libc::syscall(libc::SYS_setresgid, confine.gid, confine.gid, confine.gid) },
         Step::SetUser,
         2,
     );
     // SAFETY: plain syscalls.
     ctx.check(
-        unsafe { libc::setresuid(confine.uid, confine.uid, confine.uid) },
+        unsafe { libc::syscall(libc::SYS_setresuid, confine.uid, confine.uid, confine.uid) },
         Step::SetUser,
         3,
     );

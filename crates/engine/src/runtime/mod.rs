@@ -15,18 +15,20 @@
 //!   root is mounted on the work dir). Call it once the container is removed and `exit` has resolved; `spawn`
 //!   reuses an existing upper dir, so a restarted container keeps its writable layer.
 //!
-//! How: a tokio `Command` whose `pre_exec` turns the forked child into the shim (`child.rs`),
-//! which joins the container's cgroups, unshares the namespaces and starts pid 1 (`clone` with
-//! `CLONE_VM | CLONE_VFORK`: no copy of the shim's page tables); pid 1 mounts an
+//! How: a small engine thread per container starts the shim (`child.rs`) with
+//! `clone(CLONE_VM | CLONE_VFORK)` on a stack of its own, sleeps until it exits and reaps it
+//! (`shim.rs`): the shim runs in the engine's memory, without a copy of its page tables. The
+//! shim joins the container's cgroups, takes its stdio, unshares the namespaces and starts pid 1
+//! the same way (`clone` with `CLONE_VM | CLONE_VFORK`); pid 1 mounts an
 //! overlay (lower = image dir or host `/`, upper/work in the bundle), `/proc`, a `nodev` tmpfs
 //! `/dev` (Docker's default nodes bound from the host, `pts` newinstance, `shm`), `/sys`
 //! read-only, Docker's masked and read-only paths, the bind mounts and `--tmpfs` mounts (all
 //! `nodev`), sets the hostname, `pivot_root`s, then installs the seccomp programs, sets the
 //! capability sets, the user and groups, and execs (`harden.rs`; see `docs/security.md`).
-//! Everything the children need is allocated before the fork (`plan.rs`, `confine.rs`,
-//! `seccomp/`, `users.rs`); errors come back as raw errno records on a pipe. Cgroups are the
-//! engine's (`crate::cgroups`): the runtime only joins the `cgroup.procs` files it is given,
-//! first thing in the shim.
+//! Everything the children need is allocated before the shim starts (`plan.rs`, `confine.rs`,
+//! `seccomp/`, `users.rs`) and owned by the shim's thread; errors come back as raw errno records
+//! on a pipe. Cgroups are the engine's (`crate::cgroups`): the runtime only joins the
+//! `cgroup.procs` files it is given, first thing in the shim.
 //!
 //! Requires Linux ≥ 5.12 (openat2, close_range, pidfd_open, mount_setattr) and root.
 
@@ -40,6 +42,7 @@ mod plan;
 mod pty;
 mod seam;
 pub mod seccomp;
+mod shim;
 #[cfg(test)]
 mod tests;
 mod users;
@@ -47,9 +50,7 @@ mod users;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::OnceLock;
 
 use futures::FutureExt;
@@ -122,8 +123,8 @@ pub struct RunSpec {
     pub open_stdin: bool,
     pub net: NetMode,
     /// `cgroup.procs` files of the container's cgroups (one per v1 hierarchy, or the one v2
-    /// file), opened before the fork; the shim writes `0` to each as its first step, so the shim
-    /// and pid 1 (started after) run inside them. At most [`MAX_CGROUPS`].
+    /// file), opened before the shim starts; the shim writes `0` to each as its first step, so
+    /// the shim and pid 1 (started after) run inside them. At most [`MAX_CGROUPS`].
     pub cgroup_procs: Vec<PathBuf>,
     /// `NAME|UID[:GROUP|GID]`, resolved in the container's `/etc/passwd` and `/etc/group`;
     /// empty = root.
@@ -192,7 +193,7 @@ pub enum RuntimeError {
         #[source]
         source: io::Error,
     },
-    /// A host-side operation without a path failed (pipe, pty, fork of the shim, ...).
+    /// A host-side operation without a path failed (pipe, pty, start of the shim, ...).
     #[error("{step}: {source}")]
     Host {
         step: &'static str,
@@ -229,7 +230,7 @@ pub enum RuntimeError {
         #[source]
         source: io::Error,
     },
-    /// The blocking task that prepares and forks failed (panicked or was cancelled).
+    /// The blocking task that prepares and starts the shim failed (panicked or was cancelled).
     #[error("runtime task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -253,22 +254,23 @@ impl RuntimeError {
 }
 
 /// Starts a container; returns once its pid 1 has exec'd the command. Blocking work (bundle
-/// preparation, fork) runs on tokio's blocking pool.
+/// preparation, starting the shim) runs on tokio's blocking pool.
 pub async fn spawn(spec: RunSpec) -> Result<Spawned, RuntimeError> {
     let open_stdin = spec.open_stdin;
     let started = tokio::task::spawn_blocking(move || start(spec)).await??;
     let Started {
-        mut child,
+        shim,
         report_r,
         err_r,
         describe,
         master,
+        pipes,
     } = started;
 
-    let io = match build_io(&mut child, master, open_stdin) {
+    let io = match build_io(master, pipes, open_stdin) {
         Ok(io) => io,
         Err(source) => {
-            kill_and_reap(&mut child).await;
+            shim.kill_and_reap().await;
             return Err(RuntimeError::Host {
                 step: "set up container stdio",
                 source,
@@ -278,7 +280,7 @@ pub async fn spawn(spec: RunSpec) -> Result<Spawned, RuntimeError> {
     let (pid1, record) = match read_start_status(report_r, err_r).await {
         Ok(status) => status,
         Err(source) => {
-            kill_and_reap(&mut child).await;
+            shim.kill_and_reap().await;
             return Err(RuntimeError::Host {
                 step: "read container start status",
                 source,
@@ -287,26 +289,19 @@ pub async fn spawn(spec: RunSpec) -> Result<Spawned, RuntimeError> {
     };
     if let Some(record) = record {
         // The failing process has exited (or is about to): reap the shim.
-        let _ = child.wait().await;
+        let _ = shim.exit().await;
         return Err(describe.error(record));
     }
     let Some(pid1) = pid1 else {
-        let code = child.wait().await.map(exit_code).unwrap_or(255);
+        let code = shim.exit().await;
         return Err(RuntimeError::ShimExited { code });
     };
     tracing::debug!(pid1, "container started");
-
-    let exit = async move {
-        match child.wait().await {
-            Ok(status) => exit_code(status),
-            Err(error) => {
-                tracing::warn!(pid1, %error, "waiting for the container shim failed");
-                255
-            }
-        }
-    }
-    .boxed();
-    Ok(Spawned { pid1, io, exit })
+    Ok(Spawned {
+        pid1,
+        io,
+        exit: shim.exit().boxed(),
+    })
 }
 
 /// Sends `sig` to the container's pid 1 (host pid). Note that pid 1 of a pid namespace only
@@ -364,14 +359,23 @@ pub fn cleanup(bundle: &Path) -> Result<(), RuntimeError> {
 
 /// What the blocking part of `spawn` hands back.
 struct Started {
-    child: tokio::process::Child,
+    shim: shim::Shim,
     report_r: OwnedFd,
     err_r: OwnedFd,
     describe: plan::Describe,
     master: Option<OwnedFd>,
+    pipes: Option<Pipes>,
 }
 
-/// Prepares the bundle and the plan, then forks the shim. Runs on the blocking pool.
+/// The engine's ends of the container's stdio pipes (no tty).
+struct Pipes {
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// Prepares the bundle and the plan, then starts the shim (`shim.rs`). Runs on the blocking
+/// pool.
 fn start(spec: RunSpec) -> Result<Started, RuntimeError> {
     let (mut plan, describe) = plan::build(&spec)?;
     let host = |step: &'static str| move |source: io::Error| RuntimeError::Host { step, source };
@@ -406,29 +410,41 @@ fn start(spec: RunSpec) -> Result<Started, RuntimeError> {
         plan.console = Some(plan::cstring(&pty.slave_path)?);
     }
 
-    let mut cmd = tokio::process::Command::new("berth-shim");
-    cmd.env_clear().kill_on_drop(true);
-    match &pty {
+    // The child's ends of its stdio, closed here once the shim has its copies.
+    let mut child_ends: Vec<OwnedFd> = Vec::new();
+    let (stdio, pipes) = match &pty {
         Some(pty) => {
-            let slave = || {
-                pty.slave
-                    .try_clone()
-                    .map(Stdio::from)
-                    .map_err(host("dup pty slave"))
-            };
-            cmd.stdin(slave()?).stdout(slave()?).stderr(slave()?);
+            let slave = pty.slave.as_raw_fd();
+            ([slave; 3], None)
         }
         None => {
-            cmd.stdin(if spec.open_stdin {
-                Stdio::piped()
+            let stdin = if spec.open_stdin {
+                let (read, write) = pipe().map_err(host("create stdin pipe"))?;
+                child_ends.push(read);
+                Some(write)
             } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+                None
+            };
+            let stdin_fd = child_ends
+                .last()
+                .map_or(devnull.as_raw_fd(), |fd| fd.as_raw_fd());
+            let (stdout, stdout_w) = pipe().map_err(host("create stdout pipe"))?;
+            let (stderr, stderr_w) = pipe().map_err(host("create stderr pipe"))?;
+            let stdio = [stdin_fd, stdout_w.as_raw_fd(), stderr_w.as_raw_fd()];
+            child_ends.extend([stdout_w, stderr_w]);
+            (
+                stdio,
+                Some(Pipes {
+                    stdin,
+                    stdout,
+                    stderr,
+                }),
+            )
         }
-    }
+    };
     let fds = child::Fds {
+        started_w: -1,
+        stdio,
         report_w: report_w.as_raw_fd(),
         err_w: err_w.as_raw_fd(),
         alive_r,
@@ -442,23 +458,18 @@ fn start(spec: RunSpec) -> Result<Started, RuntimeError> {
             raw
         },
     };
-    // SAFETY: the closure runs in the forked child, where it only executes the
-    // async-signal-safe code of `child.rs` on data allocated before the fork, and never returns.
-    unsafe {
-        cmd.pre_exec(move || -> io::Result<()> { child::shim_main(&plan, &fds) });
-    }
-    let child = cmd.spawn().map_err(host("fork container shim"))?;
-    // Close the engine's copies of the child's ends (and the plan): only the shim and pid 1
-    // hold them now, so the pipes reach EOF when those are done.
-    drop(cmd);
-    drop((report_w, err_w, devnull, netns, cgroups));
+    let shim = shim::spawn(Box::new(plan), fds).map_err(host("start container shim"))?;
+    // Close the engine's copies of the child's ends: only the shim and pid 1 hold them now, so
+    // the pipes reach EOF when those are done.
+    drop((report_w, err_w, devnull, netns, cgroups, child_ends));
     let master = pty.map(|pty| pty.master);
     Ok(Started {
-        child,
+        shim,
         report_r,
         err_r,
         describe,
         master,
+        pipes,
     })
 }
 
@@ -488,12 +499,8 @@ fn open_cgroup_procs(paths: &[PathBuf]) -> Result<Vec<OwnedFd>, RuntimeError> {
         .collect()
 }
 
-/// Turns the child's pipes or the pty master into [`Io`].
-fn build_io(
-    child: &mut tokio::process::Child,
-    master: Option<OwnedFd>,
-    open_stdin: bool,
-) -> io::Result<Io> {
+/// Turns the stdio pipes or the pty master into [`Io`].
+fn build_io(master: Option<OwnedFd>, pipes: Option<Pipes>, open_stdin: bool) -> io::Result<Io> {
     if let Some(master) = master {
         pty::set_nonblocking(&master)?;
         let stdout = pty::PtyStream::new(master.try_clone()?)?;
@@ -509,20 +516,18 @@ fn build_io(
             pty: Some(master),
         });
     }
-    let missing = |what: &str| io::Error::other(format!("no {what} pipe"));
-    let stdout = child.stdout.take().ok_or_else(|| missing("stdout"))?;
-    let stderr = child.stderr.take().ok_or_else(|| missing("stderr"))?;
-    let stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = if open_stdin {
-        Some(Box::new(
-            child.stdin.take().ok_or_else(|| missing("stdin"))?,
-        ))
-    } else {
-        None
+    let pipes = pipes.ok_or_else(|| io::Error::other("no stdio pipes"))?;
+    let stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> = match pipes.stdin {
+        Some(fd) if open_stdin => {
+            Some(Box::new(tokio::net::unix::pipe::Sender::from_owned_fd(fd)?))
+        }
+        _ => None,
     };
+    use tokio::net::unix::pipe::Receiver;
     Ok(Io {
         stdin,
-        stdout: Box::new(stdout),
-        stderr: Some(Box::new(stderr)),
+        stdout: Box::new(Receiver::from_owned_fd(pipes.stdout)?),
+        stderr: Some(Box::new(Receiver::from_owned_fd(pipes.stderr)?)),
         pty: None,
     })
 }
@@ -551,17 +556,6 @@ async fn read_start_status(
     Ok((pid1, record))
 }
 
-async fn kill_and_reap(child: &mut tokio::process::Child) {
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-}
-
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-}
-
 /// The read end of a pipe whose write end only this process holds, for its whole life: every
 /// shim polls it and kills its container when it hangs up, i.e. when the engine dies, however it
 /// dies. Both ends are CLOEXEC, so exec'd children never hold the write end; shims close it.
@@ -588,7 +582,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Moves an fd to a number ≥ 3 (CLOEXEC) if it landed on 0–2, which happens when the engine runs
-/// with closed stdio: std's `spawn` would otherwise overwrite it with the child's stdio.
+/// with closed stdio: the shim's `dup2`s onto 0–2 would otherwise overwrite it.
 fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);

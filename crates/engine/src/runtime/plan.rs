@@ -188,6 +188,7 @@ impl Describe {
                 "join network namespace {}",
                 self.netns.as_deref().unwrap_or(Path::new("?")).display()
             ),
+            Some(Step::Stdio) => "give the container shim its stdio".to_string(),
             Some(Step::Unshare) => "create namespaces".to_string(),
             Some(Step::MakePrivate) => "make / rprivate".to_string(),
             Some(Step::Hostname) => format!("set hostname {:?}", self.hostname),

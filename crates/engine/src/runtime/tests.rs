@@ -14,10 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::*;
 
 /// A generous bound: a container starts in milliseconds.
-const TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// True when the test can run; skips loudly (or fails under CI) otherwise.
-fn needs_root() -> bool {
+pub(super) fn needs_root() -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
@@ -27,10 +27,10 @@ fn needs_root() -> bool {
 }
 
 /// A unique temporary directory, removed (after `cleanup`) on drop.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> TempDir {
+    pub(super) fn new(tag: &str) -> TempDir {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -45,7 +45,7 @@ impl TempDir {
         TempDir(path)
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -57,11 +57,11 @@ impl Drop for TempDir {
     }
 }
 
-fn spec(bundle: &TempDir, argv: &[&str]) -> RunSpec {
+pub(super) fn spec(bundle: &TempDir, argv: &[&str]) -> RunSpec {
     spec_at(bundle.path(), argv)
 }
 
-fn spec_at(bundle: &Path, argv: &[&str]) -> RunSpec {
+pub(super) fn spec_at(bundle: &Path, argv: &[&str]) -> RunSpec {
     RunSpec {
         id: "0".repeat(64),
         bundle: bundle.to_path_buf(),
@@ -849,10 +849,10 @@ fn record_roundtrip_and_messages() {
         b
     };
     assert_eq!(Record::from_bytes(&bytes), record);
-    for value in 1..=38 {
+    for value in 1..=39 {
         assert!(child::Step::from_u32(value).is_some(), "step {value}");
     }
-    assert!(child::Step::from_u32(39).is_none());
+    assert!(child::Step::from_u32(40).is_none());
 }
 
 /// Not a test on its own: the "engine" process of [`engine_kill_9_kills_its_containers`], run as

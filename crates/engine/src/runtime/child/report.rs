@@ -49,10 +49,11 @@ pub(in crate::runtime) enum Step {
     SetUser,
     Seccomp,
     JoinCgroup,
+    Stdio,
 }
 
 impl Step {
-    const ALL: [Step; 38] = [
+    const ALL: [Step; 39] = [
         Step::Setsid,
         Step::JoinNetns,
         Step::Unshare,
@@ -91,6 +92,7 @@ impl Step {
         Step::SetUser,
         Step::Seccomp,
         Step::JoinCgroup,
+        Step::Stdio,
     ];
 
     pub(in crate::runtime) fn from_u32(value: u32) -> Option<Step> {
