@@ -284,6 +284,47 @@ impl Describe {
     }
 }
 
+/// Makes the overlay's upper and work directories in `bundle` (canonical), the work directory
+/// empty; returns both. Idempotent and cheap when already done (an empty work directory is
+/// left as it is), so the engine may call it ahead of `spawn` (see
+/// `ContainerRuntime::prepare_bundle`) while the volume drivers mount, and `build` again.
+pub(super) fn prepare_dirs(bundle: &Path) -> Result<(PathBuf, PathBuf), RuntimeError> {
+    let upper = bundle.join(UPPER_DIR);
+    let work = bundle.join(WORK_DIR);
+    // The work dir is scratch space between mounts. Emptying it also drops the
+    // `work/incompat/volatile` marker of the previous (volatile) mount, which would make this
+    // mount fail; the previous container has exited, so nothing uses it any more.
+    let empty = match std::fs::read_dir(&work) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(_) => false,
+    };
+    if !empty {
+        match std::fs::remove_dir_all(&work) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(RuntimeError::Prepare {
+                    step: "empty overlay work dir",
+                    path: work,
+                    source,
+                });
+            }
+        }
+    }
+    for (step, dir) in [
+        ("create overlay upper dir", &upper),
+        ("create overlay work dir", &work),
+    ] {
+        std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Prepare {
+            step,
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    Ok((upper, work))
+}
+
 /// Builds the plan and prepares the bundle's directories.
 pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
     let argv0 = spec
@@ -302,38 +343,13 @@ pub(super) fn build(spec: &RunSpec) -> Result<(Plan, Describe), RuntimeError> {
         path: spec.bundle.clone(),
         source,
     })?;
-    let upper = bundle.join(UPPER_DIR);
-    let work = bundle.join(WORK_DIR);
+    let (upper, work) = prepare_dirs(&bundle)?;
     // The overlay is mounted on its own work directory. The mount exists only in the container's
     // mount namespace, where the work directory is not otherwise used by path (the overlay
     // reaches it through its private reference taken at mount time), so no directory of its
     // own is needed: a mount point per container was one more ext4 directory created and
     // deleted per `run --rm` (inode and block allocation, the block's discard at removal).
     let merged = work.clone();
-    // The work dir is scratch space between mounts. Emptying it also drops the
-    // `work/incompat/volatile` marker of the previous (volatile) mount, which would make this
-    // mount fail; the previous container has exited, so nothing uses it any more.
-    match std::fs::remove_dir_all(&work) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(RuntimeError::Prepare {
-                step: "empty overlay work dir",
-                path: work,
-                source,
-            });
-        }
-    }
-    for (step, dir) in [
-        ("create overlay upper dir", &upper),
-        ("create overlay work dir", &work),
-    ] {
-        std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Prepare {
-            step,
-            path: dir.clone(),
-            source,
-        })?;
-    }
     let lower = match &spec.rootfs {
         Rootfs::Host => PathBuf::from("/"),
         Rootfs::Dir(dir) => {

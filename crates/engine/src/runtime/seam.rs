@@ -40,6 +40,12 @@ pub trait ContainerRuntime: Send + Sync + fmt::Debug + 'static {
     fn resize(&self, pty: &OwnedFd, rows: u16, cols: u16) -> Result<(), RuntimeError>;
     /// Removes what `spawn` left in the bundle directory (blocking; idempotent).
     fn cleanup(&self, bundle: &Path) -> Result<(), RuntimeError>;
+    /// Prepares the bundle's directories ahead of `spawn`, which would otherwise do it first
+    /// (blocking; idempotent; `spawn` still works without it). The engine calls it while the
+    /// volume drivers mount.
+    fn prepare_bundle(&self, _bundle: &Path) -> Result<(), RuntimeError> {
+        Ok(())
+    }
     /// Creates the cgroup of container `id` of the engine on `root` with its limits (unless
     /// `privileged`, Docker's device rules and then `extra_rules`); returns the `cgroup.procs` files for [`RunSpec::cgroup_procs`]
     /// (blocking; see [`cgroups::for_start`]).
@@ -92,6 +98,10 @@ impl ContainerRuntime for NamespaceRuntime {
 
     fn cleanup(&self, bundle: &Path) -> Result<(), RuntimeError> {
         super::cleanup(bundle)
+    }
+
+    fn prepare_bundle(&self, bundle: &Path) -> Result<(), RuntimeError> {
+        super::plan::prepare_dirs(bundle).map(|_| ())
     }
 
     fn create_cgroup(

@@ -226,3 +226,26 @@ async fn bind_plugins_get_the_stop_a_crash_left_owed() {
         ]
     );
 }
+
+/// A start whose volume `Mount` fails gives back the cgroup it made meanwhile (the cgroup is made
+/// while the drivers mount, not after) and spawns nothing: no empty cgroup is left behind.
+#[tokio::test]
+async fn a_failed_mount_gives_back_the_cgroup_made_beside_it() {
+    use crate::runtime::fake::Call;
+    let (rig, _socket, _root, log, drv) = driver_rig().await;
+    let id = rig.create(with_volume("web")).await;
+    // The driver goes away between create and start: its `Mount` cannot be answered.
+    drop(drv);
+    rig.engine
+        .start(&id)
+        .await
+        .expect_err("a start whose Mount fails");
+    assert!(entries(&log).is_empty(), "{:?}", entries(&log));
+    let calls = rig.fake.calls();
+    let of = |want: fn(&Call, &str) -> bool| calls.iter().filter(|c| want(c, &id)).count();
+    let created = of(|c, id| matches!(c, Call::CreateCgroup { id: i, .. } if i == id));
+    let removed = of(|c, id| matches!(c, Call::RemoveCgroup(i) if i == id));
+    assert_eq!(created, 1, "the cgroup is made beside the Mount: {calls:?}");
+    assert_eq!(removed, 1, "and given back when the Mount fails: {calls:?}");
+    assert_eq!(super::spawns_of(&calls, &id), 0, "{calls:?}");
+}

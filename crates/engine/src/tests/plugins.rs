@@ -116,7 +116,16 @@ async fn a_start_hook_failing_half_way_is_compensated_and_spawns_nothing() {
             format!("p1:stop:{src}"),
         ]
     );
-    assert!(rig.fake.calls().is_empty());
+    // Nothing is spawned, and the cgroup made beside the hooks is given back.
+    let calls = rig.fake.calls();
+    assert!(
+        matches!(
+            calls.as_slice(),
+            [crate::runtime::fake::Call::CreateCgroup { id: made, .. },
+             crate::runtime::fake::Call::RemoveCgroup(removed)] if *made == id && *removed == id
+        ),
+        "{calls:?}"
+    );
     let st = rig.engine.container(&id).expect("c").state();
     assert_eq!((st.status, st.exit_code), (Status::Created, 127));
     assert!(st.error.contains("backend down"), "{}", st.error);
