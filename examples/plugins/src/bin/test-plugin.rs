@@ -99,6 +99,21 @@ fn log_call(args: &Args, path: &str) {
     }
 }
 
+/// Whether `path` is listed in its directory. Not `path.exists()`: in a plugin container whose
+/// root is an overlay on the host's `/`, a lookup that missed is cached by the overlay, and a
+/// file the host creates later in the lower layer stays invisible to it (while a listing of the
+/// directory shows it).
+fn listed(path: &std::path::Path) -> bool {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return false;
+    };
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|e| e.file_name() == name)
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -106,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(args.start_delay_ms)).await;
     }
     if let Some(gate) = &args.wait_for {
-        while !gate.exists() {
+        while !listed(gate) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
