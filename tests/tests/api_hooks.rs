@@ -16,6 +16,23 @@ fn load_api_test_plugin(d: &Daemon, name: &str, policy: &str, extra: &[&str]) {
         .expect_code(0);
 }
 
+/// Loads the example `api-policy` as `name` with `--observe`: its hooks answer "no change".
+fn load_observer(d: &Daemon, name: &str) {
+    let bin = example_plugin("api-policy").display().to_string();
+    d.berth(&[
+        "plugin",
+        "load",
+        "--name",
+        name,
+        "host",
+        &bin,
+        "--name",
+        name,
+        "--observe",
+    ])
+    .expect_code(0);
+}
+
 fn hook_calls(d: &Daemon, plugin: &str, hook: &str) -> u64 {
     let r = d.raw("GET", &format!("/berth/plugins/{plugin}"), None, b"");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -94,19 +111,7 @@ fn observing_hooks_are_called_and_change_nothing() {
     let d = Daemon::start();
     let plain_version = d.raw("GET", "/v1.50/version", None, b"");
     assert_eq!(plain_version.status, 200);
-    let bin = example_plugin("api-policy").display().to_string();
-    d.berth(&[
-        "plugin",
-        "load",
-        "--name",
-        "obs",
-        "host",
-        &bin,
-        "--name",
-        "obs",
-        "--observe",
-    ])
-    .expect_code(0);
+    load_observer(&d, "obs");
 
     d.docker(&["create", "--privileged", "--name", "o1", "host", "true"])
         .expect_code(0);
@@ -125,22 +130,10 @@ fn observing_hooks_are_called_and_change_nothing() {
 #[test]
 fn post_hooks_see_the_previous_rewrite_around_an_observer() {
     let d = Daemon::start();
-    let bin = example_plugin("api-policy").display().to_string();
     let post = ["--api-post", "--api-subscribe", "GET /version"];
     load_api_test_plugin(&d, "t1", "abort", &post);
     load_api_test_plugin(&d, "t2", "abort", &post);
-    d.berth(&[
-        "plugin",
-        "load",
-        "--name",
-        "obs",
-        "host",
-        &bin,
-        "--name",
-        "obs",
-        "--observe",
-    ])
-    .expect_code(0);
+    load_observer(&d, "obs");
     load_api_test_plugin(&d, "t3", "abort", &post);
 
     let v = d.raw("GET", "/v1.50/version", None, b"");

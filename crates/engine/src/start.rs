@@ -225,18 +225,29 @@ impl Engine {
         let (_, device_rules) =
             crate::devices::resolve_all(&c.config.spec.security).map_err(EngineError::Invalid)?;
         let env = crate::links::merge_env(self.link_env(c)?, &c.config.spec.env);
-        // The container's cgroup (blocking mkdirs in every hierarchy) and its bundle's
-        // directories are made while the volume drivers' `Mount`s are under way: none needs the
-        // others, and a slow `Mount` then hides that work instead of adding to it (the README's
-        // bench (a): 32 containers that start at once all wait on their `Mount`s together).
+        let net = match self
+            .networks
+            .for_mode(&c.config.spec.network_mode)?
+            .attachment
+        {
+            Attachment::Host => NetMode::Host,
+            Attachment::Isolated => NetMode::Isolated,
+            Attachment::Driver => NetMode::Join(self.networks.netns_path(c.id())),
+        };
+        // The container's cgroup (blocking mkdirs in every hierarchy), its bundle's directories
+        // and, for an isolated network, its network namespace are made while the volume
+        // drivers' `Mount`s are under way: none needs the others, and a slow `Mount` then hides
+        // that work instead of adding to it (the README's bench (a): 32 containers that start
+        // at once all wait on their `Mount`s together).
         let cgroup = {
             let runtime = self.runtime.clone();
             let (root, id, bundle) = (self.root.clone(), c.id().to_owned(), c.dir.clone());
             let (res, privileged) = (c.resources(), c.config.spec.security.privileged);
+            let early_net = net.clone();
             tokio::task::spawn_blocking(move || {
                 let procs = runtime.create_cgroup(&root, &id, &res, privileged, &device_rules)?;
-                // Best effort: `spawn` makes the directories itself and reports a failure there.
-                let _ = runtime.prepare_bundle(&bundle);
+                // Best effort: `spawn` does all of it itself when this could not.
+                let _ = runtime.prepare_bundle(&bundle, &early_net);
                 Ok::<_, CgroupError>(procs)
             })
         };
@@ -261,19 +272,6 @@ impl Engine {
                 return Err(e);
             }
             (Err(_), Err(e)) => return Err(e),
-        };
-        let mode = match self.networks.for_mode(&c.config.spec.network_mode) {
-            Ok(m) => m,
-            Err(e) => {
-                self.release_mounts(&c.config, &resolved).await;
-                self.drop_cgroup(c.id()).await;
-                return Err(e.into());
-            }
-        };
-        let net = match mode.attachment {
-            Attachment::Host => NetMode::Host,
-            Attachment::Isolated => NetMode::Isolated,
-            Attachment::Driver => NetMode::Join(self.networks.netns_path(c.id())),
         };
         let spec = RunSpec {
             id: c.id().to_owned(),

@@ -542,7 +542,54 @@ struct Pid1Start<'a> {
 /// Stack of pid 1 until it execs (its frames, `harden.rs` included, use far less; the pages are
 /// only touched as used), above one guard page.
 const PID1_STACK: usize = 1 << 20;
-const GUARD: usize = 4096;
+/// The inaccessible page below every stack made here.
+pub(super) const GUARD: usize = 4096;
+
+/// A stack for a `clone`d child: a private mapping of `size` bytes above one guard page, unmapped
+/// on drop. Async-signal-safe (two or three plain syscalls), so the shim uses it too.
+pub(super) struct Stack {
+    base: *mut c_void,
+    size: usize,
+}
+
+impl Stack {
+    /// Maps a stack of `size` bytes (pages are only touched as used); the error is the errno.
+    pub(super) fn map(size: usize) -> Result<Stack, c_int> {
+        // SAFETY: a fresh anonymous mapping, owned by the returned value.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                size + GUARD,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            );
+            if base == libc::MAP_FAILED {
+                return Err(errno());
+            }
+            let stack = Stack { base, size };
+            if libc::mprotect(base, GUARD, libc::PROT_NONE) < 0 {
+                return Err(errno());
+            }
+            Ok(stack)
+        }
+    }
+
+    /// The initial stack pointer: the stack grows down from the end (page aligned, so 16-byte
+    /// aligned).
+    pub(super) fn top(&self) -> *mut c_void {
+        // SAFETY: one past the end of the mapping.
+        unsafe { self.base.cast::<u8>().add(self.size + GUARD).cast() }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, no longer used by the child it was for.
+        unsafe { libc::munmap(self.base, self.size + GUARD) };
+    }
+}
 
 /// Starts pid 1 with `clone(CLONE_VM | CLONE_VFORK)` on a stack of its own, the way
 /// `posix_spawn` starts a child: pid 1 runs in the shim's memory (the engine's) and the shim
@@ -558,26 +605,12 @@ const GUARD: usize = 4096;
 /// # Safety
 /// Only in the shim (single-threaded: its own thread group), after it has started.
 unsafe fn start_pid1(start: &Pid1Start<'_>, ctx: &Ctx) -> libc::pid_t {
-    // SAFETY: plain syscalls on a fresh private mapping.
+    let stack = match Stack::map(PID1_STACK) {
+        Ok(stack) => stack,
+        Err(err) => ctx.fail(Step::Fork, 1, err),
+    };
+    // SAFETY: plain syscalls; `start` outlives pid 1's use of it (the shim sleeps in clone).
     unsafe {
-        let base = libc::mmap(
-            std::ptr::null_mut(),
-            PID1_STACK + GUARD,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        );
-        if base == libc::MAP_FAILED {
-            ctx.fail(Step::Fork, 1, errno());
-        }
-        ctx.check(
-            libc::mprotect(base, GUARD, libc::PROT_NONE) as c_long,
-            Step::Fork,
-            2,
-        );
-        // The stack grows down from the end of the mapping (16-byte aligned: mmap is page aligned).
-        let top = base.cast::<u8>().add(PID1_STACK + GUARD).cast::<c_void>();
         // A pid 1 that stays as the container's init (`--init`) never execs: it gets memory of
         // its own instead (a plain fork; the shim goes on at once).
         let flags = if start.plan.init {
@@ -587,13 +620,13 @@ unsafe fn start_pid1(start: &Pid1Start<'_>, ctx: &Ctx) -> libc::pid_t {
         };
         let pid = libc::clone(
             pid1_entry,
-            top,
+            stack.top(),
             flags,
             (start as *const Pid1Start<'_>).cast_mut().cast::<c_void>(),
         );
         let err = errno();
         // Pid 1 has exec'd or exited: its stack is free again.
-        libc::munmap(base, PID1_STACK + GUARD);
+        drop(stack);
         if pid < 0 {
             ctx.fail(Step::Fork, 0, err);
         }

@@ -37,6 +37,7 @@ mod confine;
 mod exec;
 pub mod fake;
 mod harden;
+mod netns;
 pub mod options;
 mod plan;
 mod pty;
@@ -345,6 +346,7 @@ pub fn resize(pty: &OwnedFd, rows: u16, cols: u16) -> Result<(), RuntimeError> {
 /// and detaches any mount left at or below the bundle in the caller's mount namespace (the
 /// container's own mounts vanish with its namespace when it exits). Idempotent; blocking.
 pub fn cleanup(bundle: &Path) -> Result<(), RuntimeError> {
+    drop(netns::take(bundle));
     detach_mounts_under(bundle)?;
     for name in [plan::OLD_MERGED_DIR, plan::UPPER_DIR, plan::WORK_DIR] {
         let path = bundle.join(name);
@@ -387,7 +389,16 @@ fn start(spec: RunSpec) -> Result<Started, RuntimeError> {
         .map(OwnedFd::from)
         .and_then(above_stdio)
         .map_err(host("open /dev/null"))?;
+    // A namespace made while the volumes mounted (`prepare_bundle`) is taken in any case, and
+    // used for an isolated network: the shim joins it instead of making one.
+    let prepared = netns::take(&spec.bundle);
     let netns = match &spec.net {
+        NetMode::Isolated => {
+            if prepared.is_some() {
+                plan.ns_flags &= !libc::CLONE_NEWNET;
+            }
+            prepared
+        }
         NetMode::Join(path) => Some(
             std::fs::File::open(path)
                 .map(OwnedFd::from)

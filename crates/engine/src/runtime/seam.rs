@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use futures::future::BoxFuture;
 use nix::sys::signal::Signal;
 
-use super::{ExecProcess, ExecSpec, RunSpec, RuntimeError, Spawned};
+use super::{ExecProcess, ExecSpec, NetMode, RunSpec, RuntimeError, Spawned};
 use crate::cgroups::{self, CgroupError, DeviceRule};
 use crate::limits::Resources;
 
@@ -40,10 +40,10 @@ pub trait ContainerRuntime: Send + Sync + fmt::Debug + 'static {
     fn resize(&self, pty: &OwnedFd, rows: u16, cols: u16) -> Result<(), RuntimeError>;
     /// Removes what `spawn` left in the bundle directory (blocking; idempotent).
     fn cleanup(&self, bundle: &Path) -> Result<(), RuntimeError>;
-    /// Prepares the bundle's directories ahead of `spawn`, which would otherwise do it first
-    /// (blocking; idempotent; `spawn` still works without it). The engine calls it while the
-    /// volume drivers mount.
-    fn prepare_bundle(&self, _bundle: &Path) -> Result<(), RuntimeError> {
+    /// Prepares the bundle's directories, and for an isolated network its namespace, ahead of
+    /// `spawn`, which would otherwise do it first (blocking; idempotent; `spawn` still works
+    /// without it). The engine calls it while the volume drivers mount.
+    fn prepare_bundle(&self, _bundle: &Path, _net: &NetMode) -> Result<(), RuntimeError> {
         Ok(())
     }
     /// Creates the cgroup of container `id` of the engine on `root` with its limits (unless
@@ -100,8 +100,15 @@ impl ContainerRuntime for NamespaceRuntime {
         super::cleanup(bundle)
     }
 
-    fn prepare_bundle(&self, bundle: &Path) -> Result<(), RuntimeError> {
-        super::plan::prepare_dirs(bundle).map(|_| ())
+    fn prepare_bundle(&self, bundle: &Path, net: &NetMode) -> Result<(), RuntimeError> {
+        super::plan::prepare_dirs(bundle)?;
+        if *net == NetMode::Isolated {
+            super::netns::prepare(bundle).map_err(|source| RuntimeError::Host {
+                step: "make the container's network namespace",
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     fn create_cgroup(

@@ -31,13 +31,12 @@ use std::sync::{Arc, Mutex};
 use libc::{c_int, c_void};
 use tokio::sync::oneshot;
 
-use super::child::{self, Fds, ShimStart};
+use super::child::{self, Fds, ShimStart, Stack};
 use super::plan::Plan;
 
 /// The shim's stack: its own frames only (pid 1 gets a stack of its own), touched as used,
 /// above one guard page.
 const SHIM_STACK: usize = 256 << 10;
-const GUARD: usize = 4096;
 /// The sleeping thread's own stack: one `clone` call and a `waitpid`.
 const THREAD_STACK: usize = 128 << 10;
 
@@ -151,12 +150,9 @@ fn run(plan: &Plan, fds: &Fds, started_w: &OwnedFd, state: &Mutex<State>) -> Opt
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
     }
-    let Some(stack) = Stack::map() else {
-        return fail(
-            io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::ENOMEM),
-        );
+    let stack = match Stack::map(SHIM_STACK) {
+        Ok(stack) => stack,
+        Err(err) => return fail(err),
     };
     let start = ShimStart { plan, fds };
     // SAFETY: `shim_entry` runs on its own stack and only reads `start`, which outlives it: with
@@ -217,49 +213,6 @@ fn run(plan: &Plan, fds: &Fds, started_w: &OwnedFd, state: &Mutex<State>) -> Opt
     Some(code)
 }
 
-/// The shim's stack: a private mapping with a guard page at its low end, unmapped on drop.
-struct Stack {
-    base: *mut c_void,
-}
-
-impl Stack {
-    fn map() -> Option<Stack> {
-        // SAFETY: a fresh anonymous mapping, owned by the returned value.
-        unsafe {
-            let base = libc::mmap(
-                std::ptr::null_mut(),
-                SHIM_STACK + GUARD,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            );
-            if base == libc::MAP_FAILED {
-                return None;
-            }
-            let stack = Stack { base };
-            if libc::mprotect(base, GUARD, libc::PROT_NONE) < 0 {
-                return None;
-            }
-            Some(stack)
-        }
-    }
-
-    /// The initial stack pointer: the stack grows down from the end (page aligned, so 16-byte
-    /// aligned).
-    fn top(&self) -> *mut c_void {
-        // SAFETY: one past the end of the mapping.
-        unsafe { self.base.cast::<u8>().add(SHIM_STACK + GUARD).cast() }
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, no longer used (the shim has exited).
-        unsafe { libc::munmap(self.base, SHIM_STACK + GUARD) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::FileExt;
@@ -270,7 +223,8 @@ mod tests {
 
     use super::super::tests::{TIMEOUT, TempDir, needs_root, spec};
     use super::super::{signal, spawn};
-    use super::{GUARD, SHIM_STACK};
+    use super::SHIM_STACK;
+    use super::child::GUARD;
 
     /// The host pid of `pid`'s parent.
     fn parent_of(pid: i32) -> i32 {
