@@ -106,7 +106,7 @@ mod tests {
     /// namespace was taken.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_shim_joins_the_prepared_namespace_with_lo_up() {
-        use super::super::tests::{TIMEOUT, TempDir, needs_root, spec};
+        use super::super::tests::{TempDir, kill_to_137, needs_root, spec};
         if !needs_root() {
             return;
         }
@@ -131,10 +131,6 @@ mod tests {
         .expect("lo flags");
         let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).expect("hex");
         assert_eq!(flags & 1, 1, "lo is not up");
-        super::super::signal(spawned.pid1, nix::sys::signal::Signal::SIGKILL).expect("kill");
-        let code = tokio::time::timeout(TIMEOUT, spawned.exit)
-            .await
-            .expect("exit");
-        assert_eq!(code, 137);
+        kill_to_137(spawned.pid1, spawned.exit).await;
     }
 }

@@ -218,11 +218,10 @@ mod tests {
     use std::os::unix::fs::FileExt;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use nix::sys::signal::Signal;
     use tokio::io::AsyncReadExt;
 
-    use super::super::tests::{TIMEOUT, TempDir, needs_root, spec};
-    use super::super::{signal, spawn};
+    use super::super::spawn;
+    use super::super::tests::{TIMEOUT, TempDir, kill_to_137, needs_root, spec};
     use super::SHIM_STACK;
     use super::child::GUARD;
 
@@ -270,11 +269,7 @@ mod tests {
             0x5eed_0fbe_27c0_de11,
             "the shim holds a copy of the engine's memory"
         );
-        signal(spawned.pid1, Signal::SIGKILL).expect("kill");
-        let code = tokio::time::timeout(TIMEOUT, spawned.exit)
-            .await
-            .expect("exit");
-        assert_eq!(code, 137);
+        kill_to_137(spawned.pid1, spawned.exit).await;
         assert!(
             !std::path::Path::new(&format!("/proc/{shim}")).exists(),
             "the shim is reaped once exit resolves"
@@ -371,11 +366,7 @@ mod tests {
                 "round {round}: the running shim's thread"
             );
             assert_eq!(shim_stacks(), 1, "round {round}: the running shim's stack");
-            signal(spawned.pid1, Signal::SIGKILL).expect("kill");
-            let code = tokio::time::timeout(TIMEOUT, spawned.exit)
-                .await
-                .expect("exit");
-            assert_eq!(code, 137);
+            kill_to_137(spawned.pid1, spawned.exit).await;
             assert_eq!(
                 shim_stacks(),
                 0,

@@ -16,6 +16,13 @@ use super::*;
 /// A generous bound: a container starts in milliseconds.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// SIGKILLs a running container's pid 1 and checks that its exit resolves, in time, with 137.
+pub(super) async fn kill_to_137(pid1: i32, exit: futures::future::BoxFuture<'static, i32>) {
+    signal(pid1, Signal::SIGKILL).expect("kill");
+    let code = tokio::time::timeout(TIMEOUT, exit).await.expect("exit");
+    assert_eq!(code, 137, "exit code of a SIGKILLed pid 1");
+}
+
 /// True when the test can run; skips loudly (or fails under CI) otherwise.
 pub(super) fn needs_root() -> bool {
     if nix::unistd::geteuid().is_root() {
@@ -332,11 +339,7 @@ async fn sigkill_gives_137_and_then_not_running() {
     let spawned = spawn(spec(&bundle, &["sleep", "100"]))
         .await
         .expect("spawn");
-    signal(spawned.pid1, Signal::SIGKILL).expect("kill");
-    let code = tokio::time::timeout(TIMEOUT, spawned.exit)
-        .await
-        .expect("exit");
-    assert_eq!(code, 137);
+    kill_to_137(spawned.pid1, spawned.exit).await;
     assert!(matches!(
         signal(spawned.pid1, Signal::SIGTERM),
         Err(RuntimeError::NotRunning { .. })
@@ -456,13 +459,7 @@ async fn join_network_namespace_of_another_process() {
     spec.net = NetMode::Join(netns);
     let out = run(spec).await;
     assert_eq!(out.stdout.trim(), inode.to_string_lossy());
-    signal(holder.pid1, Signal::SIGKILL).expect("kill");
-    assert_eq!(
-        tokio::time::timeout(TIMEOUT, holder.exit)
-            .await
-            .expect("exit"),
-        137
-    );
+    kill_to_137(holder.pid1, holder.exit).await;
 }
 
 /// Needs root. Docker's default capability set, nothing inheritable or ambient, no
