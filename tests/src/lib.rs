@@ -726,19 +726,10 @@ impl Daemon {
         log: &Path,
         extra: &[&str],
     ) -> (PluginProc, PathBuf) {
-        let sock = self.dir().join(format!("{name}.sock"));
-        let mut args = vec![
-            "--socket",
-            sock.to_str().unwrap_or_default(),
-            "--name",
-            name,
-            "--storage",
-            storage.to_str().unwrap_or_default(),
-            "--log",
-            log.to_str().unwrap_or_default(),
-        ];
+        let storage = storage.display().to_string();
+        let mut args = vec!["--storage", storage.as_str()];
         args.extend_from_slice(extra);
-        (spawn_plugin(&example_plugin("flocker"), &args), sock)
+        self.spawn_logged_plugin("flocker", name, log, &args)
     }
 
     /// Runs Debian's `docker-compose` (1.29) in `dir` against this daemon, project `project`.

@@ -215,6 +215,17 @@ impl Engine {
         })
     }
 
+    /// Removes the cgroup a start made before it failed (blocking work off the workers; best
+    /// effort: `rm` removes it again).
+    async fn drop_cgroup(&self, id: &str) {
+        let runtime = self.runtime.clone();
+        let (root, id) = (self.root.clone(), id.to_owned());
+        let removed = tokio::task::spawn_blocking(move || runtime.remove_cgroup(&root, &id)).await;
+        if let Ok(Err(e)) = removed {
+            tracing::warn!(error = %e, "removing the cgroup of a container that did not start");
+        }
+    }
+
     pub(crate) async fn prepare_run(
         &self,
         c: &Container,
@@ -299,19 +310,6 @@ impl Engine {
             security: c.config.spec.security.clone(),
         };
         Ok((spec, resolved))
-    }
-}
-
-impl Engine {
-    /// Removes the cgroup a start made before it failed (blocking work off the workers; best
-    /// effort: `rm` removes it again).
-    async fn drop_cgroup(&self, id: &str) {
-        let runtime = self.runtime.clone();
-        let (root, id) = (self.root.clone(), id.to_owned());
-        let removed = tokio::task::spawn_blocking(move || runtime.remove_cgroup(&root, &id)).await;
-        if let Ok(Err(e)) = removed {
-            tracing::warn!(error = %e, "removing the cgroup of a container that did not start");
-        }
     }
 }
 
