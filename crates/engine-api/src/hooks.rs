@@ -65,15 +65,6 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
         })
 }
 
-/// A body as text: borrowed bytes checked as UTF-8 in one pass (the common case), invalid
-/// sequences replaced otherwise.
-fn text_of(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-    }
-}
-
 fn body_is_empty(headers: &axum::http::HeaderMap) -> bool {
     headers
         .get(header::CONTENT_LENGTH)
@@ -190,7 +181,8 @@ pub async fn middleware(State(st): State<PolicyState>, req: Request, next: Next)
     let original = ClientRequest {
         method: parts.method.as_str().to_owned(),
         request: canonical.requested().to_owned(),
-        body: (shows_body && !original_bytes.is_empty()).then(|| text_of(&original_bytes)),
+        body: (shows_body && !original_bytes.is_empty())
+            .then(|| String::from_utf8_lossy(&original_bytes).into_owned()),
         body_form: BodyForm::Text,
     };
 
@@ -385,7 +377,7 @@ async fn run_post_hooks(
     };
     let mut current = ServerResponse {
         content_type: content_type.clone(),
-        body: json.then(|| text_of(&bytes)),
+        body: json.then(|| String::from_utf8_lossy(&bytes).into_owned()),
         code: parts.status.as_u16(),
         body_form: BodyForm::Text,
     };
