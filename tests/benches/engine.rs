@@ -9,10 +9,11 @@
 //!
 //! Two measurements are plain timing loops rather than criterion (they are written to
 //! `target/bench/manual/engine.json`, which `cargo xtask bench` tabulates with the rest):
-//! - `engine_hooks/*`: API request latency on a daemon without plugins against a second daemon
-//!   with 4 idle `api-policy` plugins (subscribed only to `POST /containers/create` and
-//!   `GET /version`), interleaved round by round so drift hits both alike; `GET /version` (which
-//!   the plugins do subscribe to) is measured the same way for scale;
+//! - `engine_hooks/*`: API request latency on a daemon without plugins against daemons with 4
+//!   idle `api-policy` plugins (subscribed only to `POST /containers/create` and `GET /version`)
+//!   and with 4 `bare-api` plugins (same subscriptions, no SDK), interleaved round by round so
+//!   drift hits all alike; `GET /version` (which the plugins do subscribe to) is measured the
+//!   same way for scale;
 //! - `engine_isolation/*`: plugin fault isolation: 32 concurrent `run --rm -v V:/d` on a volume
 //!   driver whose `Mount` sleeps 100 ms against one such run, and the latency of an unrelated
 //!   `rm -f` while another plugin call hangs against its idle latency;
@@ -253,8 +254,10 @@ fn print_row(id: &str, v: &serde_json::Value) {
     );
 }
 
-/// API request latency without and with 4 idle api plugins: three daemons (two without plugins,
-/// the second an A/A noise control, and one with 4 `api-policy` plugins), measured in rounds whose
+/// API request latency without and with 4 idle api plugins: four daemons (two without plugins,
+/// the second an A/A noise control, one with 4 `api-policy` plugins and one with 4 `bare-api`
+/// plugins, which answer every hook "no change" without the SDK: the engine's own part of a
+/// hook), measured in rounds whose
 /// daemon order rotates, one keep-alive connection each. Every request is timed; the summaries
 /// are over all timed requests. Also records the median of the per-round ratios (against the
 /// first plugin-less daemon), which cancels slow drift.
@@ -265,25 +268,35 @@ fn bench_idle_hooks(
     let plain = Daemon::start();
     let control = Daemon::start();
     let hooked = Daemon::start();
-    let procs = spawn_and_load(&hooked, "api-policy", "policy", 4);
+    let bare = Daemon::start();
+    let mut procs = spawn_and_load(&hooked, "api-policy", "policy", 4);
+    procs.extend(spawn_and_load(&bare, "bare-api", "bare", 4));
     assert_eq!(active_plugins(&hooked), 4, "4 api plugins active");
+    assert_eq!(active_plugins(&bare), 4, "4 bare api plugins active");
     let (rounds, per_round) = if quick() { (12, 100) } else { (60, 200) };
     let paths = ["/containers/json", "/version"];
-    let labels = ["no_plugins", "no_plugins_control", "4_idle_api_plugins"];
+    let labels = [
+        "no_plugins",
+        "no_plugins_control",
+        "4_idle_api_plugins",
+        "4_bare_api_plugins",
+    ];
+    let n = labels.len();
     rt.block_on(async {
         let mut apis = [
             Api::connect(&plain.socket()).await,
             Api::connect(&control.socket()).await,
             Api::connect(&hooked.socket()).await,
+            Api::connect(&bare.socket()).await,
         ];
         // samples[path][daemon], round_ratios[path][daemon]
-        let mut samples = vec![vec![Vec::new(); 3]; paths.len()];
-        let mut round_ratios = vec![vec![Vec::new(); 3]; paths.len()];
+        let mut samples = vec![vec![Vec::new(); n]; paths.len()];
+        let mut round_ratios = vec![vec![Vec::new(); n]; paths.len()];
         for round in 0..=rounds {
             for (pi, path) in paths.iter().enumerate() {
-                let mut medians = [0.0f64; 3];
-                for k in 0..3 {
-                    let di = (round + k) % 3;
+                let mut medians = vec![0.0f64; n];
+                for k in 0..n {
+                    let di = (round + k) % n;
                     let mut round_samples = Vec::with_capacity(per_round);
                     for _ in 0..per_round {
                         let t = Instant::now();
@@ -299,7 +312,7 @@ fn bench_idle_hooks(
                     }
                 }
                 if round > 0 {
-                    for di in 1..3 {
+                    for di in 1..n {
                         round_ratios[pi][di].push(medians[di] / medians[0]);
                     }
                 }

@@ -19,7 +19,10 @@ request for each daemon and, separately, its plugins (PERF=0 skips it); PROFILE=
 Example (release builds):
   python3 tests/benches/hook_cost.py plain=target/release/berth:0 hooked=target/release/berth:4 \
       shared=target/release/berth:-4 observe=target/release/berth:4:PLUGIN=observe
-Environment: ROUNDS (30), PER (200), CPU (0), APIPOL (target/release/api-policy; APIPOL=PATH in a
+REPLICAS=R starts R daemons per argument and reports, per round, the mean of their medians:
+two identical daemons differ by up to ±3 % in a run (each process gets its own memory layout),
+which is the size of the idle effect being measured, so R=4 is what the idle figure needs.
+Environment: ROUNDS (30), PER (200), CPU (0), REPLICAS (1), APIPOL (target/release/api-policy; APIPOL=PATH in a
 daemon's ENV list overrides it for that daemon, to compare plugin builds), WORK_DIR
 (/tmp/berth-hook-cost).
 """
@@ -30,6 +33,7 @@ APIPOL = os.environ.get("APIPOL", "target/release/api-policy")
 ROUNDS = int(os.environ.get("ROUNDS", "30"))
 PER = int(os.environ.get("PER", "200"))
 BASE = os.environ.get("WORK_DIR", "/tmp/berth-hook-cost")
+REPLICAS = int(os.environ.get("REPLICAS", "1"))
 
 
 class Api:
@@ -134,11 +138,16 @@ def main():
     procs = []
     try:
         apis = []
+        # groups[i] = the indices (into procs/apis) of spec i's replicas.
+        groups = []
         for name, b, n, env in specs:
-            p, plugs, sock = start(name, b, n, env)
-            procs.append((p, plugs))
-            apis.append(Api(sock))
-        k = len(specs)
+            groups.append([])
+            for rep in range(REPLICAS):
+                p, plugs, sock = start(name if REPLICAS == 1 else f"{name}.{rep}", b, n, env)
+                groups[-1].append(len(procs))
+                procs.append((p, plugs))
+                apis.append(Api(sock))
+        k = len(procs)
         if os.environ.get("PROFILE"):
             p, plugs = procs[-1]
             for who, group in (("daemon", [p]), ("plugin", plugs[:1])):
@@ -152,7 +161,7 @@ def main():
                 perf.wait()
             return
         paths = ["/version", "/containers/json"]
-        meds = {(s[0], pa): [] for s in specs for pa in paths}
+        per_daemon = {(di, pa): [] for di in range(k) for pa in paths}
         for r in range(ROUNDS + 1):
             for pa in paths:
                 for j in range(k):
@@ -165,7 +174,10 @@ def main():
                         xs.append(time.perf_counter_ns() - t)
                         assert st == 200
                     if r > 0:
-                        meds[(specs[di][0], pa)].append(statistics.median(xs) / 1e3)
+                        per_daemon[(di, pa)].append(statistics.median(xs) / 1e3)
+        # A spec's figure in a round: the mean of its replicas' medians.
+        meds = {(s[0], pa): [statistics.fmean(v) for v in zip(*(per_daemon[(di, pa)] for di in g))]
+                for s, g in zip(specs, groups) for pa in paths}
         base = specs[0][0]
         for pa in paths:
             print(f"== {pa}")
@@ -182,7 +194,8 @@ def main():
         # context switches per request
         if shutil.which("perf") and os.environ.get("PERF", "1") == "1":
             print("== per GET /version: context switches and CPU (perf stat)")
-            for di, s in enumerate(specs):
+            for s, g in zip(specs, groups):
+                di = g[0]
                 p, plugs = procs[di]
                 for who, group in (("daemon", [p]), ("plugins", plugs)):
                     if not group:

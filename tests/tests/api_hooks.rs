@@ -124,6 +124,33 @@ fn observing_hooks_are_called_and_change_nothing() {
     assert_eq!(hook_calls(&d, "obs", "api.post"), 1, "GET /version");
 }
 
+/// Needs root. `bare-api`, a plugin that speaks the wire protocol with the standard library alone
+/// (no SDK), hand-shakes, is called for the hooks it subscribed to and changes nothing; a request
+/// nobody subscribed to makes no call.
+#[test]
+fn a_plugin_without_the_sdk_is_called_and_changes_nothing() {
+    let d = Daemon::start();
+    let plain_version = d.raw("GET", "/v1.50/version", None, b"");
+    assert_eq!(plain_version.status, 200);
+    let bin = example_plugin("bare-api").display().to_string();
+    d.berth(&[
+        "plugin", "load", "--name", "bare", "host", &bin, "--name", "bare",
+    ])
+    .expect_code(0);
+
+    d.docker(&["create", "--name", "b1", "host", "true"])
+        .expect_code(0);
+    let v = d.raw("GET", "/v1.50/version", None, b"");
+    assert_eq!(v.status, 200, "{}", v.text());
+    assert_eq!(v.json(), plain_version.json(), "the response is unchanged");
+    assert_eq!(
+        d.raw("GET", "/v1.50/containers/json", None, b"").status,
+        200
+    );
+    assert_eq!(hook_calls(&d, "bare", "api.pre"), 1, "b1's create");
+    assert_eq!(hook_calls(&d, "bare", "api.post"), 1, "GET /version only");
+}
+
 /// Needs root. Post-hooks chain in reverse load order, each seeing the response as the hooks
 /// before it left it, with an observing hook (which answers "no change") in the middle: the
 /// engine encodes a hook message once and reuses it only until a hook rewrites the response.

@@ -466,11 +466,13 @@ fn table(r: &BTreeMap<String, Est>) -> String {
     }
     if r.keys().any(|k| k.starts_with("engine_hooks/")) {
         s.push_str(
-            "\n### API request latency with 4 idle api plugins (three daemons, rotating rounds; unpinned)\n\n\
+            "\n### API request latency with 4 idle api plugins (four daemons, rotating rounds; unpinned)\n\n\
              Ratios are medians of per-round ratios to the first plugin-less daemon; the second \
-             plugin-less daemon is an A/A control showing the daemon-to-daemon noise.\n\n\
-             | request | no plugins | no plugins (control) | 4 `api-policy` plugins | control ratio | plugins ratio |\n\
-             |---|---:|---:|---:|---:|---:|\n",
+             plugin-less daemon is an A/A control showing the daemon-to-daemon noise. `bare-api` \
+             answers the same hooks \"no change\" without the SDK (std only, blocking): the \
+             engine's own part of a hook.\n\n\
+             | request | no plugins | no plugins (control) | 4 `api-policy` plugins | 4 `bare-api` plugins | control ratio | `api-policy` ratio | `bare-api` ratio |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         let rr = |k: &str| {
             get(k)
@@ -490,31 +492,41 @@ fn table(r: &BTreeMap<String, Est>) -> String {
                     .unwrap_or_else(|| "–".into())
             };
             s.push_str(&format!(
-                "| {label} | {} | {} | {} | {} | {} |\n",
+                "| {label} | {} | {} | {} | {} | {} | {} | {} |\n",
                 cell("no_plugins"),
                 cell("no_plugins_control"),
                 cell("4_idle_api_plugins"),
+                cell("4_bare_api_plugins"),
                 rr(&format!("engine_hooks/{k}/no_plugins_control/round_ratio")),
                 rr(&format!("engine_hooks/{k}/4_idle_api_plugins/round_ratio")),
+                rr(&format!("engine_hooks/{k}/4_bare_api_plugins/round_ratio")),
             ));
         }
         // One post-hook: what the 4 hooks add to `GET /version`, per hook, against one plugin
         // call of the fan-out bench (paired figure when that bench ran in the same run).
-        if let (Some(hooked), Some(plain)) = (
-            get("engine_hooks/version/4_idle_api_plugins"),
-            get("engine_hooks/version/no_plugins"),
-        ) {
-            let per_hook = (hooked - plain) / 4.0;
-            let call = get("plugin_call_paired/client_call_sdk_plugin_200B")
-                .or_else(|| get("plugin_call/client_call_sdk_plugin_200B"));
-            s.push_str(&format!(
-                "\nOne api post-hook (`GET /version`, (4 plugins − none) ÷ 4): {}; the fan-out \
-                 bench's plugin call (`PluginClient::call` → no-op SDK plugin): {}; ratio {} \
-                 (target ≤ 2×).\n",
-                fmt_ns(per_hook),
-                call.map(fmt_ns).unwrap_or_else(|| "–".into()),
-                ratio(Some(per_hook), call),
-            ));
+        let call = get("plugin_call_paired/client_call_sdk_plugin_200B")
+            .or_else(|| get("plugin_call/client_call_sdk_plugin_200B"));
+        let plain = get("engine_hooks/version/no_plugins");
+        for (key, who) in [
+            (
+                "4_idle_api_plugins",
+                "`api-policy` (SDK, rewrites the response)",
+            ),
+            ("4_bare_api_plugins", "`bare-api` (no SDK, no change)"),
+        ] {
+            if let (Some(hooked), Some(plain)) =
+                (get(&format!("engine_hooks/version/{key}")), plain)
+            {
+                let per_hook = (hooked - plain) / 4.0;
+                s.push_str(&format!(
+                    "\nOne api post-hook of {who} (`GET /version`, (4 plugins − none) ÷ 4): {}; \
+                     the fan-out bench's plugin call (`PluginClient::call` → no-op SDK plugin): \
+                     {}; ratio {} (target ≤ 2×).\n",
+                    fmt_ns(per_hook),
+                    call.map(fmt_ns).unwrap_or_else(|| "–".into()),
+                    ratio(Some(per_hook), call),
+                ));
+            }
         }
     }
     if r.keys().any(|k| k.starts_with("engine_isolation/")) {
