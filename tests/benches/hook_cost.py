@@ -18,7 +18,9 @@ request for each daemon and, separately, its plugins (PERF=0 skips it); PROFILE=
 
 Example (release builds):
   python3 tests/benches/hook_cost.py plain=target/release/berth:0 hooked=target/release/berth:4 \
-      shared=target/release/berth:-4 observe=target/release/berth:4:PLUGIN=observe
+      shared=target/release/berth:-4 observe=target/release/berth:4:PLUGIN=observe \
+      bare=target/release/berth:4:APIPOL=target/release/bare-api
+(`bare-api` answers every hook "no change" without the SDK: the engine's own part of a hook.)
 REPLICAS=R starts R daemons per argument and reports, per round, the mean of their medians:
 two identical daemons differ by up to ±3 % in a run (each process gets its own memory layout),
 which is the size of the idle effect being measured, so R=4 is what the idle figure needs.
