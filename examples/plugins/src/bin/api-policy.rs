@@ -9,7 +9,6 @@
 //! bench (`tests/benches/hook_cost.py`, `PLUGIN=observe`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use berth_plugin_sdk::protocol::Protocol;
 use berth_plugin_sdk::protocol::powerstrip::{ClientRequest, ServerResponse};
@@ -20,13 +19,8 @@ use serde_json::{Value, json};
 
 #[derive(Parser)]
 struct Args {
-    /// Socket to serve on (the engine bind-mounts its plugin dir at /var/run/docker/).
-    #[arg(
-        long,
-        env = "PLUGIN_SOCKET",
-        default_value = "/var/run/docker/plugin.sock"
-    )]
-    socket: PathBuf,
+    #[command(flatten)]
+    listen: berth_example_plugins::PluginSocket,
     /// Name announced in the handshake.
     #[arg(long, default_value = "api-policy")]
     name: String,
@@ -149,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
             },
         )
         .build()
-        .serve_until_signal(&args.socket)
+        .serve_until_signal(&args.listen.socket)
         .await?;
     Ok(())
 }

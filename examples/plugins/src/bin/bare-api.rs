@@ -10,7 +10,6 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_plugin_sdk::protocol::mvp::{self, ApiSubscription, HandshakeV2, Subscriptions};
@@ -20,13 +19,8 @@ use clap::Parser;
 
 #[derive(Parser)]
 struct Args {
-    /// Socket to serve on (the engine bind-mounts its plugin dir at /var/run/docker/).
-    #[arg(
-        long,
-        env = "PLUGIN_SOCKET",
-        default_value = "/var/run/docker/plugin.sock"
-    )]
-    socket: PathBuf,
+    #[command(flatten)]
+    listen: berth_example_plugins::PluginSocket,
     /// Name announced in the handshake.
     #[arg(long, default_value = "bare-api")]
     name: String,
@@ -214,11 +208,11 @@ fn main() -> anyhow::Result<()> {
         })?,
         log: args.log,
     });
-    if let Some(dir) = args.socket.parent() {
+    if let Some(dir) = args.listen.socket.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let _ = std::fs::remove_file(&args.socket);
-    let listener = UnixListener::bind(&args.socket)?;
+    let _ = std::fs::remove_file(&args.listen.socket);
+    let listener = UnixListener::bind(&args.listen.socket)?;
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
         let replies = replies.clone();

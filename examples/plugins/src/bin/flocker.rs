@@ -29,13 +29,8 @@ use serde_json::{Value, json};
 
 #[derive(Parser, Clone)]
 struct Args {
-    /// Socket to serve on (the engine bind-mounts its plugin dir at /var/run/docker/).
-    #[arg(
-        long,
-        env = "PLUGIN_SOCKET",
-        default_value = "/var/run/docker/plugin.sock"
-    )]
-    socket: PathBuf,
+    #[command(flatten)]
+    listen: berth_example_plugins::PluginSocket,
     /// Storage directory shared by the engines (datasets live here).
     #[arg(long, env = "FLOCKER_STORAGE")]
     storage: PathBuf,
@@ -464,9 +459,9 @@ async fn main() -> anyhow::Result<()> {
     });
     eprintln!(
         "flocker: serving {} with datasets in {}",
-        args.socket.display(),
+        args.listen.socket.display(),
         args.storage.display()
     );
-    b.build().serve_until_signal(&args.socket).await?;
+    b.build().serve_until_signal(&args.listen.socket).await?;
     Ok(())
 }

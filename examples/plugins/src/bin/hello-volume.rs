@@ -10,13 +10,8 @@ use clap::Parser;
 
 #[derive(Parser)]
 struct Args {
-    /// Socket to serve on (the engine bind-mounts its plugin dir at /var/run/docker/).
-    #[arg(
-        long,
-        env = "PLUGIN_SOCKET",
-        default_value = "/var/run/docker/plugin.sock"
-    )]
-    socket: PathBuf,
+    #[command(flatten)]
+    listen: berth_example_plugins::PluginSocket,
     /// Directory under which bind sources are placed.
     #[arg(
         long,
@@ -46,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .build()
-        .serve_until_signal(&args.socket)
+        .serve_until_signal(&args.listen.socket)
         .await?;
     Ok(())
 }
