@@ -5,7 +5,9 @@
 //!
 //! Every test here needs root (namespaces, mounts): we run as root in CI.
 
-use berth_tests::{AuthzPlugin, Daemon, example_plugin, raw_request};
+use std::time::Duration;
+
+use berth_tests::{AuthzPlugin, Daemon, example_plugin, poll_until, raw_request};
 use serde_json::{Value, json};
 
 /// Loads `test-plugin` as an api plugin named `name` with failure policy `policy`.
@@ -149,6 +151,30 @@ fn a_plugin_without_the_sdk_is_called_and_changes_nothing() {
     );
     assert_eq!(hook_calls(&d, "bare", "api.pre"), 1, "b1's create");
     assert_eq!(hook_calls(&d, "bare", "api.post"), 1, "GET /version only");
+}
+
+/// `bare-api` handles SIGTERM: it removes its socket and exits 0. In a plugin container it is
+/// pid 1, which ignores a signal it has no handler for, so without this every unload waited out
+/// the engine's grace period and ended in SIGKILL. Fails without the handler (killed by the
+/// signal, socket left behind).
+#[test]
+fn bare_api_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("bare.sock");
+    let mut child = std::process::Command::new(example_plugin("bare-api"))
+        .arg("--socket")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn bare-api");
+    poll_until("bare-api's socket", Duration::from_secs(10), || {
+        sock.exists().then_some(())
+    });
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let status = child.wait().expect("wait bare-api");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(!sock.exists(), "the socket is removed");
 }
 
 /// Needs root. Post-hooks chain in reverse load order, each seeing the response as the hooks

@@ -2,6 +2,7 @@
 //! (no SDK, no async runtime): a thread per engine connection, blocking reads, `httparse` for the
 //! request head. It subscribes to api hooks (by default the same ones as `api-policy`) and
 //! answers every hook "no change"; `--log` prints one line per hook (`post GET /version`).
+//! SIGTERM and SIGINT remove the socket and exit at once.
 //!
 //! It shows how little a plugin must do (docs/plugin-authoring.md, "Without the SDK"), and it is
 //! the floor of the hook-cost bench: run through `tests/benches/hook_cost.py` with
@@ -213,6 +214,13 @@ fn main() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&args.listen.socket);
     let listener = UnixListener::bind(&args.listen.socket)?;
+    // In its plugin container this is pid 1, which the kernel spares signals it has no handler
+    // for: without one, every unload would wait out the engine's grace period and end in SIGKILL.
+    let socket = args.listen.socket.clone();
+    ctrlc::set_handler(move || {
+        let _ = std::fs::remove_file(&socket);
+        std::process::exit(0);
+    })?;
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
         let replies = replies.clone();
