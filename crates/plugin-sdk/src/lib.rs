@@ -14,11 +14,12 @@
 //!
 //! The builder answers the handshakes chosen with [`PluginBuilder::answer`] (v2, v1 and
 //! `/Plugin.Activate` by default), routes extension-point messages to typed handlers, and the server
-//! is hyper 1 (HTTP/1.1 keep-alive) over a tokio `UnixListener` with graceful shutdown on SIGTERM,
-//! ctrl-c or any future. Its connections wait for write space only when a reply did not fit the
-//! socket buffer, so the engine reading a reply does not wake the plugin; they read into hyper's
-//! buffer without zeroing it first, and after a short read wait for the socket's next event
-//! rather than read again into `EAGAIN` (three system calls a request: wait, read, write). Handler errors become `500 {"Err": "..."}` written in one piece; undecodable
+//! speaks HTTP/1.1 keep-alive on a UNIX socket with a thread per engine connection and blocking
+//! reads (`httparse` for the head; bounded heads and bodies; chunked bodies and
+//! `Expect: 100-continue` understood), with graceful shutdown on SIGTERM, ctrl-c or any future.
+//! Handlers are async and run on their connection's thread through the runtime that called
+//! `serve` (two system calls a request: read, write). Handler errors become `500 {"Err": "..."}`
+//! written in one piece; undecodable
 //! requests `400` with a plain-text reason; unknown paths `404` (= "not interested"). Each call's
 //! remaining budget (the engine's `Berth-Deadline-Ms` header) is readable by its handler through
 //! [`budget::remaining`]; [`budget::within_budget`] stops work the engine no longer waits for.
@@ -26,8 +27,8 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod budget;
-mod read_interest;
 mod server;
+mod wire;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;

@@ -17,6 +17,20 @@ use crate::{CreateContainer, Engine};
 /// A volume driver served in-process; logs `Mount:<id>` and `Unmount:<id>`.
 struct Driver {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Driver {
+    /// Stops the driver and waits until its server has ended (its socket refuses connections,
+    /// its connections are closed): the plugin process is gone.
+    async fn gone(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("driver server task");
+        }
+    }
 }
 
 impl Drop for Driver {
@@ -58,10 +72,13 @@ async fn serve_driver(socket: &Path, mountpoint: &Path, log: &Log) -> Driver {
         .build();
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let listener = tokio::net::UnixListener::bind(socket).expect("bind driver socket");
-    tokio::spawn(plugin.serve_listener(listener, async move {
+    let server = tokio::spawn(plugin.serve_listener(listener, async move {
         let _ = stopped.await;
     }));
-    Driver { stop: Some(stop) }
+    Driver {
+        stop: Some(stop),
+        server: Some(server),
+    }
 }
 
 /// A fresh plugin host (its own `plugins.json` beside `root`) with the driver on `socket`
@@ -235,7 +252,7 @@ async fn a_failed_mount_gives_back_the_cgroup_made_beside_it() {
     let (rig, _socket, _root, log, drv) = driver_rig().await;
     let id = rig.create(with_volume("web")).await;
     // The driver goes away between create and start: its `Mount` cannot be answered.
-    drop(drv);
+    drv.gone().await;
     rig.engine
         .start(&id)
         .await

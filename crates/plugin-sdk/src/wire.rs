@@ -1,0 +1,377 @@
+//! HTTP/1.1 on one blocking plugin connection: reading a request (`httparse` for the head, then a
+//! `Content-Length` or chunked body, both bounded) and writing a reply in one piece. Only what a
+//! plugin server needs: no upgrades, no trailers kept, `Expect: 100-continue` answered.
+
+use std::io::{Read, Write};
+
+use bytes::Bytes;
+
+/// Largest request head accepted.
+pub(crate) const MAX_HEAD: usize = 64 << 10;
+/// Largest request body accepted: an api hook message carries a body of up to 16 MiB, escaped.
+pub(crate) const MAX_BODY: usize = 64 << 20;
+/// Headers per request.
+const MAX_HEADERS: usize = 64;
+
+/// One request, as the router needs it.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub method: String,
+    /// The path, without query (an absolute-form target is reduced to it).
+    pub path: String,
+    /// The `Berth-Deadline-Ms` header, if any.
+    pub deadline: Option<http::HeaderValue>,
+    pub body: Bytes,
+    /// The connection closes after the reply (`Connection: close`, or HTTP/1.0 without
+    /// keep-alive).
+    pub close: bool,
+}
+
+/// Why a request could not be read. `Refuse` gets a reply before the connection closes.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The peer closed or the socket failed: nothing to answer.
+    Gone,
+    Refuse(u16, &'static str),
+}
+
+/// The head of a request, parsed.
+struct Head {
+    len: usize,
+    method: String,
+    path: String,
+    deadline: Option<http::HeaderValue>,
+    length: Option<usize>,
+    chunked: bool,
+    close: bool,
+    expect_continue: bool,
+}
+
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(ReadError::Refuse(431, "request head too large"));
+        }
+        Err(_) => return Err(ReadError::Refuse(400, "malformed request")),
+    };
+    let target = req.path.unwrap_or("/");
+    // Absolute form (`http://host/path`): the path is what follows the authority.
+    let target = match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    };
+    let path = target.split(['?', '#']).next().unwrap_or("/").to_owned();
+    let mut head = Head {
+        len,
+        method: req.method.unwrap_or_default().to_owned(),
+        path,
+        deadline: None,
+        length: None,
+        chunked: false,
+        close: req.version == Some(0),
+        expect_continue: false,
+    };
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or(ReadError::Refuse(400, "bad Content-Length"))?;
+            if head.length.is_some_and(|m| m != n) {
+                return Err(ReadError::Refuse(400, "conflicting Content-Length"));
+            }
+            head.length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let chunked = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.rsplit(',').next())
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            if !chunked {
+                return Err(ReadError::Refuse(501, "unsupported Transfer-Encoding"));
+            }
+            head.chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+            if v.split(',').any(|t| t.trim() == "close") {
+                head.close = true;
+            } else if v.split(',').any(|t| t.trim() == "keep-alive") {
+                head.close = false;
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            head.expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case(berth_plugin_protocol::DEADLINE_HEADER) {
+            head.deadline = http::HeaderValue::from_bytes(h.value).ok();
+        }
+    }
+    if head.chunked && head.length.is_some() {
+        return Err(ReadError::Refuse(400, "both Content-Length and chunked"));
+    }
+    if head.length.is_some_and(|n| n > MAX_BODY) {
+        return Err(ReadError::Refuse(413, "request body too large"));
+    }
+    Ok(Some(head))
+}
+
+/// A connection's read side: the socket and what was read past the last request.
+pub(crate) struct Reader<S> {
+    sock: S,
+    buf: Vec<u8>,
+    /// What one read lands in (zeroed once, not per read).
+    chunk: Box<[u8]>,
+}
+
+impl<S: Read + Write> Reader<S> {
+    pub(crate) fn new(sock: S) -> Self {
+        Self {
+            sock,
+            buf: Vec::with_capacity(8 << 10),
+            chunk: vec![0u8; 16 << 10].into_boxed_slice(),
+        }
+    }
+
+    /// The socket, to write the reply on.
+    pub(crate) fn socket(&mut self) -> &mut S {
+        &mut self.sock
+    }
+
+    /// Reads more into the buffer; `Gone` at end of stream.
+    fn fill(&mut self) -> Result<(), ReadError> {
+        loop {
+            return match self.sock.read(&mut self.chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Ok(0) | Err(_) => Err(ReadError::Gone),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&self.chunk[..n]);
+                    Ok(())
+                }
+            };
+        }
+    }
+
+    /// The next request; `Ok(None)` when the peer closed between requests.
+    pub(crate) fn next(&mut self) -> Result<Option<Request>, ReadError> {
+        let head = loop {
+            if let Some(h) = parse_head(&self.buf)? {
+                break h;
+            }
+            match self.fill() {
+                Ok(()) => {}
+                Err(ReadError::Gone) if self.buf.is_empty() => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        };
+        self.buf.drain(..head.len);
+        if head.expect_continue && (head.chunked || head.length.unwrap_or(0) > self.buf.len()) {
+            self.sock
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .map_err(|_| ReadError::Gone)?;
+        }
+        let body = if head.chunked {
+            self.chunked_body()?
+        } else {
+            let n = head.length.unwrap_or(0);
+            while self.buf.len() < n {
+                self.fill()?;
+            }
+            Bytes::from(self.buf.drain(..n).collect::<Vec<u8>>())
+        };
+        Ok(Some(Request {
+            method: head.method,
+            path: head.path,
+            deadline: head.deadline,
+            body,
+            close: head.close,
+        }))
+    }
+
+    fn chunked_body(&mut self) -> Result<Bytes, ReadError> {
+        let mut body = Vec::new();
+        loop {
+            let (skip, size) = loop {
+                match httparse::parse_chunk_size(&self.buf) {
+                    Ok(httparse::Status::Complete((skip, size))) => break (skip, size),
+                    Ok(httparse::Status::Partial) if self.buf.len() < MAX_HEAD => self.fill()?,
+                    _ => return Err(ReadError::Refuse(400, "malformed chunk")),
+                }
+            };
+            let size = usize::try_from(size)
+                .ok()
+                .filter(|s| body.len().saturating_add(*s) <= MAX_BODY)
+                .ok_or(ReadError::Refuse(413, "request body too large"))?;
+            if size == 0 {
+                self.buf.drain(..skip);
+                // Trailers (ignored) up to the empty line.
+                loop {
+                    match self.buf.windows(2).position(|w| w == b"\r\n") {
+                        Some(0) => {
+                            self.buf.drain(..2);
+                            return Ok(Bytes::from(body));
+                        }
+                        Some(i) => {
+                            self.buf.drain(..i + 2);
+                        }
+                        None if self.buf.len() < MAX_HEAD => self.fill()?,
+                        None => return Err(ReadError::Refuse(431, "trailers too large")),
+                    }
+                }
+            }
+            while self.buf.len() < skip + size + 2 {
+                self.fill()?;
+            }
+            if &self.buf[skip + size..skip + size + 2] != b"\r\n" {
+                return Err(ReadError::Refuse(400, "malformed chunk"));
+            }
+            body.extend_from_slice(&self.buf[skip..skip + size]);
+            self.buf.drain(..skip + size + 2);
+        }
+    }
+}
+
+/// A whole reply (status line, `content-type`, `content-length`, body) in one buffer, so it
+/// leaves in one write.
+pub(crate) fn reply_bytes(
+    status: http::StatusCode,
+    content_type: &str,
+    body: &[u8],
+    close: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + body.len());
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n{}\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len(),
+            if close { "connection: close\r\n" } else { "" },
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// A socket made of the bytes the peer sent, recording what we write.
+    struct Fake {
+        input: Cursor<Vec<u8>>,
+        written: Vec<u8>,
+    }
+
+    impl Read for Fake {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            // At most 7 bytes at a time: every parse must cope with partial input.
+            let n = b.len().min(7);
+            self.input.read(&mut b[..n])
+        }
+    }
+
+    impl Write for Fake {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.written.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn reader(input: &[u8]) -> Reader<Fake> {
+        Reader::new(Fake {
+            input: Cursor::new(input.to_vec()),
+            written: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn reads_keep_alive_requests_one_after_another() {
+        let mut r = reader(
+            b"POST /VolumeDriver.Create?x=1 HTTP/1.1\r\nContent-Length: 2\r\nBerth-Deadline-Ms: 900\r\n\r\n{}\
+              POST http://plugin/v2/handshake HTTP/1.1\r\nconnection: close\r\n\r\n",
+        );
+        let a = r.next().unwrap().unwrap();
+        assert_eq!(
+            (a.method.as_str(), a.path.as_str()),
+            ("POST", "/VolumeDriver.Create")
+        );
+        assert_eq!(&a.body[..], b"{}");
+        assert_eq!(a.deadline.unwrap(), "900");
+        assert!(!a.close);
+        let b = r.next().unwrap().unwrap();
+        assert_eq!(b.path, "/v2/handshake");
+        assert!(b.body.is_empty());
+        assert!(b.close);
+        assert!(r.next().unwrap().is_none(), "clean end between requests");
+    }
+
+    #[test]
+    fn reads_a_chunked_body_and_answers_expect() {
+        let mut r = reader(
+            b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n\
+              3\r\n{\"a\r\n4;ext=1\r\n\":1}\r\n0\r\nX-T: y\r\n\r\n",
+        );
+        let a = r.next().unwrap().unwrap();
+        assert_eq!(&a.body[..], b"{\"a\":1}");
+        assert_eq!(r.socket().written, b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read() {
+        let big = format!(
+            "POST /x HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        for (input, want) in [
+            (big.into_bytes(), 413),
+            (
+                b"POST /x HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n".to_vec(),
+                501,
+            ),
+            (
+                b"POST /x HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n".to_vec(),
+                400,
+            ),
+            (b"GARBAGE\x01\r\n\r\n".to_vec(), 400),
+            (
+                b"POST /x HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+                400,
+            ),
+        ] {
+            match reader(&input).next() {
+                Err(ReadError::Refuse(s, _)) => {
+                    assert_eq!(s, want, "{}", String::from_utf8_lossy(&input))
+                }
+                other => panic!("{other:?} for {}", String::from_utf8_lossy(&input)),
+            }
+        }
+        let mut endless = b"POST /x HTTP/1.1\r\n".to_vec();
+        while endless.len() <= MAX_HEAD {
+            endless.extend_from_slice(b"x: 0123456789abcdef\r\n");
+        }
+        assert!(matches!(
+            reader(&endless).next(),
+            Err(ReadError::Refuse(431, _))
+        ));
+        assert!(matches!(
+            reader(b"POST /x HTTP/1.1\r\ncontent-length: 5\r\n\r\n{}").next(),
+            Err(ReadError::Gone)
+        ));
+    }
+
+    #[test]
+    fn a_reply_is_one_buffer() {
+        let out = reply_bytes(http::StatusCode::NOT_FOUND, "text/plain", b"no", true);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno"
+        );
+    }
+}
