@@ -25,6 +25,11 @@ pub(crate) async fn scope<F: Future>(header: Option<&http::HeaderValue>, fut: F)
     DEADLINE.scope(until, fut).await
 }
 
+/// [`scope`] with the header by value (the server's connections own it).
+pub(crate) async fn scope_owned<F: Future>(header: Option<http::HeaderValue>, fut: F) -> F::Output {
+    scope(header.as_ref(), fut).await
+}
+
 /// When the engine stops waiting for the current call, if it said (Berth does, on every call;
 /// Docker does not).
 pub fn deadline() -> Option<Instant> {

@@ -119,10 +119,20 @@ impl Plugin {
     /// Answers one request (routing, the interceptor, the call's budget) on the calling thread.
     fn answer(&self, rt: &Handle, req: Request) -> Reply {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        rt.block_on(crate::budget::scope(
-            req.deadline.as_ref(),
-            self.dispatch(req.method, req.path, req.body),
-        ))
+        let fut =
+            crate::budget::scope_owned(req.deadline, self.dispatch(req.method, req.path, req.body));
+        let mut fut = std::pin::pin!(fut);
+        // Most handlers finish without waiting: one poll inside the runtime's context (so they
+        // can set up timers and I/O) answers them; one that waits is driven to its end by the
+        // runtime's handle, which polls it again with a real waker.
+        {
+            let _in_runtime = rt.enter();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if let std::task::Poll::Ready(reply) = fut.as_mut().poll(&mut cx) {
+                return reply;
+            }
+        }
+        rt.block_on(fut)
     }
 
     async fn dispatch(&self, method: String, path: String, body: bytes::Bytes) -> Reply {
