@@ -191,6 +191,16 @@ struct Shared {
 }
 
 impl Shared {
+    /// Connection `id` is done: forget it, and tell a stop waiting for the connections to end.
+    fn closed(&self, id: u64) {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(i, _)| *i != id);
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.drained.notify_waiters();
+    }
+
     /// Ends every blocked read: connections finish the request they are answering, then close.
     fn stop_reading(&self) {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -222,23 +232,12 @@ fn accept_loop(listener: &StdListener, plugin: &Plugin, shared: &Arc<Shared>, rt
             .name("plugin-conn".into())
             .spawn(move || {
                 serve_connection(conn, &plugin, &shared2, &rt);
-                shared2
-                    .open
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain(|(i, _)| *i != id);
-                shared2.live.fetch_sub(1, Ordering::AcqRel);
-                shared2.drained.notify_waiters();
+                shared2.closed(id);
             });
         if spawned.is_err() {
             // Out of threads: the connection is dropped (closed); the engine retries or fails
             // the call.
-            shared
-                .open
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .retain(|(i, _)| *i != id);
-            shared.live.fetch_sub(1, Ordering::AcqRel);
+            shared.closed(id);
         }
         // A stop that came while this connection was being set up: its read may have started
         // before `stop_reading` saw it.
