@@ -17,17 +17,13 @@ tokio::task_local! {
 }
 
 /// Runs `fut` with the deadline read from `header` (absent or unreadable: no deadline).
-pub(crate) async fn scope<F: Future>(header: Option<&http::HeaderValue>, fut: F) -> F::Output {
+pub(crate) async fn scope<F: Future>(header: Option<http::HeaderValue>, fut: F) -> F::Output {
     let until = header
+        .as_ref()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|ms| Instant::now() + Duration::from_millis(ms));
     DEADLINE.scope(until, fut).await
-}
-
-/// [`scope`] with the header by value (the server's connections own it).
-pub(crate) async fn scope_owned<F: Future>(header: Option<http::HeaderValue>, fut: F) -> F::Output {
-    scope(header.as_ref(), fut).await
 }
 
 /// When the engine stops waiting for the current call, if it said (Berth does, on every call;
@@ -68,7 +64,7 @@ mod tests {
     async fn budget_is_visible_in_scope_only() {
         assert!(remaining().is_none());
         let v = http::HeaderValue::from_static("1500");
-        scope(Some(&v), async {
+        scope(Some(v), async {
             let r = remaining().unwrap();
             assert!(
                 r <= Duration::from_millis(1500) && r > Duration::from_millis(1000),
@@ -78,7 +74,7 @@ mod tests {
         .await;
         let v = http::HeaderValue::from_static("50");
         let e = scope(
-            Some(&v),
+            Some(v),
             within_budget(async {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 Ok::<_, HandlerError>(())

@@ -120,8 +120,7 @@ impl Plugin {
     /// Answers one request (routing, the interceptor, the call's budget) on the calling thread.
     fn answer(&self, rt: &Handle, req: Request) -> Reply {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let fut =
-            crate::budget::scope_owned(req.deadline, self.dispatch(req.method, req.path, req.body));
+        let fut = crate::budget::scope(req.deadline, self.dispatch(req.method, req.path, req.body));
         let mut fut = std::pin::pin!(fut);
         // Most handlers finish without waiting: one poll inside the runtime's context (so they
         // can set up timers and I/O) answers them; one that waits is driven to its end by the

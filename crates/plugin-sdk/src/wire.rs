@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 
 /// Largest request head accepted.
 pub(crate) const MAX_HEAD: usize = 64 << 10;
@@ -120,7 +120,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
 /// A connection's read side: the socket and what was read past the last request.
 pub(crate) struct Reader<S> {
     sock: S,
-    buf: Vec<u8>,
+    buf: BytesMut,
     /// What one read lands in (zeroed once, not per read).
     chunk: Box<[u8]>,
 }
@@ -129,7 +129,7 @@ impl<S: Read + Write> Reader<S> {
     pub(crate) fn new(sock: S) -> Self {
         Self {
             sock,
-            buf: Vec::with_capacity(8 << 10),
+            buf: BytesMut::with_capacity(8 << 10),
             chunk: vec![0u8; 16 << 10].into_boxed_slice(),
         }
     }
@@ -165,7 +165,7 @@ impl<S: Read + Write> Reader<S> {
                 Err(e) => return Err(e),
             }
         };
-        self.buf.drain(..head.len);
+        self.buf.advance(head.len);
         if head.expect_continue && (head.chunked || head.length.unwrap_or(0) > self.buf.len()) {
             self.sock
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -178,7 +178,7 @@ impl<S: Read + Write> Reader<S> {
             while self.buf.len() < n {
                 self.fill()?;
             }
-            Bytes::from(self.buf.drain(..n).collect::<Vec<u8>>())
+            self.buf.split_to(n).freeze()
         };
         Ok(Some(Request {
             method: head.method,
@@ -204,16 +204,16 @@ impl<S: Read + Write> Reader<S> {
                 .filter(|s| body.len().saturating_add(*s) <= MAX_BODY)
                 .ok_or(ReadError::Refuse(413, "request body too large"))?;
             if size == 0 {
-                self.buf.drain(..skip);
+                self.buf.advance(skip);
                 // Trailers (ignored) up to the empty line.
                 loop {
                     match self.buf.windows(2).position(|w| w == b"\r\n") {
                         Some(0) => {
-                            self.buf.drain(..2);
+                            self.buf.advance(2);
                             return Ok(Bytes::from(body));
                         }
                         Some(i) => {
-                            self.buf.drain(..i + 2);
+                            self.buf.advance(i + 2);
                         }
                         None if self.buf.len() < MAX_HEAD => self.fill()?,
                         None => return Err(ReadError::Refuse(431, "trailers too large")),
@@ -227,7 +227,7 @@ impl<S: Read + Write> Reader<S> {
                 return Err(ReadError::Refuse(400, "malformed chunk"));
             }
             body.extend_from_slice(&self.buf[skip..skip + size]);
-            self.buf.drain(..skip + size + 2);
+            self.buf.advance(skip + size + 2);
         }
     }
 }
