@@ -12,8 +12,9 @@ run on one CPU (CPU=N, default 0; CPU=none unpins) at nice -20, so run it as roo
 `GET /version` (which every `api-policy` post-hooks) and `GET /containers/json` (which none
 hooks) rotate over the daemons; per daemon it prints the median, the median of per-round ratios
 to the baseline with p10-p90, and for `/version` the per-hook cost: the per-round difference to
-the baseline divided by the number of hooks. Then `perf stat` counts context switches and CPU per
-request for each daemon and, separately, its plugins (PERF=0 skips it); PROFILE=1 instead records
+the baseline divided by the number of hooks. Then, for each daemon and separately its plugins,
+PERF_N (2000) requests measure user and system CPU per request from /proc (no tool attached), and
+as many again under `perf stat` count context switches and page faults (PERF=0 skips both); PROFILE=1 instead records
 `perf record -g` of the last daemon and its first plugin under load and exits.
 
 Example (release builds):
@@ -24,9 +25,10 @@ Example (release builds):
 REPLICAS=R starts R daemons per argument and reports, per round, the mean of their medians:
 two identical daemons differ by up to ±3 % in a run (each process gets its own memory layout),
 which is the size of the idle effect being measured, so R=4 is what the idle figure needs.
-Environment: ROUNDS (30), PER (200), CPU (0), REPLICAS (1), APIPOL (target/release/api-policy; APIPOL=PATH in a
+Environment: ROUNDS (30), PER (200), CPU (0), REPLICAS (1), PERF_N (2000), APIPOL (target/release/api-policy; APIPOL=PATH in a
 daemon's ENV list overrides it for that daemon, to compare plugin builds), WORK_DIR
-(/tmp/berth-hook-cost).
+(/tmp/berth-hook-cost). BASE=NAME in a daemon's ENV list compares it with that daemon instead of
+the first (e.g. a build's hooked daemon with the same build's daemon without plugins).
 """
 import json, os, socket, subprocess, sys, time, statistics, shutil, signal
 
@@ -65,6 +67,12 @@ class Api:
             self.buf += self.s.recv(65536)
         b, self.buf = self.buf[:n], self.buf[n:]
         return status, b
+
+
+def proc_times(pid):
+    """(utime, stime) of a process, all its threads, in clock ticks."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[11]), int(f[12])
 
 
 def pin():
@@ -125,6 +133,7 @@ def start(name, binary, nplug, env):
 
 def main():
     specs = []
+    base_of = {}
     for a in sys.argv[1:]:
         name, rest = a.split("=", 1)
         parts = rest.split(":")
@@ -133,6 +142,7 @@ def main():
             for kv in parts[2].split(","):
                 k, v = kv.split("=", 1)
                 env[k] = v
+        base_of[name] = env.pop("BASE", None)
         specs.append((name, os.path.abspath(parts[0]), int(parts[1]), env))
     if not specs:
         sys.exit(__doc__)
@@ -180,10 +190,10 @@ def main():
         # A spec's figure in a round: the mean of its replicas' medians.
         meds = {(s[0], pa): [statistics.fmean(v) for v in zip(*(per_daemon[(di, pa)] for di in g))]
                 for s, g in zip(specs, groups) for pa in paths}
-        base = specs[0][0]
         for pa in paths:
             print(f"== {pa}")
             for s in specs:
+                base = base_of[s[0]] or specs[0][0]
                 m = meds[(s[0], pa)]
                 diffs = sorted(x - y for x, y in zip(m, meds[(base, pa)]))
                 ratios = sorted(x / y for x, y in zip(m, meds[(base, pa)]))
@@ -204,10 +214,19 @@ def main():
                         continue
                     pids = ",".join(str(x.pid) for x in group)
                     out = f"{BASE}/perf-{s[0]}.txt"
+                    N = int(os.environ.get("PERF_N", "2000"))
+                    # CPU time first, without perf (which adds to every context switch) ...
+                    before = [proc_times(x.pid) for x in group]
+                    for _ in range(N):
+                        apis[di].req("GET", "/version")
+                    after = [proc_times(x.pid) for x in group]
+                    tick = os.sysconf("SC_CLK_TCK")
+                    user = sum(a[0] - b[0] for a, b in zip(after, before)) / tick / N * 1e6
+                    system = sum(a[1] - b[1] for a, b in zip(after, before)) / tick / N * 1e6
+                    # ... then the counts.
                     perf = subprocess.Popen(["perf", "stat", "-x,", "-o", out, "-e",
-                                             "context-switches,cpu-migrations,task-clock", "-p", pids])
+                                             "context-switches,cpu-migrations,task-clock,page-faults", "-p", pids])
                     time.sleep(0.3)
-                    N = 2000
                     for _ in range(N):
                         apis[di].req("GET", "/version")
                     perf.send_signal(signal.SIGINT)
@@ -219,7 +238,9 @@ def main():
                             vals[f[2]] = float(f[0])
                     cs = vals.get("context-switches", 0) / N
                     cpu = vals.get("task-clock", 0) / N * 1e3
-                    print(f"{s[0]:<8} {who:<8} cs/req {cs:6.2f}  migrations/req {vals.get('cpu-migrations',0)/N:.3f}  cpu us/req {cpu:.1f}")
+                    print(f"{s[0]:<8} {who:<8} cs/req {cs:6.2f}  migrations/req {vals.get('cpu-migrations',0)/N:.3f}  "
+                          f"faults/req {vals.get('page-faults',0)/N:.2f}  cpu us/req {cpu:.1f} under perf; "
+                          f"without: user {user:.1f}, system {system:.1f}")
     finally:
         for p, plugs in procs:
             for x in plugs:

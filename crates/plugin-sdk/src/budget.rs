@@ -16,13 +16,10 @@ tokio::task_local! {
     static DEADLINE: Option<Instant>;
 }
 
-/// Runs `fut` with the deadline read from `header` (absent or unreadable: no deadline).
-pub(crate) async fn scope<F: Future>(header: Option<http::HeaderValue>, fut: F) -> F::Output {
-    let until = header
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|ms| Instant::now() + Duration::from_millis(ms));
+/// Runs `fut` with the deadline `ms` milliseconds from now (`None`: no deadline), as read from
+/// the call's header.
+pub(crate) async fn scope<F: Future>(ms: Option<u64>, fut: F) -> F::Output {
+    let until = ms.map(|ms| Instant::now() + Duration::from_millis(ms));
     DEADLINE.scope(until, fut).await
 }
 
@@ -63,8 +60,7 @@ mod tests {
     #[tokio::test]
     async fn budget_is_visible_in_scope_only() {
         assert!(remaining().is_none());
-        let v = http::HeaderValue::from_static("1500");
-        scope(Some(v), async {
+        scope(Some(1500), async {
             let r = remaining().unwrap();
             assert!(
                 r <= Duration::from_millis(1500) && r > Duration::from_millis(1000),
@@ -72,9 +68,8 @@ mod tests {
             );
         })
         .await;
-        let v = http::HeaderValue::from_static("50");
         let e = scope(
-            Some(v),
+            Some(50),
             within_budget(async {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 Ok::<_, HandlerError>(())

@@ -116,12 +116,17 @@ impl Reply {
     /// `200` with `value` as JSON.
     pub fn json<T: Serialize>(value: &T) -> Self {
         match serde_json::to_vec(value) {
-            Ok(v) => Self {
-                status: StatusCode::OK,
-                content_type: "application/json",
-                body: Bytes::from(v),
-            },
+            Ok(v) => Self::json_bytes(Bytes::from(v)),
             Err(e) => Self::error(500, &format!("encoding reply: {e}")),
+        }
+    }
+
+    /// `200` with `body`, already JSON.
+    pub fn json_bytes(body: Bytes) -> Self {
+        Self {
+            status: StatusCode::OK,
+            content_type: "application/json",
+            body,
         }
     }
 
@@ -354,16 +359,32 @@ impl PluginBuilder {
         Fut: Future<Output = Result<Resp, HandlerError>> + Send + 'static,
     {
         let f = Arc::new(f);
-        self.route_raw(path, move |body: Bytes| {
+        self.route_decoded(path, move |req: Req| {
             let f = f.clone();
             async move {
-                let req = match decode::<Req>(&body) {
-                    Ok(r) => r,
-                    Err(e) => return Reply::text(400, &format!("decoding request: {e}")),
-                };
                 match f(req).await {
                     Ok(resp) => Reply::json(&resp),
                     Err(e) => Reply::error(e.status, &e.message),
+                }
+            }
+        })
+    }
+
+    /// A route whose body (empty = `{}`) is decoded into `Req` before `f` sees it; a body that
+    /// does not decode is answered 400.
+    fn route_decoded<Req, F, Fut>(self, path: impl Into<String>, f: F) -> Self
+    where
+        Req: DeserializeOwned + Send + 'static,
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Reply> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.route_raw(path, move |body: Bytes| {
+            let f = f.clone();
+            async move {
+                match decode::<Req>(&body) {
+                    Ok(req) => f(req).await,
+                    Err(e) => Reply::text(400, &format!("decoding request: {e}")),
                 }
             }
         })
@@ -524,17 +545,33 @@ impl PluginBuilder {
             })
     }
 
-    /// Serves `handler` on the v1 and the v2 path of one api hook.
-    fn api_routes<Resp, H, Fut>(mut self, paths: [&str; 2], handler: H) -> Self
+    /// Serves `handler` on the v1 and the v2 path of one api hook. The handler answers `None`
+    /// when it changed nothing: that reply (`unchanged`, the short form without `Modified…`) is
+    /// sent as it is, with no encoding, as most hooks of an observing or filtering plugin end.
+    fn api_routes<Resp, H, Fut>(
+        mut self,
+        paths: [&str; 2],
+        unchanged: &'static [u8],
+        handler: H,
+    ) -> Self
     where
         Resp: Serialize + Send + 'static,
         H: Fn(HookRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Resp, HandlerError>> + Send + 'static,
+        Fut: Future<Output = Result<Option<Resp>, HandlerError>> + Send + 'static,
     {
         let handler = Arc::new(handler);
         for path in paths {
             let handler = handler.clone();
-            self = self.route_json(path, move |req: HookRequest| handler(req));
+            self = self.route_decoded(path, move |req: HookRequest| {
+                let handler = handler.clone();
+                async move {
+                    match handler(req).await {
+                        Ok(None) => Reply::json_bytes(Bytes::from_static(unchanged)),
+                        Ok(Some(resp)) => Reply::json(&resp),
+                        Err(e) => Reply::error(e.status, &e.message),
+                    }
+                }
+            });
         }
         self
     }
@@ -551,19 +588,19 @@ impl PluginBuilder {
             .pre
             .extend(patterns.iter().map(|p| ApiPattern::parse(p)));
         let f = Arc::new(f);
-        self.api_routes([mvp::V1_API_PRE_PATH, mvp::V2_API_PRE_PATH], move |req| {
+        let paths = [mvp::V1_API_PRE_PATH, mvp::V2_API_PRE_PATH];
+        self.api_routes(paths, PRE_HOOK_UNCHANGED, move |req| {
             let f = f.clone();
             async move {
                 let form = req.client_request.body_form;
                 let seen = req.client_request.clone();
                 let mut out = f(req.client_request).await.map_err(Into::into)?;
                 out.body_form = form;
-                Ok(PreHookReply {
+                Ok((out != seen).then_some(PreHookReply {
                     protocol_version: POWERSTRIP_PROTOCOL_VERSION,
                     hook_type: None,
-                    // Unchanged: the short reply, nothing for the engine to decode or re-check.
-                    modified_client_request: (out != seen).then_some(out),
-                })
+                    modified_client_request: Some(out),
+                }))
             }
         })
     }
@@ -579,7 +616,8 @@ impl PluginBuilder {
             .post
             .extend(patterns.iter().map(|p| ApiPattern::parse(p)));
         let f = Arc::new(f);
-        self.api_routes([mvp::V1_API_POST_PATH, mvp::V2_API_POST_PATH], move |req| {
+        let paths = [mvp::V1_API_POST_PATH, mvp::V2_API_POST_PATH];
+        self.api_routes(paths, POST_HOOK_UNCHANGED, move |req| {
             let f = f.clone();
             async move {
                 let resp = req.server_response.unwrap_or_default();
@@ -587,12 +625,11 @@ impl PluginBuilder {
                 let seen = resp.clone();
                 let mut out = f(req.client_request, resp).await.map_err(Into::into)?;
                 out.body_form = form;
-                Ok(PostHookReply {
+                Ok((out != seen).then_some(PostHookReply {
                     protocol_version: POWERSTRIP_PROTOCOL_VERSION,
                     hook_type: None,
-                    // Unchanged: the short reply, nothing for the engine to decode or re-check.
-                    modified_server_response: (out != seen).then_some(out),
-                })
+                    modified_server_response: Some(out),
+                }))
             }
         })
     }
@@ -657,11 +694,38 @@ impl PluginBuilder {
     }
 }
 
+/// A pre-hook's answer when the request is passed on unchanged (what [`PreHookReply`] with no
+/// `ModifiedClientRequest` encodes to).
+const PRE_HOOK_UNCHANGED: &[u8] =
+    br#"{"PowerstripProtocolVersion":1,"ModifiedClientRequest":null}"#;
+/// A post-hook's answer when the response is passed on unchanged.
+const POST_HOOK_UNCHANGED: &[u8] =
+    br#"{"PowerstripProtocolVersion":1,"ModifiedServerResponse":null}"#;
+
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
     let trimmed = body.iter().all(|b| b.is_ascii_whitespace());
     if trimmed {
         serde_json::from_slice(b"{}")
     } else {
         serde_json::from_slice(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unchanged_replies_are_what_the_reply_types_encode_to() {
+        let pre = PreHookReply {
+            protocol_version: POWERSTRIP_PROTOCOL_VERSION,
+            ..PreHookReply::default()
+        };
+        assert_eq!(serde_json::to_vec(&pre).unwrap(), PRE_HOOK_UNCHANGED);
+        let post = PostHookReply {
+            protocol_version: POWERSTRIP_PROTOCOL_VERSION,
+            ..PostHookReply::default()
+        };
+        assert_eq!(serde_json::to_vec(&post).unwrap(), POST_HOOK_UNCHANGED);
     }
 }

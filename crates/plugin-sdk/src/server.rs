@@ -23,8 +23,11 @@ use tokio::net::UnixListener;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
-use crate::wire::{ReadError, Reader, Request, reply_bytes};
+use crate::wire::{ReadError, Reader, Request, put_reply};
 use crate::{Plugin, Reply, SdkError};
+
+/// The largest reply buffer a connection keeps between requests.
+const KEPT_REPLY_BUFFER: usize = 64 << 10;
 
 /// How long a stop waits for requests in flight before it returns anyway.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
@@ -120,7 +123,10 @@ impl Plugin {
     /// Answers one request (routing, the interceptor, the call's budget) on the calling thread.
     fn answer(&self, rt: &Handle, req: Request) -> Reply {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let fut = crate::budget::scope(req.deadline, self.dispatch(req.method, req.path, req.body));
+        let fut = crate::budget::scope(
+            req.deadline_ms,
+            self.dispatch(req.method, req.path, req.body),
+        );
         let mut fut = std::pin::pin!(fut);
         // Most handlers finish without waiting: one poll inside the runtime's context (so they
         // can set up timers and I/O) answers them; one that waits is driven to its end by the
@@ -135,14 +141,14 @@ impl Plugin {
         rt.block_on(fut)
     }
 
-    async fn dispatch(&self, method: String, path: String, body: bytes::Bytes) -> Reply {
+    async fn dispatch(&self, method: http::Method, path: String, body: bytes::Bytes) -> Reply {
         if let Some(icpt) = &self.interceptor
-            && let Some(reply) = icpt(method.clone(), path.clone()).await
+            && let Some(reply) = icpt(method.to_string(), path.clone()).await
         {
             return reply;
         }
         match self.routes.get(&path) {
-            Some(h) if method == "POST" => h(body).await,
+            Some(h) if method == http::Method::POST => h(body).await,
             Some(_) => Reply::text(405, "method not allowed"),
             None => Reply::not_found(),
         }
@@ -250,6 +256,7 @@ fn accept_loop(listener: &StdListener, plugin: &Plugin, shared: &Arc<Shared>, rt
 /// server stops (after the request in flight).
 fn serve_connection(conn: UnixStream, plugin: &Plugin, shared: &Shared, rt: &Handle) {
     let mut reader = Reader::new(conn);
+    let mut out = Vec::new();
     loop {
         let req = match reader.next() {
             Ok(Some(req)) => req,
@@ -257,21 +264,33 @@ fn serve_connection(conn: UnixStream, plugin: &Plugin, shared: &Shared, rt: &Han
             Err(ReadError::Refuse(status, why)) => {
                 let status =
                     http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
-                let _ = reader.socket().write_all(&reply_bytes(
+                put_reply(
+                    &mut out,
                     status,
                     "text/plain; charset=utf-8",
                     why.as_bytes(),
                     true,
-                ));
+                );
+                let _ = reader.socket().write_all(&out);
                 return;
             }
         };
         let close = req.close || shared.stopping.load(Ordering::Acquire);
         let reply = plugin.answer(rt, req);
         let close = close || shared.stopping.load(Ordering::Acquire);
-        let out = reply_bytes(reply.status, reply.content_type, &reply.body, close);
+        put_reply(
+            &mut out,
+            reply.status,
+            reply.content_type,
+            &reply.body,
+            close,
+        );
         if reader.socket().write_all(&out).is_err() || close {
             return;
+        }
+        // A large reply's buffer is not kept for the rest of the connection.
+        if out.capacity() > KEPT_REPLY_BUFFER {
+            out = Vec::new();
         }
     }
 }

@@ -16,11 +16,11 @@ const MAX_HEADERS: usize = 64;
 /// One request, as the router needs it.
 #[derive(Debug)]
 pub(crate) struct Request {
-    pub method: String,
+    pub method: http::Method,
     /// The path, without query (an absolute-form target is reduced to it).
     pub path: String,
-    /// The `Berth-Deadline-Ms` header, if any.
-    pub deadline: Option<http::HeaderValue>,
+    /// The `Berth-Deadline-Ms` header (milliseconds), if present and a number.
+    pub deadline_ms: Option<u64>,
     pub body: Bytes,
     /// The connection closes after the reply (`Connection: close`, or HTTP/1.0 without
     /// keep-alive).
@@ -38,9 +38,9 @@ pub(crate) enum ReadError {
 /// The head of a request, parsed.
 struct Head {
     len: usize,
-    method: String,
+    method: http::Method,
     path: String,
-    deadline: Option<http::HeaderValue>,
+    deadline_ms: Option<u64>,
     length: Option<usize>,
     chunked: bool,
     close: bool,
@@ -59,17 +59,23 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
         Err(_) => return Err(ReadError::Refuse(400, "malformed request")),
     };
     let target = req.path.unwrap_or("/");
-    // Absolute form (`http://host/path`): the path is what follows the authority.
-    let target = match target.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
-        None => target,
+    // Absolute form (`http://host/path`): the path is what follows the authority. (Looked for only
+    // when the target is not a path: the engine always sends one.)
+    let target = if target.starts_with('/') {
+        target
+    } else {
+        match target.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+            None => target,
+        }
     };
     let path = target.split(['?', '#']).next().unwrap_or("/").to_owned();
     let mut head = Head {
         len,
-        method: req.method.unwrap_or_default().to_owned(),
+        method: http::Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+            .map_err(|_| ReadError::Refuse(400, "malformed method"))?,
         path,
-        deadline: None,
+        deadline_ms: None,
         length: None,
         chunked: false,
         close: req.version == Some(0),
@@ -105,7 +111,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
         } else if name.eq_ignore_ascii_case("expect") {
             head.expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(berth_plugin_protocol::DEADLINE_HEADER) {
-            head.deadline = http::HeaderValue::from_bytes(h.value).ok();
+            head.deadline_ms = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok());
         }
     }
     if head.chunked && head.length.is_some() {
@@ -183,7 +191,7 @@ impl<S: Read + Write> Reader<S> {
         Ok(Some(Request {
             method: head.method,
             path: head.path,
-            deadline: head.deadline,
+            deadline_ms: head.deadline_ms,
             body,
             close: head.close,
         }))
@@ -232,27 +240,34 @@ impl<S: Read + Write> Reader<S> {
     }
 }
 
-/// A whole reply (status line, `content-type`, `content-length`, body) in one buffer, so it
-/// leaves in one write.
-pub(crate) fn reply_bytes(
+/// A whole reply (status line, `content-type`, `content-length`, body) in `out` (cleared first: a
+/// connection reuses one buffer), so it leaves in one write. Put together from pieces rather than
+/// through `format!`: this runs once per call with the plugin's caches cold, where the formatting
+/// machinery alone cost ~0.4 µs.
+pub(crate) fn put_reply(
+    out: &mut Vec<u8>,
     status: http::StatusCode,
     content_type: &str,
     body: &[u8],
     close: bool,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128 + body.len());
-    out.extend_from_slice(
-        format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n{}\r\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or(""),
-            body.len(),
-            if close { "connection: close\r\n" } else { "" },
-        )
-        .as_bytes(),
-    );
+) {
+    let mut num = itoa::Buffer::new();
+    out.clear();
+    out.reserve(128 + content_type.len() + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    out.extend_from_slice(num.format(body.len()).as_bytes());
+    out.extend_from_slice(if close {
+        b"\r\nconnection: close\r\n\r\n".as_slice()
+    } else {
+        b"\r\n\r\n".as_slice()
+    });
     out.extend_from_slice(body);
-    out
 }
 
 #[cfg(test)]
@@ -295,7 +310,7 @@ mod tests {
     fn reads_keep_alive_requests_one_after_another() {
         let mut r = reader(
             b"POST /VolumeDriver.Create?x=1 HTTP/1.1\r\nContent-Length: 2\r\nBerth-Deadline-Ms: 900\r\n\r\n{}\
-              POST http://plugin/v2/handshake HTTP/1.1\r\nconnection: close\r\n\r\n",
+              POST http://plugin/v2/handshake HTTP/1.1\r\nBerth-Deadline-Ms: soon\r\nconnection: close\r\n\r\n",
         );
         let a = r.next().unwrap().unwrap();
         assert_eq!(
@@ -303,10 +318,14 @@ mod tests {
             ("POST", "/VolumeDriver.Create")
         );
         assert_eq!(&a.body[..], b"{}");
-        assert_eq!(a.deadline.unwrap(), "900");
+        assert_eq!(a.deadline_ms, Some(900));
         assert!(!a.close);
         let b = r.next().unwrap().unwrap();
         assert_eq!(b.path, "/v2/handshake");
+        assert_eq!(
+            b.deadline_ms, None,
+            "a deadline that is not a number is no deadline"
+        );
         assert!(b.body.is_empty());
         assert!(b.close);
         assert!(r.next().unwrap().is_none(), "clean end between requests");
@@ -368,10 +387,28 @@ mod tests {
 
     #[test]
     fn a_reply_is_one_buffer() {
-        let out = reply_bytes(http::StatusCode::NOT_FOUND, "text/plain", b"no", true);
+        let mut out = b"left from the previous reply".to_vec();
+        put_reply(
+            &mut out,
+            http::StatusCode::NOT_FOUND,
+            "text/plain",
+            b"no",
+            true,
+        );
         assert_eq!(
             out,
             b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno"
         );
+        put_reply(
+            &mut out,
+            http::StatusCode::OK,
+            "application/json",
+            &[b' '; 1234],
+            false,
+        );
+        let head =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1234\r\n\r\n";
+        assert_eq!(&out[..head.len()], head);
+        assert_eq!(out.len(), head.len() + 1234);
     }
 }
