@@ -23,11 +23,8 @@ use tokio::net::UnixListener;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
-use crate::wire::{ReadError, Reader, Request, put_reply};
+use crate::wire::{ReadError, Reader, Request, put_reply, release_large};
 use crate::{Plugin, Reply, SdkError};
-
-/// The largest reply buffer a connection keeps between requests.
-const KEPT_REPLY_BUFFER: usize = 64 << 10;
 
 /// How long a stop waits for requests in flight before it returns anyway.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
@@ -288,9 +285,6 @@ fn serve_connection(conn: UnixStream, plugin: &Plugin, shared: &Shared, rt: &Han
         if reader.socket().write_all(&out).is_err() || close {
             return;
         }
-        // A large reply's buffer is not kept for the rest of the connection.
-        if out.capacity() > KEPT_REPLY_BUFFER {
-            out = Vec::new();
-        }
+        release_large(&mut out);
     }
 }

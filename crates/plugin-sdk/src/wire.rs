@@ -240,6 +240,17 @@ impl<S: Read + Write> Reader<S> {
     }
 }
 
+/// The largest reply buffer a connection keeps between requests.
+const KEPT_REPLY_BUFFER: usize = 64 << 10;
+
+/// Frees a reply buffer that a large reply grew past [`KEPT_REPLY_BUFFER`], so a connection does
+/// not hold it for the rest of its life.
+pub(crate) fn release_large(out: &mut Vec<u8>) {
+    if out.capacity() > KEPT_REPLY_BUFFER {
+        *out = Vec::new();
+    }
+}
+
 /// A whole reply (status line, `content-type`, `content-length`, body) in `out` (cleared first: a
 /// connection reuses one buffer), so it leaves in one write. Put together from pieces rather than
 /// through `format!`: this runs once per call with the plugin's caches cold, where the formatting
@@ -410,5 +421,23 @@ mod tests {
             b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1234\r\n\r\n";
         assert_eq!(&out[..head.len()], head);
         assert_eq!(out.len(), head.len() + 1234);
+        release_large(&mut out);
+        assert!(
+            out.capacity() >= head.len() + 1234,
+            "a small buffer is kept"
+        );
+        put_reply(
+            &mut out,
+            http::StatusCode::OK,
+            "application/json",
+            &[b' '; 1 << 20],
+            false,
+        );
+        release_large(&mut out);
+        assert_eq!(
+            out.capacity(),
+            0,
+            "a buffer grown by a 1 MiB reply is let go"
+        );
     }
 }
