@@ -282,6 +282,20 @@ pub struct PostHookReply {
     pub modified_server_response: Option<ServerResponse>,
 }
 
+impl PreHookReply {
+    /// The reply that passes the request on unchanged, already encoded: what a `PreHookReply`
+    /// with only the protocol version encodes to. A plugin can send it as it is.
+    pub const UNCHANGED_JSON: &'static [u8] =
+        br#"{"PowerstripProtocolVersion":1,"ModifiedClientRequest":null}"#;
+}
+
+impl PostHookReply {
+    /// The reply that passes the response on unchanged, already encoded (see
+    /// [`PreHookReply::UNCHANGED_JSON`]).
+    pub const UNCHANGED_JSON: &'static [u8] =
+        br#"{"PowerstripProtocolVersion":1,"ModifiedServerResponse":null}"#;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,5 +395,25 @@ mod tests {
             ..a.clone()
         };
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_unchanged_replies_are_what_the_reply_types_encode_to() {
+        let pre = PreHookReply {
+            protocol_version: POWERSTRIP_PROTOCOL_VERSION,
+            ..PreHookReply::default()
+        };
+        assert_eq!(
+            serde_json::to_vec(&pre).unwrap(),
+            PreHookReply::UNCHANGED_JSON
+        );
+        let post = PostHookReply {
+            protocol_version: POWERSTRIP_PROTOCOL_VERSION,
+            ..PostHookReply::default()
+        };
+        assert_eq!(
+            serde_json::to_vec(&post).unwrap(),
+            PostHookReply::UNCHANGED_JSON
+        );
     }
 }

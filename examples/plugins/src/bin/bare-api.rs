@@ -44,11 +44,10 @@ const MAX_HEAD: usize = 16 << 10;
 /// Largest request body accepted: a hook message carries at most a 16 MiB body, escaped.
 const MAX_BODY: usize = 40 << 20;
 
-/// The replies, encoded once: they never change.
+/// The handshake, encoded once (the hook replies are the protocol crate's constant "no change"
+/// answers), and whether to log hooks.
 struct Replies {
     handshake: Vec<u8>,
-    pre: Vec<u8>,
-    post: Vec<u8>,
     log: bool,
 }
 
@@ -143,7 +142,12 @@ fn answer(r: &Replies, p: &Parsed, body: &[u8]) -> Vec<u8> {
             Err(e) => println!("{phase} (undecodable message: {e})"),
         }
     }
-    reply(200, if phase == "pre" { &r.pre } else { &r.post })
+    let unchanged = if phase == "pre" {
+        PreHookReply::UNCHANGED_JSON
+    } else {
+        PostHookReply::UNCHANGED_JSON
+    };
+    reply(200, unchanged)
 }
 
 /// Serves one engine connection until it closes or sends something this plugin refuses.
@@ -199,14 +203,6 @@ fn main() -> anyhow::Result<()> {
     };
     let replies = Arc::new(Replies {
         handshake: serde_json::to_vec(&handshake)?,
-        pre: serde_json::to_vec(&PreHookReply {
-            protocol_version: 1,
-            ..PreHookReply::default()
-        })?,
-        post: serde_json::to_vec(&PostHookReply {
-            protocol_version: 1,
-            ..PostHookReply::default()
-        })?,
         log: args.log,
     });
     if let Some(dir) = args.listen.socket.parent() {
@@ -280,8 +276,6 @@ mod tests {
     fn answers_hooks_no_change_and_other_paths_404() {
         let r = Replies {
             handshake: b"{}".to_vec(),
-            pre: b"PRE".to_vec(),
-            post: b"POST".to_vec(),
             log: false,
         };
         let p = |m: bool, path: &str| Parsed {
@@ -292,8 +286,15 @@ mod tests {
             close: false,
         };
         let text = |v: Vec<u8>| String::from_utf8(v).unwrap_or_default();
-        assert!(text(answer(&r, &p(true, mvp::V2_API_POST_PATH), b"")).ends_with("\r\n\r\nPOST"));
-        assert!(text(answer(&r, &p(true, mvp::V2_API_PRE_PATH), b"")).ends_with("\r\n\r\nPRE"));
+        let body = |b: &[u8]| format!("\r\n\r\n{}", String::from_utf8_lossy(b));
+        assert!(
+            text(answer(&r, &p(true, mvp::V2_API_POST_PATH), b""))
+                .ends_with(&body(PostHookReply::UNCHANGED_JSON))
+        );
+        assert!(
+            text(answer(&r, &p(true, mvp::V2_API_PRE_PATH), b""))
+                .ends_with(&body(PreHookReply::UNCHANGED_JSON))
+        );
         assert!(text(answer(&r, &p(true, "/v1/handshake"), b"")).starts_with("HTTP/1.1 404"));
         assert!(text(answer(&r, &p(false, mvp::V2_API_PRE_PATH), b"")).starts_with("HTTP/1.1 405"));
     }
