@@ -229,3 +229,90 @@ fn anonymous_volumes_go_with_rm_v_and_run_rm() {
     d.docker(&["rm", "-v", "gone"]).ok();
     assert_eq!(volumes(&d), with_owner, "rm -v removes it");
 }
+
+/// Reads one HTTP response head and its `Content-Length` body from `s`; returns the status.
+fn read_response(s: &mut std::os::unix::net::UnixStream) -> u16 {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).expect("reading the response head");
+        assert_eq!(
+            n,
+            1,
+            "the connection closed before a response head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).expect("reading the response body");
+    head.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Needs root. A copy's tar ends before its request body does (at least the chunked body's last
+/// chunk follows it; here also padding): the daemon reads the rest before it answers, so the
+/// client's writes all land and the connection stays open for the next request. Before, the
+/// reply went out as soon as the extraction was done and the connection was reset under the
+/// client's writes, which the docker CLI reported, now and then, as a failed copy
+/// (`write: broken pipe`) although the file had been copied. Fails without the fix
+/// (`Connection reset by peer`).
+#[test]
+fn a_copy_reads_its_whole_body_before_answering() {
+    use std::io::Write;
+    let d = daemon_with_bb();
+    d.docker(&["create", "--name", "c1", "bb", "true"]).ok();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "greeting", &b"hello"[..]).unwrap();
+    let tar = tar.into_inner().unwrap();
+    // Past the tar's end: more than the socket holds, so the writer is still at it when the
+    // extraction is done.
+    let trailing = vec![0u8; 512 << 10];
+    let mut s = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    // Chunked, as the docker CLI streams it.
+    let head = "PUT /v1.50/containers/c1/archive?path=/etc HTTP/1.1\r\nHost: berth\r\n\
+                Content-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let writer = std::thread::spawn(move || {
+        w.write_all(head.as_bytes())?;
+        for chunk in std::iter::once(&tar[..]).chain(trailing.chunks(32 << 10)) {
+            w.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+            w.write_all(chunk)?;
+            w.write_all(b"\r\n")?;
+        }
+        w.write_all(b"0\r\n\r\n")
+    });
+    assert_eq!(read_response(&mut s), 200, "the copy");
+    writer
+        .join()
+        .unwrap()
+        .expect("every byte of the body was written: the connection stayed open");
+    s.write_all(b"GET /_ping HTTP/1.1\r\nHost: berth\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut s),
+        200,
+        "the next request on the same connection"
+    );
+    let head = d.raw(
+        "HEAD",
+        "/containers/c1/archive?path=/etc/greeting",
+        None,
+        b"",
+    );
+    assert_eq!(head.status, 200, "the file was copied");
+}

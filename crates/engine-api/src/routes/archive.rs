@@ -71,6 +71,12 @@ async fn get_archive(
     Ok(resp)
 }
 
+/// How much of a body the extraction did not need (the tar's end and its padding) is read and
+/// thrown away before the reply, and for how long: the client is still writing it, and a
+/// connection closed under its writes turns a copy that succeeded into a `broken pipe`.
+const TRAILING_LIMIT: usize = 1 << 20;
+const TRAILING_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn put_archive(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -81,18 +87,36 @@ async fn put_archive(
     let no_overwrite = q.bool("noOverwriteDirNonDir")?;
     let (tx, rx) = body_channel();
     let mut body = req.into_body().into_data_stream();
-    // Feeds the extraction; stops when it is done (the receiver is dropped) or the body ends.
-    let feeder = tokio::spawn(async move {
+    // Feeds the extraction until it is done (the receiver is dropped), then reads what is left of
+    // the body, up to TRAILING_LIMIT, so that the reply finds the client reading.
+    let mut feeder = tokio::spawn(async move {
+        let mut extracting = true;
+        let mut discarded = 0usize;
         while let Some(chunk) = body.next().await {
-            let item = chunk.map_err(std::io::Error::other);
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
-                break;
+            match chunk {
+                Ok(b) if extracting => extracting = tx.send(Ok(b)).await.is_ok(),
+                Ok(b) => {
+                    discarded += b.len();
+                    if discarded > TRAILING_LIMIT {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    if extracting {
+                        let _ = tx.send(Err(std::io::Error::other(e))).await;
+                    }
+                    break;
+                }
             }
         }
     });
     let result = s.engine.archive_put(&id, &path, no_overwrite, rx).await;
-    feeder.abort();
+    if tokio::time::timeout(TRAILING_TIME, &mut feeder)
+        .await
+        .is_err()
+    {
+        feeder.abort();
+    }
     result?;
     Ok(StatusCode::OK.into_response())
 }
